@@ -1,0 +1,79 @@
+//! Chunk identity: a chunk is named by the BLAKE3-256 hash of its uncompressed bytes, so the same
+//! bytes dedup whatever codec or settings stored them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The largest chunk any chunker, tree node or RPC may produce (4 MiB).
+pub const MAX_CHUNK_SIZE: usize = 4 << 20;
+
+/// BLAKE3-256 of a chunk's uncompressed bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ChunkId(pub [u8; 32]);
+
+impl ChunkId {
+    /// Hashes `data` and returns its id.
+    pub fn of(data: &[u8]) -> ChunkId {
+        ChunkId(*blake3::hash(data).as_bytes())
+    }
+
+    /// True when `data` hashes to this id.
+    pub fn verify(&self, data: &[u8]) -> bool {
+        ChunkId::of(data) == *self
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Builds an id from a 32-byte slice, if it has that length.
+    pub fn from_slice(b: &[u8]) -> Option<ChunkId> {
+        <[u8; 32]>::try_from(b).ok().map(ChunkId)
+    }
+}
+
+impl fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChunkId({})", &hex::encode(self.0)[..16])
+    }
+}
+
+impl FromStr for ChunkId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let v = hex::decode(s).map_err(|e| format!("chunk id `{s}` is not hex: {e}"))?;
+        ChunkId::from_slice(&v).ok_or_else(|| format!("chunk id `{s}` must be 64 hex digits"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_is_blake3_of_bytes_and_round_trips() {
+        let id = ChunkId::of(b"hello");
+        assert_eq!(id.0, *blake3::hash(b"hello").as_bytes());
+        assert!(id.verify(b"hello"));
+        assert!(!id.verify(b"hellp"));
+        let s = id.to_string();
+        assert_eq!(s.len(), 64);
+        assert_eq!(s.parse::<ChunkId>().unwrap(), id);
+        assert!("zz".parse::<ChunkId>().is_err());
+    }
+
+    #[test]
+    fn large_input_hash_matches_plain_blake3() {
+        let data = vec![7u8; 1 << 20];
+        assert_eq!(ChunkId::of(&data).0, *blake3::hash(&data).as_bytes());
+    }
+}
