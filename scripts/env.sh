@@ -29,6 +29,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
 # The prebuilt library must match the librocksdb-sys version in Cargo.lock exactly.
 _cairn_rocksdb_ver="$(grep -A1 '^name = "librocksdb-sys"' "$_cairn_root/Cargo.lock" | sed -n 's/^version = "\(.*\)"/\1/p')"
 _cairn_rocksdb_dir="${CAIRN_ROCKSDB_CACHE:-$HOME/.cache/cairn-rocksdb}/$_cairn_rocksdb_ver"
+mkdir -p "$_cairn_rocksdb_dir"
+# One build at a time: concurrent shells wait for the first one's library.
+exec {_cairn_lock_fd}>"$_cairn_rocksdb_dir.lock"
+flock "$_cairn_lock_fd"
 if [ ! -f "$_cairn_rocksdb_dir/librocksdb.a" ]; then
     echo "cairn: building RocksDB $_cairn_rocksdb_ver once into $_cairn_rocksdb_dir (about 15 minutes on 2 cores)" >&2
     mkdir -p "$_cairn_rocksdb_dir"
@@ -36,10 +40,16 @@ if [ ! -f "$_cairn_rocksdb_dir/librocksdb.a" ]; then
         cd "$_cairn_root" &&
             env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC CARGO_TARGET_DIR="$_cairn_rocksdb_dir/build" \
                 cargo build --release --locked -p librocksdb-sys >&2
-    ) || { echo "cairn: building RocksDB failed" >&2; return 1 2>/dev/null || exit 1; }
+    ) || {
+        echo "cairn: building RocksDB failed" >&2
+        flock -u "$_cairn_lock_fd"
+        return 1 2>/dev/null || exit 1
+    }
     _cairn_lib="$(find "$_cairn_rocksdb_dir/build/release/build" -name librocksdb.a | head -n1)"
     cp "$_cairn_lib" "$_cairn_rocksdb_dir/librocksdb.a.tmp" && mv "$_cairn_rocksdb_dir/librocksdb.a.tmp" "$_cairn_rocksdb_dir/librocksdb.a"
     rm -rf "$_cairn_rocksdb_dir/build"
 fi
+flock -u "$_cairn_lock_fd"
+exec {_cairn_lock_fd}>&-
 export ROCKSDB_LIB_DIR="$_cairn_rocksdb_dir"
 export ROCKSDB_STATIC=1

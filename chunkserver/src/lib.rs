@@ -1,1 +1,13 @@
-//! x
+//! The chunk server: a durable, deduplicating store of immutable chunks on RocksDB.
+//!
+//! A chunk is stored once under its [`ChunkId`](cairn_core::ChunkId) whatever how many objects
+//! reference it; payloads live in RocksDB blob files (large values stay out of the LSM tree's
+//! compactions) and a small index entry per chunk answers "have it?" without touching a payload.
+//! Every put is a synced write batch (RocksDB groups concurrent writers into one WAL sync), so an
+//! acknowledged put survives kill -9; every get re-hashes the bytes before returning them.
+
+mod error;
+mod store;
+
+pub use error::ChunkError;
+pub use store::{ChunkConfig, ChunkMeta, ChunkStats, ChunkStore, StoredChunk};

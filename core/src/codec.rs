@@ -61,7 +61,9 @@ pub fn decode(codec: Codec, payload: &[u8], raw_len: usize) -> Result<Vec<u8>, S
         Codec::Raw => Ok(payload.to_vec()),
         Codec::Zstd => {
             if raw_len > crate::MAX_CHUNK_SIZE {
-                return Err(format!("chunk claims {raw_len} bytes, over the 4 MiB limit"));
+                return Err(format!(
+                    "chunk claims {raw_len} bytes, over the 4 MiB limit"
+                ));
             }
             let out = zstd::bulk::decompress(payload, raw_len).map_err(|e| e.to_string())?;
             if out.len() != raw_len {
@@ -82,7 +84,9 @@ mod tests {
 
     #[test]
     fn compressible_data_is_compressed_and_round_trips() {
-        let raw: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 17).to_le_bytes()).collect();
+        let raw: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 17).to_le_bytes())
+            .collect();
         let (codec, payload) = encode(&raw);
         assert_eq!(codec, Codec::Zstd);
         let payload = payload.unwrap();

@@ -204,11 +204,17 @@ pub trait NodeStore: Sync {
     /// The store's error; tree errors convert into it.
     type Error: From<TreeError> + Send;
     /// Loads and decodes node `id`, which must cover `len` bytes.
-    fn load(&self, id: ChunkId, len: u64)
-        -> impl Future<Output = Result<TreeNode, Self::Error>> + Send;
+    fn load(
+        &self,
+        id: ChunkId,
+        len: u64,
+    ) -> impl Future<Output = Result<TreeNode, Self::Error>> + Send;
     /// Stores encoded node bytes under `id` (the hash of `bytes`) durably.
-    fn store(&self, id: ChunkId, bytes: Vec<u8>)
-        -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn store(
+        &self,
+        id: ChunkId,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 async fn store_node<S: NodeStore>(s: &S, node: TreeNode) -> Result<Child, S::Error> {
@@ -251,7 +257,11 @@ impl TreeBuilder {
     }
 
     /// Appends a whole existing subtree.
-    pub async fn push_subtree<S: NodeStore>(&mut self, s: &S, child: Child) -> Result<(), S::Error> {
+    pub async fn push_subtree<S: NodeStore>(
+        &mut self,
+        s: &S,
+        child: Child,
+    ) -> Result<(), S::Error> {
         if child.len == 0 {
             return Ok(());
         }
@@ -371,7 +381,11 @@ impl RangeWalker {
         }
         if let Some(root) = self.root.take() {
             let node = s.load(root.node, root.len).await?;
-            self.stack.push(Frame { node, idx: 0, pos: 0 });
+            self.stack.push(Frame {
+                node,
+                idx: 0,
+                pos: 0,
+            });
         }
         loop {
             let Some(frame) = self.stack.last_mut() else {

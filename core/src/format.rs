@@ -85,7 +85,10 @@ mod tests {
 
     #[test]
     fn round_trip_and_rejects_other_versions() {
-        let r = Rec { a: 7, b: "x".into() };
+        let r = Rec {
+            a: 7,
+            b: "x".into(),
+        };
         let mut e = r.encode();
         assert_eq!(e[0], 3);
         assert_eq!(Rec::decode(&e).unwrap(), r);

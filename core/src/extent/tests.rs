@@ -158,7 +158,10 @@ fn splices_match_a_byte_model_and_share_untouched_nodes() {
         let before = *mem.stores.lock().unwrap();
         root = block_on(splice(&mem, root, a as u64, b as u64, ins)).unwrap();
         let stored = *mem.stores.lock().unwrap() - before;
-        assert!(stored <= 2 * MAX_DEPTH, "round {round}: rewrote {stored} nodes");
+        assert!(
+            stored <= 2 * MAX_DEPTH,
+            "round {round}: rewrote {stored} nodes"
+        );
         model.splice(a..b, bytes);
         assert_eq!(root.map_or(0, |r| r.len), model.len() as u64);
         if round % 20 == 0 {
@@ -168,7 +171,10 @@ fn splices_match_a_byte_model_and_share_untouched_nodes() {
     assert_eq!(block_on(mem.read(root, 0, model.len() as u64)), model);
     // Removing everything leaves empty content.
     let len = model.len() as u64;
-    assert_eq!(block_on(splice(&mem, root, 0, len, Vec::new())).unwrap(), None);
+    assert_eq!(
+        block_on(splice(&mem, root, 0, len, Vec::new())).unwrap(),
+        None
+    );
     assert!(block_on(splice(&mem, root, 0, len + 1, Vec::new())).is_err());
 }
 

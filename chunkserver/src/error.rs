@@ -1,0 +1,40 @@
+//! Errors of the chunk store.
+
+use cairn_core::{ChunkId, ErrorKind};
+
+/// A chunk-store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    /// The stored bytes do not hash to the id (bit rot, a torn disk write, tampering).
+    #[error("chunk {id} is corrupt: {reason}")]
+    Corrupt {
+        /// The chunk.
+        id: ChunkId,
+        /// What failed.
+        reason: String,
+    },
+    /// A put whose payload does not decode to bytes hashing to the given id.
+    #[error("chunk {id} was sent with bytes that do not match its id")]
+    Mismatch {
+        /// The claimed id.
+        id: ChunkId,
+    },
+    /// A chunk over the 4 MiB limit.
+    #[error("chunk of {0} bytes is over the 4 MiB limit")]
+    TooLarge(usize),
+    /// RocksDB failed.
+    #[error("chunk database: {0}")]
+    Db(#[from] rocksdb::Error),
+}
+
+impl ChunkError {
+    /// The shared error kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ChunkError::Corrupt { .. } => ErrorKind::Corrupt,
+            ChunkError::Mismatch { .. } => ErrorKind::InvalidInput,
+            ChunkError::TooLarge(_) => ErrorKind::LimitExceeded,
+            ChunkError::Db(_) => ErrorKind::Io,
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! The RocksDB-backed chunk store.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use cairn_core::codec::{self, Codec};
+use cairn_core::format::Versioned;
+use cairn_core::{ChunkId, MAX_CHUNK_SIZE};
+use parking_lot::Mutex;
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, MergeOperands, Options, WriteBatch, WriteOptions, DB,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::ChunkError;
+
+const CF_INDEX: &str = "index";
+const CF_DATA: &str = "data";
+const CF_META: &str = "meta";
+const STAT_CHUNKS: &[u8] = b"chunks";
+const STAT_RAW: &[u8] = b"raw_bytes";
+const STAT_STORED: &[u8] = b"stored_bytes";
+/// Puts of the same chunk serialize on one of these stripes so "have it?" and the write are
+/// atomic (exact stats, one write per chunk); different chunks rarely share a stripe.
+const STRIPES: usize = 256;
+
+/// Chunk-store settings.
+#[derive(Clone, Debug)]
+pub struct ChunkConfig {
+    /// Sync the WAL on every put (on by default; only benchmarks of the engine turn it off).
+    pub sync_writes: bool,
+    /// Values at least this large go to blob files.
+    pub min_blob_size: u64,
+}
+
+impl Default for ChunkConfig {
+    fn default() -> Self {
+        ChunkConfig {
+            sync_writes: true,
+            min_blob_size: 4096,
+        }
+    }
+}
+
+/// What the index knows of a stored chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkMeta {
+    /// How the payload is encoded.
+    pub codec: Codec,
+    /// Uncompressed length.
+    pub raw_len: u32,
+    /// Payload length on disk.
+    pub stored_len: u32,
+    /// When it was first stored, unix ms (GC's speculative hold looks at this).
+    pub created_ms: u64,
+}
+
+impl Versioned for ChunkMeta {
+    const FORMAT: u8 = 1;
+    const WHAT: &'static str = "chunk index entry";
+}
+
+/// A chunk in its stored (possibly compressed) form, as shipped between nodes and sites.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredChunk {
+    /// Encoding of `payload`.
+    pub codec: Codec,
+    /// Uncompressed length.
+    pub raw_len: u32,
+    /// Encoded bytes.
+    pub payload: Bytes,
+}
+
+impl StoredChunk {
+    /// Encodes raw chunk bytes (compressing when it pays).
+    pub fn encode(raw: Bytes) -> StoredChunk {
+        let raw_len = raw.len() as u32;
+        match codec::encode(&raw) {
+            (Codec::Zstd, Some(c)) => StoredChunk {
+                codec: Codec::Zstd,
+                raw_len,
+                payload: Bytes::from(c),
+            },
+            _ => StoredChunk {
+                codec: Codec::Raw,
+                raw_len,
+                payload: raw,
+            },
+        }
+    }
+
+    /// Decodes to the raw bytes and checks they hash to `id`.
+    pub fn decode_verified(&self, id: &ChunkId) -> Result<Bytes, ChunkError> {
+        let raw = match self.codec {
+            Codec::Raw => self.payload.clone(),
+            Codec::Zstd => codec::decode(Codec::Zstd, &self.payload, self.raw_len as usize)
+                .map(Bytes::from)
+                .map_err(|reason| ChunkError::Corrupt { id: *id, reason })?,
+        };
+        if raw.len() != self.raw_len as usize || !id.verify(&raw) {
+            return Err(ChunkError::Corrupt {
+                id: *id,
+                reason: "bytes do not hash to the chunk id".into(),
+            });
+        }
+        Ok(raw)
+    }
+}
+
+/// Totals of the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkStats {
+    /// Distinct chunks stored.
+    pub chunks: u64,
+    /// Their uncompressed bytes.
+    pub raw_bytes: u64,
+    /// Their payload bytes on disk.
+    pub stored_bytes: u64,
+}
+
+/// A node's chunk store.
+pub struct ChunkStore {
+    /// The database: `index` (id → [`ChunkMeta`]), `data` (id → payload, in blob files),
+    /// `meta` (counters, merged with an add operator).
+    db: DB,
+    /// Write options for every mutation (synced WAL).
+    write_opts: WriteOptions,
+    /// Stripe locks making check-then-put atomic per chunk.
+    stripes: Vec<Mutex<()>>,
+}
+
+fn add_merge(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
+    let mut v = existing.map_or(0i64, decode_i64);
+    for op in ops {
+        v = v.wrapping_add(decode_i64(op));
+    }
+    Some(v.to_le_bytes().to_vec())
+}
+
+fn decode_i64(b: &[u8]) -> i64 {
+    <[u8; 8]>::try_from(b).map_or(0, i64::from_le_bytes)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl ChunkStore {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path, config: ChunkConfig) -> Result<ChunkStore, ChunkError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_open_files(512);
+        opts.set_keep_log_file_num(4);
+        opts.increase_parallelism(2);
+        opts.set_bytes_per_sync(1 << 20);
+
+        let mut index = Options::default();
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        index.set_block_based_table_factory(&table);
+
+        let mut data = Options::default();
+        data.set_enable_blob_files(true);
+        data.set_min_blob_size(config.min_blob_size);
+        data.set_blob_file_size(256 << 20);
+        data.set_enable_blob_gc(true);
+        data.set_write_buffer_size(64 << 20);
+
+        let mut meta = Options::default();
+        meta.set_merge_operator_associative("add_i64", add_merge);
+
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_INDEX, index),
+            ColumnFamilyDescriptor::new(CF_DATA, data),
+            ColumnFamilyDescriptor::new(CF_META, meta),
+        ];
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(config.sync_writes);
+        Ok(ChunkStore {
+            db,
+            write_opts,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        // The column families are created at open; their absence is a bug.
+        self.db.cf_handle(name).expect("column family exists")
+    }
+
+    /// Stores a chunk unless it is already there; returns whether it was new. Idempotent: a
+    /// chunk already present costs one index lookup and writes nothing. The caller vouches that
+    /// `chunk` decodes to bytes hashing to `id` (see [`ChunkStore::put_verified`] otherwise).
+    pub fn put(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
+        if chunk.raw_len as usize > MAX_CHUNK_SIZE || chunk.payload.len() > MAX_CHUNK_SIZE + 1024 {
+            return Err(ChunkError::TooLarge(chunk.raw_len as usize));
+        }
+        let _guard = self.stripes[id.0[0] as usize].lock();
+        if self.db.get_pinned_cf(self.cf(CF_INDEX), id.0)?.is_some() {
+            return Ok(false);
+        }
+        let meta = ChunkMeta {
+            codec: chunk.codec,
+            raw_len: chunk.raw_len,
+            stored_len: chunk.payload.len() as u32,
+            created_ms: now_ms(),
+        };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_DATA), id.0, &chunk.payload);
+        batch.put_cf(self.cf(CF_INDEX), id.0, meta.encode());
+        let m = self.cf(CF_META);
+        batch.merge_cf(m, STAT_CHUNKS, 1i64.to_le_bytes());
+        batch.merge_cf(m, STAT_RAW, (chunk.raw_len as i64).to_le_bytes());
+        batch.merge_cf(m, STAT_STORED, (chunk.payload.len() as i64).to_le_bytes());
+        self.db.write_opt(batch, &self.write_opts)?;
+        Ok(true)
+    }
+
+    /// Like [`ChunkStore::put`] but first checks the payload against `id` (for chunks that
+    /// arrive from the network).
+    pub fn put_verified(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
+        chunk
+            .decode_verified(id)
+            .map_err(|_| ChunkError::Mismatch { id: *id })?;
+        self.put(id, chunk)
+    }
+
+    /// The index entry of a chunk, if stored.
+    pub fn meta(&self, id: &ChunkId) -> Result<Option<ChunkMeta>, ChunkError> {
+        match self.db.get_pinned_cf(self.cf(CF_INDEX), id.0)? {
+            None => Ok(None),
+            Some(v) => ChunkMeta::decode(&v)
+                .map(Some)
+                .map_err(|e| ChunkError::Corrupt {
+                    id: *id,
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// Which of `ids` are stored ("have it?" for a batch).
+    pub fn has_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
+        let cf = self.cf(CF_INDEX);
+        let keys: Vec<_> = ids.iter().map(|id| (cf, id.0)).collect();
+        self.db
+            .multi_get_cf(keys)
+            .into_iter()
+            .map(|r| r.map(|v| v.is_some()).map_err(ChunkError::from))
+            .collect()
+    }
+
+    /// A chunk in stored form, unverified (for shipping; the receiver verifies).
+    pub fn get_stored(&self, id: &ChunkId) -> Result<Option<StoredChunk>, ChunkError> {
+        let Some(meta) = self.meta(id)? else {
+            return Ok(None);
+        };
+        let Some(payload) = self.db.get_cf(self.cf(CF_DATA), id.0)? else {
+            return Err(ChunkError::Corrupt {
+                id: *id,
+                reason: "index entry without payload".into(),
+            });
+        };
+        Ok(Some(StoredChunk {
+            codec: meta.codec,
+            raw_len: meta.raw_len,
+            payload: Bytes::from(payload),
+        }))
+    }
+
+    /// A chunk's bytes, verified against its id; `Corrupt` if they do not hash to it.
+    pub fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError> {
+        match self.get_stored(id)? {
+            None => Ok(None),
+            Some(c) => c.decode_verified(id).map(Some),
+        }
+    }
+
+    /// Removes a chunk (GC); returns whether it existed.
+    pub fn delete(&self, id: &ChunkId) -> Result<bool, ChunkError> {
+        let _guard = self.stripes[id.0[0] as usize].lock();
+        let Some(meta) = self.meta(id)? else {
+            return Ok(false);
+        };
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_DATA), id.0);
+        batch.delete_cf(self.cf(CF_INDEX), id.0);
+        let m = self.cf(CF_META);
+        batch.merge_cf(m, STAT_CHUNKS, (-1i64).to_le_bytes());
+        batch.merge_cf(m, STAT_RAW, (-(meta.raw_len as i64)).to_le_bytes());
+        batch.merge_cf(m, STAT_STORED, (-(meta.stored_len as i64)).to_le_bytes());
+        self.db.write_opt(batch, &self.write_opts)?;
+        Ok(true)
+    }
+
+    /// Store totals.
+    pub fn stats(&self) -> Result<ChunkStats, ChunkError> {
+        let m = self.cf(CF_META);
+        let get = |k: &[u8]| -> Result<u64, ChunkError> {
+            Ok(self
+                .db
+                .get_cf(m, k)?
+                .map_or(0, |v| decode_i64(&v).max(0) as u64))
+        };
+        Ok(ChunkStats {
+            chunks: get(STAT_CHUNKS)?,
+            raw_bytes: get(STAT_RAW)?,
+            stored_bytes: get(STAT_STORED)?,
+        })
+    }
+
+    /// Test hook: overwrites a chunk's payload with other bytes, as disk corruption would.
+    #[doc(hidden)]
+    pub fn corrupt_for_test(&self, id: &ChunkId, payload: &[u8]) -> Result<(), ChunkError> {
+        self.db
+            .put_cf_opt(self.cf(CF_DATA), id.0, payload, &self.write_opts)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> ChunkStore {
+        ChunkStore::open(dir, ChunkConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn put_is_idempotent_and_get_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let raw = Bytes::from(vec![b'x'; 100_000]);
+        let id = ChunkId::of(&raw);
+        let c = StoredChunk::encode(raw.clone());
+        assert_eq!(c.codec, Codec::Zstd);
+        assert!(s.put(&id, &c).unwrap());
+        let after_first = s.stats().unwrap();
+        assert!(!s.put(&id, &c).unwrap());
+        assert_eq!(s.stats().unwrap(), after_first);
+        assert_eq!(after_first.chunks, 1);
+        assert_eq!(after_first.raw_bytes, 100_000);
+        assert_eq!(after_first.stored_bytes, c.payload.len() as u64);
+        assert_eq!(s.get(&id).unwrap().unwrap(), raw);
+        let other = ChunkId::of(b"other");
+        assert_eq!(s.get(&other).unwrap(), None);
+        assert_eq!(s.has_many(&[id, other]).unwrap(), vec![true, false]);
+    }
+
+    #[test]
+    fn corrupt_payload_is_detected_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let raw = Bytes::from_static(b"some bytes that will rot on disk......");
+        let id = ChunkId::of(&raw);
+        s.put(&id, &StoredChunk::encode(raw)).unwrap();
+        s.corrupt_for_test(&id, b"some bytes that will rot on disk....X.")
+            .unwrap();
+        assert!(matches!(s.get(&id), Err(ChunkError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn put_verified_rejects_mismatched_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let c = StoredChunk::encode(Bytes::from_static(b"abc"));
+        let wrong = ChunkId::of(b"abd");
+        assert!(matches!(
+            s.put_verified(&wrong, &c),
+            Err(ChunkError::Mismatch { .. })
+        ));
+        assert_eq!(s.stats().unwrap().chunks, 0);
+        assert!(s.put_verified(&ChunkId::of(b"abc"), &c).unwrap());
+    }
+
+    #[test]
+    fn data_and_stats_survive_reopen_and_delete_updates_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<ChunkId> = {
+            let s = open(dir.path());
+            (0..50u32)
+                .map(|i| {
+                    let raw = Bytes::from(i.to_le_bytes().repeat(3000));
+                    let id = ChunkId::of(&raw);
+                    s.put(&id, &StoredChunk::encode(raw)).unwrap();
+                    id
+                })
+                .collect()
+        };
+        let s = open(dir.path());
+        assert_eq!(s.stats().unwrap().chunks, 50);
+        assert_eq!(s.stats().unwrap().raw_bytes, 50 * 12_000);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(
+                s.get(id).unwrap().unwrap(),
+                Bytes::from((i as u32).to_le_bytes().repeat(3000))
+            );
+        }
+        assert!(s.delete(&ids[0]).unwrap());
+        assert!(!s.delete(&ids[0]).unwrap());
+        assert_eq!(s.stats().unwrap().chunks, 49);
+        assert_eq!(s.get(&ids[0]).unwrap(), None);
+    }
+
+    #[test]
+    fn oversized_chunk_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let c = StoredChunk {
+            codec: Codec::Raw,
+            raw_len: (MAX_CHUNK_SIZE + 1) as u32,
+            payload: Bytes::from(vec![1u8; MAX_CHUNK_SIZE + 1]),
+        };
+        assert!(matches!(
+            s.put(&ChunkId::of(&c.payload), &c),
+            Err(ChunkError::TooLarge(_))
+        ));
+    }
+}

@@ -1,0 +1,240 @@
+//! Admin commands (`cairn key`, `cairn bucket`, `cairn stats`), run against a data dir directly
+//! or through a running site's admin endpoint.
+
+use anyhow::Context;
+use cairn_client::Client;
+use http::Method;
+
+use crate::admin::{self, AdminClient, BucketInfo, KeyInfo, StatsInfo};
+use crate::Target;
+
+/// Where the command's work happens.
+enum Backend {
+    /// The data dir, opened in this process (no site is running on it).
+    Local(Client),
+    /// A running site's admin API.
+    Remote(AdminClient),
+}
+
+async fn backend(t: &Target) -> anyhow::Result<Backend> {
+    if let Some(url) = &t.admin {
+        let token = t
+            .token
+            .clone()
+            .context("--admin needs --token (or CAIRN_ADMIN_TOKEN): it is in the site's DATA_DIR/admin.token")?;
+        return Ok(Backend::Remote(AdminClient::new(url, &token)));
+    }
+    let dir = &t.data_dir;
+    if !dir.join("node-id").exists() {
+        anyhow::bail!(
+            "{} is not a cairn data dir: start a site with `cairn serve --data-dir {}` first, or pass --data-dir",
+            dir.display(),
+            dir.display()
+        );
+    }
+    match Client::open_dir(dir) {
+        Ok(c) => Ok(Backend::Local(c)),
+        Err(e) if e.to_string().to_lowercase().contains("lock") => {
+            // A site is running on the data dir: go through its admin endpoint.
+            let file = std::fs::read_to_string(dir.join("admin.json")).with_context(|| {
+                format!(
+                    "{} is in use by a running site that published no admin endpoint",
+                    dir.display()
+                )
+            })?;
+            let ep: admin::EndpointFile = serde_json::from_str(&file)?;
+            let token = std::fs::read_to_string(dir.join("admin.token"))
+                .with_context(|| format!("cannot read {}/admin.token", dir.display()))?;
+            Ok(Backend::Remote(AdminClient::new(&ep.url, token.trim())))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `cairn key create NAME`.
+pub async fn key_create(t: &Target, name: &str) -> anyhow::Result<()> {
+    let k: KeyInfo = match backend(t).await? {
+        Backend::Local(c) => admin::key_info(&c.create_key(name).await?, true),
+        Backend::Remote(a) => {
+            a.call(
+                Method::POST,
+                "/v1/keys",
+                Some(serde_json::json!({ "name": name })),
+            )
+            .await?
+        }
+    };
+    println!("Access key id:     {}", k.id);
+    println!("Secret access key: {}", k.secret.unwrap_or_default());
+    println!("(the secret is shown only now: keep it)");
+    Ok(())
+}
+
+/// `cairn key list`.
+pub async fn key_list(t: &Target) -> anyhow::Result<()> {
+    let keys: Vec<KeyInfo> = match backend(t).await? {
+        Backend::Local(c) => c
+            .list_keys()
+            .await?
+            .iter()
+            .map(|k| admin::key_info(k, false))
+            .collect(),
+        Backend::Remote(a) => a.call(Method::GET, "/v1/keys", None).await?,
+    };
+    println!("{:<24} {:<20} CREATED", "ID", "NAME");
+    for k in keys {
+        println!("{:<24} {:<20} {}", k.id, k.name, fmt_time(k.created_ms));
+    }
+    Ok(())
+}
+
+/// `cairn key delete ID`.
+pub async fn key_delete(t: &Target, id: &str) -> anyhow::Result<()> {
+    let deleted = match backend(t).await? {
+        Backend::Local(c) => c.delete_key(id).await?,
+        Backend::Remote(a) => {
+            a.call::<serde_json::Value>(Method::DELETE, &format!("/v1/keys/{id}"), None)
+                .await?;
+            true
+        }
+    };
+    if !deleted {
+        anyhow::bail!("no access key `{id}`: see `cairn key list`");
+    }
+    println!("Deleted access key {id}");
+    Ok(())
+}
+
+/// `cairn bucket create NAME`.
+pub async fn bucket_create(t: &Target, name: &str, owner: Option<&str>) -> anyhow::Result<()> {
+    let b: BucketInfo = match backend(t).await? {
+        Backend::Local(c) => {
+            let owner = admin::default_owner(&c, owner).await?;
+            admin::bucket_info(&c.create_bucket(name, &owner).await?)
+        }
+        Backend::Remote(a) => {
+            a.call(
+                Method::POST,
+                "/v1/buckets",
+                Some(serde_json::json!({ "name": name, "owner": owner })),
+            )
+            .await?
+        }
+    };
+    println!("Created bucket {} (owner {})", b.name, b.owner);
+    Ok(())
+}
+
+/// `cairn bucket list`.
+pub async fn bucket_list(t: &Target) -> anyhow::Result<()> {
+    let buckets: Vec<BucketInfo> = match backend(t).await? {
+        Backend::Local(c) => c
+            .list_buckets()
+            .await?
+            .iter()
+            .map(admin::bucket_info)
+            .collect(),
+        Backend::Remote(a) => a.call(Method::GET, "/v1/buckets", None).await?,
+    };
+    println!(
+        "{:<40} {:<24} {:<12} CREATED",
+        "NAME", "OWNER", "VERSIONING"
+    );
+    for b in buckets {
+        println!(
+            "{:<40} {:<24} {:<12} {}",
+            b.name,
+            b.owner,
+            b.versioning,
+            fmt_time(b.created_ms)
+        );
+    }
+    Ok(())
+}
+
+/// `cairn stats`.
+pub async fn stats(t: &Target) -> anyhow::Result<()> {
+    let s: StatsInfo = match backend(t).await? {
+        Backend::Local(c) => admin::stats_info(&c.stats().await?),
+        Backend::Remote(a) => a.call(Method::GET, "/v1/stats", None).await?,
+    };
+    let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    println!("buckets:          {}", s.buckets);
+    println!("versions:         {}", s.versions);
+    println!("chunks:           {}", s.chunks);
+    println!(
+        "logical bytes:    {} ({})",
+        s.logical_bytes,
+        human(s.logical_bytes)
+    );
+    println!(
+        "after dedup:      {} ({})",
+        s.unique_bytes,
+        human(s.unique_bytes)
+    );
+    println!(
+        "physical bytes:   {} ({})",
+        s.physical_bytes,
+        human(s.physical_bytes)
+    );
+    println!(
+        "dedup ratio:      {:.2}x",
+        ratio(s.logical_bytes, s.unique_bytes)
+    );
+    println!(
+        "compression:      {:.2}x",
+        ratio(s.unique_bytes, s.physical_bytes)
+    );
+    println!(
+        "total reduction:  {:.2}x",
+        ratio(s.logical_bytes, s.physical_bytes)
+    );
+    Ok(())
+}
+
+fn human(b: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+fn fmt_time(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_sizes_and_times() {
+        assert_eq!(human(0), "0.0 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(5 << 30), "5.0 GiB");
+        assert_eq!(fmt_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(fmt_time(1_700_000_000_000), "2023-11-14T22:13:20Z");
+    }
+}

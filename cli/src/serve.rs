@@ -1,0 +1,197 @@
+//! `cairn serve`: an embedded single-node site (every role in one process).
+
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use cairn_client::Client;
+use clap::Args;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{admin, parse_listen, DEFAULT_ADMIN_LISTEN, DEFAULT_S3_LISTEN};
+
+/// Flags of `cairn serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Where the site keeps its data (created if missing).
+    #[arg(long, default_value = "cairn-data", env = "CAIRN_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address of the S3 endpoint.
+    #[arg(long, default_value = DEFAULT_S3_LISTEN, value_parser = parse_listen, env = "CAIRN_S3_LISTEN")]
+    pub s3_listen: SocketAddr,
+    /// Address of the admin endpoint (key and bucket management, stats, /metrics, /health).
+    #[arg(long, default_value = DEFAULT_ADMIN_LISTEN, value_parser = parse_listen, env = "CAIRN_ADMIN_LISTEN")]
+    pub admin_listen: SocketAddr,
+    /// Accept only requests signed for this region (default: any region).
+    #[arg(long, env = "CAIRN_S3_REGION")]
+    pub region: Option<String>,
+    /// Domain for virtual-hosted-style requests (bucket.DOMAIN); repeatable.
+    #[arg(
+        long = "s3-domain",
+        default_value = "localhost",
+        env = "CAIRN_S3_DOMAIN"
+    )]
+    pub domains: Vec<String>,
+}
+
+/// Writes `contents` to `path` readable by the owner only (0600), atomically.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Makes sure the site has its first access key: from CAIRN_ACCESS_KEY_ID and
+/// CAIRN_SECRET_ACCESS_KEY when set, otherwise generated once and kept in DATA_DIR/credentials.
+async fn first_key(client: &Client, data_dir: &Path) -> anyhow::Result<()> {
+    let env_id = std::env::var("CAIRN_ACCESS_KEY_ID")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let env_secret = std::env::var("CAIRN_SECRET_ACCESS_KEY")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let cred_file = data_dir.join("credentials");
+    match (env_id, env_secret) {
+        (Some(id), Some(secret)) => match client.get_key(&id).await? {
+            Some(k) if k.secret == secret => {}
+            Some(_) => anyhow::bail!(
+                "access key {id} already exists with another secret: unset CAIRN_SECRET_ACCESS_KEY, \
+                 or delete the key with `cairn key delete {id}` first"
+            ),
+            None => {
+                client.import_key(&id, &secret, "from-environment").await?;
+                info!(access_key = %id, "imported the access key from the environment");
+            }
+        },
+        (Some(_), None) | (None, Some(_)) => anyhow::bail!(
+            "set both CAIRN_ACCESS_KEY_ID and CAIRN_SECRET_ACCESS_KEY, or neither"
+        ),
+        (None, None) => {
+            if client.list_keys().await?.is_empty() {
+                let k = client.create_key("default").await?;
+                write_private(
+                    &cred_file,
+                    &format!(
+                        "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+                        k.id, k.secret
+                    ),
+                )?;
+                println!("Created the first access key (shown once; also saved in {}):", cred_file.display());
+                println!("  AWS_ACCESS_KEY_ID={}", k.id);
+                println!("  AWS_SECRET_ACCESS_KEY={}", k.secret);
+            } else if cred_file.exists() {
+                info!("access keys exist; the first one is in {}", cred_file.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Runs the site until SIGINT or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let dir = &args.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    let client = Client::open_dir(dir).map_err(|e| {
+        if e.to_string().to_lowercase().contains("lock") {
+            anyhow::anyhow!(
+                "data dir {} is in use by another cairn process: stop it or pass another --data-dir",
+                dir.display()
+            )
+        } else {
+            anyhow::anyhow!(e)
+        }
+    })?;
+    first_key(&client, dir).await?;
+
+    let s3 = tokio::net::TcpListener::bind(args.s3_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for S3: pass another --s3-listen",
+                args.s3_listen
+            )
+        })?;
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for admin: pass another --admin-listen",
+                args.admin_listen
+            )
+        })?;
+    let s3_addr = s3.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let token = admin::load_or_create_token(dir)?;
+    admin::write_endpoint_file(dir, admin_addr)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let config = cairn_s3::S3Config {
+        region: args.region.clone(),
+        domains: args.domains.clone(),
+    };
+    let s3_task = tokio::spawn(cairn_s3::serve(
+        s3,
+        config,
+        client.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        client.clone(),
+        token,
+        stopped(stop_rx.clone()),
+    ));
+    info!(data_dir = %dir.display(), "cairn is running");
+    println!("S3 endpoint:    http://{s3_addr}");
+    println!("Admin endpoint: http://{admin_addr}");
+    println!("Data dir:       {}", dir.display());
+
+    shutdown_signal().await;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    let (s3_res, admin_res) = tokio::join!(s3_task, admin_task);
+    let _ = std::fs::remove_file(dir.join("admin.json"));
+    s3_res.context("S3 server task failed")??;
+    admin_res.context("admin server task failed")??;
+    info!("stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Durability: a `cairn serve` process killed with SIGKILL loses no acknowledged write.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use tokio::sync::Mutex;
+
+const KEY: &str = "CKCRASHTEST000000001";
+const SECRET: &str = "crash-test-secret-0123456789abcdefghijkl";
+
+/// Starts `cairn serve` on `dir` with loopback ports chosen by the OS; returns the child and
+/// its S3 endpoint (read from its output).
+fn start(dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args([
+            "serve",
+            "--s3-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("CAIRN_ACCESS_KEY_ID", KEY)
+        .env("CAIRN_SECRET_ACCESS_KEY", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn cairn serve");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    let endpoint = loop {
+        let line = lines
+            .next()
+            .expect("cairn serve exited before printing its endpoint")
+            .expect("read stdout");
+        if let Some(url) = line.strip_prefix("S3 endpoint:") {
+            break url.trim().to_string();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, endpoint)
+}
+
+fn s3(endpoint: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(KEY, SECRET, None, None, "test"))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+fn content(i: usize) -> Vec<u8> {
+    // Sizes from inline (tiny) to multi-chunk; content unique per object.
+    let len = [100usize, 5000, 200_000, 1_500_000][i % 4];
+    (0..len)
+        .map(|j| ((i * 7919 + j * 31) % 251) as u8)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, endpoint) = start(dir.path());
+    let client = s3(&endpoint);
+    client.create_bucket().bucket("crash").send().await.unwrap();
+
+    // Writers run until the kill; every acknowledged key is recorded.
+    let acked = Arc::new(Mutex::new(Vec::<usize>::new()));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (client, acked) = (client.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let i = n * 4 + w;
+                let r = client
+                    .put_object()
+                    .bucket("crash")
+                    .key(format!("k{i}"))
+                    .body(ByteStream::from(content(i)))
+                    .send()
+                    .await;
+                match r {
+                    Ok(_) => acked.lock().await.push(i),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    // Let a good number of writes get acknowledged, then kill without warning.
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if acked.lock().await.len() >= 40 {
+            break;
+        }
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().await.clone();
+    assert!(acked.len() >= 40);
+
+    let (mut child, endpoint) = start(dir.path());
+    let client = s3(&endpoint);
+    for i in &acked {
+        let got = client
+            .get_object()
+            .bucket("crash")
+            .key(format!("k{i}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged k{i} lost: {e:?}"));
+        let body = got.body.collect().await.unwrap().into_bytes();
+        assert!(body == content(*i), "k{i} differs after the crash");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

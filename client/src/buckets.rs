@@ -1,0 +1,105 @@
+//! Bucket operations and S3's bucket-name rules.
+
+use cairn_core::manifest::{Bucket, Versioning};
+use cairn_manifestserver::ManifestError;
+
+use crate::client::{now_ms, Client};
+use crate::ClientError;
+
+/// S3's rules for new bucket names: 3-63 characters of `a-z0-9.-`, starting and ending with a
+/// letter or digit, no `..`, not shaped like an IP address.
+pub fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && !name.contains(".-")
+        && !name.contains("-.")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+impl Client {
+    /// Creates a bucket owned by `owner` (an access key id).
+    pub async fn create_bucket(&self, name: &str, owner: &str) -> Result<Bucket, ClientError> {
+        if !valid_bucket_name(name) {
+            return Err(ClientError::InvalidBucketName(name.to_string()));
+        }
+        let bucket = Bucket {
+            name: name.to_string(),
+            created_ms: now_ms(),
+            owner: owner.to_string(),
+            versioning: Versioning::Unversioned,
+        };
+        let b = bucket.clone();
+        let owner = owner.to_string();
+        self.blocking(move |i| match i.meta.create_bucket(&b) {
+            Ok(()) => Ok(()),
+            Err(ManifestError::BucketExists { name, owner: o }) if o == owner => {
+                Err(ClientError::BucketAlreadyOwnedByYou(name))
+            }
+            Err(e) => Err(e.into()),
+        })
+        .await?;
+        Ok(bucket)
+    }
+
+    /// A bucket by name; `NoSuchBucket` if absent.
+    pub async fn head_bucket(&self, name: &str) -> Result<Bucket, ClientError> {
+        let n = name.to_string();
+        self.blocking(move |i| i.meta.get_bucket(&n)?.ok_or(ClientError::NoSuchBucket(n)))
+            .await
+    }
+
+    /// Every bucket, by name.
+    pub async fn list_buckets(&self) -> Result<Vec<Bucket>, ClientError> {
+        self.blocking(|i| Ok(i.meta.list_buckets()?)).await
+    }
+
+    /// Deletes an empty bucket.
+    pub async fn delete_bucket(&self, name: &str) -> Result<(), ClientError> {
+        let n = name.to_string();
+        self.blocking(move |i| Ok(i.meta.delete_bucket(&n)?)).await
+    }
+
+    /// Sets Enabled or Suspended (a bucket cannot go back to never-versioned).
+    pub async fn set_versioning(&self, name: &str, state: Versioning) -> Result<(), ClientError> {
+        if state == Versioning::Unversioned {
+            return Err(ClientError::InvalidArgument(
+                "versioning can be Enabled or Suspended, not turned off".into(),
+            ));
+        }
+        let mut bucket = self.head_bucket(name).await?;
+        bucket.versioning = state;
+        self.blocking(move |i| Ok(i.meta.update_bucket(&bucket)?))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_bucket_name;
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        for ok in ["abc", "my-bucket.2", "a".repeat(63).as_str(), "1bucket"] {
+            assert!(valid_bucket_name(ok), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "ABC",
+            "-abc",
+            "abc-",
+            "a..b",
+            "a_b",
+            "192.168.1.1",
+            &"a".repeat(64),
+            "a.-b",
+            "bücket",
+        ] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The `Client` handle: the stores it reaches, its clock, and how blocking store calls leave the
+//! async executor.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cairn_chunkserver::{ChunkConfig, ChunkStore};
+use cairn_core::chunker::FastCdc;
+use cairn_core::{Hlc, NodeId};
+use cairn_manifestserver::{ManifestConfig, ManifestStore};
+
+use crate::ClientError;
+
+/// The object store as a gateway sees it. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    /// Chunk store (local node).
+    pub chunks: Arc<ChunkStore>,
+    /// Manifest store (local node).
+    pub meta: Arc<ManifestStore>,
+    /// Clock that names new versions.
+    pub hlc: Hlc,
+    /// Chunker for whole-object writes.
+    pub cdc: FastCdc,
+}
+
+impl Client {
+    /// Opens (creating if needed) a single-node store in `dir` (chunks in `dir/chunks`,
+    /// metadata in `dir/meta`, the node's id in `dir/node-id`).
+    pub fn open_dir(dir: &Path) -> Result<Client, ClientError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            ClientError::Storage(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        let node = load_or_create_node_id(dir)?;
+        let chunks = ChunkStore::open(&dir.join("chunks"), ChunkConfig::default())?;
+        let meta = ManifestStore::open(&dir.join("meta"), ManifestConfig::default())?;
+        Ok(Client::from_stores(
+            Arc::new(chunks),
+            Arc::new(meta),
+            0,
+            node,
+        ))
+    }
+
+    /// A client over already-open stores, naming versions as `site`/`node`.
+    pub fn from_stores(
+        chunks: Arc<ChunkStore>,
+        meta: Arc<ManifestStore>,
+        site: u16,
+        node: NodeId,
+    ) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                chunks,
+                meta,
+                hlc: Hlc::new(site, node),
+                cdc: FastCdc::default(),
+            }),
+        }
+    }
+
+    /// Runs a blocking store call on the blocking pool.
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> Result<T, ClientError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, ClientError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| ClientError::Storage(format!("store task failed: {e}")))?
+    }
+}
+
+fn load_or_create_node_id(dir: &Path) -> Result<NodeId, ClientError> {
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => u64::from_str_radix(s.trim(), 16).map_err(|_| {
+            ClientError::Storage(format!(
+                "{} does not hold a hex node id: restore it or remove it to make a new one",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = rand::random::<u64>() & ((1 << 48) - 1);
+            let tmp = dir.join("node-id.tmp");
+            std::fs::write(&tmp, format!("{id:012x}\n"))
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(|e| {
+                    ClientError::Storage(format!("cannot write {}: {e}", path.display()))
+                })?;
+            Ok(id)
+        }
+        Err(e) => Err(ClientError::Storage(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Wall-clock unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

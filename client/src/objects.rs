@@ -1,0 +1,338 @@
+//! Object operations: put, get, head, delete, list, copy, and storage totals.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cairn_core::manifest::{Bucket, VersionManifest, Versioning};
+
+use crate::client::{now_ms, Client};
+use crate::get::resolve_range;
+use crate::put::IngestLimits;
+use crate::{
+    version_label, BodyStream, ClientError, CopyResult, DeleteResult, GetResult, ListPage,
+    ListQuery, MetadataDirective, PutOptions, PutResult, RangeSpec, Stats, VersionSel,
+    VersionsPage, VersionsQuery,
+};
+
+/// Largest single PUT (S3's limit).
+pub const MAX_PUT_SIZE: u64 = 5 << 30;
+/// Longest object key, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+
+pub(crate) fn check_key(key: &str) -> Result<(), ClientError> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(ClientError::KeyTooLong);
+    }
+    Ok(())
+}
+
+/// The version id S3 shows for `m` in `bucket` (none in never-versioned buckets).
+pub(crate) fn shown_version(bucket: &Bucket, m: &VersionManifest) -> Option<String> {
+    (bucket.versioning != Versioning::Unversioned).then(|| version_label(m))
+}
+
+impl Client {
+    /// Stores an object from a streaming body. The version becomes visible only once all of its
+    /// chunks are durable.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: BodyStream,
+        opts: PutOptions,
+    ) -> Result<PutResult, ClientError> {
+        check_key(key)?;
+        let b = self.head_bucket(bucket).await?;
+        if opts.content_length.is_some_and(|l| l > MAX_PUT_SIZE) {
+            return Err(ClientError::EntityTooLarge(format!(
+                "a single PUT is limited to {MAX_PUT_SIZE} bytes: use a multipart upload"
+            )));
+        }
+        let cdc = Arc::new(self.inner.cdc.clone());
+        let limits = IngestLimits {
+            max_len: MAX_PUT_SIZE,
+            expected_len: opts.content_length,
+            allow_inline: true,
+        };
+        let data = self.ingest(body, cdc, limits).await?;
+        if opts.content_md5.is_some_and(|m| m != data.md5) {
+            return Err(ClientError::BadDigest);
+        }
+        let m = VersionManifest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version: cairn_core::VersionId::MIN,
+            parent: None,
+            null_version: false,
+            delete_marker: false,
+            mtime_ms: now_ms(),
+            size: data.size,
+            etag: hex::encode(data.md5),
+            headers: opts.headers,
+            user_metadata: opts.user_metadata,
+            tags: opts.tags,
+            checksums: BTreeMap::new(),
+            parts: None,
+            content: data.content,
+        };
+        self.commit_version(&b, m).await
+    }
+
+    /// Names `m` as the next version of its key (after everything this node saw for the key) and
+    /// applies it.
+    pub(crate) async fn commit_version(
+        &self,
+        bucket: &Bucket,
+        m: VersionManifest,
+    ) -> Result<PutResult, ClientError> {
+        self.commit(bucket, m, None).await
+    }
+
+    /// Like [`Client::commit_version`], also removing upload `upload_id` in the same batch.
+    pub(crate) async fn commit_upload(
+        &self,
+        bucket: &Bucket,
+        upload_id: &str,
+        m: VersionManifest,
+    ) -> Result<PutResult, ClientError> {
+        self.commit(bucket, m, Some(upload_id.to_string())).await
+    }
+
+    async fn commit(
+        &self,
+        bucket: &Bucket,
+        mut m: VersionManifest,
+        upload_id: Option<String>,
+    ) -> Result<PutResult, ClientError> {
+        let (b, k) = (m.bucket.clone(), m.key.clone());
+        let prev = self.blocking(move |i| Ok(i.meta.head(&b, &k)?)).await?;
+        m.parent = prev.as_ref().map(|p| p.version);
+        m.version = self.inner.hlc.tick_after(m.parent);
+        m.null_version = bucket.versioning != Versioning::Enabled;
+        let applied = m.clone();
+        self.blocking(move |i| {
+            match upload_id {
+                Some(u) => i.meta.complete_upload(&u, &applied)?,
+                None => i.meta.apply(&applied)?.1,
+            };
+            Ok(())
+        })
+        .await?;
+        Ok(PutResult {
+            version_id: shown_version(bucket, &m),
+            manifest: m,
+        })
+    }
+
+    /// The version a request names, or the S3 error for its absence.
+    pub(crate) async fn resolve_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &VersionSel,
+    ) -> Result<(Bucket, VersionManifest), ClientError> {
+        check_key(key)?;
+        let b = self.head_bucket(bucket).await?;
+        let (bk, kk, sel) = (bucket.to_string(), key.to_string(), version.clone());
+        let found = self
+            .blocking(move |i| {
+                Ok(match sel {
+                    VersionSel::Current => match i.meta.current(&bk, &kk)? {
+                        Some(m) => Ok(m),
+                        None => Err(i.meta.head(&bk, &kk)?),
+                    },
+                    VersionSel::Null => i.meta.get_null_version(&bk, &kk)?.ok_or(None),
+                    VersionSel::Id(v) => i.meta.get_version(&bk, &kk, v)?.ok_or(None),
+                })
+            })
+            .await?;
+        match (found, version) {
+            (Ok(m), VersionSel::Current) => Ok((b, m)),
+            (Ok(m), _) if m.delete_marker => Err(ClientError::MethodNotAllowed {
+                version: version_label(&m),
+            }),
+            (Ok(m), _) => Ok((b, m)),
+            (Err(head), VersionSel::Current) => Err(ClientError::NoSuchKey {
+                key: key.to_string(),
+                delete_marker: head.filter(|h| h.delete_marker).map(|h| version_label(&h)),
+            }),
+            (Err(_), sel) => Err(ClientError::NoSuchVersion {
+                key: key.to_string(),
+                version: sel.label().unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Streams an object (or a range of it).
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &VersionSel,
+        range: Option<RangeSpec>,
+    ) -> Result<GetResult, ClientError> {
+        let (b, m) = self.resolve_version(bucket, key, version).await?;
+        let (start, end) = match range {
+            Some(r) => resolve_range(r, m.size)?,
+            None => (0, m.size),
+        };
+        let body = self.read_range(&m.content, start, end);
+        Ok(GetResult {
+            version_id: shown_version(&b, &m),
+            range: range.map(|_| (start, end)),
+            manifest: m,
+            body,
+        })
+    }
+
+    /// The version a GET would serve, without its body.
+    pub async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &VersionSel,
+    ) -> Result<PutResult, ClientError> {
+        let (b, m) = self.resolve_version(bucket, key, version).await?;
+        Ok(PutResult {
+            version_id: shown_version(&b, &m),
+            manifest: m,
+        })
+    }
+
+    /// Current: adds a delete marker (versioned or suspended bucket) or removes the object
+    /// (never-versioned). By version: removes that version. Deleting what does not exist
+    /// succeeds, as in S3.
+    pub async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &VersionSel,
+    ) -> Result<DeleteResult, ClientError> {
+        check_key(key)?;
+        let b = self.head_bucket(bucket).await?;
+        let (bk, kk) = (bucket.to_string(), key.to_string());
+        match (version, b.versioning) {
+            (VersionSel::Current, Versioning::Unversioned) => {
+                self.blocking(move |i| {
+                    if let Some(m) = i.meta.get_null_version(&bk, &kk)? {
+                        i.meta.remove_version(&bk, &kk, m.version)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+                Ok(DeleteResult::default())
+            }
+            (VersionSel::Current, _) => {
+                let marker = VersionManifest::delete_marker(
+                    bucket,
+                    key,
+                    cairn_core::VersionId::MIN,
+                    None,
+                    false,
+                    now_ms(),
+                );
+                let r = self.commit_version(&b, marker).await?;
+                Ok(DeleteResult {
+                    version_id: r.version_id,
+                    delete_marker: true,
+                })
+            }
+            (sel, _) => {
+                let sel = sel.clone();
+                let label = sel.label();
+                let removed = self
+                    .blocking(move |i| {
+                        let v = match sel {
+                            VersionSel::Id(v) => Some(v),
+                            _ => i.meta.get_null_version(&bk, &kk)?.map(|m| m.version),
+                        };
+                        match v {
+                            Some(v) => Ok(i.meta.remove_version(&bk, &kk, v)?),
+                            None => Ok(None),
+                        }
+                    })
+                    .await?;
+                Ok(DeleteResult {
+                    version_id: label,
+                    delete_marker: removed.is_some_and(|m| m.delete_marker),
+                })
+            }
+        }
+    }
+
+    /// A page of current objects.
+    pub async fn list_objects(&self, bucket: &str, q: &ListQuery) -> Result<ListPage, ClientError> {
+        self.head_bucket(bucket).await?;
+        let (b, q) = (bucket.to_string(), q.clone());
+        self.blocking(move |i| Ok(i.meta.list_objects(&b, &q)?))
+            .await
+    }
+
+    /// A page of versions and delete markers.
+    pub async fn list_versions(
+        &self,
+        bucket: &str,
+        q: &VersionsQuery,
+    ) -> Result<VersionsPage, ClientError> {
+        self.head_bucket(bucket).await?;
+        let (b, q) = (bucket.to_string(), q.clone());
+        self.blocking(move |i| Ok(i.meta.list_versions(&b, &q)?))
+            .await
+    }
+
+    /// Copies by reference: the new version shares the source's chunks and tree.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        src_version: &VersionSel,
+        dst_bucket: &str,
+        dst_key: &str,
+        metadata: MetadataDirective,
+        tags: Option<BTreeMap<String, String>>,
+    ) -> Result<CopyResult, ClientError> {
+        check_key(dst_key)?;
+        let (sb, src) = self
+            .resolve_version(src_bucket, src_key, src_version)
+            .await?;
+        let db = self.head_bucket(dst_bucket).await?;
+        let mut m = src.clone();
+        m.bucket = dst_bucket.to_string();
+        m.key = dst_key.to_string();
+        m.mtime_ms = now_ms();
+        if let MetadataDirective::Replace {
+            headers,
+            user_metadata,
+        } = metadata
+        {
+            m.headers = headers;
+            m.user_metadata = user_metadata;
+        }
+        if let Some(t) = tags {
+            m.tags = t;
+        }
+        let result = self.commit_version(&db, m).await?;
+        Ok(CopyResult {
+            result,
+            source_version_id: shown_version(&sb, &src),
+        })
+    }
+
+    /// Storage totals.
+    pub async fn stats(&self) -> Result<Stats, ClientError> {
+        self.blocking(|i| {
+            let m = i.meta.stats()?;
+            let c = i.chunks.stats()?;
+            Ok(Stats {
+                buckets: m.buckets,
+                versions: m.versions,
+                logical_bytes: m.logical_bytes,
+                chunks: c.chunks,
+                unique_bytes: c.raw_bytes,
+                physical_bytes: c.stored_bytes,
+            })
+        })
+        .await
+    }
+}

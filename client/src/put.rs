@@ -1,0 +1,219 @@
+//! Ingest: a body stream becomes stored chunks and an extent tree, with bounded memory.
+//!
+//! Three stages run at once: the async reader pulls body frames; one blocking thread computes
+//! the running MD5 and the content-defined cut points (both inherently sequential); each cut
+//! chunk is hashed, compressed and stored on the blocking pool, up to [`IN_FLIGHT`] at a time, so
+//! all cores work and concurrent synced writes share WAL syncs. Leaves come back in order and
+//! go into the tree builder. Memory is bounded by the channel depths times the 1 MiB max chunk.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use cairn_chunkserver::StoredChunk;
+use cairn_core::chunker::Chunker;
+use cairn_core::extent::{Leaf, TreeBuilder};
+use cairn_core::manifest::{Content, INLINE_MAX};
+use cairn_core::ChunkId;
+use futures::{StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
+use tokio::sync::mpsc;
+
+use crate::client::Client;
+use crate::{BodyStream, ClientError};
+
+/// Chunks being hashed, compressed and stored at once per upload.
+const IN_FLIGHT: usize = 8;
+
+/// What a body became.
+pub(crate) struct Ingested {
+    /// Bytes received.
+    pub size: u64,
+    /// MD5 of the bytes.
+    pub md5: [u8; 16],
+    /// Where they are.
+    pub content: Content,
+}
+
+/// Limits and checks of one ingest.
+pub(crate) struct IngestLimits {
+    /// Largest body accepted.
+    pub max_len: u64,
+    /// Announced length, checked at the end.
+    pub expected_len: Option<u64>,
+    /// Small bodies may be kept inline (not for multipart parts, which are concatenated).
+    pub allow_inline: bool,
+}
+
+/// Output of the sequential stage.
+enum Cut {
+    Chunk(Bytes),
+    Done {
+        md5: [u8; 16],
+        inline: Option<Bytes>,
+    },
+}
+
+impl Client {
+    /// Stores `body` and returns its size, MD5 and content. Nothing is applied here: the caller
+    /// applies a manifest only after this returns, when every chunk is durable.
+    pub(crate) async fn ingest(
+        &self,
+        mut body: BodyStream,
+        chunker: Arc<dyn Chunker + Sync>,
+        limits: IngestLimits,
+    ) -> Result<Ingested, ClientError> {
+        // Frames to the sequential stage; `None` marks a clean end of body.
+        let (frame_tx, mut frame_rx) = mpsc::channel::<Option<Bytes>>(4);
+        let (cut_tx, cut_rx) = mpsc::channel::<Cut>(IN_FLIGHT);
+        let allow_inline = limits.allow_inline;
+        let cutter = tokio::task::spawn_blocking(move || {
+            let mut md5 = Md5::new();
+            let mut buf = BytesMut::new();
+            let max = chunker.max_size();
+            let mut emitted = false;
+            loop {
+                match frame_rx.blocking_recv() {
+                    Some(Some(frame)) => {
+                        md5.update(&frame);
+                        buf.extend_from_slice(&frame);
+                        // Only look for a cut once a whole max-size window is buffered, so each
+                        // byte is scanned once.
+                        while buf.len() >= max {
+                            let n = chunker.cut(&buf, false).unwrap_or(max);
+                            emitted = true;
+                            if cut_tx
+                                .blocking_send(Cut::Chunk(buf.split_to(n).freeze()))
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    Some(None) => break,
+                    // The reader gave up (error or limit): send nothing more.
+                    None => return,
+                }
+            }
+            let md5: [u8; 16] = md5.finalize().into();
+            if !emitted && allow_inline && buf.len() <= INLINE_MAX {
+                let _ = cut_tx.blocking_send(Cut::Done {
+                    md5,
+                    inline: Some(buf.freeze()),
+                });
+                return;
+            }
+            while let Some(n) = chunker.cut(&buf, true) {
+                if cut_tx
+                    .blocking_send(Cut::Chunk(buf.split_to(n).freeze()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = cut_tx.blocking_send(Cut::Done { md5, inline: None });
+        });
+
+        let read = async move {
+            let mut total: u64 = 0;
+            while let Some(frame) = body.next().await {
+                let frame = frame.map_err(|e| ClientError::IncompleteBody(e.to_string()))?;
+                total += frame.len() as u64;
+                if total > limits.max_len {
+                    return Err(ClientError::EntityTooLarge(format!(
+                        "the body is over the {} byte limit for this request",
+                        limits.max_len
+                    )));
+                }
+                if frame_tx.send(Some(frame)).await.is_err() {
+                    // The other stages failed; their error is reported.
+                    return Ok(total);
+                }
+            }
+            if let Some(expected) = limits.expected_len {
+                if expected != total {
+                    return Err(ClientError::IncompleteBody(format!(
+                        "received {total} bytes, Content-Length said {expected}"
+                    )));
+                }
+            }
+            let _ = frame_tx.send(None).await;
+            Ok(total)
+        };
+
+        let store = self.store_cuts(cut_rx);
+        let (total, stored) = tokio::join!(read, store);
+        let _ = cutter.await;
+        let total = total?;
+        let (md5, content) = stored?;
+        Ok(Ingested {
+            size: total,
+            md5,
+            content,
+        })
+    }
+
+    /// Stores the chunks coming from the sequential stage and builds the tree.
+    async fn store_cuts(
+        &self,
+        cut_rx: mpsc::Receiver<Cut>,
+    ) -> Result<([u8; 16], Content), ClientError> {
+        let mut done = None;
+        let cuts =
+            futures::stream::unfold(
+                cut_rx,
+                |mut rx| async move { rx.recv().await.map(|c| (c, rx)) },
+            );
+        let mut builder = TreeBuilder::new();
+        let mut any = false;
+        {
+            let leaves = cuts
+                .filter_map(|cut| {
+                    let r = match cut {
+                        Cut::Chunk(b) => Some(b),
+                        Cut::Done { md5, inline } => {
+                            done = Some((md5, inline));
+                            None
+                        }
+                    };
+                    async move { r }
+                })
+                .map(|chunk| self.store_chunk(chunk))
+                .buffered(IN_FLIGHT);
+            let mut leaves = std::pin::pin!(leaves);
+            while let Some(leaf) = leaves.try_next().await? {
+                builder.push_leaf(self, leaf).await?;
+                any = true;
+            }
+        }
+        let Some((md5, inline)) = done else {
+            return Err(ClientError::IncompleteBody(
+                "the request body was not received completely".into(),
+            ));
+        };
+        let content = match inline {
+            Some(b) if b.is_empty() => Content::Empty,
+            Some(b) => Content::Inline(b),
+            None if !any => Content::Empty,
+            None => match builder.finish(self).await? {
+                Some(root) => Content::Tree(root),
+                None => Content::Empty,
+            },
+        };
+        Ok((md5, content))
+    }
+
+    /// Hashes, compresses and durably stores one chunk; all-zero chunks are not stored.
+    pub(crate) async fn store_chunk(&self, chunk: Bytes) -> Result<Leaf, ClientError> {
+        self.blocking(move |i| {
+            let len = chunk.len() as u64;
+            if chunk.iter().all(|&b| b == 0) {
+                return Ok(Leaf::zeros(len));
+            }
+            let id = ChunkId::of(&chunk);
+            let stored = StoredChunk::encode(chunk);
+            i.chunks.put(&id, &stored)?;
+            Ok(Leaf::chunk(id, len))
+        })
+        .await
+    }
+}

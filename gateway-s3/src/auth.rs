@@ -1,0 +1,238 @@
+//! Who may call: SigV4 secret lookup, refusal of anonymous requests, the region check, and the
+//! Host header parsing that tells virtual-hosted-style requests from path-style ones.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::host::{S3Host, VirtualHost};
+use s3s::{s3_error, S3Result};
+use tracing::error;
+
+use crate::S3Config;
+
+/// Looks access keys up in the store; s3s verifies signatures and payload hashes with them.
+pub(crate) struct KeyAuth {
+    client: cairn_client::Client,
+}
+
+impl KeyAuth {
+    pub(crate) fn new(client: cairn_client::Client) -> KeyAuth {
+        KeyAuth { client }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Auth for KeyAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.client.get_key(access_key).await {
+            Ok(Some(key)) => Ok(SecretKey::from(key.secret)),
+            Ok(None) => Err(s3_error!(
+                InvalidAccessKeyId,
+                "the access key id you provided does not exist in our records"
+            )),
+            Err(e) => {
+                error!(error = %e, "looking up an access key failed");
+                Err(s3_error!(InternalError, "looking up the access key failed"))
+            }
+        }
+    }
+}
+
+/// Runs after the signature check: refuses anonymous requests and, when the gateway has a
+/// region, requests signed for another region.
+pub(crate) struct Access {
+    config: Arc<S3Config>,
+}
+
+impl Access {
+    pub(crate) fn new(config: Arc<S3Config>) -> Access {
+        Access { config }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Access for Access {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        if cx.credentials().is_none() {
+            return Err(s3_error!(AccessDenied, "anonymous access is not allowed: sign the request"));
+        }
+        let Some(expected) = self.config.region.as_deref() else {
+            return Ok(());
+        };
+        if let Some(region) = signed_region(cx.headers(), cx.uri()) {
+            if region != expected {
+                return Err(s3_error!(
+                    AuthorizationHeaderMalformed,
+                    "the authorization header is malformed; the region '{region}' is wrong; expecting '{expected}'"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The region of a SigV4 credential scope (`id/date/region/service/aws4_request`), from the
+/// Authorization header or the presigned `X-Amz-Credential` parameter. `None` for SigV2.
+fn signed_region(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+    if let Some(auth) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(rest) = auth.strip_prefix("AWS4-HMAC-SHA256") {
+            let cred = rest.split(',').find_map(|p| p.trim().strip_prefix("Credential="))?;
+            return scope_region(cred);
+        }
+    }
+    let query = uri.query()?;
+    let cred = query.split('&').find_map(|p| p.strip_prefix("X-Amz-Credential="))?;
+    scope_region(&percent_decode(cred))
+}
+
+fn scope_region(credential: &str) -> Option<String> {
+    let parts: Vec<&str> = credential.trim().split('/').collect();
+    (parts.len() >= 5).then(|| parts[parts.len() - 3].to_string())
+}
+
+/// Decodes `%XX` escapes; invalid escapes are kept as they are.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Host parsing against configured base domains, ports ignored unless a domain names one.
+///
+/// `bucket.<domain>` is virtual-hosted style; anything else (the domain itself, an IP address,
+/// an unknown name) is path style. Unlike s3s's own parsers, unknown hosts are not taken as
+/// CNAME bucket names, so `http://myhost:9000/bucket/key` works without configuring `myhost`.
+#[derive(Debug)]
+pub(crate) struct DomainHost {
+    domains: Vec<String>,
+}
+
+impl DomainHost {
+    pub(crate) fn new(domains: &[String]) -> Result<DomainHost, String> {
+        let mut out = Vec::new();
+        for d in domains {
+            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            if d.is_empty() || d.contains('/') {
+                return Err(format!("invalid s3 domain `{d}`: use a host name such as s3.example.com"));
+            }
+            out.push(d);
+        }
+        Ok(DomainHost { domains: out })
+    }
+
+    /// The bucket a Host header addresses, if it is virtual-hosted style.
+    fn bucket_of<'a>(&self, host: &'a str) -> Option<&'a str> {
+        let without_port = strip_port(host);
+        for domain in &self.domains {
+            // A domain configured with a port matches only that port.
+            let candidate = if domain.contains(':') { host } else { without_port };
+            if candidate.len() > domain.len() + 1 {
+                let (bucket, rest) = candidate.split_at(candidate.len() - domain.len() - 1);
+                if rest.len() == domain.len() + 1
+                    && rest.as_bytes()[0] == b'.'
+                    && rest[1..].eq_ignore_ascii_case(domain)
+                {
+                    return Some(bucket);
+                }
+            }
+        }
+        None
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+impl S3Host for DomainHost {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        match self.bucket_of(host) {
+            Some(bucket) => Ok(VirtualHost::new(host).with_bucket(Cow::Borrowed(bucket))),
+            None => Ok(VirtualHost::new(host)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(domains: &[&str]) -> DomainHost {
+        DomainHost::new(&domains.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn virtual_hosted_buckets_are_found_with_or_without_port() {
+        let h = host(&["localhost", "s3.example.com"]);
+        assert_eq!(h.bucket_of("photos.localhost"), Some("photos"));
+        assert_eq!(h.bucket_of("photos.localhost:9000"), Some("photos"));
+        assert_eq!(h.bucket_of("a.b.s3.example.com"), Some("a.b"));
+        assert_eq!(h.bucket_of("localhost:9000"), None);
+        assert_eq!(h.bucket_of("localhost"), None);
+        assert_eq!(h.bucket_of("127.0.0.1:9000"), None);
+        assert_eq!(h.bucket_of("otherhost:9000"), None);
+        assert_eq!(h.bucket_of(".localhost"), None);
+        assert_eq!(h.bucket_of("[::1]:9000"), None);
+    }
+
+    #[test]
+    fn domain_with_port_matches_that_port_only() {
+        let h = host(&["s3.local:9000"]);
+        assert_eq!(h.bucket_of("b.s3.local:9000"), Some("b"));
+        assert_eq!(h.bucket_of("b.s3.local:9001"), None);
+    }
+
+    #[test]
+    fn region_comes_from_the_credential_scope() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            "AWS4-HMAC-SHA256 Credential=AKID/20240101/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=abc"
+                .parse()
+                .unwrap(),
+        );
+        let uri: http::Uri = "/b/k".parse().unwrap();
+        assert_eq!(signed_region(&headers, &uri).as_deref(), Some("eu-west-1"));
+
+        let uri: http::Uri =
+            "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20240101%2Fus-west-2%2Fs3%2Faws4_request"
+                .parse()
+                .unwrap();
+        assert_eq!(signed_region(&http::HeaderMap::new(), &uri).as_deref(), Some("us-west-2"));
+    }
+
+    #[test]
+    fn percent_decoding_keeps_bad_escapes() {
+        assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
+    }
+}

@@ -1,0 +1,56 @@
+//! Cairn's S3 gateway: the S3 REST API over HTTP/1.1, on top of `cairn-client`.
+//!
+//! The `s3s` crate parses requests into typed operation inputs, checks SigV4 signatures
+//! (headers, presigned query strings and aws-chunked streaming bodies) and serializes outputs
+//! and errors; this crate implements the operations against [`cairn_client::Client`] and runs the
+//! hyper accept loop. The gateway keeps no data of its own (invariant I7): request bodies stream
+//! straight into the client and response bodies straight out of it.
+//!
+//! Code map:
+//! - [`server`]: accept loop, TCP_NODELAY, request ids and tracing spans, graceful shutdown.
+//! - [`auth`]: access keys (SigV4 secret lookup), anonymous refusal, region check, host parsing
+//!   for virtual-hosted-style requests.
+//! - [`error`]: the one mapping from [`cairn_client::ClientError`] to S3 error codes.
+//! - [`convert`]: headers, metadata, times, ETags and body streams between s3s and the client.
+//! - [`ops`]: the S3 operations, one file per family (buckets, objects, listings, copy,
+//!   multipart).
+
+mod auth;
+mod convert;
+mod error;
+mod ops;
+mod server;
+
+/// Settings of the S3 gateway.
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    /// The region this gateway answers for. `None` accepts requests signed for any region;
+    /// `Some` refuses requests signed for another one (AuthorizationHeaderMalformed) and is
+    /// what GetBucketLocation reports.
+    pub region: Option<String>,
+    /// Base domains for virtual-hosted-style requests: `bucket.<domain>[:port]` addresses
+    /// `bucket`; a Host equal to a domain (or any other host) is path style.
+    pub domains: Vec<String>,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            region: None,
+            domains: vec!["localhost".to_string()],
+        }
+    }
+}
+
+/// Serves the S3 API on `listener` until `shutdown` completes, then stops accepting and lets
+/// in-flight requests finish (for at most ten seconds).
+///
+/// Every request is authenticated with SigV4 against the access keys stored by `client`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: S3Config,
+    client: cairn_client::Client,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    server::serve(listener, config, client, shutdown).await
+}

@@ -1,0 +1,251 @@
+//! Multipart uploads: create, upload part, complete, abort, list parts, list uploads.
+
+use cairn_client::{PartOptions, PutOptions, UploadsQuery};
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+
+use super::list::{non_empty, Names, MAX_KEYS};
+use super::object::refuse_unsupported;
+use super::{page_size, requester, Gateway};
+use crate::convert::{
+    body_length, content_headers, content_md5, etag, owner, request_body, tagging, timestamp,
+    user_metadata,
+};
+use crate::error::client_error;
+
+/// Highest part number S3 allows.
+const MAX_PART_NUMBER: i32 = 10_000;
+
+/// CreateMultipartUpload: headers, metadata and tags are kept for the final object.
+pub(super) async fn create_multipart_upload(
+    gw: &Gateway,
+    req: S3Request<CreateMultipartUploadInput>,
+) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let me = requester(&req)?;
+    let S3Request { input, headers, .. } = req;
+    refuse_unsupported(
+        input.server_side_encryption.as_ref(),
+        input.sse_customer_algorithm.as_ref(),
+        input.object_lock_mode.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+    )?;
+    let opts = PutOptions {
+        headers: content_headers(
+            &headers,
+            input.content_type,
+            input.cache_control,
+            input.content_disposition,
+            input.content_encoding,
+            input.content_language,
+        ),
+        user_metadata: user_metadata(input.metadata),
+        tags: tagging(input.tagging.as_deref())?,
+        content_md5: None,
+        content_length: None,
+    };
+    let upload = gw
+        .client
+        .create_multipart(&input.bucket, &input.key, &me, opts)
+        .await
+        .map_err(client_error)?;
+    Ok(S3Response::new(CreateMultipartUploadOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(upload.upload_id),
+        ..Default::default()
+    }))
+}
+
+/// UploadPart: streams one part (1..=10000); its ETag is the quoted MD5 of its bytes.
+pub(super) async fn upload_part(
+    gw: &Gateway,
+    req: S3Request<UploadPartInput>,
+) -> S3Result<S3Response<UploadPartOutput>> {
+    let input = req.input;
+    if input.sse_customer_algorithm.is_some() {
+        return Err(s3_error!(NotImplemented, "server-side encryption is not supported"));
+    }
+    let number = u32::try_from(input.part_number)
+        .ok()
+        .filter(|n| (1..=MAX_PART_NUMBER.unsigned_abs()).contains(n))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive"
+            )
+        })?;
+    let opts = PartOptions {
+        content_md5: content_md5(input.content_md5.as_deref())?,
+        content_length: body_length(input.content_length, input.body.as_ref()),
+    };
+    let (body, body_errors) = request_body(input.body);
+    let part = gw
+        .client
+        .upload_part(&input.bucket, &input.key, &input.upload_id, number, body, opts)
+        .await
+        .map_err(|e| body_errors.error(e))?;
+    Ok(S3Response::new(UploadPartOutput {
+        e_tag: Some(etag(&hex::encode(part.md5))),
+        ..Default::default()
+    }))
+}
+
+/// CompleteMultipartUpload: the client checks the part list and builds the object.
+pub(super) async fn complete_multipart_upload(
+    gw: &Gateway,
+    req: S3Request<CompleteMultipartUploadInput>,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let input = req.input;
+    let listed = input
+        .multipart_upload
+        .and_then(|u| u.parts)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| {
+            s3_error!(
+                MalformedXML,
+                "the XML you provided was not well-formed or did not validate against our published schema"
+            )
+        })?;
+    let mut parts = Vec::with_capacity(listed.len());
+    for p in listed {
+        let number = p
+            .part_number
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| s3_error!(MalformedXML, "every part needs a PartNumber"))?;
+        let tag = p
+            .e_tag
+            .map(|e| e.value().to_string())
+            .ok_or_else(|| s3_error!(MalformedXML, "every part needs an ETag"))?;
+        parts.push((number, tag));
+    }
+    let done = gw
+        .client
+        .complete_multipart(&input.bucket, &input.key, &input.upload_id, parts)
+        .await
+        .map_err(client_error)?;
+    Ok(S3Response::new(CompleteMultipartUploadOutput {
+        bucket: Some(input.bucket.clone()),
+        e_tag: Some(etag(&done.manifest.etag)),
+        key: Some(input.key.clone()),
+        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        version_id: done.version_id,
+        ..Default::default()
+    }))
+}
+
+/// AbortMultipartUpload: 204; NoSuchUpload if it is not in progress.
+pub(super) async fn abort_multipart_upload(
+    gw: &Gateway,
+    req: S3Request<AbortMultipartUploadInput>,
+) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    let input = req.input;
+    gw.client
+        .abort_multipart(&input.bucket, &input.key, &input.upload_id)
+        .await
+        .map_err(client_error)?;
+    Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+}
+
+/// ListParts: parts after `part-number-marker`, at most `max-parts` (default 1000).
+pub(super) async fn list_parts(
+    gw: &Gateway,
+    req: S3Request<ListPartsInput>,
+) -> S3Result<S3Response<ListPartsOutput>> {
+    let input = req.input;
+    let after = u32::try_from(input.part_number_marker.unwrap_or(0))
+        .map_err(|_| s3_error!(InvalidArgument, "part-number-marker must not be negative"))?;
+    let max = page_size(input.max_parts, MAX_KEYS)?;
+    let (upload, parts, truncated) = gw
+        .client
+        .list_parts(&input.bucket, &input.key, &input.upload_id, after, max)
+        .await
+        .map_err(client_error)?;
+    let next = parts.last().map(|p| p.number).unwrap_or(after);
+    let output = ListPartsOutput {
+        bucket: Some(input.bucket),
+        initiator: Some(Initiator {
+            display_name: Some(upload.owner.clone()),
+            id: Some(upload.owner.clone()),
+        }),
+        is_truncated: Some(truncated),
+        key: Some(input.key),
+        max_parts: Some(i32::try_from(max).unwrap_or(i32::MAX)),
+        next_part_number_marker: Some(i32::try_from(next).unwrap_or(i32::MAX)),
+        owner: Some(owner(&upload.owner)),
+        part_number_marker: Some(i32::try_from(after).unwrap_or(i32::MAX)),
+        parts: Some(
+            parts
+                .iter()
+                .map(|p| Part {
+                    e_tag: Some(etag(&hex::encode(p.md5))),
+                    last_modified: Some(timestamp(p.mtime_ms)),
+                    part_number: i32::try_from(p.number).ok(),
+                    size: Some(i64::try_from(p.size).unwrap_or(i64::MAX)),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+        upload_id: Some(input.upload_id),
+        ..Default::default()
+    };
+    Ok(S3Response::new(output))
+}
+
+/// ListMultipartUploads: uploads in progress by key then upload id, with S3's markers.
+pub(super) async fn list_multipart_uploads(
+    gw: &Gateway,
+    req: S3Request<ListMultipartUploadsInput>,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let input = req.input;
+    let names = Names::new(input.encoding_type.as_ref())?;
+    let delimiter = non_empty(input.delimiter.as_ref());
+    let key_marker = non_empty(input.key_marker.as_ref());
+    let query = UploadsQuery {
+        prefix: input.prefix.clone().unwrap_or_default(),
+        delimiter: delimiter.clone(),
+        key_marker: key_marker.clone(),
+        // S3 ignores the upload id marker without a key marker.
+        upload_id_marker: key_marker
+            .as_ref()
+            .and_then(|_| non_empty(input.upload_id_marker.as_ref())),
+        max_uploads: page_size(input.max_uploads, MAX_KEYS)?,
+    };
+    let page = gw
+        .client
+        .list_uploads(&input.bucket, &query)
+        .await
+        .map_err(client_error)?;
+    let uploads = page
+        .uploads
+        .iter()
+        .map(|u| MultipartUpload {
+            initiated: Some(timestamp(u.initiated_ms)),
+            initiator: Some(Initiator {
+                display_name: Some(u.owner.clone()),
+                id: Some(u.owner.clone()),
+            }),
+            key: Some(names.name(&u.key)),
+            owner: Some(owner(&u.owner)),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            upload_id: Some(u.upload_id.clone()),
+            ..Default::default()
+        })
+        .collect();
+    let output = ListMultipartUploadsOutput {
+        bucket: Some(input.bucket),
+        common_prefixes: names.prefixes(&page.common_prefixes),
+        delimiter: names.opt(delimiter.as_deref()),
+        encoding_type: input.encoding_type,
+        is_truncated: Some(page.is_truncated),
+        key_marker: Some(names.name(key_marker.as_deref().unwrap_or(""))),
+        max_uploads: Some(i32::try_from(query.max_uploads).unwrap_or(i32::MAX)),
+        next_key_marker: names.opt(page.next_key_marker.as_deref()),
+        next_upload_id_marker: page.next_upload_id_marker,
+        prefix: Some(names.name(&query.prefix)),
+        upload_id_marker: query.upload_id_marker,
+        uploads: Some(uploads),
+        ..Default::default()
+    };
+    Ok(S3Response::new(output))
+}

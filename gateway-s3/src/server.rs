@@ -1,0 +1,215 @@
+//! The HTTP side: accept loop, per-request ids and tracing spans, graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn, Instrument};
+
+use crate::auth::{Access, DomainHost, KeyAuth};
+use crate::ops::Gateway;
+use crate::S3Config;
+
+/// Largest request head (request line and headers) accepted; beyond it hyper answers 431.
+/// (hyper's `max_buf_size` alone is not a limit: a head read in one go can exceed it.)
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// A client must send its request head within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long in-flight requests may run after shutdown is asked.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Pause after a failed accept (out of file descriptors, ...) so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// See [`crate::serve`].
+pub(crate) async fn serve(
+    listener: TcpListener,
+    config: S3Config,
+    client: cairn_client::Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = build_service(config, client)?;
+    let ids = Arc::new(RequestIds::new());
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.max_header_size(MAX_HEAD_BYTES)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "s3 gateway listening");
+    }
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        // Small responses otherwise wait ~40 ms for the client's delayed ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(%peer, error = %e, "setting TCP_NODELAY failed");
+        }
+        let svc = RequestService {
+            inner: service.clone(),
+            ids: ids.clone(),
+            peer,
+        };
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
+        connections.spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(%peer, error = %e, "connection closed with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    info!(
+        connections = connections.len(),
+        "s3 gateway stopping: no new connections, finishing in-flight requests"
+    );
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            grace_secs = SHUTDOWN_GRACE.as_secs(),
+            "requests still running after the grace period are cut off"
+        );
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// Assembles the s3s service: operations, SigV4 keys, access rules and host parsing.
+fn build_service(config: S3Config, client: cairn_client::Client) -> std::io::Result<S3Service> {
+    let host = DomainHost::new(&config.domains).map_err(std::io::Error::other)?;
+    let config = Arc::new(config);
+    let mut builder = S3ServiceBuilder::new(Gateway::new(client.clone(), config.clone()));
+    builder.set_auth(KeyAuth::new(client));
+    builder.set_access(Access::new(config));
+    builder.set_host(host);
+    Ok(builder.build())
+}
+
+/// Hands out request ids: a random per-process prefix and a counter, as 16 hex digits.
+struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        RequestIds {
+            prefix: rand::random::<u64>() & 0xff_ffff,
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) & ((1 << 40) - 1);
+        format!("{:016X}", self.prefix << 40 | n)
+    }
+}
+
+/// Wraps the s3s service with a request id, a tracing span and a log line per request.
+#[derive(Clone)]
+struct RequestService {
+    inner: S3Service,
+    ids: Arc<RequestIds>,
+    peer: SocketAddr,
+}
+
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<s3s::Body>, std::convert::Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for RequestService {
+    type Response = Response<s3s::Body>;
+    type Error = std::convert::Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let id = self.ids.next();
+        let method = req.method().clone();
+        let span = tracing::info_span!(
+            "s3_request",
+            request_id = %id,
+            method = %method,
+            path = %req.uri().path(),
+        );
+        let inner = self.inner.clone();
+        let peer = self.peer;
+        Box::pin(
+            async move {
+                let start = Instant::now();
+                debug!(%peer, query = req.uri().query().unwrap_or(""), "request received");
+                let mut resp = match hyper::service::Service::call(&inner, req).await {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        error!(error = ?e, "request failed without an s3 response");
+                        internal_error_response()
+                    }
+                };
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    resp.headers_mut().insert("x-amz-request-id", v);
+                }
+                let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+                let status = resp.status().as_u16();
+                if resp.status().is_server_error() {
+                    warn!(status, elapsed_ms, "request served");
+                } else {
+                    info!(status, elapsed_ms, "request served");
+                }
+                Ok(resp)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// A bare 500 for the rare case where s3s could not even serialize an error.
+fn internal_error_response() -> Response<s3s::Body> {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+        <Error><Code>InternalError</Code><Message>internal error</Message></Error>";
+    let mut resp = Response::new(s3s::Body::from(body.to_string()));
+    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_unique_and_fixed_width() {
+        let ids = RequestIds::new();
+        let a = ids.next();
+        let b = ids.next();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+}

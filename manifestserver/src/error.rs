@@ -1,0 +1,54 @@
+//! Errors of the manifest store.
+
+use cairn_core::format::FormatError;
+use cairn_core::ErrorKind;
+
+/// A manifest-store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// No bucket of that name.
+    #[error("bucket `{0}` does not exist")]
+    NoSuchBucket(String),
+    /// The bucket exists (`owner` is its owner's access key id).
+    #[error("bucket `{name}` already exists")]
+    BucketExists {
+        /// Bucket name.
+        name: String,
+        /// Owner access key id.
+        owner: String,
+    },
+    /// The bucket still has versions or uploads.
+    #[error("bucket `{0}` is not empty: delete its objects, versions and uploads first")]
+    BucketNotEmpty(String),
+    /// No multipart upload with that id for that bucket and key.
+    #[error("upload `{0}` does not exist (it may have been completed or aborted)")]
+    NoSuchUpload(String),
+    /// An access key id is taken.
+    #[error("access key `{0}` already exists")]
+    KeyExists(String),
+    /// A stored record failed to decode.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// RocksDB failed.
+    #[error("metadata database: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// Input out of bounds.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ManifestError {
+    /// The shared error kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ManifestError::NoSuchBucket(_) | ManifestError::NoSuchUpload(_) => ErrorKind::NotFound,
+            ManifestError::BucketExists { .. } | ManifestError::KeyExists(_) => {
+                ErrorKind::AlreadyExists
+            }
+            ManifestError::BucketNotEmpty(_) => ErrorKind::Conflict,
+            ManifestError::Format(_) => ErrorKind::Corrupt,
+            ManifestError::Db(_) => ErrorKind::Io,
+            ManifestError::Invalid(_) => ErrorKind::InvalidInput,
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The manifest server: buckets, version manifests, multipart uploads, access keys and the
+//! change log, in one RocksDB database.
+//!
+//! Every mutation is one synced write batch, so an acknowledged change survives kill -9 and a
+//! crash never leaves half of one. Listing current objects is one range scan over the `current`
+//! index; listing versions is one range scan over `versions`, where a key's versions sort newest
+//! first.
+
+mod db;
+mod error;
+mod keys;
+mod list;
+mod scan;
+mod store;
+mod uploads;
+mod versions;
+
+pub use error::ManifestError;
+pub use list::{ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery};
+pub use store::{ManifestConfig, ManifestStats, ManifestStore};

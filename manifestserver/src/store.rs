@@ -1,0 +1,362 @@
+//! The store's public face: configuration, opening, and every operation (the version write
+//! path, multipart uploads and listings delegate to their own modules).
+
+use std::path::Path;
+
+use cairn_core::format::Versioned;
+use cairn_core::manifest::{AccessKey, Bucket, Change, Part, Upload, VersionManifest};
+use cairn_core::VersionId;
+use parking_lot::Mutex;
+use rocksdb::{DBWithThreadMode, Direction, IteratorMode, Options, SingleThreaded, WriteOptions};
+
+use crate::db::{
+    WriteState, ALL_CFS, CF_BUCKETS, CF_CHANGELOG, CF_CURRENT, CF_KEYS, CF_UPLOADS, CF_VERSIONS,
+};
+use crate::keys;
+use crate::list::{ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery};
+use crate::ManifestError;
+
+/// Manifest-store settings.
+#[derive(Clone, Debug)]
+pub struct ManifestConfig {
+    /// Sync the WAL on every write (on by default; only benchmarks turn it off).
+    pub sync_writes: bool,
+}
+
+impl Default for ManifestConfig {
+    fn default() -> Self {
+        ManifestConfig { sync_writes: true }
+    }
+}
+
+/// Totals kept with the metadata.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ManifestStats {
+    /// Buckets.
+    pub buckets: u64,
+    /// Versions stored, delete markers included.
+    pub versions: u64,
+    /// Sum of the sizes of all stored versions (logical bytes).
+    pub logical_bytes: u64,
+    /// Last change-log sequence number.
+    pub last_seq: u64,
+}
+
+/// The manifest store of one node.
+pub struct ManifestStore {
+    /// The database, opened with every column family in `ALL_CFS`.
+    pub(crate) db: DBWithThreadMode<SingleThreaded>,
+    /// Options for every write: synced unless the config turned it off.
+    pub(crate) write_opts: WriteOptions,
+    /// Serializes read-check-write mutations so checks hold and change-log seqs are gap-free.
+    pub(crate) state: Mutex<WriteState>,
+}
+
+impl ManifestStore {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path, config: ManifestConfig) -> Result<ManifestStore, ManifestError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_open_files(512);
+        opts.set_keep_log_file_num(4);
+        opts.increase_parallelism(2);
+        let db = DBWithThreadMode::<SingleThreaded>::open_cf(&opts, dir, ALL_CFS)?;
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(config.sync_writes);
+        let mut store = ManifestStore {
+            db,
+            write_opts,
+            state: Mutex::new(WriteState::default()),
+        };
+        let state = store.load_state()?;
+        *store.state.get_mut() = state;
+        tracing::debug!(dir = %dir.display(), last_seq = state.last_seq, "manifest store open");
+        Ok(store)
+    }
+
+    // ---- buckets ----
+    /// Creates a bucket; `BucketExists` (with the current owner) if the name is taken.
+    pub fn create_bucket(&self, bucket: &Bucket) -> Result<(), ManifestError> {
+        keys::check_bucket(&bucket.name)?;
+        let mut txn = self.begin();
+        if let Some(old) = self.get_rec::<Bucket>(CF_BUCKETS, bucket.name.as_bytes())? {
+            return Err(ManifestError::BucketExists {
+                name: old.name,
+                owner: old.owner,
+            });
+        }
+        txn.batch
+            .put_cf(self.cf(CF_BUCKETS), bucket.name.as_bytes(), bucket.encode());
+        txn.state.stats.buckets += 1;
+        self.commit(txn)
+    }
+    /// A bucket by name.
+    pub fn get_bucket(&self, name: &str) -> Result<Option<Bucket>, ManifestError> {
+        keys::check_bucket(name)?;
+        self.get_rec(CF_BUCKETS, name.as_bytes())
+    }
+    /// Every bucket, by name.
+    pub fn list_buckets(&self) -> Result<Vec<Bucket>, ManifestError> {
+        self.all_recs(CF_BUCKETS)
+    }
+    /// Replaces a bucket's record (versioning state); `NoSuchBucket` if absent.
+    pub fn update_bucket(&self, bucket: &Bucket) -> Result<(), ManifestError> {
+        keys::check_bucket(&bucket.name)?;
+        let mut txn = self.begin();
+        if self
+            .get_rec::<Bucket>(CF_BUCKETS, bucket.name.as_bytes())?
+            .is_none()
+        {
+            return Err(ManifestError::NoSuchBucket(bucket.name.clone()));
+        }
+        txn.batch
+            .put_cf(self.cf(CF_BUCKETS), bucket.name.as_bytes(), bucket.encode());
+        self.commit(txn)
+    }
+    /// Deletes an empty bucket; `BucketNotEmpty` if any version or upload remains.
+    pub fn delete_bucket(&self, name: &str) -> Result<(), ManifestError> {
+        keys::check_bucket(name)?;
+        let mut txn = self.begin();
+        if self
+            .get_rec::<Bucket>(CF_BUCKETS, name.as_bytes())?
+            .is_none()
+        {
+            return Err(ManifestError::NoSuchBucket(name.to_string()));
+        }
+        let prefix = keys::bucket_prefix(name);
+        if self.any_with_prefix(CF_VERSIONS, &prefix)?
+            || self.any_with_prefix(CF_UPLOADS, &prefix)?
+        {
+            return Err(ManifestError::BucketNotEmpty(name.to_string()));
+        }
+        txn.batch.delete_cf(self.cf(CF_BUCKETS), name.as_bytes());
+        txn.state.stats.buckets = txn.state.stats.buckets.saturating_sub(1);
+        self.commit(txn)
+    }
+
+    // ---- versions ----
+    /// Applies a version (idempotent: applying it again changes nothing and returns `false`).
+    /// A `null_version` replaces the key's older null version (returned in the Vec so its data
+    /// can be collected later); if a newer null version exists, `m` is not stored.
+    /// Updates the current index and appends to the change log, in one synced batch.
+    pub fn apply(
+        &self,
+        m: &VersionManifest,
+    ) -> Result<(bool, Vec<VersionManifest>), ManifestError> {
+        keys::check_bucket(&m.bucket)?;
+        keys::check_key(&m.key)?;
+        let mut txn = self.begin();
+        let out = self.apply_in(&mut txn, m)?;
+        if out.0 {
+            self.commit(txn)?;
+        }
+        Ok(out)
+    }
+    /// The newest version of a key, delete markers included.
+    pub fn head(&self, bucket: &str, key: &str) -> Result<Option<VersionManifest>, ManifestError> {
+        keys::check_bucket(bucket)?;
+        keys::check_key(key)?;
+        self.newest_except(bucket, key, None)
+    }
+    /// The current object (newest version, if it is not a delete marker): one point lookup.
+    pub fn current(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        keys::check_bucket(bucket)?;
+        keys::check_key(key)?;
+        self.get_rec(CF_CURRENT, &keys::current_key(bucket, key))
+    }
+    /// A specific version.
+    pub fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        keys::check_bucket(bucket)?;
+        keys::check_key(key)?;
+        self.get_rec(CF_VERSIONS, &keys::version_key(bucket, key, version))
+    }
+    /// The key's null version, if any.
+    pub fn get_null_version(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        keys::check_bucket(bucket)?;
+        keys::check_key(key)?;
+        Ok(self
+            .versions_of(bucket, key)?
+            .into_iter()
+            .find(|v| v.null_version))
+    }
+    /// Removes a version physically (S3 DELETE with versionId); updates the current index and
+    /// logs a `removed` change. Returns the removed manifest, `None` if it did not exist.
+    pub fn remove_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        keys::check_bucket(bucket)?;
+        keys::check_key(key)?;
+        let mut txn = self.begin();
+        let removed = self.remove_in(&mut txn, bucket, key, version)?;
+        if removed.is_some() {
+            self.commit(txn)?;
+        }
+        Ok(removed)
+    }
+    /// A page of current objects.
+    pub fn list_objects(&self, bucket: &str, q: &ListQuery) -> Result<ListPage, ManifestError> {
+        keys::check_bucket(bucket)?;
+        self.list_objects_impl(bucket, q)
+    }
+    /// A page of versions.
+    pub fn list_versions(
+        &self,
+        bucket: &str,
+        q: &VersionsQuery,
+    ) -> Result<VersionsPage, ManifestError> {
+        keys::check_bucket(bucket)?;
+        self.list_versions_impl(bucket, q)
+    }
+
+    // ---- multipart ----
+    /// Records a new upload.
+    pub fn create_upload(&self, upload: &Upload) -> Result<(), ManifestError> {
+        self.create_upload_impl(upload)
+    }
+    /// An upload by bucket, key and id.
+    pub fn get_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<Upload>, ManifestError> {
+        keys::check_bucket(bucket)?;
+        keys::check_key(key)?;
+        self.get_rec(CF_UPLOADS, &keys::upload_key(bucket, key, upload_id))
+    }
+    /// Stores a part (replacing one of the same number, returned); `NoSuchUpload` if the
+    /// upload is gone.
+    pub fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: &Part,
+    ) -> Result<Option<Part>, ManifestError> {
+        self.put_part_impl(bucket, key, upload_id, part)
+    }
+    /// Parts with number > `after`, ascending, at most `max`.
+    pub fn list_parts(
+        &self,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<Vec<Part>, ManifestError> {
+        self.list_parts_impl(upload_id, after, max)
+    }
+    /// Removes an upload and its parts (abort); returns the parts. `NoSuchUpload` if absent.
+    pub fn abort_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<Part>, ManifestError> {
+        self.abort_upload_impl(bucket, key, upload_id)
+    }
+    /// Applies the completed object and removes the upload and its parts in one batch.
+    /// `NoSuchUpload` if the upload is gone (a racing complete or abort won).
+    pub fn complete_upload(
+        &self,
+        upload_id: &str,
+        m: &VersionManifest,
+    ) -> Result<Vec<VersionManifest>, ManifestError> {
+        self.complete_upload_impl(upload_id, m)
+    }
+    /// A page of uploads in a bucket.
+    pub fn list_uploads(
+        &self,
+        bucket: &str,
+        q: &UploadsQuery,
+    ) -> Result<UploadsPage, ManifestError> {
+        keys::check_bucket(bucket)?;
+        self.list_uploads_impl(bucket, q)
+    }
+
+    // ---- change log ----
+    /// Changes with seq > `after`, at most `max`.
+    pub fn changes_since(&self, after: u64, max: usize) -> Result<Vec<Change>, ManifestError> {
+        let Some(start) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let start = start.to_be_bytes();
+        let mode = IteratorMode::From(&start[..], Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_CHANGELOG), mode).take(max) {
+            let (_, v) = item?;
+            out.push(Change::decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    // ---- access keys ----
+    /// Stores a new key; `KeyExists` if the id is taken.
+    pub fn put_key(&self, key: &AccessKey) -> Result<(), ManifestError> {
+        if key.id.is_empty() {
+            return Err(ManifestError::Invalid(
+                "access key id must not be empty".to_string(),
+            ));
+        }
+        let mut txn = self.begin();
+        if self
+            .db
+            .get_pinned_cf(self.cf(CF_KEYS), key.id.as_bytes())?
+            .is_some()
+        {
+            return Err(ManifestError::KeyExists(key.id.clone()));
+        }
+        txn.batch
+            .put_cf(self.cf(CF_KEYS), key.id.as_bytes(), key.encode());
+        self.commit(txn)
+    }
+    /// A key by id.
+    pub fn get_key(&self, id: &str) -> Result<Option<AccessKey>, ManifestError> {
+        self.get_rec(CF_KEYS, id.as_bytes())
+    }
+    /// Every key, by id.
+    pub fn list_keys(&self) -> Result<Vec<AccessKey>, ManifestError> {
+        self.all_recs(CF_KEYS)
+    }
+    /// Deletes a key; `false` if it did not exist.
+    pub fn delete_key(&self, id: &str) -> Result<bool, ManifestError> {
+        let mut txn = self.begin();
+        if self
+            .db
+            .get_pinned_cf(self.cf(CF_KEYS), id.as_bytes())?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        txn.batch.delete_cf(self.cf(CF_KEYS), id.as_bytes());
+        self.commit(txn)?;
+        Ok(true)
+    }
+
+    // ---- stats ----
+    /// Totals.
+    pub fn stats(&self) -> Result<ManifestStats, ManifestError> {
+        let st = *self.state.lock();
+        Ok(ManifestStats {
+            buckets: st.stats.buckets,
+            versions: st.stats.versions,
+            logical_bytes: st.stats.logical_bytes,
+            last_seq: st.last_seq,
+        })
+    }
+}

@@ -1,0 +1,154 @@
+//! The version write path: applying a version (with S3's null-version replacement), removing
+//! one, and keeping the `current` index equal to "newest version unless it is a delete marker".
+
+use cairn_core::format::Versioned;
+use cairn_core::manifest::VersionManifest;
+use cairn_core::VersionId;
+use rocksdb::ReadOptions;
+
+use crate::db::{Txn, CF_CURRENT, CF_VERSIONS};
+use crate::keys;
+use crate::{ManifestError, ManifestStore};
+
+impl ManifestStore {
+    /// Adds `m` to the mutation; `(false, [])` (and nothing added) if `m` is already stored or
+    /// a newer null version supersedes it. Otherwise returns the null versions it replaces.
+    pub(crate) fn apply_in(
+        &self,
+        txn: &mut Txn<'_>,
+        m: &VersionManifest,
+    ) -> Result<(bool, Vec<VersionManifest>), ManifestError> {
+        let vkey = keys::version_key(&m.bucket, &m.key, m.version);
+        if self
+            .db
+            .get_pinned_cf(self.cf(CF_VERSIONS), &vkey)?
+            .is_some()
+        {
+            return Ok((false, Vec::new()));
+        }
+        let (removed, newest_other) = if m.null_version {
+            let all = self.versions_of(&m.bucket, &m.key)?;
+            if all.iter().any(|v| v.null_version && v.version > m.version) {
+                return Ok((false, Vec::new()));
+            }
+            let (nulls, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|v| v.null_version);
+            (nulls, others.into_iter().next())
+        } else {
+            (Vec::new(), self.newest_except(&m.bucket, &m.key, None)?)
+        };
+
+        let versions = self.cf(CF_VERSIONS);
+        txn.batch.put_cf(versions, &vkey, m.encode());
+        for r in &removed {
+            txn.batch
+                .delete_cf(versions, keys::version_key(&r.bucket, &r.key, r.version));
+            self.log_stats_removed(txn, r);
+        }
+        let newest = match &newest_other {
+            Some(n) if n.version > m.version => n,
+            _ => m,
+        };
+        self.set_current(txn, &m.bucket, &m.key, Some(newest));
+        self.log_change(txn, m, false);
+        let stats = &mut txn.state.stats;
+        stats.versions += 1;
+        stats.logical_bytes = stats.logical_bytes.saturating_add(m.size);
+        Ok((true, removed))
+    }
+
+    /// Adds the removal of one version to the mutation; `None` (nothing added) if absent.
+    pub(crate) fn remove_in(
+        &self,
+        txn: &mut Txn<'_>,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        let vkey = keys::version_key(bucket, key, version);
+        let Some(r) = self.get_rec::<VersionManifest>(CF_VERSIONS, &vkey)? else {
+            return Ok(None);
+        };
+        txn.batch.delete_cf(self.cf(CF_VERSIONS), &vkey);
+        let next = self.newest_except(bucket, key, Some(version))?;
+        // Only the newest version's removal changes what is current.
+        if next.as_ref().is_none_or(|n| n.version < version) {
+            self.set_current(txn, bucket, key, next.as_ref());
+        }
+        self.log_change(txn, &r, true);
+        self.log_stats_removed(txn, &r);
+        Ok(Some(r))
+    }
+
+    fn log_stats_removed(&self, txn: &mut Txn<'_>, r: &VersionManifest) {
+        let stats = &mut txn.state.stats;
+        stats.versions = stats.versions.saturating_sub(1);
+        stats.logical_bytes = stats.logical_bytes.saturating_sub(r.size);
+    }
+
+    /// Points `current` at `newest` (the key's newest version after the mutation), or removes
+    /// the entry if there is none or it is a delete marker.
+    fn set_current(
+        &self,
+        txn: &mut Txn<'_>,
+        bucket: &str,
+        key: &str,
+        newest: Option<&VersionManifest>,
+    ) {
+        let ck = keys::current_key(bucket, key);
+        let cf = self.cf(CF_CURRENT);
+        match newest {
+            Some(n) if !n.delete_marker => txn.batch.put_cf(cf, ck, n.encode()),
+            _ => txn.batch.delete_cf(cf, ck),
+        }
+    }
+
+    /// Read options bounding a scan to one key's versions.
+    fn key_versions_opts(bucket: &str, key: &str) -> (Vec<u8>, ReadOptions) {
+        let start = keys::terminated_key(bucket, key);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(start.clone());
+        if let Some(end) = keys::prefix_end(&start) {
+            ro.set_iterate_upper_bound(end);
+        }
+        (start, ro)
+    }
+
+    /// The key's newest stored version other than `except`.
+    pub(crate) fn newest_except(
+        &self,
+        bucket: &str,
+        key: &str,
+        except: Option<VersionId>,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        let (start, ro) = Self::key_versions_opts(bucket, key);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_VERSIONS), ro);
+        it.seek(&start);
+        while let Some((k, v)) = it.item() {
+            let id = keys::parse_inverted_version(&k[start.len()..])?;
+            if Some(id) != except {
+                return Ok(Some(VersionManifest::decode(v)?));
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(None)
+    }
+
+    /// Every stored version of a key, newest first.
+    pub(crate) fn versions_of(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<VersionManifest>, ManifestError> {
+        let (start, ro) = Self::key_versions_opts(bucket, key);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_VERSIONS), ro);
+        it.seek(&start);
+        let mut out = Vec::new();
+        while let Some(v) = it.value() {
+            out.push(VersionManifest::decode(v)?);
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+}
