@@ -56,7 +56,10 @@ impl Access {
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         if cx.credentials().is_none() {
-            return Err(s3_error!(AccessDenied, "anonymous access is not allowed: sign the request"));
+            return Err(s3_error!(
+                AccessDenied,
+                "anonymous access is not allowed: sign the request"
+            ));
         }
         let Some(expected) = self.config.region.as_deref() else {
             return Ok(());
@@ -81,12 +84,16 @@ fn signed_region(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
         .and_then(|v| v.to_str().ok())
     {
         if let Some(rest) = auth.strip_prefix("AWS4-HMAC-SHA256") {
-            let cred = rest.split(',').find_map(|p| p.trim().strip_prefix("Credential="))?;
+            let cred = rest
+                .split(',')
+                .find_map(|p| p.trim().strip_prefix("Credential="))?;
             return scope_region(cred);
         }
     }
     let query = uri.query()?;
-    let cred = query.split('&').find_map(|p| p.strip_prefix("X-Amz-Credential="))?;
+    let cred = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("X-Amz-Credential="))?;
     scope_region(&percent_decode(cred))
 }
 
@@ -137,7 +144,9 @@ impl DomainHost {
         for d in domains {
             let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
             if d.is_empty() || d.contains('/') {
-                return Err(format!("invalid s3 domain `{d}`: use a host name such as s3.example.com"));
+                return Err(format!(
+                    "invalid s3 domain `{d}`: use a host name such as s3.example.com"
+                ));
             }
             out.push(d);
         }
@@ -149,15 +158,25 @@ impl DomainHost {
         let without_port = strip_port(host);
         for domain in &self.domains {
             // A domain configured with a port matches only that port.
-            let candidate = if domain.contains(':') { host } else { without_port };
-            if candidate.len() > domain.len() + 1 {
-                let (bucket, rest) = candidate.split_at(candidate.len() - domain.len() - 1);
-                if rest.len() == domain.len() + 1
-                    && rest.as_bytes()[0] == b'.'
-                    && rest[1..].eq_ignore_ascii_case(domain)
-                {
-                    return Some(bucket);
-                }
+            let candidate = if domain.contains(':') {
+                host
+            } else {
+                without_port
+            };
+            let Some(split) = candidate.len().checked_sub(domain.len() + 1) else {
+                continue;
+            };
+            // `get` rather than indexing: a split inside a multi-byte character is no match.
+            let (Some(bucket), Some(rest)) = (candidate.get(..split), candidate.get(split..))
+            else {
+                continue;
+            };
+            if !bucket.is_empty()
+                && rest
+                    .strip_prefix('.')
+                    .is_some_and(|d| d.eq_ignore_ascii_case(domain))
+            {
+                return Some(bucket);
             }
         }
         None
@@ -166,7 +185,9 @@ impl DomainHost {
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
     match host.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
@@ -203,6 +224,8 @@ mod tests {
         assert_eq!(h.bucket_of("otherhost:9000"), None);
         assert_eq!(h.bucket_of(".localhost"), None);
         assert_eq!(h.bucket_of("[::1]:9000"), None);
+        assert_eq!(h.bucket_of("é.localhost"), Some("é"));
+        assert_eq!(h.bucket_of("ééééééééééx"), None);
     }
 
     #[test]
@@ -228,7 +251,10 @@ mod tests {
             "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20240101%2Fus-west-2%2Fs3%2Faws4_request"
                 .parse()
                 .unwrap();
-        assert_eq!(signed_region(&http::HeaderMap::new(), &uri).as_deref(), Some("us-west-2"));
+        assert_eq!(
+            signed_region(&http::HeaderMap::new(), &uri).as_deref(),
+            Some("us-west-2")
+        );
     }
 
     #[test]

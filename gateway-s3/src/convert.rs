@@ -100,7 +100,10 @@ pub(crate) fn tagging(value: Option<&str>) -> S3Result<BTreeMap<String, String>>
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let (k, v) = (form_decode(k), form_decode(v));
         if k.is_empty() || tags.insert(k, v).is_some() {
-            return Err(s3_error!(InvalidArgument, "the tag set in x-amz-tagging is not valid"));
+            return Err(s3_error!(
+                InvalidArgument,
+                "the tag set in x-amz-tagging is not valid"
+            ));
         }
     }
     Ok(tags)
@@ -202,18 +205,30 @@ impl Conditions {
         let secs = |t: &Timestamp| time::OffsetDateTime::from(t.clone()).unix_timestamp();
         let failed = match &self.if_match {
             Some(c) => !matches(c),
-            None => self.if_unmodified_since.as_ref().is_some_and(|t| mtime > secs(t)),
+            None => self
+                .if_unmodified_since
+                .as_ref()
+                .is_some_and(|t| mtime > secs(t)),
         };
         if failed {
-            return Err(s3_error!(PreconditionFailed, "at least one of the preconditions you specified did not hold"));
+            return Err(s3_error!(
+                PreconditionFailed,
+                "at least one of the preconditions you specified did not hold"
+            ));
         }
         let unchanged = match &self.if_none_match {
             Some(c) => matches(c),
-            None => self.if_modified_since.as_ref().is_some_and(|t| mtime <= secs(t)),
+            None => self
+                .if_modified_since
+                .as_ref()
+                .is_some_and(|t| mtime <= secs(t)),
         };
         if unchanged {
             if copy_source {
-                return Err(s3_error!(PreconditionFailed, "at least one of the preconditions you specified did not hold"));
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "at least one of the preconditions you specified did not hold"
+                ));
             }
             let mut err = s3_error!(NotModified, "not modified");
             let mut headers = HeaderMap::new();
@@ -269,7 +284,10 @@ impl BodyErrors {
                 "a chunk signature of the streaming body does not match"
             ),
             Some(BodyFault::Malformed) => {
-                s3_error!(IncompleteBody, "the aws-chunked request body is malformed or incomplete")
+                s3_error!(
+                    IncompleteBody,
+                    "the aws-chunked request body is malformed or incomplete"
+                )
             }
             None => client_error(e),
         }
@@ -294,7 +312,10 @@ pub(crate) fn request_body(body: Option<StreamingBlob>) -> (BodyStream, BodyErro
 
 /// The length a request body announces: Content-Length (s3s rewrites it to the decoded
 /// length for aws-chunked bodies), else the stream's exact length if known.
-pub(crate) fn body_length(content_length: Option<i64>, body: Option<&StreamingBlob>) -> Option<u64> {
+pub(crate) fn body_length(
+    content_length: Option<i64>,
+    body: Option<&StreamingBlob>,
+) -> Option<u64> {
     content_length
         .and_then(|n| u64::try_from(n).ok())
         .or_else(|| {
@@ -341,7 +362,8 @@ impl Stream for ClientBody {
 
 impl S3ByteStream for ClientBody {
     fn remaining_length(&self) -> RemainingLength {
-        usize::try_from(self.remaining).map_or_else(|_| RemainingLength::unknown(), RemainingLength::new_exact)
+        usize::try_from(self.remaining)
+            .map_or_else(|_| RemainingLength::unknown(), RemainingLength::new_exact)
     }
 }
 
@@ -357,7 +379,12 @@ mod tests {
 
     #[test]
     fn content_md5_must_be_16_bytes_of_base64() {
-        assert_eq!(content_md5(Some("1B2M2Y8AsgTpgAmY7PhCfg==")).unwrap().unwrap()[0], 0xd4);
+        assert_eq!(
+            content_md5(Some("1B2M2Y8AsgTpgAmY7PhCfg=="))
+                .unwrap()
+                .unwrap()[0],
+            0xd4
+        );
         assert!(content_md5(Some("not base64!")).is_err());
         assert!(content_md5(Some("AAAA")).is_err());
         assert!(content_md5(None).unwrap().is_none());

@@ -82,13 +82,19 @@ mod tests {
     fn statuses_follow_s3() {
         let cases = [
             (ClientError::NoSuchBucket("b".into()), "NoSuchBucket", 404),
-            (ClientError::BucketNotEmpty("b".into()), "BucketNotEmpty", 409),
+            (
+                ClientError::BucketNotEmpty("b".into()),
+                "BucketNotEmpty",
+                409,
+            ),
             (ClientError::InvalidRange { size: 3 }, "InvalidRange", 416),
             (ClientError::KeyTooLong, "KeyTooLongError", 400),
             (ClientError::InvalidPartOrder, "InvalidPartOrder", 400),
             (ClientError::Storage("disk".into()), "InternalError", 500),
             (
-                ClientError::MethodNotAllowed { version: "v".into() },
+                ClientError::MethodNotAllowed {
+                    version: "v".into(),
+                },
                 "MethodNotAllowed",
                 405,
             ),

@@ -7,12 +7,12 @@
 //! straight into the client and response bodies straight out of it.
 //!
 //! Code map:
-//! - [`server`]: accept loop, TCP_NODELAY, request ids and tracing spans, graceful shutdown.
-//! - [`auth`]: access keys (SigV4 secret lookup), anonymous refusal, region check, host parsing
+//! - [`server`] — accept loop, TCP_NODELAY, request ids and tracing spans, graceful shutdown.
+//! - [`auth`] — access keys (SigV4 secret lookup), anonymous refusal, region check, host parsing
 //!   for virtual-hosted-style requests.
-//! - [`error`]: the one mapping from [`cairn_client::ClientError`] to S3 error codes.
-//! - [`convert`]: headers, metadata, times, ETags and body streams between s3s and the client.
-//! - [`ops`]: the S3 operations, one file per family (buckets, objects, listings, copy,
+//! - [`error`] — the one mapping from [`cairn_client::ClientError`] to S3 error codes.
+//! - [`convert`] — headers, metadata, times, ETags and body streams between s3s and the client.
+//! - [`ops`] — the S3 operations, one file per family (buckets, objects, listings, copy,
 //!   multipart).
 
 mod auth;

@@ -21,22 +21,47 @@ async fn presigned_get_and_put() {
     let s3 = server.s3();
     s3.create_bucket().bucket("pre").send().await.unwrap();
 
-    let put = s3.put_object().bucket("pre").key("up/loaded.txt").presigned(presigning()).await.unwrap();
+    let put = s3
+        .put_object()
+        .bucket("pre")
+        .key("up/loaded.txt")
+        .presigned(presigning())
+        .await
+        .unwrap();
     let resp = send_presigned(server.addr, &put, b"presigned body").await;
     assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(resp.header("etag"), Some(format!("\"{}\"", md5_hex(b"presigned body")).as_str()));
+    assert_eq!(
+        resp.header("etag"),
+        Some(format!("\"{}\"", md5_hex(b"presigned body")).as_str())
+    );
 
-    let get = s3.get_object().bucket("pre").key("up/loaded.txt").presigned(presigning()).await.unwrap();
+    let get = s3
+        .get_object()
+        .bucket("pre")
+        .key("up/loaded.txt")
+        .presigned(presigning())
+        .await
+        .unwrap();
     let resp = send_presigned(server.addr, &get, b"").await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.body, b"presigned body");
 
     // A tampered signature fails.
     let bad = server.s3_as(KEY_ID, "wrong-secret", "us-east-1");
-    let get = bad.get_object().bucket("pre").key("up/loaded.txt").presigned(presigning()).await.unwrap();
+    let get = bad
+        .get_object()
+        .bucket("pre")
+        .key("up/loaded.txt")
+        .presigned(presigning())
+        .await
+        .unwrap();
     let resp = send_presigned(server.addr, &get, b"").await;
     assert_eq!(resp.status, 403);
-    assert!(resp.text().contains("<Code>SignatureDoesNotMatch</Code>"), "{}", resp.text());
+    assert!(
+        resp.text().contains("<Code>SignatureDoesNotMatch</Code>"),
+        "{}",
+        resp.text()
+    );
 
     server.stop().await.unwrap();
 }
@@ -44,7 +69,13 @@ async fn presigned_get_and_put() {
 #[tokio::test]
 async fn bad_credentials_and_anonymous_requests() {
     let server = start().await;
-    server.s3().create_bucket().bucket("auth").send().await.unwrap();
+    server
+        .s3()
+        .create_bucket()
+        .bucket("auth")
+        .send()
+        .await
+        .unwrap();
 
     let wrong_secret = server.s3_as(KEY_ID, "not-the-secret", "us-east-1");
     let e = wrong_secret.list_buckets().send().await.unwrap_err();
@@ -56,7 +87,11 @@ async fn bad_credentials_and_anonymous_requests() {
 
     let resp = raw_request(server.addr, "GET /auth HTTP/1.1\nHost: 127.0.0.1", b"").await;
     assert_eq!(resp.status, 403);
-    assert!(resp.text().contains("<Code>AccessDenied</Code>"), "{}", resp.text());
+    assert!(
+        resp.text().contains("<Code>AccessDenied</Code>"),
+        "{}",
+        resp.text()
+    );
 
     // Any region is accepted when none is configured.
     let elsewhere = server.s3_as(KEY_ID, SECRET, "ap-south-2");
@@ -73,12 +108,29 @@ async fn configured_region_is_enforced() {
     })
     .await;
     let good = server.s3_as(KEY_ID, SECRET, "eu-central-1");
-    good.create_bucket().bucket("regional").send().await.unwrap();
-    let loc = good.get_bucket_location().bucket("regional").send().await.unwrap();
-    assert_eq!(loc.location_constraint().map(|l| l.as_str()), Some("eu-central-1"));
+    good.create_bucket()
+        .bucket("regional")
+        .send()
+        .await
+        .unwrap();
+    let loc = good
+        .get_bucket_location()
+        .bucket("regional")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        loc.location_constraint().map(|l| l.as_str()),
+        Some("eu-central-1")
+    );
 
     let wrong = server.s3_as(KEY_ID, SECRET, "us-east-1");
-    let e = wrong.head_bucket().bucket("regional").send().await.unwrap_err();
+    let e = wrong
+        .head_bucket()
+        .bucket("regional")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e).0, 400);
     let e = wrong.list_buckets().send().await.unwrap_err();
     assert_eq!(error_of(&e), (400, "AuthorizationHeaderMalformed".into()));
@@ -89,39 +141,87 @@ async fn configured_region_is_enforced() {
 #[tokio::test]
 async fn streaming_bodies_and_payload_hashes() {
     let server = start().await;
-    server.s3().create_bucket().bucket("chunks").send().await.unwrap();
+    server
+        .s3()
+        .create_bucket()
+        .bucket("chunks")
+        .send()
+        .await
+        .unwrap();
     let signer = server.signer();
     let host = server.addr.to_string();
     let data = random_bytes(200_000);
 
     // Signed aws-chunked upload, 64 KiB chunks.
     let encoded_len = signer
-        .chunked_body(&signer.sign("PUT", &host, "/x", "", &[], "x"), &data, 65_536)
+        .chunked_body(
+            &signer.sign("PUT", &host, "/x", "", &[], "x"),
+            &data,
+            65_536,
+        )
         .len();
     let extra = [
         ("content-encoding", "aws-chunked".to_string()),
         ("content-length", encoded_len.to_string()),
         ("x-amz-decoded-content-length", data.len().to_string()),
     ];
-    let seed = signer.sign("PUT", &host, "/chunks/streamed", "", &extra, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
+    let seed = signer.sign(
+        "PUT",
+        &host,
+        "/chunks/streamed",
+        "",
+        &extra,
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+    );
     let body = signer.chunked_body(&seed, &data, 65_536);
     assert_eq!(body.len(), encoded_len);
     let resp = raw_request(server.addr, &seed.head, &body).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(resp.header("etag"), Some(format!("\"{}\"", md5_hex(&data)).as_str()));
-    let got = server.s3().get_object().bucket("chunks").key("streamed").send().await.unwrap();
+    assert_eq!(
+        resp.header("etag"),
+        Some(format!("\"{}\"", md5_hex(&data)).as_str())
+    );
+    let got = server
+        .s3()
+        .get_object()
+        .bucket("chunks")
+        .key("streamed")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.content_length(), Some(data.len() as i64));
-    assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], &data[..]);
+    assert_eq!(
+        &got.body.collect().await.unwrap().into_bytes()[..],
+        &data[..]
+    );
 
     // A chunk whose signature does not match stores nothing.
-    let seed = signer.sign("PUT", &host, "/chunks/tampered", "", &extra, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
+    let seed = signer.sign(
+        "PUT",
+        &host,
+        "/chunks/tampered",
+        "",
+        &extra,
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+    );
     let mut body = signer.chunked_body(&seed, &data, 65_536);
     let first_data = body.iter().position(|&b| b == b'\n').unwrap() + 1;
     body[first_data + 10] ^= 0xff;
     let resp = raw_request(server.addr, &seed.head, &body).await;
     assert_eq!(resp.status, 403, "{}", resp.text());
-    assert!(resp.text().contains("<Code>SignatureDoesNotMatch</Code>"), "{}", resp.text());
-    let e = server.s3().head_object().bucket("chunks").key("tampered").send().await.unwrap_err();
+    assert!(
+        resp.text().contains("<Code>SignatureDoesNotMatch</Code>"),
+        "{}",
+        resp.text()
+    );
+    let e = server
+        .s3()
+        .head_object()
+        .bucket("chunks")
+        .key("tampered")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e).0, 404);
 
     // A body that does not match its signed SHA-256 stores nothing.
@@ -135,8 +235,20 @@ async fn streaming_bodies_and_payload_hashes() {
     );
     let resp = raw_request(server.addr, &signed.head, b"HELLO").await;
     assert_eq!(resp.status, 400, "{}", resp.text());
-    assert!(resp.text().contains("<Code>XAmzContentSHA256Mismatch</Code>"), "{}", resp.text());
-    let e = server.s3().head_object().bucket("chunks").key("hashed").send().await.unwrap_err();
+    assert!(
+        resp.text()
+            .contains("<Code>XAmzContentSHA256Mismatch</Code>"),
+        "{}",
+        resp.text()
+    );
+    let e = server
+        .s3()
+        .head_object()
+        .bucket("chunks")
+        .key("hashed")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e).0, 404);
 
     // Malformed XML in a signed request.
@@ -160,7 +272,11 @@ async fn streaming_bodies_and_payload_hashes() {
     );
     let resp = raw_request(server.addr, &signed.head, garbage).await;
     assert_eq!(resp.status, 400, "{}", resp.text());
-    assert!(resp.text().contains("<Code>MalformedXML</Code>"), "{}", resp.text());
+    assert!(
+        resp.text().contains("<Code>MalformedXML</Code>"),
+        "{}",
+        resp.text()
+    );
 
     server.stop().await.unwrap();
 }
@@ -170,23 +286,50 @@ async fn virtual_hosted_style() {
     let server = start().await;
     let s3 = server.s3();
     s3.create_bucket().bucket("vhost").send().await.unwrap();
-    s3.put_object().bucket("vhost").key("dir/obj").body(ByteStream::from_static(b"virtual")).send().await.unwrap();
+    s3.put_object()
+        .bucket("vhost")
+        .key("dir/obj")
+        .body(ByteStream::from_static(b"virtual"))
+        .send()
+        .await
+        .unwrap();
 
     let port = server.addr.port();
     let endpoint = format!("http://localhost:{port}");
     let vh = server.sdk(KEY_ID, SECRET, "us-east-1", &endpoint, false);
 
-    let get = vh.get_object().bucket("vhost").key("dir/obj").presigned(presigning()).await.unwrap();
-    assert!(get.uri().starts_with(&format!("http://vhost.localhost:{port}/dir/obj")), "{}", get.uri());
+    let get = vh
+        .get_object()
+        .bucket("vhost")
+        .key("dir/obj")
+        .presigned(presigning())
+        .await
+        .unwrap();
+    assert!(
+        get.uri()
+            .starts_with(&format!("http://vhost.localhost:{port}/dir/obj")),
+        "{}",
+        get.uri()
+    );
     let resp = send_presigned(server.addr, &get, b"").await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.body, b"virtual");
 
     // The bucket really comes from the Host header.
-    let get = vh.get_object().bucket("nosuchbucket").key("dir/obj").presigned(presigning()).await.unwrap();
+    let get = vh
+        .get_object()
+        .bucket("nosuchbucket")
+        .key("dir/obj")
+        .presigned(presigning())
+        .await
+        .unwrap();
     let resp = send_presigned(server.addr, &get, b"").await;
     assert_eq!(resp.status, 404);
-    assert!(resp.text().contains("<Code>NoSuchBucket</Code>"), "{}", resp.text());
+    assert!(
+        resp.text().contains("<Code>NoSuchBucket</Code>"),
+        "{}",
+        resp.text()
+    );
 
     // Signed listing on the bucket host.
     let signed = server.signer().sign(
@@ -199,7 +342,11 @@ async fn virtual_hosted_style() {
     );
     let resp = raw_request(server.addr, &signed.head, b"").await;
     assert_eq!(resp.status, 200, "{}", resp.text());
-    assert!(resp.text().contains("<Key>dir/obj</Key>"), "{}", resp.text());
+    assert!(
+        resp.text().contains("<Key>dir/obj</Key>"),
+        "{}",
+        resp.text()
+    );
 
     // Path style with a host name works too.
     let signed = server.signer().sign(
@@ -240,7 +387,10 @@ async fn request_ids_are_unique() {
     let mut ids = std::collections::HashSet::new();
     for _ in 0..5 {
         let resp = raw_request(server.addr, "GET / HTTP/1.1\nHost: 127.0.0.1", b"").await;
-        let id = resp.header("x-amz-request-id").expect("request id").to_string();
+        let id = resp
+            .header("x-amz-request-id")
+            .expect("request id")
+            .to_string();
         assert!(ids.insert(id), "ids repeat");
     }
     server.stop().await.unwrap();
@@ -279,9 +429,10 @@ async fn shutdown_finishes_in_flight_requests() {
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let client = server.client.clone();
-    let (stopped, _dir) = tokio::time::timeout(Duration::from_secs(15), server.stop_keeping_store())
-        .await
-        .expect("shutdown within the grace period");
+    let (stopped, _dir) =
+        tokio::time::timeout(Duration::from_secs(15), server.stop_keeping_store())
+            .await
+            .expect("shutdown within the grace period");
     assert!(stopped.is_ok());
     let response = upload.await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");

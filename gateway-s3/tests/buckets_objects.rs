@@ -1,13 +1,10 @@
-//! Buckets and single objects through the AWS SDK: lifecycle, errors, metadata, ranges,
-//! deletes and copies.
+//! Buckets and single objects through the AWS SDK: lifecycle, errors, metadata, digests and
+//! ranges.
 
 mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, Delete, MetadataDirective,
-    ObjectIdentifier,
-};
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use common::*;
 
 #[tokio::test]
@@ -42,19 +39,41 @@ async fn bucket_lifecycle_and_errors() {
         .await
         .expect("create a second key");
     let s3_other = server.s3_as(&other.id, &other.secret, "us-east-1");
-    let e = s3_other.create_bucket().bucket("alpha").send().await.unwrap_err();
+    let e = s3_other
+        .create_bucket()
+        .bucket("alpha")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e), (409, "BucketAlreadyExists".into()));
 
-    let e = s3.create_bucket().bucket("Bad_Name").send().await.unwrap_err();
+    let e = s3
+        .create_bucket()
+        .bucket("Bad_Name")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e), (400, "InvalidBucketName".into()));
 
     s3.head_bucket().bucket("alpha").send().await.unwrap();
     let e = s3.head_bucket().bucket("missing").send().await.unwrap_err();
     assert_eq!(error_of(&e).0, 404);
 
-    let loc = s3.get_bucket_location().bucket("alpha").send().await.unwrap();
-    assert!(loc.location_constraint().is_none_or(|l| l.as_str().is_empty()));
-    let e = s3.get_bucket_location().bucket("missing").send().await.unwrap_err();
+    let loc = s3
+        .get_bucket_location()
+        .bucket("alpha")
+        .send()
+        .await
+        .unwrap();
+    assert!(loc
+        .location_constraint()
+        .is_none_or(|l| l.as_str().is_empty()));
+    let e = s3
+        .get_bucket_location()
+        .bucket("missing")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e), (404, "NoSuchBucket".into()));
 
     s3.put_object()
@@ -66,7 +85,12 @@ async fn bucket_lifecycle_and_errors() {
         .unwrap();
     let e = s3.delete_bucket().bucket("alpha").send().await.unwrap_err();
     assert_eq!(error_of(&e), (409, "BucketNotEmpty".into()));
-    s3.delete_object().bucket("alpha").key("k").send().await.unwrap();
+    s3.delete_object()
+        .bucket("alpha")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
     s3.delete_bucket().bucket("alpha").send().await.unwrap();
     let e = s3.delete_bucket().bucket("alpha").send().await.unwrap_err();
     assert_eq!(error_of(&e), (404, "NoSuchBucket".into()));
@@ -100,14 +124,26 @@ async fn put_get_head_keep_headers_and_metadata() {
         .unwrap();
     let expected_etag = format!("\"{}\"", md5_hex(&body));
     assert_eq!(put.e_tag(), Some(expected_etag.as_str()));
-    assert!(put.version_id().is_none(), "never-versioned buckets show no version id");
+    assert!(
+        put.version_id().is_none(),
+        "never-versioned buckets show no version id"
+    );
 
-    let got = s3.get_object().bucket("data").key("dir/file.bin").send().await.unwrap();
+    let got = s3
+        .get_object()
+        .bucket("data")
+        .key("dir/file.bin")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.e_tag(), Some(expected_etag.as_str()));
     assert_eq!(got.content_length(), Some(body.len() as i64));
     assert_eq!(got.content_type(), Some("application/x-test"));
     assert_eq!(got.cache_control(), Some("max-age=60"));
-    assert_eq!(got.content_disposition(), Some("attachment; filename=\"f.bin\""));
+    assert_eq!(
+        got.content_disposition(),
+        Some("attachment; filename=\"f.bin\"")
+    );
     assert_eq!(got.content_encoding(), Some("identity"));
     assert_eq!(got.content_language(), Some("en"));
     assert_eq!(got.accept_ranges(), Some("bytes"));
@@ -118,11 +154,20 @@ async fn put_get_head_keep_headers_and_metadata() {
     let data = got.body.collect().await.unwrap().into_bytes();
     assert_eq!(&data[..], &body[..]);
 
-    let head = s3.head_object().bucket("data").key("dir/file.bin").send().await.unwrap();
+    let head = s3
+        .head_object()
+        .bucket("data")
+        .key("dir/file.bin")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.e_tag(), Some(expected_etag.as_str()));
     assert_eq!(head.content_length(), Some(body.len() as i64));
     assert_eq!(head.content_type(), Some("application/x-test"));
-    assert_eq!(head.metadata().unwrap().get("color").map(String::as_str), Some("blue"));
+    assert_eq!(
+        head.metadata().unwrap().get("color").map(String::as_str),
+        Some("blue")
+    );
 
     // Expires is kept as sent.
     let raw = server.signer().sign(
@@ -130,7 +175,10 @@ async fn put_get_head_keep_headers_and_metadata() {
         &server.addr.to_string(),
         "/data/expiring",
         "",
-        &[("expires", "Thu, 01 Dec 2094 16:00:00 GMT".to_string()), ("content-length", "2".into())],
+        &[
+            ("expires", "Thu, 01 Dec 2094 16:00:00 GMT".to_string()),
+            ("content-length", "2".into()),
+        ],
         &sha256_hex(b"hi"),
     );
     let resp = raw_request(server.addr, &raw.head, b"hi").await;
@@ -145,16 +193,39 @@ async fn put_get_head_keep_headers_and_metadata() {
     );
     let resp = raw_request(server.addr, &raw.head, b"").await;
     assert_eq!(resp.status, 200);
-    assert_eq!(resp.header("expires"), Some("Thu, 01 Dec 2094 16:00:00 GMT"));
-    assert!(resp.header("x-amz-request-id").is_some_and(|id| !id.is_empty()));
+    assert_eq!(
+        resp.header("expires"),
+        Some("Thu, 01 Dec 2094 16:00:00 GMT")
+    );
+    assert!(resp
+        .header("x-amz-request-id")
+        .is_some_and(|id| !id.is_empty()));
     assert_eq!(resp.body, b"hi");
 
     // Missing keys and buckets.
-    let e = s3.get_object().bucket("data").key("nope").send().await.unwrap_err();
+    let e = s3
+        .get_object()
+        .bucket("data")
+        .key("nope")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e), (404, "NoSuchKey".into()));
-    let e = s3.get_object().bucket("nobucket").key("k").send().await.unwrap_err();
+    let e = s3
+        .get_object()
+        .bucket("nobucket")
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e), (404, "NoSuchBucket".into()));
-    let e = s3.head_object().bucket("data").key("nope").send().await.unwrap_err();
+    let e = s3
+        .head_object()
+        .bucket("data")
+        .key("nope")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e).0, 404);
     let e = s3
         .put_object()
@@ -167,8 +238,20 @@ async fn put_get_head_keep_headers_and_metadata() {
     assert_eq!(error_of(&e), (404, "NoSuchBucket".into()));
 
     // Empty object.
-    s3.put_object().bucket("data").key("empty").body(ByteStream::from_static(b"")).send().await.unwrap();
-    let got = s3.get_object().bucket("data").key("empty").send().await.unwrap();
+    s3.put_object()
+        .bucket("data")
+        .key("empty")
+        .body(ByteStream::from_static(b""))
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object()
+        .bucket("data")
+        .key("empty")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.content_length(), Some(0));
     assert_eq!(got.e_tag(), Some("\"d41d8cd98f00b204e9800998ecf8427e\""));
 
@@ -205,7 +288,13 @@ async fn content_md5_is_checked() {
         .await
         .unwrap_err();
     assert_eq!(error_of(&e), (400, "BadDigest".into()));
-    let e = s3.head_object().bucket("md5").key("bad").send().await.unwrap_err();
+    let e = s3
+        .head_object()
+        .bucket("md5")
+        .key("bad")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e).0, 404, "a bad digest stores nothing");
 
     let e = s3
@@ -228,7 +317,13 @@ async fn ranges() {
     let s3 = server.s3();
     s3.create_bucket().bucket("ranges").send().await.unwrap();
     let body = random_bytes(100_000);
-    s3.put_object().bucket("ranges").key("obj").body(ByteStream::from(body.clone())).send().await.unwrap();
+    s3.put_object()
+        .bucket("ranges")
+        .key("obj")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
 
     let cases: [(&str, usize, usize); 4] = [
         ("bytes=0-9", 0, 10),
@@ -237,200 +332,47 @@ async fn ranges() {
         ("bytes=50000-200000", 50_000, 100_000),
     ];
     for (range, start, end) in cases {
-        let got = s3.get_object().bucket("ranges").key("obj").range(range).send().await.unwrap();
+        let got = s3
+            .get_object()
+            .bucket("ranges")
+            .key("obj")
+            .range(range)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(got.content_length(), Some((end - start) as i64), "{range}");
         let expected_range = format!("bytes {start}-{}/100000", end - 1);
-        assert_eq!(got.content_range(), Some(expected_range.as_str()), "{range}");
+        assert_eq!(
+            got.content_range(),
+            Some(expected_range.as_str()),
+            "{range}"
+        );
         let data = got.body.collect().await.unwrap().into_bytes();
         assert_eq!(&data[..], &body[start..end], "{range}");
     }
 
     // 206 on the wire.
-    let signed = server.signer().sign("GET", &server.addr.to_string(), "/ranges/obj", "", &[("range", "bytes=1-2".into())], &sha256_hex(b""));
+    let signed = server.signer().sign(
+        "GET",
+        &server.addr.to_string(),
+        "/ranges/obj",
+        "",
+        &[("range", "bytes=1-2".into())],
+        &sha256_hex(b""),
+    );
     let resp = raw_request(server.addr, &signed.head, b"").await;
     assert_eq!(resp.status, 206);
     assert_eq!(resp.body, &body[1..3]);
 
-    let e = s3.get_object().bucket("ranges").key("obj").range("bytes=100000-").send().await.unwrap_err();
+    let e = s3
+        .get_object()
+        .bucket("ranges")
+        .key("obj")
+        .range("bytes=100000-")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e), (416, "InvalidRange".into()));
-
-    server.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn delete_objects_reports_each_key() {
-    let server = start().await;
-    let s3 = server.s3();
-    s3.create_bucket().bucket("del").send().await.unwrap();
-    for k in ["a", "b", "c"] {
-        s3.put_object().bucket("del").key(k).body(ByteStream::from_static(b"1")).send().await.unwrap();
-    }
-    let ids = |keys: &[&str]| {
-        Delete::builder()
-            .set_objects(Some(
-                keys.iter()
-                    .map(|k| ObjectIdentifier::builder().key(*k).build().unwrap())
-                    .collect(),
-            ))
-    };
-
-    let out = s3
-        .delete_objects()
-        .bucket("del")
-        .delete(ids(&["a", "missing"]).build().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let mut deleted: Vec<_> = out.deleted().iter().filter_map(|d| d.key()).collect();
-    deleted.sort();
-    assert_eq!(deleted, ["a", "missing"]);
-    assert!(out.errors().is_empty());
-
-    // Quiet: successes are not reported; a malformed version id is a per-key error.
-    let delete = Delete::builder()
-        .objects(ObjectIdentifier::builder().key("b").build().unwrap())
-        .objects(ObjectIdentifier::builder().key("c").version_id("bogus").build().unwrap())
-        .quiet(true)
-        .build()
-        .unwrap();
-    let out = s3.delete_objects().bucket("del").delete(delete).send().await.unwrap();
-    assert!(out.deleted().is_empty());
-    assert_eq!(out.errors().len(), 1);
-    assert_eq!(out.errors()[0].key(), Some("c"));
-    assert_eq!(out.errors()[0].code(), Some("InvalidArgument"));
-
-    let listed = s3.list_objects_v2().bucket("del").send().await.unwrap();
-    let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
-    assert_eq!(keys, ["c"]);
-
-    let too_many: Vec<String> = (0..1001).map(|i| format!("k{i}")).collect();
-    let refs: Vec<&str> = too_many.iter().map(String::as_str).collect();
-    let e = s3
-        .delete_objects()
-        .bucket("del")
-        .delete(ids(&refs).build().unwrap())
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(error_of(&e), (400, "MalformedXML".into()));
-
-    // Deleting a missing key is a success.
-    s3.delete_object().bucket("del").key("never-there").send().await.unwrap();
-
-    server.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn copy_object_copy_and_replace() {
-    let server = start().await;
-    let s3 = server.s3();
-    s3.create_bucket().bucket("src").send().await.unwrap();
-    s3.create_bucket().bucket("dst").send().await.unwrap();
-    let body = random_bytes(20_000);
-    s3.put_object()
-        .bucket("src")
-        .key("a file+name")
-        .content_type("text/plain")
-        .metadata("m", "1")
-        .body(ByteStream::from(body.clone()))
-        .send()
-        .await
-        .unwrap();
-
-    let out = s3
-        .copy_object()
-        .bucket("dst")
-        .key("copy")
-        .copy_source("src/a%20file%2Bname")
-        .send()
-        .await
-        .unwrap();
-    let result = out.copy_object_result().unwrap();
-    assert_eq!(result.e_tag(), Some(format!("\"{}\"", md5_hex(&body)).as_str()));
-    assert!(result.last_modified().is_some());
-    let got = s3.get_object().bucket("dst").key("copy").send().await.unwrap();
-    assert_eq!(got.content_type(), Some("text/plain"));
-    assert_eq!(got.metadata().unwrap().get("m").map(String::as_str), Some("1"));
-    assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], &body[..]);
-
-    s3.copy_object()
-        .bucket("dst")
-        .key("replaced")
-        .copy_source("src/a%20file%2Bname")
-        .metadata_directive(MetadataDirective::Replace)
-        .content_type("application/json")
-        .metadata("n", "2")
-        .send()
-        .await
-        .unwrap();
-    let head = s3.head_object().bucket("dst").key("replaced").send().await.unwrap();
-    assert_eq!(head.content_type(), Some("application/json"));
-    let meta = head.metadata().unwrap();
-    assert_eq!(meta.get("n").map(String::as_str), Some("2"));
-    assert!(!meta.contains_key("m"));
-
-    // Onto itself: illegal unless something changes.
-    let e = s3
-        .copy_object()
-        .bucket("dst")
-        .key("copy")
-        .copy_source("dst/copy")
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(error_of(&e), (400, "InvalidRequest".into()));
-    s3.copy_object()
-        .bucket("dst")
-        .key("copy")
-        .copy_source("dst/copy")
-        .metadata_directive(MetadataDirective::Replace)
-        .content_type("text/csv")
-        .send()
-        .await
-        .unwrap();
-    let head = s3.head_object().bucket("dst").key("copy").send().await.unwrap();
-    assert_eq!(head.content_type(), Some("text/csv"));
-
-    let e = s3.copy_object().bucket("dst").key("x").copy_source("src/none").send().await.unwrap_err();
-    assert_eq!(error_of(&e), (404, "NoSuchKey".into()));
-
-    server.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn sdk_streaming_upload_and_conditional_reads() {
-    let server = start().await;
-    let s3 = server.s3();
-    s3.create_bucket().bucket("stream").send().await.unwrap();
-
-    // A file body is streamed by the SDK (aws-chunked with a checksum trailer).
-    let data = random_bytes(3 * 1024 * 1024 + 17);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("upload.bin");
-    std::fs::write(&path, &data).unwrap();
-    let put = s3
-        .put_object()
-        .bucket("stream")
-        .key("file")
-        .body(ByteStream::from_path(&path).await.unwrap())
-        .send()
-        .await
-        .unwrap();
-    let etag = format!("\"{}\"", md5_hex(&data));
-    assert_eq!(put.e_tag(), Some(etag.as_str()));
-    let got = s3.get_object().bucket("stream").key("file").send().await.unwrap();
-    assert_eq!(got.content_length(), Some(data.len() as i64));
-    assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], &data[..]);
-
-    // If-None-Match / If-Match.
-    let e = s3.get_object().bucket("stream").key("file").if_none_match(&etag).send().await.unwrap_err();
-    assert_eq!(error_of(&e).0, 304);
-    let e = s3.get_object().bucket("stream").key("file").if_match("\"0123\"").send().await.unwrap_err();
-    assert_eq!(error_of(&e), (412, "PreconditionFailed".into()));
-    let got = s3.get_object().bucket("stream").key("file").if_match(&etag).send().await.unwrap();
-    assert_eq!(got.e_tag(), Some(etag.as_str()));
-    let e = s3.head_object().bucket("stream").key("file").if_none_match("*").send().await.unwrap_err();
-    assert_eq!(error_of(&e).0, 304);
 
     server.stop().await.unwrap();
 }

@@ -22,7 +22,14 @@ async fn create(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
         .to_string()
 }
 
-async fn part(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, id: &str, n: i32, data: &[u8]) -> String {
+async fn part(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    id: &str,
+    n: i32,
+    data: &[u8],
+) -> String {
     s3.upload_part()
         .bucket(bucket)
         .key(key)
@@ -66,8 +73,20 @@ async fn multipart_happy_path_and_listings() {
     assert_eq!(e1, format!("\"{}\"", md5_hex(&p1)));
 
     // ListParts, one at a time.
-    let page = s3.list_parts().bucket("mpu").key("big").upload_id(&id).max_parts(2).send().await.unwrap();
-    let numbers: Vec<_> = page.parts().iter().map(|p| p.part_number().unwrap()).collect();
+    let page = s3
+        .list_parts()
+        .bucket("mpu")
+        .key("big")
+        .upload_id(&id)
+        .max_parts(2)
+        .send()
+        .await
+        .unwrap();
+    let numbers: Vec<_> = page
+        .parts()
+        .iter()
+        .map(|p| p.part_number().unwrap())
+        .collect();
     assert_eq!(numbers, [1, 2]);
     assert_eq!(page.is_truncated(), Some(true));
     assert_eq!(page.next_part_number_marker(), Some("2"));
@@ -82,19 +101,40 @@ async fn multipart_happy_path_and_listings() {
         .send()
         .await
         .unwrap();
-    let numbers: Vec<_> = page.parts().iter().map(|p| p.part_number().unwrap()).collect();
+    let numbers: Vec<_> = page
+        .parts()
+        .iter()
+        .map(|p| p.part_number().unwrap())
+        .collect();
     assert_eq!(numbers, [3]);
     assert_eq!(page.is_truncated(), Some(false));
 
     // ListMultipartUploads with prefix, delimiter and markers.
-    let all = s3.list_multipart_uploads().bucket("mpu").send().await.unwrap();
+    let all = s3
+        .list_multipart_uploads()
+        .bucket("mpu")
+        .send()
+        .await
+        .unwrap();
     let keys: Vec<_> = all.uploads().iter().map(|u| u.key().unwrap()).collect();
     assert_eq!(keys, ["big", "dir/other"]);
     assert_eq!(all.uploads()[0].upload_id(), Some(id.as_str()));
-    let rolled = s3.list_multipart_uploads().bucket("mpu").delimiter("/").send().await.unwrap();
+    let rolled = s3
+        .list_multipart_uploads()
+        .bucket("mpu")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(rolled.uploads().len(), 1);
     assert_eq!(rolled.common_prefixes()[0].prefix(), Some("dir/"));
-    let first = s3.list_multipart_uploads().bucket("mpu").max_uploads(1).send().await.unwrap();
+    let first = s3
+        .list_multipart_uploads()
+        .bucket("mpu")
+        .max_uploads(1)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(first.is_truncated(), Some(true));
     let rest = s3
         .list_multipart_uploads()
@@ -106,7 +146,13 @@ async fn multipart_happy_path_and_listings() {
         .unwrap();
     let keys: Vec<_> = rest.uploads().iter().map(|u| u.key().unwrap()).collect();
     assert_eq!(keys, ["dir/other"]);
-    let prefixed = s3.list_multipart_uploads().bucket("mpu").prefix("dir/").send().await.unwrap();
+    let prefixed = s3
+        .list_multipart_uploads()
+        .bucket("mpu")
+        .prefix("dir/")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(prefixed.uploads().len(), 1);
 
     // Complete.
@@ -121,20 +167,46 @@ async fn multipart_happy_path_and_listings() {
         .unwrap();
     let etag = done.e_tag().unwrap().to_string();
     assert!(etag.ends_with("-3\""), "multipart ETag form: {etag}");
-    let got = s3.get_object().bucket("mpu").key("big").send().await.unwrap();
+    let got = s3
+        .get_object()
+        .bucket("mpu")
+        .key("big")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.e_tag(), Some(etag.as_str()));
     assert_eq!(got.content_type(), Some("application/x-parts"));
-    assert_eq!(got.metadata().unwrap().get("origin").map(String::as_str), Some("multipart"));
+    assert_eq!(
+        got.metadata().unwrap().get("origin").map(String::as_str),
+        Some("multipart")
+    );
     assert_eq!(got.content_length(), Some((10 * MIB + 1) as i64));
     let data = got.body.collect().await.unwrap().into_bytes();
-    assert!(data[..5 * MIB] == p1[..] && data[5 * MIB..10 * MIB] == p2[..] && data[10 * MIB..] == p3[..]);
+    assert!(
+        data[..5 * MIB] == p1[..]
+            && data[5 * MIB..10 * MIB] == p2[..]
+            && data[10 * MIB..] == p3[..]
+    );
 
     // The upload is gone.
-    let e = s3.list_parts().bucket("mpu").key("big").upload_id(&id).send().await.unwrap_err();
+    let e = s3
+        .list_parts()
+        .bucket("mpu")
+        .key("big")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e), (404, "NoSuchUpload".into()));
 
     // Abort the other one: 204, then NoSuchUpload.
-    s3.abort_multipart_upload().bucket("mpu").key("dir/other").upload_id(&other).send().await.unwrap();
+    s3.abort_multipart_upload()
+        .bucket("mpu")
+        .key("dir/other")
+        .upload_id(&other)
+        .send()
+        .await
+        .unwrap();
     let e = s3
         .abort_multipart_upload()
         .bucket("mpu")
@@ -144,7 +216,12 @@ async fn multipart_happy_path_and_listings() {
         .await
         .unwrap_err();
     assert_eq!(error_of(&e), (404, "NoSuchUpload".into()));
-    let all = s3.list_multipart_uploads().bucket("mpu").send().await.unwrap();
+    let all = s3
+        .list_multipart_uploads()
+        .bucket("mpu")
+        .send()
+        .await
+        .unwrap();
     assert!(all.uploads().is_empty());
 
     server.stop().await.unwrap();
@@ -169,17 +246,30 @@ async fn multipart_errors() {
             .send()
     };
 
-    let e = complete(completed(&[(1, &e1), (2, &e2)]), &id).await.unwrap_err();
+    let e = complete(completed(&[(1, &e1), (2, &e2)]), &id)
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e), (400, "EntityTooSmall".into()));
-    let e = complete(completed(&[(1, "\"00000000000000000000000000000000\"")]), &id).await.unwrap_err();
+    let e = complete(
+        completed(&[(1, "\"00000000000000000000000000000000\"")]),
+        &id,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error_of(&e), (400, "InvalidPart".into()));
     let e = complete(completed(&[(5, &e1)]), &id).await.unwrap_err();
     assert_eq!(error_of(&e), (400, "InvalidPart".into()));
-    let e = complete(completed(&[(2, &e2), (1, &e1)]), &id).await.unwrap_err();
+    let e = complete(completed(&[(2, &e2), (1, &e1)]), &id)
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e), (400, "InvalidPartOrder".into()));
-    let e = complete(CompletedMultipartUpload::builder().build(), &id).await.unwrap_err();
+    let e = complete(CompletedMultipartUpload::builder().build(), &id)
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e), (400, "MalformedXML".into()));
-    let e = complete(completed(&[(1, &e1)]), "no-such-upload").await.unwrap_err();
+    let e = complete(completed(&[(1, &e1)]), "no-such-upload")
+        .await
+        .unwrap_err();
     assert_eq!(error_of(&e), (404, "NoSuchUpload".into()));
 
     let e = s3
@@ -208,8 +298,17 @@ async fn multipart_errors() {
     // A single small part is a valid object.
     let done = complete(completed(&[(1, &e1)]), &id).await.unwrap();
     assert!(done.e_tag().unwrap().ends_with("-1\""));
-    let got = s3.get_object().bucket("mperr").key("obj").send().await.unwrap();
-    assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], &small[..]);
+    let got = s3
+        .get_object()
+        .bucket("mperr")
+        .key("obj")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        &got.body.collect().await.unwrap().into_bytes()[..],
+        &small[..]
+    );
 
     server.stop().await.unwrap();
 }

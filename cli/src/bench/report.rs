@@ -70,6 +70,14 @@ pub struct Summary {
     pub p99_ms: f64,
 }
 
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 impl From<&Phase> for Summary {
     fn from(p: &Phase) -> Summary {
         Summary {
@@ -151,9 +159,9 @@ impl Report {
     fn pipeline_title(&self) -> String {
         let p = &self.pipeline;
         format!(
-            "Pipeline bound (in-process, no I/O): a {} body cut by FastCDC into {} chunks; MD5 and \
-             the cut points on one thread while {} workers hash (BLAKE3) and compress (zstd) the \
-             chunks; stored/raw {:.2}",
+            "Pipeline bound (in-process, no I/O): a body of {} cut by FastCDC into {} chunks; MD5 \
+             and the cut points on one thread while {} workers hash (BLAKE3) and compress (zstd) \
+             the chunks; stored/raw {:.2}",
             format_size(p.size),
             p.chunks,
             p.workers,
@@ -178,8 +186,10 @@ impl Report {
         };
         format!(
             "S3 at {}{site}, bucket `{}`: per size a PUT phase then a GET phase of {budget} each, \
-             {} rounds, the round with the median MiB/s shown; {signing}",
-            s3.endpoint, s3.bucket, s3.rounds
+             {}, the round with the median MiB/s shown; {signing}",
+            s3.endpoint,
+            s3.bucket,
+            plural(s3.rounds as usize, "round")
         )
     }
 
@@ -193,9 +203,9 @@ impl Report {
         out += &format!("{}\n", self.pipeline_title());
         let rounds: Vec<String> = p.rounds.iter().map(|r| format!("{r:.1}")).collect();
         out += &format!(
-            "  bound           {:>8.1} MiB/s  (median of {} rounds: {})\n",
+            "  bound           {:>8.1} MiB/s  (median of {}: {})\n",
             p.mib_s,
-            p.rounds.len(),
+            plural(p.rounds.len(), "round"),
             rounds.join(", ")
         );
         let c = &p.one_core;
@@ -237,8 +247,8 @@ impl Report {
         let mut out = format!("Data: {DESCRIPTION}.\n\n{}.\n\n", self.pipeline_title());
         out += "| Stage | MiB/s |\n|---|---:|\n";
         out += &format!(
-            "| **Pipeline bound** (all stages at once, median of {} rounds) | **{:.1}** |\n",
-            p.rounds.len(),
+            "| **Pipeline bound** (all stages at once, median of {}) | **{:.1}** |\n",
+            plural(p.rounds.len(), "round"),
             p.mib_s
         );
         for (name, v) in [

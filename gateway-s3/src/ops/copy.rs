@@ -6,7 +6,9 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::object::refuse_unsupported;
 use super::Gateway;
-use crate::convert::{content_headers, etag, tagging, timestamp, user_metadata, version_sel, Conditions};
+use crate::convert::{
+    content_headers, etag, tagging, timestamp, user_metadata, version_sel, Conditions,
+};
 use crate::error::client_error;
 
 /// CopyObject from `x-amz-copy-source` (bucket/key, optionally `?versionId=`), with the
@@ -23,14 +25,21 @@ pub(super) async fn copy_object(
         input.object_lock_legal_hold_status.as_ref(),
     )?;
     if input.copy_source_sse_customer_algorithm.is_some() {
-        return Err(s3_error!(NotImplemented, "server-side encryption is not supported"));
+        return Err(s3_error!(
+            NotImplemented,
+            "server-side encryption is not supported"
+        ));
     }
     let (src_bucket, src_key, src_version) = match &input.copy_source {
         CopySource::Bucket {
             bucket,
             key,
             version_id,
-        } => (bucket.to_string(), key.to_string(), version_id.as_deref().map(str::to_string)),
+        } => (
+            bucket.to_string(),
+            key.to_string(),
+            version_id.as_deref().map(str::to_string),
+        ),
         _ => {
             return Err(s3_error!(
                 NotImplemented,
@@ -40,18 +49,32 @@ pub(super) async fn copy_object(
     };
     let version = version_sel(src_version.as_deref())?;
 
-    let replace = match input.metadata_directive.as_ref().map(MetadataDirective::as_str) {
+    let replace = match input
+        .metadata_directive
+        .as_ref()
+        .map(MetadataDirective::as_str)
+    {
         None | Some(MetadataDirective::COPY) => false,
         Some(MetadataDirective::REPLACE) => true,
         Some(other) => {
-            return Err(s3_error!(InvalidArgument, "unknown metadata directive `{other}`: use COPY or REPLACE"))
+            return Err(s3_error!(
+                InvalidArgument,
+                "unknown metadata directive `{other}`: use COPY or REPLACE"
+            ))
         }
     };
-    let tags = match input.tagging_directive.as_ref().map(TaggingDirective::as_str) {
+    let tags = match input
+        .tagging_directive
+        .as_ref()
+        .map(TaggingDirective::as_str)
+    {
         None | Some(TaggingDirective::COPY) => None,
         Some(TaggingDirective::REPLACE) => Some(tagging(input.tagging.as_deref())?),
         Some(other) => {
-            return Err(s3_error!(InvalidArgument, "unknown tagging directive `{other}`: use COPY or REPLACE"))
+            return Err(s3_error!(
+                InvalidArgument,
+                "unknown tagging directive `{other}`: use COPY or REPLACE"
+            ))
         }
     };
     // S3 refuses a copy onto itself that changes nothing; naming a version is a restore.

@@ -25,7 +25,10 @@ impl Names {
         match encoding.map(EncodingType::as_str) {
             None => Ok(Names { url: false }),
             Some(EncodingType::URL) => Ok(Names { url: true }),
-            Some(other) => Err(s3_error!(InvalidArgument, "invalid encoding type `{other}`: use url")),
+            Some(other) => Err(s3_error!(
+                InvalidArgument,
+                "invalid encoding type `{other}`: use url"
+            )),
         }
     }
 
@@ -65,7 +68,9 @@ fn object_entry(m: &VersionManifest, names: Names, owner_id: Option<&str>) -> Ob
         last_modified: Some(timestamp(m.mtime_ms)),
         owner: owner_id.map(owner),
         size: Some(i64::try_from(m.size).unwrap_or(i64::MAX)),
-        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        storage_class: Some(ObjectStorageClass::from_static(
+            ObjectStorageClass::STANDARD,
+        )),
         ..Default::default()
     }
 }
@@ -108,7 +113,12 @@ pub(super) async fn list_objects(
         marker: Some(names.name(input.marker.as_deref().unwrap_or(""))),
         max_keys: Some(i32::try_from(query.max_keys).unwrap_or(i32::MAX)),
         is_truncated: Some(page.is_truncated),
-        contents: Some(page.objects.iter().map(|m| object_entry(m, names, None)).collect()),
+        contents: Some(
+            page.objects
+                .iter()
+                .map(|m| object_entry(m, names, None))
+                .collect(),
+        ),
         common_prefixes: names.prefixes(&page.common_prefixes),
         delimiter: names.opt(delimiter.as_deref()),
         next_marker: names.opt(next_marker.as_deref()),
@@ -132,7 +142,12 @@ pub(super) async fn list_objects_v2(
                 .decode(token)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| s3_error!(InvalidArgument, "the continuation token provided is incorrect"))?,
+                .ok_or_else(|| {
+                    s3_error!(
+                        InvalidArgument,
+                        "the continuation token provided is incorrect"
+                    )
+                })?,
         ),
         None => non_empty(input.start_after.as_ref()),
     };

@@ -1,12 +1,12 @@
 //! The S3 operations: [`Gateway`] implements s3s's `S3` trait by delegating each operation to
 //! its family's file. Operations not listed here answer NotImplemented (s3s's default).
 //!
-//! - [`bucket`]: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation,
+//! - [`bucket`] — ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation,
 //!   PutBucketVersioning, GetBucketVersioning.
-//! - [`object`]: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects.
-//! - [`list`]: ListObjects (v1), ListObjectsV2, ListObjectVersions.
-//! - [`copy`]: CopyObject.
-//! - [`multipart`]: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+//! - [`object`] — PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects.
+//! - [`list`] — ListObjects (v1), ListObjectsV2, ListObjectVersions.
+//! - [`copy`] — CopyObject.
+//! - [`multipart`] — CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
 //!   AbortMultipartUpload, ListParts, ListMultipartUploads.
 
 mod bucket;
@@ -42,7 +42,12 @@ fn requester<T>(req: &S3Request<T>) -> S3Result<String> {
     req.credentials
         .as_ref()
         .map(|c| c.access_key.clone())
-        .ok_or_else(|| s3_error!(AccessDenied, "anonymous access is not allowed: sign the request"))
+        .ok_or_else(|| {
+            s3_error!(
+                AccessDenied,
+                "anonymous access is not allowed: sign the request"
+            )
+        })
 }
 
 /// A `max-keys`-style parameter: default when absent, at most `limit`, never negative.
@@ -112,10 +117,7 @@ impl S3 for Gateway {
         object::delete_object(self, req).await
     }
 
-    async fn delete_objects(
-        &self,
-        req: S3Request<DeleteObjectsInput>,
-    ) -> Res<DeleteObjectsOutput> {
+    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> Res<DeleteObjectsOutput> {
         object::delete_objects(self, req).await
     }
 

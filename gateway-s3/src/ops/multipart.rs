@@ -63,7 +63,10 @@ pub(super) async fn upload_part(
 ) -> S3Result<S3Response<UploadPartOutput>> {
     let input = req.input;
     if input.sse_customer_algorithm.is_some() {
-        return Err(s3_error!(NotImplemented, "server-side encryption is not supported"));
+        return Err(s3_error!(
+            NotImplemented,
+            "server-side encryption is not supported"
+        ));
     }
     let number = u32::try_from(input.part_number)
         .ok()
@@ -81,7 +84,14 @@ pub(super) async fn upload_part(
     let (body, body_errors) = request_body(input.body);
     let part = gw
         .client
-        .upload_part(&input.bucket, &input.key, &input.upload_id, number, body, opts)
+        .upload_part(
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            number,
+            body,
+            opts,
+        )
         .await
         .map_err(|e| body_errors.error(e))?;
     Ok(S3Response::new(UploadPartOutput {

@@ -8,8 +8,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use super::Gateway;
 use crate::convert::{
     body_length, content_headers, content_md5, etag, range_spec, raw_headers, request_body,
-    response_body, response_metadata, tagging, timestamp, user_metadata, version_sel,
-    Conditions,
+    response_body, response_metadata, tagging, timestamp, user_metadata, version_sel, Conditions,
 };
 use crate::error::client_error;
 
@@ -26,7 +25,10 @@ pub(super) fn refuse_unsupported(
     legal_hold: Option<&ObjectLockLegalHoldStatus>,
 ) -> S3Result<()> {
     if sse.is_some() || sse_customer.is_some() {
-        return Err(s3_error!(NotImplemented, "server-side encryption is not supported"));
+        return Err(s3_error!(
+            NotImplemented,
+            "server-side encryption is not supported"
+        ));
     }
     if lock_mode.is_some() || legal_hold.is_some() {
         return Err(s3_error!(NotImplemented, "object lock is not supported"));
@@ -40,7 +42,6 @@ pub(super) async fn put_object(
     req: S3Request<PutObjectInput>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
     let S3Request { input, headers, .. } = req;
-    eprintln!("DEBUG {:?} {:?} {:?}", headers.get("x-amz-content-sha256"), headers.get("content-encoding"), input.content_length);
     refuse_unsupported(
         input.server_side_encryption.as_ref(),
         input.sse_customer_algorithm.as_ref(),
@@ -48,10 +49,16 @@ pub(super) async fn put_object(
         input.object_lock_legal_hold_status.as_ref(),
     )?;
     if input.if_match.is_some() || input.if_none_match.is_some() {
-        return Err(s3_error!(NotImplemented, "conditional writes are not supported"));
+        return Err(s3_error!(
+            NotImplemented,
+            "conditional writes are not supported"
+        ));
     }
     if input.write_offset_bytes.is_some() {
-        return Err(s3_error!(NotImplemented, "appending writes are not supported"));
+        return Err(s3_error!(
+            NotImplemented,
+            "appending writes are not supported"
+        ));
     }
     let opts = PutOptions {
         headers: content_headers(
@@ -109,12 +116,20 @@ pub(super) async fn get_object(
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
     if input.part_number.is_some() {
-        return Err(s3_error!(NotImplemented, "reading one part of an object is not supported"));
+        return Err(s3_error!(
+            NotImplemented,
+            "reading one part of an object is not supported"
+        ));
     }
     let version = version_sel(input.version_id.as_deref())?;
     let got = gw
         .client
-        .get_object(&input.bucket, &input.key, &version, input.range.map(range_spec))
+        .get_object(
+            &input.bucket,
+            &input.key,
+            &version,
+            input.range.map(range_spec),
+        )
         .await
         .map_err(client_error)?;
     let m = &got.manifest;
@@ -176,7 +191,10 @@ pub(super) async fn head_object(
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
     if input.part_number.is_some() {
-        return Err(s3_error!(NotImplemented, "reading one part of an object is not supported"));
+        return Err(s3_error!(
+            NotImplemented,
+            "reading one part of an object is not supported"
+        ));
     }
     let version = version_sel(input.version_id.as_deref())?;
     let head = gw

@@ -49,9 +49,14 @@ pub async fn start_with(config: S3Config) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(cairn_s3::serve(listener, config, client.clone(), async move {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(cairn_s3::serve(
+        listener,
+        config,
+        client.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
     Server {
         addr,
         client,
@@ -125,6 +130,37 @@ pub fn error_of<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> (u16,
     (status, e.code().unwrap_or("").to_string())
 }
 
+/// Puts an object; returns its version id.
+pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &[u8]) -> Option<String> {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(body.to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .map(str::to_string)
+}
+
+/// Reads an object (a version of it).
+pub async fn read(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Vec<u8> {
+    let got = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version.map(str::to_string))
+        .send()
+        .await
+        .unwrap();
+    got.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
 /// Random bytes.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     (0..n).map(|_| rand::random::<u8>()).collect()
@@ -171,9 +207,15 @@ impl RawResponse {
 /// new connection and reads the whole response.
 pub async fn raw_request(addr: SocketAddr, head: &str, body: &[u8]) -> RawResponse {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut request = head.trim_end().replace('\n', "\r\n").replace("\r\r\n", "\r\n");
+    let mut request = head
+        .trim_end()
+        .replace('\n', "\r\n")
+        .replace("\r\r\n", "\r\n");
     request.push_str("\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write head");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write head");
     stream.write_all(body).await.expect("write body");
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf))
@@ -214,8 +256,7 @@ fn parse_response(buf: &[u8]) -> RawResponse {
 
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
         let size_text = String::from_utf8_lossy(&raw[..eol]);
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
             .unwrap_or(0);
@@ -317,7 +358,11 @@ impl Signer {
             ("x-amz-content-sha256".into(), payload_hash.into()),
             ("x-amz-date".into(), amz_date.clone()),
         ];
-        headers.extend(extra.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone())));
+        headers.extend(
+            extra
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.clone())),
+        );
         headers.sort();
         let canonical_headers: String = headers
             .iter()
@@ -374,7 +419,9 @@ impl Signer {
                 sha256_hex(piece)
             );
             let signature = hex::encode(hmac(&key, &to_sign));
-            out.extend_from_slice(format!("{:x};chunk-signature={signature}\r\n", piece.len()).as_bytes());
+            out.extend_from_slice(
+                format!("{:x};chunk-signature={signature}\r\n", piece.len()).as_bytes(),
+            );
             out.extend_from_slice(piece);
             out.extend_from_slice(b"\r\n");
             previous = signature;
