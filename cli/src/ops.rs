@@ -13,7 +13,7 @@ enum Backend {
     /// The data dir, opened in this process (no site is running on it).
     Local(Client),
     /// A running site's admin API.
-    Remote(AdminClient),
+    Remote(Box<AdminClient>),
 }
 
 async fn backend(t: &Target) -> anyhow::Result<Backend> {
@@ -22,7 +22,7 @@ async fn backend(t: &Target) -> anyhow::Result<Backend> {
             .token
             .clone()
             .context("--admin needs --token (or CAIRN_ADMIN_TOKEN): it is in the site's DATA_DIR/admin.token")?;
-        return Ok(Backend::Remote(AdminClient::new(url, &token)));
+        return Ok(Backend::Remote(Box::new(AdminClient::new(url, &token))));
     }
     let dir = &t.data_dir;
     if !dir.join("node-id").exists() {
@@ -45,7 +45,7 @@ async fn backend(t: &Target) -> anyhow::Result<Backend> {
             let ep: admin::EndpointFile = serde_json::from_str(&file)?;
             let token = std::fs::read_to_string(dir.join("admin.token"))
                 .with_context(|| format!("cannot read {}/admin.token", dir.display()))?;
-            Ok(Backend::Remote(AdminClient::new(&ep.url, token.trim())))
+            Ok(Backend::Remote(Box::new(AdminClient::new(&ep.url, token.trim()))))
         }
         Err(e) => Err(e.into()),
     }

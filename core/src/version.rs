@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(a.node(), 0xABCDEF);
         let b = VersionId::new(1_700_000_000_000, 6, 0, 0);
         let c = VersionId::new(9, 0, u16::MAX, NODE_MASK);
-        let mut ids = vec![a, b, c];
+        let mut ids = [a, b, c];
         ids.sort();
         let mut strs: Vec<String> = ids.iter().map(|v| v.to_string()).collect();
         let sorted = strs.clone();
