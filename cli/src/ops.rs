@@ -45,7 +45,10 @@ async fn backend(t: &Target) -> anyhow::Result<Backend> {
             let ep: admin::EndpointFile = serde_json::from_str(&file)?;
             let token = std::fs::read_to_string(dir.join("admin.token"))
                 .with_context(|| format!("cannot read {}/admin.token", dir.display()))?;
-            Ok(Backend::Remote(Box::new(AdminClient::new(&ep.url, token.trim()))))
+            Ok(Backend::Remote(Box::new(AdminClient::new(
+                &ep.url,
+                token.trim(),
+            ))))
         }
         Err(e) => Err(e.into()),
     }
