@@ -2,6 +2,8 @@
 //! compression of incompressible data (media, archives, encrypted bytes), which is where a naive
 //! "compress everything" store burns most of its write CPU.
 
+use std::cell::RefCell;
+
 use serde::{Deserialize, Serialize};
 
 /// How a stored payload is encoded.
@@ -34,6 +36,39 @@ impl Codec {
 pub const ZSTD_LEVEL: i32 = 1;
 const PROBE_LEN: usize = 16 * 1024;
 
+thread_local! {
+    // zstd contexts are costly to create (allocations and table setup); each blocking-pool
+    // thread keeps one of each.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
+        }
+        match c.as_mut() {
+            Some(c) => c.compress(data),
+            None => zstd::bulk::compress(data, ZSTD_LEVEL),
+        }
+    })
+}
+
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(d) => d.decompress(data, capacity),
+            None => zstd::bulk::decompress(data, capacity),
+        }
+    })
+}
+
 /// Encodes `raw`: zstd when the result saves at least 1/16 of the size, raw otherwise.
 /// Returns the codec and the payload (`None` payload means "store `raw` itself", saving a copy).
 pub fn encode(raw: &[u8]) -> (Codec, Option<Vec<u8>>) {
@@ -44,12 +79,12 @@ pub fn encode(raw: &[u8]) -> (Codec, Option<Vec<u8>>) {
         // Probe the middle of the chunk; headers of media files often compress when the rest won't.
         let mid = raw.len() / 2 - PROBE_LEN / 2;
         let sample = &raw[mid..mid + PROBE_LEN];
-        match zstd::bulk::compress(sample, ZSTD_LEVEL) {
+        match compress(sample) {
             Ok(c) if c.len() < sample.len() * 15 / 16 => {}
             _ => return (Codec::Raw, None),
         }
     }
-    match zstd::bulk::compress(raw, ZSTD_LEVEL) {
+    match compress(raw) {
         Ok(c) if c.len() < raw.len() - raw.len() / 16 => (Codec::Zstd, Some(c)),
         _ => (Codec::Raw, None),
     }
@@ -65,7 +100,7 @@ pub fn decode(codec: Codec, payload: &[u8], raw_len: usize) -> Result<Vec<u8>, S
                     "chunk claims {raw_len} bytes, over the 4 MiB limit"
                 ));
             }
-            let out = zstd::bulk::decompress(payload, raw_len).map_err(|e| e.to_string())?;
+            let out = decompress(payload, raw_len).map_err(|e| e.to_string())?;
             if out.len() != raw_len {
                 return Err(format!(
                     "decompressed {} bytes, expected {raw_len}",
