@@ -198,26 +198,38 @@ impl ChunkStore {
     /// chunk already present costs one index lookup and writes nothing. The caller vouches that
     /// `chunk` decodes to bytes hashing to `id` (see [`ChunkStore::put_verified`] otherwise).
     pub fn put(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
-        if chunk.raw_len as usize > MAX_CHUNK_SIZE || chunk.payload.len() > MAX_CHUNK_SIZE + 1024 {
-            return Err(ChunkError::TooLarge(chunk.raw_len as usize));
+        self.put_encoded(id, chunk.codec, chunk.raw_len, &chunk.payload)
+    }
+
+    /// [`ChunkStore::put`] of a payload the caller encoded (in a reused buffer: the payload is
+    /// copied once, into RocksDB's write path).
+    pub fn put_encoded(
+        &self,
+        id: &ChunkId,
+        codec: Codec,
+        raw_len: u32,
+        payload: &[u8],
+    ) -> Result<bool, ChunkError> {
+        if raw_len as usize > MAX_CHUNK_SIZE || payload.len() > MAX_CHUNK_SIZE + 1024 {
+            return Err(ChunkError::TooLarge(raw_len as usize));
         }
         let _guard = self.stripes[id.0[0] as usize].lock();
         if self.db.get_pinned_cf(self.cf(CF_INDEX), id.0)?.is_some() {
             return Ok(false);
         }
         let meta = ChunkMeta {
-            codec: chunk.codec,
-            raw_len: chunk.raw_len,
-            stored_len: chunk.payload.len() as u32,
+            codec,
+            raw_len,
+            stored_len: payload.len() as u32,
             created_ms: now_ms(),
         };
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_DATA), id.0, &chunk.payload);
+        batch.put_cf(self.cf(CF_DATA), id.0, payload);
         batch.put_cf(self.cf(CF_INDEX), id.0, meta.encode());
         let m = self.cf(CF_META);
         batch.merge_cf(m, STAT_CHUNKS, 1i64.to_le_bytes());
-        batch.merge_cf(m, STAT_RAW, (chunk.raw_len as i64).to_le_bytes());
-        batch.merge_cf(m, STAT_STORED, (chunk.payload.len() as i64).to_le_bytes());
+        batch.merge_cf(m, STAT_RAW, (raw_len as i64).to_le_bytes());
+        batch.merge_cf(m, STAT_STORED, (payload.len() as i64).to_le_bytes());
         self.db.write_opt(batch, &self.write_opts)?;
         Ok(true)
     }

@@ -12,6 +12,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+// Chunk-sized buffers come and go on every request; mimalloc reuses them instead of mapping and
+// zeroing fresh pages each time, which showed up as a few per cent of a PUT's CPU.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Cairn: a content-addressed, versioned object store with an S3 API.
 #[derive(Parser)]
 #[command(name = "cairn", version, about, long_about = None)]

@@ -1,62 +1,12 @@
 //! Durability: a `cairn serve` process killed with SIGKILL loses no acknowledged write.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
+use common::{s3, start};
 use tokio::sync::Mutex;
-
-const KEY: &str = "CKCRASHTEST000000001";
-const SECRET: &str = "crash-test-secret-0123456789abcdefghijkl";
-
-/// Starts `cairn serve` on `dir` with loopback ports chosen by the OS; returns the child and
-/// its S3 endpoint (read from its output).
-fn start(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args([
-            "serve",
-            "--s3-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("CAIRN_ACCESS_KEY_ID", KEY)
-        .env("CAIRN_SECRET_ACCESS_KEY", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn cairn serve");
-    let out = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(out).lines();
-    let endpoint = loop {
-        let line = lines
-            .next()
-            .expect("cairn serve exited before printing its endpoint")
-            .expect("read stdout");
-        if let Some(url) = line.strip_prefix("S3 endpoint:") {
-            break url.trim().to_string();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, endpoint)
-}
-
-fn s3(endpoint: &str) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(KEY, SECRET, None, None, "test"))
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
 
 fn content(i: usize) -> Vec<u8> {
     // Sizes from inline (tiny) to multi-chunk; content unique per object.

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use cairn_chunkserver::StoredChunk;
 use cairn_core::chunker::Chunker;
+use cairn_core::codec;
 use cairn_core::extent::{Leaf, TreeBuilder};
 use cairn_core::manifest::{Content, INLINE_MAX};
 use cairn_core::ChunkId;
@@ -230,8 +230,9 @@ impl Client {
                 return Ok(Leaf::zeros(len));
             }
             let id = ChunkId::of(&chunk);
-            let stored = StoredChunk::encode(chunk);
-            i.chunks.put(&id, &stored)?;
+            codec::encode_with(&chunk, |codec, payload| {
+                i.chunks.put_encoded(&id, codec, len as u32, payload)
+            })?;
             Ok(Leaf::chunk(id, len))
         })
         .await

@@ -37,21 +37,25 @@ pub const ZSTD_LEVEL: i32 = 1;
 const PROBE_LEN: usize = 16 * 1024;
 
 thread_local! {
-    // zstd contexts are costly to create (allocations and table setup); each blocking-pool
-    // thread keeps one of each.
+    // zstd contexts are costly to create (allocations and table setup) and a chunk-sized output
+    // buffer per call means fresh pages to fault in; each blocking-pool thread keeps one of each.
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
+/// Compresses `data` into `out` (cleared first); returns the compressed length.
+fn compress_into(data: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
     COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
         if c.is_none() {
             *c = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
         }
         match c.as_mut() {
-            Some(c) => c.compress(data),
-            None => zstd::bulk::compress(data, ZSTD_LEVEL),
+            Some(c) => c.compress_to_buffer(data, out),
+            None => Err(std::io::Error::other("no zstd context")),
         }
     })
 }
@@ -69,23 +73,60 @@ fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     })
 }
 
-/// Encodes `raw`: zstd when the result saves at least 1/16 of the size, raw otherwise.
-/// Returns the codec and the payload (`None` payload means "store `raw` itself", saving a copy).
+/// Whether zstd saves at least 1/16 of `len` bytes by producing `compressed` bytes.
+fn pays(compressed: usize, len: usize) -> bool {
+    compressed < len - len / 16
+}
+
+/// The probe: compresses 16 KiB from the middle of a large chunk into `buf`; `false` when even
+/// that does not pay (media, archives, encrypted bytes), so the full attempt is skipped. The
+/// middle, because headers of media files often compress when the rest won't.
+fn probe_pays(raw: &[u8], buf: &mut Vec<u8>) -> bool {
+    if raw.len() <= 2 * PROBE_LEN {
+        return true;
+    }
+    let mid = raw.len() / 2 - PROBE_LEN / 2;
+    let sample = &raw[mid..mid + PROBE_LEN];
+    matches!(compress_into(sample, buf), Ok(n) if n < sample.len() * 15 / 16)
+}
+
+/// Encodes `raw` and hands the payload to `f` without allocating: zstd output goes to a
+/// per-thread buffer, a raw payload is `raw` itself. zstd is used when it saves at least 1/16
+/// of the size.
+pub fn encode_with<R>(raw: &[u8], f: impl FnOnce(Codec, &[u8]) -> R) -> R {
+    if raw.len() < 64 {
+        return f(Codec::Raw, raw);
+    }
+    SCRATCH.with(|s| {
+        let Ok(mut buf) = s.try_borrow_mut() else {
+            // Re-entered from `f`: fall back to an owned buffer.
+            let (codec, payload) = encode(raw);
+            return f(codec, payload.as_deref().unwrap_or(raw));
+        };
+        if !probe_pays(raw, &mut buf) {
+            return f(Codec::Raw, raw);
+        }
+        match compress_into(raw, &mut buf) {
+            Ok(n) if pays(n, raw.len()) => f(Codec::Zstd, &buf[..n]),
+            _ => f(Codec::Raw, raw),
+        }
+    })
+}
+
+/// Encodes `raw` like [`encode_with`], returning an owned payload (`None`: store `raw` itself).
 pub fn encode(raw: &[u8]) -> (Codec, Option<Vec<u8>>) {
     if raw.len() < 64 {
         return (Codec::Raw, None);
     }
-    if raw.len() > 2 * PROBE_LEN {
-        // Probe the middle of the chunk; headers of media files often compress when the rest won't.
-        let mid = raw.len() / 2 - PROBE_LEN / 2;
-        let sample = &raw[mid..mid + PROBE_LEN];
-        match compress(sample) {
-            Ok(c) if c.len() < sample.len() * 15 / 16 => {}
-            _ => return (Codec::Raw, None),
-        }
+    let mut out = Vec::new();
+    if !probe_pays(raw, &mut out) {
+        return (Codec::Raw, None);
     }
-    match compress(raw) {
-        Ok(c) if c.len() < raw.len() - raw.len() / 16 => (Codec::Zstd, Some(c)),
+    match compress_into(raw, &mut out) {
+        Ok(n) if pays(n, raw.len()) => {
+            out.truncate(n);
+            (Codec::Zstd, Some(out))
+        }
         _ => (Codec::Raw, None),
     }
 }
@@ -127,6 +168,23 @@ mod tests {
         let payload = payload.unwrap();
         assert!(payload.len() < raw.len() / 4);
         assert_eq!(decode(codec, &payload, raw.len()).unwrap(), raw);
+    }
+
+    #[test]
+    fn encode_with_matches_encode() {
+        let raw: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let owned = encode(&raw);
+        encode_with(&raw, |codec, payload| {
+            assert_eq!(codec, owned.0);
+            assert_eq!(payload, owned.1.as_deref().unwrap());
+            // Re-entering (a callback that encodes) still works.
+            encode_with(&raw, |c2, p2| assert_eq!((c2, p2), (codec, payload)));
+        });
+        let tiny = b"short";
+        encode_with(tiny, |codec, payload| {
+            assert_eq!(codec, Codec::Raw);
+            assert_eq!(payload, tiny);
+        });
     }
 
     #[test]

@@ -1,0 +1,122 @@
+//! The admin commands work on a stopped site's data dir and, through the admin endpoint, on a
+//! running site; the first access key and the admin token are private files.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{cairn, s3, start};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_work_on_a_running_site_and_on_its_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (mut child, endpoint) = start(dir.path());
+
+    // Through the running site (the data dir is locked by it).
+    let (ok, out, err) = cairn(&["key", "create", "alice", "--data-dir", d]);
+    assert!(ok, "{err}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Access key id:"))
+        .expect("key id printed")
+        .trim()
+        .to_string();
+    assert!(out.contains("Secret access key:"));
+    let (ok, out, err) = cairn(&["key", "list", "--data-dir", d]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&id) && out.contains("alice"));
+    assert!(
+        !out.contains(common::SECRET),
+        "key list must not show secrets"
+    );
+    let (ok, _, err) = cairn(&["bucket", "create", "from-cli", "--data-dir", d]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cairn(&["bucket", "create", "Bad_Name", "--data-dir", d]);
+    assert!(!ok);
+    assert!(err.contains("invalid bucket name"), "{err}");
+    let listed = s3(&endpoint).list_buckets().send().await.unwrap();
+    assert_eq!(listed.buckets()[0].name(), Some("from-cli"));
+    s3(&endpoint)
+        .put_object()
+        .bucket("from-cli")
+        .key("x")
+        .body(aws_sdk_s3::primitives::ByteStream::from(vec![7u8; 100_000]))
+        .send()
+        .await
+        .unwrap();
+    let (ok, out, err) = cairn(&["stats", "--data-dir", d]);
+    assert!(ok, "{err}");
+    assert!(out.contains("logical bytes:    100000"), "{out}");
+
+    let mode = |f: &str| {
+        std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("admin.token"), 0o600);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Directly on the data dir once the site is gone.
+    let (ok, out, err) = cairn(&["bucket", "list", "--data-dir", d]);
+    assert!(ok, "{err}");
+    assert!(out.contains("from-cli"));
+    let (ok, _, err) = cairn(&["key", "delete", &id, "--data-dir", d]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cairn(&["key", "delete", &id, "--data-dir", d]);
+    assert!(!ok);
+    assert!(err.contains("no access key"), "{err}");
+    let (ok, _, err) = cairn(&["stats", "--data-dir", "/nonexistent/cairn"]);
+    assert!(!ok);
+    assert!(err.contains("not a cairn data dir"), "{err}");
+}
+
+#[test]
+fn first_start_without_keys_prints_one_and_saves_it_privately() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args([
+            "serve",
+            "--s3-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("CAIRN_ACCESS_KEY_ID")
+        .env_remove("CAIRN_SECRET_ACCESS_KEY")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut printed = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.starts_with("S3 endpoint:") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let creds = std::fs::read_to_string(dir.path().join("credentials")).unwrap();
+    let secret = creds
+        .lines()
+        .find_map(|l| l.strip_prefix("aws_secret_access_key = "))
+        .unwrap();
+    assert!(
+        printed.contains(secret),
+        "the secret is printed at first start"
+    );
+    let mode = std::fs::metadata(dir.path().join("credentials"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -1,0 +1,73 @@
+//! Starting a real `cairn serve` process for tests, and S3 clients for it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+
+/// Access key the test sites are started with.
+pub const KEY: &str = "CKCLITEST00000000001";
+/// Its secret.
+pub const SECRET: &str = "cli-test-secret-0123456789abcdefghijklmno";
+
+/// Starts `cairn serve` on `dir` with loopback ports chosen by the OS; returns the child and
+/// its S3 endpoint (read from its output).
+pub fn start(dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args([
+            "serve",
+            "--s3-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("CAIRN_ACCESS_KEY_ID", KEY)
+        .env("CAIRN_SECRET_ACCESS_KEY", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn cairn serve");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    let endpoint = loop {
+        let line = lines
+            .next()
+            .expect("cairn serve exited before printing its endpoint")
+            .expect("read stdout");
+        if let Some(url) = line.strip_prefix("S3 endpoint:") {
+            break url.trim().to_string();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, endpoint)
+}
+
+/// An AWS SDK client for `endpoint` with the test key.
+pub fn s3(endpoint: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(KEY, SECRET, None, None, "test"))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Runs `cairn ARGS` to completion; returns (success, stdout, stderr).
+#[allow(dead_code)] // not every test binary runs admin commands
+pub fn cairn(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .output()
+        .expect("run cairn");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
