@@ -25,6 +25,9 @@ pub enum ChunkError {
     /// RocksDB failed.
     #[error("chunk database: {0}")]
     Db(#[from] rocksdb::Error),
+    /// The file system refused an operation on the store's directory.
+    #[error("chunk store directory: {0}")]
+    Io(String),
 }
 
 impl ChunkError {
@@ -34,7 +37,7 @@ impl ChunkError {
             ChunkError::Corrupt { .. } => ErrorKind::Corrupt,
             ChunkError::Mismatch { .. } => ErrorKind::InvalidInput,
             ChunkError::TooLarge(_) => ErrorKind::LimitExceeded,
-            ChunkError::Db(_) => ErrorKind::Io,
+            ChunkError::Db(_) | ChunkError::Io(_) => ErrorKind::Io,
         }
     }
 }

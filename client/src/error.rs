@@ -130,7 +130,7 @@ impl From<cairn_chunkserver::ChunkError> for ClientError {
         use cairn_chunkserver::ChunkError as C;
         match e {
             C::Corrupt { .. } | C::Mismatch { .. } => ClientError::Corrupt(e.to_string()),
-            C::TooLarge(_) | C::Db(_) => ClientError::Storage(e.to_string()),
+            C::TooLarge(_) | C::Db(_) | C::Io(_) => ClientError::Storage(e.to_string()),
         }
     }
 }

@@ -93,7 +93,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "64MiB", value_parser = parse_pipeline_size)]
     pipeline_size: u64,
     /// Rounds of the pipeline bound; the median is reported.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(1..=100))]
     pipeline_rounds: u32,
     /// Measure only the pipeline bound (no S3).
     #[arg(long)]
