@@ -20,6 +20,7 @@ impl ManifestStore {
         keys::check_key(&upload.key)?;
         keys::check_upload_id(&upload.upload_id)?;
         let mut txn = self.begin();
+        self.require_bucket(&upload.bucket)?;
         txn.batch.put_cf(
             self.cf(CF_UPLOADS),
             keys::upload_key(&upload.bucket, &upload.key, &upload.upload_id),

@@ -18,6 +18,9 @@ impl ManifestStore {
         txn: &mut Txn<'_>,
         m: &VersionManifest,
     ) -> Result<(bool, Vec<VersionManifest>), ManifestError> {
+        // Under the write lock, so a version cannot land in a bucket being deleted (it would
+        // reappear if the name were created again).
+        self.require_bucket(&m.bucket)?;
         let vkey = keys::version_key(&m.bucket, &m.key, m.version);
         if self
             .db
@@ -42,6 +45,8 @@ impl ManifestStore {
         for r in &removed {
             txn.batch
                 .delete_cf(versions, keys::version_key(&r.bucket, &r.key, r.version));
+            // Readers of the log (site links, anti-entropy) must see the replaced version go.
+            self.log_change(txn, r, true);
             self.log_stats_removed(txn, r);
         }
         let newest = match &newest_other {
@@ -54,6 +59,16 @@ impl ManifestStore {
         stats.versions += 1;
         stats.logical_bytes = stats.logical_bytes.saturating_add(m.size);
         Ok((true, removed))
+    }
+
+    /// `NoSuchBucket` unless the bucket exists.
+    pub(crate) fn require_bucket(&self, bucket: &str) -> Result<(), ManifestError> {
+        match self
+            .get_rec::<cairn_core::manifest::Bucket>(crate::db::CF_BUCKETS, bucket.as_bytes())?
+        {
+            Some(_) => Ok(()),
+            None => Err(ManifestError::NoSuchBucket(bucket.to_string())),
+        }
     }
 
     /// Adds the removal of one version to the mutation; `None` (nothing added) if absent.

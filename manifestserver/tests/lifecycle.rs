@@ -28,7 +28,7 @@ fn access_key(id: &str) -> AccessKey {
 #[test]
 fn bucket_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path());
+    let s = open_bare(dir.path());
     s.create_bucket(&bucket("photos", "alice")).unwrap();
     s.create_bucket(&bucket("docs", "bob")).unwrap();
     match s.create_bucket(&bucket("photos", "mallory")) {
@@ -74,6 +74,7 @@ fn bucket_lifecycle() {
     ));
     s.abort_upload("photos", "big", "u1").unwrap();
     // Records of a bucket whose name extends this one do not count.
+    s.create_bucket(&bucket("photos2", "alice")).unwrap();
     s.apply(&version("photos2", "k", 1, 1)).unwrap();
     s.delete_bucket("photos").unwrap();
     assert!(s.get_bucket("photos").unwrap().is_none());
@@ -81,10 +82,20 @@ fn bucket_lifecycle() {
         s.delete_bucket("photos"),
         Err(ManifestError::NoSuchBucket(_))
     ));
-    assert_eq!(s.stats().unwrap().buckets, 1);
-    // The name can be taken again.
+    assert_eq!(s.stats().unwrap().buckets, 2);
+    // Nothing lands in a bucket that does not exist (or is being deleted).
+    assert!(matches!(
+        s.apply(&version("photos", "k", 5, 1)),
+        Err(ManifestError::NoSuchBucket(_))
+    ));
+    assert!(matches!(
+        s.create_upload(&upload("photos", "big", "u9")),
+        Err(ManifestError::NoSuchBucket(_))
+    ));
+    // The name can be taken again, and it comes back empty.
     s.create_bucket(&bucket("photos", "carol")).unwrap();
     assert_eq!(s.get_bucket("photos").unwrap().unwrap().owner, "carol");
+    assert!(s.head("photos", "k").unwrap().is_none());
 }
 
 #[test]
@@ -264,7 +275,7 @@ fn change_log_is_gap_free_and_survives_reopen() {
         s.apply(&marker("b", "k2", 2)).unwrap();
         s.remove_version("b", "k1", vid(9)).unwrap(); // absent: no entry
         s.remove_version("b", "k1", vid(1)).unwrap();
-        s.create_bucket(&bucket("b", "o")).unwrap(); // buckets are not logged
+        s.create_bucket(&bucket("c", "o")).unwrap(); // buckets are not logged
         s.create_upload(&upload("b", "k3", "u")).unwrap();
         s.complete_upload("u", &version("b", "k3", 3, 3)).unwrap();
         let log = s.changes_since(0, 100).unwrap();
@@ -298,7 +309,7 @@ fn change_log_is_gap_free_and_survives_reopen() {
 fn everything_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (versions, stats) = {
-        let s = open(dir.path());
+        let s = open_bare(dir.path());
         s.create_bucket(&bucket("b", "alice")).unwrap();
         s.apply(&version("b", "a", 1, 10)).unwrap();
         s.apply(&version("b", "a", 2, 20)).unwrap();
@@ -310,7 +321,7 @@ fn everything_survives_reopen() {
         (all_versions(&s, "b", 2), s.stats().unwrap())
     };
     assert_eq!(versions.len(), 4);
-    let s = open(dir.path());
+    let s = open_bare(dir.path());
     assert_eq!(s.stats().unwrap(), stats);
     assert_eq!(
         (
@@ -355,7 +366,7 @@ const CRASH_DIR_VAR: &str = "CAIRN_MANIFEST_CRASH_DIR";
 fn acknowledged_writes_survive_abort() {
     if let Ok(dir) = std::env::var(CRASH_DIR_VAR) {
         // Child: write, then die without dropping (or flushing) the database.
-        let s = open(std::path::Path::new(&dir));
+        let s = open_bare(std::path::Path::new(&dir));
         s.create_bucket(&bucket("b", "o")).unwrap();
         for n in 0..20 {
             s.apply(&version("b", &format!("k{}", n % 3), n, 2))
@@ -377,7 +388,7 @@ fn acknowledged_writes_survive_abort() {
         .status()
         .unwrap();
     assert!(!status.success(), "the child must have aborted");
-    let s = open(dir.path());
+    let s = open_bare(dir.path());
     let st = s.stats().unwrap();
     assert_eq!(
         (st.buckets, st.versions, st.logical_bytes, st.last_seq),

@@ -21,7 +21,7 @@ fn apply_is_idempotent() {
     assert_eq!(
         s.stats().unwrap(),
         ManifestStats {
-            buckets: 0,
+            buckets: TEST_BUCKETS.len() as u64,
             versions: 1,
             logical_bytes: 10,
             last_seq: 1
@@ -132,6 +132,22 @@ fn null_version_replaces_older_and_yields_to_newer() {
     let st = s.stats().unwrap();
     assert_eq!((st.versions, st.logical_bytes), (2, 50));
     assert_eq!(all_versions(&s, "b", 10), vec![n3.clone(), v2.clone()]);
+    // The log shows the replaced null version leaving, then the new one arriving.
+    let log: Vec<_> = s
+        .changes_since(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.seq, c.version, c.removed))
+        .collect();
+    assert_eq!(
+        log,
+        vec![
+            (1, n1.version, false),
+            (2, v2.version, false),
+            (3, n1.version, true),
+            (4, n3.version, false)
+        ]
+    );
 
     // Replacing the current null version with a null delete marker hides the object.
     let mut dm = marker("b", "k", 4);
@@ -239,6 +255,7 @@ fn rejects_oversized_names() {
         Err(ManifestError::Invalid(_))
     ));
     // The limits themselves are fine.
+    s.create_bucket(&bucket(&"b".repeat(63), "o")).unwrap();
     assert!(
         s.apply(&version(&"b".repeat(63), &"k".repeat(1024), 1, 1))
             .unwrap()

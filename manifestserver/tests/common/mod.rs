@@ -8,14 +8,32 @@ use cairn_core::manifest::{Bucket, Content, ContentHeaders, Upload, VersionManif
 use cairn_core::VersionId;
 use cairn_manifestserver::{ManifestConfig, ManifestStore, VersionsQuery};
 
-/// Opens a store with synced writes (the production setting).
+/// Buckets that [`open`] and [`open_fast`] make sure exist (versions are applied only into
+/// existing buckets).
+pub const TEST_BUCKETS: &[&str] = &["a", "b", "bb", "other", "u", "u1", "u3"];
+
+/// Opens a store with synced writes (the production setting), with [`TEST_BUCKETS`].
 pub fn open(dir: &Path) -> ManifestStore {
+    with_buckets(open_bare(dir))
+}
+
+/// Opens a store with no bucket created.
+pub fn open_bare(dir: &Path) -> ManifestStore {
     ManifestStore::open(dir, ManifestConfig::default()).unwrap()
 }
 
 /// Opens a store without fsync, for tests that write thousands of records.
 pub fn open_fast(dir: &Path) -> ManifestStore {
-    ManifestStore::open(dir, ManifestConfig { sync_writes: false }).unwrap()
+    with_buckets(ManifestStore::open(dir, ManifestConfig { sync_writes: false }).unwrap())
+}
+
+fn with_buckets(s: ManifestStore) -> ManifestStore {
+    for name in TEST_BUCKETS {
+        if s.get_bucket(name).unwrap().is_none() {
+            s.create_bucket(&bucket(name, "tester")).unwrap();
+        }
+    }
+    s
 }
 
 /// A version id whose order follows `n`.
