@@ -120,3 +120,19 @@ fn first_start_without_keys_prints_one_and_saves_it_privately() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn sigterm_stops_the_site_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _endpoint) = start(dir.path());
+    assert!(dir.path().join("admin.json").exists());
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "cairn serve exited with {exit:?} on SIGTERM");
+    // The admin endpoint file is removed on a clean stop.
+    assert!(!dir.path().join("admin.json").exists());
+}
