@@ -48,7 +48,7 @@ if [ ! -f "$_cairn_rocksdb_dir/librocksdb.a" ]; then
     (
         cd "$_cairn_root" &&
             env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC CARGO_TARGET_DIR="$_cairn_rocksdb_dir/build" \
-                RUSTFLAGS="$_cairn_rocksdb_rustflags" \
+                RUSTFLAGS="$_cairn_rocksdb_rustflags" CARGO_PROFILE_RELEASE_DEBUG=false \
                 cargo build --release --locked -p librocksdb-sys >&2
     ) || {
         echo "cairn: building RocksDB failed" >&2
