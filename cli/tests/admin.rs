@@ -132,7 +132,10 @@ fn sigterm_stops_the_site_cleanly() {
         .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
-    assert!(exit.success(), "cairn serve exited with {exit:?} on SIGTERM");
+    assert!(
+        exit.success(),
+        "cairn serve exited with {exit:?} on SIGTERM"
+    );
     // The admin endpoint file is removed on a clean stop.
     assert!(!dir.path().join("admin.json").exists());
 }
