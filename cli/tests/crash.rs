@@ -46,10 +46,15 @@ async fn acknowledged_writes_survive_sigkill() {
         }));
     }
     // Let a good number of writes get acknowledged, then kill without warning.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         if acked.lock().await.len() >= 40 {
             break;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            panic!("fewer than 40 PUTs were acknowledged in 120 s");
         }
     }
     child.kill().expect("SIGKILL");
