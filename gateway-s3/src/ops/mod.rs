@@ -9,6 +9,34 @@
 //! - [`multipart`] — CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
 //!   AbortMultipartUpload, ListParts, ListMultipartUploads.
 
+/// The options of a request that creates an object — PutObject and CreateMultipartUpload have
+/// different input types with the same fields — after refusing what the gateway does not
+/// support: content headers, metadata and tags (checksum and length are the caller's).
+macro_rules! new_object_options {
+    ($headers:expr, $input:expr) => {{
+        $crate::ops::object::refuse_unsupported(
+            $input.server_side_encryption.as_ref(),
+            $input.sse_customer_algorithm.as_ref(),
+            $input.object_lock_mode.as_ref(),
+            $input.object_lock_legal_hold_status.as_ref(),
+        )?;
+        cairn_client::PutOptions {
+            headers: $crate::convert::content_headers(
+                &$headers,
+                $input.content_type,
+                $input.cache_control,
+                $input.content_disposition,
+                $input.content_encoding,
+                $input.content_language,
+            ),
+            user_metadata: $crate::convert::user_metadata($input.metadata),
+            tags: $crate::convert::tagging($input.tagging.as_deref())?,
+            content_md5: None,
+            content_length: None,
+        }
+    }};
+}
+
 mod bucket;
 mod copy;
 mod list;

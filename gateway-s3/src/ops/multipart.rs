@@ -1,16 +1,12 @@
 //! Multipart uploads: create, upload part, complete, abort, list parts, list uploads.
 
-use cairn_client::{PartOptions, PutOptions, UploadsQuery};
+use cairn_client::{PartOptions, UploadsQuery};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::list::{non_empty, Names, MAX_KEYS};
-use super::object::refuse_unsupported;
 use super::{page_size, requester, Gateway};
-use crate::convert::{
-    body_length, content_headers, content_md5, etag, owner, request_body, tagging, timestamp,
-    user_metadata,
-};
+use crate::convert::{body_length, content_md5, etag, owner, request_body, timestamp};
 use crate::error::client_error;
 
 /// Highest part number S3 allows.
@@ -23,26 +19,7 @@ pub(super) async fn create_multipart_upload(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let me = requester(&req)?;
     let S3Request { input, headers, .. } = req;
-    refuse_unsupported(
-        input.server_side_encryption.as_ref(),
-        input.sse_customer_algorithm.as_ref(),
-        input.object_lock_mode.as_ref(),
-        input.object_lock_legal_hold_status.as_ref(),
-    )?;
-    let opts = PutOptions {
-        headers: content_headers(
-            &headers,
-            input.content_type,
-            input.cache_control,
-            input.content_disposition,
-            input.content_encoding,
-            input.content_language,
-        ),
-        user_metadata: user_metadata(input.metadata),
-        tags: tagging(input.tagging.as_deref())?,
-        content_md5: None,
-        content_length: None,
-    };
+    let opts = new_object_options!(headers, input);
     let upload = gw
         .client
         .create_multipart(&input.bucket, &input.key, &me, opts)

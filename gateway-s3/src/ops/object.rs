@@ -7,8 +7,8 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::Gateway;
 use crate::convert::{
-    body_length, content_headers, content_md5, etag, range_spec, raw_headers, request_body,
-    response_body, response_metadata, tagging, timestamp, user_metadata, version_sel, Conditions,
+    body_length, content_md5, etag, range_spec, raw_headers, request_body, response_body,
+    response_metadata, timestamp, version_sel, Conditions,
 };
 use crate::error::client_error;
 
@@ -42,12 +42,6 @@ pub(super) async fn put_object(
     req: S3Request<PutObjectInput>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
     let S3Request { input, headers, .. } = req;
-    refuse_unsupported(
-        input.server_side_encryption.as_ref(),
-        input.sse_customer_algorithm.as_ref(),
-        input.object_lock_mode.as_ref(),
-        input.object_lock_legal_hold_status.as_ref(),
-    )?;
     if input.if_match.is_some() || input.if_none_match.is_some() {
         return Err(s3_error!(
             NotImplemented,
@@ -61,18 +55,9 @@ pub(super) async fn put_object(
         ));
     }
     let opts = PutOptions {
-        headers: content_headers(
-            &headers,
-            input.content_type,
-            input.cache_control,
-            input.content_disposition,
-            input.content_encoding,
-            input.content_language,
-        ),
-        user_metadata: user_metadata(input.metadata),
-        tags: tagging(input.tagging.as_deref())?,
         content_md5: content_md5(input.content_md5.as_deref())?,
         content_length: body_length(input.content_length, input.body.as_ref()),
+        ..new_object_options!(headers, input)
     };
     let (body, body_errors) = request_body(input.body);
     let put = gw
