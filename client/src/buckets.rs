@@ -27,12 +27,7 @@ impl Client {
         if !valid_bucket_name(name) {
             return Err(ClientError::InvalidBucketName(name.to_string()));
         }
-        let bucket = Bucket {
-            name: name.to_string(),
-            created_ms: now_ms(),
-            owner: owner.to_string(),
-            versioning: Versioning::Unversioned,
-        };
+        let bucket = Bucket::new(name, owner, now_ms());
         let b = bucket.clone();
         let owner = owner.to_string();
         self.blocking(move |i| match i.meta.create_bucket(&b) {
@@ -71,10 +66,42 @@ impl Client {
                 "versioning can be Enabled or Suspended, not turned off".into(),
             ));
         }
-        let mut bucket = self.head_bucket(name).await?;
-        bucket.versioning = state;
-        self.blocking(move |i| Ok(i.meta.update_bucket(&bucket)?))
-            .await
+        self.update_bucket(name, move |b| {
+            if b.object_lock.is_some() && state == Versioning::Suspended {
+                return Err(ClientError::InvalidBucketState(
+                    "versioning cannot be suspended on a bucket with object lock".into(),
+                ));
+            }
+            b.versioning = state;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Changes a bucket's configuration: `change` sees the stored record under the store's
+    /// write lock and may refuse. Returns the new record.
+    pub async fn update_bucket(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Bucket) -> Result<(), ClientError> + Send + 'static,
+    ) -> Result<Bucket, ClientError> {
+        let n = name.to_string();
+        self.blocking(move |i| {
+            let mut refusal = None;
+            let r = i.meta.update_bucket(&n, |b| {
+                change(b).map_err(|e| {
+                    let msg = e.to_string();
+                    refusal = Some(e);
+                    cairn_manifestserver::ManifestError::Invalid(msg)
+                })
+            });
+            match (r, refusal) {
+                (Err(_), Some(e)) => Err(e),
+                (r, _) => Ok(r?),
+            }
+        })
+        .await
     }
 }
 

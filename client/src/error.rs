@@ -81,6 +81,15 @@ pub enum ClientError {
     /// Any other bad argument.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The bucket's state does not allow the request (object lock and versioning).
+    #[error("{0}")]
+    InvalidBucketState(String),
+    /// The request is not allowed (object lock, permissions).
+    #[error("{0}")]
+    AccessDenied(String),
+    /// A precondition (If-Match and friends) did not hold.
+    #[error("at least one of the preconditions you specified did not hold")]
+    PreconditionFailed,
     /// Stored data failed verification and no good copy was found.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -100,6 +109,8 @@ impl ClientError {
             BucketAlreadyOwnedByYou(_) | BucketAlreadyExists(_) => ErrorKind::AlreadyExists,
             BucketNotEmpty(_) | MethodNotAllowed { .. } => ErrorKind::Conflict,
             EntityTooLarge(_) => ErrorKind::LimitExceeded,
+            AccessDenied(_) => ErrorKind::PermissionDenied,
+            PreconditionFailed => ErrorKind::Conflict,
             Corrupt(_) => ErrorKind::Corrupt,
             Storage(_) => ErrorKind::Io,
             _ => ErrorKind::InvalidInput,
@@ -116,6 +127,7 @@ impl From<cairn_manifestserver::ManifestError> for ClientError {
             M::NoSuchUpload(u) => ClientError::NoSuchUpload(u),
             M::BucketExists { name, .. } => ClientError::BucketAlreadyExists(name),
             M::Invalid(m) => ClientError::InvalidArgument(m),
+            M::Locked(m) => ClientError::AccessDenied(m),
             M::KeyExists(k) => {
                 ClientError::InvalidArgument(format!("access key `{k}` already exists"))
             }

@@ -55,6 +55,7 @@ impl Client {
             secret: secret.to_string(),
             name: name.to_string(),
             created_ms: now_ms(),
+            grants: Default::default(),
         };
         let k = key.clone();
         self.blocking(move |i| Ok(i.meta.put_key(&k)?)).await?;

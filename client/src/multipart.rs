@@ -43,6 +43,10 @@ impl Client {
             headers: opts.headers,
             user_metadata: opts.user_metadata,
             tags: opts.tags,
+            acl: opts.acl,
+            lock: opts.lock,
+            checksum_algorithm: None,
+            checksum_type: None,
         };
         let u = upload.clone();
         self.blocking(move |i| Ok(i.meta.create_upload(&u)?))
@@ -94,6 +98,7 @@ impl Client {
             size: data.size,
             mtime_ms: now_ms(),
             content: data.content,
+            checksums: BTreeMap::new(),
         };
         let (b, k, u, p) = (
             bucket.to_string(),
@@ -189,6 +194,10 @@ impl Client {
             checksums: BTreeMap::new(),
             parts: Some(parts.len() as u32),
             content,
+            owner: upload.owner,
+            acl: upload.acl,
+            lock: upload.lock,
+            checksum_type: upload.checksum_type,
         };
         self.commit_upload(&bucket_rec, upload_id, m).await
     }

@@ -74,6 +74,10 @@ impl Client {
             checksums: BTreeMap::new(),
             parts: None,
             content: data.content,
+            owner: opts.owner,
+            acl: opts.acl,
+            lock: opts.lock,
+            checksum_type: None,
         };
         self.commit_version(&b, m).await
     }
@@ -159,6 +163,43 @@ impl Client {
             (Err(_), sel) => Err(ClientError::NoSuchVersion {
                 key: key.to_string(),
                 version: sel.label().unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Changes a version's metadata in place (tags, ACL, retention, legal hold), as S3 does
+    /// without making a new version. `change` sees the stored version under the store's write
+    /// lock and may refuse with an error. Returns the bucket and the updated version.
+    pub async fn update_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &VersionSel,
+        change: impl FnOnce(&mut VersionManifest) -> Result<(), ClientError> + Send + 'static,
+    ) -> Result<(Bucket, VersionManifest), ClientError> {
+        let (b, m) = self.resolve_version(bucket, key, version).await?;
+        let (bk, kk, v) = (bucket.to_string(), key.to_string(), m.version);
+        let updated = self
+            .blocking(move |i| {
+                let mut refusal = None;
+                let r = i.meta.update_version(&bk, &kk, v, |m| {
+                    change(m).map_err(|e| {
+                        let msg = e.to_string();
+                        refusal = Some(e);
+                        cairn_manifestserver::ManifestError::Invalid(msg)
+                    })
+                });
+                match (r, refusal) {
+                    (Err(_), Some(e)) => Err(e),
+                    (r, _) => Ok(r?),
+                }
+            })
+            .await?;
+        match updated {
+            Some(m) => Ok((b, m)),
+            None => Err(ClientError::NoSuchVersion {
+                key: key.to_string(),
+                version: version_label(&m),
             }),
         }
     }

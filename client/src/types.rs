@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 use crate::{ClientError, ContentHeaders, VersionId, VersionManifest};
+use cairn_core::manifest::{Grant, ObjectLock};
 
 /// A request body: chunks of bytes, or an I/O error when the connection fails.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static>>;
@@ -70,6 +71,12 @@ pub struct PutOptions {
     pub content_md5: Option<[u8; 16]>,
     /// Content-Length (decoded length for aws-chunked): mismatch is IncompleteBody.
     pub content_length: Option<u64>,
+    /// Access key id of the writer (the object's owner).
+    pub owner: String,
+    /// ACL grants besides the owner's.
+    pub acl: Vec<Grant>,
+    /// Retention and legal hold (the bucket's default retention applies when unset).
+    pub lock: ObjectLock,
 }
 
 /// A stored version and the version id to show for it (`None` in never-versioned buckets).

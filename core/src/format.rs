@@ -20,23 +20,36 @@ pub trait Versioned: Serialize + DeserializeOwned {
         out
     }
 
-    /// Decodes a record written by [`Versioned::encode`].
+    /// Decodes the body of a record written by an older build in format `version`, or `None`
+    /// if this build does not read that format. Types whose format changed override this.
+    fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
+        let _ = (version, body);
+        None
+    }
+
+    /// Decodes a record written by [`Versioned::encode`] (of this or an older build).
     fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         match bytes.split_first() {
             None => Err(FormatError::Empty { what: Self::WHAT }),
-            Some((&v, rest)) if v == Self::FORMAT => {
-                postcard::from_bytes(rest).map_err(|e| FormatError::Corrupt {
+            Some((&v, rest)) if v == Self::FORMAT => decode_body(Self::WHAT, rest),
+            Some((&v, rest)) => match Self::decode_older(v, rest) {
+                Some(r) => r,
+                None => Err(FormatError::UnknownVersion {
                     what: Self::WHAT,
-                    reason: e.to_string(),
-                })
-            }
-            Some((&v, _)) => Err(FormatError::UnknownVersion {
-                what: Self::WHAT,
-                found: v,
-                supported: Self::FORMAT,
-            }),
+                    found: v,
+                    supported: Self::FORMAT,
+                }),
+            },
         }
     }
+}
+
+/// The postcard body of a record of kind `what`.
+pub fn decode_body<T: DeserializeOwned>(what: &'static str, body: &[u8]) -> Result<T, FormatError> {
+    postcard::from_bytes(body).map_err(|e| FormatError::Corrupt {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 /// A record could not be decoded.

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::extent::Child;
-use crate::format::Versioned;
+use crate::format::{decode_body, FormatError, Versioned};
 use crate::VersionId;
 
 /// Largest object stored inline in its manifest instead of as chunks.
@@ -35,11 +35,204 @@ pub struct Bucket {
     pub owner: String,
     /// Versioning state.
     pub versioning: Versioning,
+    /// Grants besides the owner's full control (S3 ACL).
+    pub acl: Vec<Grant>,
+    /// Bucket policy, the JSON document as accepted.
+    pub policy: Option<String>,
+    /// CORS rules; `None` when no configuration is set.
+    pub cors: Option<Vec<CorsRule>>,
+    /// Lifecycle rules; `None` when no configuration is set.
+    pub lifecycle: Option<Vec<LifecycleRule>>,
+    /// Bucket tags (empty: none set).
+    pub tags: BTreeMap<String, String>,
+    /// Object lock configuration; `None` when the bucket was created without object lock.
+    pub object_lock: Option<ObjectLockConfig>,
+}
+
+impl Bucket {
+    /// A new bucket with no configuration beyond its owner.
+    pub fn new(name: &str, owner: &str, created_ms: u64) -> Bucket {
+        Bucket {
+            name: name.to_string(),
+            created_ms,
+            owner: owner.to_string(),
+            versioning: Versioning::Unversioned,
+            acl: Vec::new(),
+            policy: None,
+            cors: None,
+            lifecycle: None,
+            tags: BTreeMap::new(),
+            object_lock: None,
+        }
+    }
 }
 
 impl Versioned for Bucket {
-    const FORMAT: u8 = 1;
+    const FORMAT: u8 = 2;
     const WHAT: &'static str = "bucket";
+
+    fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
+        (version == 1).then(|| {
+            decode_body::<v1::Bucket>(Self::WHAT, body).map(|b| Bucket {
+                versioning: b.versioning,
+                ..Bucket::new(&b.name, &b.owner, b.created_ms)
+            })
+        })
+    }
+}
+
+/// Who an ACL grant is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Grantee {
+    /// One access key (S3's canonical user id is the access key id).
+    Key(String),
+    /// Everyone, signed or not.
+    AllUsers,
+    /// Any request signed with a valid key.
+    AuthenticatedUsers,
+}
+
+/// What an ACL grant allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Permission {
+    /// List a bucket / read an object.
+    Read,
+    /// Write objects into a bucket.
+    Write,
+    /// Read the ACL.
+    ReadAcp,
+    /// Write the ACL.
+    WriteAcp,
+    /// All of the above.
+    FullControl,
+}
+
+/// One ACL grant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Who.
+    pub grantee: Grantee,
+    /// What.
+    pub permission: Permission,
+}
+
+/// One CORS rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorsRule {
+    /// Rule id.
+    pub id: Option<String>,
+    /// Origins (`*` wildcards allowed, at most one per origin).
+    pub allowed_origins: Vec<String>,
+    /// Methods (GET, PUT, POST, DELETE, HEAD).
+    pub allowed_methods: Vec<String>,
+    /// Request headers a preflight may ask for (`*` wildcards allowed).
+    pub allowed_headers: Vec<String>,
+    /// Response headers the browser may expose.
+    pub expose_headers: Vec<String>,
+    /// Preflight cache time.
+    pub max_age_seconds: Option<i32>,
+}
+
+/// Which objects a lifecycle rule applies to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleFilter {
+    /// Key prefix (empty: all keys).
+    pub prefix: String,
+    /// Tags the object must all have.
+    pub tags: BTreeMap<String, String>,
+    /// Only objects larger than this.
+    pub size_greater_than: Option<u64>,
+    /// Only objects smaller than this.
+    pub size_less_than: Option<u64>,
+}
+
+/// One lifecycle rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleRule {
+    /// Rule id.
+    pub id: Option<String>,
+    /// `Status` is Enabled.
+    pub enabled: bool,
+    /// Which objects.
+    pub filter: LifecycleFilter,
+    /// Expire current versions this many days after creation.
+    pub expiration_days: Option<u32>,
+    /// Expire current versions from this date (unix ms, midnight UTC).
+    pub expiration_date_ms: Option<u64>,
+    /// Remove delete markers that have no older versions left.
+    pub expired_object_delete_marker: bool,
+    /// Remove noncurrent versions this many days after they became noncurrent.
+    pub noncurrent_days: Option<u32>,
+    /// Keep this many newest noncurrent versions regardless of age.
+    pub newer_noncurrent_versions: Option<u32>,
+    /// Abort multipart uploads this many days after they were started.
+    pub abort_incomplete_multipart_days: Option<u32>,
+}
+
+/// Object lock retention mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockMode {
+    /// Holders of the bypass permission may shorten or remove the retention.
+    Governance,
+    /// Nobody can shorten or remove it until it passes.
+    Compliance,
+}
+
+/// A bucket's object lock configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLockConfig {
+    /// Default retention for new versions: mode and period.
+    pub default_retention: Option<DefaultRetention>,
+}
+
+/// A bucket's default retention period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultRetention {
+    /// Mode.
+    pub mode: LockMode,
+    /// Period in days (S3 also allows years: stored as given).
+    pub days: Option<u32>,
+    /// Period in years.
+    pub years: Option<u32>,
+}
+
+/// A version's retention.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Mode.
+    pub mode: LockMode,
+    /// Retain until (unix ms).
+    pub until_ms: u64,
+}
+
+/// A version's object lock state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLock {
+    /// Retention, if set.
+    pub retention: Option<Retention>,
+    /// Legal hold on.
+    pub legal_hold: bool,
+}
+
+impl ObjectLock {
+    /// Whether the version cannot be deleted at `now_ms` (`bypass`: governance retention may be
+    /// bypassed by the caller).
+    pub fn protects(&self, now_ms: u64, bypass: bool) -> bool {
+        self.legal_hold
+            || self
+                .retention
+                .as_ref()
+                .is_some_and(|r| r.until_ms > now_ms && !(bypass && r.mode == LockMode::Governance))
+    }
+}
+
+/// How a multipart object's checksum was computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChecksumType {
+    /// Checksum of the whole object's bytes.
+    FullObject,
+    /// Checksum of the parts' checksums, shown with a `-N` suffix.
+    Composite,
 }
 
 /// Where a version's bytes are.
@@ -113,11 +306,23 @@ pub struct VersionManifest {
     pub parts: Option<u32>,
     /// The bytes.
     pub content: Content,
+    /// Access key id of the writer.
+    pub owner: String,
+    /// Grants besides the owner's full control (S3 ACL).
+    pub acl: Vec<Grant>,
+    /// Retention and legal hold.
+    pub lock: ObjectLock,
+    /// How `checksums` were computed, for multipart objects.
+    pub checksum_type: Option<ChecksumType>,
 }
 
 impl Versioned for VersionManifest {
-    const FORMAT: u8 = 1;
+    const FORMAT: u8 = 2;
     const WHAT: &'static str = "version manifest";
+
+    fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
+        (version == 1).then(|| decode_body::<v1::VersionManifest>(Self::WHAT, body).map(Into::into))
+    }
 }
 
 impl VersionManifest {
@@ -146,6 +351,10 @@ impl VersionManifest {
             checksums: BTreeMap::new(),
             parts: None,
             content: Content::Empty,
+            owner: String::new(),
+            acl: Vec::new(),
+            lock: ObjectLock::default(),
+            checksum_type: None,
         }
     }
 }
@@ -169,11 +378,38 @@ pub struct Upload {
     pub user_metadata: BTreeMap<String, String>,
     /// Tags for the final object.
     pub tags: BTreeMap<String, String>,
+    /// ACL for the final object.
+    pub acl: Vec<Grant>,
+    /// Object lock state for the final object.
+    pub lock: ObjectLock,
+    /// Checksum algorithm the parts carry (e.g. `crc32c`), if one was asked for.
+    pub checksum_algorithm: Option<String>,
+    /// Full-object or composite checksum for the final object.
+    pub checksum_type: Option<ChecksumType>,
 }
 
 impl Versioned for Upload {
-    const FORMAT: u8 = 1;
+    const FORMAT: u8 = 2;
     const WHAT: &'static str = "multipart upload";
+
+    fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
+        (version == 1).then(|| {
+            decode_body::<v1::Upload>(Self::WHAT, body).map(|u| Upload {
+                bucket: u.bucket,
+                key: u.key,
+                upload_id: u.upload_id,
+                initiated_ms: u.initiated_ms,
+                owner: u.owner,
+                headers: u.headers,
+                user_metadata: u.user_metadata,
+                tags: u.tags,
+                acl: Vec::new(),
+                lock: ObjectLock::default(),
+                checksum_algorithm: None,
+                checksum_type: None,
+            })
+        })
+    }
 }
 
 /// One uploaded part.
@@ -189,11 +425,26 @@ pub struct Part {
     pub mtime_ms: u64,
     /// The part's bytes (always a tree or empty: parts are concatenated by reference).
     pub content: Content,
+    /// Checksums of the part's bytes by algorithm name, base64.
+    pub checksums: BTreeMap<String, String>,
 }
 
 impl Versioned for Part {
-    const FORMAT: u8 = 1;
+    const FORMAT: u8 = 2;
     const WHAT: &'static str = "multipart part";
+
+    fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
+        (version == 1).then(|| {
+            decode_body::<v1::Part>(Self::WHAT, body).map(|p| Part {
+                number: p.number,
+                md5: p.md5,
+                size: p.size,
+                mtime_ms: p.mtime_ms,
+                content: p.content,
+                checksums: BTreeMap::new(),
+            })
+        })
+    }
 }
 
 /// An entry of a manifest server's change log.
@@ -229,9 +480,173 @@ pub struct AccessKey {
     pub name: String,
     /// Creation time, unix ms.
     pub created_ms: u64,
+    /// Permissions on buckets this key does not own, by bucket name.
+    pub grants: BTreeMap<String, KeyGrant>,
+}
+
+/// What a key may do in a bucket it does not own (`cairn key allow`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGrant {
+    /// List and read objects.
+    pub read: bool,
+    /// Write and delete objects.
+    pub write: bool,
+    /// Everything the owner may do, bucket configuration included.
+    pub owner: bool,
 }
 
 impl Versioned for AccessKey {
-    const FORMAT: u8 = 1;
+    const FORMAT: u8 = 2;
     const WHAT: &'static str = "access key";
+
+    fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
+        (version == 1).then(|| {
+            decode_body::<v1::AccessKey>(Self::WHAT, body).map(|k| AccessKey {
+                id: k.id,
+                secret: k.secret,
+                name: k.name,
+                created_ms: k.created_ms,
+                grants: BTreeMap::new(),
+            })
+        })
+    }
+}
+
+/// Format 1 of the records whose format changed, read so that data written by earlier builds
+/// stays readable.
+mod v1 {
+    use super::*;
+
+    #[derive(Deserialize)]
+    pub(super) struct Bucket {
+        pub name: String,
+        pub created_ms: u64,
+        pub owner: String,
+        pub versioning: Versioning,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct VersionManifest {
+        pub bucket: String,
+        pub key: String,
+        pub version: VersionId,
+        pub parent: Option<VersionId>,
+        pub null_version: bool,
+        pub delete_marker: bool,
+        pub mtime_ms: u64,
+        pub size: u64,
+        pub etag: String,
+        pub headers: ContentHeaders,
+        pub user_metadata: BTreeMap<String, String>,
+        pub tags: BTreeMap<String, String>,
+        pub checksums: BTreeMap<String, String>,
+        pub parts: Option<u32>,
+        pub content: Content,
+    }
+
+    impl From<VersionManifest> for super::VersionManifest {
+        fn from(m: VersionManifest) -> Self {
+            super::VersionManifest {
+                bucket: m.bucket,
+                key: m.key,
+                version: m.version,
+                parent: m.parent,
+                null_version: m.null_version,
+                delete_marker: m.delete_marker,
+                mtime_ms: m.mtime_ms,
+                size: m.size,
+                etag: m.etag,
+                headers: m.headers,
+                user_metadata: m.user_metadata,
+                tags: m.tags,
+                checksums: m.checksums,
+                parts: m.parts,
+                content: m.content,
+                owner: String::new(),
+                acl: Vec::new(),
+                lock: ObjectLock::default(),
+                checksum_type: None,
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Upload {
+        pub bucket: String,
+        pub key: String,
+        pub upload_id: String,
+        pub initiated_ms: u64,
+        pub owner: String,
+        pub headers: ContentHeaders,
+        pub user_metadata: BTreeMap<String, String>,
+        pub tags: BTreeMap<String, String>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Part {
+        pub number: u32,
+        pub md5: [u8; 16],
+        pub size: u64,
+        pub mtime_ms: u64,
+        pub content: Content,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct AccessKey {
+        pub id: String,
+        pub secret: String,
+        pub name: String,
+        pub created_ms: u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_1_records_still_decode() {
+        #[derive(Serialize)]
+        struct OldBucket<'a> {
+            name: &'a str,
+            created_ms: u64,
+            owner: &'a str,
+            versioning: Versioning,
+        }
+        let mut old = vec![1u8];
+        old.extend(
+            postcard::to_allocvec(&OldBucket {
+                name: "b1",
+                created_ms: 5,
+                owner: "K",
+                versioning: Versioning::Enabled,
+            })
+            .unwrap(),
+        );
+        let b = Bucket::decode(&old).unwrap();
+        assert_eq!(b.name, "b1");
+        assert_eq!(b.versioning, Versioning::Enabled);
+        assert!(b.acl.is_empty() && b.cors.is_none() && b.object_lock.is_none());
+        let now = Bucket::new("b2", "K", 9);
+        assert_eq!(Bucket::decode(&now.encode()).unwrap(), now);
+        assert!(Bucket::decode(&[3, 0]).is_err());
+    }
+
+    #[test]
+    fn lock_protects_until_it_passes() {
+        let mut l = ObjectLock {
+            retention: Some(Retention {
+                mode: LockMode::Governance,
+                until_ms: 100,
+            }),
+            legal_hold: false,
+        };
+        assert!(l.protects(99, false));
+        assert!(!l.protects(99, true), "governance can be bypassed");
+        assert!(!l.protects(100, false));
+        l.retention.as_mut().unwrap().mode = LockMode::Compliance;
+        assert!(l.protects(99, true), "compliance cannot be bypassed");
+        l.legal_hold = true;
+        assert!(l.protects(1000, true));
+    }
 }

@@ -27,6 +27,13 @@ pub(crate) fn timestamp(ms: u64) -> Timestamp {
         .into()
 }
 
+/// Unix milliseconds of an S3 time; times before 1970 are refused.
+pub(crate) fn timestamp_ms(t: &Timestamp) -> S3Result<u64> {
+    let nanos = time::OffsetDateTime::from(t.clone()).unix_timestamp_nanos();
+    u64::try_from(nanos / 1_000_000)
+        .map_err(|_| s3_error!(InvalidArgument, "dates before 1970 are not accepted"))
+}
+
 /// A stored ETag (kept unquoted) as a strong HTTP ETag.
 pub(crate) fn etag(value: &str) -> ETag {
     ETag::Strong(value.to_string())

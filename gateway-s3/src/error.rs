@@ -40,6 +40,9 @@ pub(crate) fn client_error(e: ClientError) -> S3Error {
         E::BadDigest => S3ErrorCode::BadDigest,
         E::IncompleteBody(_) => S3ErrorCode::IncompleteBody,
         E::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
+        E::AccessDenied(_) => S3ErrorCode::AccessDenied,
+        E::InvalidBucketState(_) => S3ErrorCode::InvalidBucketState,
+        E::PreconditionFailed => S3ErrorCode::PreconditionFailed,
         E::Corrupt(_) | E::Storage(_) => {
             // Details go to the log, not to the client.
             error!(error = %e, "object store failure");

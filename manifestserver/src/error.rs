@@ -35,6 +35,9 @@ pub enum ManifestError {
     /// Input out of bounds.
     #[error("{0}")]
     Invalid(String),
+    /// The version is protected by object lock (retention or legal hold).
+    #[error("{0}")]
+    Locked(String),
 }
 
 impl ManifestError {
@@ -49,6 +52,7 @@ impl ManifestError {
             ManifestError::Format(_) => ErrorKind::Corrupt,
             ManifestError::Db(_) => ErrorKind::Io,
             ManifestError::Invalid(_) => ErrorKind::InvalidInput,
+            ManifestError::Locked(_) => ErrorKind::PermissionDenied,
         }
     }
 }

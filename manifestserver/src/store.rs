@@ -100,19 +100,28 @@ impl ManifestStore {
     pub fn list_buckets(&self) -> Result<Vec<Bucket>, ManifestError> {
         self.all_recs(CF_BUCKETS)
     }
-    /// Replaces a bucket's record (versioning state); `NoSuchBucket` if absent.
-    pub fn update_bucket(&self, bucket: &Bucket) -> Result<(), ManifestError> {
-        keys::check_bucket(&bucket.name)?;
+    /// Changes a bucket's record (versioning, ACL, policy, CORS, lifecycle, tags, object
+    /// lock): `change` runs on the stored record under the write lock, so concurrent changes of
+    /// different settings do not overwrite each other, and may refuse. `NoSuchBucket` if absent.
+    /// Returns the new record.
+    pub fn update_bucket(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Bucket) -> Result<(), ManifestError>,
+    ) -> Result<Bucket, ManifestError> {
+        keys::check_bucket(name)?;
         let mut txn = self.begin();
-        if self
-            .get_rec::<Bucket>(CF_BUCKETS, bucket.name.as_bytes())?
-            .is_none()
-        {
-            return Err(ManifestError::NoSuchBucket(bucket.name.clone()));
+        let mut bucket = self
+            .get_rec::<Bucket>(CF_BUCKETS, name.as_bytes())?
+            .ok_or_else(|| ManifestError::NoSuchBucket(name.to_string()))?;
+        change(&mut bucket)?;
+        if bucket.name != name {
+            return Err(ManifestError::Invalid("a bucket cannot be renamed".into()));
         }
         txn.batch
-            .put_cf(self.cf(CF_BUCKETS), bucket.name.as_bytes(), bucket.encode());
-        self.commit(txn)
+            .put_cf(self.cf(CF_BUCKETS), name.as_bytes(), bucket.encode());
+        self.commit(txn)?;
+        Ok(bucket)
     }
     /// Deletes an empty bucket; `BucketNotEmpty` if any version or upload remains.
     pub fn delete_bucket(&self, name: &str) -> Result<(), ManifestError> {
@@ -201,14 +210,70 @@ impl ManifestStore {
         key: &str,
         version: VersionId,
     ) -> Result<Option<VersionManifest>, ManifestError> {
+        self.remove_version_if(bucket, key, version, |_| Ok(()))
+    }
+    /// Like [`ManifestStore::remove_version`], if `allow` accepts the stored version; it runs
+    /// under the write lock, so nothing changes the version between the check and the removal
+    /// (object lock uses this).
+    pub fn remove_version_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+        allow: impl FnOnce(&VersionManifest) -> Result<(), ManifestError>,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
         keys::check_bucket(bucket)?;
         keys::check_key(key)?;
         let mut txn = self.begin();
+        match self
+            .get_rec::<VersionManifest>(CF_VERSIONS, &keys::version_key(bucket, key, version))?
+        {
+            Some(m) => allow(&m)?,
+            None => return Ok(None),
+        }
         let removed = self.remove_in(&mut txn, bucket, key, version)?;
         if removed.is_some() {
             self.commit(txn)?;
         }
         Ok(removed)
+    }
+    /// Changes a stored version's metadata in place (tags, ACL, retention, legal hold: what S3
+    /// changes without making a new version). `change` runs under the write lock and may refuse;
+    /// it must not change the version's identity or content. Keeps the current index in step and
+    /// logs the version again so that replicas fetch the new record. Returns the updated
+    /// manifest, `None` if the version does not exist.
+    pub fn update_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+        change: impl FnOnce(&mut VersionManifest) -> Result<(), ManifestError>,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        keys::check_bucket(bucket)?;
+        keys::check_key(key)?;
+        let mut txn = self.begin();
+        let vkey = keys::version_key(bucket, key, version);
+        let Some(mut m) = self.get_rec::<VersionManifest>(CF_VERSIONS, &vkey)? else {
+            return Ok(None);
+        };
+        let (id, content, marker) = (m.version, m.content.clone(), m.delete_marker);
+        change(&mut m)?;
+        if m.version != id || m.content != content || m.delete_marker != marker {
+            return Err(ManifestError::Invalid(
+                "an in-place update cannot change a version's identity or content".into(),
+            ));
+        }
+        txn.batch.put_cf(self.cf(CF_VERSIONS), &vkey, m.encode());
+        let ck = keys::current_key(bucket, key);
+        let is_current = self
+            .get_rec::<VersionManifest>(CF_CURRENT, &ck)?
+            .is_some_and(|c| c.version == version);
+        if is_current {
+            txn.batch.put_cf(self.cf(CF_CURRENT), ck, m.encode());
+        }
+        self.log_change(&mut txn, &m, false);
+        self.commit(txn)?;
+        Ok(Some(m))
     }
     /// A page of current objects.
     pub fn list_objects(&self, bucket: &str, q: &ListQuery) -> Result<ListPage, ManifestError> {

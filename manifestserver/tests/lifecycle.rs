@@ -13,6 +13,7 @@ fn part(number: u32, size: u64) -> Part {
         size,
         mtime_ms: 9,
         content: Content::Empty,
+        checksums: Default::default(),
     }
 }
 
@@ -22,6 +23,7 @@ fn access_key(id: &str) -> AccessKey {
         secret: format!("secret-{id}"),
         name: format!("name {id}"),
         created_ms: 3,
+        grants: Default::default(),
     }
 }
 
@@ -46,16 +48,19 @@ fn bucket_lifecycle() {
     assert_eq!(names, vec!["docs", "photos"]);
     assert_eq!(s.stats().unwrap().buckets, 2);
 
-    let mut b = s.get_bucket("photos").unwrap().unwrap();
+    let b = s.get_bucket("photos").unwrap().unwrap();
     assert_eq!(b.owner, "alice");
-    b.versioning = Versioning::Suspended;
-    s.update_bucket(&b).unwrap();
+    s.update_bucket("photos", |b| {
+        b.versioning = Versioning::Suspended;
+        Ok(())
+    })
+    .unwrap();
     assert_eq!(
         s.get_bucket("photos").unwrap().unwrap().versioning,
         Versioning::Suspended
     );
     assert!(matches!(
-        s.update_bucket(&bucket("nope", "x")),
+        s.update_bucket("nope", |_| Ok(())),
         Err(ManifestError::NoSuchBucket(n)) if n == "nope"
     ));
     assert!(s.get_bucket("nope").unwrap().is_none());

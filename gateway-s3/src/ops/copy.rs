@@ -21,8 +21,6 @@ pub(super) async fn copy_object(
     refuse_unsupported(
         input.server_side_encryption.as_ref(),
         input.sse_customer_algorithm.as_ref(),
-        input.object_lock_mode.as_ref(),
-        input.object_lock_legal_hold_status.as_ref(),
     )?;
     if input.copy_source_sse_customer_algorithm.is_some() {
         return Err(s3_error!(

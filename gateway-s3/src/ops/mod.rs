@@ -11,14 +11,13 @@
 
 /// The options of a request that creates an object — PutObject and CreateMultipartUpload have
 /// different input types with the same fields — after refusing what the gateway does not
-/// support: content headers, metadata and tags (checksum and length are the caller's).
+/// support: owner, content headers, metadata, tags, ACL and object lock (checksum and length
+/// are the caller's).
 macro_rules! new_object_options {
-    ($headers:expr, $input:expr) => {{
+    ($headers:expr, $input:expr, $owner:expr) => {{
         $crate::ops::object::refuse_unsupported(
             $input.server_side_encryption.as_ref(),
             $input.sse_customer_algorithm.as_ref(),
-            $input.object_lock_mode.as_ref(),
-            $input.object_lock_legal_hold_status.as_ref(),
         )?;
         cairn_client::PutOptions {
             headers: $crate::convert::content_headers(
@@ -33,13 +32,22 @@ macro_rules! new_object_options {
             tags: $crate::convert::tagging($input.tagging.as_deref())?,
             content_md5: None,
             content_length: None,
+            owner: $owner,
+            acl: $crate::ops::acl::object_grants($input.acl.as_ref())?,
+            lock: $crate::ops::lock::lock_from_request(
+                $input.object_lock_mode.as_ref(),
+                $input.object_lock_retain_until_date.as_ref(),
+                $input.object_lock_legal_hold_status.as_ref(),
+            )?,
         }
     }};
 }
 
+mod acl;
 mod bucket;
 mod copy;
 mod list;
+mod lock;
 mod multipart;
 mod object;
 
@@ -206,4 +214,10 @@ impl S3 for Gateway {
     ) -> Res<ListMultipartUploadsOutput> {
         multipart::list_multipart_uploads(self, req).await
     }
+
+    // ---- access: ACLs and bucket policies (acl.rs, policy.rs) ----
+
+    // ---- object data: checksums, attributes (object.rs, attributes.rs) ----
+
+    // ---- bucket configuration: tagging, CORS, lifecycle, object lock (config.rs, lock.rs) ----
 }

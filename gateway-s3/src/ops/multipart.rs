@@ -19,7 +19,7 @@ pub(super) async fn create_multipart_upload(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let me = requester(&req)?;
     let S3Request { input, headers, .. } = req;
-    let opts = new_object_options!(headers, input);
+    let opts = new_object_options!(headers, input, me.clone());
     let upload = gw
         .client
         .create_multipart(&input.bucket, &input.key, &me, opts)

@@ -5,7 +5,7 @@ use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
-use super::Gateway;
+use super::{requester, Gateway};
 use crate::convert::{
     body_length, content_md5, etag, range_spec, raw_headers, request_body, response_body,
     response_metadata, timestamp, version_sel, Conditions,
@@ -21,17 +21,12 @@ const DELETE_CONCURRENCY: usize = 8;
 pub(super) fn refuse_unsupported(
     sse: Option<&ServerSideEncryption>,
     sse_customer: Option<&String>,
-    lock_mode: Option<&ObjectLockMode>,
-    legal_hold: Option<&ObjectLockLegalHoldStatus>,
 ) -> S3Result<()> {
     if sse.is_some() || sse_customer.is_some() {
         return Err(s3_error!(
             NotImplemented,
             "server-side encryption is not supported"
         ));
-    }
-    if lock_mode.is_some() || legal_hold.is_some() {
-        return Err(s3_error!(NotImplemented, "object lock is not supported"));
     }
     Ok(())
 }
@@ -41,6 +36,7 @@ pub(super) async fn put_object(
     gw: &Gateway,
     req: S3Request<PutObjectInput>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
+    let me = requester(&req)?;
     let S3Request { input, headers, .. } = req;
     if input.if_match.is_some() || input.if_none_match.is_some() {
         return Err(s3_error!(
@@ -57,7 +53,7 @@ pub(super) async fn put_object(
     let opts = PutOptions {
         content_md5: content_md5(input.content_md5.as_deref())?,
         content_length: body_length(input.content_length, input.body.as_ref()),
-        ..new_object_options!(headers, input)
+        ..new_object_options!(headers, input, me)
     };
     let (body, body_errors) = request_body(input.body);
     let put = gw

@@ -43,10 +43,8 @@ pub fn vid(n: u64) -> VersionId {
 
 pub fn bucket(name: &str, owner: &str) -> Bucket {
     Bucket {
-        name: name.to_string(),
-        created_ms: 1,
-        owner: owner.to_string(),
         versioning: Versioning::Enabled,
+        ..Bucket::new(name, owner, 1)
     }
 }
 
@@ -68,6 +66,10 @@ pub fn version(bucket: &str, key: &str, n: u64, size: u64) -> VersionManifest {
         checksums: BTreeMap::new(),
         parts: None,
         content: Content::Empty,
+        owner: "AK".to_string(),
+        acl: Vec::new(),
+        lock: Default::default(),
+        checksum_type: None,
     }
 }
 
@@ -92,6 +94,10 @@ pub fn upload(bucket: &str, key: &str, id: &str) -> Upload {
         headers: ContentHeaders::default(),
         user_metadata: BTreeMap::new(),
         tags: BTreeMap::new(),
+        acl: Vec::new(),
+        lock: Default::default(),
+        checksum_algorithm: None,
+        checksum_type: None,
     }
 }
 
