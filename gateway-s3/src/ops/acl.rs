@@ -29,10 +29,45 @@ pub(crate) fn canned_grants(canned: &str) -> S3Result<Vec<Grant>> {
     })
 }
 
-/// The ACL of a new object from its request's `x-amz-acl` header.
-pub(crate) fn object_grants(canned: Option<&ObjectCannedACL>) -> S3Result<Vec<Grant>> {
+/// The ACL a request asks for with `x-amz-acl` (canned) or the `x-amz-grant-*` headers
+/// (which cannot be combined with a canned ACL).
+pub(crate) fn grants_from_headers(
+    canned: Option<&str>,
+    full_control: Option<&str>,
+    read: Option<&str>,
+    write: Option<&str>,
+    read_acp: Option<&str>,
+    write_acp: Option<&str>,
+) -> S3Result<Vec<Grant>> {
+    if [full_control, read, write, read_acp, write_acp]
+        .iter()
+        .any(Option::is_some)
+    {
+        return Err(s3_error!(
+            NotImplemented,
+            "x-amz-grant-* headers are not supported yet: use a canned ACL"
+        ));
+    }
     match canned {
         None => Ok(Vec::new()),
-        Some(c) => canned_grants(c.as_str()),
+        Some(c) => canned_grants(c),
     }
+}
+
+/// The ACL of a new object from its request's ACL headers.
+pub(crate) fn object_grants(
+    canned: Option<&ObjectCannedACL>,
+    full_control: Option<&String>,
+    read: Option<&String>,
+    read_acp: Option<&String>,
+    write_acp: Option<&String>,
+) -> S3Result<Vec<Grant>> {
+    grants_from_headers(
+        canned.map(|c| c.as_str()),
+        full_control.map(String::as_str),
+        read.map(String::as_str),
+        None,
+        read_acp.map(String::as_str),
+        write_acp.map(String::as_str),
+    )
 }

@@ -33,7 +33,13 @@ macro_rules! new_object_options {
             content_md5: None,
             content_length: None,
             owner: $owner,
-            acl: $crate::ops::acl::object_grants($input.acl.as_ref())?,
+            acl: $crate::ops::acl::object_grants(
+                $input.acl.as_ref(),
+                $input.grant_full_control.as_ref(),
+                $input.grant_read.as_ref(),
+                $input.grant_read_acp.as_ref(),
+                $input.grant_write_acp.as_ref(),
+            )?,
             lock: $crate::ops::lock::lock_from_request(
                 $input.object_lock_mode.as_ref(),
                 $input.object_lock_retain_until_date.as_ref(),
