@@ -1,9 +1,11 @@
-//! The admin endpoint: a small JSON API over HTTP for keys, buckets and stats, plus /health and
-//! Prometheus /metrics. Every /v1 call needs the bearer token kept in DATA_DIR/admin.token.
+//! The admin endpoint: a small JSON API over HTTP for keys (and their bucket grants), buckets and
+//! stats, plus /health and Prometheus /metrics. Every /v1 call needs the bearer token kept in DATA_DIR/admin.token.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -16,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::serve::write_private;
+use crate::workers::Workers;
 
 /// Largest admin request body.
 const MAX_BODY: usize = 64 * 1024;
@@ -60,6 +63,61 @@ pub struct KeyInfo {
     /// Secret: only in the answer to a create.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub secret: Option<String>,
+    /// What the key may do in buckets it does not own, by bucket name.
+    #[serde(default)]
+    pub grants: BTreeMap<String, GrantInfo>,
+}
+
+/// A key's permissions in one bucket (`cairn key allow`), as the admin API shows and takes
+/// them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantInfo {
+    /// List and read objects.
+    #[serde(default)]
+    pub read: bool,
+    /// Write and delete objects.
+    #[serde(default)]
+    pub write: bool,
+    /// Everything the bucket owner may do.
+    #[serde(default)]
+    pub owner: bool,
+}
+
+impl GrantInfo {
+    /// The permissions as a short list, e.g. `read,write`.
+    pub fn describe(&self) -> String {
+        let names = [
+            (self.read, "read"),
+            (self.write, "write"),
+            (self.owner, "owner"),
+        ];
+        names
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl From<cairn_client::KeyGrant> for GrantInfo {
+    fn from(g: cairn_client::KeyGrant) -> GrantInfo {
+        GrantInfo {
+            read: g.read,
+            write: g.write,
+            owner: g.owner,
+        }
+    }
+}
+
+impl From<GrantInfo> for cairn_client::KeyGrant {
+    fn from(g: GrantInfo) -> cairn_client::KeyGrant {
+        cairn_client::KeyGrant {
+            read: g.read,
+            write: g.write,
+            owner: g.owner,
+        }
+    }
 }
 
 /// A bucket as the admin API lists it.
@@ -136,6 +194,11 @@ pub fn key_info(k: &cairn_client::AccessKey, with_secret: bool) -> KeyInfo {
         name: k.name.clone(),
         created_ms: k.created_ms,
         secret: with_secret.then(|| k.secret.clone()),
+        grants: k
+            .grants
+            .iter()
+            .map(|(b, g)| (b.clone(), GrantInfo::from(*g)))
+            .collect(),
     }
 }
 
@@ -180,10 +243,10 @@ pub async fn default_owner(client: &Client, owner: Option<&str>) -> Result<Strin
     })
 }
 
-async fn metrics(client: &Client) -> Response<Full<Bytes>> {
+async fn metrics(client: &Client, workers: &Workers) -> Response<Full<Bytes>> {
     match client.stats().await {
         Ok(s) => {
-            let text = format!(
+            let mut text = format!(
                 "# HELP cairn_buckets Buckets.\n# TYPE cairn_buckets gauge\ncairn_buckets {}\n\
                  # HELP cairn_versions Object versions stored, delete markers included.\n# TYPE cairn_versions gauge\ncairn_versions {}\n\
                  # HELP cairn_logical_bytes Sum of object sizes over all versions.\n# TYPE cairn_logical_bytes gauge\ncairn_logical_bytes {}\n\
@@ -192,6 +255,7 @@ async fn metrics(client: &Client) -> Response<Full<Bytes>> {
                  # HELP cairn_physical_bytes Chunk payload bytes on disk.\n# TYPE cairn_physical_bytes gauge\ncairn_physical_bytes {}\n",
                 s.buckets, s.versions, s.logical_bytes, s.chunks, s.unique_bytes, s.physical_bytes
             );
+            text.push_str(&workers.metrics());
             Response::builder()
                 .header("content-type", "text/plain; version=0.0.4")
                 .body(Full::new(Bytes::from(text)))
@@ -201,14 +265,19 @@ async fn metrics(client: &Client) -> Response<Full<Bytes>> {
     }
 }
 
-async fn handle(client: Client, token: String, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    client: Client,
+    token: String,
+    workers: Arc<Workers>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (&method, path.as_str()) {
         (&Method::GET, "/health") => {
             return json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
         }
-        (&Method::GET, "/metrics") => return metrics(&client).await,
+        (&Method::GET, "/metrics") => return metrics(&client, &workers).await,
         _ => {}
     }
     let authorized = req
@@ -229,6 +298,7 @@ async fn handle(client: Client, token: String, req: Request<Incoming>) -> Respon
     };
     let create = || serde_json::from_slice::<CreateRequest>(&body);
     match (method, path.as_str()) {
+        (Method::GET, "/v1/workers") => json(StatusCode::OK, &workers.statuses()),
         (Method::GET, "/v1/keys") => match client.list_keys().await {
             Ok(keys) => json(
                 StatusCode::OK,
@@ -243,6 +313,31 @@ async fn handle(client: Client, token: String, req: Request<Incoming>) -> Respon
             },
             Err(e) => error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
         },
+        (m, p) if p.starts_with("/v1/keys/") && p.contains("/grants/") => {
+            let rest = &p["/v1/keys/".len()..];
+            let Some((id, bucket)) = rest.split_once("/grants/") else {
+                return error(StatusCode::NOT_FOUND, "no such admin endpoint");
+            };
+            let grant = match m {
+                Method::PUT => match serde_json::from_slice::<GrantInfo>(&body) {
+                    Ok(g) => Some(g.into()),
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
+                },
+                Method::DELETE => None,
+                _ => return error(StatusCode::METHOD_NOT_ALLOWED, "use PUT or DELETE"),
+            };
+            match client.set_key_grant(id, bucket, grant).await {
+                Ok(k) => json(StatusCode::OK, &key_info(&k, false)),
+                Err(e) => client_error(e),
+            }
+        }
+        (Method::GET, p) if p.starts_with("/v1/keys/") => {
+            match client.get_key(&p["/v1/keys/".len()..]).await {
+                Ok(Some(k)) => json(StatusCode::OK, &key_info(&k, false)),
+                Ok(None) => error(StatusCode::NOT_FOUND, "no such access key"),
+                Err(e) => client_error(e),
+            }
+        }
         (Method::DELETE, p) if p.starts_with("/v1/keys/") => {
             match client.delete_key(&p["/v1/keys/".len()..]).await {
                 Ok(true) => json(StatusCode::OK, &serde_json::json!({"deleted": true})),
@@ -287,6 +382,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     client: Client,
     token: String,
+    workers: Arc<Workers>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
@@ -296,11 +392,11 @@ pub async fn serve(
             _ = &mut shutdown => return Ok(()),
         };
         let _ = stream.set_nodelay(true);
-        let (client, token) = (client.clone(), token.clone());
+        let (client, token, workers) = (client.clone(), token.clone(), workers.clone());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
-                let (client, token) = (client.clone(), token.clone());
-                async move { Ok::<_, Infallible>(handle(client, token, req).await) }
+                let (client, token, workers) = (client.clone(), token.clone(), workers.clone());
+                async move { Ok::<_, Infallible>(handle(client, token, workers, req).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)

@@ -4,8 +4,10 @@
 
 mod admin;
 mod bench;
+mod init;
 mod ops;
 mod serve;
+mod workers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,9 +40,14 @@ enum Command {
     Bucket(BucketCommand),
     /// Show storage totals: logical bytes, bytes after dedup, bytes on disk, and the ratios.
     Stats(Target),
+    /// Show the background workers of a running site (lifecycle): state, passes, progress of
+    /// the current or last pass and the last error.
+    Workers(Target),
     /// Measure PUT and GET throughput of an S3 endpoint (an in-process site by default) and the
     /// in-process bound of the write pipeline (BLAKE3 + zstd + MD5).
     Bench(bench::BenchArgs),
+    /// Create a site CA and certificates for the site's nodes (mutual TLS between nodes).
+    Init(init::InitArgs),
 }
 
 /// Where an admin command acts: a data dir (directly, or through the site running on it), or a
@@ -74,6 +81,43 @@ enum KeyCommand {
     Delete {
         /// Access key id.
         id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show an access key and its bucket grants.
+    Info {
+        /// Access key id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Let a key use a bucket it does not own. Sets the key's grant on the bucket to exactly
+    /// the permissions given.
+    Allow {
+        /// Access key id.
+        id: String,
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        /// List and read objects.
+        #[arg(long)]
+        read: bool,
+        /// Write and delete objects (including multipart uploads).
+        #[arg(long)]
+        write: bool,
+        /// Everything the bucket owner may do, bucket configuration included.
+        #[arg(long)]
+        owner: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a key's grant on a bucket.
+    Deny {
+        /// Access key id.
+        id: String,
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
         #[command(flatten)]
         target: Target,
     },
@@ -113,6 +157,21 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Key(KeyCommand::List(target)) => ops::key_list(&target).await,
             Command::Key(KeyCommand::Delete { id, target }) => ops::key_delete(&target, &id).await,
+            Command::Key(KeyCommand::Info { id, target }) => ops::key_info(&target, &id).await,
+            Command::Key(KeyCommand::Allow {
+                id,
+                bucket,
+                read,
+                write,
+                owner,
+                target,
+            }) => {
+                let grant = admin::GrantInfo { read, write, owner };
+                ops::key_grant(&target, &id, &bucket, Some(grant)).await
+            }
+            Command::Key(KeyCommand::Deny { id, bucket, target }) => {
+                ops::key_grant(&target, &id, &bucket, None).await
+            }
             Command::Bucket(BucketCommand::Create {
                 name,
                 owner,
@@ -120,7 +179,9 @@ fn main() -> anyhow::Result<()> {
             }) => ops::bucket_create(&target, &name, owner.as_deref()).await,
             Command::Bucket(BucketCommand::List(target)) => ops::bucket_list(&target).await,
             Command::Stats(target) => ops::stats(&target).await,
+            Command::Workers(target) => ops::workers(&target).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Init(args) => init::run(args),
         }
     })
 }

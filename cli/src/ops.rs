@@ -5,7 +5,8 @@ use anyhow::Context;
 use cairn_client::Client;
 use http::Method;
 
-use crate::admin::{self, AdminClient, BucketInfo, KeyInfo, StatsInfo};
+use crate::admin::{self, AdminClient, BucketInfo, GrantInfo, KeyInfo, StatsInfo};
+use crate::workers::WorkerStatus;
 use crate::Target;
 
 /// Where the command's work happens.
@@ -84,9 +85,82 @@ pub async fn key_list(t: &Target) -> anyhow::Result<()> {
             .collect(),
         Backend::Remote(a) => a.call(Method::GET, "/v1/keys", None).await?,
     };
-    println!("{:<24} {:<20} CREATED", "ID", "NAME");
+    println!("{:<24} {:<20} {:<22} GRANTS", "ID", "NAME", "CREATED");
     for k in keys {
-        println!("{:<24} {:<20} {}", k.id, k.name, fmt_time(k.created_ms));
+        println!(
+            "{:<24} {:<20} {:<22} {}",
+            k.id,
+            k.name,
+            fmt_time(k.created_ms),
+            describe_grants(&k)
+        );
+    }
+    Ok(())
+}
+
+/// A key's bucket grants on one line, e.g. `photos:read,write logs:owner` (`-` for none).
+fn describe_grants(k: &KeyInfo) -> String {
+    if k.grants.is_empty() {
+        return "-".to_string();
+    }
+    k.grants
+        .iter()
+        .map(|(b, g)| format!("{b}:{}", g.describe()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `cairn key info ID`.
+pub async fn key_info(t: &Target, id: &str) -> anyhow::Result<()> {
+    let k: KeyInfo = match backend(t).await? {
+        Backend::Local(c) => match c.get_key(id).await? {
+            Some(k) => admin::key_info(&k, false),
+            None => anyhow::bail!("no access key `{id}`: see `cairn key list`"),
+        },
+        Backend::Remote(a) => a.call(Method::GET, &format!("/v1/keys/{id}"), None).await?,
+    };
+    println!("Access key id: {}", k.id);
+    println!("Name:          {}", k.name);
+    println!("Created:       {}", fmt_time(k.created_ms));
+    if k.grants.is_empty() {
+        println!("Bucket grants: none (the key can use the buckets it owns)");
+    } else {
+        println!("Bucket grants:");
+        for (bucket, g) in &k.grants {
+            println!("  {bucket:<40} {}", g.describe());
+        }
+    }
+    Ok(())
+}
+
+/// `cairn key allow ID --bucket B [--read] [--write] [--owner]`: sets the key's grant on the
+/// bucket to exactly the permissions given; `None` (`cairn key deny`) removes it.
+pub async fn key_grant(
+    t: &Target,
+    id: &str,
+    bucket: &str,
+    grant: Option<GrantInfo>,
+) -> anyhow::Result<()> {
+    if grant.is_some_and(|g| !(g.read || g.write || g.owner)) {
+        anyhow::bail!("give at least one of --read, --write and --owner");
+    }
+    let path = format!("/v1/keys/{id}/grants/{bucket}");
+    let k: KeyInfo = match backend(t).await? {
+        Backend::Local(c) => admin::key_info(
+            &c.set_key_grant(id, bucket, grant.map(Into::into)).await?,
+            false,
+        ),
+        Backend::Remote(a) => match grant {
+            Some(g) => {
+                a.call(Method::PUT, &path, Some(serde_json::to_value(g)?))
+                    .await?
+            }
+            None => a.call(Method::DELETE, &path, None).await?,
+        },
+    };
+    match k.grants.get(bucket) {
+        Some(g) => println!("Key {} may now {} in bucket {bucket}", k.id, g.describe()),
+        None => println!("Key {} has no grant on bucket {bucket}", k.id),
     }
     Ok(())
 }
@@ -151,6 +225,47 @@ pub async fn bucket_list(t: &Target) -> anyhow::Result<()> {
             b.versioning,
             fmt_time(b.created_ms)
         );
+    }
+    Ok(())
+}
+
+/// `cairn workers`: workers run inside `cairn serve`, so this needs a running site.
+pub async fn workers(t: &Target) -> anyhow::Result<()> {
+    let statuses: Vec<WorkerStatus> = match backend(t).await? {
+        Backend::Local(_) => anyhow::bail!(
+            "no site is running on {}: workers run inside `cairn serve` (start it, or pass \
+             --admin URL --token TOKEN of a running site)",
+            t.data_dir.display()
+        ),
+        Backend::Remote(a) => a.call(Method::GET, "/v1/workers", None).await?,
+    };
+    for s in statuses {
+        println!(
+            "{} ({}), {} passes, every {} s",
+            s.name, s.state, s.passes, s.interval_secs
+        );
+        if let Some(t) = s.last_started_ms {
+            println!("  last started:  {}", fmt_time(t));
+        }
+        if let Some(t) = s.last_finished_ms {
+            println!("  last finished: {}", fmt_time(t));
+        }
+        let p = &s.progress;
+        println!(
+            "  buckets {}, versions scanned {}, expired {}, noncurrent removed {}, \
+             delete markers removed {}, uploads aborted {}, kept by object lock {}, errors {}",
+            p.buckets,
+            p.versions_scanned,
+            p.expired,
+            p.noncurrent_removed,
+            p.markers_removed,
+            p.uploads_aborted,
+            p.locked_skipped,
+            p.errors
+        );
+        if let Some(e) = &s.last_error {
+            println!("  last error: {e}");
+        }
     }
     Ok(())
 }

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use cairn_client::Client;
@@ -10,6 +12,7 @@ use clap::Args;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::workers::{lifecycle_loop, Workers};
 use crate::{admin, parse_listen, DEFAULT_ADMIN_LISTEN, DEFAULT_S3_LISTEN};
 
 /// Flags of `cairn serve`.
@@ -34,6 +37,9 @@ pub struct ServeArgs {
         env = "CAIRN_S3_DOMAIN"
     )]
     pub domains: Vec<String>,
+    /// Seconds between passes of the lifecycle worker (which applies buckets' lifecycle rules).
+    #[arg(long, default_value_t = 3600, env = "CAIRN_LIFECYCLE_INTERVAL")]
+    pub lifecycle_interval: u64,
 }
 
 /// Writes `contents` to `path` readable by the owner only (0600), atomically.
@@ -175,10 +181,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         client.clone(),
         stopped(stop_rx.clone()),
     ));
+    let workers = Arc::new(Workers::default());
+    let lifecycle_task = tokio::spawn(lifecycle_loop(
+        client.clone(),
+        workers.clone(),
+        Duration::from_secs(args.lifecycle_interval.max(1)),
+        stop_rx.clone(),
+    ));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         client.clone(),
         token,
+        workers.clone(),
         stopped(stop_rx.clone()),
     ));
     info!(data_dir = %dir.display(), "cairn is running");
@@ -189,7 +203,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    let (s3_res, admin_res) = tokio::join!(s3_task, admin_task);
+    let (s3_res, admin_res, _) = tokio::join!(s3_task, admin_task, lifecycle_task);
     let _ = std::fs::remove_file(dir.join("admin.json"));
     s3_res.context("S3 server task failed")??;
     admin_res.context("admin server task failed")??;

@@ -139,3 +139,141 @@ fn sigterm_stops_the_site_cleanly() {
     // The admin endpoint file is removed on a clean stop.
     assert!(!dir.path().join("admin.json").exists());
 }
+
+/// The HTTP status of a failed SDK call.
+fn status<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
+/// The id and secret printed by `cairn key create`.
+fn created_key(out: &str) -> (String, String) {
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .expect("field printed")
+            .trim()
+            .to_string()
+    };
+    (field("Access key id:"), field("Secret access key:"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_allow_and_deny_manage_bucket_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (mut child, endpoint) = start(dir.path());
+    let (ok, out, err) = cairn(&["key", "create", "bob", "--data-dir", d]);
+    assert!(ok, "{err}");
+    let (bob, bob_secret) = created_key(&out);
+    let (ok, _, err) = cairn(&["bucket", "create", "team", "--data-dir", d]);
+    assert!(ok, "{err}");
+    let bob_s3 = {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                &bob,
+                &bob_secret,
+                None,
+                None,
+                "test",
+            ))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    };
+    let e = bob_s3
+        .list_objects_v2()
+        .bucket("team")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), Some(403));
+
+    // Through the running site.
+    let (ok, out, err) = cairn(&[
+        "key",
+        "allow",
+        &bob,
+        "--bucket",
+        "team",
+        "--read",
+        "--data-dir",
+        d,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("read"), "{out}");
+    bob_s3
+        .list_objects_v2()
+        .bucket("team")
+        .send()
+        .await
+        .unwrap();
+    let e = bob_s3
+        .put_object()
+        .bucket("team")
+        .key("x")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), Some(403));
+    let (ok, out, err) = cairn(&["key", "list", "--data-dir", d]);
+    assert!(ok, "{err}");
+    assert!(out.contains("team:read"), "{out}");
+    let (ok, out, err) = cairn(&["key", "info", &bob, "--data-dir", d]);
+    assert!(ok, "{err}");
+    assert!(out.contains("team") && out.contains("read"), "{out}");
+    // Refusals say why.
+    let (ok, _, err) = cairn(&["key", "allow", &bob, "--bucket", "team", "--data-dir", d]);
+    assert!(!ok);
+    assert!(err.contains("--read"), "{err}");
+    let (ok, _, err) = cairn(&[
+        "key",
+        "allow",
+        &bob,
+        "--bucket",
+        "nosuch",
+        "--write",
+        "--data-dir",
+        d,
+    ]);
+    assert!(!ok);
+    assert!(err.to_lowercase().contains("bucket"), "{err}");
+    let (ok, _, err) = cairn(&["key", "deny", &bob, "--bucket", "team", "--data-dir", d]);
+    assert!(ok, "{err}");
+    let e = bob_s3
+        .list_objects_v2()
+        .bucket("team")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), Some(403));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Directly on the data dir.
+    let (ok, _, err) = cairn(&[
+        "key",
+        "allow",
+        &bob,
+        "--bucket",
+        "team",
+        "--write",
+        "--owner",
+        "--data-dir",
+        d,
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = cairn(&["key", "info", &bob, "--data-dir", d]);
+    assert!(ok, "{err}");
+    assert!(out.contains("write,owner"), "{out}");
+    let (ok, _, err) = cairn(&["key", "deny", &bob, "--bucket", "team", "--data-dir", d]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = cairn(&["key", "info", &bob, "--data-dir", d]);
+    assert!(ok, "{err}");
+    assert!(out.contains("none"), "{out}");
+}

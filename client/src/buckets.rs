@@ -24,12 +24,17 @@ pub fn valid_bucket_name(name: &str) -> bool {
 impl Client {
     /// Creates a bucket owned by `owner` (an access key id).
     pub async fn create_bucket(&self, name: &str, owner: &str) -> Result<Bucket, ClientError> {
-        if !valid_bucket_name(name) {
-            return Err(ClientError::InvalidBucketName(name.to_string()));
+        self.create_bucket_with(Bucket::new(name, owner, now_ms()))
+            .await
+    }
+
+    /// Creates a bucket with its initial configuration (ACL, object lock) already set.
+    pub async fn create_bucket_with(&self, bucket: Bucket) -> Result<Bucket, ClientError> {
+        if !valid_bucket_name(&bucket.name) {
+            return Err(ClientError::InvalidBucketName(bucket.name));
         }
-        let bucket = Bucket::new(name, owner, now_ms());
         let b = bucket.clone();
-        let owner = owner.to_string();
+        let owner = bucket.owner.clone();
         self.blocking(move |i| match i.meta.create_bucket(&b) {
             Ok(()) => Ok(()),
             Err(ManifestError::BucketExists { name, owner: o }) if o == owner => {

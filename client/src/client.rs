@@ -104,7 +104,7 @@ fn load_or_create_node_id(dir: &Path) -> Result<NodeId, ClientError> {
 }
 
 /// Wall-clock unix milliseconds.
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -81,6 +81,9 @@ pub enum ClientError {
     /// Any other bad argument.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The request cannot be served as sent (S3's InvalidRequest).
+    #[error("{0}")]
+    InvalidRequest(String),
     /// The bucket's state does not allow the request (object lock and versioning).
     #[error("{0}")]
     InvalidBucketState(String),

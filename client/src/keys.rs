@@ -1,6 +1,6 @@
 //! S3 access keys.
 
-use cairn_core::manifest::AccessKey;
+use cairn_core::manifest::{AccessKey, KeyGrant};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 
@@ -65,6 +65,45 @@ impl Client {
     /// Every access key, by id.
     pub async fn list_keys(&self) -> Result<Vec<AccessKey>, ClientError> {
         self.blocking(|i| Ok(i.meta.list_keys()?)).await
+    }
+
+    /// Sets what key `id` may do in `bucket` (a bucket it does not own): `Some` replaces the
+    /// grant, `None` removes it. The bucket must exist when granting. Returns the updated key.
+    pub async fn set_key_grant(
+        &self,
+        id: &str,
+        bucket: &str,
+        grant: Option<KeyGrant>,
+    ) -> Result<AccessKey, ClientError> {
+        if let Some(g) = &grant {
+            if !(g.read || g.write || g.owner) {
+                return Err(ClientError::InvalidArgument(
+                    "a grant needs at least one of read, write or owner".into(),
+                ));
+            }
+            self.head_bucket(bucket).await?;
+        }
+        let (id, bucket) = (id.to_string(), bucket.to_string());
+        let missing = id.clone();
+        self.blocking(move |i| {
+            Ok(i.meta.update_key(&id, |k| {
+                match grant {
+                    Some(g) => {
+                        k.grants.insert(bucket, g);
+                    }
+                    None => {
+                        k.grants.remove(&bucket);
+                    }
+                }
+                Ok(())
+            })?)
+        })
+        .await?
+        .ok_or_else(|| {
+            ClientError::InvalidArgument(format!(
+                "access key `{missing}` does not exist: see `cairn key list`"
+            ))
+        })
     }
 
     /// Deletes a key; `false` if it did not exist.

@@ -7,22 +7,30 @@
 //! applies the manifest: a visible version is always fully readable (invariant I2).
 
 mod buckets;
+mod checksum;
 mod client;
+mod copy;
 mod error;
 mod get;
 mod keys;
+mod lifecycle;
 mod multipart;
 mod nodes;
 mod objects;
 mod put;
 mod types;
 
-pub use client::Client;
+pub use client::{now_ms, Client};
+pub use checksum::{checksum_of, decode as decode_checksum, ChecksumAlgorithm};
+pub use copy::{CopyOptions, PartCopyResult};
 pub use error::ClientError;
+pub use lifecycle::LifecycleReport;
+pub use objects::shown_version;
 pub use types::*;
 
 pub use cairn_core::manifest::{
-    AccessKey, Bucket, Content, ContentHeaders, Part, Upload, VersionManifest, Versioning,
+    AccessKey, Bucket, ChecksumType, Content, ContentHeaders, KeyGrant, Part, Upload,
+    VersionManifest, Versioning,
 };
 pub use cairn_core::VersionId;
 pub use cairn_manifestserver::{

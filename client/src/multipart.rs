@@ -4,16 +4,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cairn_core::extent::TreeBuilder;
-use cairn_core::manifest::{Content, Part, Upload, VersionManifest};
+use cairn_core::extent::{NodeStore, TreeBuilder, TreeNode};
+use cairn_core::manifest::{ChecksumType, Content, Part, Upload, VersionManifest};
 use md5::{Digest, Md5};
 use rand::distributions::{Alphanumeric, DistString};
 
+use crate::checksum::{self, ChecksumAlgorithm};
 use crate::client::{now_ms, Client};
-use crate::objects::check_key;
+use crate::objects::{check_key, shown_version};
 use crate::put::IngestLimits;
 use crate::{
-    BodyStream, ClientError, PartOptions, PutOptions, PutResult, UploadsPage, UploadsQuery,
+    BodyStream, ChecksumRequest, ClientError, CompleteOptions, CompletedPart, ExpectedChecksum,
+    GetResult, PartOptions, PutOptions, PutResult, UploadsPage, UploadsQuery, VersionSel,
 };
 
 /// Smallest part but the last (S3's limit).
@@ -23,16 +25,155 @@ pub const MAX_PART_SIZE: u64 = 5 << 30;
 /// Highest part number.
 pub const MAX_PARTS: u32 = 10_000;
 
+/// The checksum algorithm an upload's parts carry, if it named one.
+fn upload_algorithm(upload: &Upload) -> Result<Option<ChecksumAlgorithm>, ClientError> {
+    match upload.checksum_algorithm.as_deref() {
+        None => Ok(None),
+        Some(name) => ChecksumAlgorithm::parse(name).map(Some).ok_or_else(|| {
+            ClientError::Corrupt(format!(
+                "upload names an unknown checksum algorithm `{name}`"
+            ))
+        }),
+    }
+}
+
+/// Reads the lengths of the `count` subtrees at `depth` below `root`, in order; `None` if the
+/// tree does not have exactly that shape.
+async fn subtree_lengths(
+    c: &Client,
+    root: cairn_core::extent::Child,
+    depth: usize,
+    count: usize,
+) -> Result<Option<Vec<u64>>, ClientError> {
+    let mut level = vec![root];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for node in level {
+            match c.load(node.node, node.len).await? {
+                TreeNode::Children(children) => next.extend(children),
+                TreeNode::Leaves(_) => return Ok(None),
+            }
+            if next.len() > count {
+                return Ok(None);
+            }
+        }
+        level = next;
+    }
+    Ok((level.len() == count).then(|| level.iter().map(|c| c.len).collect()))
+}
+
 impl Client {
-    /// Starts an upload.
+    /// The lengths of a completed multipart object's parts, in part-number order, read from
+    /// the shape completion gives its tree (each part's root is a subtree of the object's tree,
+    /// [`FANOUT`](cairn_core::extent) per node); `None` for an object that is not multipart.
+    ///
+    /// Only the last part can be empty, and an empty part has no subtree. The one shape this
+    /// cannot tell apart is an object whose last part is empty and whose only other part's own
+    /// tree has exactly as many top-level subtrees as the object has parts; the first reading
+    /// (no empty part) is taken then.
+    pub async fn part_lengths(&self, m: &VersionManifest) -> Result<Option<Vec<u64>>, ClientError> {
+        let Some(n) = m.parts.map(|n| n as usize).filter(|&n| n > 0) else {
+            return Ok(None);
+        };
+        let root = match &m.content {
+            Content::Tree(root) => *root,
+            // Inline content never comes from multipart; empty content means empty parts.
+            _ => {
+                let mut lens = vec![0; n];
+                lens[0] = m.size;
+                return Ok(Some(lens));
+            }
+        };
+        const FANOUT: usize = 512;
+        for nonempty in [n, n - 1] {
+            if nonempty == 0 {
+                continue;
+            }
+            // Completion's builder puts the part roots at the bottom of `depth` levels.
+            let mut depth = 0;
+            let mut span = 1usize;
+            while span < nonempty {
+                span = span.saturating_mul(FANOUT);
+                depth += 1;
+            }
+            if let Some(mut lens) = subtree_lengths(self, root, depth, nonempty).await? {
+                lens.resize(n, 0);
+                return Ok(Some(lens));
+            }
+        }
+        Err(ClientError::Corrupt(format!(
+            "the tree of {}/{} does not have the shape of {n} parts",
+            m.bucket, m.key
+        )))
+    }
+
+    /// One part of an object (GET with `partNumber`): the bytes of part `number` of a
+    /// multipart object, or the whole object as its part 1 if it is not multipart. Returns the
+    /// read (its range set) and the object's part count (`None` if not multipart). A part
+    /// number beyond the last is InvalidRange.
+    pub async fn get_object_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &VersionSel,
+        number: u32,
+    ) -> Result<(GetResult, Option<u32>), ClientError> {
+        let (b, m) = self.resolve_version(bucket, key, version).await?;
+        let lens = self.part_lengths(&m).await?;
+        let (start, end) = match (&lens, number) {
+            (None, 1) => (0, m.size),
+            (Some(lens), n) if (1..=lens.len()).contains(&(n as usize)) => {
+                let i = n as usize - 1;
+                let start: u64 = lens[..i].iter().sum();
+                (start, start + lens[i])
+            }
+            _ => return Err(ClientError::InvalidRange { size: m.size }),
+        };
+        let body = self.read_range(&m.content, start, end);
+        Ok((
+            GetResult {
+                version_id: shown_version(&b, &m),
+                range: Some((start, end)),
+                manifest: m,
+                body,
+            },
+            lens.map(|l| l.len() as u32),
+        ))
+    }
+
+    /// Starts an upload. `checksum` is the algorithm every part carries and the final object's
+    /// checksum type (S3's default for the algorithm when `None`); a type without an algorithm,
+    /// or one the algorithm does not support, is InvalidRequest.
     pub async fn create_multipart(
         &self,
         bucket: &str,
         key: &str,
         owner: &str,
         opts: PutOptions,
+        checksum: (Option<ChecksumAlgorithm>, Option<ChecksumType>),
     ) -> Result<Upload, ClientError> {
         check_key(key)?;
+        let checksum_type =
+            match checksum {
+                (None, None) => None,
+                (None, Some(_)) => return Err(ClientError::InvalidRequest(
+                    "a checksum type needs a checksum algorithm: send x-amz-checksum-algorithm too"
+                        .into(),
+                )),
+                (Some(a), None) => Some(a.default_type()),
+                (Some(a), Some(ChecksumType::FullObject)) if !a.supports_full_object() => {
+                    return Err(ClientError::InvalidRequest(format!(
+                        "the {a} algorithm supports only the COMPOSITE checksum type: use CRC32, \
+                     CRC32C or CRC64NVME for FULL_OBJECT"
+                    )))
+                }
+                (Some(a), Some(ChecksumType::Composite)) if !a.supports_composite() => {
+                    return Err(ClientError::InvalidRequest(format!(
+                        "the {a} algorithm supports only the FULL_OBJECT checksum type"
+                    )))
+                }
+                (Some(_), t) => t,
+            };
         self.head_bucket(bucket).await?;
         let upload = Upload {
             bucket: bucket.to_string(),
@@ -45,8 +186,8 @@ impl Client {
             tags: opts.tags,
             acl: opts.acl,
             lock: opts.lock,
-            checksum_algorithm: None,
-            checksum_type: None,
+            checksum_algorithm: checksum.0.map(|a| a.name().to_string()),
+            checksum_type,
         };
         let u = upload.clone();
         self.blocking(move |i| Ok(i.meta.create_upload(&u)?))
@@ -54,7 +195,12 @@ impl Client {
         Ok(upload)
     }
 
-    async fn upload_of(&self, bucket: &str, key: &str, id: &str) -> Result<Upload, ClientError> {
+    pub(crate) async fn upload_of(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: &str,
+    ) -> Result<Upload, ClientError> {
         self.head_bucket(bucket).await?;
         let (b, k, u) = (bucket.to_string(), key.to_string(), id.to_string());
         self.blocking(move |i| {
@@ -80,11 +226,28 @@ impl Client {
                 "part number must be an integer between 1 and {MAX_PARTS}"
             )));
         }
-        self.upload_of(bucket, key, upload_id).await?;
+        let upload = self.upload_of(bucket, key, upload_id).await?;
+        let algorithm = upload_algorithm(&upload)?;
+        // Parts of an upload with an algorithm always carry it (computed if not sent).
+        let request = match (algorithm, opts.checksum) {
+            (Some(a), Some(c)) if c.algorithm != a => {
+                return Err(ClientError::InvalidRequest(format!(
+                    "this upload's parts carry {a} checksums, not {}: send x-amz-checksum-{}",
+                    c.algorithm,
+                    a.name()
+                )))
+            }
+            (Some(a), None) => Some(ChecksumRequest {
+                algorithm: a,
+                expected: ExpectedChecksum::Compute,
+            }),
+            (_, c) => c,
+        };
         let limits = IngestLimits {
             max_len: MAX_PART_SIZE,
             expected_len: opts.content_length,
             allow_inline: false,
+            checksum: request.as_ref().map(|c| c.algorithm),
         };
         let data = self
             .ingest(body, Arc::new(self.inner.cdc.clone()), limits)
@@ -92,13 +255,20 @@ impl Client {
         if opts.content_md5.is_some_and(|m| m != data.md5) {
             return Err(ClientError::BadDigest);
         }
+        let mut checksums = BTreeMap::new();
+        if let (Some(req), Some(digest)) = (&request, &data.checksum) {
+            checksums.insert(
+                req.algorithm.name().to_string(),
+                checksum::verify(req, digest)?,
+            );
+        }
         let part = Part {
             number: part_number,
             md5: data.md5,
             size: data.size,
             mtime_ms: now_ms(),
             content: data.content,
-            checksums: BTreeMap::new(),
+            checksums,
         };
         let (b, k, u, p) = (
             bucket.to_string(),
@@ -111,14 +281,19 @@ impl Client {
         Ok(part)
     }
 
-    /// Completes an upload from the client's (part number, ETag) list.
+    /// Completes an upload from the client's part list: each listed part must exist with that
+    /// ETag (and checksum, when listed). With a checksum algorithm, the object gets the
+    /// composite (checksum of the parts' checksums) or full-object (the parts' CRCs combined;
+    /// no data is read) checksum, checked against `opts.checksum` when sent.
     pub async fn complete_multipart(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
-        parts: Vec<(u32, String)>,
+        parts: impl IntoIterator<Item = impl Into<CompletedPart>>,
+        opts: CompleteOptions,
     ) -> Result<PutResult, ClientError> {
+        let parts: Vec<CompletedPart> = parts.into_iter().map(Into::into).collect();
         if parts.is_empty() {
             return Err(ClientError::InvalidArgument(
                 "you must specify at least one part".into(),
@@ -129,11 +304,12 @@ impl Client {
                 "at most {MAX_PARTS} parts"
             )));
         }
-        if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
+        if parts.windows(2).any(|w| w[0].number >= w[1].number) {
             return Err(ClientError::InvalidPartOrder);
         }
         let bucket_rec = self.head_bucket(bucket).await?;
         let upload = self.upload_of(bucket, key, upload_id).await?;
+        let algorithm = upload_algorithm(&upload)?;
         let u = upload_id.to_string();
         let stored: BTreeMap<u32, Part> = self
             .blocking(move |i| {
@@ -151,8 +327,10 @@ impl Client {
         let mut md5s = Md5::new();
         let mut builder = TreeBuilder::new();
         let mut size = 0u64;
-        for (idx, (number, etag)) in parts.iter().enumerate() {
-            let etag = etag.trim_matches('"');
+        let mut digests: Vec<(Vec<u8>, u64)> = Vec::new();
+        for (idx, listed) in parts.iter().enumerate() {
+            let number = &listed.number;
+            let etag = listed.etag.trim_matches('"');
             let part = stored
                 .get(number)
                 .filter(|p| hex::encode(p.md5).eq_ignore_ascii_case(etag))
@@ -161,6 +339,23 @@ impl Client {
                         "part {number} with ETag {etag} was not uploaded, or its ETag differs"
                     ))
                 })?;
+            if let Some(a) = algorithm {
+                let value = part.checksums.get(a.name());
+                if let Some(sent) = &listed.checksum {
+                    if value.is_none_or(|v| v != sent.trim()) {
+                        return Err(ClientError::InvalidPart(format!(
+                            "the {a} checksum listed for part {number} does not match the \
+                             uploaded part's"
+                        )));
+                    }
+                }
+                let digest = value.and_then(|v| checksum::decode(a, v)).ok_or_else(|| {
+                    ClientError::InvalidPart(format!(
+                        "part {number} has no {a} checksum: upload it again"
+                    ))
+                })?;
+                digests.push((digest, part.size));
+            }
             if idx + 1 < parts.len() && part.size < MIN_PART_SIZE {
                 return Err(ClientError::EntityTooSmall {
                     part: *number,
@@ -178,6 +373,28 @@ impl Client {
             None => Content::Empty,
         };
         let etag = format!("{}-{}", hex::encode(md5s.finalize()), parts.len());
+        let mut checksums = BTreeMap::new();
+        if let Some(a) = algorithm {
+            let value = match upload.checksum_type.unwrap_or(a.default_type()) {
+                ChecksumType::Composite => {
+                    let raw: Vec<Vec<u8>> = digests.into_iter().map(|(d, _)| d).collect();
+                    checksum::composite(a, &raw)
+                }
+                ChecksumType::FullObject => {
+                    checksum::combine_parts(a, &digests).ok_or_else(|| {
+                        ClientError::InvalidRequest(format!("{a} has no full-object checksum"))
+                    })?
+                }
+            };
+            if let Some(sent) = &opts.checksum {
+                // A composite value may be sent with or without its `-N` suffix.
+                let bare = |v: &str| v.trim().split('-').next().unwrap_or("").to_string();
+                if bare(sent) != bare(&value) {
+                    return Err(ClientError::BadDigest);
+                }
+            }
+            checksums.insert(a.name().to_string(), value);
+        }
         let m = VersionManifest {
             bucket: bucket.to_string(),
             key: key.to_string(),
@@ -191,7 +408,7 @@ impl Client {
             headers: upload.headers,
             user_metadata: upload.user_metadata,
             tags: upload.tags,
-            checksums: BTreeMap::new(),
+            checksums,
             parts: Some(parts.len() as u32),
             content,
             owner: upload.owner,
@@ -199,7 +416,8 @@ impl Client {
             lock: upload.lock,
             checksum_type: upload.checksum_type,
         };
-        self.commit_upload(&bucket_rec, upload_id, m).await
+        self.commit_upload(&bucket_rec, upload_id, m, opts.condition)
+            .await
     }
 
     /// Abandons an upload and its parts.

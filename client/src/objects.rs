@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cairn_core::manifest::{Bucket, VersionManifest, Versioning};
+use cairn_core::manifest::{Bucket, ObjectLockConfig, VersionManifest, Versioning};
 
 use crate::client::{now_ms, Client};
 use crate::get::resolve_range;
 use crate::put::IngestLimits;
 use crate::{
-    version_label, BodyStream, ClientError, CopyResult, DeleteResult, GetResult, ListPage,
-    ListQuery, MetadataDirective, PutOptions, PutResult, RangeSpec, Stats, VersionSel,
-    VersionsPage, VersionsQuery,
+    version_label, BodyStream, ClientError, DeleteResult, GetResult, ListPage, ListQuery,
+    PutOptions, PutResult, RangeSpec, Stats, VersionSel, VersionsPage, VersionsQuery,
+    WriteCondition,
 };
 
 /// Largest single PUT (S3's limit).
@@ -27,8 +27,32 @@ pub(crate) fn check_key(key: &str) -> Result<(), ClientError> {
 }
 
 /// The version id S3 shows for `m` in `bucket` (none in never-versioned buckets).
-pub(crate) fn shown_version(bucket: &Bucket, m: &VersionManifest) -> Option<String> {
+pub fn shown_version(bucket: &Bucket, m: &VersionManifest) -> Option<String> {
     (bucket.versioning != Versioning::Unversioned).then(|| version_label(m))
+}
+
+/// Whether a conditional write may replace `current` (the key's current object, if any).
+fn check_condition(
+    condition: &WriteCondition,
+    key: &str,
+    current: Option<&VersionManifest>,
+) -> Result<(), ClientError> {
+    match (condition, current) {
+        (WriteCondition::IfNoneMatchAny, None) => Ok(()),
+        (WriteCondition::IfNoneMatchAny, Some(_)) => Err(ClientError::PreconditionFailed),
+        (WriteCondition::IfMatch(_), None) => Err(ClientError::NoSuchKey {
+            key: key.to_string(),
+            delete_marker: None,
+        }),
+        (WriteCondition::IfMatch(etag), Some(m)) => {
+            let etag = etag.trim().trim_start_matches("W/").trim_matches('"');
+            if etag == "*" || etag == m.etag {
+                Ok(())
+            } else {
+                Err(ClientError::PreconditionFailed)
+            }
+        }
+    }
 }
 
 impl Client {
@@ -53,10 +77,16 @@ impl Client {
             max_len: MAX_PUT_SIZE,
             expected_len: opts.content_length,
             allow_inline: true,
+            checksum: opts.checksum.as_ref().map(|c| c.algorithm),
         };
         let data = self.ingest(body, cdc, limits).await?;
         if opts.content_md5.is_some_and(|m| m != data.md5) {
             return Err(ClientError::BadDigest);
+        }
+        let mut checksums = BTreeMap::new();
+        if let (Some(req), Some(digest)) = (&opts.checksum, &data.checksum) {
+            let value = crate::checksum::verify(req, digest)?;
+            checksums.insert(req.algorithm.name().to_string(), value);
         }
         let m = VersionManifest {
             bucket: bucket.to_string(),
@@ -71,7 +101,7 @@ impl Client {
             headers: opts.headers,
             user_metadata: opts.user_metadata,
             tags: opts.tags,
-            checksums: BTreeMap::new(),
+            checksums,
             parts: None,
             content: data.content,
             owner: opts.owner,
@@ -79,7 +109,7 @@ impl Client {
             lock: opts.lock,
             checksum_type: None,
         };
-        self.commit_version(&b, m).await
+        self.commit(&b, m, None, opts.condition).await
     }
 
     /// Names `m` as the next version of its key (after everything this node saw for the key) and
@@ -89,36 +119,71 @@ impl Client {
         bucket: &Bucket,
         m: VersionManifest,
     ) -> Result<PutResult, ClientError> {
-        self.commit(bucket, m, None).await
+        self.commit(bucket, m, None, None).await
     }
 
-    /// Like [`Client::commit_version`], also removing upload `upload_id` in the same batch.
+    /// Like [`Client::commit_version`], also removing upload `upload_id` in the same batch, if
+    /// `condition` holds.
     pub(crate) async fn commit_upload(
         &self,
         bucket: &Bucket,
         upload_id: &str,
         m: VersionManifest,
+        condition: Option<WriteCondition>,
     ) -> Result<PutResult, ClientError> {
-        self.commit(bucket, m, Some(upload_id.to_string())).await
+        self.commit(bucket, m, Some(upload_id.to_string()), condition)
+            .await
     }
 
+    /// Names and applies `m` (removing `upload_id` with it); `condition`, if any, is checked
+    /// against the key's current object under the store's write lock.
     async fn commit(
         &self,
         bucket: &Bucket,
         mut m: VersionManifest,
         upload_id: Option<String>,
+        condition: Option<WriteCondition>,
     ) -> Result<PutResult, ClientError> {
+        if !m.delete_marker {
+            m.lock = ObjectLockConfig::lock_new_version(
+                bucket.object_lock.as_ref(),
+                std::mem::take(&mut m.lock),
+                m.mtime_ms,
+            )
+            .map_err(|e| ClientError::InvalidRequest(e.into()))?;
+        }
         let (b, k) = (m.bucket.clone(), m.key.clone());
         let prev = self.blocking(move |i| Ok(i.meta.head(&b, &k)?)).await?;
         m.parent = prev.as_ref().map(|p| p.version);
         m.version = self.inner.hlc.tick_after(m.parent);
         m.null_version = bucket.versioning != Versioning::Enabled;
         let applied = m.clone();
+        let key = m.key.clone();
         self.blocking(move |i| {
-            match upload_id {
-                Some(u) => i.meta.complete_upload(&u, &applied)?,
-                None => i.meta.apply(&applied)?.1,
-            };
+            match (upload_id, condition) {
+                (Some(u), None) => {
+                    i.meta.complete_upload(&u, &applied)?;
+                }
+                (None, None) => {
+                    i.meta.apply(&applied)?;
+                }
+                (u, Some(cond)) => {
+                    let mut refusal = None;
+                    let r = i.meta.apply_if(&applied, u.as_deref(), |current| {
+                        check_condition(&cond, &key, current).map_err(|e| {
+                            let msg = e.to_string();
+                            refusal = Some(e);
+                            cairn_manifestserver::ManifestError::Invalid(msg)
+                        })
+                    });
+                    match (r, refusal) {
+                        (Err(_), Some(e)) => return Err(e),
+                        (r, _) => {
+                            r?;
+                        }
+                    }
+                }
+            }
             Ok(())
         })
         .await?;
@@ -249,6 +314,18 @@ impl Client {
         key: &str,
         version: &VersionSel,
     ) -> Result<DeleteResult, ClientError> {
+        self.delete_object_with(bucket, key, version, false).await
+    }
+
+    /// [`Client::delete_object`]; a version protected by object lock is refused (AccessDenied),
+    /// unless its protection is a governance retention and `bypass_governance` is set.
+    pub async fn delete_object_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &VersionSel,
+        bypass_governance: bool,
+    ) -> Result<DeleteResult, ClientError> {
         check_key(key)?;
         let b = self.head_bucket(bucket).await?;
         let (bk, kk) = (bucket.to_string(), key.to_string());
@@ -287,10 +364,17 @@ impl Client {
                             VersionSel::Id(v) => Some(v),
                             _ => i.meta.get_null_version(&bk, &kk)?.map(|m| m.version),
                         };
-                        match v {
-                            Some(v) => Ok(i.meta.remove_version(&bk, &kk, v)?),
-                            None => Ok(None),
-                        }
+                        let Some(v) = v else { return Ok(None) };
+                        let now = now_ms();
+                        Ok(i.meta.remove_version_if(&bk, &kk, v, |m| {
+                            if m.lock.protects(now, bypass_governance) {
+                                return Err(cairn_manifestserver::ManifestError::Locked(
+                                    "Access Denied because object protected by object lock"
+                                        .into(),
+                                ));
+                            }
+                            Ok(())
+                        })?)
                     })
                     .await?;
                 Ok(DeleteResult {
@@ -319,45 +403,6 @@ impl Client {
         let (b, q) = (bucket.to_string(), q.clone());
         self.blocking(move |i| Ok(i.meta.list_versions(&b, &q)?))
             .await
-    }
-
-    /// Copies by reference: the new version shares the source's chunks and tree.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn copy_object(
-        &self,
-        src_bucket: &str,
-        src_key: &str,
-        src_version: &VersionSel,
-        dst_bucket: &str,
-        dst_key: &str,
-        metadata: MetadataDirective,
-        tags: Option<BTreeMap<String, String>>,
-    ) -> Result<CopyResult, ClientError> {
-        check_key(dst_key)?;
-        let (sb, src) = self
-            .resolve_version(src_bucket, src_key, src_version)
-            .await?;
-        let db = self.head_bucket(dst_bucket).await?;
-        let mut m = src.clone();
-        m.bucket = dst_bucket.to_string();
-        m.key = dst_key.to_string();
-        m.mtime_ms = now_ms();
-        if let MetadataDirective::Replace {
-            headers,
-            user_metadata,
-        } = metadata
-        {
-            m.headers = headers;
-            m.user_metadata = user_metadata;
-        }
-        if let Some(t) = tags {
-            m.tags = t;
-        }
-        let result = self.commit_version(&db, m).await?;
-        Ok(CopyResult {
-            result,
-            source_version_id: shown_version(&sb, &src),
-        })
     }
 
     /// Storage totals.

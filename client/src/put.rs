@@ -1,7 +1,8 @@
 //! Ingest: a body stream becomes stored chunks and an extent tree, with bounded memory.
 //!
 //! Three stages run at once: the async reader pulls body frames; one blocking thread computes
-//! the running MD5 and the content-defined cut points (both inherently sequential); each cut
+//! the running MD5, the additional checksum when one is asked for, and the content-defined cut
+//! points (all inherently sequential, done in one pass over each batch); each cut
 //! chunk is hashed, compressed and stored on the blocking pool, up to [`IN_FLIGHT`] at a time, so
 //! all cores work and concurrent synced writes share WAL syncs. Leaves come back in order and
 //! go into the tree builder. Memory is bounded by the channel depths times the 1 MiB max chunk.
@@ -18,6 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use tokio::sync::mpsc;
 
+use crate::checksum::{ChecksumAlgorithm, Hasher};
 use crate::client::Client;
 use crate::{BodyStream, ClientError};
 
@@ -32,6 +34,8 @@ pub(crate) struct Ingested {
     pub size: u64,
     /// MD5 of the bytes.
     pub md5: [u8; 16],
+    /// Digest of the additional checksum, when one was asked for.
+    pub checksum: Option<Vec<u8>>,
     /// Where they are.
     pub content: Content,
 }
@@ -44,6 +48,8 @@ pub(crate) struct IngestLimits {
     pub expected_len: Option<u64>,
     /// Small bodies may be kept inline (not for multipart parts, which are concatenated).
     pub allow_inline: bool,
+    /// Additional checksum to compute in the sequential pass.
+    pub checksum: Option<ChecksumAlgorithm>,
 }
 
 /// Output of the sequential stage.
@@ -51,6 +57,7 @@ enum Cut {
     Chunk(Bytes),
     Done {
         md5: [u8; 16],
+        checksum: Option<Vec<u8>>,
         inline: Option<Bytes>,
     },
 }
@@ -69,8 +76,10 @@ impl Client {
         let (frame_tx, mut frame_rx) = mpsc::channel::<Option<Vec<Bytes>>>(4);
         let (cut_tx, cut_rx) = mpsc::channel::<Cut>(IN_FLIGHT);
         let allow_inline = limits.allow_inline;
+        let algorithm = limits.checksum;
         let cutter = tokio::task::spawn_blocking(move || {
             let mut md5 = Md5::new();
+            let mut hasher = algorithm.map(Hasher::new);
             let mut buf = BytesMut::new();
             let max = chunker.max_size();
             let mut emitted = false;
@@ -79,6 +88,9 @@ impl Client {
                     Some(Some(frames)) => {
                         for frame in &frames {
                             md5.update(frame);
+                            if let Some(h) = hasher.as_mut() {
+                                h.update(frame);
+                            }
                             buf.extend_from_slice(frame);
                         }
                         // Only look for a cut once a whole max-size window is buffered, so each
@@ -100,9 +112,11 @@ impl Client {
                 }
             }
             let md5: [u8; 16] = md5.finalize().into();
+            let checksum = hasher.zip(algorithm).map(|(h, a)| h.finish(a));
             if !emitted && allow_inline && buf.len() <= INLINE_MAX {
                 let _ = cut_tx.blocking_send(Cut::Done {
                     md5,
+                    checksum,
                     inline: Some(buf.freeze()),
                 });
                 return;
@@ -115,7 +129,11 @@ impl Client {
                     return;
                 }
             }
-            let _ = cut_tx.blocking_send(Cut::Done { md5, inline: None });
+            let _ = cut_tx.blocking_send(Cut::Done {
+                md5,
+                checksum,
+                inline: None,
+            });
         });
 
         let read = async move {
@@ -164,10 +182,11 @@ impl Client {
         let (total, stored) = tokio::join!(read, store);
         let _ = cutter.await;
         let total = total?;
-        let (md5, content) = stored?;
+        let (md5, checksum, content) = stored?;
         Ok(Ingested {
             size: total,
             md5,
+            checksum,
             content,
         })
     }
@@ -176,7 +195,7 @@ impl Client {
     async fn store_cuts(
         &self,
         cut_rx: mpsc::Receiver<Cut>,
-    ) -> Result<([u8; 16], Content), ClientError> {
+    ) -> Result<([u8; 16], Option<Vec<u8>>, Content), ClientError> {
         let mut done = None;
         let cuts =
             futures::stream::unfold(
@@ -190,8 +209,12 @@ impl Client {
                 .filter_map(|cut| {
                     let r = match cut {
                         Cut::Chunk(b) => Some(b),
-                        Cut::Done { md5, inline } => {
-                            done = Some((md5, inline));
+                        Cut::Done {
+                            md5,
+                            checksum,
+                            inline,
+                        } => {
+                            done = Some((md5, checksum, inline));
                             None
                         }
                     };
@@ -205,7 +228,7 @@ impl Client {
                 any = true;
             }
         }
-        let Some((md5, inline)) = done else {
+        let Some((md5, checksum, inline)) = done else {
             return Err(ClientError::IncompleteBody(
                 "the request body was not received completely".into(),
             ));
@@ -219,7 +242,7 @@ impl Client {
                 None => Content::Empty,
             },
         };
-        Ok((md5, content))
+        Ok((md5, checksum, content))
     }
 
     /// Hashes, compresses and durably stores one chunk; all-zero chunks are not stored.

@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::{ClientError, ContentHeaders, VersionId, VersionManifest};
+use crate::{ChecksumAlgorithm, ClientError, ContentHeaders, VersionId, VersionManifest};
 use cairn_core::manifest::{Grant, ObjectLock};
 
 /// A request body: chunks of bytes, or an I/O error when the connection fails.
@@ -77,6 +78,53 @@ pub struct PutOptions {
     pub acl: Vec<Grant>,
     /// Retention and legal hold (the bucket's default retention applies when unset).
     pub lock: ObjectLock,
+    /// An additional checksum to compute, store and (when a value is given) verify.
+    pub checksum: Option<ChecksumRequest>,
+    /// A condition on the key's current object, checked atomically with the write.
+    pub condition: Option<WriteCondition>,
+}
+
+/// A checksum a PUT or UploadPart computes over the body while it streams in, and the value to
+/// verify it against: a mismatch is BadDigest and stores nothing.
+#[derive(Clone, Debug)]
+pub struct ChecksumRequest {
+    /// The algorithm.
+    pub algorithm: ChecksumAlgorithm,
+    /// What the computed value must equal.
+    pub expected: ExpectedChecksum,
+}
+
+/// The value a computed checksum is checked against.
+#[derive(Clone)]
+pub enum ExpectedChecksum {
+    /// None: the checksum is only computed and stored.
+    Compute,
+    /// Base64 of the digest, known before the body (a request header).
+    Value(String),
+    /// Base64 of the digest, known once the body has been read (a trailer after the body);
+    /// the function returns `None` if it never arrived.
+    AfterBody(Arc<dyn Fn() -> Option<String> + Send + Sync>),
+}
+
+impl std::fmt::Debug for ExpectedChecksum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpectedChecksum::Compute => f.write_str("Compute"),
+            ExpectedChecksum::Value(v) => f.debug_tuple("Value").field(v).finish(),
+            ExpectedChecksum::AfterBody(_) => f.write_str("AfterBody(..)"),
+        }
+    }
+}
+
+/// A conditional write (`If-None-Match: *` or `If-Match: "etag"` on PutObject and
+/// CompleteMultipartUpload).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Only if the key has no current object: PreconditionFailed otherwise.
+    IfNoneMatchAny,
+    /// Only if the current object's ETag (unquoted) is this: PreconditionFailed if it differs,
+    /// NoSuchKey if there is no current object.
+    IfMatch(String),
 }
 
 /// A stored version and the version id to show for it (`None` in never-versioned buckets).
@@ -140,6 +188,42 @@ pub struct PartOptions {
     pub content_md5: Option<[u8; 16]>,
     /// Announced length to check.
     pub content_length: Option<u64>,
+    /// An additional checksum to compute, store and verify; it must be the upload's algorithm
+    /// when the upload named one.
+    pub checksum: Option<ChecksumRequest>,
+}
+
+/// One part as CompleteMultipartUpload lists it.
+#[derive(Clone, Debug, Default)]
+pub struct CompletedPart {
+    /// Part number.
+    pub number: u32,
+    /// Its ETag (quotes allowed).
+    pub etag: String,
+    /// Its checksum in the upload's algorithm (base64) if the request listed one: it must match
+    /// the stored part's.
+    pub checksum: Option<String>,
+}
+
+impl From<(u32, String)> for CompletedPart {
+    /// A part listed by number and ETag only.
+    fn from((number, etag): (u32, String)) -> CompletedPart {
+        CompletedPart {
+            number,
+            etag,
+            checksum: None,
+        }
+    }
+}
+
+/// Options of CompleteMultipartUpload.
+#[derive(Clone, Debug, Default)]
+pub struct CompleteOptions {
+    /// A condition on the key's current object, checked atomically with the completion.
+    pub condition: Option<WriteCondition>,
+    /// The whole object's checksum in the upload's algorithm and type, if the request sent one
+    /// (`base64` for full-object, `base64-N` for composite): it must match what is computed.
+    pub checksum: Option<String>,
 }
 
 /// Storage totals.

@@ -334,8 +334,7 @@ async fn copy_shares_chunks_and_applies_directives() {
             &VersionSel::Current,
             "other",
             "dst",
-            MetadataDirective::Copy,
-            None,
+            copy_opts(MetadataDirective::Copy),
         )
         .await
         .unwrap();
@@ -360,14 +359,13 @@ async fn copy_shares_chunks_and_applies_directives() {
             &VersionSel::Current,
             "bkt",
             "src",
-            MetadataDirective::Replace {
+            copy_opts(MetadataDirective::Replace {
                 headers: ContentHeaders {
                     content_type: Some("text/plain".into()),
                     ..Default::default()
                 },
                 user_metadata: BTreeMap::new(),
-            },
-            None,
+            }),
         )
         .await
         .unwrap();
@@ -382,7 +380,7 @@ async fn copy_shares_chunks_and_applies_directives() {
 async fn multipart_concatenates_parts_by_reference() {
     let (_d, c) = setup().await;
     let up = c
-        .create_multipart("bkt", "mp", "owner", PutOptions::default())
+        .create_multipart("bkt", "mp", "owner", PutOptions::default(), (None, None))
         .await
         .unwrap();
     let p1 = random(5 << 20, 6);
@@ -414,7 +412,7 @@ async fn multipart_concatenates_parts_by_reference() {
     let mut rev = etags.clone();
     rev.reverse();
     assert!(matches!(
-        c.complete_multipart("bkt", "mp", &up.upload_id, rev)
+        c.complete_multipart("bkt", "mp", &up.upload_id, rev, Default::default())
             .await
             .err()
             .unwrap(),
@@ -423,7 +421,7 @@ async fn multipart_concatenates_parts_by_reference() {
     let mut wrong = etags.clone();
     wrong[1].1 = "\"00\"".into();
     assert!(matches!(
-        c.complete_multipart("bkt", "mp", &up.upload_id, wrong)
+        c.complete_multipart("bkt", "mp", &up.upload_id, wrong, Default::default())
             .await
             .err()
             .unwrap(),
@@ -431,11 +429,11 @@ async fn multipart_concatenates_parts_by_reference() {
     ));
     let small = vec![etags[2].clone(), (4, etags[0].1.clone())];
     assert!(c
-        .complete_multipart("bkt", "mp", &up.upload_id, small)
+        .complete_multipart("bkt", "mp", &up.upload_id, small, Default::default())
         .await
         .is_err());
     let r = c
-        .complete_multipart("bkt", "mp", &up.upload_id, etags.clone())
+        .complete_multipart("bkt", "mp", &up.upload_id, etags.clone(), Default::default())
         .await
         .unwrap();
     assert!(r.manifest.etag.ends_with("-3"), "{}", r.manifest.etag);
@@ -455,7 +453,7 @@ async fn multipart_concatenates_parts_by_reference() {
         "multipart content differs"
     );
     assert!(matches!(
-        c.complete_multipart("bkt", "mp", &up.upload_id, etags)
+        c.complete_multipart("bkt", "mp", &up.upload_id, etags, Default::default())
             .await
             .err()
             .unwrap(),
@@ -463,7 +461,7 @@ async fn multipart_concatenates_parts_by_reference() {
     ));
     // Abort.
     let up2 = c
-        .create_multipart("bkt", "mp2", "owner", PutOptions::default())
+        .create_multipart("bkt", "mp2", "owner", PutOptions::default(), (None, None))
         .await
         .unwrap();
     c.upload_part(
@@ -540,4 +538,14 @@ async fn corrupt_chunk_fails_the_read_instead_of_returning_bad_bytes() {
         read_all(g.body).await.err().unwrap(),
         ClientError::Corrupt(_)
     ));
+}
+
+fn copy_opts(metadata: MetadataDirective) -> cairn_client::CopyOptions {
+    cairn_client::CopyOptions {
+        metadata,
+        tags: None,
+        owner: "owner".into(),
+        acl: Vec::new(),
+        lock: Default::default(),
+    }
 }

@@ -196,6 +196,41 @@ pub struct DefaultRetention {
     pub years: Option<u32>,
 }
 
+impl ObjectLockConfig {
+    /// The lock state of a new version in a bucket with this configuration (`None`: a bucket
+    /// without object lock): what the request asked for, else the default retention from
+    /// `now_ms`. A bucket without object lock refuses any lock.
+    pub fn lock_new_version(
+        config: Option<&ObjectLockConfig>,
+        asked: ObjectLock,
+        now_ms: u64,
+    ) -> Result<ObjectLock, &'static str> {
+        let Some(config) = config else {
+            if asked != ObjectLock::default() {
+                return Err("Bucket is missing Object Lock Configuration: create the bucket \
+                            with object lock enabled to lock objects");
+            }
+            return Ok(asked);
+        };
+        if asked.retention.is_some() {
+            return Ok(asked);
+        }
+        let retention = config.default_retention.as_ref().map(|d| Retention {
+            mode: d.mode,
+            until_ms: now_ms.saturating_add(d.period_ms()),
+        });
+        Ok(ObjectLock { retention, ..asked })
+    }
+}
+
+impl DefaultRetention {
+    /// The period in milliseconds (a year counts 365 days).
+    pub fn period_ms(&self) -> u64 {
+        let days = u64::from(self.days.unwrap_or(0)) + 365 * u64::from(self.years.unwrap_or(0));
+        days.saturating_mul(86_400_000)
+    }
+}
+
 /// A version's retention.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retention {

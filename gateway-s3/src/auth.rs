@@ -1,15 +1,19 @@
-//! Who may call: SigV4 secret lookup, refusal of anonymous requests, the region check, and the
-//! Host header parsing that tells virtual-hosted-style requests from path-style ones.
+//! Who may call: SigV4 secret lookup, the region check, the access hook (the decision itself is
+//! in [`crate::access`]), and the Host header parsing that tells virtual-hosted-style requests
+//! from path-style ones.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
+use s3s::dto::PutObjectInput;
 use s3s::host::{S3Host, VirtualHost};
-use s3s::{s3_error, S3Result};
+use s3s::path::S3Path;
+use s3s::{s3_error, S3Request, S3Result};
 use tracing::error;
 
+use crate::access::{AccessRequest, Authorizer, BucketOwner};
 use crate::S3Config;
 
 /// Looks access keys up in the store; s3s verifies signatures and payload hashes with them.
@@ -40,40 +44,112 @@ impl S3Auth for KeyAuth {
     }
 }
 
-/// Runs after the signature check: refuses anonymous requests and, when the gateway has a
-/// region, requests signed for another region.
+/// Runs after the signature check: refuses requests signed for another region (when the
+/// gateway has one), then decides who may do what ([`crate::access`]): signed keys for
+/// ListBuckets and CreateBucket, bucket policies, key grants and ACLs for everything on a
+/// bucket. Leaves the bucket's owner in the request's extensions ([`BucketOwner`]).
 pub(crate) struct Access {
     config: Arc<S3Config>,
+    authorizer: Authorizer,
 }
 
 impl Access {
-    pub(crate) fn new(config: Arc<S3Config>) -> Access {
-        Access { config }
+    pub(crate) fn new(config: Arc<S3Config>, client: cairn_client::Client) -> Access {
+        Access {
+            config,
+            authorizer: Authorizer::new(client),
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        if cx.credentials().is_none() {
-            return Err(s3_error!(
-                AccessDenied,
-                "anonymous access is not allowed: sign the request"
-            ));
-        }
-        let Some(expected) = self.config.region.as_deref() else {
-            return Ok(());
-        };
-        if let Some(region) = signed_region(cx.headers(), cx.uri()) {
-            if region != expected {
-                return Err(s3_error!(
-                    AuthorizationHeaderMalformed,
-                    "the authorization header is malformed; the region '{region}' is wrong; expecting '{expected}'"
-                ));
+        if let (Some(expected), Some(_)) = (self.config.region.as_deref(), cx.credentials()) {
+            if let Some(region) = signed_region(cx.headers(), cx.uri()) {
+                if region != expected {
+                    return Err(s3_error!(
+                        AuthorizationHeaderMalformed,
+                        "the authorization header is malformed; the region '{region}' is wrong; expecting '{expected}'"
+                    ));
+                }
             }
         }
+        let op = cx.s3_op().name();
+        let who = cx.credentials().map(|c| c.access_key.clone());
+        let (bucket, key) = match cx.s3_path() {
+            S3Path::Bucket { bucket } if op != "CreateBucket" => (bucket.to_string(), None),
+            S3Path::Object { bucket, key } => (bucket.to_string(), Some(key.to_string())),
+            // ListBuckets, CreateBucket: any valid key.
+            _ => {
+                return match who {
+                    Some(_) => Ok(()),
+                    None => Err(s3_error!(
+                        AccessDenied,
+                        "anonymous access is not allowed: sign the request"
+                    )),
+                }
+            }
+        };
+        if op == "PostObject" {
+            // The key is a form field s3s reads after this hook: decided in `put_object` below.
+            cx.extensions_mut().insert(PendingPost);
+            return Ok(());
+        }
+        let version_id = query_param(cx.uri(), "versionId");
+        let copy_source = cx
+            .headers()
+            .get("x-amz-copy-source")
+            .and_then(|v| v.to_str().ok())
+            .map(percent_decode);
+        let owner = self
+            .authorizer
+            .authorize(&AccessRequest {
+                op,
+                who: who.as_deref(),
+                bucket: &bucket,
+                key: key.as_deref(),
+                version_id: version_id.as_deref(),
+                copy_source: copy_source.as_deref(),
+            })
+            .await?;
+        cx.extensions_mut().insert(BucketOwner(owner));
         Ok(())
     }
+
+    /// s3s runs this for PutObject and for browser POST uploads, which it turns into a
+    /// PutObject once the form (and its key) is read; only the latter is decided here.
+    async fn put_object(&self, req: &mut S3Request<PutObjectInput>) -> S3Result<()> {
+        if req.extensions.remove::<PendingPost>().is_none() {
+            return Ok(());
+        }
+        let who = req.credentials.as_ref().map(|c| c.access_key.clone());
+        let owner = self
+            .authorizer
+            .authorize(&AccessRequest {
+                op: "PostObject",
+                who: who.as_deref(),
+                bucket: &req.input.bucket,
+                key: Some(&req.input.key),
+                version_id: None,
+                copy_source: None,
+            })
+            .await?;
+        req.extensions.insert(BucketOwner(owner));
+        Ok(())
+    }
+}
+
+/// Marks a POST upload whose access decision waits for its form fields.
+#[derive(Clone, Copy, Debug)]
+struct PendingPost;
+
+/// A query parameter, percent-decoded.
+fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (n == name).then(|| percent_decode(v))
+    })
 }
 
 /// The region of a SigV4 credential scope (`id/date/region/service/aws4_request`), from the

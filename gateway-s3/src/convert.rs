@@ -9,13 +9,14 @@ use std::task::{Context, Poll};
 use base64::Engine as _;
 use bytes::Bytes;
 use cairn_client::{
-    BodyStream, ByteStream, ClientError, ContentHeaders, RangeSpec, VersionManifest, VersionSel,
+    BodyStream, ByteStream, ChecksumAlgorithm, ChecksumRequest, ClientError, ContentHeaders,
+    ExpectedChecksum, RangeSpec, VersionManifest, VersionSel,
 };
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use s3s::dto::{ETag, ETagCondition, Metadata, Owner, Range, StreamingBlob, Timestamp};
 use s3s::stream::{ByteStream as S3ByteStream, RemainingLength};
-use s3s::{s3_error, S3Error, S3Result, StdError};
+use s3s::{s3_error, S3Error, S3Result, StdError, TrailingHeaders};
 
 use crate::error::{client_error, custom_error};
 
@@ -56,6 +57,177 @@ pub(crate) fn content_md5(value: Option<&str>) -> S3Result<Option<[u8; 16]>> {
         .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
         .map(Some)
         .ok_or_else(|| s3_error!(InvalidDigest, "the Content-MD5 you specified is not valid"))
+}
+
+/// Header naming the checksum the client wants computed (sent by the AWS SDKs).
+const SDK_CHECKSUM_ALGORITHM: &str = "x-amz-sdk-checksum-algorithm";
+/// The same, as the S3 API documents it.
+const CHECKSUM_ALGORITHM: &str = "x-amz-checksum-algorithm";
+/// Header announcing trailers after an aws-chunked body.
+const TRAILER: &str = "x-amz-trailer";
+
+/// The `x-amz-checksum-*` header of an algorithm.
+fn checksum_header(a: ChecksumAlgorithm) -> String {
+    format!("x-amz-checksum-{}", a.name())
+}
+
+/// The additional checksum a PutObject or UploadPart asks for: a value in an
+/// `x-amz-checksum-*` header, a trailer announced by `x-amz-trailer` (read once the body has
+/// been consumed), or only an algorithm (`x-amz-sdk-checksum-algorithm` /
+/// `x-amz-checksum-algorithm`) for the store to compute. More than one algorithm, an unknown
+/// one, or a malformed value is InvalidRequest, before any of the body is read.
+pub(crate) fn checksum_request(
+    headers: &HeaderMap,
+    trailers: Option<&TrailingHeaders>,
+) -> S3Result<Option<ChecksumRequest>> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let mut found: Vec<(ChecksumAlgorithm, ExpectedChecksum)> = Vec::new();
+    for a in ChecksumAlgorithm::ALL {
+        let name = checksum_header(a);
+        if let Some(value) = text(&name) {
+            if cairn_client::decode_checksum(a, value).is_none() {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Value for {name} header is invalid: send base64 of the {}-byte digest",
+                    a.digest_len()
+                ));
+            }
+            found.push((a, ExpectedChecksum::Value(value.to_string())));
+        }
+    }
+    if let Some(trailer) = text(TRAILER) {
+        for name in trailer.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let a = name
+                .to_ascii_lowercase()
+                .strip_prefix("x-amz-checksum-")
+                .and_then(ChecksumAlgorithm::parse)
+                .ok_or_else(|| {
+                    s3_error!(
+                        InvalidRequest,
+                        "the trailer `{name}` is not supported: announce an x-amz-checksum-* \
+                         trailer (crc32, crc32c, crc64nvme, sha1 or sha256)"
+                    )
+                })?;
+            let handle = trailers.cloned().ok_or_else(|| {
+                s3_error!(
+                    InvalidRequest,
+                    "x-amz-trailer needs an aws-chunked body with trailers \
+                     (x-amz-content-sha256: STREAMING-*-TRAILER)"
+                )
+            })?;
+            let header = checksum_header(a);
+            let read = move || {
+                handle
+                    .read(|h| {
+                        h.get(header.as_str())
+                            .and_then(|v| v.to_str().ok())
+                            .map(|v| v.trim().to_string())
+                    })
+                    .flatten()
+            };
+            found.push((a, ExpectedChecksum::AfterBody(Arc::new(read))));
+        }
+    }
+    let asked = match text(SDK_CHECKSUM_ALGORITHM).or_else(|| text(CHECKSUM_ALGORITHM)) {
+        Some(name) => Some(ChecksumAlgorithm::parse(name).ok_or_else(|| {
+            s3_error!(
+                InvalidRequest,
+                "checksum algorithm `{name}` is not supported: use CRC32, CRC32C, CRC64NVME, \
+                 SHA1 or SHA256"
+            )
+        })?),
+        None => None,
+    };
+    if found.len() > 1 {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Expecting a single x-amz-checksum- header: send one checksum per request"
+        ));
+    }
+    match (found.pop(), asked) {
+        (Some((a, _)), Some(b)) if a != b => Err(s3_error!(
+            InvalidRequest,
+            "the checksum algorithm {b} does not match the x-amz-checksum-{} sent",
+            a.name()
+        )),
+        (Some((algorithm, expected)), _) => Ok(Some(ChecksumRequest {
+            algorithm,
+            expected,
+        })),
+        (None, Some(algorithm)) => Ok(Some(ChecksumRequest {
+            algorithm,
+            expected: ExpectedChecksum::Compute,
+        })),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The S3 error of a failed upload that sent a checksum: BadDigest names the checksum
+/// rather than Content-MD5 when that is what was checked.
+pub(crate) fn upload_error(
+    e: ClientError,
+    body_errors: &BodyErrors,
+    checksum: Option<&ChecksumRequest>,
+    md5_sent: bool,
+) -> S3Error {
+    match (e, checksum) {
+        (ClientError::BadDigest, Some(c)) if !matches!(c.expected, ExpectedChecksum::Compute) => {
+            let what = if md5_sent {
+                format!("The Content-MD5 or {} you specified", c.algorithm)
+            } else {
+                format!("The {} you specified", c.algorithm)
+            };
+            s3_error!(
+                BadDigest,
+                "{what} did not match the calculated checksum: nothing was stored"
+            )
+        }
+        (e, _) => body_errors.error(e),
+    }
+}
+
+/// A version's stored checksums as S3's five response fields.
+#[derive(Default)]
+pub(crate) struct Checksums {
+    pub(crate) crc32: Option<String>,
+    pub(crate) crc32c: Option<String>,
+    pub(crate) crc64nvme: Option<String>,
+    pub(crate) sha1: Option<String>,
+    pub(crate) sha256: Option<String>,
+    /// FULL_OBJECT or COMPOSITE, when there is a checksum.
+    pub(crate) checksum_type: Option<s3s::dto::ChecksumType>,
+}
+
+impl Checksums {
+    /// The checksums in `map` (algorithm name → value), or none when not `wanted`;
+    /// `multipart_type` is a multipart object's checksum type (single PUTs are full-object).
+    pub(crate) fn of(
+        map: &BTreeMap<String, String>,
+        multipart_type: Option<cairn_client::ChecksumType>,
+        wanted: bool,
+    ) -> Checksums {
+        if !wanted || map.is_empty() {
+            return Checksums::default();
+        }
+        let get = |a: ChecksumAlgorithm| map.get(a.name()).cloned();
+        let kind = match multipart_type {
+            Some(cairn_client::ChecksumType::Composite) => s3s::dto::ChecksumType::COMPOSITE,
+            _ => s3s::dto::ChecksumType::FULL_OBJECT,
+        };
+        Checksums {
+            crc32: get(ChecksumAlgorithm::Crc32),
+            crc32c: get(ChecksumAlgorithm::Crc32c),
+            crc64nvme: get(ChecksumAlgorithm::Crc64Nvme),
+            sha1: get(ChecksumAlgorithm::Sha1),
+            sha256: get(ChecksumAlgorithm::Sha256),
+            checksum_type: Some(s3s::dto::ChecksumType::from_static(kind)),
+        }
+    }
 }
 
 /// Content headers of a request. Expires is kept as sent, so it is read from the raw headers.
@@ -168,6 +340,24 @@ pub(crate) fn range_spec(range: Range) -> RangeSpec {
     match range {
         Range::Int { first, last } => RangeSpec::FromTo(first, last),
         Range::Suffix { length } => RangeSpec::Suffix(length),
+    }
+}
+
+/// The `[start, end)` bytes a Range names in an object of `size` bytes (as GET serves them);
+/// InvalidRange (416) when it is not satisfiable.
+pub(crate) fn resolve_range(range: Range, size: u64) -> S3Result<(u64, u64)> {
+    let unsatisfiable = || client_error(ClientError::InvalidRange { size });
+    match range_spec(range) {
+        RangeSpec::FromTo(first, _) if first >= size => Err(unsatisfiable()),
+        RangeSpec::FromTo(first, last) => {
+            let end = last.map_or(size, |l| l.saturating_add(1).min(size));
+            if end <= first {
+                return Err(unsatisfiable());
+            }
+            Ok((first, end))
+        }
+        RangeSpec::Suffix(n) if n == 0 || size == 0 => Err(unsatisfiable()),
+        RangeSpec::Suffix(n) => Ok((size - n.min(size), size)),
     }
 }
 

@@ -41,6 +41,7 @@ pub(crate) fn client_error(e: ClientError) -> S3Error {
         E::IncompleteBody(_) => S3ErrorCode::IncompleteBody,
         E::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
         E::AccessDenied(_) => S3ErrorCode::AccessDenied,
+        E::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
         E::InvalidBucketState(_) => S3ErrorCode::InvalidBucketState,
         E::PreconditionFailed => S3ErrorCode::PreconditionFailed,
         E::Corrupt(_) | E::Storage(_) => {

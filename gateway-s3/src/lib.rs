@@ -8,17 +8,24 @@
 //!
 //! Code map:
 //! - [`server`] — accept loop, TCP_NODELAY, request ids and tracing spans, graceful shutdown.
-//! - [`auth`] — access keys (SigV4 secret lookup), anonymous refusal, region check, host parsing
-//!   for virtual-hosted-style requests.
+//! - [`auth`] — access keys (SigV4 secret lookup), the access hook (region check, then
+//!   [`access`]), host parsing for virtual-hosted-style requests.
+//! - [`access`] — who may do what: bucket owner, key grants, bucket policy, ACLs.
+//! - [`policy`] — bucket policy documents: validation and evaluation.
 //! - [`error`] — the one mapping from [`cairn_client::ClientError`] to S3 error codes.
+//! - [`cors`] — preflight (OPTIONS) answers and `Access-Control-*` response headers from the
+//!   bucket's CORS rules, in front of the S3 service.
 //! - [`convert`] — headers, metadata, times, ETags and body streams between s3s and the client.
 //! - [`ops`] — the S3 operations, one file per family (buckets, objects, listings, copy,
 //!   multipart).
 
+mod access;
 mod auth;
 mod convert;
+mod cors;
 mod error;
 mod ops;
+mod policy;
 mod server;
 
 /// Settings of the S3 gateway.

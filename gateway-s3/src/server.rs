@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn, Instrument};
 
 use crate::auth::{Access, DomainHost, KeyAuth};
+use crate::cors::Cors;
 use crate::ops::Gateway;
 use crate::S3Config;
 
@@ -37,6 +38,10 @@ pub(crate) async fn serve(
     client: cairn_client::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let cors = Arc::new(Cors::new(
+        client.clone(),
+        DomainHost::new(&config.domains).map_err(std::io::Error::other)?,
+    ));
     let service = build_service(config, client)?;
     let ids = Arc::new(RequestIds::new());
 
@@ -71,6 +76,7 @@ pub(crate) async fn serve(
         }
         let svc = RequestService {
             inner: service.clone(),
+            cors: cors.clone(),
             ids: ids.clone(),
             peer,
         };
@@ -105,8 +111,8 @@ fn build_service(config: S3Config, client: cairn_client::Client) -> std::io::Res
     let host = DomainHost::new(&config.domains).map_err(std::io::Error::other)?;
     let config = Arc::new(config);
     let mut builder = S3ServiceBuilder::new(Gateway::new(client.clone(), config.clone()));
-    builder.set_auth(KeyAuth::new(client));
-    builder.set_access(Access::new(config));
+    builder.set_auth(KeyAuth::new(client.clone()));
+    builder.set_access(Access::new(config, client));
     builder.set_host(host);
     Ok(builder.build())
 }
@@ -131,10 +137,11 @@ impl RequestIds {
     }
 }
 
-/// Wraps the s3s service with a request id, a tracing span and a log line per request.
+/// Wraps the s3s service with CORS, a request id, a tracing span and a log line per request.
 #[derive(Clone)]
 struct RequestService {
     inner: S3Service,
+    cors: Arc<Cors>,
     ids: Arc<RequestIds>,
     peer: SocketAddr,
 }
@@ -157,17 +164,32 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
             path = %req.uri().path(),
         );
         let inner = self.inner.clone();
+        let cors = self.cors.clone();
         let peer = self.peer;
         Box::pin(
             async move {
                 let start = Instant::now();
                 debug!(%peer, query = req.uri().query().unwrap_or(""), "request received");
-                let mut resp = match hyper::service::Service::call(&inner, req).await {
-                    Ok(resp) => resp,
-                    Err(e) => {
-                        error!(error = ?e, "request failed without an s3 response");
-                        internal_error_response()
+                let origin = req
+                    .headers()
+                    .get(http::header::ORIGIN)
+                    .and_then(|o| o.to_str().ok())
+                    .map(str::to_string);
+                let mut resp = if method == http::Method::OPTIONS {
+                    cors.preflight(&req).await
+                } else {
+                    let rules = cors.rules_for(&req).await;
+                    let mut resp = match hyper::service::Service::call(&inner, req).await {
+                        Ok(resp) => resp,
+                        Err(e) => {
+                            error!(error = ?e, "request failed without an s3 response");
+                            internal_error_response()
+                        }
+                    };
+                    if let Some(origin) = &origin {
+                        cors.decorate(rules, origin, &method, &mut resp).await;
                     }
+                    resp
                 };
                 if let Ok(v) = HeaderValue::from_str(&id) {
                     resp.headers_mut().insert("x-amz-request-id", v);

@@ -10,7 +10,8 @@ use parking_lot::Mutex;
 use rocksdb::{DBWithThreadMode, Direction, IteratorMode, Options, SingleThreaded, WriteOptions};
 
 use crate::db::{
-    WriteState, ALL_CFS, CF_BUCKETS, CF_CHANGELOG, CF_CURRENT, CF_KEYS, CF_UPLOADS, CF_VERSIONS,
+    WriteState, ALL_CFS, CF_BUCKETS, CF_CHANGELOG, CF_CURRENT, CF_KEYS, CF_PARTS, CF_UPLOADS,
+    CF_VERSIONS,
 };
 use crate::keys;
 use crate::list::{ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery};
@@ -158,6 +159,57 @@ impl ManifestStore {
         let mut txn = self.begin();
         let out = self.apply_in(&mut txn, m)?;
         if out.0 {
+            self.commit(txn)?;
+        }
+        Ok(out)
+    }
+    /// Like [`ManifestStore::apply`], if `check` accepts the key's current object (`None` when
+    /// the key has none or its newest version is a delete marker): the check runs under the
+    /// write lock, so no other write to the key lands between the check and this one
+    /// (conditional writes: If-None-Match, If-Match). With `upload_id`, the upload must exist
+    /// (`NoSuchUpload` otherwise) and is removed with its parts in the same batch, as in
+    /// [`ManifestStore::complete_upload`].
+    pub fn apply_if(
+        &self,
+        m: &VersionManifest,
+        upload_id: Option<&str>,
+        check: impl FnOnce(Option<&VersionManifest>) -> Result<(), ManifestError>,
+    ) -> Result<(bool, Vec<VersionManifest>), ManifestError> {
+        keys::check_bucket(&m.bucket)?;
+        keys::check_key(&m.key)?;
+        let mut txn = self.begin();
+        let upload_key = match upload_id {
+            Some(u) => {
+                keys::check_upload_id(u)?;
+                let ukey = keys::upload_key(&m.bucket, &m.key, u);
+                if self.db.get_pinned_cf(self.cf(CF_UPLOADS), &ukey)?.is_none() {
+                    return Err(ManifestError::NoSuchUpload(u.to_string()));
+                }
+                Some((ukey, u))
+            }
+            None => None,
+        };
+        let current =
+            self.get_rec::<VersionManifest>(CF_CURRENT, &keys::current_key(&m.bucket, &m.key))?;
+        check(current.as_ref())?;
+        let out = self.apply_in(&mut txn, m)?;
+        if let Some((ukey, u)) = &upload_key {
+            txn.batch.delete_cf(self.cf(CF_UPLOADS), ukey);
+            let prefix = keys::parts_prefix(u);
+            let mut ro = rocksdb::ReadOptions::default();
+            ro.set_iterate_lower_bound(prefix.clone());
+            if let Some(end) = keys::prefix_end(&prefix) {
+                ro.set_iterate_upper_bound(end);
+            }
+            let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_PARTS), ro);
+            it.seek(&prefix);
+            while let Some(k) = it.key() {
+                txn.batch.delete_cf(self.cf(CF_PARTS), k);
+                it.next();
+            }
+            it.status()?;
+        }
+        if out.0 || upload_key.is_some() {
             self.commit(txn)?;
         }
         Ok(out)
@@ -390,6 +442,29 @@ impl ManifestStore {
             .put_cf(self.cf(CF_KEYS), key.id.as_bytes(), key.encode());
         self.commit(txn)
     }
+    /// Changes a stored access key under the write lock (its id cannot change); `None` if no
+    /// key has that id.
+    pub fn update_key(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut AccessKey) -> Result<(), ManifestError>,
+    ) -> Result<Option<AccessKey>, ManifestError> {
+        let mut txn = self.begin();
+        let Some(mut key) = self.get_rec::<AccessKey>(CF_KEYS, id.as_bytes())? else {
+            return Ok(None);
+        };
+        change(&mut key)?;
+        if key.id != id {
+            return Err(ManifestError::Invalid(
+                "an access key id cannot change".into(),
+            ));
+        }
+        txn.batch
+            .put_cf(self.cf(CF_KEYS), id.as_bytes(), key.encode());
+        self.commit(txn)?;
+        Ok(Some(key))
+    }
+
     /// A key by id.
     pub fn get_key(&self, id: &str) -> Result<Option<AccessKey>, ManifestError> {
         self.get_rec(CF_KEYS, id.as_bytes())

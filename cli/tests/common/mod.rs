@@ -12,7 +12,13 @@ pub const SECRET: &str = "cli-test-secret-0123456789abcdefghijklmno";
 
 /// Starts `cairn serve` on `dir` with loopback ports chosen by the OS; returns the child and
 /// its S3 endpoint (read from its output).
+#[allow(dead_code)] // not every test binary starts a default site
 pub fn start(dir: &std::path::Path) -> (Child, String) {
+    start_with(dir, &[])
+}
+
+/// Like [`start`], with extra `cairn serve` flags.
+pub fn start_with(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args([
             "serve",
@@ -21,6 +27,7 @@ pub fn start(dir: &std::path::Path) -> (Child, String) {
             "--admin-listen",
             "127.0.0.1:0",
         ])
+        .args(extra)
         .arg("--data-dir")
         .arg(dir)
         .env("CAIRN_ACCESS_KEY_ID", KEY)

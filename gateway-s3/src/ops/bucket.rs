@@ -14,8 +14,8 @@ const TOKEN: base64::engine::GeneralPurpose = base64::engine::general_purpose::U
 /// Largest page of ListBuckets.
 const MAX_BUCKETS: usize = 10_000;
 
-/// ListBuckets: every bucket of the site (there are no per-bucket grants yet, so any key may
-/// use any bucket), by name, optionally filtered by prefix and paged.
+/// ListBuckets: the buckets the requesting key owns or has a grant on (`cairn key allow`), by
+/// name, optionally filtered by prefix and paged.
 pub(super) async fn list_buckets(
     gw: &Gateway,
     req: S3Request<ListBucketsInput>,
@@ -33,7 +33,15 @@ pub(super) async fn list_buckets(
         ),
         None => None,
     };
+    let granted = gw
+        .client
+        .get_key(&me)
+        .await
+        .map_err(client_error)?
+        .map(|k| k.grants)
+        .unwrap_or_default();
     let mut buckets = gw.client.list_buckets().await.map_err(client_error)?;
+    buckets.retain(|b| b.owner == me || granted.contains_key(&b.name));
     buckets.sort_by(|a, b| a.name.cmp(&b.name));
     let prefix = input.prefix.clone().unwrap_or_default();
     let mut selected: Vec<_> = buckets
@@ -64,15 +72,33 @@ pub(super) async fn list_buckets(
     Ok(S3Response::new(output))
 }
 
-/// CreateBucket, owned by the requesting access key. A location constraint is accepted as is.
+/// CreateBucket, owned by the requesting access key, with its ACL and, if asked, object lock
+/// (which turns versioning on for good). A location constraint is accepted as is.
 pub(super) async fn create_bucket(
     gw: &Gateway,
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
     let me = requester(&req)?;
-    let name = req.input.bucket;
+    let input = req.input;
+    let name = input.bucket;
+    let mut bucket = cairn_core::manifest::Bucket::new(&name, &me, cairn_client::now_ms());
+    bucket.acl = super::acl::grants_from_headers(
+        input.acl.as_ref().map(|a| a.as_str()),
+        input.grant_full_control.as_deref(),
+        input.grant_read.as_deref(),
+        input.grant_write.as_deref(),
+        input.grant_read_acp.as_deref(),
+        input.grant_write_acp.as_deref(),
+    )?;
+    super::acl::check_grantees(gw, &bucket.acl).await?;
+    if input.object_lock_enabled_for_bucket == Some(true) {
+        bucket.versioning = Versioning::Enabled;
+        bucket.object_lock = Some(cairn_core::manifest::ObjectLockConfig {
+            default_retention: None,
+        });
+    }
     gw.client
-        .create_bucket(&name, &me)
+        .create_bucket_with(bucket)
         .await
         .map_err(client_error)?;
     Ok(S3Response::new(CreateBucketOutput {

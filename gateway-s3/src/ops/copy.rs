@@ -1,11 +1,11 @@
-//! CopyObject: a new version that shares the source's chunks.
+//! CopyObject and UploadPartCopy: a new version or part that shares the source's chunks.
 
-use cairn_client::{MetadataDirective as Directive, VersionSel};
+use cairn_client::{CopyOptions, MetadataDirective as Directive, VersionSel};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::object::refuse_unsupported;
-use super::Gateway;
+use super::{requester, Gateway};
 use crate::convert::{
     content_headers, etag, tagging, timestamp, user_metadata, version_sel, Conditions,
 };
@@ -17,6 +17,7 @@ pub(super) async fn copy_object(
     gw: &Gateway,
     req: S3Request<CopyObjectInput>,
 ) -> S3Result<S3Response<CopyObjectOutput>> {
+    let me = requester(&req)?;
     let S3Request { input, headers, .. } = req;
     refuse_unsupported(
         input.server_side_encryption.as_ref(),
@@ -28,24 +29,7 @@ pub(super) async fn copy_object(
             "server-side encryption is not supported"
         ));
     }
-    let (src_bucket, src_key, src_version) = match &input.copy_source {
-        CopySource::Bucket {
-            bucket,
-            key,
-            version_id,
-        } => (
-            bucket.to_string(),
-            key.to_string(),
-            version_id.as_deref().map(str::to_string),
-        ),
-        _ => {
-            return Err(s3_error!(
-                NotImplemented,
-                "copying from access points or outposts is not supported"
-            ))
-        }
-    };
-    let version = version_sel(src_version.as_deref())?;
+    let (src_bucket, src_key, version) = copy_source(&input.copy_source)?;
 
     let replace = match input
         .metadata_directive
@@ -90,24 +74,31 @@ pub(super) async fn copy_object(
         ));
     }
 
-    let conditions = Conditions {
-        if_match: input.copy_source_if_match,
-        if_none_match: input.copy_source_if_none_match,
-        if_modified_since: input.copy_source_if_modified_since,
-        if_unmodified_since: input.copy_source_if_unmodified_since,
-    };
-    if conditions.if_match.is_some()
-        || conditions.if_none_match.is_some()
-        || conditions.if_modified_since.is_some()
-        || conditions.if_unmodified_since.is_some()
-    {
-        let source = gw
-            .client
-            .head_object(&src_bucket, &src_key, &version)
-            .await
-            .map_err(client_error)?;
-        conditions.check(&source.manifest, true)?;
-    }
+    check_source(
+        gw,
+        &src_bucket,
+        &src_key,
+        &version,
+        Conditions {
+            if_match: input.copy_source_if_match,
+            if_none_match: input.copy_source_if_none_match,
+            if_modified_since: input.copy_source_if_modified_since,
+            if_unmodified_since: input.copy_source_if_unmodified_since,
+        },
+    )
+    .await?;
+    let acl = super::acl::object_grants(
+        input.acl.as_ref(),
+        input.grant_full_control.as_ref(),
+        input.grant_read.as_ref(),
+        input.grant_read_acp.as_ref(),
+        input.grant_write_acp.as_ref(),
+    )?;
+    let lock = super::lock::lock_from_request(
+        input.object_lock_mode.as_ref(),
+        input.object_lock_retain_until_date.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+    )?;
 
     let directive = if replace {
         Directive::Replace {
@@ -132,8 +123,13 @@ pub(super) async fn copy_object(
             &version,
             &input.bucket,
             &input.key,
-            directive,
-            tags,
+            CopyOptions {
+                metadata: directive,
+                tags,
+                owner: me,
+                acl,
+                lock,
+            },
         )
         .await
         .map_err(client_error)?;
@@ -148,4 +144,144 @@ pub(super) async fn copy_object(
         version_id: copied.result.version_id,
         ..Default::default()
     }))
+}
+
+/// UploadPartCopy: a part made of the source object or of `x-amz-copy-source-range`
+/// (`bytes=first-last`) of it, by reference.
+pub(super) async fn upload_part_copy(
+    gw: &Gateway,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let input = req.input;
+    if input.copy_source_sse_customer_algorithm.is_some() || input.sse_customer_algorithm.is_some()
+    {
+        return Err(s3_error!(
+            NotImplemented,
+            "server-side encryption is not supported"
+        ));
+    }
+    let (src_bucket, src_key, version) = copy_source(&input.copy_source)?;
+    let range = input
+        .copy_source_range
+        .as_deref()
+        .map(parse_copy_range)
+        .transpose()?;
+    let part_number = u32::try_from(input.part_number).map_err(|_| {
+        s3_error!(
+            InvalidArgument,
+            "part number must be an integer between 1 and 10000"
+        )
+    })?;
+    check_source(
+        gw,
+        &src_bucket,
+        &src_key,
+        &version,
+        Conditions {
+            if_match: input.copy_source_if_match,
+            if_none_match: input.copy_source_if_none_match,
+            if_modified_since: input.copy_source_if_modified_since,
+            if_unmodified_since: input.copy_source_if_unmodified_since,
+        },
+    )
+    .await?;
+    let copied = gw
+        .client
+        .upload_part_copy(
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            part_number,
+            &src_bucket,
+            &src_key,
+            &version,
+            range,
+        )
+        .await
+        .map_err(client_error)?;
+    Ok(S3Response::new(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(etag(&hex::encode(copied.part.md5))),
+            last_modified: Some(timestamp(copied.part.mtime_ms)),
+            ..Default::default()
+        }),
+        copy_source_version_id: copied.source_version_id,
+        ..Default::default()
+    }))
+}
+
+/// Bucket, key and version of `x-amz-copy-source`.
+fn copy_source(source: &CopySource) -> S3Result<(String, String, VersionSel)> {
+    match source {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => Ok((
+            bucket.to_string(),
+            key.to_string(),
+            version_sel(version_id.as_deref())?,
+        )),
+        _ => Err(s3_error!(
+            NotImplemented,
+            "copying from access points or outposts is not supported"
+        )),
+    }
+}
+
+/// Checks the `x-amz-copy-source-if-*` conditions against the source, when any is set.
+async fn check_source(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    version: &VersionSel,
+    conditions: Conditions,
+) -> S3Result<()> {
+    if conditions.if_match.is_none()
+        && conditions.if_none_match.is_none()
+        && conditions.if_modified_since.is_none()
+        && conditions.if_unmodified_since.is_none()
+    {
+        return Ok(());
+    }
+    let source = gw
+        .client
+        .head_object(bucket, key, version)
+        .await
+        .map_err(client_error)?;
+    conditions.check(&source.manifest, true)
+}
+
+/// `bytes=first-last` (both required, as S3 wants for a copy range).
+fn parse_copy_range(s: &str) -> S3Result<(u64, u64)> {
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "x-amz-copy-source-range must be bytes=first-last, not `{s}`"
+        )
+    };
+    let (first, last) = s
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(bad)?;
+    let first = first.trim().parse::<u64>().map_err(|_| bad())?;
+    let last = last.trim().parse::<u64>().map_err(|_| bad())?;
+    if first > last {
+        return Err(bad());
+    }
+    Ok((first, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_copy_range;
+
+    #[test]
+    fn copy_ranges_need_both_ends() {
+        assert_eq!(parse_copy_range("bytes=0-9").unwrap(), (0, 9));
+        assert_eq!(parse_copy_range("bytes=5-5").unwrap(), (5, 5));
+        for bad in ["bytes=9-0", "bytes=-5", "bytes=5-", "0-9", "bytes=a-b"] {
+            assert!(parse_copy_range(bad).is_err(), "{bad}");
+        }
+    }
 }

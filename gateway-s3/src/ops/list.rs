@@ -61,12 +61,19 @@ pub(super) fn non_empty(s: Option<&String>) -> Option<String> {
     s.filter(|s| !s.is_empty()).cloned()
 }
 
-fn object_entry(m: &VersionManifest, names: Names, owner_id: Option<&str>) -> Object {
+/// The owner shown for a version: its writer, or the bucket's owner for versions written
+/// before writers were recorded. `None` when the listing does not show owners.
+fn version_owner(m: &VersionManifest, bucket_owner: Option<&str>) -> Option<Owner> {
+    let b = bucket_owner?;
+    Some(owner(if m.owner.is_empty() { b } else { &m.owner }))
+}
+
+fn object_entry(m: &VersionManifest, names: Names, bucket_owner: Option<&str>) -> Object {
     Object {
         e_tag: Some(etag(&m.etag)),
         key: Some(names.name(&m.key)),
         last_modified: Some(timestamp(m.mtime_ms)),
-        owner: owner_id.map(owner),
+        owner: version_owner(m, bucket_owner),
         size: Some(i64::try_from(m.size).unwrap_or(i64::MAX)),
         storage_class: Some(ObjectStorageClass::from_static(
             ObjectStorageClass::STANDARD,
@@ -107,6 +114,12 @@ pub(super) async fn list_objects(
     let next_marker = (page.is_truncated && delimiter.is_some())
         .then(|| resume_after(&page))
         .flatten();
+    // ListObjects (v1) always shows owners.
+    let bucket = gw
+        .client
+        .head_bucket(&input.bucket)
+        .await
+        .map_err(client_error)?;
     let output = ListObjectsOutput {
         name: Some(input.bucket),
         prefix: Some(names.name(&query.prefix)),
@@ -116,7 +129,7 @@ pub(super) async fn list_objects(
         contents: Some(
             page.objects
                 .iter()
-                .map(|m| object_entry(m, names, None))
+                .map(|m| object_entry(m, names, Some(&bucket.owner)))
                 .collect(),
         ),
         common_prefixes: names.prefixes(&page.common_prefixes),
@@ -266,6 +279,11 @@ pub(super) async fn list_object_versions(
         .await
         .map_err(client_error)?;
 
+    let bucket = gw
+        .client
+        .head_bucket(&input.bucket)
+        .await
+        .map_err(client_error)?;
     let mut versions = Vec::new();
     let mut markers = Vec::new();
     // The page starts mid-key when resuming after a version: that key's newest is not here.
@@ -278,7 +296,7 @@ pub(super) async fn list_object_versions(
                 is_latest: Some(is_latest),
                 key: Some(names.name(&m.key)),
                 last_modified: Some(timestamp(m.mtime_ms)),
-                owner: None,
+                owner: version_owner(m, Some(&bucket.owner)),
                 version_id: Some(version_label(m)),
             });
         } else {
@@ -287,6 +305,7 @@ pub(super) async fn list_object_versions(
                 is_latest: Some(is_latest),
                 key: Some(names.name(&m.key)),
                 last_modified: Some(timestamp(m.mtime_ms)),
+                owner: version_owner(m, Some(&bucket.owner)),
                 size: Some(i64::try_from(m.size).unwrap_or(i64::MAX)),
                 storage_class: Some(ObjectVersionStorageClass::from_static(
                     ObjectVersionStorageClass::STANDARD,

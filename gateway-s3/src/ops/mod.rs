@@ -6,6 +6,9 @@
 //! - [`object`] — PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects.
 //! - [`list`] — ListObjects (v1), ListObjectsV2, ListObjectVersions.
 //! - [`copy`] — CopyObject.
+//! - [`acl`] — GetBucketAcl, PutBucketAcl, GetObjectAcl, PutObjectAcl, PutBucketPolicy,
+//!   GetBucketPolicy, DeleteBucketPolicy, GetBucketPolicyStatus (access decisions themselves are
+//!   made before an operation runs, in `crate::access`).
 //! - [`multipart`] — CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
 //!   AbortMultipartUpload, ListParts, ListMultipartUploads.
 
@@ -32,6 +35,8 @@ macro_rules! new_object_options {
             tags: $crate::convert::tagging($input.tagging.as_deref())?,
             content_md5: None,
             content_length: None,
+            checksum: None,
+            condition: None,
             owner: $owner,
             acl: $crate::ops::acl::object_grants(
                 $input.acl.as_ref(),
@@ -50,7 +55,9 @@ macro_rules! new_object_options {
 }
 
 mod acl;
+mod attributes;
 mod bucket;
+mod config;
 mod copy;
 mod list;
 mod lock;
@@ -78,12 +85,16 @@ impl Gateway {
     }
 }
 
-/// The access key id that signed a request (the access check refuses anonymous requests, so
-/// this only fails if that check is bypassed).
+/// Who a request acts as: the access key id that signed it or, for an anonymous request the
+/// access check let through (a public-read-write bucket, a policy Allow), the bucket's owner,
+/// who then owns what the request writes.
 fn requester<T>(req: &S3Request<T>) -> S3Result<String> {
-    req.credentials
-        .as_ref()
-        .map(|c| c.access_key.clone())
+    if let Some(c) = req.credentials.as_ref() {
+        return Ok(c.access_key.clone());
+    }
+    req.extensions
+        .get::<crate::access::BucketOwner>()
+        .map(|o| o.0.clone())
         .ok_or_else(|| {
             s3_error!(
                 AccessDenied,
@@ -185,6 +196,13 @@ impl S3 for Gateway {
         copy::copy_object(self, req).await
     }
 
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> Res<UploadPartCopyOutput> {
+        copy::upload_part_copy(self, req).await
+    }
+
     async fn create_multipart_upload(
         &self,
         req: S3Request<CreateMultipartUploadInput>,
@@ -223,7 +241,130 @@ impl S3 for Gateway {
 
     // ---- access: ACLs and bucket policies (acl.rs, policy.rs) ----
 
+    async fn get_bucket_acl(&self, req: S3Request<GetBucketAclInput>) -> Res<GetBucketAclOutput> {
+        acl::get_bucket_acl(self, req).await
+    }
+
+    async fn put_bucket_acl(&self, req: S3Request<PutBucketAclInput>) -> Res<PutBucketAclOutput> {
+        acl::put_bucket_acl(self, req).await
+    }
+
+    async fn get_object_acl(&self, req: S3Request<GetObjectAclInput>) -> Res<GetObjectAclOutput> {
+        acl::get_object_acl(self, req).await
+    }
+
+    async fn put_object_acl(&self, req: S3Request<PutObjectAclInput>) -> Res<PutObjectAclOutput> {
+        acl::put_object_acl(self, req).await
+    }
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> Res<PutBucketPolicyOutput> {
+        acl::put_bucket_policy(self, req).await
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> Res<GetBucketPolicyOutput> {
+        acl::get_bucket_policy(self, req).await
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> Res<DeleteBucketPolicyOutput> {
+        acl::delete_bucket_policy(self, req).await
+    }
+
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> Res<GetBucketPolicyStatusOutput> {
+        acl::get_bucket_policy_status(self, req).await
+    }
+
     // ---- object data: checksums, attributes (object.rs, attributes.rs) ----
 
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> Res<GetObjectAttributesOutput> {
+        attributes::get_object_attributes(self, req).await
+    }
+
     // ---- bucket configuration: tagging, CORS, lifecycle, object lock (config.rs, lock.rs) ----
+
+    async fn put_bucket_tagging(&self, req: S3Request<PutBucketTaggingInput>) -> Res<PutBucketTaggingOutput> {
+        config::put_bucket_tagging(self, req).await
+    }
+
+    async fn get_bucket_tagging(&self, req: S3Request<GetBucketTaggingInput>) -> Res<GetBucketTaggingOutput> {
+        config::get_bucket_tagging(self, req).await
+    }
+
+    async fn delete_bucket_tagging(&self, req: S3Request<DeleteBucketTaggingInput>) -> Res<DeleteBucketTaggingOutput> {
+        config::delete_bucket_tagging(self, req).await
+    }
+
+    async fn put_object_tagging(&self, req: S3Request<PutObjectTaggingInput>) -> Res<PutObjectTaggingOutput> {
+        config::put_object_tagging(self, req).await
+    }
+
+    async fn get_object_tagging(&self, req: S3Request<GetObjectTaggingInput>) -> Res<GetObjectTaggingOutput> {
+        config::get_object_tagging(self, req).await
+    }
+
+    async fn delete_object_tagging(&self, req: S3Request<DeleteObjectTaggingInput>) -> Res<DeleteObjectTaggingOutput> {
+        config::delete_object_tagging(self, req).await
+    }
+
+    async fn put_bucket_cors(&self, req: S3Request<PutBucketCorsInput>) -> Res<PutBucketCorsOutput> {
+        config::put_bucket_cors(self, req).await
+    }
+
+    async fn get_bucket_cors(&self, req: S3Request<GetBucketCorsInput>) -> Res<GetBucketCorsOutput> {
+        config::get_bucket_cors(self, req).await
+    }
+
+    async fn delete_bucket_cors(&self, req: S3Request<DeleteBucketCorsInput>) -> Res<DeleteBucketCorsOutput> {
+        config::delete_bucket_cors(self, req).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(&self, req: S3Request<PutBucketLifecycleConfigurationInput>) -> Res<PutBucketLifecycleConfigurationOutput> {
+        config::put_bucket_lifecycle_configuration(self, req).await
+    }
+
+    async fn get_bucket_lifecycle_configuration(&self, req: S3Request<GetBucketLifecycleConfigurationInput>) -> Res<GetBucketLifecycleConfigurationOutput> {
+        config::get_bucket_lifecycle_configuration(self, req).await
+    }
+
+    async fn delete_bucket_lifecycle(&self, req: S3Request<DeleteBucketLifecycleInput>) -> Res<DeleteBucketLifecycleOutput> {
+        config::delete_bucket_lifecycle(self, req).await
+    }
+
+    async fn put_object_lock_configuration(&self, req: S3Request<PutObjectLockConfigurationInput>) -> Res<PutObjectLockConfigurationOutput> {
+        lock::put_object_lock_configuration(self, req).await
+    }
+
+    async fn get_object_lock_configuration(&self, req: S3Request<GetObjectLockConfigurationInput>) -> Res<GetObjectLockConfigurationOutput> {
+        lock::get_object_lock_configuration(self, req).await
+    }
+
+    async fn put_object_retention(&self, req: S3Request<PutObjectRetentionInput>) -> Res<PutObjectRetentionOutput> {
+        lock::put_object_retention(self, req).await
+    }
+
+    async fn get_object_retention(&self, req: S3Request<GetObjectRetentionInput>) -> Res<GetObjectRetentionOutput> {
+        lock::get_object_retention(self, req).await
+    }
+
+    async fn put_object_legal_hold(&self, req: S3Request<PutObjectLegalHoldInput>) -> Res<PutObjectLegalHoldOutput> {
+        lock::put_object_legal_hold(self, req).await
+    }
+
+    async fn get_object_legal_hold(&self, req: S3Request<GetObjectLegalHoldInput>) -> Res<GetObjectLegalHoldOutput> {
+        lock::get_object_legal_hold(self, req).await
+    }
 }

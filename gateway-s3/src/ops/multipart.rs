@@ -1,12 +1,16 @@
 //! Multipart uploads: create, upload part, complete, abort, list parts, list uploads.
 
-use cairn_client::{PartOptions, UploadsQuery};
+use cairn_client::{ChecksumAlgorithm, CompleteOptions, CompletedPart, PartOptions, UploadsQuery};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::list::{non_empty, Names, MAX_KEYS};
+use super::object::write_condition;
 use super::{page_size, requester, Gateway};
-use crate::convert::{body_length, content_md5, etag, owner, request_body, timestamp};
+use crate::convert::{
+    body_length, checksum_request, content_md5, etag, owner, request_body, timestamp, upload_error,
+    Checksums,
+};
 use crate::error::client_error;
 
 /// Highest part number S3 allows.
@@ -19,25 +23,70 @@ pub(super) async fn create_multipart_upload(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let me = requester(&req)?;
     let S3Request { input, headers, .. } = req;
+    let algorithm = match input.checksum_algorithm.as_ref() {
+        Some(a) => Some(ChecksumAlgorithm::parse(a.as_str()).ok_or_else(|| {
+            s3_error!(
+                InvalidRequest,
+                "checksum algorithm `{}` is not supported: use CRC32, CRC32C, CRC64NVME, SHA1 \
+                 or SHA256",
+                a.as_str()
+            )
+        })?),
+        None => None,
+    };
+    let checksum_type = match input.checksum_type.as_ref().map(|t| t.as_str()) {
+        None => None,
+        Some(t) if t.eq_ignore_ascii_case(ChecksumType::FULL_OBJECT) => {
+            Some(cairn_client::ChecksumType::FullObject)
+        }
+        Some(t) if t.eq_ignore_ascii_case(ChecksumType::COMPOSITE) => {
+            Some(cairn_client::ChecksumType::Composite)
+        }
+        Some(t) => {
+            return Err(s3_error!(
+                InvalidRequest,
+                "checksum type `{t}` is not valid: use COMPOSITE or FULL_OBJECT"
+            ))
+        }
+    };
     let opts = new_object_options!(headers, input, me.clone());
     let upload = gw
         .client
-        .create_multipart(&input.bucket, &input.key, &me, opts)
+        .create_multipart(
+            &input.bucket,
+            &input.key,
+            &me,
+            opts,
+            (algorithm, checksum_type),
+        )
         .await
         .map_err(client_error)?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
+        checksum_algorithm: algorithm
+            .map(|a| s3s::dto::ChecksumAlgorithm::from(a.s3_name().to_string())),
+        checksum_type: upload.checksum_type.map(checksum_type_dto),
         key: Some(input.key),
         upload_id: Some(upload.upload_id),
         ..Default::default()
     }))
 }
 
-/// UploadPart: streams one part (1..=10000); its ETag is the quoted MD5 of its bytes.
+/// The S3 form of a checksum type.
+pub(super) fn checksum_type_dto(t: cairn_client::ChecksumType) -> ChecksumType {
+    ChecksumType::from_static(match t {
+        cairn_client::ChecksumType::FullObject => ChecksumType::FULL_OBJECT,
+        cairn_client::ChecksumType::Composite => ChecksumType::COMPOSITE,
+    })
+}
+
+/// UploadPart: streams one part (1..=10000); its ETag is the quoted MD5 of its bytes. A
+/// checksum (header, trailer or algorithm only) is computed, verified and kept with the part.
 pub(super) async fn upload_part(
     gw: &Gateway,
     req: S3Request<UploadPartInput>,
 ) -> S3Result<S3Response<UploadPartOutput>> {
+    let checksum = checksum_request(&req.headers, req.trailing_headers.as_ref())?;
     let input = req.input;
     if input.sse_customer_algorithm.is_some() {
         return Err(s3_error!(
@@ -54,9 +103,11 @@ pub(super) async fn upload_part(
                 "part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive"
             )
         })?;
+    let md5 = content_md5(input.content_md5.as_deref())?;
     let opts = PartOptions {
-        content_md5: content_md5(input.content_md5.as_deref())?,
+        content_md5: md5,
         content_length: body_length(input.content_length, input.body.as_ref()),
+        checksum: checksum.clone(),
     };
     let (body, body_errors) = request_body(input.body);
     let part = gw
@@ -70,19 +121,40 @@ pub(super) async fn upload_part(
             opts,
         )
         .await
-        .map_err(|e| body_errors.error(e))?;
+        .map_err(|e| upload_error(e, &body_errors, checksum.as_ref(), md5.is_some()))?;
+    let sums = Checksums::of(&part.checksums, None, true);
     Ok(S3Response::new(UploadPartOutput {
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
         e_tag: Some(etag(&hex::encode(part.md5))),
         ..Default::default()
     }))
 }
 
-/// CompleteMultipartUpload: the client checks the part list and builds the object.
+/// The one checksum value among S3's five fields, if any.
+fn one_checksum(values: [Option<&String>; 5]) -> Option<String> {
+    values.into_iter().flatten().next().cloned()
+}
+
+/// CompleteMultipartUpload: the client checks the part list (ETags and listed checksums) and
+/// builds the object, with its composite or full-object checksum when the upload has an
+/// algorithm; If-None-Match / If-Match make the completion conditional.
 pub(super) async fn complete_multipart_upload(
     gw: &Gateway,
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let input = req.input;
+    let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+    let whole = one_checksum([
+        input.checksum_crc32.as_ref(),
+        input.checksum_crc32c.as_ref(),
+        input.checksum_crc64nvme.as_ref(),
+        input.checksum_sha1.as_ref(),
+        input.checksum_sha256.as_ref(),
+    ]);
     let listed = input
         .multipart_upload
         .and_then(|u| u.parts)
@@ -103,15 +175,45 @@ pub(super) async fn complete_multipart_upload(
             .e_tag
             .map(|e| e.value().to_string())
             .ok_or_else(|| s3_error!(MalformedXML, "every part needs an ETag"))?;
-        parts.push((number, tag));
+        let checksum = one_checksum([
+            p.checksum_crc32.as_ref(),
+            p.checksum_crc32c.as_ref(),
+            p.checksum_crc64nvme.as_ref(),
+            p.checksum_sha1.as_ref(),
+            p.checksum_sha256.as_ref(),
+        ]);
+        parts.push(CompletedPart {
+            number,
+            etag: tag,
+            checksum,
+        });
     }
+    let opts = CompleteOptions {
+        condition,
+        checksum: whole,
+    };
     let done = gw
         .client
-        .complete_multipart(&input.bucket, &input.key, &input.upload_id, parts)
+        .complete_multipart(&input.bucket, &input.key, &input.upload_id, parts, opts)
         .await
-        .map_err(client_error)?;
+        .map_err(|e| match e {
+            cairn_client::ClientError::BadDigest => s3_error!(
+                BadDigest,
+                "the checksum you specified for the whole object did not match the one computed \
+                 from its parts"
+            ),
+            e => client_error(e),
+        })?;
+    let m = &done.manifest;
+    let sums = Checksums::of(&m.checksums, m.checksum_type, true);
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
+        checksum_type: sums.checksum_type,
         e_tag: Some(etag(&done.manifest.etag)),
         key: Some(input.key.clone()),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
@@ -163,17 +265,30 @@ pub(super) async fn list_parts(
         parts: Some(
             parts
                 .iter()
-                .map(|p| Part {
-                    e_tag: Some(etag(&hex::encode(p.md5))),
-                    last_modified: Some(timestamp(p.mtime_ms)),
-                    part_number: i32::try_from(p.number).ok(),
-                    size: Some(i64::try_from(p.size).unwrap_or(i64::MAX)),
-                    ..Default::default()
+                .map(|p| {
+                    let sums = Checksums::of(&p.checksums, None, true);
+                    Part {
+                        checksum_crc32: sums.crc32,
+                        checksum_crc32c: sums.crc32c,
+                        checksum_crc64nvme: sums.crc64nvme,
+                        checksum_sha1: sums.sha1,
+                        checksum_sha256: sums.sha256,
+                        e_tag: Some(etag(&hex::encode(p.md5))),
+                        last_modified: Some(timestamp(p.mtime_ms)),
+                        part_number: i32::try_from(p.number).ok(),
+                        size: Some(i64::try_from(p.size).unwrap_or(i64::MAX)),
+                    }
                 })
                 .collect(),
         ),
         storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
         upload_id: Some(input.upload_id),
+        checksum_algorithm: upload
+            .checksum_algorithm
+            .as_deref()
+            .and_then(ChecksumAlgorithm::parse)
+            .map(|a| s3s::dto::ChecksumAlgorithm::from(a.s3_name().to_string())),
+        checksum_type: upload.checksum_type.map(checksum_type_dto),
         ..Default::default()
     };
     Ok(S3Response::new(output))

@@ -1,16 +1,18 @@
 //! Object operations: PutObject, GetObject, HeadObject, DeleteObject and DeleteObjects.
 
-use cairn_client::{PutOptions, VersionManifest};
+use cairn_client::{PutOptions, VersionManifest, WriteCondition};
 use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::{requester, Gateway};
 use crate::convert::{
-    body_length, content_md5, etag, range_spec, raw_headers, request_body, response_body,
-    response_metadata, timestamp, version_sel, Conditions,
+    body_length, checksum_request, content_md5, content_range, etag, range_spec, raw_headers,
+    request_body, resolve_range, response_body, response_metadata, timestamp, upload_error,
+    version_sel, Checksums, Conditions,
 };
 use crate::error::client_error;
+use crate::error::custom_error;
 
 /// Most keys in one DeleteObjects request.
 const MAX_DELETE_KEYS: usize = 1000;
@@ -31,28 +33,57 @@ pub(super) fn refuse_unsupported(
     Ok(())
 }
 
-/// PutObject: streams the body into the store; ETag is the quoted MD5.
+/// The condition of a conditional write: `If-None-Match: *` or `If-Match: "etag"`.
+pub(super) fn write_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<Option<WriteCondition>> {
+    match (if_match, if_none_match) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(s3_error!(
+            NotImplemented,
+            "If-Match and If-None-Match cannot be combined on a write: send one of them"
+        )),
+        (None, Some(ETagCondition::Any)) => Ok(Some(WriteCondition::IfNoneMatchAny)),
+        (None, Some(ETagCondition::ETag(_))) => Err(s3_error!(
+            NotImplemented,
+            "If-None-Match on a write only supports `*` (write only if the key has no object)"
+        )),
+        (Some(ETagCondition::Any), None) => Ok(Some(WriteCondition::IfMatch("*".into()))),
+        (Some(ETagCondition::ETag(e)), None) => {
+            Ok(Some(WriteCondition::IfMatch(e.value().to_string())))
+        }
+    }
+}
+
+/// PutObject: streams the body into the store; ETag is the quoted MD5. An additional checksum
+/// (header, trailer or algorithm only) is computed while the body streams and verified;
+/// If-None-Match / If-Match make the write conditional on the key's current object.
 pub(super) async fn put_object(
     gw: &Gateway,
     req: S3Request<PutObjectInput>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
     let me = requester(&req)?;
-    let S3Request { input, headers, .. } = req;
-    if input.if_match.is_some() || input.if_none_match.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "conditional writes are not supported"
-        ));
-    }
+    let S3Request {
+        input,
+        headers,
+        trailing_headers,
+        ..
+    } = req;
+    let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+    let checksum = checksum_request(&headers, trailing_headers.as_ref())?;
     if input.write_offset_bytes.is_some() {
         return Err(s3_error!(
             NotImplemented,
             "appending writes are not supported"
         ));
     }
+    let md5 = content_md5(input.content_md5.as_deref())?;
     let opts = PutOptions {
-        content_md5: content_md5(input.content_md5.as_deref())?,
+        content_md5: md5,
         content_length: body_length(input.content_length, input.body.as_ref()),
+        checksum: checksum.clone(),
+        condition,
         ..new_object_options!(headers, input, me)
     };
     let (body, body_errors) = request_body(input.body);
@@ -60,34 +91,58 @@ pub(super) async fn put_object(
         .client
         .put_object(&input.bucket, &input.key, body, opts)
         .await
-        .map_err(|e| body_errors.error(e))?;
+        .map_err(|e| upload_error(e, &body_errors, checksum.as_ref(), md5.is_some()))?;
+    let sums = Checksums::of(&put.manifest.checksums, None, true);
     Ok(S3Response::new(PutObjectOutput {
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
+        checksum_type: sums.checksum_type,
         e_tag: Some(etag(&put.manifest.etag)),
+        size: i64::try_from(put.manifest.size).ok(),
         version_id: put.version_id,
         ..Default::default()
     }))
 }
 
-/// The x-amz-checksum-* values of a version, when the client asked for them.
-struct Checksums {
-    crc32: Option<String>,
-    crc32c: Option<String>,
-    crc64nvme: Option<String>,
-    sha1: Option<String>,
-    sha256: Option<String>,
+/// Checksums of `m` for a GET or HEAD: only with `x-amz-checksum-mode: ENABLED`, and only
+/// when the whole object is served (a range or part has no stored checksum).
+fn served_checksums(m: &VersionManifest, mode: Option<&ChecksumMode>, whole: bool) -> Checksums {
+    let wanted = whole && mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case("ENABLED"));
+    Checksums::of(&m.checksums, m.checksum_type, wanted)
 }
 
-impl Checksums {
-    fn of(m: &VersionManifest, wanted: bool) -> Checksums {
-        let get = |name: &str| wanted.then(|| m.checksums.get(name).cloned()).flatten();
-        Checksums {
-            crc32: get("crc32"),
-            crc32c: get("crc32c"),
-            crc64nvme: get("crc64nvme"),
-            sha1: get("sha1"),
-            sha256: get("sha256"),
-        }
+/// A `partNumber` parameter as a part number; Range and partNumber together are refused.
+fn part_number(part: Option<i32>, range: Option<&Range>) -> S3Result<Option<u32>> {
+    let Some(n) = part else { return Ok(None) };
+    if range.is_some() {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        ));
     }
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            )
+        })
+}
+
+/// The error for a part number beyond an object's last part.
+fn invalid_part_number() -> s3s::S3Error {
+    custom_error(
+        "InvalidPartNumber",
+        http::StatusCode::RANGE_NOT_SATISFIABLE,
+        "The requested partnumber is not satisfiable: ask for a part between 1 and the \
+         object's x-amz-mp-parts-count",
+    )
 }
 
 /// GetObject: the version's bytes (or a range of them, 206) with its stored headers.
@@ -96,23 +151,30 @@ pub(super) async fn get_object(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
-    if input.part_number.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "reading one part of an object is not supported"
-        ));
-    }
+    let part = part_number(input.part_number, input.range.as_ref())?;
     let version = version_sel(input.version_id.as_deref())?;
-    let got = gw
-        .client
-        .get_object(
-            &input.bucket,
-            &input.key,
-            &version,
-            input.range.map(range_spec),
-        )
-        .await
-        .map_err(client_error)?;
+    let (got, parts_count) = match part {
+        Some(n) => gw
+            .client
+            .get_object_part(&input.bucket, &input.key, &version, n)
+            .await
+            .map_err(|e| match e {
+                cairn_client::ClientError::InvalidRange { .. } => invalid_part_number(),
+                e => client_error(e),
+            })?,
+        None => (
+            gw.client
+                .get_object(
+                    &input.bucket,
+                    &input.key,
+                    &version,
+                    input.range.map(range_spec),
+                )
+                .await
+                .map_err(client_error)?,
+            None,
+        ),
+    };
     let m = &got.manifest;
     Conditions {
         if_match: input.if_match,
@@ -125,12 +187,11 @@ pub(super) async fn get_object(
     let (length, content_range) = match got.range {
         Some(range) => (
             range.1.saturating_sub(range.0),
-            Some(crate::convert::content_range(range, m.size)),
+            Some(content_range(range, m.size)),
         ),
         None => (m.size, None),
     };
-    let wanted = input.checksum_mode.is_some() && got.range.is_none();
-    let sums = Checksums::of(m, wanted);
+    let sums = served_checksums(m, input.checksum_mode.as_ref(), got.range.is_none());
     let output = GetObjectOutput {
         accept_ranges: Some("bytes".to_string()),
         cache_control: m.headers.cache_control.clone(),
@@ -139,6 +200,7 @@ pub(super) async fn get_object(
         checksum_crc64nvme: sums.crc64nvme,
         checksum_sha1: sums.sha1,
         checksum_sha256: sums.sha256,
+        checksum_type: sums.checksum_type,
         content_disposition: m.headers.content_disposition.clone(),
         content_encoding: m.headers.content_encoding.clone(),
         content_language: m.headers.content_language.clone(),
@@ -148,6 +210,7 @@ pub(super) async fn get_object(
         e_tag: Some(etag(&m.etag)),
         last_modified: Some(timestamp(m.mtime_ms)),
         metadata: response_metadata(m),
+        parts_count: parts_count.and_then(|n| i32::try_from(n).ok()),
         tag_count: (!m.tags.is_empty()).then(|| i32::try_from(m.tags.len()).unwrap_or(i32::MAX)),
         version_id: got.version_id.clone(),
         ..Default::default()
@@ -164,19 +227,15 @@ pub(super) async fn get_object(
     Ok(resp)
 }
 
-/// HeadObject: GetObject's headers without the body. A Range header is ignored (RFC 9110
-/// lets servers do that; s3s always answers HEAD with 200).
+/// HeadObject: GetObject's headers without the body. With Range or partNumber, Content-Length
+/// and Content-Range describe those bytes (and x-amz-mp-parts-count the object's parts), as a
+/// GET of them would.
 pub(super) async fn head_object(
     gw: &Gateway,
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
-    if input.part_number.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "reading one part of an object is not supported"
-        ));
-    }
+    let part = part_number(input.part_number, input.range.as_ref())?;
     let version = version_sel(input.version_id.as_deref())?;
     let head = gw
         .client
@@ -191,23 +250,56 @@ pub(super) async fn head_object(
         if_unmodified_since: input.if_unmodified_since,
     }
     .check(m, false)?;
-    let sums = Checksums::of(m, input.checksum_mode.is_some());
+    let mut parts_count = None;
+    let served = match (part, input.range) {
+        (Some(n), _) => {
+            let lens = gw.client.part_lengths(m).await.map_err(client_error)?;
+            parts_count = lens.as_ref().map(Vec::len);
+            let i = n as usize - 1;
+            match lens {
+                None if n == 1 => Some((0, m.size)),
+                Some(lens) if i < lens.len() => {
+                    let start: u64 = lens[..i].iter().sum();
+                    Some((start, start + lens[i]))
+                }
+                _ => return Err(invalid_part_number()),
+            }
+        }
+        (None, Some(range)) => Some(resolve_range(range, m.size)?),
+        (None, None) => None,
+    };
+    let length = served.map_or(m.size, |(start, end)| end - start);
+    let sums = served_checksums(m, input.checksum_mode.as_ref(), served.is_none());
     let output = HeadObjectOutput {
         accept_ranges: Some("bytes".to_string()),
-        cache_control: m.headers.cache_control.clone(),
+        cache_control: input
+            .response_cache_control
+            .or_else(|| m.headers.cache_control.clone()),
         checksum_crc32: sums.crc32,
         checksum_crc32c: sums.crc32c,
         checksum_crc64nvme: sums.crc64nvme,
         checksum_sha1: sums.sha1,
         checksum_sha256: sums.sha256,
-        content_disposition: m.headers.content_disposition.clone(),
-        content_encoding: m.headers.content_encoding.clone(),
-        content_language: m.headers.content_language.clone(),
-        content_length: Some(i64::try_from(m.size).unwrap_or(i64::MAX)),
-        content_type: m.headers.content_type.clone(),
+        checksum_type: sums.checksum_type,
+        content_disposition: input
+            .response_content_disposition
+            .or_else(|| m.headers.content_disposition.clone()),
+        content_encoding: input
+            .response_content_encoding
+            .or_else(|| m.headers.content_encoding.clone()),
+        content_language: input
+            .response_content_language
+            .or_else(|| m.headers.content_language.clone()),
+        content_length: Some(i64::try_from(length).unwrap_or(i64::MAX)),
+        content_range: served.map(|r| content_range(r, m.size)),
+        content_type: input
+            .response_content_type
+            .or_else(|| m.headers.content_type.clone()),
         e_tag: Some(etag(&m.etag)),
+        expires: input.response_expires.clone(),
         last_modified: Some(timestamp(m.mtime_ms)),
         metadata: response_metadata(m),
+        parts_count: parts_count.and_then(|n| i32::try_from(n).ok()),
         version_id: head.version_id.clone(),
         ..Default::default()
     };
@@ -226,9 +318,10 @@ pub(super) async fn delete_object(
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
     let input = req.input;
     let version = version_sel(input.version_id.as_deref())?;
+    let bypass = input.bypass_governance_retention == Some(true);
     let deleted = gw
         .client
-        .delete_object(&input.bucket, &input.key, &version)
+        .delete_object_with(&input.bucket, &input.key, &version, bypass)
         .await
         .map_err(client_error)?;
     Ok(S3Response::new(DeleteObjectOutput {
@@ -258,12 +351,13 @@ pub(super) async fn delete_objects(
         .map_err(client_error)?;
 
     let bucket = input.bucket.as_str();
+    let bypass = input.bypass_governance_retention == Some(true);
     let results: Vec<_> = futures::stream::iter(objects)
         .map(|obj| async move {
             let result = match version_sel(obj.version_id.as_deref()) {
                 Ok(version) => gw
                     .client
-                    .delete_object(bucket, &obj.key, &version)
+                    .delete_object_with(bucket, &obj.key, &version, bypass)
                     .await
                     .map_err(client_error),
                 Err(e) => Err(e),

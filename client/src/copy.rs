@@ -1,0 +1,220 @@
+//! Copies by reference: CopyObject makes a new version over the source's tree, and
+//! UploadPartCopy makes a part from a whole source or a byte range of it by referring to the
+//! source's chunks. No chunk is written, only the tree nodes a range needs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_core::extent::{Leaf, Piece, RangeWalker, Target, TreeBuilder};
+use cairn_core::manifest::{Content, Grant, ObjectLock, Part};
+use futures::StreamExt;
+use md5::{Digest, Md5};
+
+use crate::client::{now_ms, Client};
+use crate::multipart::{MAX_PARTS, MAX_PART_SIZE};
+use crate::objects::{check_key, shown_version};
+use crate::put::IngestLimits;
+use crate::{ClientError, CopyResult, MetadataDirective, VersionSel};
+
+/// What a CopyObject sets on the new version besides the source's bytes.
+#[derive(Clone, Debug)]
+pub struct CopyOptions {
+    /// Keep or replace content headers and metadata.
+    pub metadata: MetadataDirective,
+    /// New tags (`None`: keep the source's).
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Access key id of the writer.
+    pub owner: String,
+    /// ACL of the copy (a copy does not inherit the source's ACL).
+    pub acl: Vec<Grant>,
+    /// Lock of the copy (a copy does not inherit the source's lock; the destination bucket's
+    /// default retention applies).
+    pub lock: ObjectLock,
+}
+
+/// An UploadPartCopy's outcome.
+#[derive(Clone, Debug)]
+pub struct PartCopyResult {
+    /// The stored part.
+    pub part: Part,
+    /// Version id of the source (`None` if its bucket is never-versioned).
+    pub source_version_id: Option<String>,
+}
+
+impl Client {
+    /// Copies by reference: the new version shares the source's chunks and tree.
+    pub async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        src_version: &VersionSel,
+        dst_bucket: &str,
+        dst_key: &str,
+        opts: CopyOptions,
+    ) -> Result<CopyResult, ClientError> {
+        check_key(dst_key)?;
+        let (sb, src) = self
+            .resolve_version(src_bucket, src_key, src_version)
+            .await?;
+        let db = self.head_bucket(dst_bucket).await?;
+        let mut m = src.clone();
+        m.bucket = dst_bucket.to_string();
+        m.key = dst_key.to_string();
+        m.mtime_ms = now_ms();
+        m.owner = opts.owner;
+        m.acl = opts.acl;
+        m.lock = opts.lock;
+        if let MetadataDirective::Replace {
+            headers,
+            user_metadata,
+        } = opts.metadata
+        {
+            m.headers = headers;
+            m.user_metadata = user_metadata;
+        }
+        if let Some(t) = opts.tags {
+            m.tags = t;
+        }
+        let result = self.commit_version(&db, m).await?;
+        Ok(CopyResult {
+            result,
+            source_version_id: shown_version(&sb, &src),
+        })
+    }
+
+    /// UploadPartCopy: part `part_number` of an upload becomes bytes `[first, last]` of the
+    /// source (the whole source when `range` is `None`), by reference.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upload_part_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        src_bucket: &str,
+        src_key: &str,
+        src_version: &VersionSel,
+        range: Option<(u64, u64)>,
+    ) -> Result<PartCopyResult, ClientError> {
+        if !(1..=MAX_PARTS).contains(&part_number) {
+            return Err(ClientError::InvalidArgument(format!(
+                "part number must be an integer between 1 and {MAX_PARTS}"
+            )));
+        }
+        self.upload_of(bucket, key, upload_id).await?;
+        let (sb, src) = self
+            .resolve_version(src_bucket, src_key, src_version)
+            .await?;
+        let (start, end) = match range {
+            None => (0, src.size),
+            Some((first, last)) if first <= last && last < src.size => (first, last + 1),
+            Some((first, last)) => {
+                return Err(ClientError::InvalidArgument(format!(
+                    "the range bytes={first}-{last} is not valid for a source object of {} bytes",
+                    src.size
+                )))
+            }
+        };
+        if end - start > MAX_PART_SIZE {
+            return Err(ClientError::EntityTooLarge(format!(
+                "a part is limited to {MAX_PART_SIZE} bytes: copy a smaller range"
+            )));
+        }
+        let whole = start == 0 && end == src.size;
+        let content = match &src.content {
+            Content::Tree(root) if whole => Content::Tree(*root),
+            Content::Tree(root) => {
+                let mut walker = RangeWalker::new(*root, start, end)?;
+                let mut builder = TreeBuilder::new();
+                while let Some(piece) = walker.next(self).await? {
+                    builder.push_leaf(self, piece_leaf(piece)?).await?;
+                }
+                match builder.finish(self).await? {
+                    Some(root) => Content::Tree(root),
+                    None => Content::Empty,
+                }
+            }
+            Content::Empty => Content::Empty,
+            // Parts are trees: a small inline source is stored as a chunk of its own.
+            Content::Inline(b) => {
+                let bytes: Bytes = b.slice(start as usize..end as usize);
+                let body = futures::stream::once(async move { Ok(bytes) }).boxed();
+                let limits = IngestLimits {
+                    max_len: MAX_PART_SIZE,
+                    expected_len: Some(end - start),
+                    allow_inline: false,
+                    checksum: None,
+                };
+                self.ingest(body, Arc::new(self.inner.cdc.clone()), limits)
+                    .await?
+                    .content
+            }
+        };
+        let md5 = match parse_md5(&src.etag) {
+            Some(md5) if whole && src.parts.is_none() => md5,
+            _ => {
+                let mut hasher = Md5::new();
+                let mut body = self.read_range(&src.content, start, end);
+                while let Some(piece) = body.next().await {
+                    hasher.update(piece?);
+                }
+                hasher.finalize().into()
+            }
+        };
+        let part = Part {
+            number: part_number,
+            md5,
+            size: end - start,
+            mtime_ms: now_ms(),
+            content,
+            checksums: BTreeMap::new(),
+        };
+        let (b, k, u, p) = (
+            bucket.to_string(),
+            key.to_string(),
+            upload_id.to_string(),
+            part.clone(),
+        );
+        self.blocking(move |i| Ok(i.meta.put_part(&b, &k, &u, &p)?))
+            .await?;
+        Ok(PartCopyResult {
+            part,
+            source_version_id: shown_version(&sb, &src),
+        })
+    }
+}
+
+/// A leaf referring to exactly the bytes of a range-read piece (whose offset is already inside
+/// its target).
+fn piece_leaf(piece: Piece) -> Result<Leaf, ClientError> {
+    let target = match piece.target {
+        Target::Chunk { id, .. } => Target::Chunk {
+            id,
+            skip: u32::try_from(piece.offset)
+                .map_err(|_| ClientError::Corrupt("a chunk offset exceeds 4 GiB".into()))?,
+        },
+        Target::Zeros => Target::Zeros,
+        Target::Inline(b) => {
+            let from = usize::try_from(piece.offset).unwrap_or(usize::MAX);
+            let to = from.saturating_add(usize::try_from(piece.len).unwrap_or(usize::MAX));
+            if to > b.len() {
+                return Err(ClientError::Corrupt(
+                    "an inline leaf is shorter than its length".into(),
+                ));
+            }
+            Target::Inline(b.slice(from..to))
+        }
+    };
+    Ok(Leaf {
+        len: piece.len,
+        target,
+    })
+}
+
+/// The MD5 in a single-part ETag (32 hex digits).
+fn parse_md5(etag: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    hex::decode_to_slice(etag, &mut out).ok()?;
+    Some(out)
+}
