@@ -26,45 +26,9 @@ pub struct WorkerStatus {
     /// Seconds between passes.
     pub interval_secs: u64,
     /// Progress of the current pass, or the outcome of the last one.
-    pub progress: LifecycleProgress,
+    pub progress: LifecycleReport,
     /// The last error of a pass or of an action in it.
     pub last_error: Option<String>,
-}
-
-/// Lifecycle counters, as shown.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct LifecycleProgress {
-    /// Buckets with rules, visited.
-    pub buckets: u64,
-    /// Versions looked at.
-    pub versions_scanned: u64,
-    /// Current versions expired.
-    pub expired: u64,
-    /// Noncurrent versions removed.
-    pub noncurrent_removed: u64,
-    /// Lone delete markers removed.
-    pub markers_removed: u64,
-    /// Uploads aborted.
-    pub uploads_aborted: u64,
-    /// Removals object lock prevented.
-    pub locked_skipped: u64,
-    /// Failed actions.
-    pub errors: u64,
-}
-
-impl From<&LifecycleReport> for LifecycleProgress {
-    fn from(r: &LifecycleReport) -> Self {
-        LifecycleProgress {
-            buckets: r.buckets,
-            versions_scanned: r.versions_scanned,
-            expired: r.expired,
-            noncurrent_removed: r.noncurrent_removed,
-            markers_removed: r.markers_removed,
-            uploads_aborted: r.uploads_aborted,
-            locked_skipped: r.locked_skipped,
-            errors: r.errors,
-        }
-    }
 }
 
 /// The workers of this process.
@@ -137,12 +101,12 @@ pub async fn lifecycle_loop(
             let mut s = workers.lifecycle.lock();
             s.state = "running".into();
             s.last_started_ms = Some(started);
-            s.progress = LifecycleProgress::default();
+            s.progress = LifecycleReport::default();
         }
         let w = workers.clone();
         let progress = move |r: &LifecycleReport| {
             let mut s = w.lifecycle.lock();
-            s.progress = r.into();
+            s.progress = r.clone();
             if let Some(e) = &r.last_error {
                 s.last_error = Some(e.clone());
             }
@@ -154,7 +118,7 @@ pub async fn lifecycle_loop(
             Ok(r) => {
                 s.passes += 1;
                 s.last_finished_ms = Some(cairn_client::now_ms());
-                s.progress = (&r).into();
+                s.progress = r.clone();
                 if r.expired + r.noncurrent_removed + r.markers_removed + r.uploads_aborted > 0 {
                     info!(
                         expired = r.expired,

@@ -93,18 +93,8 @@ impl Client {
     ) -> Result<Bucket, ClientError> {
         let n = name.to_string();
         self.blocking(move |i| {
-            let mut refusal = None;
-            let r = i.meta.update_bucket(&n, |b| {
-                change(b).map_err(|e| {
-                    let msg = e.to_string();
-                    refusal = Some(e);
-                    cairn_manifestserver::ManifestError::Invalid(msg)
-                })
-            });
-            match (r, refusal) {
-                (Err(_), Some(e)) => Err(e),
-                (r, _) => Ok(r?),
-            }
+            Ok(i.meta
+                .update_bucket(&n, |b| change(b).map_err(ManifestError::refused))?)
         })
         .await
     }

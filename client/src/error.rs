@@ -131,6 +131,10 @@ impl From<cairn_manifestserver::ManifestError> for ClientError {
             M::BucketExists { name, .. } => ClientError::BucketAlreadyExists(name),
             M::Invalid(m) => ClientError::InvalidArgument(m),
             M::Locked(m) => ClientError::AccessDenied(m),
+            M::Refused(e) => match e.downcast::<ClientError>() {
+                Ok(c) => *c,
+                Err(e) => ClientError::InvalidArgument(e.to_string()),
+            },
             M::KeyExists(k) => {
                 ClientError::InvalidArgument(format!("access key `{k}` already exists"))
             }

@@ -20,8 +20,8 @@ mod objects;
 mod put;
 mod types;
 
-pub use client::{now_ms, Client};
 pub use checksum::{checksum_of, decode as decode_checksum, ChecksumAlgorithm};
+pub use client::{now_ms, Client};
 pub use copy::{CopyOptions, PartCopyResult};
 pub use error::ClientError;
 pub use lifecycle::LifecycleReport;

@@ -7,7 +7,7 @@
 //! takes the time as an argument, so it can be tested at any date.
 
 use cairn_core::manifest::{Bucket, LifecycleRule, VersionManifest, Versioning};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::{ClientError, UploadsQuery, VersionSel, VersionsQuery};
@@ -18,7 +18,7 @@ const DAY_MS: u64 = 86_400_000;
 const PAGE: usize = 1000;
 
 /// What a lifecycle pass did (also its progress while it runs).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LifecycleReport {
     /// Buckets with rules, visited.
     pub buckets: u64,

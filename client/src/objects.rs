@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cairn_core::manifest::{Bucket, ObjectLockConfig, VersionManifest, Versioning};
+use cairn_manifestserver::ManifestError;
 
 use crate::client::{now_ms, Client};
 use crate::get::resolve_range;
@@ -168,20 +169,9 @@ impl Client {
                     i.meta.apply(&applied)?;
                 }
                 (u, Some(cond)) => {
-                    let mut refusal = None;
-                    let r = i.meta.apply_if(&applied, u.as_deref(), |current| {
-                        check_condition(&cond, &key, current).map_err(|e| {
-                            let msg = e.to_string();
-                            refusal = Some(e);
-                            cairn_manifestserver::ManifestError::Invalid(msg)
-                        })
-                    });
-                    match (r, refusal) {
-                        (Err(_), Some(e)) => return Err(e),
-                        (r, _) => {
-                            r?;
-                        }
-                    }
+                    i.meta.apply_if(&applied, u.as_deref(), |current| {
+                        check_condition(&cond, &key, current).map_err(ManifestError::refused)
+                    })?;
                 }
             }
             Ok(())
@@ -246,18 +236,8 @@ impl Client {
         let (bk, kk, v) = (bucket.to_string(), key.to_string(), m.version);
         let updated = self
             .blocking(move |i| {
-                let mut refusal = None;
-                let r = i.meta.update_version(&bk, &kk, v, |m| {
-                    change(m).map_err(|e| {
-                        let msg = e.to_string();
-                        refusal = Some(e);
-                        cairn_manifestserver::ManifestError::Invalid(msg)
-                    })
-                });
-                match (r, refusal) {
-                    (Err(_), Some(e)) => Err(e),
-                    (r, _) => Ok(r?),
-                }
+                Ok(i.meta
+                    .update_version(&bk, &kk, v, |m| change(m).map_err(ManifestError::refused))?)
             })
             .await?;
         match updated {
@@ -368,9 +348,8 @@ impl Client {
                         let now = now_ms();
                         Ok(i.meta.remove_version_if(&bk, &kk, v, |m| {
                             if m.lock.protects(now, bypass_governance) {
-                                return Err(cairn_manifestserver::ManifestError::Locked(
-                                    "Access Denied because object protected by object lock"
-                                        .into(),
+                                return Err(ManifestError::Locked(
+                                    "Access Denied because object protected by object lock".into(),
                                 ));
                             }
                             Ok(())

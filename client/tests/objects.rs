@@ -433,7 +433,13 @@ async fn multipart_concatenates_parts_by_reference() {
         .await
         .is_err());
     let r = c
-        .complete_multipart("bkt", "mp", &up.upload_id, etags.clone(), Default::default())
+        .complete_multipart(
+            "bkt",
+            "mp",
+            &up.upload_id,
+            etags.clone(),
+            Default::default(),
+        )
         .await
         .unwrap();
     assert!(r.manifest.etag.ends_with("-3"), "{}", r.manifest.etag);

@@ -207,8 +207,10 @@ impl ObjectLockConfig {
     ) -> Result<ObjectLock, &'static str> {
         let Some(config) = config else {
             if asked != ObjectLock::default() {
-                return Err("Bucket is missing Object Lock Configuration: create the bucket \
-                            with object lock enabled to lock objects");
+                return Err(
+                    "Bucket is missing Object Lock Configuration: create the bucket \
+                            with object lock enabled to lock objects",
+                );
             }
             return Ok(asked);
         };

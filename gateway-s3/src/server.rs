@@ -189,6 +189,14 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                     if let Some(origin) = &origin {
                         cors.decorate(rules, origin, &method, &mut resp).await;
                     }
+                    // s3s answers HeadObject with 200 whatever the operation says; a HEAD of
+                    // a range or a part is 206, as its GET would be.
+                    if method == http::Method::HEAD
+                        && resp.status() == StatusCode::OK
+                        && resp.headers().contains_key(http::header::CONTENT_RANGE)
+                    {
+                        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+                    }
                     resp
                 };
                 if let Ok(v) = HeaderValue::from_str(&id) {

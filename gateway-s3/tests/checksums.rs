@@ -628,7 +628,13 @@ async fn head_ranges_part_one_of_a_simple_object_and_stored_headers() {
     assert_eq!(got.content_language(), Some("fr"));
     assert_eq!(got.content_type(), Some("text/plain"));
     assert_eq!(got.expires_string(), Some("Sun, 09 Sep 2001 01:46:40 GMT"));
-    let plain = s3.get_object().bucket("heads").key("k").send().await.unwrap();
+    let plain = s3
+        .get_object()
+        .bucket("heads")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(plain.cache_control(), Some("max-age=60"));
     assert_eq!(plain.content_language(), Some("en-GB"));
     assert_eq!(

@@ -104,7 +104,10 @@ async fn concurrent_if_none_match_puts_let_exactly_one_win() {
             }
         }
         assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
-        assert_eq!(read(&s3, "conds", &key, None).await, vec![winners[0]; 100_000]);
+        assert_eq!(
+            read(&s3, "conds", &key, None).await,
+            vec![winners[0]; 100_000]
+        );
     }
 }
 

@@ -152,3 +152,33 @@ async fn listings_show_owners() {
         Some(KEY_ID)
     );
 }
+
+#[tokio::test]
+async fn head_of_a_range_is_partial_content() {
+    let server = start().await;
+    let s3 = server.s3();
+    s3.create_bucket().bucket("headrange").send().await.unwrap();
+    put(&s3, "headrange", "obj", &[7u8; 1000]).await;
+    let host = server.addr.to_string();
+    let head = |range: Option<&str>| {
+        let extra: Vec<(&str, String)> = range
+            .map(|r| ("range", r.to_string()))
+            .into_iter()
+            .collect();
+        server.signer().sign(
+            "HEAD",
+            &host,
+            "/headrange/obj",
+            "",
+            &extra,
+            &sha256_hex(b""),
+        )
+    };
+    let r = raw_request(server.addr, &head(Some("bytes=10-19")).head, b"").await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 10-19/1000"));
+    assert_eq!(r.header("content-length"), Some("10"));
+    let r = raw_request(server.addr, &head(None).head, b"").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("1000"));
+}

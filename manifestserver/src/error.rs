@@ -38,6 +38,17 @@ pub enum ManifestError {
     /// The version is protected by object lock (retention or legal hold).
     #[error("{0}")]
     Locked(String),
+    /// A caller's check, run under the write lock, refused the change; its error is carried
+    /// as is so the caller gets it back.
+    #[error("{0}")]
+    Refused(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ManifestError {
+    /// Wraps a caller's refusal (see [`ManifestError::Refused`]).
+    pub fn refused(e: impl std::error::Error + Send + Sync + 'static) -> ManifestError {
+        ManifestError::Refused(Box::new(e))
+    }
 }
 
 impl ManifestError {
@@ -53,6 +64,7 @@ impl ManifestError {
             ManifestError::Db(_) => ErrorKind::Io,
             ManifestError::Invalid(_) => ErrorKind::InvalidInput,
             ManifestError::Locked(_) => ErrorKind::PermissionDenied,
+            ManifestError::Refused(_) => ErrorKind::Conflict,
         }
     }
 }

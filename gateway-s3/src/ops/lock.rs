@@ -199,14 +199,7 @@ pub(super) async fn put_object_retention(
             "The retain until date must be in the future!"
         ));
     }
-    let b = gw
-        .client
-        .head_bucket(&input.bucket)
-        .await
-        .map_err(client_error)?;
-    if b.object_lock.is_none() {
-        return Err(no_lock_config());
-    }
+    require_lock_bucket(gw, &input.bucket).await?;
     let sel = version_sel(input.version_id.as_deref())?;
     gw.client
         .update_version(&input.bucket, &input.key, &sel, move |m| {
@@ -239,8 +232,7 @@ pub(super) async fn get_object_retention(
 ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
     let input = req.input;
     let sel = version_sel(input.version_id.as_deref())?;
-    let (b, m) = version_in_lock_bucket(gw, &input.bucket, &input.key, &sel).await?;
-    let _ = b;
+    let m = version_in_lock_bucket(gw, &input.bucket, &input.key, &sel).await?;
     let Some(r) = m.lock.retention else {
         return Err(s3_error!(
             NoSuchObjectLockConfiguration,
@@ -255,23 +247,29 @@ pub(super) async fn get_object_retention(
     }))
 }
 
+/// The bucket, if it has object lock (InvalidRequest for other buckets).
+async fn require_lock_bucket(gw: &Gateway, bucket: &str) -> S3Result<Bucket> {
+    let b = gw.client.head_bucket(bucket).await.map_err(client_error)?;
+    if b.object_lock.is_none() {
+        return Err(no_lock_config());
+    }
+    Ok(b)
+}
+
 /// A version of an object in a bucket with object lock (InvalidRequest for other buckets).
 async fn version_in_lock_bucket(
     gw: &Gateway,
     bucket: &str,
     key: &str,
     sel: &cairn_client::VersionSel,
-) -> S3Result<(Bucket, cairn_client::VersionManifest)> {
+) -> S3Result<cairn_client::VersionManifest> {
     let r = gw
         .client
         .head_object(bucket, key, sel)
         .await
         .map_err(client_error)?;
-    let b = gw.client.head_bucket(bucket).await.map_err(client_error)?;
-    if b.object_lock.is_none() {
-        return Err(no_lock_config());
-    }
-    Ok((b, r.manifest))
+    require_lock_bucket(gw, bucket).await?;
+    Ok(r.manifest)
 }
 
 pub(super) async fn put_object_legal_hold(
@@ -294,14 +292,7 @@ pub(super) async fn put_object_legal_hold(
             ))
         }
     };
-    let b = gw
-        .client
-        .head_bucket(&input.bucket)
-        .await
-        .map_err(client_error)?;
-    if b.object_lock.is_none() {
-        return Err(no_lock_config());
-    }
+    require_lock_bucket(gw, &input.bucket).await?;
     let sel = version_sel(input.version_id.as_deref())?;
     gw.client
         .update_version(&input.bucket, &input.key, &sel, move |m| {
@@ -319,7 +310,7 @@ pub(super) async fn get_object_legal_hold(
 ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
     let input = req.input;
     let sel = version_sel(input.version_id.as_deref())?;
-    let (_, m) = version_in_lock_bucket(gw, &input.bucket, &input.key, &sel).await?;
+    let m = version_in_lock_bucket(gw, &input.bucket, &input.key, &sel).await?;
     let status = if m.lock.legal_hold { "ON" } else { "OFF" };
     Ok(S3Response::new(GetObjectLegalHoldOutput {
         legal_hold: Some(ObjectLockLegalHold {

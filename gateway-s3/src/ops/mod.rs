@@ -296,75 +296,129 @@ impl S3 for Gateway {
 
     // ---- bucket configuration: tagging, CORS, lifecycle, object lock (config.rs, lock.rs) ----
 
-    async fn put_bucket_tagging(&self, req: S3Request<PutBucketTaggingInput>) -> Res<PutBucketTaggingOutput> {
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> Res<PutBucketTaggingOutput> {
         config::put_bucket_tagging(self, req).await
     }
 
-    async fn get_bucket_tagging(&self, req: S3Request<GetBucketTaggingInput>) -> Res<GetBucketTaggingOutput> {
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> Res<GetBucketTaggingOutput> {
         config::get_bucket_tagging(self, req).await
     }
 
-    async fn delete_bucket_tagging(&self, req: S3Request<DeleteBucketTaggingInput>) -> Res<DeleteBucketTaggingOutput> {
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> Res<DeleteBucketTaggingOutput> {
         config::delete_bucket_tagging(self, req).await
     }
 
-    async fn put_object_tagging(&self, req: S3Request<PutObjectTaggingInput>) -> Res<PutObjectTaggingOutput> {
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> Res<PutObjectTaggingOutput> {
         config::put_object_tagging(self, req).await
     }
 
-    async fn get_object_tagging(&self, req: S3Request<GetObjectTaggingInput>) -> Res<GetObjectTaggingOutput> {
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> Res<GetObjectTaggingOutput> {
         config::get_object_tagging(self, req).await
     }
 
-    async fn delete_object_tagging(&self, req: S3Request<DeleteObjectTaggingInput>) -> Res<DeleteObjectTaggingOutput> {
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> Res<DeleteObjectTaggingOutput> {
         config::delete_object_tagging(self, req).await
     }
 
-    async fn put_bucket_cors(&self, req: S3Request<PutBucketCorsInput>) -> Res<PutBucketCorsOutput> {
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> Res<PutBucketCorsOutput> {
         config::put_bucket_cors(self, req).await
     }
 
-    async fn get_bucket_cors(&self, req: S3Request<GetBucketCorsInput>) -> Res<GetBucketCorsOutput> {
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> Res<GetBucketCorsOutput> {
         config::get_bucket_cors(self, req).await
     }
 
-    async fn delete_bucket_cors(&self, req: S3Request<DeleteBucketCorsInput>) -> Res<DeleteBucketCorsOutput> {
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> Res<DeleteBucketCorsOutput> {
         config::delete_bucket_cors(self, req).await
     }
 
-    async fn put_bucket_lifecycle_configuration(&self, req: S3Request<PutBucketLifecycleConfigurationInput>) -> Res<PutBucketLifecycleConfigurationOutput> {
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> Res<PutBucketLifecycleConfigurationOutput> {
         config::put_bucket_lifecycle_configuration(self, req).await
     }
 
-    async fn get_bucket_lifecycle_configuration(&self, req: S3Request<GetBucketLifecycleConfigurationInput>) -> Res<GetBucketLifecycleConfigurationOutput> {
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> Res<GetBucketLifecycleConfigurationOutput> {
         config::get_bucket_lifecycle_configuration(self, req).await
     }
 
-    async fn delete_bucket_lifecycle(&self, req: S3Request<DeleteBucketLifecycleInput>) -> Res<DeleteBucketLifecycleOutput> {
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> Res<DeleteBucketLifecycleOutput> {
         config::delete_bucket_lifecycle(self, req).await
     }
 
-    async fn put_object_lock_configuration(&self, req: S3Request<PutObjectLockConfigurationInput>) -> Res<PutObjectLockConfigurationOutput> {
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<PutObjectLockConfigurationInput>,
+    ) -> Res<PutObjectLockConfigurationOutput> {
         lock::put_object_lock_configuration(self, req).await
     }
 
-    async fn get_object_lock_configuration(&self, req: S3Request<GetObjectLockConfigurationInput>) -> Res<GetObjectLockConfigurationOutput> {
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> Res<GetObjectLockConfigurationOutput> {
         lock::get_object_lock_configuration(self, req).await
     }
 
-    async fn put_object_retention(&self, req: S3Request<PutObjectRetentionInput>) -> Res<PutObjectRetentionOutput> {
+    async fn put_object_retention(
+        &self,
+        req: S3Request<PutObjectRetentionInput>,
+    ) -> Res<PutObjectRetentionOutput> {
         lock::put_object_retention(self, req).await
     }
 
-    async fn get_object_retention(&self, req: S3Request<GetObjectRetentionInput>) -> Res<GetObjectRetentionOutput> {
+    async fn get_object_retention(
+        &self,
+        req: S3Request<GetObjectRetentionInput>,
+    ) -> Res<GetObjectRetentionOutput> {
         lock::get_object_retention(self, req).await
     }
 
-    async fn put_object_legal_hold(&self, req: S3Request<PutObjectLegalHoldInput>) -> Res<PutObjectLegalHoldOutput> {
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<PutObjectLegalHoldInput>,
+    ) -> Res<PutObjectLegalHoldOutput> {
         lock::put_object_legal_hold(self, req).await
     }
 
-    async fn get_object_legal_hold(&self, req: S3Request<GetObjectLegalHoldInput>) -> Res<GetObjectLegalHoldOutput> {
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<GetObjectLegalHoldInput>,
+    ) -> Res<GetObjectLegalHoldOutput> {
         lock::get_object_legal_hold(self, req).await
     }
 }
