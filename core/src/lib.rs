@@ -1,16 +1,19 @@
 //! Cairn's data model, with no I/O: chunk and version ids, the hybrid logical clock, manifests,
-//! the extent tree, chunkers, the chunk codec, the versioned on-disk/wire format and the shared
-//! error vocabulary. Every other crate speaks in these types.
+//! the extent tree, chunkers, the chunk codec, the cluster map and placement, the versioned
+//! on-disk/wire format and the shared error vocabulary. Every other crate speaks in these types.
 
 pub mod chunk;
 pub mod chunker;
+pub mod cluster;
 pub mod codec;
 pub mod error;
 pub mod extent;
 pub mod format;
 pub mod manifest;
+pub mod placement;
 pub mod version;
 
 pub use chunk::{ChunkId, MAX_CHUNK_SIZE};
+pub use cluster::{ClusterMap, MapError, NodeInfo, Role, Roles, StagedChanges};
 pub use error::ErrorKind;
 pub use version::{Hlc, NodeId, SiteId, VersionId};
