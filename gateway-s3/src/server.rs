@@ -189,6 +189,9 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                     if let Some(origin) = &origin {
                         cors.decorate(rules, origin, &method, &mut resp).await;
                     }
+                    if method == http::Method::POST && resp.status() == StatusCode::BAD_REQUEST {
+                        resp = post_policy_refusal(resp).await;
+                    }
                     // s3s answers HeadObject with 200 whatever the operation says; a HEAD of
                     // a range or a part is 206, as its GET would be.
                     if method == http::Method::HEAD
@@ -214,6 +217,44 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
             .instrument(span),
         )
     }
+}
+
+/// Largest error body looked at by [`post_policy_refusal`].
+const MAX_ERROR_BODY: usize = 16 * 1024;
+
+/// S3 refuses a browser POST whose form breaks its policy's conditions with 403 AccessDenied
+/// ("Invalid according to Policy"); s3s answers 400 InvalidPolicyDocument for both that and a
+/// malformed policy. Rewrites the condition failures; other responses pass unchanged.
+async fn post_policy_refusal(resp: Response<s3s::Body>) -> Response<s3s::Body> {
+    use http_body_util::BodyExt;
+    let small = hyper::body::Body::size_hint(resp.body())
+        .exact()
+        .is_some_and(|n| n <= MAX_ERROR_BODY as u64);
+    if !small {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => return internal_error_response(),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let condition_failed = text.contains("<Code>InvalidPolicyDocument</Code>")
+        && (text.contains("<Message>Policy condition") || text.contains("does not match bucket"));
+    if !condition_failed {
+        return Response::from_parts(parts, s3s::Body::from(bytes));
+    }
+    let detail = text
+        .split_once("<Message>")
+        .and_then(|(_, rest)| rest.split_once("</Message>"))
+        .map_or("", |(m, _)| m);
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
+         <Message>Invalid according to Policy: {detail}</Message></Error>"
+    );
+    parts.status = StatusCode::FORBIDDEN;
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, s3s::Body::from(body))
 }
 
 /// A bare 500 for the rare case where s3s could not even serialize an error.

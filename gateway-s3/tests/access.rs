@@ -831,11 +831,15 @@ async fn browser_post_uploads_enforce_their_policy() {
         &fields("elsewhere/x.txt"),
         "2099-12-31T23:59:59Z",
     );
-    // (s3s checks the conditions and answers InvalidPolicyDocument, where S3 says
-    // AccessDenied.)
+    // As S3: 403 AccessDenied "Invalid according to Policy", naming the failed condition.
     let resp = post_upload(&server, "forms", &form, b"x").await;
-    assert_eq!(resp.status, 400, "{}", resp.text());
-    assert_eq!(code_of(&resp), "InvalidPolicyDocument");
+    assert_eq!(resp.status, 403, "{}", resp.text());
+    assert_eq!(code_of(&resp), "AccessDenied");
+    assert!(
+        resp.text().contains("Invalid according to Policy"),
+        "{}",
+        resp.text()
+    );
     assert!(resp.text().contains("uploads/"), "{}", resp.text());
     // Too large for content-length-range.
     let form = post_form(&conditions, &fields("uploads/big"), "2099-12-31T23:59:59Z");
