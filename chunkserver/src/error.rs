@@ -28,6 +28,20 @@ pub enum ChunkError {
     /// The file system refused an operation on the store's directory.
     #[error("chunk store directory: {0}")]
     Io(String),
+    /// The index holds an entry that cannot be a chunk's.
+    #[error("chunk index is corrupt: {0}")]
+    CorruptIndex(String),
+    /// A call to another node's chunk service failed: the remote store's error (with its
+    /// kind: `NotFound`, `Corrupt`, `InvalidInput`, ...) or the transport's (timeouts and lost
+    /// connections are `Io`, a refused handshake `PermissionDenied`).
+    #[error("chunk service of node {node}: {source}")]
+    Rpc {
+        /// The node called.
+        node: String,
+        /// What the call returned.
+        #[source]
+        source: cairn_net::RpcError,
+    },
 }
 
 impl ChunkError {
@@ -38,6 +52,8 @@ impl ChunkError {
             ChunkError::Mismatch { .. } => ErrorKind::InvalidInput,
             ChunkError::TooLarge(_) => ErrorKind::LimitExceeded,
             ChunkError::Db(_) | ChunkError::Io(_) => ErrorKind::Io,
+            ChunkError::CorruptIndex(_) => ErrorKind::Corrupt,
+            ChunkError::Rpc { source, .. } => source.kind(),
         }
     }
 }

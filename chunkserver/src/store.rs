@@ -109,7 +109,7 @@ impl StoredChunk {
 }
 
 /// Totals of the store.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkStats {
     /// Distinct chunks stored.
     pub chunks: u64,
@@ -328,6 +328,79 @@ impl ChunkStore {
         batch.merge_cf(m, STAT_STORED, (-(meta.stored_len as i64)).to_le_bytes());
         self.db.write_opt(batch, &self.write_opts)?;
         Ok(true)
+    }
+
+    /// Removes several chunks in one synced write batch (GC); returns, per id, whether it
+    /// existed (a repeated id counts once). Takes the stripe locks of all the ids, in stripe
+    /// order, so it never deadlocks with puts or other deletes.
+    pub fn delete_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
+        let mut stripes: Vec<usize> = ids.iter().map(|id| id.0[0] as usize).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _guards: Vec<_> = stripes.iter().map(|&s| self.stripes[s].lock()).collect();
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        let mut batch = WriteBatch::default();
+        let (mut chunks, mut raw, mut stored) = (0i64, 0i64, 0i64);
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let meta = if seen.insert(*id) {
+                self.meta(id)?
+            } else {
+                None
+            };
+            let Some(meta) = meta else {
+                out.push(false);
+                continue;
+            };
+            batch.delete_cf(self.cf(CF_DATA), id.0);
+            batch.delete_cf(self.cf(CF_INDEX), id.0);
+            chunks += 1;
+            raw += i64::from(meta.raw_len);
+            stored += i64::from(meta.stored_len);
+            out.push(true);
+        }
+        if chunks > 0 {
+            let m = self.cf(CF_META);
+            batch.merge_cf(m, STAT_CHUNKS, (-chunks).to_le_bytes());
+            batch.merge_cf(m, STAT_RAW, (-raw).to_le_bytes());
+            batch.merge_cf(m, STAT_STORED, (-stored).to_le_bytes());
+            self.db.write_opt(batch, &self.write_opts)?;
+        }
+        Ok(out)
+    }
+
+    /// Up to `max` stored chunk ids in id order, starting after `after` (from the first id if
+    /// `None`): one range scan of the index, for walking the whole store a page at a time
+    /// (repair, rebalance, scrub). An id stored or removed during the walk may or may not be
+    /// seen; every id present throughout is seen exactly once.
+    pub fn list_ids(&self, after: Option<&ChunkId>, max: usize) -> Result<Vec<ChunkId>, ChunkError> {
+        let mut out = Vec::with_capacity(max.min(1024));
+        if max == 0 {
+            return Ok(out);
+        }
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_INDEX));
+        match after {
+            Some(a) => {
+                it.seek(a.0);
+                if it.key() == Some(&a.0[..]) {
+                    it.next();
+                }
+            }
+            None => it.seek_to_first(),
+        }
+        while out.len() < max {
+            let Some(key) = it.key() else { break };
+            let id = ChunkId::from_slice(key).ok_or_else(|| {
+                ChunkError::CorruptIndex(format!(
+                    "an index key of {} bytes is not a chunk id",
+                    key.len()
+                ))
+            })?;
+            out.push(id);
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
     }
 
     /// Store totals.

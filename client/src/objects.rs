@@ -38,21 +38,24 @@ fn check_condition(
     key: &str,
     current: Option<&VersionManifest>,
 ) -> Result<(), ClientError> {
+    let same = |etag: &str, m: &VersionManifest| {
+        etag.trim().trim_start_matches("W/").trim_matches('"') == m.etag
+    };
     match (condition, current) {
-        (WriteCondition::IfNoneMatchAny, None) => Ok(()),
-        (WriteCondition::IfNoneMatchAny, Some(_)) => Err(ClientError::PreconditionFailed),
+        (WriteCondition::IfNoneMatchAny, Some(_)) | (WriteCondition::IfMatchAny, None) => {
+            Err(ClientError::PreconditionFailed)
+        }
+        (WriteCondition::IfNoneMatch(etag), Some(m)) if same(etag, m) => {
+            Err(ClientError::PreconditionFailed)
+        }
         (WriteCondition::IfMatch(_), None) => Err(ClientError::NoSuchKey {
             key: key.to_string(),
             delete_marker: None,
         }),
-        (WriteCondition::IfMatch(etag), Some(m)) => {
-            let etag = etag.trim().trim_start_matches("W/").trim_matches('"');
-            if etag == "*" || etag == m.etag {
-                Ok(())
-            } else {
-                Err(ClientError::PreconditionFailed)
-            }
+        (WriteCondition::IfMatch(etag), Some(m)) if !same(etag, m) => {
+            Err(ClientError::PreconditionFailed)
         }
+        _ => Ok(()),
     }
 }
 

@@ -122,6 +122,10 @@ impl std::fmt::Debug for ExpectedChecksum {
 pub enum WriteCondition {
     /// Only if the key has no current object: PreconditionFailed otherwise.
     IfNoneMatchAny,
+    /// Unless the current object's ETag (unquoted) is this: PreconditionFailed if it is.
+    IfNoneMatch(String),
+    /// Only if the key has a current object: PreconditionFailed otherwise.
+    IfMatchAny,
     /// Only if the current object's ETag (unquoted) is this: PreconditionFailed if it differs,
     /// NoSuchKey if there is no current object.
     IfMatch(String),

@@ -79,6 +79,35 @@ async fn if_match_writes_only_over_that_etag() {
 }
 
 #[tokio::test]
+async fn if_match_any_and_if_none_match_etag() {
+    let server = start().await;
+    let s3 = server.s3();
+    s3.create_bucket().bucket("conds").send().await.unwrap();
+    // If-Match: * needs an object.
+    let err = put_if(&s3, "k", b"x", None, Some("*")).await.unwrap_err();
+    assert_eq!(err, (412, "PreconditionFailed".to_string()));
+    let err = s3
+        .get_object()
+        .bucket("conds")
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_of(&err).0, 404, "nothing was written");
+    let etag = put_if(&s3, "k", b"one", None, None).await.unwrap();
+    put_if(&s3, "k", b"two", None, Some("*")).await.unwrap();
+    assert_eq!(read(&s3, "conds", "k", None).await, b"two");
+    // If-None-Match with an ETag: refused while the object has that ETag.
+    let current = format!("\"{}\"", md5_hex(b"two"));
+    let err = put_if(&s3, "k", b"three", Some(&current), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err, (412, "PreconditionFailed".to_string()));
+    put_if(&s3, "k", b"three", Some(&etag), None).await.unwrap();
+    assert_eq!(read(&s3, "conds", "k", None).await, b"three");
+}
+
+#[tokio::test]
 async fn concurrent_if_none_match_puts_let_exactly_one_win() {
     let server = start().await;
     let s3 = server.s3();

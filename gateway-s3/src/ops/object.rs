@@ -33,7 +33,8 @@ pub(super) fn refuse_unsupported(
     Ok(())
 }
 
-/// The condition of a conditional write: `If-None-Match: *` or `If-Match: "etag"`.
+/// The condition of a conditional write: `If-None-Match: *` or `"etag"`, `If-Match: *` or
+/// `"etag"`.
 pub(super) fn write_condition(
     if_match: Option<&ETagCondition>,
     if_none_match: Option<&ETagCondition>,
@@ -45,11 +46,10 @@ pub(super) fn write_condition(
             "If-Match and If-None-Match cannot be combined on a write: send one of them"
         )),
         (None, Some(ETagCondition::Any)) => Ok(Some(WriteCondition::IfNoneMatchAny)),
-        (None, Some(ETagCondition::ETag(_))) => Err(s3_error!(
-            NotImplemented,
-            "If-None-Match on a write only supports `*` (write only if the key has no object)"
-        )),
-        (Some(ETagCondition::Any), None) => Ok(Some(WriteCondition::IfMatch("*".into()))),
+        (None, Some(ETagCondition::ETag(e))) => {
+            Ok(Some(WriteCondition::IfNoneMatch(e.value().to_string())))
+        }
+        (Some(ETagCondition::Any), None) => Ok(Some(WriteCondition::IfMatchAny)),
         (Some(ETagCondition::ETag(e)), None) => {
             Ok(Some(WriteCondition::IfMatch(e.value().to_string())))
         }
