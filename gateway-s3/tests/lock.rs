@@ -137,6 +137,17 @@ async fn lock_configuration_and_default_retention() {
         .unwrap();
     let r = r.retention().unwrap();
     assert_eq!(r.mode(), Some(&ObjectLockRetentionMode::Governance));
+    // HEAD shows the lock.
+    let head = s3
+        .head_object()
+        .bucket("locked")
+        .key("doc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.object_lock_mode(), Some(&ObjectLockMode::Governance));
+    assert_eq!(head.object_lock_retain_until_date(), r.retain_until_date());
+    assert_eq!(head.object_lock_legal_hold_status(), None);
     let until = r.retain_until_date().unwrap().secs();
     let day_from_now = in_secs(86_400).secs();
     assert!(

@@ -70,6 +70,33 @@ fn no_lock_config() -> s3s::S3Error {
     )
 }
 
+/// A version's lock as GET and HEAD show it (x-amz-object-lock-mode, -retain-until-date,
+/// -legal-hold).
+pub(crate) struct LockHeaders {
+    pub(crate) mode: Option<ObjectLockMode>,
+    pub(crate) until: Option<Timestamp>,
+    pub(crate) legal_hold: Option<ObjectLockLegalHoldStatus>,
+}
+
+impl LockHeaders {
+    pub(crate) fn of(m: &cairn_client::VersionManifest) -> LockHeaders {
+        let r = m.lock.retention.as_ref();
+        LockHeaders {
+            mode: r.map(|r| {
+                ObjectLockMode::from_static(match r.mode {
+                    LockMode::Governance => ObjectLockMode::GOVERNANCE,
+                    LockMode::Compliance => ObjectLockMode::COMPLIANCE,
+                })
+            }),
+            until: r.map(|r| timestamp(r.until_ms)),
+            legal_hold: m
+                .lock
+                .legal_hold
+                .then(|| ObjectLockLegalHoldStatus::from_static(ObjectLockLegalHoldStatus::ON)),
+        }
+    }
+}
+
 /// The S3 name of a retention mode.
 fn mode_name(m: LockMode) -> ObjectLockRetentionMode {
     ObjectLockRetentionMode::from_static(match m {

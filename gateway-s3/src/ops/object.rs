@@ -192,6 +192,7 @@ pub(super) async fn get_object(
         None => (m.size, None),
     };
     let sums = served_checksums(m, input.checksum_mode.as_ref(), got.range.is_none());
+    let lock = super::lock::LockHeaders::of(m);
     let output = GetObjectOutput {
         accept_ranges: Some("bytes".to_string()),
         cache_control: m.headers.cache_control.clone(),
@@ -213,6 +214,9 @@ pub(super) async fn get_object(
         parts_count: parts_count.and_then(|n| i32::try_from(n).ok()),
         tag_count: (!m.tags.is_empty()).then(|| i32::try_from(m.tags.len()).unwrap_or(i32::MAX)),
         version_id: got.version_id.clone(),
+        object_lock_mode: lock.mode,
+        object_lock_retain_until_date: lock.until,
+        object_lock_legal_hold_status: lock.legal_hold,
         ..Default::default()
     };
     // A response-expires override must win over the stored value.
@@ -270,6 +274,7 @@ pub(super) async fn head_object(
     };
     let length = served.map_or(m.size, |(start, end)| end - start);
     let sums = served_checksums(m, input.checksum_mode.as_ref(), served.is_none());
+    let lock = super::lock::LockHeaders::of(m);
     let output = HeadObjectOutput {
         accept_ranges: Some("bytes".to_string()),
         cache_control: input
@@ -301,6 +306,9 @@ pub(super) async fn head_object(
         metadata: response_metadata(m),
         parts_count: parts_count.and_then(|n| i32::try_from(n).ok()),
         version_id: head.version_id.clone(),
+        object_lock_mode: lock.mode,
+        object_lock_retain_until_date: lock.until,
+        object_lock_legal_hold_status: lock.legal_hold,
         ..Default::default()
     };
     let headers = if input.response_expires.is_some() {
