@@ -307,13 +307,25 @@ impl Authorizer {
                             return Ok(());
                         }
                     }
-                    // Without read access to the bucket, a missing object is AccessDenied,
-                    // as in S3 (existence is not revealed).
+                    // A missing object is the operation's 404 for a caller who may list the
+                    // bucket, and AccessDenied for others, as in S3 (existence is not revealed
+                    // to whom the listing is not).
                     Err(
                         ClientError::NoSuchKey { .. }
                         | ClientError::NoSuchVersion { .. }
                         | ClientError::MethodNotAllowed { .. },
-                    ) => {}
+                    ) => {
+                        let may_list = acl_allows(&bucket.acl, who, Permission::Read)
+                            || self.policy(bucket).is_some_and(|p| {
+                                p.as_ref().as_ref().is_some_and(|p| {
+                                    p.evaluate(who, "s3:ListBucket", Resource::Bucket(b))
+                                        == Decision::Allow
+                                })
+                            });
+                        if may_list {
+                            return Ok(());
+                        }
+                    }
                     Err(e) => return Err(client_error(e)),
                 }
             }

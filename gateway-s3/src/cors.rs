@@ -102,12 +102,14 @@ impl Cors {
     }
 
     /// Adds the CORS headers to the response of a request that carries an `Origin`, when a
-    /// rule of the bucket allows it.
+    /// rule of the bucket allows it. A signed request (`signed`) gets its origin echoed even
+    /// where the rule allows any origin, since browsers refuse `*` for credentialed requests.
     pub(crate) async fn decorate(
         &self,
         bucket_rules: Option<Vec<CorsRule>>,
         origin: &str,
         method: &Method,
+        signed: bool,
         resp: &mut Response<s3s::Body>,
     ) {
         let Some(rules) = bucket_rules else { return };
@@ -118,6 +120,14 @@ impl Cors {
         };
         if let Some(rule) = rules.iter().find(|r| r.allows(&ask)) {
             allow_headers(resp.headers_mut(), rule, origin);
+            if signed {
+                set(resp.headers_mut(), "access-control-allow-origin", origin);
+                set(
+                    resp.headers_mut(),
+                    "access-control-allow-credentials",
+                    "true",
+                );
+            }
         }
     }
 

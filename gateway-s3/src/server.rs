@@ -175,6 +175,11 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                     .get(http::header::ORIGIN)
                     .and_then(|o| o.to_str().ok())
                     .map(str::to_string);
+                let signed = req.headers().contains_key(http::header::AUTHORIZATION)
+                    || req
+                        .uri()
+                        .query()
+                        .is_some_and(|q| q.contains("X-Amz-Credential="));
                 let mut resp = if method == http::Method::OPTIONS {
                     cors.preflight(&req).await
                 } else {
@@ -187,7 +192,8 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                         }
                     };
                     if let Some(origin) = &origin {
-                        cors.decorate(rules, origin, &method, &mut resp).await;
+                        cors.decorate(rules, origin, &method, signed, &mut resp)
+                            .await;
                     }
                     if method == http::Method::POST && resp.status() == StatusCode::BAD_REQUEST {
                         resp = post_policy_refusal(resp).await;

@@ -105,9 +105,13 @@ async fn canned_acls_show_in_acl_xml_and_open_anonymous_reads() {
     let refused = anonymous(&server, "GET", "/pub/closed.txt", b"").await;
     assert_eq!(refused.status, 403);
     assert_eq!(code_of(&refused), "AccessDenied");
-    // A missing object is not revealed to anonymous callers.
+    // A missing object is a 404 for whom may list the bucket (here: everyone), and is not
+    // revealed to others (AccessDenied), as in S3.
     let missing = anonymous(&server, "GET", "/pub/missing.txt", b"").await;
-    assert_eq!(missing.status, 403);
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    s3.create_bucket().bucket("private").send().await.unwrap();
+    let hidden = anonymous(&server, "GET", "/private/missing.txt", b"").await;
+    assert_eq!(hidden.status, 403, "{}", hidden.text());
     // Reading is not writing.
     let write = anonymous(&server, "PUT", "/pub/new.txt", b"nope").await;
     assert_eq!(write.status, 403, "{}", write.text());

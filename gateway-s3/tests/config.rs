@@ -552,3 +552,64 @@ async fn lifecycle_pass_expires_what_the_rules_say() {
     assert_eq!(doc.versions().len(), 2);
     assert_eq!(read(&s3, "vers", "doc", None).await, b"3");
 }
+
+#[tokio::test]
+async fn cors_any_origin_is_echoed_for_signed_requests() {
+    let server = start().await;
+    let s3 = server.s3();
+    s3.create_bucket()
+        .bucket("anyorigin")
+        .acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    let rule = CorsRule::builder()
+        .allowed_origins("*")
+        .allowed_methods("GET")
+        .build()
+        .unwrap();
+    s3.put_bucket_cors()
+        .bucket("anyorigin")
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(rule)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Anonymous listing of a public-read bucket: any origin, `*`.
+    let head = format!(
+        "GET /anyorigin HTTP/1.1\nHost: {}\nOrigin: http://www.example1.com",
+        server.addr
+    );
+    let r = raw_request(server.addr, &head, b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(r.header("access-control-allow-methods"), Some("GET"));
+    // A missing object still carries the CORS headers.
+    let head = format!(
+        "GET /anyorigin/missing HTTP/1.1\nHost: {}\nOrigin: http://www.example1.com",
+        server.addr
+    );
+    let r = raw_request(server.addr, &head, b"").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    // Signed: the origin is echoed (browsers refuse `*` with credentials).
+    let signed = server.signer().sign(
+        "GET",
+        &server.addr.to_string(),
+        "/anyorigin",
+        "",
+        &[("origin", "http://not.exists".to_string())],
+        &sha256_hex(b""),
+    );
+    let r = raw_request(server.addr, &signed.head, b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://not.exists")
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+}
