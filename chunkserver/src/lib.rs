@@ -5,9 +5,14 @@
 //! compactions) and a small index entry per chunk answers "have it?" without touching a payload.
 //! Every put is a synced write batch (RocksDB groups concurrent writers into one WAL sync), so an
 //! acknowledged put survives kill -9; every get re-hashes the bytes before returning them.
+//!
+//! Other nodes reach a node's store through the chunk service ([`rpc`]): [`ChunkService`]
+//! serves it over cairn-net, [`RemoteChunks`] calls it.
 
 mod error;
+pub mod rpc;
 mod store;
 
 pub use error::ChunkError;
-pub use store::{ChunkConfig, ChunkMeta, ChunkStats, ChunkStore, StoredChunk};
+pub use rpc::{ChunkService, RemoteChunks};
+pub use store::{ChunkConfig, ChunkMeta, ChunkStats, ChunkStore, StoredChunk, MAX_STORED_LEN};

@@ -21,6 +21,9 @@ const CF_META: &str = "meta";
 const STAT_CHUNKS: &[u8] = b"chunks";
 const STAT_RAW: &[u8] = b"raw_bytes";
 const STAT_STORED: &[u8] = b"stored_bytes";
+/// The longest payload a chunk may be stored as: a compressed payload is only kept when it is
+/// shorter than the raw bytes, so this leaves room for codec framing and nothing more.
+pub const MAX_STORED_LEN: usize = MAX_CHUNK_SIZE + 1024;
 /// Puts of the same chunk serialize on one of these stripes so "have it?" and the write are
 /// atomic (exact stats, one write per chunk); different chunks rarely share a stripe.
 const STRIPES: usize = 256;
@@ -230,7 +233,7 @@ impl ChunkStore {
         raw_len: u32,
         payload: &[u8],
     ) -> Result<bool, ChunkError> {
-        if raw_len as usize > MAX_CHUNK_SIZE || payload.len() > MAX_CHUNK_SIZE + 1024 {
+        if raw_len as usize > MAX_CHUNK_SIZE || payload.len() > MAX_STORED_LEN {
             return Err(ChunkError::TooLarge(raw_len as usize));
         }
         let _guard = self.stripes[id.0[0] as usize].lock();
@@ -373,7 +376,11 @@ impl ChunkStore {
     /// `None`): one range scan of the index, for walking the whole store a page at a time
     /// (repair, rebalance, scrub). An id stored or removed during the walk may or may not be
     /// seen; every id present throughout is seen exactly once.
-    pub fn list_ids(&self, after: Option<&ChunkId>, max: usize) -> Result<Vec<ChunkId>, ChunkError> {
+    pub fn list_ids(
+        &self,
+        after: Option<&ChunkId>,
+        max: usize,
+    ) -> Result<Vec<ChunkId>, ChunkError> {
         let mut out = Vec::with_capacity(max.min(1024));
         if max == 0 {
             return Ok(out);

@@ -148,8 +148,12 @@ impl From<cairn_chunkserver::ChunkError> for ClientError {
     fn from(e: cairn_chunkserver::ChunkError) -> Self {
         use cairn_chunkserver::ChunkError as C;
         match e {
-            C::Corrupt { .. } | C::Mismatch { .. } => ClientError::Corrupt(e.to_string()),
-            C::TooLarge(_) | C::Db(_) | C::Io(_) => ClientError::Storage(e.to_string()),
+            C::Corrupt { .. } | C::Mismatch { .. } | C::CorruptIndex(_) => {
+                ClientError::Corrupt(e.to_string())
+            }
+            C::TooLarge(_) | C::Db(_) | C::Io(_) | C::Rpc { .. } => {
+                ClientError::Storage(e.to_string())
+            }
         }
     }
 }

@@ -5,16 +5,21 @@
 //! crash never leaves half of one. Listing current objects is one range scan over the `current`
 //! index; listing versions is one range scan over `versions`, where a key's versions sort newest
 //! first.
+//!
+//! Other nodes reach a node's store through the manifest service over cairn-net ([`rpc`]:
+//! [`ManifestService`] serves it, [`RemoteManifest`] calls it).
 
 mod db;
 mod error;
 mod keys;
 mod list;
+pub mod rpc;
 mod scan;
 mod store;
 mod uploads;
 mod versions;
 
-pub use error::ManifestError;
+pub use error::{ManifestError, Refusal};
 pub use list::{ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery};
+pub use rpc::{ManifestRequest, ManifestResponse, ManifestService, RemoteManifest, WriteCondition};
 pub use store::{ManifestConfig, ManifestStats, ManifestStore};

@@ -101,6 +101,15 @@ impl ManifestStore {
     pub fn list_buckets(&self) -> Result<Vec<Bucket>, ManifestError> {
         self.all_recs(CF_BUCKETS)
     }
+    /// Buckets with names strictly after `after` (all if `None`), by name: at most `max`, and
+    /// whether more follow. For callers that must bound what they hold (remote listings).
+    pub fn list_buckets_page(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<Bucket>, bool), ManifestError> {
+        self.recs_page(CF_BUCKETS, after, max)
+    }
     /// Changes a bucket's record (versioning, ACL, policy, CORS, lifecycle, tags, object
     /// lock): `change` runs on the stored record under the write lock, so concurrent changes of
     /// different settings do not overwrite each other, and may refuse. `NoSuchBucket` if absent.
@@ -473,6 +482,15 @@ impl ManifestStore {
     pub fn list_keys(&self) -> Result<Vec<AccessKey>, ManifestError> {
         self.all_recs(CF_KEYS)
     }
+    /// Keys with ids strictly after `after` (all if `None`), by id: at most `max`, and whether
+    /// more follow.
+    pub fn list_keys_page(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<AccessKey>, bool), ManifestError> {
+        self.recs_page(CF_KEYS, after, max)
+    }
     /// Deletes a key; `false` if it did not exist.
     pub fn delete_key(&self, id: &str) -> Result<bool, ManifestError> {
         let mut txn = self.begin();
@@ -486,6 +504,30 @@ impl ManifestStore {
         txn.batch.delete_cf(self.cf(CF_KEYS), id.as_bytes());
         self.commit(txn)?;
         Ok(true)
+    }
+
+    /// Records of a small table (buckets, keys) with keys strictly after `after`: at most
+    /// `max`, and whether another follows them.
+    fn recs_page<T: Versioned>(
+        &self,
+        cf: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<T>, bool), ManifestError> {
+        let start = after.map(|a| keys::after(a.as_bytes()));
+        let mode = match &start {
+            Some(k) => IteratorMode::From(k, Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(cf), mode) {
+            let (_, v) = item?;
+            if out.len() == max {
+                return Ok((out, true));
+            }
+            out.push(T::decode(&v)?);
+        }
+        Ok((out, false))
     }
 
     // ---- stats ----
