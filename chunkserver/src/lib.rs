@@ -9,10 +9,12 @@
 //! Other nodes reach a node's store through the chunk service ([`rpc`]): [`ChunkService`]
 //! serves it over cairn-net, [`RemoteChunks`] calls it.
 
+mod backend;
 mod error;
 pub mod rpc;
 mod store;
 
+pub use backend::ChunkBackend;
 pub use error::ChunkError;
 pub use rpc::{ChunkService, RemoteChunks};
 pub use store::{ChunkConfig, ChunkMeta, ChunkStats, ChunkStore, StoredChunk, MAX_STORED_LEN};

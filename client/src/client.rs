@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cairn_chunkserver::{ChunkConfig, ChunkStore};
+use cairn_chunkserver::{ChunkBackend, ChunkConfig, ChunkStore};
 use cairn_core::chunker::FastCdc;
 use cairn_core::{Hlc, NodeId};
 use cairn_manifestserver::{ManifestConfig, ManifestStore};
@@ -19,8 +19,8 @@ pub struct Client {
 }
 
 pub(crate) struct Inner {
-    /// Chunk store (local node).
-    pub chunks: Arc<ChunkStore>,
+    /// Where chunks go: this node's store, or the site's chunk servers.
+    pub chunks: Arc<dyn ChunkBackend>,
     /// Manifest store (local node).
     pub meta: Arc<ManifestStore>,
     /// Clock that names new versions.
@@ -50,6 +50,17 @@ impl Client {
     /// A client over already-open stores, naming versions as `site`/`node`.
     pub fn from_stores(
         chunks: Arc<ChunkStore>,
+        meta: Arc<ManifestStore>,
+        site: u16,
+        node: NodeId,
+    ) -> Client {
+        Client::from_backends(chunks, meta, site, node)
+    }
+
+    /// A client whose chunks go to `chunks` (this node's store, or a backend that replicates
+    /// them over the site's chunk servers) and whose metadata is in `meta`.
+    pub fn from_backends(
+        chunks: Arc<dyn ChunkBackend>,
         meta: Arc<ManifestStore>,
         site: u16,
         node: NodeId,

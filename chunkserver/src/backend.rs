@@ -1,0 +1,63 @@
+//! Where a client's chunks go: [`ChunkBackend`] is what the client library stores chunks in and
+//! reads them from — this node's [`ChunkStore`] for a single-node site, or the site's chunk
+//! servers through a replicating backend. Methods block: callers run them on a blocking
+//! thread (the client does, on tokio's blocking pool), so a local store pays no hand-off and a
+//! remote backend may wait on the network.
+
+use bytes::Bytes;
+use cairn_core::codec::Codec;
+use cairn_core::ChunkId;
+
+use crate::{ChunkError, ChunkStats, ChunkStore, StoredChunk};
+
+/// A store of chunks as the client library sees it.
+pub trait ChunkBackend: Send + Sync + 'static {
+    /// Stores a chunk encoded with `codec` (its uncompressed length is `raw_len`) unless it is
+    /// already there, durably before returning; returns whether it was new. The caller vouches
+    /// that the payload decodes to bytes hashing to `id`.
+    fn put_encoded(
+        &self,
+        id: &ChunkId,
+        codec: Codec,
+        raw_len: u32,
+        payload: &[u8],
+    ) -> Result<bool, ChunkError>;
+
+    /// [`ChunkBackend::put_encoded`] of a chunk in stored form.
+    fn put(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
+        self.put_encoded(id, chunk.codec, chunk.raw_len, &chunk.payload)
+    }
+
+    /// A chunk's bytes, verified against `id`; `None` if no copy exists.
+    fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError>;
+
+    /// Which of `ids` are stored.
+    fn has_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError>;
+
+    /// Totals.
+    fn stats(&self) -> Result<ChunkStats, ChunkError>;
+}
+
+impl ChunkBackend for ChunkStore {
+    fn put_encoded(
+        &self,
+        id: &ChunkId,
+        codec: Codec,
+        raw_len: u32,
+        payload: &[u8],
+    ) -> Result<bool, ChunkError> {
+        ChunkStore::put_encoded(self, id, codec, raw_len, payload)
+    }
+
+    fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError> {
+        ChunkStore::get(self, id)
+    }
+
+    fn has_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
+        ChunkStore::has_many(self, ids)
+    }
+
+    fn stats(&self) -> Result<ChunkStats, ChunkError> {
+        ChunkStore::stats(self)
+    }
+}
