@@ -31,6 +31,17 @@ pub enum ChunkError {
     /// The index holds an entry that cannot be a chunk's.
     #[error("chunk index is corrupt: {0}")]
     CorruptIndex(String),
+    /// Too few replicas of a chunk answered as needed (a put below the write quorum, a get
+    /// with no good copy); `message` names each replica's failure.
+    #[error("replicas {nodes}: {message}")]
+    Replicas {
+        /// The replicas that failed.
+        nodes: String,
+        /// The kind the failures share (`Io` when they differ).
+        kind: ErrorKind,
+        /// What each replica answered.
+        message: String,
+    },
     /// A call to another node's chunk service failed: the remote store's error (with its
     /// kind: `NotFound`, `Corrupt`, `InvalidInput`, ...) or the transport's (timeouts and lost
     /// connections are `Io`, a refused handshake `PermissionDenied`).
@@ -54,6 +65,7 @@ impl ChunkError {
             ChunkError::Db(_) | ChunkError::Io(_) => ErrorKind::Io,
             ChunkError::CorruptIndex(_) => ErrorKind::Corrupt,
             ChunkError::Rpc { source, .. } => source.kind(),
+            ChunkError::Replicas { kind, .. } => *kind,
         }
     }
 }

@@ -7,14 +7,17 @@
 //! acknowledged put survives kill -9; every get re-hashes the bytes before returning them.
 //!
 //! Other nodes reach a node's store through the chunk service ([`rpc`]): [`ChunkService`]
-//! serves it over cairn-net, [`RemoteChunks`] calls it.
+//! serves it over cairn-net, [`RemoteChunks`] calls it. [`ReplicatedChunks`] ([`replicated`]) is
+//! the backend of a multi-node site: it keeps each chunk on the replicas placement gives it.
 
 mod backend;
 mod error;
+pub mod replicated;
 pub mod rpc;
 mod store;
 
 pub use backend::ChunkBackend;
 pub use error::ChunkError;
+pub use replicated::{ReplicatedChunks, ReplicationConfig, ReplicationCounters};
 pub use rpc::{ChunkService, RemoteChunks};
 pub use store::{ChunkConfig, ChunkMeta, ChunkStats, ChunkStore, StoredChunk, MAX_STORED_LEN};

@@ -151,7 +151,11 @@ impl From<cairn_chunkserver::ChunkError> for ClientError {
             C::Corrupt { .. } | C::Mismatch { .. } | C::CorruptIndex(_) => {
                 ClientError::Corrupt(e.to_string())
             }
-            C::TooLarge(_) | C::Db(_) | C::Io(_) | C::Rpc { .. } => {
+            C::Replicas {
+                kind: ErrorKind::Corrupt,
+                ..
+            } => ClientError::Corrupt(e.to_string()),
+            C::TooLarge(_) | C::Db(_) | C::Io(_) | C::Rpc { .. } | C::Replicas { .. } => {
                 ClientError::Storage(e.to_string())
             }
         }

@@ -1,0 +1,706 @@
+//! A [`ChunkBackend`] that keeps every chunk on the replica nodes placement gives it.
+//!
+//! [`ReplicatedChunks`] is what a node (a gateway, or a chunk server itself) stores chunks in
+//! when the site has several nodes. It holds the site's [`ClusterMap`] and places each chunk by
+//! its id (weighted rendezvous hashing, distinct zones first, primary first: see
+//! `cairn_core::placement`) on the map's replication factor (RF) of chunk nodes. The replicas
+//! are reached through their chunk service ([`RemoteChunks`]); a replica that is this node is
+//! written and read in its own [`ChunkStore`], without a call.
+//!
+//! # Writes
+//!
+//! A put goes to every replica at once. Each remote replica is asked "have it?" first and gets
+//! the payload only if it lacks it (the payload is copied once per put and shared by the
+//! replicas' sends). The put returns when the map's write quorum W of replicas hold the chunk
+//! durably — each replica acknowledges only after its synced write — and fails, naming every
+//! replica that failed and why, as soon as fewer than W can still succeed. Replicas still
+//! outstanding when the quorum is reached finish in the background (each bounded by the call
+//! timeouts); one that fails then is logged, and repair copies the chunk to it later.
+//!
+//! # Reads
+//!
+//! A get tries the replicas one at a time in placement order, this node first when it is one
+//! of them, then the replicas of the previous map (the map before the last [`set_map`]) that
+//! the current placement does not name, so chunks not yet moved after a map change are still
+//! found. A replica that does not have the chunk, holds a copy that fails verification, or
+//! cannot be reached is skipped; the first copy that decodes to bytes hashing to the id is
+//! returned. The answer is `None` only when every replica said it does not have the chunk, and
+//! an error (naming the replicas and their failures) when some failed and none had it.
+//!
+//! # Bounds
+//!
+//! - every call has the configured deadline ([`ReplicationConfig::call_timeout`]), and a get's
+//!   payload must arrive within [`ReplicationConfig::body_timeout`] of its response head;
+//! - puts in flight, background replica writes included, are at most
+//!   [`ReplicationConfig::max_puts_in_flight`], so at most that many payloads are held: a put
+//!   beyond it waits for one to finish;
+//! - batch calls (`has_many`, `stats`) make at most [`ReplicationConfig::max_calls_in_flight`]
+//!   calls at once, each of at most [`MAX_IDS_PER_CALL`] ids.
+//!
+//! # Threads
+//!
+//! The [`ChunkBackend`] methods block: they run the network calls on the runtime given to
+//! [`ReplicatedChunks::new`] and wait with `Handle::block_on`. Call them from a blocking
+//! thread (`tokio::task::spawn_blocking`, as the client library does) or a thread outside the
+//! runtime, never from async code: `block_on` inside a runtime's async context panics.
+//!
+//! [`set_map`]: ReplicatedChunks::set_map
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_core::cluster::{node_id_hex, ClusterMap, NodeId, Role};
+use cairn_core::codec::Codec;
+use cairn_core::placement::Placer;
+use cairn_core::{ChunkId, ErrorKind, MAX_CHUNK_SIZE};
+use cairn_net::{Client, RpcError};
+use futures::stream::{self, StreamExt};
+use parking_lot::RwLock;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::rpc::{DEFAULT_BODY_TIMEOUT, MAX_IDS_PER_CALL};
+use crate::store::MAX_STORED_LEN;
+use crate::{ChunkBackend, ChunkError, ChunkStats, ChunkStore, RemoteChunks, StoredChunk};
+
+/// Limits and timers of a [`ReplicatedChunks`].
+#[derive(Clone, Debug)]
+pub struct ReplicationConfig {
+    /// Deadline of each call to a replica (connecting, sending, receiving the answer's head);
+    /// also bounds resolving a replica's host name.
+    pub call_timeout: Duration,
+    /// How long a get waits for a replica's payload after its answer's head.
+    pub body_timeout: Duration,
+    /// Puts in flight at once, their background replica writes included; more wait.
+    pub max_puts_in_flight: usize,
+    /// Calls one batch operation (`has_many`, `stats`) makes at once.
+    pub max_calls_in_flight: usize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            call_timeout: Duration::from_secs(30),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_puts_in_flight: 64,
+            max_calls_in_flight: 16,
+        }
+    }
+}
+
+/// Running totals of a [`ReplicatedChunks`], for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicationCounters {
+    /// Payloads sent to remote replicas (each replica that lacked a chunk).
+    pub payloads_sent: u64,
+    /// Remote replica writes that sent no payload: the replica had the chunk.
+    pub payloads_skipped: u64,
+    /// Replica writes (local or remote) that failed, background ones included.
+    pub replica_write_failures: u64,
+    /// Replicas a get skipped (not found, corrupt, unreachable) before a good copy.
+    pub read_fallbacks: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    payloads_sent: AtomicU64,
+    payloads_skipped: AtomicU64,
+    replica_write_failures: AtomicU64,
+    read_fallbacks: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How a replica is reached.
+enum Reach {
+    /// This node's own store.
+    Local(Arc<ChunkStore>),
+    /// Another node at a known socket address.
+    Remote(RemoteChunks),
+    /// Another node whose address is a host name, resolved at each call.
+    Named(String),
+}
+
+/// One node of the map, as this backend reaches it.
+struct Node {
+    id: NodeId,
+    name: String,
+    reach: Reach,
+}
+
+impl Node {
+    /// `name (id)`, for messages.
+    fn label(&self) -> String {
+        format!("{} ({})", self.name, node_id_hex(self.id))
+    }
+}
+
+/// What does not change with the map.
+struct Shared {
+    client: Client,
+    config: ReplicationConfig,
+    local: Option<(NodeId, Arc<ChunkStore>)>,
+    put_slots: Arc<Semaphore>,
+    counters: Counters,
+}
+
+/// One map's placement and nodes.
+struct State {
+    map: ClusterMap,
+    placer: Placer,
+    rf: usize,
+    quorum: usize,
+    /// The previous map's placement, tried by gets after the current one.
+    previous: Option<(Placer, usize)>,
+    /// Every node of the map and of the previous map, by id.
+    nodes: HashMap<NodeId, Arc<Node>>,
+}
+
+impl State {
+    /// The replica nodes of `id`, primary first.
+    fn replicas(&self, id: &ChunkId) -> Vec<Arc<Node>> {
+        self.placer
+            .place(id.as_bytes(), self.rf)
+            .into_iter()
+            .filter_map(|n| self.nodes.get(&n).cloned())
+            .collect()
+    }
+
+    /// The nodes a get tries, in order: the replicas (a local one first), then the previous
+    /// map's replicas not among them.
+    fn read_order(&self, id: &ChunkId) -> Vec<Arc<Node>> {
+        let mut ids = self.placer.place(id.as_bytes(), self.rf);
+        if let Some(pos) = ids
+            .iter()
+            .position(|n| matches!(self.nodes.get(n).map(|n| &n.reach), Some(Reach::Local(_))))
+        {
+            let local = ids.remove(pos);
+            ids.insert(0, local);
+        }
+        if let Some((placer, rf)) = &self.previous {
+            for n in placer.place(id.as_bytes(), *rf) {
+                if !ids.contains(&n) {
+                    ids.push(n);
+                }
+            }
+        }
+        ids.into_iter()
+            .filter_map(|n| self.nodes.get(&n).cloned())
+            .collect()
+    }
+}
+
+/// Chunks replicated over the chunk nodes of a site's cluster map (see the module docs).
+pub struct ReplicatedChunks {
+    handle: Handle,
+    shared: Arc<Shared>,
+    state: RwLock<Arc<State>>,
+}
+
+impl ReplicatedChunks {
+    /// A backend placing chunks with `map`, calling other nodes through `client` on the runtime
+    /// of `handle`. `local` is this node's id and store when this node holds chunks (its
+    /// replicas are written and read there, without a call); `None` for a node that holds
+    /// none, such as a gateway.
+    pub fn new(
+        map: ClusterMap,
+        local: Option<(NodeId, Arc<ChunkStore>)>,
+        client: Client,
+        handle: Handle,
+    ) -> Self {
+        Self::with_config(map, local, client, handle, ReplicationConfig::default())
+    }
+
+    /// [`ReplicatedChunks::new`] with other limits and timers.
+    pub fn with_config(
+        map: ClusterMap,
+        local: Option<(NodeId, Arc<ChunkStore>)>,
+        client: Client,
+        handle: Handle,
+        config: ReplicationConfig,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            client,
+            put_slots: Arc::new(Semaphore::new(config.max_puts_in_flight.max(1))),
+            config,
+            local,
+            counters: Counters::default(),
+        });
+        let state = build_state(&shared, map, None);
+        ReplicatedChunks {
+            handle,
+            shared,
+            state: RwLock::new(Arc::new(state)),
+        }
+    }
+
+    /// Takes `map` as the current map if its epoch is newer than the current one's (returns
+    /// whether it did). Operations already running finish with the map they started with;
+    /// gets keep trying the replaced map's replicas after the new ones until the next change.
+    pub fn set_map(&self, map: ClusterMap) -> bool {
+        let mut state = self.state.write();
+        if map.epoch <= state.map.epoch {
+            return false;
+        }
+        let next = build_state(&self.shared, map, Some(&state));
+        *state = Arc::new(next);
+        true
+    }
+
+    /// The current map.
+    pub fn map(&self) -> ClusterMap {
+        self.state().map.clone()
+    }
+
+    /// The replica nodes of chunk `id` under the current map, primary first.
+    pub fn replicas(&self, id: &ChunkId) -> Vec<NodeId> {
+        self.state().replicas(id).iter().map(|n| n.id).collect()
+    }
+
+    /// The running totals.
+    pub fn counters(&self) -> ReplicationCounters {
+        let c = &self.shared.counters;
+        ReplicationCounters {
+            payloads_sent: c.payloads_sent.load(Ordering::Relaxed),
+            payloads_skipped: c.payloads_skipped.load(Ordering::Relaxed),
+            replica_write_failures: c.replica_write_failures.load(Ordering::Relaxed),
+            read_fallbacks: c.read_fallbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    fn state(&self) -> Arc<State> {
+        self.state.read().clone()
+    }
+}
+
+/// The placement and nodes of `map`; the nodes of `previous` that `map` lacks are kept for
+/// gets of chunks not yet moved.
+fn build_state(shared: &Shared, map: ClusterMap, previous: Option<&State>) -> State {
+    let mut nodes: HashMap<NodeId, Arc<Node>> = map
+        .nodes
+        .values()
+        .map(|info| {
+            let reach = match &shared.local {
+                Some((id, store)) if *id == info.id => Reach::Local(store.clone()),
+                _ => match info.address.parse::<SocketAddr>() {
+                    Ok(addr) => Reach::Remote(shared.remote(addr, &info.name)),
+                    Err(_) => Reach::Named(info.address.clone()),
+                },
+            };
+            let node = Node {
+                id: info.id,
+                name: info.name.clone(),
+                reach,
+            };
+            (info.id, Arc::new(node))
+        })
+        .collect();
+    let previous = previous.map(|prev| {
+        for (id, node) in &prev.nodes {
+            nodes.entry(*id).or_insert_with(|| node.clone());
+        }
+        (prev.placer.clone(), prev.rf)
+    });
+    State {
+        placer: Placer::new(&map, Role::Chunk),
+        rf: usize::from(map.replication_factor),
+        quorum: usize::from(map.write_quorum()).max(1),
+        map,
+        previous,
+        nodes,
+    }
+}
+
+/// A failure of several replicas, as one error: the kind the failures share (`Io` when they
+/// differ), the failed nodes' names, and every failure in the message.
+fn replicas_error(names: Vec<String>, kinds: &[ErrorKind], message: String) -> ChunkError {
+    let kind = match kinds.split_first() {
+        Some((first, rest)) if rest.iter().all(|k| k == first) => *first,
+        _ => ErrorKind::Io,
+    };
+    ChunkError::Replicas {
+        nodes: names.join(", "),
+        kind,
+        message,
+    }
+}
+
+impl Shared {
+    fn remote(&self, addr: SocketAddr, name: &str) -> RemoteChunks {
+        RemoteChunks::new(
+            self.client
+                .peer(addr, name)
+                .with_timeout(self.config.call_timeout),
+        )
+        .with_body_timeout(self.config.body_timeout)
+    }
+
+    /// The chunk service of a remote node (resolving its host name if needed).
+    async fn connect(&self, node: &Node) -> Result<RemoteChunks, ChunkError> {
+        let host = match &node.reach {
+            Reach::Remote(r) => return Ok(r.clone()),
+            Reach::Named(host) => host,
+            Reach::Local(_) => {
+                return Err(ChunkError::Io(format!(
+                    "node {} is this node, not a remote one",
+                    node.label()
+                )))
+            }
+        };
+        let err = |e: RpcError| ChunkError::Rpc {
+            node: node.name.clone(),
+            source: e,
+        };
+        let timeout = self.config.call_timeout;
+        let mut addrs = tokio::time::timeout(timeout, tokio::net::lookup_host(host.as_str()))
+            .await
+            .map_err(|_| err(RpcError::Timeout(timeout)))?
+            .map_err(|e| err(RpcError::Io(format!("resolving {host}: {e}"))))?;
+        let addr = addrs
+            .next()
+            .ok_or_else(|| err(RpcError::Io(format!("{host} resolves to no address"))))?;
+        Ok(self.remote(addr, &node.name))
+    }
+
+    /// Makes `chunk` durable on a remote replica: "have it?", then the payload if not.
+    async fn replicate(
+        &self,
+        node: &Node,
+        id: ChunkId,
+        chunk: &StoredChunk,
+    ) -> Result<bool, ChunkError> {
+        let remote = self.connect(node).await?;
+        if matches!(remote.have(&[id]).await?.as_slice(), [true]) {
+            bump(&self.counters.payloads_skipped);
+            return Ok(false);
+        }
+        bump(&self.counters.payloads_sent);
+        remote.put(&id, chunk).await
+    }
+
+    /// Which of `ids` a node stores.
+    async fn have(&self, node: &Node, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
+        match &node.reach {
+            Reach::Local(store) => {
+                let (store, ids) = (store.clone(), ids.to_vec());
+                tokio::task::spawn_blocking(move || store.has_many(&ids))
+                    .await
+                    .map_err(|e| ChunkError::Io(format!("chunk store task failed: {e}")))?
+            }
+            _ => self.connect(node).await?.have(ids).await,
+        }
+    }
+
+    /// A node's store totals.
+    async fn stats(&self, node: &Node) -> Result<ChunkStats, ChunkError> {
+        match &node.reach {
+            Reach::Local(store) => {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || store.stats())
+                    .await
+                    .map_err(|e| ChunkError::Io(format!("chunk store task failed: {e}")))?
+            }
+            _ => self.connect(node).await?.stats().await,
+        }
+    }
+}
+
+impl ChunkBackend for ReplicatedChunks {
+    /// Stores the chunk on its replicas (see the module docs); returns once the write quorum
+    /// holds it. True when one of the replicas that acknowledged before the return stored it
+    /// by this call, false when those all had it already (a background replica may still
+    /// store it).
+    fn put_encoded(
+        &self,
+        id: &ChunkId,
+        codec: Codec,
+        raw_len: u32,
+        payload: &[u8],
+    ) -> Result<bool, ChunkError> {
+        if raw_len as usize > MAX_CHUNK_SIZE || payload.len() > MAX_STORED_LEN {
+            return Err(ChunkError::TooLarge((raw_len as usize).max(payload.len())));
+        }
+        let id = *id;
+        let state = self.state();
+        let replicas = state.replicas(&id);
+        let quorum = state.quorum;
+        if replicas.len() < quorum {
+            return Err(ChunkError::Io(format!(
+                "put of chunk {id}: the cluster map (epoch {}) places it on {} nodes, fewer \
+                 than its write quorum of {quorum}",
+                state.map.epoch,
+                replicas.len()
+            )));
+        }
+        // Held until the last replica write of this put ends, background ones included.
+        let permit = self
+            .handle
+            .block_on(self.shared.put_slots.clone().acquire_owned())
+            .map_err(|_| ChunkError::Io("replicated chunk backend is closed".into()))?;
+        let permit = Arc::new(permit);
+
+        let (tx, mut rx) = mpsc::channel(replicas.len());
+        let mut chunk: Option<StoredChunk> = None;
+        let mut local = None;
+        for (i, node) in replicas.iter().enumerate() {
+            if let Reach::Local(store) = &node.reach {
+                local = Some((i, store.clone()));
+                continue;
+            }
+            let chunk = chunk
+                .get_or_insert_with(|| StoredChunk {
+                    codec,
+                    raw_len,
+                    payload: Bytes::copy_from_slice(payload),
+                })
+                .clone();
+            let (tx, permit, node, shared) = (
+                tx.clone(),
+                permit.clone(),
+                node.clone(),
+                self.shared.clone(),
+            );
+            self.handle.spawn(async move {
+                let result = shared.replicate(&node, id, &chunk).await;
+                if let Err(e) = &result {
+                    bump(&shared.counters.replica_write_failures);
+                    tracing::debug!(chunk = %id, node = %node.label(), error = %e,
+                        "replica write failed");
+                }
+                // The channel holds one answer per replica, so this never waits; after the
+                // put has returned nobody listens, and the answer is dropped.
+                let _ = tx.send((i, result)).await;
+                drop(permit);
+            });
+        }
+        drop((tx, permit));
+
+        let mut outcomes: Vec<Option<Result<bool, ChunkError>>> =
+            replicas.iter().map(|_| None).collect();
+        if let Some((i, store)) = local {
+            // This thread is a blocking one: write here while the remote writes run.
+            let result = store.put_encoded(&id, codec, raw_len, payload);
+            if result.is_err() {
+                bump(&self.shared.counters.replica_write_failures);
+            }
+            outcomes[i] = Some(result);
+        }
+        let tally = |outcomes: &[Option<Result<bool, ChunkError>>]| {
+            let acks = outcomes.iter().filter(|o| matches!(o, Some(Ok(_)))).count();
+            let failed = outcomes
+                .iter()
+                .filter(|o| matches!(o, Some(Err(_))))
+                .count();
+            (acks, failed)
+        };
+        self.handle.block_on(async {
+            loop {
+                let (acks, failed) = tally(&outcomes);
+                if acks >= quorum || replicas.len() - failed < quorum {
+                    break;
+                }
+                match rx.recv().await {
+                    Some((i, result)) => outcomes[i] = Some(result),
+                    None => break,
+                }
+            }
+        });
+
+        let (acks, _) = tally(&outcomes);
+        if acks >= quorum {
+            return Ok(outcomes.iter().any(|o| matches!(o, Some(Ok(true)))));
+        }
+        let mut names = Vec::new();
+        let mut kinds = Vec::new();
+        let mut details = Vec::new();
+        for (node, outcome) in replicas.iter().zip(&outcomes) {
+            match outcome {
+                Some(Err(e)) => {
+                    names.push(node.name.clone());
+                    kinds.push(e.kind());
+                    details.push(format!("{}: {e}", node.label()));
+                }
+                None => details.push(format!("{}: no answer yet", node.label())),
+                Some(Ok(_)) => {}
+            }
+        }
+        Err(replicas_error(
+            names,
+            &kinds,
+            format!(
+                "put of chunk {id}: {acks} of {} replicas stored it, the write quorum is \
+                 {quorum}; {}",
+                replicas.len(),
+                details.join("; ")
+            ),
+        ))
+    }
+
+    /// The first good copy among the replicas (see the module docs).
+    fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError> {
+        let state = self.state();
+        let mut names = Vec::new();
+        let mut kinds = Vec::new();
+        let mut details = Vec::new();
+        let mut skipped = 0u64;
+        for node in state.read_order(id) {
+            let result = match &node.reach {
+                Reach::Local(store) => store.get(id),
+                _ => self
+                    .handle
+                    .block_on(async {
+                        let remote = self.shared.connect(&node).await?;
+                        remote.get(id).await
+                    })
+                    // Decoded and checked here, on this blocking thread.
+                    .and_then(|c| c.map(|c| c.decode_verified(id)).transpose()),
+            };
+            match result {
+                Ok(Some(bytes)) => {
+                    self.shared
+                        .counters
+                        .read_fallbacks
+                        .fetch_add(skipped, Ordering::Relaxed);
+                    return Ok(Some(bytes));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(chunk = %id, node = %node.label(), error = %e,
+                        "replica read failed, trying the next one");
+                    names.push(node.name.clone());
+                    kinds.push(e.kind());
+                    details.push(format!("{}: {e}", node.label()));
+                }
+            }
+            skipped += 1;
+        }
+        self.shared
+            .counters
+            .read_fallbacks
+            .fetch_add(skipped, Ordering::Relaxed);
+        if names.is_empty() {
+            return Ok(None);
+        }
+        Err(replicas_error(
+            names,
+            &kinds,
+            format!(
+                "get of chunk {id}: no replica returned a good copy; {}",
+                details.join("; ")
+            ),
+        ))
+    }
+
+    /// True for an id when at least the write quorum of its replicas answered that they hold
+    /// it. A replica that cannot be asked counts as not holding it: false is the safe answer,
+    /// since the caller then puts the chunk, and the put reports replicas it cannot reach.
+    /// Fails only when ids were asked about and no replica could be asked at all. Ids are
+    /// batched per replica, at most [`MAX_IDS_PER_CALL`] per call.
+    fn has_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let state = self.state();
+        let mut by_node: HashMap<NodeId, Vec<usize>> = HashMap::new();
+        for (pos, id) in ids.iter().enumerate() {
+            for node in state.placer.place(id.as_bytes(), state.rf) {
+                by_node.entry(node).or_default().push(pos);
+            }
+        }
+        let batches: Vec<(Arc<Node>, Vec<usize>)> = by_node
+            .into_iter()
+            .filter_map(|(n, positions)| state.nodes.get(&n).map(|node| (node.clone(), positions)))
+            .flat_map(|(node, positions)| {
+                positions
+                    .chunks(MAX_IDS_PER_CALL)
+                    .map(|p| (node.clone(), p.to_vec()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut yes = vec![0usize; ids.len()];
+        let mut answered = false;
+        let mut last_error = None;
+        let shared = &self.shared;
+        self.handle.block_on(async {
+            let mut calls = stream::iter(batches)
+                .map(|(node, positions)| async move {
+                    let asked: Vec<ChunkId> = positions.iter().map(|&p| ids[p]).collect();
+                    let result = shared.have(&node, &asked).await;
+                    (node, positions, result)
+                })
+                .buffer_unordered(shared.config.max_calls_in_flight.max(1));
+            while let Some((node, positions, result)) = calls.next().await {
+                match result {
+                    Ok(present) => {
+                        answered = true;
+                        for (&p, &has) in positions.iter().zip(&present) {
+                            if has {
+                                yes[p] += 1;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %node.label(), error = %e,
+                            "have call failed; its chunks count as missing there");
+                        last_error = Some(e);
+                    }
+                }
+            }
+        });
+        match last_error {
+            Some(e) if !answered => Err(e),
+            _ => Ok(yes.into_iter().map(|n| n >= state.quorum).collect()),
+        }
+    }
+
+    /// Physical totals: the sum of the stats of every chunk node of the map (drained ones
+    /// included, they still hold data) that answers, so each chunk counts once per replica.
+    /// Nodes that cannot be reached are left out (and logged); fails only when none answers.
+    fn stats(&self) -> Result<ChunkStats, ChunkError> {
+        let state = self.state();
+        let nodes: Vec<Arc<Node>> = state
+            .map
+            .nodes
+            .values()
+            .filter(|n| n.roles.has(Role::Chunk))
+            .filter_map(|n| state.nodes.get(&n.id).cloned())
+            .collect();
+        let shared = &self.shared;
+        let (total, answered, last_error) = self.handle.block_on(async {
+            let mut calls = stream::iter(nodes)
+                .map(|node| async move {
+                    let result = shared.stats(&node).await;
+                    (node, result)
+                })
+                .buffer_unordered(shared.config.max_calls_in_flight.max(1));
+            let mut total = ChunkStats::default();
+            let mut answered = 0usize;
+            let mut last_error = None;
+            while let Some((node, result)) = calls.next().await {
+                match result {
+                    Ok(s) => {
+                        answered += 1;
+                        total.chunks += s.chunks;
+                        total.raw_bytes += s.raw_bytes;
+                        total.stored_bytes += s.stored_bytes;
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %node.label(), error = %e, "stats call failed");
+                        last_error = Some(e);
+                    }
+                }
+            }
+            (total, answered, last_error)
+        });
+        match last_error {
+            Some(e) if answered == 0 => Err(e),
+            _ => Ok(total),
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! The replicating chunk backend over real QUIC on loopback: nodes each serve a chunk store,
+//! and a gateway (or one of the nodes) stores chunks through `ReplicatedChunks`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_chunkserver::{
+    ChunkBackend, ChunkConfig, ChunkError, ChunkService, ChunkStats, ChunkStore, ReplicatedChunks,
+    ReplicationConfig, StoredChunk,
+};
+use cairn_core::cluster::{ClusterMap, NodeId, NodeInfo, StagedChanges};
+use cairn_core::placement::place_chunk;
+use cairn_core::{ChunkId, ErrorKind};
+use cairn_net::{Client, NetConfig, NodeIdentity, Server, ServerStats, SiteCa};
+
+/// Every test body runs under this bound.
+const TEST_BOUND: Duration = Duration::from_secs(120);
+/// The backend's call deadline: short, so calls to stopped nodes fail quickly.
+const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
+
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_BOUND, f)
+        .await
+        .expect("test did not finish in time")
+}
+
+/// Waits until `cond` holds, for at most 10 s.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not reached within 10 s");
+}
+
+/// A node serving its chunk store.
+struct Node {
+    id: NodeId,
+    name: String,
+    zone: String,
+    store: Arc<ChunkStore>,
+    addr: SocketAddr,
+    stats: Arc<ServerStats>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// Stops serving (the store stays readable by the test).
+    async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    fn has(&self, id: &ChunkId) -> bool {
+        self.store.meta(id).unwrap().is_some()
+    }
+
+    fn info(&self) -> NodeInfo {
+        NodeInfo::new(self.id, &self.name, self.addr.to_string(), &self.zone)
+    }
+}
+
+/// A site: its CA, serving nodes, and a gateway identity.
+struct Site {
+    ca: SiteCa,
+    nodes: Vec<Node>,
+}
+
+impl Site {
+    /// Nodes `n1`, `n2`, ... with ids 1, 2, ..., in the given zones.
+    fn start(zones: &[&str]) -> Site {
+        let ca = SiteCa::generate("lyon").unwrap();
+        let nodes = zones
+            .iter()
+            .enumerate()
+            .map(|(i, zone)| {
+                let name = format!("n{}", i + 1);
+                let identity = ca.issue_node(&name, &["127.0.0.1".into()]).unwrap();
+                serve(&identity, i as NodeId + 1, &name, zone)
+            })
+            .collect();
+        Site { ca, nodes }
+    }
+
+    /// The map of every node, with replication factor `rf` (majority quorum).
+    fn map(&self, rf: u8) -> ClusterMap {
+        ClusterMap::new("lyon")
+            .apply(&StagedChanges {
+                upsert: self.nodes.iter().map(Node::info).collect(),
+                set_rf: Some(rf),
+                ..StagedChanges::default()
+            })
+            .unwrap()
+    }
+
+    fn client(&self, name: &str) -> Client {
+        let identity = self.ca.issue_node(name, &["127.0.0.1".into()]).unwrap();
+        Client::new(
+            &identity,
+            NetConfig::default(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// A backend on a gateway `gw` that holds no chunks.
+    fn gateway(&self, map: ClusterMap) -> Arc<ReplicatedChunks> {
+        Arc::new(ReplicatedChunks::with_config(
+            map,
+            None,
+            self.client("gw"),
+            tokio::runtime::Handle::current(),
+            config(),
+        ))
+    }
+
+    fn node(&self, id: NodeId) -> &Node {
+        self.nodes.iter().find(|n| n.id == id).unwrap()
+    }
+
+    fn holders(&self, id: &ChunkId) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|n| n.has(id))
+            .map(|n| n.id)
+            .collect()
+    }
+
+    fn calls(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.stats.calls()).collect()
+    }
+
+    fn store_stats(&self) -> Vec<ChunkStats> {
+        self.nodes
+            .iter()
+            .map(|n| n.store.stats().unwrap())
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        for n in &mut self.nodes {
+            n.stop().await;
+        }
+    }
+}
+
+fn config() -> ReplicationConfig {
+    ReplicationConfig {
+        call_timeout: CALL_TIMEOUT,
+        body_timeout: CALL_TIMEOUT,
+        ..ReplicationConfig::default()
+    }
+}
+
+fn serve(identity: &NodeIdentity, id: NodeId, name: &str, zone: &str) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ChunkStore::open(dir.path(), ChunkConfig::default()).unwrap());
+    let server = Server::builder(identity, NetConfig::default())
+        .service(ChunkService::new(store.clone()))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let stats = server.stats();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    Node {
+        id,
+        name: name.into(),
+        zone: zone.into(),
+        store,
+        addr,
+        stats,
+        stop: Some(tx),
+        task: Some(task),
+        _dir: dir,
+    }
+}
+
+/// Runs a blocking backend call on the blocking pool, as the client library does.
+async fn blocking<T: Send + 'static>(
+    backend: &Arc<ReplicatedChunks>,
+    f: impl FnOnce(&ReplicatedChunks) -> T + Send + 'static,
+) -> T {
+    let backend = backend.clone();
+    tokio::task::spawn_blocking(move || f(&backend))
+        .await
+        .unwrap()
+}
+
+/// `len` pseudo-random (incompressible) bytes from `seed`.
+fn random_bytes(len: usize, seed: u64) -> Bytes {
+    let mut x = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+fn chunk(raw: Bytes) -> (ChunkId, StoredChunk) {
+    (ChunkId::of(&raw), StoredChunk::encode(raw))
+}
+
+async fn put(
+    backend: &Arc<ReplicatedChunks>,
+    id: ChunkId,
+    c: &StoredChunk,
+) -> Result<bool, ChunkError> {
+    let c = c.clone();
+    blocking(backend, move |b| b.put(&id, &c)).await
+}
+
+async fn get(backend: &Arc<ReplicatedChunks>, id: ChunkId) -> Result<Option<Bytes>, ChunkError> {
+    blocking(backend, move |b| b.get(&id)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_lands_on_every_replica_and_a_second_put_sends_no_payload() {
+    bounded(async {
+        let site = Site::start(&["z1", "z2", "z3"]);
+        let backend = site.gateway(site.map(3));
+        let raw = random_bytes(300_000, 1);
+        let (id, c) = chunk(raw.clone());
+
+        assert!(put(&backend, id, &c).await.unwrap(), "new chunk");
+        // Two replicas acknowledged; the third finishes in the background.
+        eventually("all three replicas hold the chunk", || {
+            site.holders(&id).len() == 3
+        })
+        .await;
+        for n in &site.nodes {
+            assert_eq!(n.store.get(&id).unwrap().unwrap(), raw, "{}", n.name);
+        }
+        eventually("every payload sent", || {
+            backend.counters().payloads_sent == 3
+        })
+        .await;
+        // Each node got one have and one put.
+        eventually("calls settled", || site.calls() == vec![2, 2, 2]).await;
+        let stored = site.store_stats();
+
+        // Again: every replica has it, so only "have it?" goes out, no payload.
+        assert!(!put(&backend, id, &c).await.unwrap(), "not new");
+        eventually("every replica asked", || site.calls() == vec![3, 3, 3]).await;
+        eventually("every replica skipped", || {
+            backend.counters().payloads_skipped == 3
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(site.calls(), vec![3, 3, 3], "no put calls");
+        assert_eq!(backend.counters().payloads_sent, 3);
+        assert_eq!(site.store_stats(), stored);
+
+        // A replica that lost its copy gets the payload again; the others do not.
+        site.nodes[1].store.delete(&id).unwrap();
+        // (Whether it says "new" depends on which replicas answered first.)
+        put(&backend, id, &c).await.unwrap();
+        eventually("the lost copy is back", || site.holders(&id).len() == 3).await;
+        eventually("one more payload", || backend.counters().payloads_sent == 4).await;
+
+        assert_eq!(get(&backend, id).await.unwrap().unwrap(), raw);
+        let unknown = ChunkId::of(b"never stored");
+        assert_eq!(get(&backend, unknown).await.unwrap(), None);
+        let ids = vec![id, unknown, id];
+        let present = blocking(&backend, move |b| b.has_many(&ids)).await.unwrap();
+        assert_eq!(present, vec![true, false, true]);
+
+        // Stats are physical: each replica counts.
+        let stats = blocking(&backend, |b| b.stats()).await.unwrap();
+        assert_eq!(stats.chunks, 3);
+        assert_eq!(stats.raw_bytes, 3 * 300_000);
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_is_a_replica_writes_and_reads_its_own_store_without_calls() {
+    bounded(async {
+        let site = Site::start(&["z1", "z2", "z3"]);
+        let map = site.map(3);
+        let n1 = &site.nodes[0];
+        let backend = Arc::new(ReplicatedChunks::with_config(
+            map,
+            Some((n1.id, n1.store.clone())),
+            site.client("n1"),
+            tokio::runtime::Handle::current(),
+            config(),
+        ));
+        let chunks: Vec<_> = (0..5)
+            .map(|i| chunk(random_bytes(50_000, 10 + i)))
+            .collect();
+        for (id, c) in &chunks {
+            assert!(put(&backend, *id, c).await.unwrap());
+        }
+        for (id, c) in &chunks {
+            eventually("all three replicas hold it", || site.holders(id).len() == 3).await;
+            assert_eq!(
+                get(&backend, *id).await.unwrap().unwrap(),
+                c.decode_verified(id).unwrap()
+            );
+        }
+        // RF 3 of 3 nodes: n1 is a replica of everything and was never called.
+        assert_eq!(n1.stats.calls(), 0);
+        assert_eq!(backend.counters().payloads_sent, 10);
+        let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
+        let present = blocking(&backend, move |b| b.has_many(&ids)).await.unwrap();
+        assert_eq!(present, vec![true; 5]);
+        assert_eq!(n1.stats.calls(), 0);
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_node_down_puts_reach_quorum_and_gets_return_good_bytes() {
+    bounded(async {
+        let mut site = Site::start(&["z1", "z2", "z3"]);
+        let map = site.map(3);
+        let backend = site.gateway(map.clone());
+        // Stored while all are up.
+        let (early, early_c) = chunk(random_bytes(40_000, 20));
+        put(&backend, early, &early_c).await.unwrap();
+        eventually("all three hold it", || site.holders(&early).len() == 3).await;
+
+        let down = site.nodes[1].id;
+        site.nodes[1].stop().await;
+
+        let chunks: Vec<_> = (0..6)
+            .map(|i| chunk(random_bytes(60_000, 30 + i)))
+            .collect();
+        for (id, c) in &chunks {
+            // Replicas are written at once: the stopped one, even as the primary, does not
+            // hold the put up until its call times out.
+            let started = std::time::Instant::now();
+            assert!(put(&backend, *id, c).await.unwrap(), "quorum 2 of 3");
+            assert!(started.elapsed() < CALL_TIMEOUT, "{:?}", started.elapsed());
+            // The two live replicas have it (both acknowledged: the third cannot).
+            let holders = site.holders(id);
+            assert_eq!(holders.len(), 2, "{holders:?}");
+            assert!(!holders.contains(&down));
+        }
+        // Some of these have the stopped node as their primary: the get moves on.
+        let primaries_down = chunks
+            .iter()
+            .filter(|(id, _)| place_chunk(&map, id)[0] == down)
+            .count();
+        for (id, c) in chunks.iter().chain([(early, early_c.clone())].iter()) {
+            let got = get(&backend, *id).await.unwrap().expect("found");
+            assert_eq!(got, c.decode_verified(id).unwrap());
+        }
+        assert!(backend.counters().read_fallbacks >= primaries_down as u64);
+        assert!(backend.counters().replica_write_failures >= 6);
+        let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
+        let present = blocking(&backend, move |b| b.has_many(&ids)).await.unwrap();
+        assert_eq!(present, vec![true; 6], "two of three is the quorum");
+        // Stats leave the stopped node out.
+        let stats = blocking(&backend, |b| b.stats()).await.unwrap();
+        assert_eq!(stats.chunks, 2 * 7);
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_nodes_down_a_put_fails_naming_the_replicas() {
+    bounded(async {
+        let mut site = Site::start(&["z1", "z2", "z3"]);
+        let backend = site.gateway(site.map(3));
+        let (early, early_c) = chunk(random_bytes(40_000, 40));
+        put(&backend, early, &early_c).await.unwrap();
+        eventually("all three hold it", || site.holders(&early).len() == 3).await;
+
+        site.nodes[0].stop().await;
+        site.nodes[2].stop().await;
+        let (id, c) = chunk(random_bytes(70_000, 41));
+        let err = put(&backend, id, &c).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("n1 (") && msg.contains("n3 ("), "{msg}");
+        assert!(!msg.contains("n2 ("), "n2 succeeded: {msg}");
+        assert!(
+            msg.contains("1 of 3 replicas") && msg.contains("quorum is 2"),
+            "{msg}"
+        );
+        assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+        // The live replica took it anyway (repair copies it to the others later).
+        assert!(site.nodes[1].has(&id));
+
+        // Reads still work from the one live replica.
+        let got = get(&backend, early).await.unwrap().unwrap();
+        assert_eq!(got, early_c.decode_verified(&early).unwrap());
+        // A chunk nobody has: not "not found", since two replicas could not answer.
+        let err = get(&backend, ChunkId::of(b"nowhere")).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("n1 (") && msg.contains("n3 ("), "{msg}");
+        // Only one replica of three answers "have it": below the quorum.
+        let ids = vec![early];
+        let present = blocking(&backend, move |b| b.has_many(&ids)).await.unwrap();
+        assert_eq!(present, vec![false]);
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_copy_on_the_primary_is_skipped() {
+    bounded(async {
+        let site = Site::start(&["z1", "z2", "z3"]);
+        let map = site.map(3);
+        let backend = site.gateway(map.clone());
+        let raw = random_bytes(200_000, 50);
+        let (id, c) = chunk(raw.clone());
+        put(&backend, id, &c).await.unwrap();
+        eventually("all three hold it", || site.holders(&id).len() == 3).await;
+
+        let primary = place_chunk(&map, &id)[0];
+        assert_eq!(backend.replicas(&id), place_chunk(&map, &id));
+        let mut rotten = c.payload.to_vec();
+        rotten[1000] ^= 0x10;
+        site.node(primary)
+            .store
+            .corrupt_for_test(&id, &rotten)
+            .unwrap();
+        assert!(site.node(primary).store.get(&id).is_err());
+
+        let before = backend.counters().read_fallbacks;
+        assert_eq!(get(&backend, id).await.unwrap().unwrap(), raw);
+        assert_eq!(backend.counters().read_fallbacks, before + 1);
+
+        // Every copy corrupt: an error of kind Corrupt, not a wrong answer.
+        for n in &site.nodes {
+            n.store.corrupt_for_test(&id, &rotten).unwrap();
+        }
+        let err = get(&backend, id).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_nodes_in_two_zones_get_replicas_in_distinct_zones_first() {
+    bounded(async {
+        let site = Site::start(&["z1", "z1", "z2", "z2"]);
+        let map = site.map(3);
+        let backend = site.gateway(map.clone());
+        let zone = |n: NodeId| site.node(n).zone.clone();
+        let chunks: Vec<_> = (0..16)
+            .map(|i| chunk(random_bytes(20_000, 60 + i)))
+            .collect();
+        for (id, c) in &chunks {
+            assert!(put(&backend, *id, c).await.unwrap());
+        }
+        let mut primaries = std::collections::BTreeSet::new();
+        for (id, _) in &chunks {
+            let replicas = place_chunk(&map, id);
+            assert_eq!(replicas.len(), 3);
+            // The first two replicas cover both zones.
+            assert_ne!(zone(replicas[0]), zone(replicas[1]), "{id}");
+            primaries.insert(replicas[0]);
+            eventually("the replicas hold it", || {
+                let mut holders = site.holders(id);
+                let mut expected = replicas.clone();
+                holders.sort_unstable();
+                expected.sort_unstable();
+                holders == expected
+            })
+            .await;
+        }
+        assert!(primaries.len() > 1, "placement spreads primaries");
+        let total: u64 = site.store_stats().iter().map(|s| s.chunks).sum();
+        assert_eq!(total, 3 * 16);
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_map_change_gets_still_find_chunks_on_the_previous_replicas() {
+    bounded(async {
+        let mut site = Site::start(&["z1", "z2", "z3"]);
+        let map = site.map(2);
+        let backend = site.gateway(map.clone());
+        let chunks: Vec<_> = (0..12)
+            .map(|i| chunk(random_bytes(10_000, 80 + i)))
+            .collect();
+        for (id, c) in &chunks {
+            put(&backend, *id, c).await.unwrap();
+        }
+        // A fourth node joins: some chunks are now placed on it, which has none of them yet.
+        let ca_node = site.ca.issue_node("n4", &["127.0.0.1".into()]).unwrap();
+        site.nodes.push(serve(&ca_node, 4, "n4", "z4"));
+        let next = map
+            .apply(&StagedChanges {
+                upsert: vec![site.nodes[3].info()],
+                ..StagedChanges::default()
+            })
+            .unwrap();
+        assert!(backend.set_map(next.clone()));
+        assert!(!backend.set_map(map.clone()), "an older epoch is ignored");
+        assert_eq!(backend.map().epoch, next.epoch);
+        let moved = chunks
+            .iter()
+            .filter(|(id, _)| place_chunk(&next, id).contains(&4))
+            .count();
+        assert!(moved > 0, "some chunks are placed on the new node");
+        for (id, c) in &chunks {
+            let got = get(&backend, *id).await.unwrap().expect("found");
+            assert_eq!(got, c.decode_verified(id).unwrap());
+        }
+        site.stop().await;
+    })
+    .await
+}
