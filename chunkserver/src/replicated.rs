@@ -25,7 +25,9 @@
 //! found. A replica that does not have the chunk, holds a copy that fails verification, or
 //! cannot be reached is skipped; the first copy that decodes to bytes hashing to the id is
 //! returned. The answer is `None` only when every replica said it does not have the chunk, and
-//! an error (naming the replicas and their failures) when some failed and none had it.
+//! an error (naming the replicas and their failures) when some failed and none had it. A node
+//! whose read failed on the transport (unreachable, timed out) is tried last by every get for
+//! the next ten seconds, so a stopped node costs one call timeout, not one per chunk it leads.
 //!
 //! # Bounds
 //!
@@ -148,6 +150,9 @@ struct Shared {
     local: Option<(NodeId, Arc<ChunkStore>)>,
     put_slots: Arc<Semaphore>,
     counters: Counters,
+    /// Nodes whose last read failed on the transport (unreachable, timed out), until when
+    /// gets try them last: a stopped node then costs one timeout, not one per read.
+    suspects: parking_lot::Mutex<std::collections::HashMap<NodeId, std::time::Instant>>,
 }
 
 /// One map's placement and nodes.
@@ -196,6 +201,9 @@ impl State {
     }
 }
 
+/// How long a node whose read failed on the transport is tried last by gets.
+const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Chunks replicated over the chunk nodes of a site's cluster map (see the module docs).
 pub struct ReplicatedChunks {
     handle: Handle,
@@ -231,6 +239,7 @@ impl ReplicatedChunks {
             config,
             local,
             counters: Counters::default(),
+            suspects: parking_lot::Mutex::new(std::collections::HashMap::new()),
         });
         let state = build_state(&shared, map, None);
         ReplicatedChunks {
@@ -549,7 +558,15 @@ impl ChunkBackend for ReplicatedChunks {
         let mut kinds = Vec::new();
         let mut details = Vec::new();
         let mut skipped = 0u64;
-        for node in state.read_order(id) {
+        let mut order = state.read_order(id);
+        {
+            // Suspected nodes go last (a stable sort keeps placement order otherwise).
+            let now = std::time::Instant::now();
+            let mut suspects = self.shared.suspects.lock();
+            suspects.retain(|_, until| *until > now);
+            order.sort_by_key(|n| suspects.contains_key(&n.id));
+        }
+        for node in order {
             let result = match &node.reach {
                 Reach::Local(store) => store.get(id),
                 _ => self
@@ -573,6 +590,12 @@ impl ChunkBackend for ReplicatedChunks {
                 Err(e) => {
                     tracing::debug!(chunk = %id, node = %node.label(), error = %e,
                         "replica read failed, trying the next one");
+                    if e.kind() == ErrorKind::Io {
+                        self.shared
+                            .suspects
+                            .lock()
+                            .insert(node.id, std::time::Instant::now() + SUSPECT_FOR);
+                    }
                     names.push(node.name.clone());
                     kinds.push(e.kind());
                     details.push(format!("{}: {e}", node.label()));

@@ -365,13 +365,21 @@ async fn with_one_node_down_puts_reach_quorum_and_gets_return_good_bytes() {
         // Some of these have the stopped node as their primary: the get moves on.
         let primaries_down = chunks
             .iter()
-            .filter(|(id, _)| place_chunk(&map, id)[0] == down)
+            .map(|(id, _)| id)
+            .chain([&early])
+            .filter(|id| place_chunk(&map, id)[0] == down)
             .count();
         for (id, c) in chunks.iter().chain([(early, early_c.clone())].iter()) {
             let got = get(&backend, *id).await.unwrap().expect("found");
             assert_eq!(got, c.decode_verified(id).unwrap());
         }
-        assert!(backend.counters().read_fallbacks >= primaries_down as u64);
+        // The first read that meets the stopped node marks it suspect; later reads try it
+        // last, so it costs one fallback, not one per chunk it is the primary of.
+        assert!(
+            primaries_down > 1,
+            "the scenario needs several chunks led by the stopped node"
+        );
+        assert_eq!(backend.counters().read_fallbacks, 1);
         assert!(backend.counters().replica_write_failures >= 6);
         let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
         let present = blocking(&backend, move |b| b.has_many(&ids)).await.unwrap();
