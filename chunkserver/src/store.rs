@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use cairn_core::codec::{self, Codec};
-use cairn_core::format::Versioned;
+use cairn_core::format::{decode_body, FormatError, Versioned};
 use cairn_core::{ChunkId, MAX_CHUNK_SIZE};
 use parking_lot::Mutex;
 use rocksdb::{
@@ -27,6 +27,9 @@ pub const MAX_STORED_LEN: usize = MAX_CHUNK_SIZE + 1024;
 /// Puts of the same chunk serialize on one of these stripes so "have it?" and the write are
 /// atomic (exact stats, one write per chunk); different chunks rarely share a stripe.
 const STRIPES: usize = 256;
+/// Default [`ChunkConfig::touch_interval_ms`]: 10 minutes, a sixth of GC's default hold of an
+/// hour, so a chunk a put deduplicated against stays protected for at least 50 minutes.
+pub const DEFAULT_TOUCH_INTERVAL_MS: u64 = 10 * 60 * 1000;
 
 /// Chunk-store settings.
 #[derive(Clone, Debug)]
@@ -35,6 +38,10 @@ pub struct ChunkConfig {
     pub sync_writes: bool,
     /// Values at least this large go to blob files.
     pub min_blob_size: u64,
+    /// A put of a chunk that is already stored refreshes its `touched_ms` only when the stored
+    /// one is older than this (so a hot chunk is not rewritten on every put). GC's hold must be
+    /// larger: see [`ChunkStore::touch_interval_ms`].
+    pub touch_interval_ms: u64,
 }
 
 impl Default for ChunkConfig {
@@ -42,6 +49,7 @@ impl Default for ChunkConfig {
         ChunkConfig {
             sync_writes: true,
             min_blob_size: 4096,
+            touch_interval_ms: DEFAULT_TOUCH_INTERVAL_MS,
         }
     }
 }
@@ -55,13 +63,45 @@ pub struct ChunkMeta {
     pub raw_len: u32,
     /// Payload length on disk.
     pub stored_len: u32,
-    /// When it was first stored, unix ms (GC's speculative hold looks at this).
+    /// When it was first stored, unix ms.
     pub created_ms: u64,
+    /// When a put last found it already stored (a deduplicated write), unix ms, refreshed at
+    /// most once per touch interval; `created_ms` for entries written before this existed.
+    pub touched_ms: u64,
+}
+
+impl ChunkMeta {
+    /// When the chunk was last written or deduplicated against: what GC's speculative hold
+    /// counts from.
+    pub fn last_referenced_ms(&self) -> u64 {
+        self.created_ms.max(self.touched_ms)
+    }
 }
 
 impl Versioned for ChunkMeta {
-    const FORMAT: u8 = 1;
+    const FORMAT: u8 = 2;
     const WHAT: &'static str = "chunk index entry";
+
+    fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
+        (version == 1).then(|| {
+            decode_body::<ChunkMetaV1>(Self::WHAT, body).map(|m| ChunkMeta {
+                codec: m.codec,
+                raw_len: m.raw_len,
+                stored_len: m.stored_len,
+                created_ms: m.created_ms,
+                touched_ms: m.created_ms,
+            })
+        })
+    }
+}
+
+/// Format 1 of [`ChunkMeta`]: no `touched_ms`.
+#[derive(Serialize, Deserialize)]
+struct ChunkMetaV1 {
+    codec: Codec,
+    raw_len: u32,
+    stored_len: u32,
+    created_ms: u64,
 }
 
 /// A chunk in its stored (possibly compressed) form, as shipped between nodes and sites.
@@ -131,6 +171,8 @@ pub struct ChunkStore {
     write_opts: WriteOptions,
     /// Stripe locks making check-then-put atomic per chunk.
     stripes: Vec<Mutex<()>>,
+    /// See [`ChunkConfig::touch_interval_ms`].
+    touch_interval_ms: u64,
 }
 
 fn add_merge(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
@@ -209,6 +251,7 @@ impl ChunkStore {
             db,
             write_opts,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            touch_interval_ms: config.touch_interval_ms,
         })
     }
 
@@ -218,7 +261,9 @@ impl ChunkStore {
     }
 
     /// Stores a chunk unless it is already there; returns whether it was new. Idempotent: a
-    /// chunk already present costs one index lookup and writes nothing. The caller vouches that
+    /// chunk already present costs one index lookup and writes no data; its index entry's
+    /// `touched_ms` is refreshed when older than the touch interval, so GC's hold protects a
+    /// chunk a new write deduplicated against as it protects a new chunk. The caller vouches that
     /// `chunk` decodes to bytes hashing to `id` (see [`ChunkStore::put_verified`] otherwise).
     pub fn put(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
         self.put_encoded(id, chunk.codec, chunk.raw_len, &chunk.payload)
@@ -237,14 +282,24 @@ impl ChunkStore {
             return Err(ChunkError::TooLarge(raw_len as usize));
         }
         let _guard = self.stripes[id.0[0] as usize].lock();
-        if self.db.get_pinned_cf(self.cf(CF_INDEX), id.0)?.is_some() {
+        let now = now_ms();
+        if let Some(mut meta) = self.meta(id)? {
+            // Under the stripe lock, so a GC sweep (which checks the time under the same lock)
+            // either deleted the chunk before this put (which then stores it anew) or sees
+            // the refreshed time and keeps it.
+            if meta.touched_ms.saturating_add(self.touch_interval_ms) < now {
+                meta.touched_ms = now;
+                self.db
+                    .put_cf_opt(self.cf(CF_INDEX), id.0, meta.encode(), &self.write_opts)?;
+            }
             return Ok(false);
         }
         let meta = ChunkMeta {
             codec,
             raw_len,
             stored_len: payload.len() as u32,
-            created_ms: now_ms(),
+            created_ms: now,
+            touched_ms: now,
         };
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_DATA), id.0, payload);
@@ -337,6 +392,29 @@ impl ChunkStore {
     /// existed (a repeated id counts once). Takes the stripe locks of all the ids, in stripe
     /// order, so it never deadlocks with puts or other deletes.
     pub fn delete_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
+        self.delete_many_if(ids, u64::MAX)
+    }
+
+    /// The touch interval this store was opened with: a put deduplicating against a stored
+    /// chunk refreshes its `touched_ms` when older than this. A GC hold must exceed it; the
+    /// protection a hold gives an in-flight write is `hold - touch interval`.
+    pub fn touch_interval_ms(&self) -> u64 {
+        self.touch_interval_ms
+    }
+
+    /// GC's sweep: [`ChunkStore::delete_many`] of only those ids whose
+    /// [`ChunkMeta::last_referenced_ms`] is before `before_ms`, checked under the stripe locks
+    /// puts take, so a put deduplicating against a chunk at the same moment either comes
+    /// first (refreshing its time, so it is kept) or after (storing it anew).
+    pub fn delete_unreferenced_before(
+        &self,
+        ids: &[ChunkId],
+        before_ms: u64,
+    ) -> Result<Vec<bool>, ChunkError> {
+        self.delete_many_if(ids, before_ms)
+    }
+
+    fn delete_many_if(&self, ids: &[ChunkId], before_ms: u64) -> Result<Vec<bool>, ChunkError> {
         let mut stripes: Vec<usize> = ids.iter().map(|id| id.0[0] as usize).collect();
         stripes.sort_unstable();
         stripes.dedup();
@@ -348,6 +426,7 @@ impl ChunkStore {
         for id in ids {
             let meta = if seen.insert(*id) {
                 self.meta(id)?
+                    .filter(|m| before_ms == u64::MAX || m.last_referenced_ms() < before_ms)
             } else {
                 None
             };
@@ -424,6 +503,20 @@ impl ChunkStore {
             raw_bytes: get(STAT_RAW)?,
             stored_bytes: get(STAT_STORED)?,
         })
+    }
+
+    /// Test hook: moves a chunk's stored times `by_ms` into the past, as if it had been
+    /// written (and last deduplicated against) that much earlier.
+    #[doc(hidden)]
+    pub fn backdate_for_test(&self, id: &ChunkId, by_ms: u64) -> Result<(), ChunkError> {
+        let _guard = self.stripes[id.0[0] as usize].lock();
+        if let Some(mut meta) = self.meta(id)? {
+            meta.created_ms = meta.created_ms.saturating_sub(by_ms);
+            meta.touched_ms = meta.touched_ms.saturating_sub(by_ms);
+            self.db
+                .put_cf_opt(self.cf(CF_INDEX), id.0, meta.encode(), &self.write_opts)?;
+        }
+        Ok(())
     }
 
     /// Test hook: overwrites a chunk's payload with other bytes, as disk corruption would.
@@ -534,6 +627,57 @@ mod tests {
         s.put(&id, &StoredChunk::encode(raw.clone())).unwrap();
         s.db.flush_cf(s.cf(CF_DATA)).unwrap();
         assert_eq!(s.get(&id).unwrap().unwrap(), raw);
+    }
+
+    impl Versioned for ChunkMetaV1 {
+        const FORMAT: u8 = 1;
+        const WHAT: &'static str = "chunk index entry (format 1)";
+    }
+
+    #[test]
+    fn format_1_index_entries_read_with_touched_as_created() {
+        let v1 = ChunkMetaV1 {
+            codec: Codec::Zstd,
+            raw_len: 10,
+            stored_len: 7,
+            created_ms: 1234,
+        };
+        let m = ChunkMeta::decode(&v1.encode()).unwrap();
+        assert_eq!((m.created_ms, m.touched_ms, m.raw_len), (1234, 1234, 10));
+        assert_eq!(ChunkMeta::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn dedup_put_refreshes_touched_and_guards_the_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let raw = Bytes::from(vec![b'y'; 5000]);
+        let id = ChunkId::of(&raw);
+        let c = StoredChunk::encode(raw);
+        assert!(s.put(&id, &c).unwrap());
+        let fresh = s.meta(&id).unwrap().unwrap();
+        // A dedup hit within the touch interval writes nothing.
+        assert!(!s.put(&id, &c).unwrap());
+        assert_eq!(s.meta(&id).unwrap().unwrap(), fresh);
+        s.backdate_for_test(&id, 3_600_000).unwrap();
+        let cutoff = now_ms() - 1_800_000;
+        assert!(s.meta(&id).unwrap().unwrap().last_referenced_ms() < cutoff);
+        // An old chunk deduplicated against is young again for the sweep.
+        assert!(!s.put(&id, &c).unwrap());
+        let touched = s.meta(&id).unwrap().unwrap();
+        assert!(touched.touched_ms >= cutoff);
+        assert_eq!(touched.created_ms, fresh.created_ms - 3_600_000);
+        assert_eq!(
+            s.delete_unreferenced_before(&[id], cutoff).unwrap(),
+            vec![false]
+        );
+        assert_eq!(s.stats().unwrap().chunks, 1);
+        s.backdate_for_test(&id, 3_600_000).unwrap();
+        assert_eq!(
+            s.delete_unreferenced_before(&[id], cutoff).unwrap(),
+            vec![true]
+        );
+        assert_eq!(s.stats().unwrap().chunks, 0);
     }
 
     #[test]

@@ -250,6 +250,23 @@ pub async fn workers(t: &Target) -> anyhow::Result<()> {
         if let Some(t) = s.last_finished_ms {
             println!("  last finished: {}", fmt_time(t));
         }
+        if let Some(g) = &s.gc {
+            println!(
+                "  phase {:?}, versions scanned {}, uploads scanned {}, chunks marked {}, \
+                 chunks scanned {}, chunks deleted {}, bytes freed {}",
+                g.phase,
+                g.versions_scanned,
+                g.uploads_scanned,
+                g.chunks_marked,
+                g.chunks_scanned,
+                g.chunks_deleted,
+                g.bytes_freed
+            );
+            if let Some(e) = &s.last_error {
+                println!("  last error: {e}");
+            }
+            continue;
+        }
         let p = &s.progress;
         println!(
             "  buckets {}, versions scanned {}, expired {}, noncurrent removed {}, \

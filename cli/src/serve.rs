@@ -12,7 +12,7 @@ use clap::Args;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::workers::{lifecycle_loop, Workers};
+use crate::workers::{gc_loop, lifecycle_loop, Workers};
 use crate::{admin, parse_listen, DEFAULT_ADMIN_LISTEN, DEFAULT_S3_LISTEN};
 
 /// Flags of `cairn serve`.
@@ -40,6 +40,13 @@ pub struct ServeArgs {
     /// Seconds between passes of the lifecycle worker (which applies buckets' lifecycle rules).
     #[arg(long, default_value_t = 3600, env = "CAIRN_LIFECYCLE_INTERVAL")]
     pub lifecycle_interval: u64,
+    /// Seconds between passes of the garbage collector (which deletes chunks nothing reaches).
+    #[arg(long, default_value_t = 3600, env = "CAIRN_GC_INTERVAL")]
+    pub gc_interval: u64,
+    /// Seconds an unreachable chunk is kept after it was last written or deduplicated against,
+    /// so writes whose manifest is not applied yet keep their chunks (at least 1200).
+    #[arg(long, default_value_t = 3600, env = "CAIRN_GC_HOLD")]
+    pub gc_hold: u64,
 }
 
 /// Writes `contents` to `path` readable by the owner only (0600), atomically.
@@ -188,6 +195,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_secs(args.lifecycle_interval.max(1)),
         stop_rx.clone(),
     ));
+    let gc_task = tokio::spawn(gc_loop(
+        client.clone(),
+        workers.clone(),
+        Duration::from_secs(args.gc_interval.max(1)),
+        Duration::from_secs(args.gc_hold),
+        stop_rx.clone(),
+    ));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         client.clone(),
@@ -203,7 +217,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    let (s3_res, admin_res, _) = tokio::join!(s3_task, admin_task, lifecycle_task);
+    let (s3_res, admin_res, _, _) = tokio::join!(s3_task, admin_task, lifecycle_task, gc_task);
     let _ = std::fs::remove_file(dir.join("admin.json"));
     s3_res.context("S3 server task failed")??;
     admin_res.context("admin server task failed")??;

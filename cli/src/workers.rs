@@ -1,10 +1,11 @@
 //! Background workers of a running site and their visible status (admin `/v1/workers`,
-//! `cairn workers`, and `/metrics`). Today: lifecycle, which applies buckets' lifecycle rules.
+//! `cairn workers`, and `/metrics`): lifecycle, which applies buckets' lifecycle rules, and gc,
+//! which deletes chunks nothing reaches any more.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_client::{Client, LifecycleReport};
+use cairn_client::{Client, GcReport, LifecycleReport};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -25,8 +26,11 @@ pub struct WorkerStatus {
     pub last_finished_ms: Option<u64>,
     /// Seconds between passes.
     pub interval_secs: u64,
-    /// Progress of the current pass, or the outcome of the last one.
+    /// Progress of the current pass, or the outcome of the last one (lifecycle).
     pub progress: LifecycleReport,
+    /// Progress of the current pass, or the outcome of the last one (gc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc: Option<GcReport>,
     /// The last error of a pass or of an action in it.
     pub last_error: Option<String>,
 }
@@ -35,12 +39,16 @@ pub struct WorkerStatus {
 #[derive(Default)]
 pub struct Workers {
     lifecycle: Mutex<WorkerStatus>,
+    gc: Mutex<WorkerStatus>,
 }
 
 impl Workers {
     /// Every worker's status.
     pub fn statuses(&self) -> Vec<WorkerStatus> {
-        vec![self.lifecycle.lock().clone()]
+        [self.lifecycle.lock().clone(), self.gc.lock().clone()]
+            .into_iter()
+            .filter(|s| !s.name.is_empty())
+            .collect()
     }
 
     /// Prometheus lines for the workers.
@@ -70,6 +78,43 @@ impl Workers {
         ] {
             out.push_str(&format!(
                 "cairn_lifecycle_actions{{action=\"{action}\"}} {n}\n"
+            ));
+        }
+        let g = self.gc.lock().gc.clone().unwrap_or_default();
+        for (name, help, n) in [
+            (
+                "versions_scanned",
+                "Versions scanned by the current or last GC pass.",
+                g.versions_scanned,
+            ),
+            (
+                "uploads_scanned",
+                "Uploads in progress scanned by the current or last GC pass.",
+                g.uploads_scanned,
+            ),
+            (
+                "chunks_marked",
+                "Chunks marked reachable by the current or last GC pass.",
+                g.chunks_marked,
+            ),
+            (
+                "chunks_scanned",
+                "Stored chunks looked at by the current or last GC sweep.",
+                g.chunks_scanned,
+            ),
+            (
+                "chunks_deleted",
+                "Chunks deleted by the current or last GC pass.",
+                g.chunks_deleted,
+            ),
+            (
+                "bytes_freed",
+                "Stored bytes freed by the current or last GC pass.",
+                g.bytes_freed,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP cairn_gc_{name} {help}\n# TYPE cairn_gc_{name} gauge\ncairn_gc_{name} {n}\n"
             ));
         }
         out
@@ -131,6 +176,68 @@ pub async fn lifecycle_loop(
             }
             Err(e) => {
                 warn!(error = %e, "lifecycle pass failed");
+                s.last_error = Some(e.to_string());
+            }
+        }
+        drop(s);
+        next = tokio::time::Instant::now() + interval;
+    }
+}
+
+/// Runs GC passes every `interval` until `stop` turns true, each deleting unreachable chunks
+/// last referenced more than `hold` before it started. The first pass starts a minute after
+/// start-up (or after `interval`, if shorter).
+pub async fn gc_loop(
+    client: Client,
+    workers: Arc<Workers>,
+    interval: Duration,
+    hold: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    {
+        let mut s = workers.gc.lock();
+        s.name = "gc".into();
+        s.state = "idle".into();
+        s.interval_secs = interval.as_secs();
+        s.gc = Some(GcReport::default());
+    }
+    let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX);
+    let mut next = tokio::time::Instant::now() + Duration::from_secs(60).min(interval);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep_until(next) => {}
+        }
+        let started = cairn_client::now_ms();
+        {
+            let mut s = workers.gc.lock();
+            s.state = "running".into();
+            s.last_started_ms = Some(started);
+            s.gc = Some(GcReport::default());
+        }
+        let w = workers.clone();
+        let progress = move |r: &GcReport| {
+            w.gc.lock().gc = Some(r.clone());
+        };
+        let result = client.run_gc(started, hold_ms, &progress).await;
+        let mut s = workers.gc.lock();
+        s.state = "idle".into();
+        match result {
+            Ok(r) => {
+                s.passes += 1;
+                s.last_finished_ms = Some(cairn_client::now_ms());
+                if r.chunks_deleted > 0 {
+                    info!(
+                        chunks_deleted = r.chunks_deleted,
+                        bytes_freed = r.bytes_freed,
+                        chunks_marked = r.chunks_marked,
+                        "gc pass done"
+                    );
+                }
+                s.gc = Some(r);
+            }
+            Err(e) => {
+                warn!(error = %e, "gc pass failed (nothing was deleted unless the sweep had begun)");
                 s.last_error = Some(e.to_string());
             }
         }

@@ -101,3 +101,57 @@ async fn lifecycle_worker_expires_objects_and_reports_progress() {
     assert!(!ok);
     assert!(err.contains("workers run inside `cairn serve`"), "{err}");
 }
+
+#[tokio::test]
+async fn gc_worker_runs_passes_and_shows_in_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, endpoint) =
+        start_with(dir.path(), &["--gc-interval", "1", "--gc-hold", "3600"]);
+    let s3 = s3(&endpoint);
+    s3.create_bucket().bucket("kept").send().await.unwrap();
+    s3.put_object()
+        .bucket("kept")
+        .key("big")
+        .body(vec![7u8; 300_000].into())
+        .send()
+        .await
+        .unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    // The first pass starts a second after start-up: wait for one to complete.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        let (ok, out, err) = cairn(&["workers", "--data-dir", data_dir]);
+        assert!(ok, "{err}");
+        let gc = out
+            .split("\ngc (")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no gc worker in {out}"));
+        let passes: u64 = gc
+            .split("), ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no pass count in {out}"));
+        if passes >= 1 || Instant::now() > deadline {
+            assert!(passes >= 1, "{out}");
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(out.starts_with("lifecycle ("), "{out}");
+    assert!(out.contains("chunks marked "), "{out}");
+    // Within the hold nothing is deleted, and the object's chunks are reachable anyway.
+    assert!(out.contains("chunks deleted 0"), "{out}");
+    assert!(!out.contains("last error"), "{out}");
+    let got = s3
+        .get_object()
+        .bucket("kept")
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    let body = got.body.collect().await.unwrap().into_bytes();
+    assert_eq!(body.len(), 300_000);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

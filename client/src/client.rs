@@ -21,6 +21,9 @@ pub struct Client {
 pub(crate) struct Inner {
     /// Where chunks go: this node's store, or the site's chunk servers.
     pub chunks: Arc<dyn ChunkBackend>,
+    /// This node's own chunk store when it is the whole chunk backend (single-node sites):
+    /// what garbage collection lists and sweeps.
+    pub local: Option<Arc<ChunkStore>>,
     /// Manifest store (local node).
     pub meta: Arc<ManifestStore>,
     /// Clock that names new versions.
@@ -54,7 +57,15 @@ impl Client {
         site: u16,
         node: NodeId,
     ) -> Client {
-        Client::from_backends(chunks, meta, site, node)
+        Client {
+            inner: Arc::new(Inner {
+                chunks: chunks.clone(),
+                local: Some(chunks),
+                meta,
+                hlc: Hlc::new(site, node),
+                cdc: FastCdc::default(),
+            }),
+        }
     }
 
     /// A client whose chunks go to `chunks` (this node's store, or a backend that replicates
@@ -68,6 +79,7 @@ impl Client {
         Client {
             inner: Arc::new(Inner {
                 chunks,
+                local: None,
                 meta,
                 hlc: Hlc::new(site, node),
                 cdc: FastCdc::default(),
