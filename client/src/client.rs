@@ -57,15 +57,7 @@ impl Client {
         site: u16,
         node: NodeId,
     ) -> Client {
-        Client {
-            inner: Arc::new(Inner {
-                chunks: chunks.clone(),
-                local: Some(chunks),
-                meta,
-                hlc: Hlc::new(site, node),
-                cdc: FastCdc::default(),
-            }),
-        }
+        Client::build(chunks.clone(), Some(chunks), meta, site, node)
     }
 
     /// A client whose chunks go to `chunks` (this node's store, or a backend that replicates
@@ -76,10 +68,20 @@ impl Client {
         site: u16,
         node: NodeId,
     ) -> Client {
+        Client::build(chunks, None, meta, site, node)
+    }
+
+    fn build(
+        chunks: Arc<dyn ChunkBackend>,
+        local: Option<Arc<ChunkStore>>,
+        meta: Arc<ManifestStore>,
+        site: u16,
+        node: NodeId,
+    ) -> Client {
         Client {
             inner: Arc::new(Inner {
                 chunks,
-                local: None,
+                local,
                 meta,
                 hlc: Hlc::new(site, node),
                 cdc: FastCdc::default(),
