@@ -72,24 +72,8 @@ async fn lifecycle_worker_expires_objects_and_reports_progress() {
     assert_eq!(keys, vec!["keep/c".to_string()], "the worker expired tmp/");
 
     let data_dir = dir.path().to_str().unwrap();
-    // "lifecycle (idle|running), N passes, every 1 s": wait for the pass that expired tmp/ to
-    // be counted.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let out = loop {
-        let (ok, out, err) = cairn(&["workers", "--data-dir", data_dir]);
-        assert!(ok, "{err}");
-        let passes: u64 = out
-            .split("), ")
-            .nth(1)
-            .and_then(|s| s.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no pass count in {out}"));
-        if passes >= 1 || Instant::now() > deadline {
-            assert!(passes >= 1, "{out}");
-            break out;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // Wait for the pass that expired tmp/ to be counted.
+    let out = after_a_pass(data_dir, "lifecycle").await;
     assert!(out.starts_with("lifecycle ("), "{out}");
     assert!(out.contains("every 1 s"), "{out}");
     assert!(out.contains("errors 0"), "{out}");
@@ -118,26 +102,7 @@ async fn gc_worker_runs_passes_and_shows_in_workers() {
         .unwrap();
     let data_dir = dir.path().to_str().unwrap();
     // The first pass starts a second after start-up: wait for one to complete.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let out = loop {
-        let (ok, out, err) = cairn(&["workers", "--data-dir", data_dir]);
-        assert!(ok, "{err}");
-        let gc = out
-            .split("\ngc (")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no gc worker in {out}"));
-        let passes: u64 = gc
-            .split("), ")
-            .nth(1)
-            .and_then(|s| s.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no pass count in {out}"));
-        if passes >= 1 || Instant::now() > deadline {
-            assert!(passes >= 1, "{out}");
-            break out;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let out = after_a_pass(data_dir, "gc").await;
     assert!(out.starts_with("lifecycle ("), "{out}");
     assert!(out.contains("chunks marked "), "{out}");
     // Within the hold nothing is deleted, and the object's chunks are reachable anyway.
@@ -154,4 +119,32 @@ async fn gc_worker_runs_passes_and_shows_in_workers() {
     assert_eq!(body.len(), 300_000);
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// `cairn workers` once `worker` ("NAME (idle|running), N passes, every S s") has completed a
+/// pass; panics after 30 s.
+async fn after_a_pass(data_dir: &str, worker: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out, err) = cairn(&["workers", "--data-dir", data_dir]);
+        assert!(ok, "{err}");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{worker} (")))
+            .unwrap_or_else(|| panic!("no {worker} worker in {out}"));
+        let passes: u64 = line
+            .split("), ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no pass count in {line}"));
+        if passes >= 1 {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {worker} pass completed: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
