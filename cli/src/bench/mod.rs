@@ -115,6 +115,11 @@ pub struct BenchArgs {
     /// endpoint) instead of sending UNSIGNED-PAYLOAD.
     #[arg(long)]
     sign_payload: bool,
+    /// Ask the endpoint to compute and store an additional checksum of every PUT
+    /// (x-amz-sdk-checksum-algorithm: crc32, crc32c, crc64nvme, sha1 or sha256), as clients that
+    /// want one do; the client sends no value, so the figure is the endpoint's cost.
+    #[arg(long, value_name = "ALGORITHM", value_parser = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"])]
+    checksum: Option<String>,
 }
 
 fn parse_pipeline_size(s: &str) -> Result<u64, String> {
@@ -221,6 +226,7 @@ async fn run_s3(
         prefix: format!("bench-{run_id:016x}"),
         source,
         sign_payload: args.sign_payload,
+        checksum: args.checksum.as_ref().map(|a| a.to_ascii_uppercase()),
         next_object: AtomicU64::new(0),
         written: Mutex::new(Vec::new()),
     });
@@ -255,6 +261,7 @@ async fn run_s3(
         max_ops: args.max_ops,
         rounds: args.rounds,
         sign_payload: args.sign_payload,
+        checksum: args.checksum.clone(),
         rows,
     })
 }

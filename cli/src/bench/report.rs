@@ -37,6 +37,8 @@ pub struct S3Report {
     pub rounds: u32,
     /// Whether PUT bodies were signed.
     pub sign_payload: bool,
+    /// Additional checksum the endpoint computed for every PUT.
+    pub checksum: Option<String>,
     /// One row per size and operation, in run order.
     pub rows: Vec<Row>,
 }
@@ -179,11 +181,14 @@ impl Report {
             Some(n) => format!("{} s or {n} requests", s3.seconds),
             None => format!("{} s", s3.seconds),
         };
-        let signing = if s3.sign_payload {
-            "signed payloads"
+        let mut signing = if s3.sign_payload {
+            "signed payloads".to_string()
         } else {
-            "UNSIGNED-PAYLOAD"
+            "UNSIGNED-PAYLOAD".to_string()
         };
+        if let Some(a) = &s3.checksum {
+            signing.push_str(&format!(", endpoint computes a {a} checksum of every PUT"));
+        }
         format!(
             "S3 at {}{site}, bucket `{}`: per size a PUT phase then a GET phase of {budget} each, \
              {}, the round with the median MiB/s shown; {signing}",
@@ -302,6 +307,7 @@ impl Report {
                 "phase_max_ops": s3.max_ops,
                 "rounds": s3.rounds,
                 "signed_payload": s3.sign_payload,
+                "checksum": s3.checksum,
                 "results": s3.rows.iter().map(|r| {
                     let mut v = summary(&r.median());
                     v["size_bytes"] = json!(r.size);

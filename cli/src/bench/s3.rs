@@ -69,6 +69,8 @@ pub struct Bench {
     pub source: Arc<ObjectSource>,
     /// Sign PUT bodies (SHA-256 of the payload) instead of sending UNSIGNED-PAYLOAD.
     pub sign_payload: bool,
+    /// Additional checksum the endpoint computes for every PUT (S3's name, e.g. `CRC32C`).
+    pub checksum: Option<String>,
     /// Next object number: every object of the run gets its own.
     pub next_object: AtomicU64,
     /// Keys of every object written so far, for the cleanup (even after a failure).
@@ -173,10 +175,17 @@ impl Bench {
             .bucket(&self.bucket)
             .key(&key)
             .body(ByteStream::from(Bytes::from(body)));
+        let algorithm = self.checksum.clone();
+        let req = req.customize().mutate_request(move |r| {
+            if let Some(a) = &algorithm {
+                r.headers_mut()
+                    .insert("x-amz-sdk-checksum-algorithm", a.clone());
+            }
+        });
         let out = if self.sign_payload {
             req.send().await
         } else {
-            req.customize().disable_payload_signing().send().await
+            req.disable_payload_signing().send().await
         }
         .map_err(|e| anyhow!("PUT {key}: {}", DisplayErrorContext(e)))?;
         let latency = start.elapsed();
