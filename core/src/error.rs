@@ -24,3 +24,59 @@ pub enum ErrorKind {
     /// A bug or an impossible state.
     Internal,
 }
+
+impl ErrorKind {
+    /// The kind's code on the wire (node-to-node calls). Codes are part of the protocol:
+    /// never renumber.
+    pub fn code(self) -> u8 {
+        match self {
+            ErrorKind::NotFound => 1,
+            ErrorKind::AlreadyExists => 2,
+            ErrorKind::InvalidInput => 3,
+            ErrorKind::Conflict => 4,
+            ErrorKind::Corrupt => 5,
+            ErrorKind::PermissionDenied => 6,
+            ErrorKind::LimitExceeded => 7,
+            ErrorKind::Io => 8,
+            ErrorKind::Internal => 9,
+        }
+    }
+
+    /// The kind of a wire code; codes from a newer build read as `Internal`.
+    pub fn from_code(code: u8) -> ErrorKind {
+        match code {
+            1 => ErrorKind::NotFound,
+            2 => ErrorKind::AlreadyExists,
+            3 => ErrorKind::InvalidInput,
+            4 => ErrorKind::Conflict,
+            5 => ErrorKind::Corrupt,
+            6 => ErrorKind::PermissionDenied,
+            7 => ErrorKind::LimitExceeded,
+            8 => ErrorKind::Io,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorKind;
+
+    #[test]
+    fn wire_codes_round_trip() {
+        for k in [
+            ErrorKind::NotFound,
+            ErrorKind::AlreadyExists,
+            ErrorKind::InvalidInput,
+            ErrorKind::Conflict,
+            ErrorKind::Corrupt,
+            ErrorKind::PermissionDenied,
+            ErrorKind::LimitExceeded,
+            ErrorKind::Io,
+            ErrorKind::Internal,
+        ] {
+            assert_eq!(ErrorKind::from_code(k.code()), k);
+        }
+        assert_eq!(ErrorKind::from_code(200), ErrorKind::Internal);
+    }
+}

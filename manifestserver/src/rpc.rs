@@ -524,7 +524,7 @@ pub enum WireError {
     LimitExceeded(String),
     /// Anything else (database, corrupt record, a failed handler), with its kind's wire code.
     Other {
-        /// The error kind, as [`kind_code`] numbers it.
+        /// The error kind, as [`ErrorKind::code`] numbers it.
         kind: u8,
         /// The error's message.
         message: String,
@@ -550,11 +550,11 @@ impl From<&ManifestError> for WireError {
                 Some(Refusal::NoSuchKey(k)) => WireError::NoSuchKey(k.clone()),
                 Some(Refusal::LimitExceeded(m)) => WireError::LimitExceeded(m.clone()),
                 Some(Refusal::Remote { kind, message }) => WireError::Other {
-                    kind: kind_code(*kind),
+                    kind: kind.code(),
                     message: message.clone(),
                 },
                 _ => WireError::Other {
-                    kind: kind_code(other.kind()),
+                    kind: other.kind().code(),
                     message: other.to_string(),
                 },
             },
@@ -577,42 +577,11 @@ impl From<WireError> for ManifestError {
             WireError::NoSuchKey(k) => Refusal::NoSuchKey(k).into(),
             WireError::LimitExceeded(m) => Refusal::LimitExceeded(m).into(),
             WireError::Other { kind, message } => Refusal::Remote {
-                kind: kind_from_code(kind),
+                kind: ErrorKind::from_code(kind),
                 message,
             }
             .into(),
         }
-    }
-}
-
-/// The wire code of an error kind in [`WireError::Other`]. Codes are part of the protocol:
-/// never renumber.
-pub fn kind_code(kind: ErrorKind) -> u8 {
-    match kind {
-        ErrorKind::NotFound => 1,
-        ErrorKind::AlreadyExists => 2,
-        ErrorKind::InvalidInput => 3,
-        ErrorKind::Conflict => 4,
-        ErrorKind::Corrupt => 5,
-        ErrorKind::PermissionDenied => 6,
-        ErrorKind::LimitExceeded => 7,
-        ErrorKind::Io => 8,
-        ErrorKind::Internal => 9,
-    }
-}
-
-/// The error kind of a wire code; codes from a newer build read as `Internal`.
-pub fn kind_from_code(code: u8) -> ErrorKind {
-    match code {
-        1 => ErrorKind::NotFound,
-        2 => ErrorKind::AlreadyExists,
-        3 => ErrorKind::InvalidInput,
-        4 => ErrorKind::Conflict,
-        5 => ErrorKind::Corrupt,
-        6 => ErrorKind::PermissionDenied,
-        7 => ErrorKind::LimitExceeded,
-        8 => ErrorKind::Io,
-        _ => ErrorKind::Internal,
     }
 }
 
@@ -1481,24 +1450,6 @@ impl RemoteManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kind_codes_round_trip() {
-        for k in [
-            ErrorKind::NotFound,
-            ErrorKind::AlreadyExists,
-            ErrorKind::InvalidInput,
-            ErrorKind::Conflict,
-            ErrorKind::Corrupt,
-            ErrorKind::PermissionDenied,
-            ErrorKind::LimitExceeded,
-            ErrorKind::Io,
-            ErrorKind::Internal,
-        ] {
-            assert_eq!(kind_from_code(kind_code(k)), k);
-        }
-        assert_eq!(kind_from_code(200), ErrorKind::Internal);
-    }
 
     #[test]
     fn wire_errors_keep_their_variant() {

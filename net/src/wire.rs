@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{kind_code, kind_from_code, RpcError};
+use crate::error::RpcError;
 use cairn_core::ErrorKind;
 
 /// The RPC protocol version this build speaks: the first byte of every head frame.
@@ -144,7 +144,7 @@ pub(crate) fn encode_response_ok(body: bool, message: &[u8]) -> Vec<u8> {
 /// A failed response head.
 pub(crate) fn encode_response_err(err: &RpcError) -> Vec<u8> {
     let env = ResponseEnvelope::Err {
-        kind: kind_code(err.kind()),
+        kind: err.kind().code(),
         message: truncate(err.wire_message()),
     };
     encode_with(&env, &[])
@@ -157,13 +157,13 @@ pub fn decode_response(bytes: &[u8]) -> Result<(ResponseEnvelope, &[u8]), RpcErr
 
 /// The error kind of a wire code (as in [`ResponseEnvelope::Err`]).
 pub fn error_kind(code: u8) -> ErrorKind {
-    kind_from_code(code)
+    ErrorKind::from_code(code)
 }
 
 /// The error a failed response envelope carries.
 pub(crate) fn envelope_error(kind: u8, message: String) -> RpcError {
     RpcError::Remote {
-        kind: kind_from_code(kind),
+        kind: ErrorKind::from_code(kind),
         message,
     }
 }
@@ -171,7 +171,7 @@ pub(crate) fn envelope_error(kind: u8, message: String) -> RpcError {
 /// The payload of an abort frame for `err`.
 pub(crate) fn encode_abort(err: &RpcError) -> Vec<u8> {
     let w = WireError {
-        kind: kind_code(err.kind()),
+        kind: err.kind().code(),
         message: truncate(err.wire_message()),
     };
     postcard::to_allocvec(&w).unwrap_or_default()
@@ -283,7 +283,7 @@ mod tests {
         let head = encode_response_err(&err);
         match decode_response(&head).unwrap() {
             (ResponseEnvelope::Err { kind, message }, rest) => {
-                assert_eq!(kind_from_code(kind), ErrorKind::NotFound);
+                assert_eq!(ErrorKind::from_code(kind), ErrorKind::NotFound);
                 assert_eq!(message.len(), MAX_ERROR_MESSAGE);
                 assert!(rest.is_empty());
             }
