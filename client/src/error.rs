@@ -133,7 +133,19 @@ impl From<cairn_manifestserver::ManifestError> for ClientError {
             M::Locked(m) => ClientError::AccessDenied(m),
             M::Refused(e) => match e.downcast::<ClientError>() {
                 Ok(c) => *c,
-                Err(e) => ClientError::InvalidArgument(e.to_string()),
+                Err(e) => match e.downcast::<cairn_manifestserver::Refusal>() {
+                    Ok(r) => match *r {
+                        cairn_manifestserver::Refusal::PreconditionFailed(_) => {
+                            ClientError::PreconditionFailed
+                        }
+                        cairn_manifestserver::Refusal::NoSuchKey(key) => ClientError::NoSuchKey {
+                            key,
+                            delete_marker: None,
+                        },
+                        r => ClientError::InvalidArgument(r.to_string()),
+                    },
+                    Err(e) => ClientError::InvalidArgument(e.to_string()),
+                },
             },
             M::KeyExists(k) => {
                 ClientError::InvalidArgument(format!("access key `{k}` already exists"))

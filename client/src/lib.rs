@@ -36,5 +36,5 @@ pub use cairn_core::manifest::{
 };
 pub use cairn_core::VersionId;
 pub use cairn_manifestserver::{
-    ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery,
+    ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery, WriteCondition,
 };

@@ -32,33 +32,6 @@ pub fn shown_version(bucket: &Bucket, m: &VersionManifest) -> Option<String> {
     (bucket.versioning != Versioning::Unversioned).then(|| version_label(m))
 }
 
-/// Whether a conditional write may replace `current` (the key's current object, if any).
-fn check_condition(
-    condition: &WriteCondition,
-    key: &str,
-    current: Option<&VersionManifest>,
-) -> Result<(), ClientError> {
-    let same = |etag: &str, m: &VersionManifest| {
-        etag.trim().trim_start_matches("W/").trim_matches('"') == m.etag
-    };
-    match (condition, current) {
-        (WriteCondition::IfNoneMatchAny, Some(_)) | (WriteCondition::IfMatchAny, None) => {
-            Err(ClientError::PreconditionFailed)
-        }
-        (WriteCondition::IfNoneMatch(etag), Some(m)) if same(etag, m) => {
-            Err(ClientError::PreconditionFailed)
-        }
-        (WriteCondition::IfMatch(_), None) => Err(ClientError::NoSuchKey {
-            key: key.to_string(),
-            delete_marker: None,
-        }),
-        (WriteCondition::IfMatch(etag), Some(m)) if !same(etag, m) => {
-            Err(ClientError::PreconditionFailed)
-        }
-        _ => Ok(()),
-    }
-}
-
 impl Client {
     /// Stores an object from a streaming body. The version becomes visible only once all of its
     /// chunks are durable.
@@ -162,7 +135,6 @@ impl Client {
         m.version = self.inner.hlc.tick_after(m.parent);
         m.null_version = bucket.versioning != Versioning::Enabled;
         let applied = m.clone();
-        let key = m.key.clone();
         self.blocking(move |i| {
             match (upload_id, condition) {
                 (Some(u), None) => {
@@ -172,9 +144,7 @@ impl Client {
                     i.meta.apply(&applied)?;
                 }
                 (u, Some(cond)) => {
-                    i.meta.apply_if(&applied, u.as_deref(), |current| {
-                        check_condition(&cond, &key, current).map_err(ManifestError::refused)
-                    })?;
+                    i.meta.apply_when(&applied, u.as_deref(), &cond)?;
                 }
             }
             Ok(())
@@ -348,15 +318,13 @@ impl Client {
                             _ => i.meta.get_null_version(&bk, &kk)?.map(|m| m.version),
                         };
                         let Some(v) = v else { return Ok(None) };
-                        let now = now_ms();
-                        Ok(i.meta.remove_version_if(&bk, &kk, v, |m| {
-                            if m.lock.protects(now, bypass_governance) {
-                                return Err(ManifestError::Locked(
-                                    "Access Denied because object protected by object lock".into(),
-                                ));
-                            }
-                            Ok(())
-                        })?)
+                        Ok(i.meta.remove_version_unless_locked(
+                            &bk,
+                            &kk,
+                            v,
+                            now_ms(),
+                            bypass_governance,
+                        )?)
                     })
                     .await?;
                 Ok(DeleteResult {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::{ChecksumAlgorithm, ClientError, ContentHeaders, VersionId, VersionManifest};
+use crate::{
+    ChecksumAlgorithm, ClientError, ContentHeaders, VersionId, VersionManifest, WriteCondition,
+};
 use cairn_core::manifest::{Grant, ObjectLock};
 
 /// A request body: chunks of bytes, or an I/O error when the connection fails.
@@ -114,21 +116,6 @@ impl std::fmt::Debug for ExpectedChecksum {
             ExpectedChecksum::AfterBody(_) => f.write_str("AfterBody(..)"),
         }
     }
-}
-
-/// A conditional write (`If-None-Match: *` or `If-Match: "etag"` on PutObject and
-/// CompleteMultipartUpload).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WriteCondition {
-    /// Only if the key has no current object: PreconditionFailed otherwise.
-    IfNoneMatchAny,
-    /// Unless the current object's ETag (unquoted) is this: PreconditionFailed if it is.
-    IfNoneMatch(String),
-    /// Only if the key has a current object: PreconditionFailed otherwise.
-    IfMatchAny,
-    /// Only if the current object's ETag (unquoted) is this: PreconditionFailed if it differs,
-    /// NoSuchKey if there is no current object.
-    IfMatch(String),
 }
 
 /// A stored version and the version id to show for it (`None` in never-versioned buckets).

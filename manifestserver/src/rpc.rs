@@ -81,9 +81,13 @@ pub const RESPONSE_BUDGET: usize = 8 << 20;
 pub enum WriteCondition {
     /// Only if the key has no current object ([`Refusal::PreconditionFailed`] otherwise).
     IfNoneMatchAny,
-    /// Only if the current object's ETag is this one (quotes and a `W/` prefix are ignored; `*`
-    /// matches any): [`Refusal::PreconditionFailed`] if it differs, [`Refusal::NoSuchKey`] if
-    /// the key has no current object.
+    /// Unless the current object's ETag is this one ([`Refusal::PreconditionFailed`] if it is).
+    IfNoneMatch(String),
+    /// Only if the key has a current object ([`Refusal::PreconditionFailed`] otherwise).
+    IfMatchAny,
+    /// Only if the current object's ETag is this one (`*`: any): [`Refusal::PreconditionFailed`]
+    /// if it differs, [`Refusal::NoSuchKey`] if the key has no current object. (ETags compare
+    /// without quotes and a `W/` prefix.)
     IfMatch(String),
 }
 
@@ -91,24 +95,33 @@ impl WriteCondition {
     /// Whether a write to `key` may replace `current` (its current object: `None` when it has
     /// none or its newest version is a delete marker).
     pub fn check(&self, key: &str, current: Option<&VersionManifest>) -> Result<(), ManifestError> {
+        let bare = |etag: &str| {
+            etag.trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .to_string()
+        };
+        let failed = |why: String| Err(Refusal::PreconditionFailed(why).into());
         match (self, current) {
-            (WriteCondition::IfNoneMatchAny, None) => Ok(()),
-            (WriteCondition::IfNoneMatchAny, Some(_)) => Err(Refusal::PreconditionFailed(format!(
-                "`{key}` exists (If-None-Match: *)"
-            ))
-            .into()),
-            (WriteCondition::IfMatch(_), None) => Err(Refusal::NoSuchKey(key.to_string()).into()),
-            (WriteCondition::IfMatch(etag), Some(m)) => {
-                let etag = etag.trim().trim_start_matches("W/").trim_matches('"');
-                if etag == "*" || etag == m.etag {
-                    Ok(())
-                } else {
-                    Err(Refusal::PreconditionFailed(format!(
-                        "the ETag of `{key}` is not \"{etag}\" (If-Match)"
-                    ))
-                    .into())
-                }
+            (WriteCondition::IfNoneMatchAny, Some(_)) => {
+                failed(format!("`{key}` exists (If-None-Match: *)"))
             }
+            (WriteCondition::IfNoneMatch(etag), Some(m)) if bare(etag) == m.etag => failed(
+                format!("the ETag of `{key}` is \"{}\" (If-None-Match)", m.etag),
+            ),
+            (WriteCondition::IfMatchAny, None) => {
+                failed(format!("`{key}` has no current object (If-Match: *)"))
+            }
+            (WriteCondition::IfMatch(_), None) => Err(Refusal::NoSuchKey(key.to_string()).into()),
+            (WriteCondition::IfMatch(etag), Some(m))
+                if ![m.etag.as_str(), "*"].contains(&bare(etag).as_str()) =>
+            {
+                failed(format!(
+                    "the ETag of `{key}` is not \"{}\" (If-Match)",
+                    bare(etag)
+                ))
+            }
+            _ => Ok(()),
         }
     }
 }
