@@ -94,7 +94,7 @@ impl Client {
         let n = name.to_string();
         self.blocking(move |i| {
             Ok(i.meta
-                .update_bucket(&n, |b| change(b).map_err(ManifestError::refused))?)
+                .update_bucket(&n, &mut crate::objects::once(change))?)
         })
         .await
     }

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use cairn_chunkserver::{ChunkBackend, ChunkConfig, ChunkStore};
 use cairn_core::chunker::FastCdc;
 use cairn_core::{Hlc, NodeId};
-use cairn_manifestserver::{ManifestConfig, ManifestStore};
+use cairn_manifestserver::{ManifestBackend, ManifestConfig, ManifestStore};
 
 use crate::ClientError;
 
@@ -24,8 +24,8 @@ pub(crate) struct Inner {
     /// This node's own chunk store when it is the whole chunk backend (single-node sites):
     /// what garbage collection lists and sweeps.
     pub local: Option<Arc<ChunkStore>>,
-    /// Manifest store (local node).
-    pub meta: Arc<ManifestStore>,
+    /// Where metadata goes: this node's manifest store, or the site's manifest servers.
+    pub meta: Arc<dyn ManifestBackend>,
     /// Clock that names new versions.
     pub hlc: Hlc,
     /// Chunker for whole-object writes.
@@ -60,11 +60,11 @@ impl Client {
         Client::build(chunks.clone(), Some(chunks), meta, site, node)
     }
 
-    /// A client whose chunks go to `chunks` (this node's store, or a backend that replicates
-    /// them over the site's chunk servers) and whose metadata is in `meta`.
+    /// A client whose chunks go to `chunks` and whose metadata goes to `meta`: this node's
+    /// stores, or backends that replicate over the site's chunk and manifest servers.
     pub fn from_backends(
         chunks: Arc<dyn ChunkBackend>,
-        meta: Arc<ManifestStore>,
+        meta: Arc<dyn ManifestBackend>,
         site: u16,
         node: NodeId,
     ) -> Client {
@@ -74,7 +74,7 @@ impl Client {
     fn build(
         chunks: Arc<dyn ChunkBackend>,
         local: Option<Arc<ChunkStore>>,
-        meta: Arc<ManifestStore>,
+        meta: Arc<dyn ManifestBackend>,
         site: u16,
         node: NodeId,
     ) -> Client {

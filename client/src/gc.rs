@@ -218,9 +218,9 @@ impl Client {
                     report.uploads_scanned += 1;
                     let mut after = 0u32;
                     loop {
-                        let id = u.upload_id.clone();
+                        let (b, id) = (bucket.name.clone(), u.upload_id.clone());
                         let parts = self
-                            .blocking(move |i| Ok(i.meta.list_parts(&id, after, PAGE)?))
+                            .blocking(move |i| Ok(i.meta.list_parts(&b, &id, after, PAGE)?))
                             .await?;
                         let Some(last) = parts.last() else { break };
                         after = last.number;

@@ -86,10 +86,10 @@ impl Client {
         let (id, bucket) = (id.to_string(), bucket.to_string());
         let missing = id.clone();
         self.blocking(move |i| {
-            Ok(i.meta.update_key(&id, |k| {
+            Ok(i.meta.update_key(&id, &mut |k| {
                 match grant {
                     Some(g) => {
-                        k.grants.insert(bucket, g);
+                        k.grants.insert(bucket.clone(), g);
                     }
                     None => {
                         k.grants.remove(&bucket);

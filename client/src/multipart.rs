@@ -310,13 +310,13 @@ impl Client {
         let bucket_rec = self.head_bucket(bucket).await?;
         let upload = self.upload_of(bucket, key, upload_id).await?;
         let algorithm = upload_algorithm(&upload)?;
-        let u = upload_id.to_string();
+        let (b, u) = (bucket.to_string(), upload_id.to_string());
         let stored: BTreeMap<u32, Part> = self
             .blocking(move |i| {
                 let mut all = BTreeMap::new();
                 let mut after = 0;
                 loop {
-                    let page = i.meta.list_parts(&u, after, 1000)?;
+                    let page = i.meta.list_parts(&b, &u, after, 1000)?;
                     let Some(last) = page.last() else { break };
                     after = last.number;
                     all.extend(page.into_iter().map(|p| (p.number, p)));
@@ -446,14 +446,14 @@ impl Client {
         max: usize,
     ) -> Result<(Upload, Vec<Part>, bool), ClientError> {
         let upload = self.upload_of(bucket, key, upload_id).await?;
-        let u = upload_id.to_string();
+        let (b, u) = (bucket.to_string(), upload_id.to_string());
         let max = max.clamp(1, 1000);
         let parts = self
             .blocking(move |i| {
-                let parts = i.meta.list_parts(&u, after, max)?;
+                let parts = i.meta.list_parts(&b, &u, after, max)?;
                 let more = match parts.last() {
                     Some(last) if parts.len() == max => {
-                        !i.meta.list_parts(&u, last.number, 1)?.is_empty()
+                        !i.meta.list_parts(&b, &u, last.number, 1)?.is_empty()
                     }
                     _ => false,
                 };

@@ -20,6 +20,22 @@ pub const MAX_PUT_SIZE: u64 = 5 << 30;
 /// Longest object key, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
 
+/// Adapts a one-shot in-place change to the metadata backend's `FnMut`. A replicating backend
+/// runs the change again only when the record changed between its read and its
+/// compare-and-swap; a change already spent then reports that conflict (try again).
+pub(crate) fn once<T>(
+    change: impl FnOnce(&mut T) -> Result<(), ClientError> + Send,
+) -> impl FnMut(&mut T) -> Result<(), ManifestError> + Send {
+    let mut change = Some(change);
+    move |record| match change.take() {
+        Some(f) => f(record).map_err(ManifestError::refused),
+        None => Err(cairn_manifestserver::Refusal::Conflict(
+            "the record changed while it was being updated: try again".into(),
+        )
+        .into()),
+    }
+}
+
 pub(crate) fn check_key(key: &str) -> Result<(), ClientError> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(ClientError::KeyTooLong);
@@ -136,17 +152,8 @@ impl Client {
         m.null_version = bucket.versioning != Versioning::Enabled;
         let applied = m.clone();
         self.blocking(move |i| {
-            match (upload_id, condition) {
-                (Some(u), None) => {
-                    i.meta.complete_upload(&u, &applied)?;
-                }
-                (None, None) => {
-                    i.meta.apply(&applied)?;
-                }
-                (u, Some(cond)) => {
-                    i.meta.apply_when(&applied, u.as_deref(), &cond)?;
-                }
-            }
+            i.meta
+                .apply_when(&applied, upload_id.as_deref(), condition.as_ref())?;
             Ok(())
         })
         .await?;
@@ -208,10 +215,7 @@ impl Client {
         let (b, m) = self.resolve_version(bucket, key, version).await?;
         let (bk, kk, v) = (bucket.to_string(), key.to_string(), m.version);
         let updated = self
-            .blocking(move |i| {
-                Ok(i.meta
-                    .update_version(&bk, &kk, v, |m| change(m).map_err(ManifestError::refused))?)
-            })
+            .blocking(move |i| Ok(i.meta.update_version(&bk, &kk, v, &mut once(change))?))
             .await?;
         match updated {
             Some(m) => Ok((b, m)),
@@ -286,7 +290,7 @@ impl Client {
             (VersionSel::Current, Versioning::Unversioned) => {
                 self.blocking(move |i| {
                     if let Some(m) = i.meta.get_null_version(&bk, &kk)? {
-                        i.meta.remove_version(&bk, &kk, m.version)?;
+                        i.meta.remove_version(&bk, &kk, m.version, None)?;
                     }
                     Ok(())
                 })
@@ -318,12 +322,11 @@ impl Client {
                             _ => i.meta.get_null_version(&bk, &kk)?.map(|m| m.version),
                         };
                         let Some(v) = v else { return Ok(None) };
-                        Ok(i.meta.remove_version_unless_locked(
+                        Ok(i.meta.remove_version(
                             &bk,
                             &kk,
                             v,
-                            now_ms(),
-                            bypass_governance,
+                            Some((now_ms(), bypass_governance)),
                         )?)
                     })
                     .await?;

@@ -9,6 +9,7 @@
 //! Other nodes reach a node's store through the manifest service over cairn-net ([`rpc`]:
 //! [`ManifestService`] serves it, [`RemoteManifest`] calls it).
 
+mod backend;
 mod db;
 mod error;
 mod keys;
@@ -19,6 +20,7 @@ mod store;
 mod uploads;
 mod versions;
 
+pub use backend::{InPlace, ManifestBackend};
 pub use error::{ManifestError, Refusal};
 pub use list::{ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery};
 pub use rpc::{ManifestRequest, ManifestResponse, ManifestService, RemoteManifest, WriteCondition};

@@ -1,0 +1,305 @@
+//! Where a client's metadata goes: [`ManifestBackend`] is what the client library keeps buckets,
+//! versions, uploads and access keys in — this node's [`ManifestStore`] for a single-node site,
+//! or the site's manifest servers through a replicating backend
+//! ([`crate::ReplicatedManifests`]). Methods block: callers run them on a blocking thread (the
+//! client does, on tokio's blocking pool), so a local store pays no hand-off and a remote
+//! backend may wait on the network.
+//!
+//! Checks that must see the record they change (conditional writes, object lock, in-place
+//! updates) are part of the call, so a backend runs them where the record is: under the
+//! store's write lock locally, on the record's primary replica remotely. In-place updates take
+//! a `FnMut` because a remote backend may have to run it again when the record changed between
+//! its read and its compare-and-swap.
+
+use cairn_core::manifest::{AccessKey, Bucket, Change, Part, Upload, VersionManifest};
+use cairn_core::VersionId;
+
+use crate::{
+    ListPage, ListQuery, ManifestError, ManifestStats, ManifestStore, UploadsPage, UploadsQuery,
+    VersionsPage, VersionsQuery, WriteCondition,
+};
+
+/// An in-place change of a record: it may refuse.
+pub type InPlace<'a, T> = &'a mut (dyn FnMut(&mut T) -> Result<(), ManifestError> + Send);
+
+/// A metadata store as the client library sees it (see [`ManifestStore`] for what each
+/// operation means).
+pub trait ManifestBackend: Send + Sync + 'static {
+    // ---- buckets ----
+    /// Creates a bucket (`BucketExists` if the name is taken).
+    fn create_bucket(&self, bucket: &Bucket) -> Result<(), ManifestError>;
+    /// A bucket's record.
+    fn get_bucket(&self, name: &str) -> Result<Option<Bucket>, ManifestError>;
+    /// Every bucket, by name.
+    fn list_buckets(&self) -> Result<Vec<Bucket>, ManifestError>;
+    /// Changes a bucket's record in place; returns the new record.
+    fn update_bucket(
+        &self,
+        name: &str,
+        change: InPlace<'_, Bucket>,
+    ) -> Result<Bucket, ManifestError>;
+    /// Deletes an empty bucket.
+    fn delete_bucket(&self, name: &str) -> Result<(), ManifestError>;
+
+    // ---- versions ----
+    /// Applies a version, if `condition` accepts the key's current object; with `upload_id`,
+    /// completes that upload in the same write. Returns whether it was new and the null
+    /// versions it replaced.
+    fn apply_when(
+        &self,
+        m: &VersionManifest,
+        upload_id: Option<&str>,
+        condition: Option<&WriteCondition>,
+    ) -> Result<(bool, Vec<VersionManifest>), ManifestError>;
+    /// The newest version of a key, delete markers included.
+    fn head(&self, bucket: &str, key: &str) -> Result<Option<VersionManifest>, ManifestError>;
+    /// The current object: the newest version unless it is a delete marker.
+    fn current(&self, bucket: &str, key: &str) -> Result<Option<VersionManifest>, ManifestError>;
+    /// One version.
+    fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+    ) -> Result<Option<VersionManifest>, ManifestError>;
+    /// The key's null version.
+    fn get_null_version(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<VersionManifest>, ManifestError>;
+    /// Removes a version; with `lock_check = Some((now_ms, bypass_governance))` refuses one
+    /// that object lock protects. Returns the removed version.
+    fn remove_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+        lock_check: Option<(u64, bool)>,
+    ) -> Result<Option<VersionManifest>, ManifestError>;
+    /// Changes a version's metadata in place; `None` if it does not exist.
+    fn update_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+        change: InPlace<'_, VersionManifest>,
+    ) -> Result<Option<VersionManifest>, ManifestError>;
+    /// A page of current objects.
+    fn list_objects(&self, bucket: &str, q: &ListQuery) -> Result<ListPage, ManifestError>;
+    /// A page of versions.
+    fn list_versions(&self, bucket: &str, q: &VersionsQuery)
+        -> Result<VersionsPage, ManifestError>;
+
+    // ---- uploads ----
+    /// Starts an upload.
+    fn create_upload(&self, upload: &Upload) -> Result<(), ManifestError>;
+    /// An upload in progress.
+    fn get_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<Upload>, ManifestError>;
+    /// Stores a part; returns the part it replaced.
+    fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: &Part,
+    ) -> Result<Option<Part>, ManifestError>;
+    /// Parts of an upload numbered above `after`, at most `max`.
+    fn list_parts(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<Vec<Part>, ManifestError>;
+    /// Aborts an upload; returns its parts.
+    fn abort_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<Part>, ManifestError>;
+    /// A page of uploads in progress.
+    fn list_uploads(&self, bucket: &str, q: &UploadsQuery) -> Result<UploadsPage, ManifestError>;
+
+    // ---- change log and totals ----
+    /// This store's change log after `after` (a multi-node backend: this node's, or the
+    /// nearest manifest node's).
+    fn changes_since(&self, after: u64, max: usize) -> Result<Vec<Change>, ManifestError>;
+    /// Totals.
+    fn stats(&self) -> Result<ManifestStats, ManifestError>;
+
+    // ---- access keys ----
+    /// Adds a key (`Invalid` if its id is taken).
+    fn put_key(&self, key: &AccessKey) -> Result<(), ManifestError>;
+    /// Changes a key in place; `None` if it does not exist.
+    fn update_key(
+        &self,
+        id: &str,
+        change: InPlace<'_, AccessKey>,
+    ) -> Result<Option<AccessKey>, ManifestError>;
+    /// A key by id.
+    fn get_key(&self, id: &str) -> Result<Option<AccessKey>, ManifestError>;
+    /// Every key.
+    fn list_keys(&self) -> Result<Vec<AccessKey>, ManifestError>;
+    /// Deletes a key; whether it existed.
+    fn delete_key(&self, id: &str) -> Result<bool, ManifestError>;
+}
+
+impl ManifestBackend for ManifestStore {
+    fn create_bucket(&self, bucket: &Bucket) -> Result<(), ManifestError> {
+        ManifestStore::create_bucket(self, bucket)
+    }
+    fn get_bucket(&self, name: &str) -> Result<Option<Bucket>, ManifestError> {
+        ManifestStore::get_bucket(self, name)
+    }
+    fn list_buckets(&self) -> Result<Vec<Bucket>, ManifestError> {
+        ManifestStore::list_buckets(self)
+    }
+    fn update_bucket(
+        &self,
+        name: &str,
+        change: InPlace<'_, Bucket>,
+    ) -> Result<Bucket, ManifestError> {
+        ManifestStore::update_bucket(self, name, change)
+    }
+    fn delete_bucket(&self, name: &str) -> Result<(), ManifestError> {
+        ManifestStore::delete_bucket(self, name)
+    }
+    fn apply_when(
+        &self,
+        m: &VersionManifest,
+        upload_id: Option<&str>,
+        condition: Option<&WriteCondition>,
+    ) -> Result<(bool, Vec<VersionManifest>), ManifestError> {
+        match (condition, upload_id) {
+            (Some(c), u) => ManifestStore::apply_when(self, m, u, c),
+            (None, Some(u)) => ManifestStore::complete_upload(self, u, m).map(|r| (true, r)),
+            (None, None) => ManifestStore::apply(self, m),
+        }
+    }
+    fn head(&self, bucket: &str, key: &str) -> Result<Option<VersionManifest>, ManifestError> {
+        ManifestStore::head(self, bucket, key)
+    }
+    fn current(&self, bucket: &str, key: &str) -> Result<Option<VersionManifest>, ManifestError> {
+        ManifestStore::current(self, bucket, key)
+    }
+    fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        ManifestStore::get_version(self, bucket, key, version)
+    }
+    fn get_null_version(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        ManifestStore::get_null_version(self, bucket, key)
+    }
+    fn remove_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+        lock_check: Option<(u64, bool)>,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        match lock_check {
+            Some((now_ms, bypass)) => {
+                self.remove_version_unless_locked(bucket, key, version, now_ms, bypass)
+            }
+            None => ManifestStore::remove_version(self, bucket, key, version),
+        }
+    }
+    fn update_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+        change: InPlace<'_, VersionManifest>,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        ManifestStore::update_version(self, bucket, key, version, change)
+    }
+    fn list_objects(&self, bucket: &str, q: &ListQuery) -> Result<ListPage, ManifestError> {
+        ManifestStore::list_objects(self, bucket, q)
+    }
+    fn list_versions(
+        &self,
+        bucket: &str,
+        q: &VersionsQuery,
+    ) -> Result<VersionsPage, ManifestError> {
+        ManifestStore::list_versions(self, bucket, q)
+    }
+    fn create_upload(&self, upload: &Upload) -> Result<(), ManifestError> {
+        ManifestStore::create_upload(self, upload)
+    }
+    fn get_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<Upload>, ManifestError> {
+        ManifestStore::get_upload(self, bucket, key, upload_id)
+    }
+    fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: &Part,
+    ) -> Result<Option<Part>, ManifestError> {
+        ManifestStore::put_part(self, bucket, key, upload_id, part)
+    }
+    fn list_parts(
+        &self,
+        _bucket: &str,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<Vec<Part>, ManifestError> {
+        ManifestStore::list_parts(self, upload_id, after, max)
+    }
+    fn abort_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<Part>, ManifestError> {
+        ManifestStore::abort_upload(self, bucket, key, upload_id)
+    }
+    fn list_uploads(&self, bucket: &str, q: &UploadsQuery) -> Result<UploadsPage, ManifestError> {
+        ManifestStore::list_uploads(self, bucket, q)
+    }
+    fn changes_since(&self, after: u64, max: usize) -> Result<Vec<Change>, ManifestError> {
+        ManifestStore::changes_since(self, after, max)
+    }
+    fn stats(&self) -> Result<ManifestStats, ManifestError> {
+        ManifestStore::stats(self)
+    }
+    fn put_key(&self, key: &AccessKey) -> Result<(), ManifestError> {
+        ManifestStore::put_key(self, key)
+    }
+    fn update_key(
+        &self,
+        id: &str,
+        change: InPlace<'_, AccessKey>,
+    ) -> Result<Option<AccessKey>, ManifestError> {
+        ManifestStore::update_key(self, id, change)
+    }
+    fn get_key(&self, id: &str) -> Result<Option<AccessKey>, ManifestError> {
+        ManifestStore::get_key(self, id)
+    }
+    fn list_keys(&self) -> Result<Vec<AccessKey>, ManifestError> {
+        ManifestStore::list_keys(self)
+    }
+    fn delete_key(&self, id: &str) -> Result<bool, ManifestError> {
+        ManifestStore::delete_key(self, id)
+    }
+}
