@@ -9,15 +9,22 @@
 //! Other nodes reach a node's store through the chunk service ([`rpc`]): [`ChunkService`]
 //! serves it over cairn-net, [`RemoteChunks`] calls it. [`ReplicatedChunks`] ([`replicated`]) is
 //! the backend of a multi-node site: it keeps each chunk on the replicas placement gives it.
+//! [`ChunkMaintenance`] ([`maintenance`]) runs a chunk node's repair, rebalance and scrub
+//! workers over its own store.
 
 mod backend;
 mod error;
+pub mod maintenance;
 pub mod replicated;
 pub mod rpc;
 mod store;
 
 pub use backend::ChunkBackend;
 pub use error::ChunkError;
+pub use maintenance::{
+    ChunkMaintenance, MaintenanceConfig, PassReport, RateLimiter, WorkerKind, WorkerProgress,
+    WorkerSnapshot,
+};
 pub use replicated::{ReplicatedChunks, ReplicationConfig, ReplicationCounters};
 pub use rpc::{ChunkService, RemoteChunks};
 pub use store::{ChunkConfig, ChunkMeta, ChunkStats, ChunkStore, StoredChunk, MAX_STORED_LEN};

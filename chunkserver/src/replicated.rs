@@ -272,6 +272,43 @@ impl ReplicatedChunks {
         self.state().replicas(id).iter().map(|n| n.id).collect()
     }
 
+    /// The replica nodes of chunk `id` under the previous map (the one before the last
+    /// [`set_map`](ReplicatedChunks::set_map)), primary first; empty when the map never changed.
+    pub fn previous_replicas(&self, id: &ChunkId) -> Vec<NodeId> {
+        match &self.state().previous {
+            Some((placer, rf)) => placer.place(id.as_bytes(), *rf),
+            None => Vec::new(),
+        }
+    }
+
+    /// This node's id and store, when it holds chunks (as given to [`ReplicatedChunks::new`]).
+    pub fn local(&self) -> Option<(NodeId, Arc<ChunkStore>)> {
+        self.shared.local.clone()
+    }
+
+    /// The chunk service of node `node` of the current or previous map, reached as this
+    /// backend reaches its replicas (same client, call deadline and body timeout; a host name
+    /// is resolved now). Fails for this node itself and for a node neither map names.
+    pub async fn remote(&self, node: NodeId) -> Result<RemoteChunks, ChunkError> {
+        let found = self.state().nodes.get(&node).cloned();
+        match found {
+            Some(n) => self.shared.connect(&n).await,
+            None => Err(ChunkError::Io(format!(
+                "node {} is not in the cluster map",
+                node_id_hex(node)
+            ))),
+        }
+    }
+
+    /// `name (id)` of a node of the current or previous map (the id alone for another node),
+    /// for messages.
+    pub fn node_label(&self, node: NodeId) -> String {
+        match self.state().nodes.get(&node) {
+            Some(n) => n.label(),
+            None => node_id_hex(node),
+        }
+    }
+
     /// The running totals.
     pub fn counters(&self) -> ReplicationCounters {
         let c = &self.shared.counters;
@@ -457,9 +494,28 @@ impl ChunkBackend for ReplicatedChunks {
         let (tx, mut rx) = mpsc::channel(replicas.len());
         let mut chunk: Option<StoredChunk> = None;
         let mut local = None;
+        // Replicas suspected down (a call to them just failed on the transport) are not
+        // waited on when the others can make the quorum: repair copies the chunk later.
+        let suspected = |n: &Node| {
+            !matches!(n.reach, Reach::Local(_)) && self.shared.client.is_suspect(&n.name)
+        };
+        let skip_suspects = replicas.iter().filter(|n| !suspected(n)).count() >= quorum;
         for (i, node) in replicas.iter().enumerate() {
             if let Reach::Local(store) = &node.reach {
                 local = Some((i, store.clone()));
+                continue;
+            }
+            if skip_suspects && suspected(node) {
+                bump(&self.shared.counters.replica_write_failures);
+                let _ = tx.try_send((
+                    i,
+                    Err(ChunkError::Rpc {
+                        node: node.name.clone(),
+                        source: RpcError::Io(
+                            "suspected down: not written, repair copies it later".into(),
+                        ),
+                    }),
+                ));
                 continue;
             }
             let chunk = chunk
@@ -564,7 +620,11 @@ impl ChunkBackend for ReplicatedChunks {
             let now = std::time::Instant::now();
             let mut suspects = self.shared.suspects.lock();
             suspects.retain(|_, until| *until > now);
-            order.sort_by_key(|n| suspects.contains_key(&n.id));
+            order.sort_by_key(|n| {
+                suspects.contains_key(&n.id)
+                    || (!matches!(n.reach, Reach::Local(_))
+                        && self.shared.client.is_suspect(&n.name))
+            });
         }
         for node in order {
             let result = match &node.reach {

@@ -321,6 +321,69 @@ impl ChunkStore {
         self.put(id, chunk)
     }
 
+    /// Overwrites the stored copy of a chunk with `chunk` (scrub's repair of a corrupt copy),
+    /// or stores it if absent; returns whether an index entry was there. The payload is first
+    /// checked against `id` (`Mismatch` otherwise, and nothing is written); the write is one
+    /// synced batch under the chunk's stripe lock. The entry keeps its stored times, and the
+    /// stats move by the difference in lengths (an entry that cannot be decoded is taken to
+    /// have had the new copy's lengths: it was counted when stored, with unknown lengths).
+    pub fn replace(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
+        if chunk.raw_len as usize > MAX_CHUNK_SIZE || chunk.payload.len() > MAX_STORED_LEN {
+            return Err(ChunkError::TooLarge(
+                (chunk.raw_len as usize).max(chunk.payload.len()),
+            ));
+        }
+        chunk
+            .decode_verified(id)
+            .map_err(|_| ChunkError::Mismatch { id: *id })?;
+        let _guard = self.stripes[id.0[0] as usize].lock();
+        let now = now_ms();
+        let stored_len = chunk.payload.len() as u32;
+        // (chunks, raw, stored) deltas, and the times to keep.
+        let (existed, deltas, created_ms, touched_ms) = match self.meta(id) {
+            Ok(Some(old)) => (
+                true,
+                (
+                    0,
+                    i64::from(chunk.raw_len) - i64::from(old.raw_len),
+                    i64::from(stored_len) - i64::from(old.stored_len),
+                ),
+                old.created_ms,
+                old.touched_ms,
+            ),
+            Ok(None) => (
+                false,
+                (1, i64::from(chunk.raw_len), i64::from(stored_len)),
+                now,
+                now,
+            ),
+            Err(ChunkError::Corrupt { .. }) => (true, (0, 0, 0), now, now),
+            Err(e) => return Err(e),
+        };
+        let meta = ChunkMeta {
+            codec: chunk.codec,
+            raw_len: chunk.raw_len,
+            stored_len,
+            created_ms,
+            touched_ms,
+        };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_DATA), id.0, &chunk.payload);
+        batch.put_cf(self.cf(CF_INDEX), id.0, meta.encode());
+        let m = self.cf(CF_META);
+        for (key, delta) in [
+            (STAT_CHUNKS, deltas.0),
+            (STAT_RAW, deltas.1),
+            (STAT_STORED, deltas.2),
+        ] {
+            if delta != 0 {
+                batch.merge_cf(m, key, delta.to_le_bytes());
+            }
+        }
+        self.db.write_opt(batch, &self.write_opts)?;
+        Ok(existed)
+    }
+
     /// The index entry of a chunk, if stored.
     pub fn meta(&self, id: &ChunkId) -> Result<Option<ChunkMeta>, ChunkError> {
         match self.db.get_pinned_cf(self.cf(CF_INDEX), id.0)? {
@@ -678,6 +741,49 @@ mod tests {
             vec![true]
         );
         assert_eq!(s.stats().unwrap().chunks, 0);
+    }
+
+    #[test]
+    fn replace_overwrites_a_corrupt_copy_and_keeps_stats_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let raw = Bytes::from(vec![b'r'; 20_000]);
+        let id = ChunkId::of(&raw);
+        let c = StoredChunk::encode(raw.clone());
+        s.put(&id, &c).unwrap();
+        let stats = s.stats().unwrap();
+        let meta = s.meta(&id).unwrap().unwrap();
+        s.corrupt_for_test(&id, b"rotten").unwrap();
+        assert!(s.get(&id).is_err());
+        // A payload that does not match the id is refused and changes nothing.
+        let wrong = StoredChunk::encode(Bytes::from_static(b"other bytes"));
+        assert!(matches!(
+            s.replace(&id, &wrong),
+            Err(ChunkError::Mismatch { .. })
+        ));
+        assert!(s.get(&id).is_err());
+        // A good copy in another encoding: lengths and stats follow it, times are kept.
+        let raw_copy = StoredChunk {
+            codec: Codec::Raw,
+            raw_len: raw.len() as u32,
+            payload: raw.clone(),
+        };
+        assert!(s.replace(&id, &raw_copy).unwrap());
+        assert_eq!(s.get(&id).unwrap().unwrap(), raw);
+        let after = s.meta(&id).unwrap().unwrap();
+        assert_eq!(
+            (after.created_ms, after.touched_ms),
+            (meta.created_ms, meta.touched_ms)
+        );
+        assert_eq!(after.stored_len, 20_000);
+        assert_eq!(s.stats().unwrap().chunks, stats.chunks);
+        assert_eq!(s.stats().unwrap().stored_bytes, 20_000);
+        assert!(s.replace(&id, &c).unwrap());
+        assert_eq!(s.stats().unwrap(), stats);
+        // Absent: stored anew and counted.
+        s.delete(&id).unwrap();
+        assert!(!s.replace(&id, &c).unwrap());
+        assert_eq!(s.stats().unwrap(), stats);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use bytes::Bytes;
 use cairn_client::{Client, ClientError};
+use cairn_core::metrics::MetricsSource;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -243,7 +244,11 @@ pub async fn default_owner(client: &Client, owner: Option<&str>) -> Result<Strin
     })
 }
 
-async fn metrics(client: &Client, workers: &Workers) -> Response<Full<Bytes>> {
+async fn metrics(
+    client: &Client,
+    workers: &Workers,
+    sources: &[Arc<dyn MetricsSource>],
+) -> Response<Full<Bytes>> {
     match client.stats().await {
         Ok(s) => {
             let mut text = format!(
@@ -256,6 +261,9 @@ async fn metrics(client: &Client, workers: &Workers) -> Response<Full<Bytes>> {
                 s.buckets, s.versions, s.logical_bytes, s.chunks, s.unique_bytes, s.physical_bytes
             );
             text.push_str(&workers.metrics());
+            for source in sources {
+                source.render(&mut text);
+            }
             Response::builder()
                 .header("content-type", "text/plain; version=0.0.4")
                 .body(Full::new(Bytes::from(text)))
@@ -265,19 +273,24 @@ async fn metrics(client: &Client, workers: &Workers) -> Response<Full<Bytes>> {
     }
 }
 
-async fn handle(
+/// What every admin request may use.
+struct Ctx {
     client: Client,
     token: String,
     workers: Arc<Workers>,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+    sources: Vec<Arc<dyn MetricsSource>>,
+    cluster: Option<crate::node::admin::ClusterAdmin>,
+}
+
+async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (client, token, workers, sources) = (&ctx.client, &ctx.token, &ctx.workers, &ctx.sources);
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (&method, path.as_str()) {
         (&Method::GET, "/health") => {
             return json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
         }
-        (&Method::GET, "/metrics") => return metrics(&client, &workers).await,
+        (&Method::GET, "/metrics") => return metrics(client, workers, sources).await,
         _ => {}
     }
     let authorized = req
@@ -296,6 +309,11 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body over 64 KiB"),
     };
+    if let Some(cluster) = &ctx.cluster {
+        if let Some((status, answer)) = cluster.handle(&method, &path, &body).await {
+            return json(status, &answer);
+        }
+    }
     let create = || serde_json::from_slice::<CreateRequest>(&body);
     match (method, path.as_str()) {
         (Method::GET, "/v1/workers") => json(StatusCode::OK, &workers.statuses()),
@@ -354,7 +372,7 @@ async fn handle(
         },
         (Method::POST, "/v1/buckets") => match create() {
             Ok(r) => {
-                let owner = match default_owner(&client, r.owner.as_deref()).await {
+                let owner = match default_owner(client, r.owner.as_deref()).await {
                     Ok(o) => o,
                     Err(e) => return client_error(e),
                 };
@@ -377,26 +395,48 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serves the admin API until `shutdown` resolves.
+/// Serves the admin API until `shutdown` resolves. `/metrics` has the store's gauges, the
+/// workers' lines, then each of `sources` in order.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     client: Client,
     token: String,
     workers: Arc<Workers>,
+    sources: Vec<Arc<dyn MetricsSource>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_node(listener, client, token, workers, sources, None, shutdown).await
+}
+
+/// [`serve`] on a node of a multi-node site: `/v1/cluster` calls go to `cluster`.
+pub async fn serve_node(
+    listener: tokio::net::TcpListener,
+    client: Client,
+    token: String,
+    workers: Arc<Workers>,
+    sources: Vec<Arc<dyn MetricsSource>>,
+    cluster: Option<crate::node::admin::ClusterAdmin>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
+    let ctx = Arc::new(Ctx {
+        client,
+        token,
+        workers,
+        sources,
+        cluster,
+    });
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => r?,
             _ = &mut shutdown => return Ok(()),
         };
         let _ = stream.set_nodelay(true);
-        let (client, token, workers) = (client.clone(), token.clone(), workers.clone());
+        let ctx = ctx.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
-                let (client, token, workers) = (client.clone(), token.clone(), workers.clone());
-                async move { Ok::<_, Infallible>(handle(client, token, workers, req).await) }
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(handle(ctx, req).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)

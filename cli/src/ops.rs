@@ -26,6 +26,11 @@ async fn backend(t: &Target) -> anyhow::Result<Backend> {
         return Ok(Backend::Remote(Box::new(AdminClient::new(url, &token))));
     }
     let dir = &t.data_dir;
+    if dir.join("cluster.map").exists() {
+        // A node of a multi-node site: its stores hold only its share, so always go through
+        // the running node.
+        return Ok(Backend::Remote(Box::new(running_site(dir)?)));
+    }
     if !dir.join("node-id").exists() {
         anyhow::bail!(
             "{} is not a cairn data dir: start a site with `cairn serve --data-dir {}` first, or pass --data-dir",
@@ -37,21 +42,37 @@ async fn backend(t: &Target) -> anyhow::Result<Backend> {
         Ok(c) => Ok(Backend::Local(c)),
         Err(e) if e.to_string().to_lowercase().contains("lock") => {
             // A site is running on the data dir: go through its admin endpoint.
-            let file = std::fs::read_to_string(dir.join("admin.json")).with_context(|| {
-                format!(
-                    "{} is in use by a running site that published no admin endpoint",
-                    dir.display()
-                )
-            })?;
-            let ep: admin::EndpointFile = serde_json::from_str(&file)?;
-            let token = std::fs::read_to_string(dir.join("admin.token"))
-                .with_context(|| format!("cannot read {}/admin.token", dir.display()))?;
-            Ok(Backend::Remote(Box::new(AdminClient::new(
-                &ep.url,
-                token.trim(),
-            ))))
+            Ok(Backend::Remote(Box::new(running_site(dir)?)))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The admin endpoint of the site (or node) running on data dir `dir`, from the
+/// `admin.json` and `admin.token` it wrote there.
+pub(crate) fn running_site(dir: &std::path::Path) -> anyhow::Result<AdminClient> {
+    let file = std::fs::read_to_string(dir.join("admin.json")).with_context(|| {
+        format!(
+            "no site is running on {} (it has no admin.json): start it, or pass --admin and --token",
+            dir.display()
+        )
+    })?;
+    let ep: admin::EndpointFile = serde_json::from_str(&file)?;
+    let token = std::fs::read_to_string(dir.join("admin.token"))
+        .with_context(|| format!("cannot read {}/admin.token", dir.display()))?;
+    Ok(AdminClient::new(&ep.url, token.trim()))
+}
+
+/// The admin endpoint `t` names: `--admin` with its token, or the site running on `--data-dir`.
+pub(crate) fn admin_of(t: &Target) -> anyhow::Result<AdminClient> {
+    match &t.admin {
+        Some(url) => {
+            let token = t.token.clone().context(
+                "--admin needs --token (or CAIRN_ADMIN_TOKEN): it is in the node's DATA_DIR/admin.token",
+            )?;
+            Ok(AdminClient::new(url, &token))
+        }
+        None => running_site(&t.data_dir),
     }
 }
 

@@ -18,6 +18,11 @@ use crate::{admin, parse_listen, DEFAULT_ADMIN_LISTEN, DEFAULT_S3_LISTEN};
 /// Flags of `cairn serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    /// Run one node of a multi-node site, as its configuration file says (roles, addresses,
+    /// certificates, the site's first map; see deploy/ for commented examples). The other
+    /// flags then do not apply.
+    #[arg(long, value_name = "FILE", env = "CAIRN_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Where the site keeps its data (created if missing).
     #[arg(long, default_value = "cairn-data", env = "CAIRN_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -70,7 +75,7 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// Makes sure the site has its first access key: from CAIRN_ACCESS_KEY_ID and
 /// CAIRN_SECRET_ACCESS_KEY when set, otherwise generated once and kept in DATA_DIR/credentials.
-async fn first_key(client: &Client, data_dir: &Path) -> anyhow::Result<()> {
+pub(crate) async fn first_key(client: &Client, data_dir: &Path) -> anyhow::Result<()> {
     let env_id = std::env::var("CAIRN_ACCESS_KEY_ID")
         .ok()
         .filter(|s| !s.is_empty());
@@ -115,7 +120,7 @@ async fn first_key(client: &Client, data_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -138,6 +143,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,s3s=warn".into()),
         )
         .init();
+    if let Some(path) = &args.config {
+        return crate::node::run_config(path).await;
+    }
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data dir {}", dir.display()))?;
@@ -181,7 +189,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = cairn_s3::S3Config {
         region: args.region.clone(),
         domains: args.domains.clone(),
+        ..Default::default()
     };
+    let s3_metrics = config.metrics.clone();
     let s3_task = tokio::spawn(cairn_s3::serve(
         s3,
         config,
@@ -193,6 +203,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         client.clone(),
         workers.clone(),
         Duration::from_secs(args.lifecycle_interval.max(1)),
+        None,
         stop_rx.clone(),
     ));
     let gc_task = tokio::spawn(gc_loop(
@@ -200,6 +211,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         workers.clone(),
         Duration::from_secs(args.gc_interval.max(1)),
         Duration::from_secs(args.gc_hold),
+        None,
         stop_rx.clone(),
     ));
     let admin_task = tokio::spawn(admin::serve(
@@ -207,6 +219,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         client.clone(),
         token,
         workers.clone(),
+        vec![s3_metrics],
         stopped(stop_rx.clone()),
     ));
     info!(data_dir = %dir.display(), "cairn is running");

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+/// Says whether a worker may run a pass now (multi-node sites: only one node runs lifecycle,
+/// and GC waits until every manifest node answers). A pass it refuses is skipped, not queued.
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// One worker's status.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct WorkerStatus {
@@ -33,6 +37,35 @@ pub struct WorkerStatus {
     pub gc: Option<GcReport>,
     /// The last error of a pass or of an action in it.
     pub last_error: Option<String>,
+    /// Counters of the current or last pass (maintenance workers: repair, rebalance, scrub,
+    /// anti-entropy).
+    #[serde(default)]
+    pub counters: std::collections::BTreeMap<String, u64>,
+}
+
+/// A worker's progress on one line, for tables.
+pub fn progress_line(w: &WorkerStatus) -> String {
+    if let Some(g) = &w.gc {
+        return format!(
+            "{:?}: marked {}, deleted {}",
+            g.phase, g.chunks_marked, g.chunks_deleted
+        );
+    }
+    if w.name == "lifecycle" {
+        let p = &w.progress;
+        return format!(
+            "scanned {}, expired {}, removed {}",
+            p.versions_scanned,
+            p.expired,
+            p.noncurrent_removed + p.markers_removed
+        );
+    }
+    w.counters
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The workers of this process.
@@ -40,6 +73,8 @@ pub struct WorkerStatus {
 pub struct Workers {
     lifecycle: Mutex<WorkerStatus>,
     gc: Mutex<WorkerStatus>,
+    /// The other workers of a node of a multi-node site, by name.
+    others: Mutex<std::collections::BTreeMap<String, WorkerStatus>>,
 }
 
 impl Workers {
@@ -47,8 +82,22 @@ impl Workers {
     pub fn statuses(&self) -> Vec<WorkerStatus> {
         [self.lifecycle.lock().clone(), self.gc.lock().clone()]
             .into_iter()
+            .chain(self.others.lock().values().cloned())
             .filter(|s| !s.name.is_empty())
             .collect()
+    }
+
+    /// Changes the status of worker `name` (added on first use).
+    pub fn update(&self, name: &str, f: impl FnOnce(&mut WorkerStatus)) {
+        let mut others = self.others.lock();
+        let s = others
+            .entry(name.to_string())
+            .or_insert_with(|| WorkerStatus {
+                name: name.to_string(),
+                state: "idle".into(),
+                ..WorkerStatus::default()
+            });
+        f(s);
     }
 
     /// Prometheus lines for the workers.
@@ -127,6 +176,7 @@ pub async fn lifecycle_loop(
     client: Client,
     workers: Arc<Workers>,
     interval: Duration,
+    gate: Option<Gate>,
     mut stop: watch::Receiver<bool>,
 ) {
     {
@@ -140,6 +190,11 @@ pub async fn lifecycle_loop(
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             () = tokio::time::sleep_until(next) => {}
+        }
+        if !gate.as_ref().is_none_or(|g| g()) {
+            workers.lifecycle.lock().state = "standby (another node runs it)".into();
+            next = tokio::time::Instant::now() + interval;
+            continue;
         }
         let started = cairn_client::now_ms();
         {
@@ -192,6 +247,7 @@ pub async fn gc_loop(
     workers: Arc<Workers>,
     interval: Duration,
     hold: Duration,
+    gate: Option<Gate>,
     mut stop: watch::Receiver<bool>,
 ) {
     {
@@ -207,6 +263,15 @@ pub async fn gc_loop(
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             () = tokio::time::sleep_until(next) => {}
+        }
+        if !gate.as_ref().is_none_or(|g| g()) {
+            let mut s = workers.gc.lock();
+            s.state = "waiting (a manifest node does not answer)".into();
+            s.last_error =
+                Some("pass skipped: every manifest node must answer for a safe mark".into());
+            drop(s);
+            next = tokio::time::Instant::now() + interval.min(Duration::from_secs(60));
+            continue;
         }
         let started = cairn_client::now_ms();
         {

@@ -277,3 +277,33 @@ async fn key_allow_and_deny_manage_bucket_grants() {
     assert!(ok, "{err}");
     assert!(out.contains("none"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_s3_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, endpoint) = start(dir.path());
+    s3(&endpoint).list_buckets().send().await.unwrap();
+
+    let file = std::fs::read_to_string(dir.path().join("admin.json")).unwrap();
+    let url: serde_json::Value = serde_json::from_str(&file).unwrap();
+    let addr = url["url"].as_str().unwrap().trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("cairn_s3_requests_total{op=\"ListBuckets\",status=\"200\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("cairn_s3_request_duration_seconds_count{op=\"ListBuckets\"} 1\n"));
+    assert!(
+        text.contains("cairn_buckets 0\n"),
+        "the store's gauges are still there"
+    );
+}

@@ -71,6 +71,19 @@ impl Client {
         Client::build(chunks, None, meta, site, node)
     }
 
+    /// [`Client::from_backends`] on a node that also holds chunks itself: `local` is its own
+    /// chunk store, which garbage collection sweeps (each chunk node sweeps its own store,
+    /// marking from the site's metadata).
+    pub fn from_backends_with_local(
+        chunks: Arc<dyn ChunkBackend>,
+        local: Option<Arc<ChunkStore>>,
+        meta: Arc<dyn ManifestBackend>,
+        site: u16,
+        node: NodeId,
+    ) -> Client {
+        Client::build(chunks, local, meta, site, node)
+    }
+
     fn build(
         chunks: Arc<dyn ChunkBackend>,
         local: Option<Arc<ChunkStore>>,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extent;
 pub mod format;
 pub mod manifest;
+pub mod metrics;
 pub mod placement;
 pub mod version;
 

@@ -13,6 +13,7 @@
 //! - [`access`] — who may do what: bucket owner, key grants, bucket policy, ACLs.
 //! - [`policy`] — bucket policy documents: validation and evaluation.
 //! - [`error`] — the one mapping from [`cairn_client::ClientError`] to S3 error codes.
+//! - [`metrics`] — per-operation request counters, body bytes and latency ([`S3Metrics`]).
 //! - [`cors`] — preflight (OPTIONS) answers and `Access-Control-*` response headers from the
 //!   bucket's CORS rules, in front of the S3 service.
 //! - [`convert`] — headers, metadata, times, ETags and body streams between s3s and the client.
@@ -24,9 +25,12 @@ mod auth;
 mod convert;
 mod cors;
 mod error;
+mod metrics;
 mod ops;
 mod policy;
 mod server;
+
+pub use metrics::{S3Metrics, OPS as S3_OPERATIONS};
 
 /// Settings of the S3 gateway.
 #[derive(Clone, Debug)]
@@ -38,6 +42,9 @@ pub struct S3Config {
     /// Base domains for virtual-hosted-style requests: `bucket.<domain>[:port]` addresses
     /// `bucket`; a Host equal to a domain (or any other host) is path style.
     pub domains: Vec<String>,
+    /// Where the gateway counts its requests (`cairn_s3_*` metrics); clones of the config
+    /// share it. Render it with [`S3Metrics::render`], e.g. from the admin `/metrics`.
+    pub metrics: std::sync::Arc<S3Metrics>,
 }
 
 impl Default for S3Config {
@@ -45,6 +52,7 @@ impl Default for S3Config {
         S3Config {
             region: None,
             domains: vec!["localhost".to_string()],
+            metrics: std::sync::Arc::new(S3Metrics::new()),
         }
     }
 }

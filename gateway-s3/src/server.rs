@@ -18,6 +18,7 @@ use tracing::{debug, error, info, warn, Instrument};
 
 use crate::auth::{Access, DomainHost, KeyAuth};
 use crate::cors::Cors;
+use crate::metrics::{Counted, Direction, S3Metrics};
 use crate::ops::Gateway;
 use crate::S3Config;
 
@@ -42,6 +43,8 @@ pub(crate) async fn serve(
         client.clone(),
         DomainHost::new(&config.domains).map_err(std::io::Error::other)?,
     ));
+    let host = Arc::new(DomainHost::new(&config.domains).map_err(std::io::Error::other)?);
+    let metrics = config.metrics.clone();
     let service = build_service(config, client)?;
     let ids = Arc::new(RequestIds::new());
 
@@ -78,6 +81,8 @@ pub(crate) async fn serve(
             inner: service.clone(),
             cors: cors.clone(),
             ids: ids.clone(),
+            metrics: metrics.clone(),
+            host: host.clone(),
             peer,
         };
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
@@ -137,12 +142,16 @@ impl RequestIds {
     }
 }
 
-/// Wraps the s3s service with CORS, a request id, a tracing span and a log line per request.
+/// Wraps the s3s service with CORS, a request id, a tracing span, a log line and metrics per
+/// request.
 #[derive(Clone)]
 struct RequestService {
     inner: S3Service,
     cors: Arc<Cors>,
     ids: Arc<RequestIds>,
+    metrics: Arc<S3Metrics>,
+    /// Tells virtual-hosted requests from path-style ones when naming the operation.
+    host: Arc<DomainHost>,
     peer: SocketAddr,
 }
 
@@ -166,6 +175,10 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         let inner = self.inner.clone();
         let cors = self.cors.clone();
         let peer = self.peer;
+        // Counted under the operation S3 would route it to; its body bytes as they stream.
+        let stats = self.metrics.op(crate::metrics::operation(&req, &self.host));
+        let req =
+            req.map(|b| s3s::Body::http_body(Counted::new(b, stats.clone(), Direction::Request)));
         Box::pin(
             async move {
                 let start = Instant::now();
@@ -184,7 +197,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                     cors.preflight(&req).await
                 } else {
                     let rules = cors.rules_for(&req).await;
-                    let mut resp = match hyper::service::Service::call(&inner, req).await {
+                    let mut resp = match inner.call(req).await {
                         Ok(resp) => resp,
                         Err(e) => {
                             error!(error = ?e, "request failed without an s3 response");
@@ -211,8 +224,13 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                 if let Ok(v) = HeaderValue::from_str(&id) {
                     resp.headers_mut().insert("x-amz-request-id", v);
                 }
-                let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+                let elapsed = start.elapsed();
+                let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
                 let status = resp.status().as_u16();
+                // Latency is to the response head; the body's bytes are counted as they go.
+                stats.record(status, elapsed);
+                let resp =
+                    resp.map(|b| s3s::Body::http_body(Counted::new(b, stats, Direction::Response)));
                 if resp.status().is_server_error() {
                     warn!(status, elapsed_ms, "request served");
                 } else {

@@ -19,7 +19,13 @@ pub(crate) const CF_PARTS: &str = "parts";
 pub(crate) const CF_CHANGELOG: &str = "changelog";
 pub(crate) const CF_KEYS: &str = "keys";
 pub(crate) const CF_META: &str = "meta";
-pub(crate) const ALL_CFS: [&str; 8] = [
+/// Tombstones of removed versions: version key → removal time (unix ms, u64 BE). Kept for
+/// good (they are small), so a removed version never comes back through a replica.
+pub(crate) const CF_REMOVED: &str = "removed";
+/// Revision stamps of mutable records: kind byte + record key → stamp (16 bytes BE) + flags.
+pub(crate) const CF_STAMPS: &str = "stamps";
+/// Every column family; `open` creates the missing ones, so older databases gain new ones.
+pub(crate) const ALL_CFS: [&str; 10] = [
     CF_BUCKETS,
     CF_VERSIONS,
     CF_CURRENT,
@@ -28,6 +34,8 @@ pub(crate) const ALL_CFS: [&str; 8] = [
     CF_CHANGELOG,
     CF_KEYS,
     CF_META,
+    CF_REMOVED,
+    CF_STAMPS,
 ];
 /// Key of the counters in `meta`.
 pub(crate) const STATS_KEY: &[u8] = b"stats";

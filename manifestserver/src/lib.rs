@@ -14,8 +14,10 @@ mod db;
 mod error;
 mod keys;
 mod list;
+mod replicated;
 pub mod rpc;
 mod scan;
+mod stamped;
 mod store;
 mod uploads;
 mod versions;
@@ -23,5 +25,12 @@ mod versions;
 pub use backend::{InPlace, ManifestBackend};
 pub use error::{ManifestError, Refusal};
 pub use list::{ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery};
+pub use replicated::{
+    AntiEntropyReport, ManifestReplicationConfig, ManifestReplicationCounters, ReplicatedManifests,
+};
 pub use rpc::{ManifestRequest, ManifestResponse, ManifestService, RemoteManifest, WriteCondition};
+pub use stamped::{
+    KeyState, Record, RecordId, StampCheck, StampedRecord, StampedWrite, WriteOutcome, MAX_STAMPED,
+    MAX_TOMBSTONES, TOMBSTONE,
+};
 pub use store::{ManifestConfig, ManifestStats, ManifestStore};

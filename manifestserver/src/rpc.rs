@@ -58,6 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Refusal;
 use crate::list::{ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery};
+use crate::stamped::{KeyState, RecordId, StampedRecord, StampedWrite, WriteOutcome, MAX_STAMPED};
 use crate::{ManifestError, ManifestStats, ManifestStore};
 
 /// The service's name on the wire.
@@ -127,7 +128,7 @@ impl WriteCondition {
 }
 
 /// The message of an object-lock refusal (what S3 answers).
-const LOCKED: &str = "Access Denied because object protected by object lock";
+pub(crate) const LOCKED: &str = "Access Denied because object protected by object lock";
 
 impl ManifestStore {
     /// [`ManifestStore::apply_if`] with a [`WriteCondition`]: the data form of its check.
@@ -430,6 +431,39 @@ pub enum ManifestRequest {
     DeleteKey(String),
     /// [`ManifestStore::stats`] → `Stats`.
     Stats,
+    // ---- replication (see `crate::stamped`) ----
+    /// [`ManifestStore::get_stamped`] of each (at most [`MAX_STAMPED`]) → `Stamped`.
+    GetStamped(Vec<RecordId>),
+    /// [`ManifestStore::put_stamped`] of each, in order (at most [`MAX_STAMPED`]) → `Written`,
+    /// one result per write.
+    PutStamped(Vec<StampedWrite>),
+    /// [`ManifestStore::read_key`] → `KeyState`.
+    ReadKey {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// The null version instead of the newest.
+        null: bool,
+    },
+    /// [`ManifestStore::list_stamped_page`] (`max` ≤ [`MAX_LIST`]) → `StampedPage`.
+    ListStamped {
+        /// Access keys (`true`) or buckets.
+        keys: bool,
+        /// Names strictly after this one.
+        after: Option<String>,
+        /// Most records.
+        max: u32,
+    },
+    /// [`ManifestStore::list_parts_stamped`] (`max` ≤ [`MAX_LIST`]) → `StampedParts`.
+    ListPartsStamped {
+        /// Upload id.
+        upload_id: String,
+        /// Parts numbered after this one.
+        after: u32,
+        /// Most parts.
+        max: u32,
+    },
 }
 
 impl Versioned for ManifestRequest {
@@ -498,6 +532,21 @@ pub enum ManifestResponse {
     Stats(#[serde(with = "ManifestStatsDef")] ManifestStats),
     /// The operation failed.
     Failed(WireError),
+    /// Stamped records, one per id asked.
+    Stamped(Vec<StampedRecord>),
+    /// One result per stamped write.
+    Written(Vec<Result<WriteOutcome, WireError>>),
+    /// A replica's view of a key.
+    KeyState(KeyState),
+    /// A page of stamped buckets or keys.
+    StampedPage {
+        /// Records by name.
+        records: Vec<StampedRecord>,
+        /// More follow.
+        truncated: bool,
+    },
+    /// Parts with their stamps.
+    StampedParts(Vec<(VersionId, Part)>),
 }
 
 impl Versioned for ManifestResponse {
@@ -699,6 +748,12 @@ pub fn check_bounds(req: &ManifestRequest) -> Result<(), ManifestError> {
         }
         ManifestRequest::ListUploads { query, .. } => {
             bounded("an upload listing", query.max_uploads, MAX_LIST)
+        }
+        ManifestRequest::GetStamped(ids) => bounded("a stamped read", ids.len(), MAX_STAMPED),
+        ManifestRequest::PutStamped(ws) => bounded("a stamped write", ws.len(), MAX_STAMPED),
+        ManifestRequest::ListStamped { max, .. } => bounded("a stamped page", wide(*max), MAX_LIST),
+        ManifestRequest::ListPartsStamped { max, .. } => {
+            bounded("a part listing", wide(*max), MAX_LIST)
         }
         _ => Ok(()),
     }
@@ -937,6 +992,29 @@ pub fn execute(
         }
         Q::DeleteKey(id) => A::Deleted(store.delete_key(&id)?),
         Q::Stats => A::Stats(store.stats()?),
+        Q::GetStamped(ids) => A::Stamped(
+            ids.iter()
+                .map(|id| store.get_stamped(id))
+                .collect::<Result<_, _>>()?,
+        ),
+        Q::PutStamped(writes) => A::Written(
+            writes
+                .iter()
+                .map(|w| store.put_stamped(w).map_err(|e| WireError::from(&e)))
+                .collect(),
+        ),
+        Q::ReadKey { bucket, key, null } => A::KeyState(store.read_key(&bucket, &key, null)?),
+        Q::ListStamped { keys, after, max } => {
+            let (mut records, mut truncated) =
+                store.list_stamped_page(keys, after.as_deref(), max as usize)?;
+            truncated |= fit(&mut records);
+            A::StampedPage { records, truncated }
+        }
+        Q::ListPartsStamped {
+            upload_id,
+            after,
+            max,
+        } => A::StampedParts(store.list_parts_stamped(&upload_id, after, max as usize)?),
     })
 }
 
@@ -991,6 +1069,11 @@ impl ManifestResponse {
             ManifestResponse::Deleted(_) => "Deleted",
             ManifestResponse::Stats(_) => "Stats",
             ManifestResponse::Failed(_) => "Failed",
+            ManifestResponse::Stamped(_) => "Stamped",
+            ManifestResponse::Written(_) => "Written",
+            ManifestResponse::KeyState(_) => "KeyState",
+            ManifestResponse::StampedPage { .. } => "StampedPage",
+            ManifestResponse::StampedParts(_) => "StampedParts",
         }
     }
 }

@@ -6,13 +6,14 @@ use cairn_core::manifest::VersionManifest;
 use cairn_core::VersionId;
 use rocksdb::ReadOptions;
 
-use crate::db::{Txn, CF_CURRENT, CF_VERSIONS};
+use crate::db::{Txn, CF_CURRENT, CF_REMOVED, CF_STAMPS, CF_VERSIONS};
 use crate::keys;
 use crate::{ManifestError, ManifestStore};
 
 impl ManifestStore {
-    /// Adds `m` to the mutation; `(false, [])` (and nothing added) if `m` is already stored or
-    /// a newer null version supersedes it. Otherwise returns the null versions it replaces.
+    /// Adds `m` to the mutation; `(false, [])` (and nothing added) if `m` is already stored,
+    /// was removed (it has a tombstone), or a newer null version supersedes it. Otherwise
+    /// returns the null versions it replaces (each gets a tombstone).
     pub(crate) fn apply_in(
         &self,
         txn: &mut Txn<'_>,
@@ -29,6 +30,9 @@ impl ManifestStore {
         {
             return Ok((false, Vec::new()));
         }
+        if self.db.get_pinned_cf(self.cf(CF_REMOVED), &vkey)?.is_some() {
+            return Ok((false, Vec::new()));
+        }
         let (removed, newest_other) = if m.null_version {
             let all = self.versions_of(&m.bucket, &m.key)?;
             if all.iter().any(|v| v.null_version && v.version > m.version) {
@@ -43,8 +47,9 @@ impl ManifestStore {
         let versions = self.cf(CF_VERSIONS);
         txn.batch.put_cf(versions, &vkey, m.encode());
         for r in &removed {
-            txn.batch
-                .delete_cf(versions, keys::version_key(&r.bucket, &r.key, r.version));
+            let rkey = keys::version_key(&r.bucket, &r.key, r.version);
+            self.tombstone_in(txn, &rkey);
+            txn.batch.delete_cf(versions, rkey);
             // Readers of the log (site links, anti-entropy) must see the replaced version go.
             self.log_change(txn, r, true);
             self.log_stats_removed(txn, r);
@@ -84,6 +89,7 @@ impl ManifestStore {
             return Ok(None);
         };
         txn.batch.delete_cf(self.cf(CF_VERSIONS), &vkey);
+        self.tombstone_in(txn, &vkey);
         let next = self.newest_except(bucket, key, Some(version))?;
         // Only the newest version's removal changes what is current.
         if next.as_ref().is_none_or(|n| n.version < version) {
@@ -92,6 +98,18 @@ impl ManifestStore {
         self.log_change(txn, &r, true);
         self.log_stats_removed(txn, &r);
         Ok(Some(r))
+    }
+
+    /// Adds a tombstone for the version stored under `vkey` (and drops its stamp): replicas
+    /// and anti-entropy then never bring it back.
+    pub(crate) fn tombstone_in(&self, txn: &mut Txn<'_>, vkey: &[u8]) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        txn.batch
+            .put_cf(self.cf(CF_REMOVED), vkey, now.to_be_bytes());
+        txn.batch
+            .delete_cf(self.cf(CF_STAMPS), crate::stamped::version_stamp_key(vkey));
     }
 
     fn log_stats_removed(&self, txn: &mut Txn<'_>, r: &VersionManifest) {
@@ -118,7 +136,7 @@ impl ManifestStore {
     }
 
     /// Read options bounding a scan to one key's versions.
-    fn key_versions_opts(bucket: &str, key: &str) -> (Vec<u8>, ReadOptions) {
+    pub(crate) fn key_versions_opts(bucket: &str, key: &str) -> (Vec<u8>, ReadOptions) {
         let start = keys::terminated_key(bucket, key);
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(start.clone());

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_core::format::Versioned;
 
@@ -12,6 +12,7 @@ use crate::body::{send_body, RecvBody, SendBody, SendGuard};
 use crate::config::NetConfig;
 use crate::error::{connection_error, NetError, RpcError};
 use crate::identity::NodeIdentity;
+use crate::metrics::{PeerStats, RpcMetrics};
 use crate::server::Rpc;
 use crate::wire::{self, FrameKind, RequestEnvelope, ResponseEnvelope};
 
@@ -88,7 +89,14 @@ struct ClientInner {
     endpoint: quinn::Endpoint,
     pool: Pool,
     config: NetConfig,
+    metrics: Arc<RpcMetrics>,
+    /// Peers whose last call failed on the transport, until when they are suspected down.
+    suspects: parking_lot::Mutex<HashMap<Arc<str>, Instant>>,
 }
+
+/// How long a peer whose call failed on the transport (timed out, unreachable) stays suspected
+/// down, unless a call to it succeeds first.
+pub const SUSPECT_FOR: Duration = Duration::from_secs(10);
 
 /// A node's client side: calls other nodes of its site.
 #[derive(Clone)]
@@ -115,6 +123,8 @@ impl Client {
                 endpoint,
                 pool,
                 config,
+                metrics: Arc::new(RpcMetrics::new()),
+                suspects: parking_lot::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -126,6 +136,27 @@ impl Client {
             addr,
             node: node.into(),
             timeout: self.inner.config.call_timeout,
+            stats: self.inner.metrics.peer(node),
+        }
+    }
+
+    /// Per-peer call counters of this client and its clones (for `/metrics`).
+    pub fn metrics(&self) -> Arc<RpcMetrics> {
+        self.inner.metrics.clone()
+    }
+
+    /// Whether node `node` is suspected down: a call to it failed on the transport (timed out,
+    /// unreachable) within [`SUSPECT_FOR`] and none succeeded since. Callers that replicate use
+    /// it to try other nodes first and not to wait on this one; calls to it still go through.
+    pub fn is_suspect(&self, node: &str) -> bool {
+        let mut suspects = self.inner.suspects.lock();
+        match suspects.get(node) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                suspects.remove(node);
+                false
+            }
+            None => false,
         }
     }
 
@@ -150,6 +181,7 @@ pub struct Peer {
     addr: SocketAddr,
     node: Arc<str>,
     timeout: Duration,
+    stats: Arc<PeerStats>,
 }
 
 impl Peer {
@@ -183,10 +215,25 @@ impl Peer {
         req: &R,
         body: Option<SendBody>,
     ) -> Result<(R::Response, RecvBody), RpcError> {
-        match tokio::time::timeout(self.timeout, self.call_inner(req, body)).await {
+        let start = Instant::now();
+        let result = match tokio::time::timeout(self.timeout, self.call_inner(req, body)).await {
             Ok(r) => r,
             Err(_) => Err(RpcError::Timeout(self.timeout)),
+        };
+        self.stats.record(&result, start.elapsed());
+        match &result {
+            Ok(_) => {
+                self.client.suspects.lock().remove(&*self.node);
+            }
+            Err(RpcError::Timeout(_) | RpcError::Io(_)) => {
+                self.client
+                    .suspects
+                    .lock()
+                    .insert(self.node.clone(), Instant::now() + SUSPECT_FOR);
+            }
+            Err(_) => {}
         }
+        result
     }
 
     async fn call_inner<R: Rpc>(

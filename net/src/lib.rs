@@ -57,13 +57,15 @@ mod client;
 mod config;
 mod error;
 pub mod identity;
+mod metrics;
 mod server;
 pub mod tls;
 pub mod wire;
 
 pub use body::{RecvBody, SendBody};
-pub use client::{Client, Peer, Pool};
+pub use client::{Client, Peer, Pool, SUSPECT_FOR};
 pub use config::NetConfig;
 pub use error::{NetError, RpcError};
 pub use identity::{NodeIdentity, SiteCa};
+pub use metrics::RpcMetrics;
 pub use server::{PeerInfo, Rpc, Server, ServerBuilder, ServerStats, Service};

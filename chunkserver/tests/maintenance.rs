@@ -1,0 +1,707 @@
+//! The chunk maintenance workers (repair, rebalance, scrub) over real QUIC on loopback: nodes
+//! each serve a chunk store, chunks are written through `ReplicatedChunks`, and each node's
+//! `ChunkMaintenance` works on its own store.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cairn_chunkserver::{
+    ChunkBackend, ChunkConfig, ChunkError, ChunkMaintenance, ChunkService, ChunkStore,
+    MaintenanceConfig, PassReport, RateLimiter, ReplicatedChunks, ReplicationConfig, StoredChunk,
+    WorkerKind,
+};
+use cairn_core::cluster::{ClusterMap, NodeId, NodeInfo, StagedChanges};
+use cairn_core::placement::place_chunk;
+use cairn_core::ChunkId;
+use cairn_net::{Client, NetConfig, NodeIdentity, Server, SiteCa};
+
+/// Every test body runs under this bound.
+const TEST_BOUND: Duration = Duration::from_secs(120);
+/// The backends' call deadline: short, so calls to stopped nodes fail quickly.
+const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
+
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_BOUND, f)
+        .await
+        .expect("test did not finish in time")
+}
+
+/// Waits until `cond` holds, for at most 10 s.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not reached within 10 s");
+}
+
+/// A node serving its chunk store; it can stop and serve the same store again.
+struct Node {
+    id: NodeId,
+    name: String,
+    zone: String,
+    identity: NodeIdentity,
+    store: Arc<ChunkStore>,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn start(ca: &SiteCa, id: NodeId, zone: &str) -> Node {
+        let name = format!("n{id}");
+        let identity = ca.issue_node(&name, &["127.0.0.1".into()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ChunkStore::open(dir.path(), ChunkConfig::default()).unwrap());
+        let mut node = Node {
+            id,
+            name,
+            zone: zone.into(),
+            identity,
+            store,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            stop: None,
+            task: None,
+            _dir: dir,
+        };
+        node.serve();
+        node
+    }
+
+    /// Serves the store on a new port.
+    fn serve(&mut self) {
+        let server = Server::builder(&self.identity, NetConfig::default())
+            .service(ChunkService::new(self.store.clone()))
+            .bind("127.0.0.1:0".parse().unwrap())
+            .unwrap();
+        self.addr = server.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        }));
+        self.stop = Some(tx);
+    }
+
+    /// Stops serving (the store stays readable by the test).
+    async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    fn has(&self, id: &ChunkId) -> bool {
+        self.store.meta(id).unwrap().is_some()
+    }
+
+    fn info(&self) -> NodeInfo {
+        NodeInfo::new(self.id, &self.name, self.addr.to_string(), &self.zone)
+    }
+
+    fn client(&self) -> Client {
+        Client::new(
+            &self.identity,
+            NetConfig::default(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// This node's replicating backend (its own store local) and maintenance workers.
+    fn workers(&self, map: ClusterMap) -> Workers {
+        let backend = Arc::new(ReplicatedChunks::with_config(
+            map,
+            Some((self.id, self.store.clone())),
+            self.client(),
+            tokio::runtime::Handle::current(),
+            config(),
+        ));
+        let maint = ChunkMaintenance::new(
+            backend.clone(),
+            MaintenanceConfig {
+                batch_size: 64,
+                ..MaintenanceConfig::default()
+            },
+        )
+        .unwrap();
+        Workers {
+            backend,
+            maint: Arc::new(maint),
+        }
+    }
+}
+
+struct Workers {
+    backend: Arc<ReplicatedChunks>,
+    maint: Arc<ChunkMaintenance>,
+}
+
+/// A site: its CA and serving nodes `n1`, `n2`, ... with ids 1, 2, ...
+struct Site {
+    ca: SiteCa,
+    nodes: Vec<Node>,
+}
+
+impl Site {
+    fn start(zones: &[&str]) -> Site {
+        let ca = SiteCa::generate("lyon").unwrap();
+        let nodes = zones
+            .iter()
+            .enumerate()
+            .map(|(i, zone)| Node::start(&ca, i as NodeId + 1, zone))
+            .collect();
+        Site { ca, nodes }
+    }
+
+    /// Adds node `n{k}` in `zone`, serving.
+    fn add(&mut self, zone: &str) -> &mut Node {
+        let id = self.nodes.len() as NodeId + 1;
+        self.nodes.push(Node::start(&self.ca, id, zone));
+        self.nodes.last_mut().unwrap()
+    }
+
+    /// The map of every node, with replication factor `rf` (majority quorum).
+    fn map(&self, rf: u8) -> ClusterMap {
+        ClusterMap::new("lyon")
+            .apply(&StagedChanges {
+                upsert: self.nodes.iter().map(Node::info).collect(),
+                set_rf: Some(rf),
+                ..StagedChanges::default()
+            })
+            .unwrap()
+    }
+
+    /// A backend on a gateway that holds no chunks.
+    fn gateway(&self, map: ClusterMap) -> Arc<ReplicatedChunks> {
+        let identity = self.ca.issue_node("gw", &["127.0.0.1".into()]).unwrap();
+        let client = Client::new(
+            &identity,
+            NetConfig::default(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        Arc::new(ReplicatedChunks::with_config(
+            map,
+            None,
+            client,
+            tokio::runtime::Handle::current(),
+            config(),
+        ))
+    }
+
+    fn holders(&self, id: &ChunkId) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|n| n.has(id))
+            .map(|n| n.id)
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        for n in &mut self.nodes {
+            n.stop().await;
+        }
+    }
+}
+
+fn config() -> ReplicationConfig {
+    ReplicationConfig {
+        call_timeout: CALL_TIMEOUT,
+        body_timeout: CALL_TIMEOUT,
+        ..ReplicationConfig::default()
+    }
+}
+
+/// `map` with the nodes' current addresses (a new epoch).
+fn readdressed(map: &ClusterMap, nodes: &[&Node]) -> ClusterMap {
+    map.apply(&StagedChanges {
+        upsert: nodes.iter().map(|n| n.info()).collect(),
+        ..StagedChanges::default()
+    })
+    .unwrap()
+}
+
+/// `len` pseudo-random (incompressible) bytes from `seed`.
+fn random_bytes(len: usize, seed: u64) -> Bytes {
+    let mut x = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+fn chunks(n: u64, seed: u64) -> Vec<(ChunkId, StoredChunk)> {
+    (0..n)
+        .map(|i| {
+            let raw = random_bytes(4_000 + (i as usize % 7) * 1_000, seed + i);
+            (ChunkId::of(&raw), StoredChunk::encode(raw))
+        })
+        .collect()
+}
+
+async fn put(
+    backend: &Arc<ReplicatedChunks>,
+    id: ChunkId,
+    c: &StoredChunk,
+) -> Result<bool, ChunkError> {
+    let (backend, c) = (backend.clone(), c.clone());
+    tokio::task::spawn_blocking(move || backend.put(&id, &c))
+        .await
+        .unwrap()
+}
+
+async fn get(backend: &Arc<ReplicatedChunks>, id: ChunkId) -> Result<Option<Bytes>, ChunkError> {
+    let backend = backend.clone();
+    tokio::task::spawn_blocking(move || backend.get(&id))
+        .await
+        .unwrap()
+}
+
+/// Every chunk reads back with its bytes through `backend`.
+async fn all_readable(backend: &Arc<ReplicatedChunks>, chunks: &[(ChunkId, StoredChunk)]) {
+    for (id, c) in chunks {
+        let got = get(backend, *id).await.unwrap().expect("found");
+        assert_eq!(got, c.decode_verified(id).unwrap(), "{id}");
+    }
+}
+
+fn sorted(mut v: Vec<NodeId>) -> Vec<NodeId> {
+    v.sort_unstable();
+    v
+}
+
+fn total(reports: &[PassReport], f: impl Fn(&PassReport) -> u64) -> u64 {
+    reports.iter().map(f).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_copies_what_a_stopped_node_missed_once_it_is_back() {
+    bounded(async {
+        let mut site = Site::start(&["z1", "z2", "z3"]);
+        let map = site.map(3);
+        let gw = site.gateway(map.clone());
+        let workers: Vec<Workers> = site.nodes.iter().map(|n| n.workers(map.clone())).collect();
+        site.nodes[2].stop().await;
+
+        let chunks = chunks(200, 1000);
+        for (id, c) in &chunks {
+            put(&gw, *id, c).await.unwrap();
+        }
+        for (id, _) in &chunks {
+            // The write quorum of 2 of 3 needs both live nodes.
+            assert_eq!(site.holders(id), vec![1, 2], "{id}");
+        }
+
+        // While n3 is down: one failed call (then n3 is left alone for the pass), no pushes,
+        // and the pass completes. A second pass of the same worker is refused meanwhile.
+        let m1 = workers[0].maint.clone();
+        let running = tokio::spawn(async move { m1.repair_pass().await });
+        let progress = workers[0].maint.progress(WorkerKind::Repair);
+        eventually("the pass runs", || progress.is_running()).await;
+        let err = workers[0].maint.repair_pass().await.unwrap_err();
+        assert!(err.to_string().contains("already running"), "{err}");
+        let mut metrics = String::new();
+        workers[0].maint.render_prometheus(&mut metrics);
+        assert!(
+            metrics.contains("cairn_worker_running{worker=\"repair\"} 1\n"),
+            "{metrics}"
+        );
+        let r = running.await.unwrap().unwrap();
+        assert_eq!(r.chunks_scanned, 200);
+        assert_eq!(r.chunks_pushed, 0);
+        assert_eq!(r.errors, 1, "{r:?}");
+        let last = r.last_error.unwrap();
+        assert!(last.contains("n3 ("), "{last}");
+        assert!(chunks.iter().all(|(id, _)| !site.nodes[2].has(id)));
+
+        // n3 serves the same store again, on another port: a new map says where.
+        site.nodes[2].serve();
+        let next = readdressed(&map, &[&site.nodes[2]]);
+        for w in &workers {
+            assert!(w.backend.set_map(next.clone()));
+        }
+        let r1 = workers[0].maint.repair_pass().await.unwrap();
+        assert_eq!((r1.chunks_pushed, r1.errors), (200, 0), "{r1:?}");
+        assert!(r1.bytes_pushed >= 200 * 4_000);
+        let r2 = workers[1].maint.repair_pass().await.unwrap();
+        assert_eq!((r2.chunks_pushed, r2.errors), (0, 0), "n3 has them all");
+        let r3 = workers[2].maint.repair_pass().await.unwrap();
+        assert_eq!((r3.chunks_scanned, r3.chunks_pushed), (200, 0));
+
+        for (id, c) in &chunks {
+            assert_eq!(site.holders(id), vec![1, 2, 3], "{id}");
+            for n in &site.nodes {
+                assert_eq!(
+                    n.store.get(id).unwrap().unwrap(),
+                    c.decode_verified(id).unwrap()
+                );
+            }
+        }
+        let s = workers[0].maint.progress(WorkerKind::Repair).snapshot();
+        assert!(!s.running);
+        assert_eq!(
+            (s.passes, s.chunks_scanned, s.chunks_pushed, s.errors),
+            (2, 200, 200, 1)
+        );
+        assert!(s.last_error.unwrap().contains("n3 ("));
+        let (start, end) = (
+            s.last_pass_started_ms.unwrap(),
+            s.last_pass_finished_ms.unwrap(),
+        );
+        assert!(start <= end);
+        assert_eq!(s.last_pass.unwrap().chunks_pushed, 200);
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrub_replaces_a_corrupt_copy_with_a_good_replica() {
+    bounded(async {
+        let site = Site::start(&["z1", "z2", "z3"]);
+        let map = site.map(3);
+        let gw = site.gateway(map.clone());
+        let n1 = &site.nodes[0];
+        let w = n1.workers(map.clone());
+        let chunks = chunks(6, 2000);
+        for (id, c) in &chunks {
+            put(&gw, *id, c).await.unwrap();
+        }
+        for (id, _) in &chunks {
+            eventually("all three hold it", || site.holders(id).len() == 3).await;
+        }
+        let before = n1.store.stats().unwrap();
+
+        let (id, c) = &chunks[2];
+        let mut rotten = c.payload.to_vec();
+        rotten[100] ^= 0x01;
+        n1.store.corrupt_for_test(id, &rotten).unwrap();
+        assert!(n1.store.get(id).is_err());
+        // Reads are still right: n1's backend tries its own (corrupt) copy first and moves on.
+        let fallbacks = w.backend.counters().read_fallbacks;
+        assert_eq!(
+            get(&w.backend, *id).await.unwrap().unwrap(),
+            c.decode_verified(id).unwrap()
+        );
+        assert_eq!(w.backend.counters().read_fallbacks, fallbacks + 1);
+        assert_eq!(
+            get(&gw, *id).await.unwrap().unwrap(),
+            c.decode_verified(id).unwrap()
+        );
+
+        let r = w.maint.scrub_pass().await.unwrap();
+        assert_eq!(r.chunks_scanned, 6);
+        assert_eq!(
+            (
+                r.corrupt_found,
+                r.corrupt_repaired,
+                r.corrupt_unrepaired,
+                r.errors
+            ),
+            (1, 1, 0, 0),
+            "{r:?}"
+        );
+        assert_eq!(
+            n1.store.get(id).unwrap().unwrap(),
+            c.decode_verified(id).unwrap()
+        );
+        assert_eq!(
+            n1.store.get_stored(id).unwrap().unwrap(),
+            *c,
+            "the original bytes"
+        );
+        assert_eq!(n1.store.stats().unwrap(), before);
+        let r = w.maint.scrub_pass().await.unwrap();
+        assert_eq!((r.chunks_scanned, r.corrupt_found), (6, 0));
+
+        // Every copy rotten: nothing to repair from; the copy is kept, the failure named.
+        let (id2, c2) = &chunks[4];
+        let mut rotten2 = c2.payload.to_vec();
+        rotten2[7] ^= 0x80;
+        for n in &site.nodes {
+            n.store.corrupt_for_test(id2, &rotten2).unwrap();
+        }
+        let r = w.maint.scrub_pass().await.unwrap();
+        assert_eq!(
+            (
+                r.corrupt_found,
+                r.corrupt_repaired,
+                r.corrupt_unrepaired,
+                r.errors
+            ),
+            (1, 0, 1, 1),
+            "{r:?}"
+        );
+        let last = r.last_error.unwrap();
+        assert!(last.contains(&id2.to_string()), "{last}");
+        assert!(last.contains("n2 (") && last.contains("n3 ("), "{last}");
+        assert!(n1.has(id2), "never deletes the only copy");
+
+        let snap = w.maint.progress(WorkerKind::Scrub).snapshot();
+        assert_eq!(
+            (
+                snap.passes,
+                snap.corrupt_found,
+                snap.corrupt_repaired,
+                snap.corrupt_unrepaired
+            ),
+            (3, 2, 1, 1)
+        );
+        fn serializable<T: serde::Serialize + Clone + std::fmt::Debug>(_: &T) {}
+        serializable(&snap);
+        let mut metrics = String::new();
+        w.maint.render_prometheus(&mut metrics);
+        for line in [
+            "# TYPE cairn_worker_errors_total counter\n",
+            "cairn_worker_corrupt_found_total{worker=\"scrub\"} 2\n",
+            "cairn_worker_corrupt_repaired_total{worker=\"scrub\"} 1\n",
+            "cairn_worker_corrupt_unrepaired_total{worker=\"scrub\"} 1\n",
+            "cairn_worker_chunks_scanned{worker=\"scrub\"} 6\n",
+            "cairn_worker_errors_total{worker=\"scrub\"} 1\n",
+            "cairn_worker_errors_total{worker=\"repair\"} 0\n",
+            "cairn_worker_running{worker=\"scrub\"} 0\n",
+        ] {
+            assert!(metrics.contains(line), "{line} in:\n{metrics}");
+        }
+        assert!(!metrics.contains("cairn_worker_passes_total"));
+        assert_eq!(
+            metrics.matches("# HELP cairn_worker_errors_total").count(),
+            1
+        );
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_moves_chunks_to_a_new_node_and_drops_copies_outside_placement() {
+    bounded(async {
+        let mut site = Site::start(&["z1", "z2", "z3"]);
+        let map = site.map(2);
+        let gw = site.gateway(map.clone());
+        let chunks = chunks(120, 3000);
+        for (id, c) in &chunks {
+            put(&gw, *id, c).await.unwrap();
+        }
+        for (id, _) in &chunks {
+            let placed = sorted(place_chunk(&map, id));
+            eventually("both replicas hold it", || site.holders(id) == placed).await;
+        }
+        let mut workers: Vec<Workers> = site.nodes.iter().map(|n| n.workers(map.clone())).collect();
+
+        // n4 joins in its own zone: some chunks now go to it instead of an old replica.
+        let n4 = site.add("z4").info();
+        let next = map
+            .apply(&StagedChanges {
+                upsert: vec![n4],
+                ..StagedChanges::default()
+            })
+            .unwrap();
+        for w in &workers {
+            assert!(w.backend.set_map(next.clone()));
+        }
+        workers.push(site.nodes[3].workers(next.clone()));
+        assert!(gw.set_map(next.clone()));
+        let moved: Vec<&ChunkId> = chunks
+            .iter()
+            .map(|(id, _)| id)
+            .filter(|id| place_chunk(&next, id).contains(&4))
+            .collect();
+        assert!(moved.len() > 10, "{} moved", moved.len());
+        for id in &moved {
+            let old = place_chunk(&map, id);
+            let new = place_chunk(&next, id);
+            assert_eq!(old.iter().filter(|n| !new.contains(n)).count(), 1);
+        }
+
+        // Every node's rebalance at once, reading every chunk while they run.
+        let passes: Vec<_> = workers
+            .iter()
+            .map(|w| {
+                let m = w.maint.clone();
+                tokio::spawn(async move { m.rebalance_pass().await })
+            })
+            .collect();
+        loop {
+            all_readable(&gw, &chunks).await;
+            if passes.iter().all(|p| p.is_finished()) {
+                break;
+            }
+        }
+        let mut reports = Vec::new();
+        for p in passes {
+            reports.push(p.await.unwrap().unwrap());
+        }
+        assert_eq!(total(&reports, |r| r.errors), 0, "{reports:?}");
+        assert_eq!(total(&reports, |r| r.chunks_scanned), 2 * 120);
+        assert_eq!(total(&reports, |r| r.chunks_pushed), moved.len() as u64);
+        assert_eq!(
+            total(&reports, |r| r.local_copies_deleted),
+            moved.len() as u64
+        );
+
+        // Nothing left to do for repair or rebalance.
+        let mut again = Vec::new();
+        for w in &workers {
+            again.push(w.maint.repair_pass().await.unwrap());
+            again.push(w.maint.rebalance_pass().await.unwrap());
+        }
+        assert_eq!(total(&again, |r| r.chunks_pushed), 0, "{again:?}");
+        assert_eq!(total(&again, |r| r.local_copies_deleted), 0);
+        assert_eq!(total(&again, |r| r.errors), 0);
+
+        for (id, _) in &chunks {
+            assert_eq!(site.holders(id), sorted(place_chunk(&next, id)), "{id}");
+        }
+        all_readable(&gw, &chunks).await;
+        // A backend that never knew the old map finds everything too.
+        all_readable(&site.gateway(next.clone()), &chunks).await;
+        let snap = workers
+            .iter()
+            .map(|w| w.maint.progress(WorkerKind::Rebalance).snapshot())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            snap.iter().map(|s| s.local_copies_deleted).sum::<u64>(),
+            moved.len() as u64
+        );
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_deletes_nothing_while_a_placement_replica_is_unreachable() {
+    bounded(async {
+        let mut site = Site::start(&["z1", "z2", "z3"]);
+        let map = site.map(2);
+        let gw = site.gateway(map.clone());
+        let chunks = chunks(60, 4000);
+        for (id, c) in &chunks {
+            put(&gw, *id, c).await.unwrap();
+        }
+        for (id, _) in &chunks {
+            let placed = sorted(place_chunk(&map, id));
+            eventually("both replicas hold it", || site.holders(id) == placed).await;
+        }
+        let workers: Vec<Workers> = site.nodes.iter().map(|n| n.workers(map.clone())).collect();
+        // n4 is in the map but not serving.
+        site.add("z4").stop().await;
+        let next = map
+            .apply(&StagedChanges {
+                upsert: vec![site.nodes[3].info()],
+                ..StagedChanges::default()
+            })
+            .unwrap();
+        for w in &workers {
+            assert!(w.backend.set_map(next.clone()));
+        }
+        let moved = chunks
+            .iter()
+            .filter(|(id, _)| place_chunk(&next, id).contains(&4))
+            .count();
+        assert!(moved > 5, "{moved} moved");
+
+        let mut reports = Vec::new();
+        for w in &workers {
+            reports.push(w.maint.rebalance_pass().await.unwrap());
+        }
+        assert_eq!(
+            total(&reports, |r| r.local_copies_deleted),
+            0,
+            "{reports:?}"
+        );
+        assert_eq!(total(&reports, |r| r.chunks_pushed), 0);
+        assert!(total(&reports, |r| r.errors) >= 1);
+        for r in reports.iter().filter(|r| r.errors > 0) {
+            let last = r.last_error.as_deref().unwrap();
+            assert!(last.contains("n4 ("), "{last}");
+        }
+        for (id, _) in &chunks {
+            assert_eq!(site.holders(id), sorted(place_chunk(&map, id)), "{id} kept");
+        }
+        all_readable(&gw, &chunks).await;
+
+        // Once n4 serves (on a new port, a new map), the same passes move the chunks.
+        site.nodes[3].serve();
+        let last = readdressed(&next, &[&site.nodes[3]]);
+        for w in &workers {
+            assert!(w.backend.set_map(last.clone()));
+        }
+        let mut reports = Vec::new();
+        for w in &workers {
+            reports.push(w.maint.rebalance_pass().await.unwrap());
+        }
+        assert_eq!(total(&reports, |r| r.local_copies_deleted), moved as u64);
+        assert_eq!(total(&reports, |r| r.errors), 0, "{reports:?}");
+        for (id, _) in &chunks {
+            assert_eq!(site.holders(id), sorted(place_chunk(&last, id)), "{id}");
+        }
+        site.stop().await;
+    })
+    .await
+}
+
+#[test]
+fn the_rate_limiter_counts_tokens_and_debts() {
+    let close = |a: Duration, b: Duration| {
+        let d = a.abs_diff(b);
+        assert!(d < Duration::from_micros(10), "{a:?} vs {b:?}");
+    };
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let l = RateLimiter::new(1000);
+    assert_eq!(l.rate(), 1000);
+    // Starts with a second's worth.
+    assert_eq!(l.take_at(600, t0), Duration::ZERO);
+    assert_eq!(l.tokens_at(t0), Some(400.0));
+    // Beyond the tokens: allowed, with a debt the caller waits off.
+    close(l.take_at(600, t0), ms(200));
+    assert_eq!(l.tokens_at(t0), Some(-200.0));
+    let debt = l.tokens_at(t0 + ms(100)).unwrap();
+    assert!((debt + 100.0).abs() < 0.01, "{debt}");
+    close(l.take_at(100, t0 + ms(200)), ms(100));
+    // A clock reading from before the last one refills nothing.
+    close(l.take_at(0, t0), ms(100));
+    // Refill stops at the burst, however long the pause.
+    assert_eq!(l.tokens_at(t0 + Duration::from_secs(3600)), Some(1000.0));
+    assert_eq!(
+        l.take_at(1000, t0 + Duration::from_secs(3600)),
+        Duration::ZERO
+    );
+    close(l.take_at(1, t0 + Duration::from_secs(3600)), ms(1));
+    // A take larger than the burst waits in proportion.
+    close(l.take_at(5000, t0 + Duration::from_secs(7200)), ms(4000));
+
+    // No burst: every byte waits its share.
+    let l = RateLimiter::with_burst(2000, 0);
+    close(l.take_at(500, t0), ms(250));
+    close(l.take_at(500, t0 + ms(250)), ms(250));
+
+    // 0 is unlimited: no waits, nothing counted; a rate set later applies.
+    let l = RateLimiter::new(0);
+    assert_eq!(l.take_at(u64::MAX, t0), Duration::ZERO);
+    assert_eq!(l.tokens_at(t0), None);
+    l.set_rate(100);
+    assert_eq!(l.rate(), 100);
+    close(l.take_at(150, t0), ms(1500));
+    l.set_rate(0);
+    assert_eq!(l.take_at(1 << 40, t0), Duration::ZERO);
+}

@@ -1,0 +1,198 @@
+//! `cairn`: the one binary. `cairn serve` runs a site (an embedded single-node site by default,
+//! or one node of a multi-node site with `--config`); the other commands administer a site
+//! through its data dir or its admin endpoint, and `cairn bench` measures any S3 endpoint.
+//!
+//! The library exposes [`run`] (the command line) and [`node`], which starts a node of a
+//! multi-node site in-process (what `cairn serve --config` runs, and what tests start).
+
+mod admin;
+mod bench;
+mod cluster_cmd;
+mod init;
+pub mod node;
+mod ops;
+mod serve;
+mod workers;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Cairn: a content-addressed, versioned object store with an S3 API.
+#[derive(Parser)]
+#[command(name = "cairn", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a site. With no flags: a single-node site with data in ./cairn-data and S3 on
+    /// http://127.0.0.1:3900.
+    Serve(serve::ServeArgs),
+    /// Manage S3 access keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Manage buckets.
+    #[command(subcommand)]
+    Bucket(BucketCommand),
+    /// Show storage totals: logical bytes, bytes after dedup, bytes on disk, and the ratios.
+    Stats(Target),
+    /// Show the background workers of a running site (lifecycle): state, passes, progress of
+    /// the current or last pass and the last error.
+    Workers(Target),
+    /// Measure PUT and GET throughput of an S3 endpoint (an in-process site by default) and the
+    /// in-process bound of the write pipeline (BLAKE3 + zstd + MD5).
+    Bench(bench::BenchArgs),
+    /// Create a site CA and certificates for the site's nodes (mutual TLS between nodes).
+    Init(init::InitArgs),
+    /// Show and change the cluster map of a multi-node site: nodes, zones, weights, roles.
+    #[command(subcommand)]
+    Cluster(cluster_cmd::ClusterCommand),
+}
+
+/// Where an admin command acts: a data dir (directly, or through the site running on it), or a
+/// site's admin endpoint.
+#[derive(Args, Clone, Debug)]
+pub struct Target {
+    /// Data dir of the site. If a site is running on it, the command goes through that site's
+    /// admin endpoint (found in DIR/admin.json).
+    #[arg(long, default_value = "cairn-data", env = "CAIRN_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Admin endpoint of a running site, e.g. http://127.0.0.1:3903 (overrides --data-dir).
+    #[arg(long, env = "CAIRN_ADMIN_ENDPOINT")]
+    pub admin: Option<String>,
+    /// Admin token for --admin (the site writes it to DATA_DIR/admin.token).
+    #[arg(long, env = "CAIRN_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an access key and print its id and secret (the secret is shown only once).
+    Create {
+        /// A name to remember the key by.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List access keys (ids and names, not secrets).
+    List(Target),
+    /// Delete an access key.
+    Delete {
+        /// Access key id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show an access key and its bucket grants.
+    Info {
+        /// Access key id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Let a key use a bucket it does not own. Sets the key's grant on the bucket to exactly
+    /// the permissions given.
+    Allow {
+        /// Access key id.
+        id: String,
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        /// List and read objects.
+        #[arg(long)]
+        read: bool,
+        /// Write and delete objects (including multipart uploads).
+        #[arg(long)]
+        write: bool,
+        /// Everything the bucket owner may do, bucket configuration included.
+        #[arg(long)]
+        owner: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a key's grant on a bucket.
+    Deny {
+        /// Access key id.
+        id: String,
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum BucketCommand {
+    /// Create a bucket.
+    Create {
+        /// Bucket name (3-63 characters of a-z, 0-9, '.', '-').
+        name: String,
+        /// Owner access key id (default: the oldest key).
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List buckets.
+    List(Target),
+}
+
+/// The default S3 listen address.
+pub const DEFAULT_S3_LISTEN: &str = "127.0.0.1:3900";
+/// The default admin listen address.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3903";
+
+/// Runs the command line of `cairn`.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Key(KeyCommand::Create { name, target }) => {
+                ops::key_create(&target, &name).await
+            }
+            Command::Key(KeyCommand::List(target)) => ops::key_list(&target).await,
+            Command::Key(KeyCommand::Delete { id, target }) => ops::key_delete(&target, &id).await,
+            Command::Key(KeyCommand::Info { id, target }) => ops::key_info(&target, &id).await,
+            Command::Key(KeyCommand::Allow {
+                id,
+                bucket,
+                read,
+                write,
+                owner,
+                target,
+            }) => {
+                let grant = admin::GrantInfo { read, write, owner };
+                ops::key_grant(&target, &id, &bucket, Some(grant)).await
+            }
+            Command::Key(KeyCommand::Deny { id, bucket, target }) => {
+                ops::key_grant(&target, &id, &bucket, None).await
+            }
+            Command::Bucket(BucketCommand::Create {
+                name,
+                owner,
+                target,
+            }) => ops::bucket_create(&target, &name, owner.as_deref()).await,
+            Command::Bucket(BucketCommand::List(target)) => ops::bucket_list(&target).await,
+            Command::Stats(target) => ops::stats(&target).await,
+            Command::Workers(target) => ops::workers(&target).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::Init(args) => init::run(args),
+            Command::Cluster(cmd) => cluster_cmd::run(cmd).await,
+        }
+    })
+}
+
+/// Parses a listen address, with a message that says what is expected.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("`{s}` is not an address: use IP:PORT, e.g. 127.0.0.1:3900"))
+}

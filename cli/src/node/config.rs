@@ -1,0 +1,322 @@
+//! The node configuration file of `cairn serve --config FILE` (TOML): who this node is, what it
+//! serves, where it listens, and the site's first cluster map.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use cairn_core::cluster::{ClusterMap, NodeId, NodeInfo, Role, Roles, StagedChanges, WriteQuorum};
+use serde::Deserialize;
+
+/// A node's configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Who this node is.
+    pub node: NodeSection,
+    /// Where it listens.
+    pub listen: ListenSection,
+    /// The site's first map (used when the data dir holds no map yet).
+    pub site: SiteSection,
+    /// Background workers.
+    #[serde(default)]
+    pub workers: WorkersSection,
+    /// The S3 gateway role.
+    #[serde(default)]
+    pub s3: S3Section,
+}
+
+/// `[node]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The node's name: a DNS label, as in its certificate and in the map.
+    pub name: String,
+    /// Where the node keeps its stores, the map and its admin token.
+    pub data_dir: PathBuf,
+    /// Directory with node.pem, node.key and ca.pem (from `cairn init`).
+    pub certs_dir: PathBuf,
+    /// What the node runs: any of "chunk", "manifest", "s3", or "all".
+    #[serde(default = "all_roles")]
+    pub roles: Vec<String>,
+}
+
+fn all_roles() -> Vec<String> {
+    vec!["all".into()]
+}
+
+/// `[listen]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    /// Node transport (QUIC, UDP): where peers reach this node.
+    pub rpc: SocketAddr,
+    /// S3 endpoint (with the s3 role).
+    #[serde(default = "default_s3")]
+    pub s3: SocketAddr,
+    /// Admin endpoint (/health, /metrics, /v1 with a token).
+    #[serde(default = "default_admin")]
+    pub admin: SocketAddr,
+}
+
+fn default_s3() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 3900))
+}
+
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 3903))
+}
+
+/// `[site]`: the first map.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSection {
+    /// Copies of each chunk (and of each bucket's metadata, up to the manifest nodes).
+    #[serde(default = "default_rf")]
+    pub replication_factor: u8,
+    /// Acknowledgements a write waits for: "majority" or a number.
+    #[serde(default)]
+    pub write_quorum: Option<toml::Value>,
+    /// The nodes.
+    pub nodes: Vec<SiteNode>,
+}
+
+fn default_rf() -> u8 {
+    cairn_core::cluster::DEFAULT_REPLICATION_FACTOR
+}
+
+/// One `[[site.nodes]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteNode {
+    /// Its name (as in its certificate).
+    pub name: String,
+    /// Its node transport address, `host:port`.
+    pub address: String,
+    /// Its failure domain.
+    #[serde(default = "default_zone")]
+    pub zone: String,
+    /// Capacity weight (0: drained).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Its roles.
+    #[serde(default = "all_roles")]
+    pub roles: Vec<String>,
+}
+
+fn default_zone() -> String {
+    "default".into()
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// `[workers]`: seconds between passes, the GC hold and the maintenance rate limit.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersSection {
+    /// Lifecycle rules.
+    pub lifecycle_interval: u64,
+    /// Garbage collection.
+    pub gc_interval: u64,
+    /// Seconds an unreachable chunk is kept after it was last written or deduplicated against.
+    pub gc_hold: u64,
+    /// Repair and rebalance of chunk replicas.
+    pub repair_interval: u64,
+    /// Re-hashing stored chunks.
+    pub scrub_interval: u64,
+    /// Manifest anti-entropy between replicas.
+    pub anti_entropy_interval: u64,
+    /// Bytes per second each maintenance worker may read or send (0: unlimited).
+    pub rate_bytes_per_sec: u64,
+}
+
+impl Default for WorkersSection {
+    fn default() -> Self {
+        WorkersSection {
+            lifecycle_interval: 3600,
+            gc_interval: 3600,
+            gc_hold: 3600,
+            repair_interval: 600,
+            scrub_interval: 86_400,
+            anti_entropy_interval: 300,
+            rate_bytes_per_sec: 64 << 20,
+        }
+    }
+}
+
+/// `[s3]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Section {
+    /// Accept only requests signed for this region.
+    pub region: Option<String>,
+    /// Domains for virtual-hosted-style requests.
+    pub domains: Vec<String>,
+}
+
+impl Default for S3Section {
+    fn default() -> Self {
+        S3Section {
+            region: None,
+            domains: vec!["localhost".into()],
+        }
+    }
+}
+
+/// A node's id: 48 bits of BLAKE3 over the site and node names, so every node derives the same
+/// id for a name without a registry.
+pub fn node_id(site: &str, name: &str) -> NodeId {
+    let h = blake3::hash(format!("cairn-node:{site}/{name}").as_bytes());
+    let mut b = [0u8; 8];
+    b[2..].copy_from_slice(&h.as_bytes()[..6]);
+    u64::from_be_bytes(b).max(1)
+}
+
+/// Parses roles as the map writes them ("chunk", "manifest", "s3", "all").
+pub fn parse_roles(list: &[String]) -> anyhow::Result<Roles> {
+    list.join(",")
+        .parse::<Roles>()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Parses a write quorum: "majority" or a number.
+pub fn parse_quorum(raw: &str) -> anyhow::Result<WriteQuorum> {
+    if raw.eq_ignore_ascii_case("majority") {
+        return Ok(WriteQuorum::Majority);
+    }
+    raw.parse::<u8>()
+        .map(WriteQuorum::Fixed)
+        .map_err(|_| anyhow::anyhow!("write quorum `{raw}`: use \"majority\" or a number"))
+}
+
+impl NodeConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<NodeConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let config: NodeConfig = toml::from_str(&text)
+            .with_context(|| format!("config file {} is not valid", path.display()))?;
+        config.roles()?;
+        Ok(config)
+    }
+
+    /// This node's roles.
+    pub fn roles(&self) -> anyhow::Result<Roles> {
+        parse_roles(&self.node.roles)
+            .with_context(|| format!("[node] roles of `{}`", self.node.name))
+    }
+
+    /// The site's first map, epoch 1, from `[site]`.
+    pub fn first_map(&self, site: &str) -> anyhow::Result<ClusterMap> {
+        let mut upsert = Vec::new();
+        for n in &self.site.nodes {
+            let mut info = NodeInfo::new(node_id(site, &n.name), &n.name, &n.address, &n.zone);
+            info.weight = n.weight;
+            info.roles = parse_roles(&n.roles)
+                .with_context(|| format!("[[site.nodes]] roles of `{}`", n.name))?;
+            upsert.push(info);
+        }
+        let write_quorum = match &self.site.write_quorum {
+            None => None,
+            Some(toml::Value::String(s)) => Some(parse_quorum(s)?),
+            Some(toml::Value::Integer(n)) => Some(WriteQuorum::Fixed(
+                u8::try_from(*n).context("[site] write_quorum is too large")?,
+            )),
+            Some(other) => bail!(
+                "[site] write_quorum `{:?}`: use \"majority\" or a number",
+                other
+            ),
+        };
+        ClusterMap::new(site)
+            .apply(&StagedChanges {
+                upsert,
+                remove: Vec::new(),
+                set_rf: Some(self.site.replication_factor),
+                set_write_quorum: write_quorum,
+            })
+            .context("the [site] section does not make a valid cluster map")
+    }
+
+    /// Whether this node runs `role`.
+    pub fn runs(&self, role: Role) -> bool {
+        self.roles().is_ok_and(|r| r.has(role))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[node]
+name = "n1"
+data_dir = "/tmp/x"
+certs_dir = "/tmp/c"
+roles = ["chunk", "manifest", "s3"]
+
+[listen]
+rpc = "127.0.0.1:7101"
+
+[site]
+replication_factor = 3
+write_quorum = "majority"
+[[site.nodes]]
+name = "n1"
+address = "127.0.0.1:7101"
+zone = "a"
+[[site.nodes]]
+name = "n2"
+address = "127.0.0.1:7102"
+zone = "b"
+[[site.nodes]]
+name = "n3"
+address = "127.0.0.1:7103"
+zone = "c"
+weight = 2
+roles = ["chunk"]
+"#;
+
+    #[test]
+    fn example_makes_a_valid_map() {
+        let c: NodeConfig = toml::from_str(EXAMPLE).unwrap();
+        let map = c.first_map("site").unwrap();
+        assert_eq!(map.epoch, 1);
+        assert_eq!(map.nodes.len(), 3);
+        let n3 = map.node_by_name("n3").unwrap();
+        assert_eq!((n3.weight, n3.roles.has(Role::Manifest)), (2, false));
+        assert_eq!(n3.id, node_id("site", "n3"));
+        assert_ne!(node_id("site", "n1"), node_id("other", "n1"));
+        assert!(c.runs(Role::S3));
+    }
+
+    #[test]
+    fn the_deploy_examples_are_valid() {
+        for text in [
+            include_str!("../../../deploy/three-node/n1.toml"),
+            include_str!("../../../deploy/three-node/n2.toml"),
+            include_str!("../../../deploy/three-node/n3.toml"),
+        ] {
+            let c: NodeConfig = toml::from_str(text).unwrap();
+            let map = c.first_map("paris").unwrap();
+            assert_eq!((map.nodes.len(), map.replication_factor), (3, 3));
+            assert_eq!(map.zones().len(), 3);
+            let me = map.node_by_name(&c.node.name).unwrap();
+            assert_eq!(me.address, c.listen.rpc.to_string());
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_quorum_are_refused() {
+        let bad = EXAMPLE.replace("replication_factor = 3", "replication_factr = 3");
+        assert!(toml::from_str::<NodeConfig>(&bad).is_err());
+        let c: NodeConfig = toml::from_str(&EXAMPLE.replace("\"majority\"", "\"most\"")).unwrap();
+        let e = c.first_map("site").unwrap_err();
+        assert!(format!("{e:#}").contains("majority"), "{e:#}");
+        let c: NodeConfig =
+            toml::from_str(&EXAMPLE.replace("replication_factor = 3", "replication_factor = 4"))
+                .unwrap();
+        assert!(c.first_map("site").is_err());
+    }
+}

@@ -1,0 +1,564 @@
+//! One node of a multi-node site, in-process: what `cairn serve --config FILE` runs, and what
+//! tests start several of (each with its own data dir and loopback ports).
+//!
+//! A node opens the stores of its roles (chunk: `DATA_DIR/chunks`; manifest: `DATA_DIR/meta`),
+//! serves them to its peers over the node transport (QUIC with mutual TLS under the site CA),
+//! and — with the s3 role — runs an S3 gateway whose client stores chunks through
+//! `ReplicatedChunks` and metadata through `ReplicatedManifests`, both placing data with the
+//! cluster map. The map lives in `DATA_DIR/cluster.map` (the config's `[site]` section gives the
+//! first one); `cairn cluster` changes it and it spreads to every node (see [`cluster`]).
+//!
+//! Workers: lifecycle runs on one node (the lowest id among the manifest nodes that answer);
+//! garbage collection runs on every chunk node over its own store, marking from the site's
+//! metadata, and only while every manifest node answers; repair, rebalance and scrub run on
+//! every chunk node over its own store; anti-entropy on every manifest node.
+
+pub mod admin;
+pub mod cluster;
+pub mod config;
+mod status;
+mod tasks;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cairn_chunkserver::{
+    ChunkConfig, ChunkMaintenance, ChunkService, ChunkStore, MaintenanceConfig, PassReport,
+    ReplicatedChunks, ReplicationConfig, WorkerKind,
+};
+use cairn_client::Client;
+use cairn_core::cluster::Role;
+use cairn_core::metrics::MetricsSource;
+use cairn_manifestserver::{
+    ManifestConfig, ManifestReplicationConfig, ManifestService, ManifestStore, ReplicatedManifests,
+};
+use cairn_net::{NetConfig, NodeIdentity, Server};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::workers::Workers;
+use cluster::{ClusterService, ClusterState, StatusFn};
+pub use config::NodeConfig;
+
+/// Deadline of a chunk call to a peer (a put carries up to 4 MiB).
+const CHUNK_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline of a metadata call to a peer.
+const MANIFEST_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running node.
+pub struct NodeHandle {
+    /// The node's name.
+    pub name: String,
+    /// Where its node transport listens.
+    pub rpc_addr: SocketAddr,
+    /// Its S3 endpoint (s3 role).
+    pub s3_addr: Option<SocketAddr>,
+    /// Its admin endpoint.
+    pub admin_addr: SocketAddr,
+    /// Its map and peers.
+    pub cluster: Arc<ClusterState>,
+    /// Its chunk store (chunk role).
+    pub chunks: Option<Arc<ChunkStore>>,
+    /// Its manifest store (manifest role).
+    pub manifests: Option<Arc<ManifestStore>>,
+    /// The client its gateway uses.
+    pub client: Client,
+    /// Its workers' status.
+    pub workers: Arc<Workers>,
+    /// Its repair, rebalance and scrub workers (chunk role).
+    pub maintenance: Option<Arc<ChunkMaintenance>>,
+    /// Its replicating chunk backend.
+    pub chunk_backend: Arc<ReplicatedChunks>,
+    /// Its replicating metadata backend.
+    pub manifest_backend: Arc<ReplicatedManifests>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    net: cairn_net::Client,
+}
+
+impl NodeHandle {
+    /// Stops the node: servers finish what they are doing (S3 gives requests a grace period),
+    /// workers stop between steps, and the stores close.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        self.net.close().await;
+    }
+
+    /// Stops the node at once, as a crash would (tasks are aborted mid-way; what was
+    /// acknowledged is durable, anything else may be lost).
+    pub async fn kill(mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        self.net.close().await;
+    }
+}
+
+/// The unspecified address of `addr`'s family, port 0: where the node's client side binds.
+fn any_of(addr: &SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, 0)
+}
+
+/// Runs `cairn serve --config FILE` until SIGINT or SIGTERM.
+pub async fn run_config(path: &Path) -> anyhow::Result<()> {
+    let config = NodeConfig::load(path)?;
+    let node = start(config).await?;
+    println!("Node:           {}", node.name);
+    if let Some(s3) = node.s3_addr {
+        println!("S3 endpoint:    http://{s3}");
+    }
+    println!("Admin endpoint: http://{}", node.admin_addr);
+    println!("Node transport: {} (QUIC)", node.rpc_addr);
+    crate::serve::shutdown_signal().await;
+    info!("shutting down");
+    node.stop().await;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+/// Starts a node as `config` says and returns once it serves.
+pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
+    let roles = config.roles()?;
+    let identity = NodeIdentity::load(&config.node.certs_dir).with_context(|| {
+        format!(
+            "loading the node certificate from {} (create it with `cairn init`)",
+            config.node.certs_dir.display()
+        )
+    })?;
+    if identity.node() != config.node.name {
+        anyhow::bail!(
+            "the certificate in {} is for node `{}`, not `{}`",
+            config.node.certs_dir.display(),
+            identity.node(),
+            config.node.name
+        );
+    }
+    let site = identity.site().to_string();
+    let me = config::node_id(&site, &config.node.name);
+    let dir = config.node.data_dir.clone();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+
+    let in_use = |e: String| {
+        if e.to_lowercase().contains("lock") {
+            anyhow::anyhow!(
+                "data dir {} is in use by another cairn process: stop it or use another data_dir",
+                dir.display()
+            )
+        } else {
+            anyhow::anyhow!(e)
+        }
+    };
+    let chunk_store = if roles.has(Role::Chunk) {
+        Some(Arc::new(
+            ChunkStore::open(&dir.join("chunks"), ChunkConfig::default())
+                .map_err(|e| in_use(e.to_string()))?,
+        ))
+    } else {
+        None
+    };
+    let manifest_store = if roles.has(Role::Manifest) {
+        Some(Arc::new(
+            ManifestStore::open(&dir.join("meta"), ManifestConfig::default())
+                .map_err(|e| in_use(e.to_string()))?,
+        ))
+    } else {
+        None
+    };
+
+    let net_config = NetConfig::default();
+    let net = cairn_net::Client::new(&identity, net_config.clone(), any_of(&config.listen.rpc))?;
+    let cluster = Arc::new(ClusterState::open(
+        &dir,
+        me,
+        config.first_map(&site)?,
+        net.clone(),
+    )?);
+    let map = cluster.map();
+    if map.node(me).is_none() {
+        warn!(
+            node = %config.node.name,
+            "this node is not in the cluster map: add it with `cairn cluster add` on a node of the site"
+        );
+    }
+
+    let handle = tokio::runtime::Handle::current();
+    let chunks = Arc::new(ReplicatedChunks::with_config(
+        map.clone(),
+        chunk_store.clone().map(|s| (me, s)),
+        net.clone(),
+        handle.clone(),
+        ReplicationConfig {
+            call_timeout: CHUNK_CALL_TIMEOUT,
+            ..ReplicationConfig::default()
+        },
+    ));
+    let manifests = Arc::new(ReplicatedManifests::with_config(
+        map.clone(),
+        manifest_store.clone().map(|s| (me, s)),
+        net.clone(),
+        handle.clone(),
+        ManifestReplicationConfig {
+            call_timeout: MANIFEST_CALL_TIMEOUT,
+            clock_node: Some(me),
+            ..ManifestReplicationConfig::default()
+        },
+    ));
+    {
+        let (c, m) = (chunks.clone(), manifests.clone());
+        cluster.on_change(move |map| {
+            c.set_map(map.clone());
+            m.set_map(map.clone());
+        });
+    }
+    let client = Client::from_backends_with_local(
+        chunks.clone(),
+        chunk_store.clone(),
+        manifests.clone(),
+        0,
+        me,
+    );
+
+    let workers = Arc::new(Workers::default());
+    let status: StatusFn = {
+        let (cluster, workers, store) = (cluster.clone(), workers.clone(), chunk_store.clone());
+        let roles = roles.to_string();
+        let name = config.node.name.clone();
+        Arc::new(move || status::node_status(&name, &roles, &cluster, &workers, store.as_deref()))
+    };
+
+    // Node transport.
+    let mut builder = Server::builder(&identity, net_config)
+        .service(ClusterService::new(cluster.clone(), status.clone()));
+    if let Some(s) = &chunk_store {
+        builder = builder.service(ChunkService::new(s.clone()));
+    }
+    if let Some(s) = &manifest_store {
+        builder = builder.service(ManifestService::new(s.clone()));
+    }
+    let server = builder.bind(config.listen.rpc).with_context(|| {
+        format!(
+            "cannot listen on {} for the node transport: change [listen] rpc",
+            config.listen.rpc
+        )
+    })?;
+    let rpc_addr = server.local_addr()?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn({
+        let stop = stopped(stop_rx.clone());
+        async move {
+            if let Err(e) = server.run(stop).await {
+                warn!(error = %e, "node transport stopped");
+            }
+        }
+    }));
+    tasks.push(tokio::spawn(cluster.clone().gossip_loop(stop_rx.clone())));
+
+    let w = &config.workers;
+
+    // S3 gateway.
+    let s3_metrics = Arc::new(cairn_s3::S3Metrics::new());
+    let s3_addr = if roles.has(Role::S3) {
+        let listener = tokio::net::TcpListener::bind(config.listen.s3)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} for S3: change [listen] s3",
+                    config.listen.s3
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        let s3_config = cairn_s3::S3Config {
+            region: config.s3.region.clone(),
+            domains: config.s3.domains.clone(),
+            metrics: s3_metrics.clone(),
+        };
+        let (client, stop) = (client.clone(), stopped(stop_rx.clone()));
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = cairn_s3::serve(listener, s3_config, client, stop).await {
+                warn!(error = %e, "S3 server stopped");
+            }
+        }));
+        Some(addr)
+    } else {
+        None
+    };
+
+    let maintenance = match &chunk_store {
+        Some(_) => {
+            let m = Arc::new(ChunkMaintenance::new(
+                chunks.clone(),
+                MaintenanceConfig {
+                    repair_bytes_per_sec: w.rate_bytes_per_sec,
+                    rebalance_bytes_per_sec: w.rate_bytes_per_sec,
+                    scrub_bytes_per_sec: w.rate_bytes_per_sec,
+                    ..MaintenanceConfig::default()
+                },
+            )?);
+            for kind in WorkerKind::ALL {
+                let interval = match kind {
+                    WorkerKind::Scrub => w.scrub_interval,
+                    _ => w.repair_interval,
+                };
+                let m = m.clone();
+                tasks.push(tokio::spawn(tasks::maintenance_loop(
+                    kind.name(),
+                    workers.clone(),
+                    Duration::from_secs(30),
+                    Duration::from_secs(interval.max(1)),
+                    stop_rx.clone(),
+                    move || {
+                        let m = m.clone();
+                        async move {
+                            m.run_pass(kind)
+                                .await
+                                .map(chunk_outcome)
+                                .map_err(|e| e.to_string())
+                        }
+                    },
+                )));
+            }
+            Some(m)
+        }
+        None => None,
+    };
+
+    if manifest_store.is_some() {
+        let m = manifests.clone();
+        tasks.push(tokio::spawn(tasks::maintenance_loop(
+            "anti-entropy",
+            workers.clone(),
+            Duration::from_secs(20),
+            Duration::from_secs(w.anti_entropy_interval.max(1)),
+            stop_rx.clone(),
+            move || {
+                let m = m.clone();
+                async move {
+                    let r = m.anti_entropy_pass().await.map_err(|e| e.to_string())?;
+                    let counters = [
+                        ("peers", r.peers),
+                        ("changes_read", r.changes_read),
+                        ("versions_fetched", r.versions_fetched),
+                        ("removals_applied", r.removals_applied),
+                        ("records_updated", r.records_updated),
+                        ("errors", r.errors),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
+                    Ok(tasks::PassOutcome {
+                        counters,
+                        last_error: r.last_error,
+                    })
+                }
+            },
+        )));
+    }
+
+    // Admin endpoint.
+    let admin_listener = tokio::net::TcpListener::bind(config.listen.admin)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for admin: change [listen] admin",
+                config.listen.admin
+            )
+        })?;
+    let admin_addr = admin_listener.local_addr()?;
+    let token = crate::admin::load_or_create_token(&dir)?;
+    crate::admin::write_endpoint_file(&dir, admin_addr)?;
+    {
+        let (client, workers, stop) = (client.clone(), workers.clone(), stopped(stop_rx.clone()));
+        let mut sources: Vec<Arc<dyn MetricsSource>> =
+            vec![net.metrics(), Arc::new(ManifestMetrics(manifests.clone()))];
+        if roles.has(Role::S3) {
+            sources.push(s3_metrics.clone());
+        }
+        if let Some(m) = &maintenance {
+            sources.push(Arc::new(MaintenanceMetrics(m.clone())));
+        }
+        let cluster_admin = admin::ClusterAdmin {
+            cluster: cluster.clone(),
+            status: status.clone(),
+        };
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::admin::serve_node(
+                admin_listener,
+                client,
+                token,
+                workers,
+                sources,
+                Some(cluster_admin),
+                stop,
+            )
+            .await
+            {
+                warn!(error = %e, "admin server stopped");
+            }
+        }));
+    }
+
+    // The first access key, once the site's metadata can take writes.
+    tasks.push(tokio::spawn(first_key_when_ready(
+        client.clone(),
+        dir.clone(),
+        stop_rx.clone(),
+    )));
+
+    // Workers.
+    let leader = {
+        let cluster = cluster.clone();
+        Arc::new(move || is_leader(&cluster)) as crate::workers::Gate
+    };
+    let all_manifests_up = {
+        let cluster = cluster.clone();
+        Arc::new(move || {
+            let map = cluster.map();
+            map.nodes
+                .values()
+                .filter(|n| n.roles.has(Role::Manifest))
+                .all(|n| cluster.is_up(n.id))
+        }) as crate::workers::Gate
+    };
+    tasks.push(tokio::spawn(crate::workers::lifecycle_loop(
+        client.clone(),
+        workers.clone(),
+        Duration::from_secs(w.lifecycle_interval.max(1)),
+        Some(leader),
+        stop_rx.clone(),
+    )));
+    if chunk_store.is_some() {
+        tasks.push(tokio::spawn(crate::workers::gc_loop(
+            client.clone(),
+            workers.clone(),
+            Duration::from_secs(w.gc_interval.max(1)),
+            Duration::from_secs(w.gc_hold),
+            Some(all_manifests_up),
+            stop_rx.clone(),
+        )));
+    }
+
+    info!(node = %config.node.name, site = %site, roles = %roles, "node is running");
+    Ok(NodeHandle {
+        name: config.node.name.clone(),
+        rpc_addr,
+        s3_addr,
+        admin_addr,
+        cluster,
+        chunks: chunk_store,
+        manifests: manifest_store,
+        client,
+        workers,
+        maintenance,
+        chunk_backend: chunks,
+        manifest_backend: manifests,
+        stop: stop_tx,
+        tasks,
+        net,
+    })
+}
+
+/// The metadata backend's lines in /metrics (read repairs, replica write failures,
+/// anti-entropy).
+struct ManifestMetrics(Arc<ReplicatedManifests>);
+
+impl MetricsSource for ManifestMetrics {
+    fn render(&self, out: &mut String) {
+        self.0.render_prometheus(out);
+    }
+}
+
+/// The chunk maintenance workers' lines in /metrics.
+struct MaintenanceMetrics(Arc<ChunkMaintenance>);
+
+impl MetricsSource for MaintenanceMetrics {
+    fn render(&self, out: &mut String) {
+        self.0.render_prometheus(out);
+    }
+}
+
+/// A chunk maintenance pass's counters, as the worker status shows them.
+fn chunk_outcome(r: PassReport) -> tasks::PassOutcome {
+    let counters = [
+        ("chunks_scanned", r.chunks_scanned),
+        ("chunks_pushed", r.chunks_pushed),
+        ("bytes_pushed", r.bytes_pushed),
+        ("local_copies_deleted", r.local_copies_deleted),
+        ("corrupt_found", r.corrupt_found),
+        ("corrupt_repaired", r.corrupt_repaired),
+        ("corrupt_unrepaired", r.corrupt_unrepaired),
+        ("errors", r.errors),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    tasks::PassOutcome {
+        counters,
+        last_error: r.last_error,
+    }
+}
+
+/// Whether this node runs the site-wide workers (lifecycle): it is the manifest node with the
+/// lowest id among those that answer.
+fn is_leader(cluster: &ClusterState) -> bool {
+    let map = cluster.map();
+    map.nodes
+        .values()
+        .filter(|n| n.roles.has(Role::Manifest) && cluster.is_up(n.id))
+        .map(|n| n.id)
+        .min()
+        == Some(cluster.me())
+}
+
+/// Imports the access key given in CAIRN_ACCESS_KEY_ID / CAIRN_SECRET_ACCESS_KEY, retrying
+/// until the site's metadata takes writes (the other nodes may still be starting). Without
+/// them, nothing is created: keys come from `cairn key create` against any node.
+async fn first_key_when_ready(
+    client: Client,
+    dir: std::path::PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    let has_env = std::env::var("CAIRN_ACCESS_KEY_ID").is_ok_and(|s| !s.is_empty());
+    if !has_env {
+        info!("no CAIRN_ACCESS_KEY_ID given: create access keys with `cairn key create`");
+        return;
+    }
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match crate::serve::first_key(&client, &dir).await {
+            Ok(()) => return,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if msg.contains("another secret") {
+                    warn!(error = %msg, "cannot import the access key");
+                    return;
+                }
+                info!(error = %msg, "access key not imported yet; retrying");
+            }
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}

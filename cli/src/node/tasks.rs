@@ -1,0 +1,70 @@
+//! The loop every maintenance worker of a node runs: a pass every interval, its counters and
+//! last error in the node's worker status (so `cairn cluster status` and /metrics show them).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::workers::Workers;
+
+/// What one pass reports: its counters, and the last error it met while going on.
+pub struct PassOutcome {
+    /// Counters of the pass.
+    pub counters: BTreeMap<String, u64>,
+    /// The last error the pass met (it went on).
+    pub last_error: Option<String>,
+}
+
+/// Runs `pass` every `interval` (the first after `first`) until `stop`, recording it as worker
+/// `name`.
+pub async fn maintenance_loop<F, Fut>(
+    name: &'static str,
+    workers: Arc<Workers>,
+    first: Duration,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+    pass: F,
+) where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<PassOutcome, String>> + Send,
+{
+    workers.update(name, |s| s.interval_secs = interval.as_secs());
+    let mut next = tokio::time::Instant::now() + first.min(interval);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep_until(next) => {}
+        }
+        let started = cairn_client::now_ms();
+        workers.update(name, |s| {
+            s.state = "running".into();
+            s.last_started_ms = Some(started);
+        });
+        let result = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            r = pass() => r,
+        };
+        workers.update(name, |s| {
+            s.state = "idle".into();
+            match result {
+                Ok(outcome) => {
+                    s.passes += 1;
+                    s.last_finished_ms = Some(cairn_client::now_ms());
+                    s.counters = outcome.counters;
+                    if outcome.last_error.is_some() {
+                        s.last_error = outcome.last_error;
+                    }
+                }
+                Err(e) => {
+                    warn!(worker = name, error = %e, "pass failed");
+                    s.last_error = Some(e);
+                }
+            }
+        });
+        next = tokio::time::Instant::now() + interval;
+    }
+}

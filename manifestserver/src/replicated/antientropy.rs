@@ -1,0 +1,263 @@
+//! Manifest anti-entropy: a node with a local store pulls from every other manifest node what
+//! it missed (see [`ReplicatedManifests::anti_entropy_pass`]).
+//!
+//! Per peer, in order:
+//! 1. bucket records and access keys: the peer's stamped listing, page by page; a record this
+//!    node is a replica of and whose stamp beats the local one (deletions included) is written
+//!    here. Pull only: the peer runs its own pass.
+//! 2. the peer's change log after a cursor kept in the local store's `meta` column family (per
+//!    peer; reset when the peer's log is shorter than the cursor, as after a rebuilt store), at
+//!    most [`ManifestReplicationConfig::anti_entropy_pages`] pages of ≤ 1000 changes per pass.
+//!    Changes of buckets this node is not a replica of are skipped. A removal is applied as a
+//!    tombstone. Any other change fetches the version from the peer (at most
+//!    [`crate::MAX_STAMPED`] per call) and applies it with its stamp: a version this node lacks
+//!    is added, an in-place update with a greater stamp replaces the local copy, anything else
+//!    is ignored; a version the peer has since removed is tombstoned here too. The cursor moves
+//!    after each page; an error stops the peer's log for this pass (it is read again next time),
+//!    except a version of a bucket this node does not have, which is counted and skipped.
+//!
+//! Uploads and parts are not reconciled here (reads repair them).
+//!
+//! [`ManifestReplicationConfig::anti_entropy_pages`]: crate::ManifestReplicationConfig::anti_entropy_pages
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use cairn_core::cluster::NodeId;
+use cairn_core::manifest::Change;
+
+use super::{add, repair_write, Node, State};
+use crate::error::Refusal;
+use crate::rpc::MAX_LIST;
+use crate::stamped::{
+    Record, RecordId, StampCheck, StampedRecord, StampedWrite, MAX_STAMPED, TOMBSTONE,
+};
+use crate::{
+    AntiEntropyReport, ManifestError, ManifestRequest, ManifestResponse, ManifestStore,
+    ReplicatedManifests,
+};
+
+/// Records per page of a stamped bucket or key listing.
+const RECORD_PAGE: u32 = 100;
+
+/// Runs a closure on the local store on the blocking pool.
+async fn local<T: Send + 'static>(
+    store: &Arc<ManifestStore>,
+    f: impl FnOnce(&ManifestStore) -> Result<T, ManifestError> + Send + 'static,
+) -> Result<T, ManifestError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| {
+            ManifestError::from(Refusal::Remote {
+                kind: cairn_core::ErrorKind::Internal,
+                message: format!("manifest store task failed: {e}"),
+            })
+        })?
+}
+
+impl ReplicatedManifests {
+    /// One anti-entropy pass over every other manifest node of the map (see the module docs
+    /// of `antientropy.rs`). Fails only on a node without a local store; errors with a peer
+    /// are counted in the report and the pass goes on with the next peer. Run it from async
+    /// code on the backend's runtime, periodically.
+    pub async fn anti_entropy_pass(&self) -> Result<AntiEntropyReport, ManifestError> {
+        let Some((local_id, store)) = self.shared.local.clone() else {
+            return Err(ManifestError::Invalid(
+                "anti-entropy runs on a node that holds a manifest store".into(),
+            ));
+        };
+        let state = self.state();
+        let mut report = AntiEntropyReport::default();
+        for peer in state.manifest_nodes.iter().filter(|n| n.id != local_id) {
+            report.peers += 1;
+            let result = async {
+                self.pull_records(&state, local_id, &store, peer, false, &mut report)
+                    .await?;
+                self.pull_records(&state, local_id, &store, peer, true, &mut report)
+                    .await?;
+                self.pull_changes(&state, local_id, &store, peer, &mut report)
+                    .await
+            }
+            .await;
+            if let Err(e) = result {
+                report.errors += 1;
+                report.last_error = Some(format!("{}: {e}", peer.label()));
+                tracing::debug!(peer = %peer.label(), error = %e, "anti-entropy with a peer failed");
+            }
+        }
+        let c = &self.shared.counters;
+        add(&c.ae_passes, 1);
+        add(&c.ae_changes_read, report.changes_read);
+        add(&c.ae_versions_fetched, report.versions_fetched);
+        add(&c.ae_removals_applied, report.removals_applied);
+        add(&c.ae_records_updated, report.records_updated);
+        add(&c.ae_errors, report.errors);
+        Ok(report)
+    }
+
+    /// Step 1: bucket records (`keys` false) or access keys.
+    async fn pull_records(
+        &self,
+        state: &State,
+        local_id: NodeId,
+        store: &Arc<ManifestStore>,
+        peer: &Arc<Node>,
+        keys: bool,
+        report: &mut AntiEntropyReport,
+    ) -> Result<(), ManifestError> {
+        let mut after: Option<String> = None;
+        loop {
+            let req = ManifestRequest::ListStamped {
+                keys,
+                after: after.clone(),
+                max: RECORD_PAGE,
+            };
+            let (records, truncated) = match self.shared.call(peer, req).await? {
+                ManifestResponse::StampedPage { records, truncated } => (records, truncated),
+                other => {
+                    return Err(ManifestError::Invalid(format!(
+                        "unexpected answer to a stamped listing: {other:?}"
+                    )))
+                }
+            };
+            let Some(last) = records.last() else {
+                return Ok(());
+            };
+            after = match &last.id {
+                RecordId::Bucket(n) | RecordId::Key(n) => Some(n.clone()),
+                _ => None,
+            };
+            let mine: Vec<StampedRecord> = records
+                .into_iter()
+                .filter(|r| {
+                    let replicas = match &r.id {
+                        RecordId::Bucket(n) => state.bucket_replicas(n),
+                        RecordId::Key(n) => state.key_replicas(n),
+                        _ => return false,
+                    };
+                    replicas.is_ok_and(|v| v.iter().any(|n| n.id == local_id))
+                })
+                .collect();
+            let updated = local(store, move |s| {
+                let mut updated = 0u64;
+                for r in &mine {
+                    let here = s.get_stamped(&r.id)?;
+                    if r.rank() > here.rank() && s.put_stamped(&repair_write(r))?.applied {
+                        updated += 1;
+                    }
+                }
+                Ok(updated)
+            })
+            .await?;
+            report.records_updated += updated;
+            if !truncated || after.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Step 2: the peer's change log since the cursor.
+    async fn pull_changes(
+        &self,
+        state: &State,
+        local_id: NodeId,
+        store: &Arc<ManifestStore>,
+        peer: &Arc<Node>,
+        report: &mut AntiEntropyReport,
+    ) -> Result<(), ManifestError> {
+        let peer_id = peer.id;
+        let mut cursor = local(store, move |s| s.sync_cursor(peer_id)).await?;
+        if let ManifestResponse::Stats(st) = self.shared.call(peer, ManifestRequest::Stats).await? {
+            if st.last_seq < cursor {
+                cursor = 0;
+            }
+        }
+        for _ in 0..self.shared.config.anti_entropy_pages.max(1) {
+            let req = ManifestRequest::ChangesSince {
+                after: cursor,
+                max: MAX_LIST as u32,
+            };
+            let changes: Vec<Change> = match self.shared.call(peer, req).await? {
+                ManifestResponse::Changes(c) => c,
+                other => {
+                    return Err(ManifestError::Invalid(format!(
+                        "unexpected answer to a change-log read: {other:?}"
+                    )))
+                }
+            };
+            let Some(last_seq) = changes.last().map(|c| c.seq) else {
+                return Ok(());
+            };
+            report.changes_read += changes.len() as u64;
+            let mut removals = Vec::new();
+            let mut fetch = Vec::new();
+            let mut seen = HashSet::new();
+            for c in changes {
+                let here = state
+                    .bucket_replicas(&c.bucket)
+                    .is_ok_and(|v| v.iter().any(|n| n.id == local_id));
+                if !here {
+                    continue;
+                }
+                let id = RecordId::Version {
+                    bucket: c.bucket,
+                    key: c.key,
+                    version: c.version,
+                };
+                if c.removed {
+                    removals.push(id);
+                } else if seen.insert(id.clone()) {
+                    fetch.push(id);
+                }
+            }
+            // Fetch what the peer holds now (removed since: it answers with a tombstone).
+            let mut writes: Vec<StampedWrite> = removals
+                .into_iter()
+                .map(|id| StampedWrite {
+                    id,
+                    record: None,
+                    stamp: TOMBSTONE,
+                    check: StampCheck::None,
+                })
+                .collect();
+            for batch in fetch.chunks(MAX_STAMPED) {
+                let fetched = self.shared.get_stamped(peer, batch.to_vec()).await?;
+                writes.extend(
+                    fetched
+                        .into_iter()
+                        .filter(|r| r.record.is_some() || r.deleted)
+                        .map(|r| repair_write(&r)),
+                );
+            }
+            let (fetched, removed, skipped) = local(store, move |s| {
+                let (mut fetched, mut removed, mut skipped) = (0u64, 0u64, 0u64);
+                for w in &writes {
+                    match s.put_stamped(w) {
+                        Ok(o) if o.applied => match w.record {
+                            Some(Record::Version(_)) => fetched += 1,
+                            _ => removed += 1,
+                        },
+                        Ok(_) => {}
+                        Err(ManifestError::NoSuchBucket(_)) => skipped += 1,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok((fetched, removed, skipped))
+            })
+            .await?;
+            report.versions_fetched += fetched;
+            report.removals_applied += removed;
+            if skipped > 0 {
+                report.errors += skipped;
+                report.last_error = Some(format!(
+                    "{}: {skipped} versions of buckets this node does not have",
+                    peer.label()
+                ));
+            }
+            cursor = last_seq;
+            local(store, move |s| s.set_sync_cursor(peer_id, last_seq)).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,556 @@
+//! [`ManifestBackend`] over the replicas (see the module docs of `replicated`).
+
+use super::*;
+
+impl ManifestBackend for ReplicatedManifests {
+    fn create_bucket(&self, bucket: &Bucket) -> Result<(), ManifestError> {
+        let replicas = self.state().bucket_replicas(&bucket.name)?;
+        let write = StampedWrite {
+            id: RecordId::Bucket(bucket.name.clone()),
+            record: Some(Record::Bucket(bucket.clone())),
+            stamp: self.shared.hlc.tick(),
+            check: StampCheck::Absent,
+        };
+        self.checked_then_replicated("create_bucket", &replicas, write)
+            .map(|_| ())
+    }
+
+    fn get_bucket(&self, name: &str) -> Result<Option<Bucket>, ManifestError> {
+        let replicas = self.state().bucket_replicas(name)?;
+        let w = self.read_record(&replicas, RecordId::Bucket(name.to_string()))?;
+        w.record.map(as_bucket).transpose()
+    }
+
+    fn list_buckets(&self) -> Result<Vec<Bucket>, ManifestError> {
+        self.list_everywhere(false)?
+            .into_iter()
+            .map(as_bucket)
+            .collect()
+    }
+
+    fn update_bucket(
+        &self,
+        name: &str,
+        change: InPlace<'_, Bucket>,
+    ) -> Result<Bucket, ManifestError> {
+        let replicas = self.state().bucket_replicas(name)?;
+        let mut on_record = |r: &mut Record| match r {
+            Record::Bucket(b) => {
+                change(b)?;
+                if b.name != name {
+                    return Err(ManifestError::Invalid("a bucket cannot be renamed".into()));
+                }
+                Ok(())
+            }
+            _ => Err(ManifestError::Invalid("expected a bucket record".into())),
+        };
+        match self.update_record(
+            "update_bucket",
+            &replicas,
+            RecordId::Bucket(name.to_string()),
+            &mut on_record,
+        )? {
+            Some(r) => as_bucket(r),
+            None => Err(ManifestError::NoSuchBucket(name.to_string())),
+        }
+    }
+
+    fn delete_bucket(&self, name: &str) -> Result<(), ManifestError> {
+        let replicas = self.state().bucket_replicas(name)?;
+        let write = StampedWrite {
+            id: RecordId::Bucket(name.to_string()),
+            record: None,
+            stamp: self.shared.hlc.tick(),
+            check: StampCheck::Exists,
+        };
+        self.checked_then_replicated("delete_bucket", &replicas, write)
+            .map(|_| ())
+    }
+
+    fn apply_when(
+        &self,
+        m: &VersionManifest,
+        upload_id: Option<&str>,
+        condition: Option<&WriteCondition>,
+    ) -> Result<(bool, Vec<VersionManifest>), ManifestError> {
+        let state = self.state();
+        let replicas = state.bucket_replicas(&m.bucket)?;
+        let version = StampedWrite {
+            id: version_id(&m.bucket, &m.key, m.version),
+            record: Some(Record::Version(m.clone())),
+            stamp: VersionId::MIN,
+            check: StampCheck::None,
+        };
+        if condition.is_none() && upload_id.is_none() {
+            let acked = self.replicate("apply", &replicas, vec![version])?;
+            let mut stored = false;
+            let mut replaced: BTreeMap<VersionId, VersionManifest> = BTreeMap::new();
+            for (_, outcomes) in acked {
+                for o in outcomes {
+                    stored |= o.applied;
+                    replaced.extend(o.replaced.into_iter().map(|r| (r.version, r)));
+                }
+            }
+            return Ok((stored, replaced.into_values().collect()));
+        }
+        let req = match condition {
+            Some(c) => ManifestRequest::ApplyIf {
+                manifest: m.clone(),
+                upload_id: upload_id.map(str::to_string),
+                condition: c.clone(),
+            },
+            None => ManifestRequest::CompleteUpload {
+                upload_id: upload_id.unwrap_or_default().to_string(),
+                manifest: m.clone(),
+            },
+        };
+        let mut writes = vec![version];
+        if let Some(u) = upload_id {
+            writes.push(StampedWrite {
+                id: RecordId::Upload {
+                    bucket: m.bucket.clone(),
+                    key: m.key.clone(),
+                    upload_id: u.to_string(),
+                },
+                record: None,
+                stamp: self.shared.hlc.tick(),
+                check: StampCheck::None,
+            });
+        }
+        self.block_on(async {
+            let mut failures = Vec::new();
+            for (i, node) in replicas.iter().enumerate() {
+                let mut answer = self.shared.call(node, req.clone()).await;
+                if matches!(answer, Err(ManifestError::NoSuchBucket(_)))
+                    && self.shared.copy_bucket(node, &m.bucket, &replicas).await
+                {
+                    answer = self.shared.call(node, req.clone()).await;
+                }
+                let out = match answer {
+                    Ok(ManifestResponse::Applied { stored, replaced }) => (stored, replaced),
+                    Ok(ManifestResponse::Replaced(replaced)) => (true, replaced),
+                    Ok(other) => return Err(unexpected("a checked apply", &other)),
+                    Err(e) if is_transport(&e) => {
+                        add(&self.shared.counters.primary_failovers, 1);
+                        failures.push((node.label(), e));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                self.shared
+                    .write_replicas("apply", &replicas, writes, state.w, Some(i))
+                    .await?;
+                return Ok(out);
+            }
+            Err(replicas_error("a checked apply", 1, 0, failures))
+        })
+    }
+
+    fn head(&self, bucket: &str, key: &str) -> Result<Option<VersionManifest>, ManifestError> {
+        self.read_newest(bucket, key, false)
+    }
+
+    fn current(&self, bucket: &str, key: &str) -> Result<Option<VersionManifest>, ManifestError> {
+        Ok(self
+            .read_newest(bucket, key, false)?
+            .filter(|m| !m.delete_marker))
+    }
+
+    fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        let replicas = self.state().bucket_replicas(bucket)?;
+        let w = self.read_record(&replicas, version_id(bucket, key, version))?;
+        w.record.map(as_version).transpose()
+    }
+
+    fn get_null_version(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        self.read_newest(bucket, key, true)
+    }
+
+    fn remove_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+        lock_check: Option<(u64, bool)>,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        let replicas = self.state().bucket_replicas(bucket)?;
+        let id = version_id(bucket, key, version);
+        let removal = StampedWrite {
+            id: id.clone(),
+            record: None,
+            stamp: TOMBSTONE,
+            check: StampCheck::None,
+        };
+        let Some((now_ms, bypass_governance)) = lock_check else {
+            let acked = self.replicate("remove_version", &replicas, vec![removal])?;
+            return acked
+                .into_iter()
+                .flat_map(|(_, o)| o)
+                .find_map(|o| o.previous)
+                .map(as_version)
+                .transpose();
+        };
+        // The newest copy decides first (a primary that lacks the version cannot let a
+        // protected one go), then the primary under its write lock.
+        let winner = self.read_record(&replicas, id.clone())?;
+        let Some(Record::Version(m)) = winner.record else {
+            return Ok(None);
+        };
+        if m.lock.protects(now_ms, bypass_governance) {
+            return Err(ManifestError::Locked(rpc::LOCKED.into()));
+        }
+        let checked = StampedWrite {
+            check: StampCheck::Unlocked {
+                now_ms,
+                bypass_governance,
+            },
+            ..removal
+        };
+        let outcome = self.checked_then_replicated("remove_version", &replicas, checked)?;
+        match outcome.previous {
+            Some(p) => as_version(p).map(Some),
+            None => Ok(Some(m)),
+        }
+    }
+
+    fn update_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+        change: InPlace<'_, VersionManifest>,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        let replicas = self.state().bucket_replicas(bucket)?;
+        let mut on_record = |r: &mut Record| match r {
+            Record::Version(m) => {
+                let (id, content, marker) = (m.version, m.content.clone(), m.delete_marker);
+                let (b, k) = (m.bucket.clone(), m.key.clone());
+                change(m)?;
+                if m.version != id
+                    || m.content != content
+                    || m.delete_marker != marker
+                    || m.bucket != b
+                    || m.key != k
+                {
+                    return Err(ManifestError::Invalid(
+                        "an in-place update cannot change a version's identity or content".into(),
+                    ));
+                }
+                Ok(())
+            }
+            _ => Err(ManifestError::Invalid("expected a version record".into())),
+        };
+        self.update_record(
+            "update_version",
+            &replicas,
+            version_id(bucket, key, version),
+            &mut on_record,
+        )?
+        .map(as_version)
+        .transpose()
+    }
+
+    fn list_objects(&self, bucket: &str, q: &ListQuery) -> Result<ListPage, ManifestError> {
+        let query = ListQuery {
+            max_keys: q.max_keys.min(MAX_LIST),
+            ..q.clone()
+        };
+        let req = ManifestRequest::ListObjects {
+            bucket: bucket.to_string(),
+            query,
+        };
+        match self.list_first(bucket, req)? {
+            ManifestResponse::Objects(p) => Ok(p),
+            other => Err(unexpected("list_objects", &other)),
+        }
+    }
+
+    fn list_versions(
+        &self,
+        bucket: &str,
+        q: &VersionsQuery,
+    ) -> Result<VersionsPage, ManifestError> {
+        let query = VersionsQuery {
+            max_keys: q.max_keys.min(MAX_LIST),
+            ..q.clone()
+        };
+        let req = ManifestRequest::ListVersions {
+            bucket: bucket.to_string(),
+            query,
+        };
+        match self.list_first(bucket, req)? {
+            ManifestResponse::Versions(p) => Ok(p),
+            other => Err(unexpected("list_versions", &other)),
+        }
+    }
+
+    fn create_upload(&self, upload: &Upload) -> Result<(), ManifestError> {
+        let replicas = self.state().bucket_replicas(&upload.bucket)?;
+        let write = StampedWrite {
+            id: RecordId::Upload {
+                bucket: upload.bucket.clone(),
+                key: upload.key.clone(),
+                upload_id: upload.upload_id.clone(),
+            },
+            record: Some(Record::Upload(upload.clone())),
+            stamp: self.shared.hlc.tick(),
+            check: StampCheck::None,
+        };
+        self.replicate("create_upload", &replicas, vec![write])
+            .map(|_| ())
+    }
+
+    fn get_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<Upload>, ManifestError> {
+        let replicas = self.state().bucket_replicas(bucket)?;
+        let id = RecordId::Upload {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+        };
+        match self.read_record(&replicas, id)?.record {
+            Some(Record::Upload(u)) => Ok(Some(u)),
+            Some(other) => Err(ManifestError::Invalid(format!(
+                "expected an upload, got {other:?}"
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: &Part,
+    ) -> Result<Option<Part>, ManifestError> {
+        let replicas = self.state().bucket_replicas(bucket)?;
+        let write = StampedWrite {
+            id: RecordId::Part {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                upload_id: upload_id.to_string(),
+                number: part.number,
+            },
+            record: Some(Record::Part(part.clone())),
+            stamp: self.shared.hlc.tick(),
+            check: StampCheck::Exists,
+        };
+        match self
+            .checked_then_replicated("put_part", &replicas, write)?
+            .previous
+        {
+            Some(Record::Part(p)) => Ok(Some(p)),
+            _ => Ok(None),
+        }
+    }
+
+    fn list_parts(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<Vec<Part>, ManifestError> {
+        let state = self.state();
+        let order = read_order(&state.bucket_replicas(bucket)?);
+        let max = max.min(MAX_LIST);
+        let upload = upload_id.to_string();
+        let answers = self.block_on(self.shared.ask(
+            "a part listing",
+            &order,
+            state.r,
+            move |shared, node| {
+                let req = ManifestRequest::ListPartsStamped {
+                    upload_id: upload.clone(),
+                    after,
+                    max: max as u32,
+                };
+                async move {
+                    match shared.call(&node, req).await? {
+                        ManifestResponse::StampedParts(p) => Ok(p),
+                        other => Err(unexpected("a part listing", &other)),
+                    }
+                }
+            },
+        ))?;
+        let mut merged: BTreeMap<u32, (VersionId, Part)> = BTreeMap::new();
+        for (_, parts) in answers {
+            for (stamp, p) in parts {
+                match merged.get(&p.number) {
+                    Some((s, _)) if *s >= stamp => {}
+                    _ => {
+                        merged.insert(p.number, (stamp, p));
+                    }
+                }
+            }
+        }
+        Ok(merged.into_values().map(|(_, p)| p).take(max).collect())
+    }
+
+    fn abort_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<Part>, ManifestError> {
+        let replicas = self.state().bucket_replicas(bucket)?;
+        let write = StampedWrite {
+            id: RecordId::Upload {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                upload_id: upload_id.to_string(),
+            },
+            record: None,
+            stamp: self.shared.hlc.tick(),
+            check: StampCheck::Exists,
+        };
+        Ok(self
+            .checked_then_replicated("abort_upload", &replicas, write)?
+            .parts)
+    }
+
+    fn list_uploads(&self, bucket: &str, q: &UploadsQuery) -> Result<UploadsPage, ManifestError> {
+        let query = UploadsQuery {
+            max_uploads: q.max_uploads.min(MAX_LIST),
+            ..q.clone()
+        };
+        let req = ManifestRequest::ListUploads {
+            bucket: bucket.to_string(),
+            query,
+        };
+        match self.list_first(bucket, req)? {
+            ManifestResponse::Uploads(p) => Ok(p),
+            other => Err(unexpected("list_uploads", &other)),
+        }
+    }
+
+    /// This node's change log when it holds a store, else the first manifest node's that
+    /// answers.
+    fn changes_since(&self, after: u64, max: usize) -> Result<Vec<Change>, ManifestError> {
+        if let Some((_, store)) = &self.shared.local {
+            return store.changes_since(after, max);
+        }
+        let req = ManifestRequest::ChangesSince {
+            after,
+            max: max.min(rpc::MAX_CHANGES) as u32,
+        };
+        let nodes = self.state().manifest_nodes.clone();
+        match self.block_on(self.shared.first_answer("changes_since", &nodes, req))? {
+            (_, ManifestResponse::Changes(c)) => Ok(c),
+            (_, other) => Err(unexpected("changes_since", &other)),
+        }
+    }
+
+    /// This node's totals when it holds a store, else the first manifest node's that answers.
+    fn stats(&self) -> Result<ManifestStats, ManifestError> {
+        if let Some((_, store)) = &self.shared.local {
+            return store.stats();
+        }
+        let nodes = self.state().manifest_nodes.clone();
+        match self.block_on(
+            self.shared
+                .first_answer("stats", &nodes, ManifestRequest::Stats),
+        )? {
+            (_, ManifestResponse::Stats(s)) => Ok(s),
+            (_, other) => Err(unexpected("stats", &other)),
+        }
+    }
+
+    fn put_key(&self, key: &AccessKey) -> Result<(), ManifestError> {
+        if key.id.is_empty() {
+            return Err(ManifestError::Invalid(
+                "access key id must not be empty".to_string(),
+            ));
+        }
+        let replicas = self.state().key_replicas(&key.id)?;
+        let write = StampedWrite {
+            id: RecordId::Key(key.id.clone()),
+            record: Some(Record::Key(key.clone())),
+            stamp: self.shared.hlc.tick(),
+            check: StampCheck::Absent,
+        };
+        self.checked_then_replicated("put_key", &replicas, write)
+            .map(|_| ())
+    }
+
+    fn update_key(
+        &self,
+        id: &str,
+        change: InPlace<'_, AccessKey>,
+    ) -> Result<Option<AccessKey>, ManifestError> {
+        if id.is_empty() {
+            return Ok(None);
+        }
+        let replicas = self.state().key_replicas(id)?;
+        let mut on_record = |r: &mut Record| match r {
+            Record::Key(k) => {
+                change(k)?;
+                if k.id != id {
+                    return Err(ManifestError::Invalid(
+                        "an access key id cannot change".into(),
+                    ));
+                }
+                Ok(())
+            }
+            _ => Err(ManifestError::Invalid("expected an access key".into())),
+        };
+        self.update_record(
+            "update_key",
+            &replicas,
+            RecordId::Key(id.to_string()),
+            &mut on_record,
+        )?
+        .map(as_key)
+        .transpose()
+    }
+
+    fn get_key(&self, id: &str) -> Result<Option<AccessKey>, ManifestError> {
+        if id.is_empty() {
+            return Ok(None);
+        }
+        let replicas = self.state().key_replicas(id)?;
+        self.read_record(&replicas, RecordId::Key(id.to_string()))?
+            .record
+            .map(as_key)
+            .transpose()
+    }
+
+    fn list_keys(&self) -> Result<Vec<AccessKey>, ManifestError> {
+        self.list_everywhere(true)?
+            .into_iter()
+            .map(as_key)
+            .collect()
+    }
+
+    fn delete_key(&self, id: &str) -> Result<bool, ManifestError> {
+        if id.is_empty() {
+            return Ok(false);
+        }
+        let replicas = self.state().key_replicas(id)?;
+        let write = StampedWrite {
+            id: RecordId::Key(id.to_string()),
+            record: None,
+            stamp: self.shared.hlc.tick(),
+            check: StampCheck::None,
+        };
+        let acked = self.replicate("delete_key", &replicas, vec![write])?;
+        Ok(acked
+            .iter()
+            .flat_map(|(_, o)| o)
+            .any(|o| o.previous.is_some()))
+    }
+}

@@ -1,0 +1,658 @@
+//! A [`ManifestBackend`] that keeps every bucket's metadata on the manifest replicas placement
+//! gives it.
+//!
+//! [`ReplicatedManifests`] is what a node (a gateway, or a manifest server itself) keeps
+//! metadata in when the site has several nodes. It holds the site's [`ClusterMap`]; the replicas
+//! are reached through their manifest service ([`RemoteManifest`]); a replica that is this node
+//! is its own [`ManifestStore`], called directly (on the blocking pool), not over the network.
+//!
+//! # Placement
+//!
+//! A bucket's record and all its data (versions, the current index, uploads, parts) live on
+//! `place_manifest(map, bucket, b"", map.manifest_replicas())`, primary first. Access keys live
+//! on `place_manifest(map, "", key_id, n)` (`""` is never a bucket name, so the two never
+//! clash). n = [`ClusterMap::manifest_replicas`].
+//!
+//! # Quorums
+//!
+//! W = the map's write quorum clamped to n, R = n − W + 1, so every read quorum meets every
+//! write quorum. A write goes to all n replicas at once and succeeds once W acknowledged
+//! durably (each replica answers after its synced write); it fails, naming each failed replica
+//! and why, as soon as fewer than W can. Replicas still outstanding finish in the background,
+//! bounded by [`ManifestReplicationConfig::max_background`]. A read asks R replicas (this node
+//! first when it is one, then placement order), asks the next replica for each that fails, and
+//! fails when fewer than R answer. A store error every answering replica agrees on (say
+//! `NoSuchBucket`) comes back as itself.
+//!
+//! # Convergence (see also `crate::stamped`)
+//!
+//! - **Versions are immutable** and totally ordered by [`VersionId`]: applying one is
+//!   idempotent and replicas converge by union. `head`/`current` take the greatest version id
+//!   among the R answers; `get_version` the copy with the greatest stamp.
+//! - **Removals leave tombstones** (kept for good; they are small): a tombstoned version is
+//!   never applied again. Each replica's answer for a key carries the tombstones newer than the
+//!   version it returns (at most [`crate::MAX_TOMBSTONES`]); a read never returns a version an
+//!   answering replica has tombstoned, and pushes the removal to replicas that still hold it
+//!   (then asks them again, up to three rounds).
+//! - **Mutable records** (bucket records, access keys, a version's metadata changed in place,
+//!   uploads, parts) carry a revision stamp from this backend's hybrid logical clock; a replica
+//!   keeps the write with the greater stamp and ignores a stale one; reads take the answer with
+//!   the greatest stamp. Deleted buckets, keys and uploads keep their stamp as a tombstone.
+//!   Two coordinators with the same clock node id may (practically never) take equal stamps:
+//!   give each its own ([`ManifestReplicationConfig::clock_node`]).
+//! - **Read repair**: a replica whose answer lacked the winner (or held an older stamp, or a
+//!   removed version) is sent it in the background (bounded: when the background budget is
+//!   used up the repair is dropped and counted; anti-entropy catches up later).
+//!
+//! # Checked operations run on the primary
+//!
+//! The primary is the first replica in placement order that answers. Conditional applies and
+//! multipart completion run there as the existing `ApplyIf` / `CompleteUpload` requests;
+//! removal with an object-lock check, `create_bucket` (name taken?), `delete_bucket`
+//! (empty?), `put_key` (id taken?), `put_part` and `abort_upload` (upload there?) as one
+//! checked, stamped write ([`crate::StampCheck`]). Each runs under the primary's write lock;
+//! its result is then replicated unconditionally to the other replicas (stamped writes, the
+//! primary included, so it gets the stamp too), acknowledged at W counting the primary. A
+//! replica (or primary) that lacks the bucket because its creation has not reached it yet gets
+//! the bucket record copied from another replica first. In-place updates (`update_bucket`,
+//! `update_version`, `update_key`) read the record from R replicas in placement order, bring the
+//! primary up to the winner if it lagged, run the caller's closure on a copy, compare-and-swap
+//! it (record and stamp) on the primary, retry on conflict (at most
+//! [`ManifestReplicationConfig::update_retries`] times) and replicate the stamped result.
+//! A checked operation whose replication then fails (fewer than W acknowledged) reports
+//! the failure, but the change stays on the primary and spreads by read repair and
+//! anti-entropy; retrying it may then meet its own result (`BucketExists`, `KeyExists`).
+//! When the primary is unreachable, the next replica decides from what it holds: a replica
+//! that missed writes (it was down) may then decide from stale state until read repair or
+//! anti-entropy catches it up. A removal with an object-lock check first reads the version from
+//! R replicas and refuses if the newest copy is protected, so a primary that lacks the version
+//! cannot let a protected one go.
+//!
+//! # Listings
+//!
+//! `list_objects`, `list_versions` and `list_uploads` are answered by the first replica that
+//! answers (this node first): they are exact for that replica, but a replica that missed writes
+//! lists what it holds (no merge across replicas). `list_parts` merges R replicas (greatest
+//! stamp per part number). `list_buckets` and `list_keys` take the union over every manifest
+//! node of the map, greatest stamp per name; they fail when more than n − R nodes cannot be
+//! asked.
+//!
+//! `changes_since` and `stats` are this node's store when it holds one, else the first manifest
+//! node that answers.
+//!
+//! # Anti-entropy
+//!
+//! [`ReplicatedManifests::anti_entropy_pass`] (in `replicated/antientropy.rs`) runs on a node
+//! with a local store: per peer, it pulls bucket records and access keys (greatest stamp wins), then
+//! the peer's change log since a cursor kept in the local store, fetching the versions (and
+//! in-place updates) this node lacks and applying removals as tombstones.
+//!
+//! # Not done
+//!
+//! - no fallback to the previous map's replicas after [`ReplicatedManifests::set_map`], and
+//!   nothing moves metadata when placement changes;
+//! - object, version and upload listings are not merged across replicas (above);
+//! - uploads and parts are repaired by reads only, not by anti-entropy;
+//! - a conditional write or a bucket's emptiness check is decided by the primary alone, from
+//!   what it holds;
+//! - a key's tombstones travel with reads only up to [`crate::MAX_TOMBSTONES`] per answer
+//!   (the newest ones): a version removed behind more than that many newer removals could be
+//!   returned by a read until anti-entropy applies the removal.
+//!
+//! # Threads
+//!
+//! The [`ManifestBackend`] methods block on the runtime handle given to
+//! [`ReplicatedManifests::new`]: call them from a blocking thread, never from async code.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_core::cluster::{node_id_hex, ClusterMap, NodeId, Role};
+use cairn_core::manifest::{AccessKey, Bucket, Change, Part, Upload, VersionManifest};
+use cairn_core::placement::{manifest_key, Placer};
+use cairn_core::{ErrorKind, Hlc, VersionId};
+use cairn_net::{Client, RpcError};
+use parking_lot::RwLock;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::error::Refusal;
+use crate::rpc::{self, MAX_LIST};
+use crate::stamped::{
+    KeyState, Record, RecordId, StampCheck, StampedRecord, StampedWrite, WriteOutcome, TOMBSTONE,
+};
+use crate::{
+    InPlace, ListPage, ListQuery, ManifestBackend, ManifestError, ManifestRequest,
+    ManifestResponse, ManifestStats, ManifestStore, RemoteManifest, UploadsPage, UploadsQuery,
+    VersionsPage, VersionsQuery, WriteCondition,
+};
+
+mod antientropy;
+mod backend;
+mod calls;
+mod ops;
+
+/// Limits and timers of a [`ReplicatedManifests`].
+#[derive(Clone, Debug)]
+pub struct ManifestReplicationConfig {
+    /// Deadline of each call to a replica (also bounds resolving its host name).
+    pub call_timeout: Duration,
+    /// Replica writes and read repairs running at once, background ones included: a write
+    /// beyond it waits; a read repair beyond it is dropped (and counted).
+    pub max_background: usize,
+    /// Compare-and-swap attempts of an in-place update before it gives up with the conflict.
+    pub update_retries: usize,
+    /// Pages of a peer's change log one anti-entropy pass reads (each ≤ 1000 changes).
+    pub anti_entropy_pages: usize,
+    /// The node id in this backend's revision stamps: this node's id by default (0 on a node
+    /// without a local store). Coordinators should not share one.
+    pub clock_node: Option<NodeId>,
+}
+
+impl Default for ManifestReplicationConfig {
+    fn default() -> Self {
+        ManifestReplicationConfig {
+            call_timeout: Duration::from_secs(10),
+            max_background: 256,
+            update_retries: 5,
+            anti_entropy_pages: 16,
+            clock_node: None,
+        }
+    }
+}
+
+/// Running totals of a [`ReplicatedManifests`], for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ManifestReplicationCounters {
+    /// Records sent to replicas whose answer lacked the winner (read repair).
+    pub read_repairs: u64,
+    /// Read repairs dropped because the background budget was used up.
+    pub repairs_dropped: u64,
+    /// Replica writes that failed, background ones included.
+    pub replica_write_failures: u64,
+    /// Checked operations that moved on to the next replica because the primary was
+    /// unreachable.
+    pub primary_failovers: u64,
+    /// Anti-entropy passes run.
+    pub ae_passes: u64,
+    /// Change-log entries anti-entropy read.
+    pub ae_changes_read: u64,
+    /// Versions (or in-place updates of them) anti-entropy applied.
+    pub ae_versions_fetched: u64,
+    /// Removals anti-entropy applied as tombstones.
+    pub ae_removals_applied: u64,
+    /// Bucket records and access keys anti-entropy updated.
+    pub ae_records_updated: u64,
+    /// Errors anti-entropy met.
+    pub ae_errors: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) read_repairs: AtomicU64,
+    pub(crate) repairs_dropped: AtomicU64,
+    pub(crate) replica_write_failures: AtomicU64,
+    pub(crate) primary_failovers: AtomicU64,
+    pub(crate) ae_passes: AtomicU64,
+    pub(crate) ae_changes_read: AtomicU64,
+    pub(crate) ae_versions_fetched: AtomicU64,
+    pub(crate) ae_removals_applied: AtomicU64,
+    pub(crate) ae_records_updated: AtomicU64,
+    pub(crate) ae_errors: AtomicU64,
+}
+
+pub(crate) fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// What one anti-entropy pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AntiEntropyReport {
+    /// Peers visited.
+    pub peers: u64,
+    /// Change-log entries read.
+    pub changes_read: u64,
+    /// Versions (or in-place updates) fetched and applied.
+    pub versions_fetched: u64,
+    /// Removals applied as tombstones.
+    pub removals_applied: u64,
+    /// Bucket records and access keys updated.
+    pub records_updated: u64,
+    /// Errors met (the pass goes on with the next peer).
+    pub errors: u64,
+    /// The last error, with the peer it came from.
+    pub last_error: Option<String>,
+}
+
+/// How a replica is reached.
+pub(crate) enum Reach {
+    /// This node's own store.
+    Local(Arc<ManifestStore>),
+    /// Another node at a known socket address.
+    Remote(RemoteManifest),
+    /// Another node whose address is a host name, resolved at each call.
+    Named(String),
+}
+
+/// One manifest node of the map, as this backend reaches it.
+pub(crate) struct Node {
+    pub(crate) id: NodeId,
+    pub(crate) name: String,
+    pub(crate) reach: Reach,
+}
+
+impl Node {
+    /// `name (id)`, for messages.
+    pub(crate) fn label(&self) -> String {
+        format!("{} ({})", self.name, node_id_hex(self.id))
+    }
+}
+
+/// What does not change with the map.
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    pub(crate) config: ManifestReplicationConfig,
+    pub(crate) local: Option<(NodeId, Arc<ManifestStore>)>,
+    pub(crate) background: Arc<Semaphore>,
+    pub(crate) counters: Counters,
+    pub(crate) hlc: Hlc,
+}
+
+/// One map's placement and nodes.
+pub(crate) struct State {
+    pub(crate) map: ClusterMap,
+    placer: Placer,
+    pub(crate) n: usize,
+    pub(crate) w: usize,
+    pub(crate) r: usize,
+    /// Every manifest node of the map (drained ones included), by id.
+    pub(crate) manifest_nodes: Vec<Arc<Node>>,
+    nodes: HashMap<NodeId, Arc<Node>>,
+}
+
+impl State {
+    /// The replicas of a placement key, primary first.
+    fn place(&self, bucket: &str, key: &[u8]) -> Result<Vec<Arc<Node>>, ManifestError> {
+        let out: Vec<Arc<Node>> = self
+            .placer
+            .place(&manifest_key(bucket, key), self.n)
+            .into_iter()
+            .filter_map(|id| self.nodes.get(&id).cloned())
+            .collect();
+        if out.is_empty() {
+            return Err(Refusal::Transport(RpcError::Io(format!(
+                "the cluster map (epoch {}) has no manifest node",
+                self.map.epoch
+            )))
+            .into());
+        }
+        Ok(out)
+    }
+
+    /// A bucket's replicas, primary first.
+    pub(crate) fn bucket_replicas(&self, bucket: &str) -> Result<Vec<Arc<Node>>, ManifestError> {
+        self.place(bucket, b"")
+    }
+
+    /// An access key's replicas, primary first.
+    pub(crate) fn key_replicas(&self, id: &str) -> Result<Vec<Arc<Node>>, ManifestError> {
+        self.place("", id.as_bytes())
+    }
+}
+
+/// Replicas in read order: this node first, then placement order.
+fn read_order(replicas: &[Arc<Node>]) -> Vec<Arc<Node>> {
+    let mut out = replicas.to_vec();
+    if let Some(pos) = out.iter().position(|n| matches!(n.reach, Reach::Local(_))) {
+        let local = out.remove(pos);
+        out.insert(0, local);
+    }
+    out
+}
+
+/// Whether an error is a failed call (the replica could not be asked) rather than an answer.
+pub(crate) fn is_transport(e: &ManifestError) -> bool {
+    matches!(e.refusal(), Some(Refusal::Transport(_)))
+}
+
+/// A response of the wrong kind.
+fn unexpected(what: &str, resp: &ManifestResponse) -> ManifestError {
+    Refusal::Transport(RpcError::Protocol(format!(
+        "unexpected response to {what}: {resp:?}"
+    )))
+    .into()
+}
+
+/// The failure of an operation that needed `needed` replicas and got `got`: a store error the
+/// answering replicas agree on comes back as itself, anything else as one error naming every
+/// replica and its failure.
+fn replicas_error(
+    what: &str,
+    needed: usize,
+    got: usize,
+    mut failures: Vec<(String, ManifestError)>,
+) -> ManifestError {
+    // Answers of the store itself (not a failed call, nor a remote database failure).
+    let answered: Vec<usize> = (0..failures.len())
+        .filter(|&i| {
+            !matches!(
+                failures[i].1.refusal(),
+                Some(Refusal::Transport(_) | Refusal::Remote { .. })
+            ) && !matches!(
+                failures[i].1,
+                ManifestError::Db(_) | ManifestError::Format(_)
+            )
+        })
+        .collect();
+    if let Some(&first) = answered.first() {
+        let kind = failures[first].1.kind();
+        if answered.iter().all(|&i| failures[i].1.kind() == kind) {
+            return failures.swap_remove(first).1;
+        }
+    }
+    let kinds: Vec<ErrorKind> = failures.iter().map(|(_, e)| e.kind()).collect();
+    let kind = match kinds.split_first() {
+        Some((first, rest)) if rest.iter().all(|k| k == first) => *first,
+        _ => ErrorKind::Io,
+    };
+    let details: Vec<String> = failures
+        .iter()
+        .map(|(label, e)| format!("{label}: {e}"))
+        .collect();
+    Refusal::Remote {
+        kind,
+        message: format!(
+            "{what}: {got} of the {needed} replicas needed succeeded; {}",
+            details.join("; ")
+        ),
+    }
+    .into()
+}
+
+/// The unconditional write that brings a replica to `winner`.
+pub(crate) fn repair_write(winner: &StampedRecord) -> StampedWrite {
+    StampedWrite {
+        id: winner.id.clone(),
+        record: winner.record.clone(),
+        stamp: winner.stamp,
+        check: StampCheck::None,
+    }
+}
+
+/// The bucket a record belongs to (none for buckets and keys).
+fn bucket_of(id: &RecordId) -> Option<&str> {
+    match id {
+        RecordId::Version { bucket, .. }
+        | RecordId::Upload { bucket, .. }
+        | RecordId::Part { bucket, .. } => Some(bucket),
+        RecordId::Bucket(_) | RecordId::Key(_) => None,
+    }
+}
+
+fn version_id(bucket: &str, key: &str, version: VersionId) -> RecordId {
+    RecordId::Version {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        version,
+    }
+}
+
+/// Metadata replicated over the manifest nodes of a site's cluster map (see the module docs).
+pub struct ReplicatedManifests {
+    pub(crate) handle: Handle,
+    pub(crate) shared: Arc<Shared>,
+    state: RwLock<Arc<State>>,
+}
+
+impl ReplicatedManifests {
+    /// A backend placing metadata with `map`, calling other nodes through `client` on the
+    /// runtime of `handle`. `local` is this node's id and store when it is a manifest node
+    /// (its replicas are read and written there, without a call).
+    pub fn new(
+        map: ClusterMap,
+        local: Option<(NodeId, Arc<ManifestStore>)>,
+        client: Client,
+        handle: Handle,
+    ) -> Self {
+        Self::with_config(
+            map,
+            local,
+            client,
+            handle,
+            ManifestReplicationConfig::default(),
+        )
+    }
+
+    /// [`ReplicatedManifests::new`] with other limits and timers.
+    pub fn with_config(
+        map: ClusterMap,
+        local: Option<(NodeId, Arc<ManifestStore>)>,
+        client: Client,
+        handle: Handle,
+        config: ManifestReplicationConfig,
+    ) -> Self {
+        let clock_node = config
+            .clock_node
+            .or(local.as_ref().map(|(id, _)| *id))
+            .unwrap_or(0);
+        let shared = Arc::new(Shared {
+            client,
+            background: Arc::new(Semaphore::new(config.max_background.max(1))),
+            config,
+            local,
+            counters: Counters::default(),
+            hlc: Hlc::new(0, clock_node),
+        });
+        let state = build_state(&shared, map);
+        ReplicatedManifests {
+            handle,
+            shared,
+            state: RwLock::new(Arc::new(state)),
+        }
+    }
+
+    /// Takes `map` as the current map if its epoch is newer than the current one's (returns
+    /// whether it did). Operations already running finish with the map they started with.
+    pub fn set_map(&self, map: ClusterMap) -> bool {
+        let mut state = self.state.write();
+        if map.epoch <= state.map.epoch {
+            return false;
+        }
+        *state = Arc::new(build_state(&self.shared, map));
+        true
+    }
+
+    /// The current map.
+    pub fn map(&self) -> ClusterMap {
+        self.state().map.clone()
+    }
+
+    /// The replica nodes of `bucket` under the current map, primary first.
+    pub fn bucket_replicas(&self, bucket: &str) -> Vec<NodeId> {
+        self.state()
+            .bucket_replicas(bucket)
+            .map(|v| v.iter().map(|n| n.id).collect())
+            .unwrap_or_default()
+    }
+
+    /// The replica nodes of access key `id` under the current map, primary first.
+    pub fn key_replicas(&self, id: &str) -> Vec<NodeId> {
+        self.state()
+            .key_replicas(id)
+            .map(|v| v.iter().map(|n| n.id).collect())
+            .unwrap_or_default()
+    }
+
+    /// (n, W, R) under the current map.
+    pub fn quorums(&self) -> (usize, usize, usize) {
+        let s = self.state();
+        (s.n, s.w, s.r)
+    }
+
+    /// The running totals.
+    pub fn counters(&self) -> ManifestReplicationCounters {
+        let c = &self.shared.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ManifestReplicationCounters {
+            read_repairs: l(&c.read_repairs),
+            repairs_dropped: l(&c.repairs_dropped),
+            replica_write_failures: l(&c.replica_write_failures),
+            primary_failovers: l(&c.primary_failovers),
+            ae_passes: l(&c.ae_passes),
+            ae_changes_read: l(&c.ae_changes_read),
+            ae_versions_fetched: l(&c.ae_versions_fetched),
+            ae_removals_applied: l(&c.ae_removals_applied),
+            ae_records_updated: l(&c.ae_records_updated),
+            ae_errors: l(&c.ae_errors),
+        }
+    }
+
+    /// Appends the counters in Prometheus text format (`cairn_manifest_*`).
+    pub fn render_prometheus(&self, out: &mut String) {
+        use std::fmt::Write;
+        let c = self.counters();
+        let rows: [(&str, &str, u64); 10] = [
+            (
+                "read_repairs_total",
+                "Records sent to stale replicas by reads.",
+                c.read_repairs,
+            ),
+            (
+                "read_repairs_dropped_total",
+                "Read repairs dropped (background budget full).",
+                c.repairs_dropped,
+            ),
+            (
+                "replica_write_failures_total",
+                "Replica writes that failed.",
+                c.replica_write_failures,
+            ),
+            (
+                "primary_failovers_total",
+                "Checked operations that skipped an unreachable primary.",
+                c.primary_failovers,
+            ),
+            (
+                "anti_entropy_passes_total",
+                "Anti-entropy passes run.",
+                c.ae_passes,
+            ),
+            (
+                "anti_entropy_changes_read_total",
+                "Peer change-log entries read by anti-entropy.",
+                c.ae_changes_read,
+            ),
+            (
+                "anti_entropy_versions_fetched_total",
+                "Versions applied by anti-entropy.",
+                c.ae_versions_fetched,
+            ),
+            (
+                "anti_entropy_removals_applied_total",
+                "Removals applied by anti-entropy.",
+                c.ae_removals_applied,
+            ),
+            (
+                "anti_entropy_records_updated_total",
+                "Bucket records and keys updated by anti-entropy.",
+                c.ae_records_updated,
+            ),
+            (
+                "anti_entropy_errors_total",
+                "Errors met by anti-entropy.",
+                c.ae_errors,
+            ),
+        ];
+        for (name, help, value) in rows {
+            let _ = writeln!(out, "# HELP cairn_manifest_{name} {help}");
+            let _ = writeln!(out, "# TYPE cairn_manifest_{name} counter");
+            let _ = writeln!(out, "cairn_manifest_{name} {value}");
+        }
+    }
+
+    pub(crate) fn state(&self) -> Arc<State> {
+        self.state.read().clone()
+    }
+
+    pub(super) fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.handle.block_on(f)
+    }
+
+    /// A stamp for a write that replaces a record stamped `seen`.
+    pub(super) fn stamp_after(&self, seen: VersionId) -> VersionId {
+        if seen == TOMBSTONE || seen == VersionId::MIN {
+            self.shared.hlc.tick()
+        } else {
+            self.shared.hlc.tick_after(Some(seen))
+        }
+    }
+}
+
+/// The placement and nodes of `map`.
+fn build_state(shared: &Shared, map: ClusterMap) -> State {
+    let nodes: HashMap<NodeId, Arc<Node>> = map
+        .nodes
+        .values()
+        .filter(|info| info.roles.has(Role::Manifest))
+        .map(|info| {
+            let reach = match &shared.local {
+                Some((id, store)) if *id == info.id => Reach::Local(store.clone()),
+                _ => match info.address.parse::<SocketAddr>() {
+                    Ok(addr) => Reach::Remote(shared.remote(addr, &info.name)),
+                    Err(_) => Reach::Named(info.address.clone()),
+                },
+            };
+            let node = Node {
+                id: info.id,
+                name: info.name.clone(),
+                reach,
+            };
+            (info.id, Arc::new(node))
+        })
+        .collect();
+    let mut manifest_nodes: Vec<Arc<Node>> = nodes.values().cloned().collect();
+    manifest_nodes.sort_by_key(|n| n.id);
+    let n = map.manifest_replicas();
+    let w = usize::from(map.write_quorum()).clamp(1, n.max(1));
+    State {
+        placer: Placer::new(&map, Role::Manifest),
+        n,
+        w,
+        r: (n + 1).saturating_sub(w).max(1),
+        map,
+        manifest_nodes,
+        nodes,
+    }
+}
+
+fn as_bucket(r: Record) -> Result<Bucket, ManifestError> {
+    match r {
+        Record::Bucket(b) => Ok(b),
+        other => Err(ManifestError::Invalid(format!(
+            "expected a bucket, got {other:?}"
+        ))),
+    }
+}
+
+fn as_version(r: Record) -> Result<VersionManifest, ManifestError> {
+    match r {
+        Record::Version(v) => Ok(v),
+        other => Err(ManifestError::Invalid(format!(
+            "expected a version, got {other:?}"
+        ))),
+    }
+}
+
+fn as_key(r: Record) -> Result<AccessKey, ManifestError> {
+    match r {
+        Record::Key(k) => Ok(k),
+        other => Err(ManifestError::Invalid(format!(
+            "expected a key, got {other:?}"
+        ))),
+    }
+}

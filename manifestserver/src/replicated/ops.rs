@@ -1,0 +1,310 @@
+//! The shapes of replicated operations: quorum reads with repair, checked writes on the
+//! primary, in-place updates, newest-version reads, listings.
+
+use super::*;
+
+impl ReplicatedManifests {
+    /// A record read from R replicas (read order), with read repair.
+    pub(super) fn read_record(
+        &self,
+        replicas: &[Arc<Node>],
+        id: RecordId,
+    ) -> Result<StampedRecord, ManifestError> {
+        let r = self.state().r;
+        let order = read_order(replicas);
+        self.block_on(async { self.shared.get_record(&order, r, &id, true).await })
+            .map(|(w, _)| w)
+    }
+
+    /// A checked write on the primary, then the same (unchecked, at the stamp the primary
+    /// stored) replicated at W counting the primary. Returns the primary's outcome.
+    pub(super) fn checked_then_replicated(
+        &self,
+        what: &str,
+        replicas: &[Arc<Node>],
+        write: StampedWrite,
+    ) -> Result<WriteOutcome, ManifestError> {
+        let w = self.state().w;
+        self.block_on(async {
+            let (i, outcome) = self
+                .shared
+                .primary_write(what, replicas, write.clone())
+                .await?;
+            let copy = StampedWrite {
+                stamp: outcome.stamp,
+                check: StampCheck::None,
+                ..write
+            };
+            self.shared
+                .write_replicas(what, replicas, vec![copy], w, Some(i))
+                .await?;
+            Ok(outcome)
+        })
+    }
+
+    /// Unconditional writes to every replica, acknowledged at W.
+    pub(super) fn replicate(
+        &self,
+        what: &str,
+        replicas: &[Arc<Node>],
+        writes: Vec<StampedWrite>,
+    ) -> Result<Vec<(usize, Vec<WriteOutcome>)>, ManifestError> {
+        let w = self.state().w;
+        self.block_on(self.shared.write_replicas(what, replicas, writes, w, None))
+    }
+
+    /// An in-place update (see the module docs): read from R replicas in placement order,
+    /// bring the primary to the winner, change a copy, compare-and-swap on the primary, retry
+    /// on conflict, replicate. `None` if the record does not exist.
+    pub(super) fn update_record(
+        &self,
+        what: &str,
+        replicas: &[Arc<Node>],
+        id: RecordId,
+        change: &mut dyn FnMut(&mut Record) -> Result<(), ManifestError>,
+    ) -> Result<Option<Record>, ManifestError> {
+        let state = self.state();
+        let mut last = None;
+        for _ in 0..self.shared.config.update_retries.max(1) {
+            let (winner, answers) =
+                self.block_on(self.shared.get_record(replicas, state.r, &id, false))?;
+            let Some(current) = winner.record.clone() else {
+                return Ok(None);
+            };
+            let (p, primary_answer) = &answers[0];
+            let primary = replicas[*p].clone();
+            if primary_answer.rank() < winner.rank() || primary_answer.record != winner.record {
+                let sync = repair_write(&winner);
+                if let Err(e) = self.block_on(self.shared.put_all(&primary, vec![sync])) {
+                    tracing::debug!(node = %primary.label(), error = %e,
+                        "bringing the primary up to date failed");
+                }
+            }
+            let mut new = current.clone();
+            change(&mut new)?;
+            let stamp = self.stamp_after(winner.stamp);
+            let write = StampedWrite {
+                id: id.clone(),
+                record: Some(new.clone()),
+                stamp,
+                check: StampCheck::Is {
+                    stamp: winner.stamp,
+                    record: current,
+                },
+            };
+            match self.block_on(self.shared.put_all(&primary, vec![write])) {
+                Ok(mut outcomes) => {
+                    let outcome = outcomes.pop().unwrap_or_default();
+                    if !outcome.applied && outcome.previous.is_none() {
+                        return Ok(None);
+                    }
+                    let copy = StampedWrite {
+                        id: id.clone(),
+                        record: Some(new.clone()),
+                        stamp: outcome.stamp,
+                        check: StampCheck::None,
+                    };
+                    self.block_on(self.shared.write_replicas(
+                        what,
+                        replicas,
+                        vec![copy],
+                        state.w,
+                        Some(*p),
+                    ))?;
+                    return Ok(Some(new));
+                }
+                Err(e) if e.is_conflict() || is_transport(&e) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Refusal::Conflict(format!("{what}: no attempt made")).into()))
+    }
+
+    /// The newest version of a key (`null`: its null version) from R replicas, never one an
+    /// answering replica removed (see the module docs).
+    pub(super) fn read_newest(
+        &self,
+        bucket: &str,
+        key: &str,
+        null: bool,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        let state = self.state();
+        let order = read_order(&state.bucket_replicas(bucket)?);
+        let shared = &self.shared;
+        self.block_on(async {
+            let (b, k) = (bucket.to_string(), key.to_string());
+            let mut answers = shared
+                .ask("a read", &order, state.r, move |shared, node| {
+                    let (b, k) = (b.clone(), k.clone());
+                    async move { shared.read_key(&node, &b, &k, null).await }
+                })
+                .await?;
+            let mut removed: HashSet<VersionId> = HashSet::new();
+            for round in 0..4 {
+                removed.extend(
+                    answers
+                        .iter()
+                        .flat_map(|(_, a)| a.tombstones.iter().copied()),
+                );
+                let stale: Vec<usize> = (0..answers.len())
+                    .filter(|&j| {
+                        answers[j]
+                            .1
+                            .found
+                            .as_ref()
+                            .is_some_and(|f| removed.contains(&f.version))
+                    })
+                    .collect();
+                if stale.is_empty() {
+                    break;
+                }
+                for j in stale {
+                    let (i, a) = &mut answers[j];
+                    let node = &order[*i];
+                    let found = a.found.take().expect("filtered on found");
+                    if round == 3 {
+                        continue;
+                    }
+                    // Push the removal there, then ask it again.
+                    let removal = StampedWrite {
+                        id: version_id(bucket, key, found.version),
+                        record: None,
+                        stamp: TOMBSTONE,
+                        check: StampCheck::None,
+                    };
+                    add(&shared.counters.read_repairs, 1);
+                    if shared.put_all(node, vec![removal]).await.is_ok() {
+                        if let Ok(again) = shared.read_key(node, bucket, key, null).await {
+                            *a = again;
+                        }
+                    }
+                }
+            }
+            let winner = answers
+                .iter()
+                .filter_map(|(_, a)| a.found.as_ref().map(|f| (f, a.stamp)))
+                .filter(|(f, _)| !removed.contains(&f.version))
+                .max_by_key(|(f, stamp)| (f.version, *stamp))
+                .map(|(f, s)| (f.clone(), s));
+            if let Some((w, stamp)) = &winner {
+                for (i, a) in &answers {
+                    let behind = match &a.found {
+                        None => true,
+                        Some(f) => {
+                            f.version < w.version || (f.version == w.version && a.stamp < *stamp)
+                        }
+                    };
+                    if behind {
+                        shared.repair(
+                            order[*i].clone(),
+                            vec![StampedWrite {
+                                id: version_id(bucket, key, w.version),
+                                record: Some(Record::Version(w.clone())),
+                                stamp: *stamp,
+                                check: StampCheck::None,
+                            }],
+                            &order,
+                        );
+                    }
+                }
+            }
+            Ok(winner.map(|(w, _)| w))
+        })
+    }
+
+    /// A listing from the first replica of the bucket that answers (this node first).
+    pub(super) fn list_first(
+        &self,
+        bucket: &str,
+        req: ManifestRequest,
+    ) -> Result<ManifestResponse, ManifestError> {
+        let order = read_order(&self.state().bucket_replicas(bucket)?);
+        self.block_on(self.shared.first_answer("a listing", &order, req))
+            .map(|(_, r)| r)
+    }
+
+    /// Every bucket record (`keys` false) or access key on any manifest node, greatest stamp
+    /// per name, deleted ones left out.
+    pub(super) fn list_everywhere(&self, keys: bool) -> Result<Vec<Record>, ManifestError> {
+        let state = self.state();
+        let nodes = state.manifest_nodes.clone();
+        let answers = self.block_on(async {
+            let mut set = JoinSet::new();
+            for node in nodes.iter().cloned() {
+                let shared = self.shared.clone();
+                set.spawn(async move {
+                    let mut out: Vec<StampedRecord> = Vec::new();
+                    loop {
+                        let after = out.last().map(|r| match &r.id {
+                            RecordId::Bucket(n) | RecordId::Key(n) => n.clone(),
+                            _ => String::new(),
+                        });
+                        let req = ManifestRequest::ListStamped {
+                            keys,
+                            after,
+                            max: 100,
+                        };
+                        let (records, truncated) = match shared.call(&node, req).await {
+                            Ok(ManifestResponse::StampedPage { records, truncated }) => {
+                                (records, truncated)
+                            }
+                            Ok(other) => return (node, Err(unexpected("a listing", &other))),
+                            Err(e) => return (node, Err(e)),
+                        };
+                        let progressed = !records.is_empty();
+                        out.extend(records);
+                        if out.len() > rpc::MAX_COLLECTED {
+                            let e = Refusal::LimitExceeded(format!(
+                                "more than {} records to list",
+                                rpc::MAX_COLLECTED
+                            ));
+                            return (node, Err(e.into()));
+                        }
+                        if !truncated || !progressed {
+                            return (node, Ok(out));
+                        }
+                    }
+                });
+            }
+            let mut answers = Vec::new();
+            while let Some(joined) = set.join_next().await {
+                if let Ok(a) = joined {
+                    answers.push(a);
+                }
+            }
+            answers
+        });
+        let mut merged: BTreeMap<String, StampedRecord> = BTreeMap::new();
+        let mut failures = Vec::new();
+        let mut ok = 0;
+        for (node, result) in answers {
+            match result {
+                Ok(records) => {
+                    ok += 1;
+                    for r in records {
+                        let name = match &r.id {
+                            RecordId::Bucket(n) | RecordId::Key(n) => n.clone(),
+                            _ => continue,
+                        };
+                        match merged.get(&name) {
+                            Some(old) if old.rank() >= r.rank() => {}
+                            _ => {
+                                merged.insert(name, r);
+                            }
+                        }
+                    }
+                }
+                Err(e) => failures.push((node.label(), e)),
+            }
+        }
+        if failures.len() > state.n - state.r || ok == 0 {
+            return Err(replicas_error(
+                "a bucket or key listing",
+                nodes.len() - (state.n - state.r),
+                ok,
+                failures,
+            ));
+        }
+        Ok(merged.into_values().filter_map(|r| r.record).collect())
+    }
+}

@@ -1,0 +1,949 @@
+//! The replicating manifest backend over real QUIC on loopback: three nodes each serve a
+//! manifest store, and backends on those nodes (or on a gateway) keep metadata through
+//! `ReplicatedManifests`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_core::cluster::{ClusterMap, NodeId, NodeInfo, StagedChanges};
+use cairn_core::manifest::{
+    AccessKey, Bucket, Content, ObjectLock, ObjectLockConfig, Part, VersionManifest, Versioning,
+};
+use cairn_core::VersionId;
+use cairn_manifestserver::{
+    ListQuery, ManifestBackend, ManifestConfig, ManifestError, ManifestReplicationConfig,
+    ManifestService, ManifestStore, Refusal, ReplicatedManifests, UploadsQuery, VersionsQuery,
+    WriteCondition,
+};
+use cairn_net::{Client, NetConfig, NodeIdentity, Server, SiteCa};
+use common::*;
+
+/// Every test body runs under this bound.
+const TEST_BOUND: Duration = Duration::from_secs(120);
+/// The backend's call deadline: short, so calls to stopped nodes fail quickly.
+const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
+/// The time object lock is checked against.
+const NOW: u64 = 1_800_000_000_000;
+
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_BOUND, f)
+        .await
+        .expect("test did not finish in time")
+}
+
+/// Waits until `cond` holds, for at most 10 s.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not reached within 10 s");
+}
+
+/// A node serving its manifest store (it can stop and start again at the same address).
+struct Node {
+    id: NodeId,
+    name: String,
+    identity: NodeIdentity,
+    store: Arc<ManifestStore>,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn serve(&mut self, addr: SocketAddr) {
+        let server = Server::builder(&self.identity, NetConfig::default())
+            .service(ManifestService::new(self.store.clone()))
+            .bind(addr)
+            .unwrap();
+        self.addr = server.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        }));
+        self.stop = Some(tx);
+    }
+
+    /// Stops serving (the store stays readable by the test).
+    async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    /// Serves again at the same address.
+    fn restart(&mut self) {
+        self.serve(self.addr);
+    }
+
+    fn info(&self) -> NodeInfo {
+        NodeInfo::new(
+            self.id,
+            &self.name,
+            self.addr.to_string(),
+            format!("z{}", self.id),
+        )
+    }
+
+    fn has(&self, bucket: &str, key: &str, v: VersionId) -> bool {
+        self.store.get_version(bucket, key, v).unwrap().is_some()
+    }
+}
+
+struct Site {
+    ca: SiteCa,
+    nodes: Vec<Node>,
+}
+
+impl Site {
+    /// Nodes n1, n2, n3 (ids 1, 2, 3, each in its own zone).
+    fn start() -> Site {
+        let ca = SiteCa::generate("lyon").unwrap();
+        let nodes = (1..=3)
+            .map(|i| {
+                let name = format!("n{i}");
+                let identity = ca.issue_node(&name, &["127.0.0.1".into()]).unwrap();
+                let dir = tempfile::tempdir().unwrap();
+                let store = Arc::new(
+                    ManifestStore::open(dir.path(), ManifestConfig { sync_writes: false }).unwrap(),
+                );
+                let mut node = Node {
+                    id: i,
+                    name,
+                    identity,
+                    store,
+                    addr: "127.0.0.1:0".parse().unwrap(),
+                    stop: None,
+                    task: None,
+                    _dir: dir,
+                };
+                node.serve("127.0.0.1:0".parse().unwrap());
+                node
+            })
+            .collect();
+        Site { ca, nodes }
+    }
+
+    /// The map of every node, replication factor 3, majority quorum.
+    fn map(&self) -> ClusterMap {
+        ClusterMap::new("lyon")
+            .apply(&StagedChanges {
+                upsert: self.nodes.iter().map(Node::info).collect(),
+                set_rf: Some(3),
+                ..StagedChanges::default()
+            })
+            .unwrap()
+    }
+
+    fn client(&self, name: &str) -> Client {
+        let identity = self.ca.issue_node(name, &["127.0.0.1".into()]).unwrap();
+        Client::new(
+            &identity,
+            NetConfig::default(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// A backend on node `i` (0-based; its store is the local replica), or on a gateway.
+    fn backend(&self, on: Option<usize>) -> Arc<ReplicatedManifests> {
+        let (local, name, clock) = match on {
+            Some(i) => {
+                let n = &self.nodes[i];
+                (Some((n.id, n.store.clone())), n.name.clone(), n.id)
+            }
+            None => (None, "gw".to_string(), 99),
+        };
+        Arc::new(ReplicatedManifests::with_config(
+            self.map(),
+            local,
+            self.client(&name),
+            tokio::runtime::Handle::current(),
+            ManifestReplicationConfig {
+                call_timeout: CALL_TIMEOUT,
+                clock_node: Some(clock),
+                ..ManifestReplicationConfig::default()
+            },
+        ))
+    }
+
+    fn stores(&self) -> Vec<Arc<ManifestStore>> {
+        self.nodes.iter().map(|n| n.store.clone()).collect()
+    }
+
+    async fn stop(mut self) {
+        for n in &mut self.nodes {
+            n.stop().await;
+        }
+    }
+}
+
+/// Runs a blocking backend call on the blocking pool, as the client library does.
+async fn blocking<T: Send + 'static>(
+    backend: &Arc<ReplicatedManifests>,
+    f: impl FnOnce(&ReplicatedManifests) -> T + Send + 'static,
+) -> T {
+    let backend = backend.clone();
+    tokio::task::spawn_blocking(move || f(&backend))
+        .await
+        .unwrap()
+}
+
+async fn apply(b: &Arc<ReplicatedManifests>, m: &VersionManifest) -> bool {
+    let m = m.clone();
+    blocking(b, move |b| b.apply_when(&m, None, None))
+        .await
+        .unwrap()
+        .0
+}
+
+async fn head(b: &Arc<ReplicatedManifests>, bucket: &str, key: &str) -> Option<VersionManifest> {
+    let (bucket, key) = (bucket.to_string(), key.to_string());
+    blocking(b, move |b| b.head(&bucket, &key)).await.unwrap()
+}
+
+async fn create(b: &Arc<ReplicatedManifests>, bucket: Bucket) {
+    blocking(b, move |b| b.create_bucket(&bucket))
+        .await
+        .unwrap()
+}
+
+fn part(number: u32) -> Part {
+    Part {
+        number,
+        md5: [number as u8; 16],
+        size: 5 << 20,
+        mtime_ms: 9,
+        content: Content::Empty,
+        checksums: BTreeMap::new(),
+    }
+}
+
+fn access_key(id: &str) -> AccessKey {
+    AccessKey {
+        id: id.to_string(),
+        secret: format!("secret-{id}"),
+        name: id.to_lowercase(),
+        created_ms: 1,
+        grants: BTreeMap::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_written_on_one_node_are_on_every_replica_and_read_from_another() {
+    bounded(async {
+        let site = Site::start();
+        let b1 = site.backend(Some(0));
+        let b2 = site.backend(Some(1));
+        assert_eq!(b1.quorums(), (3, 2, 2));
+        create(&b1, bucket("photos", "AK")).await;
+        let err = blocking(&b2, |b| b.create_bucket(&bucket("photos", "BK")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ManifestError::BucketExists { owner, .. } if owner == "AK"),
+            "{err:?}"
+        );
+
+        let v1 = version("photos", "k1", 1, 10);
+        let v2 = version("photos", "k1", 2, 20);
+        let v3 = version("photos", "k2", 3, 30);
+        for m in [&v1, &v2, &v3] {
+            assert!(apply(&b1, m).await, "new version");
+        }
+        assert!(!apply(&b1, &v2).await, "applying again is not new");
+
+        assert_eq!(head(&b2, "photos", "k1").await, Some(v2.clone()));
+        let got = blocking(&b2, |b| b.get_version("photos", "k1", vid(1)))
+            .await
+            .unwrap();
+        assert_eq!(got, Some(v1.clone()));
+        let cur = blocking(&b2, |b| b.current("photos", "k2")).await.unwrap();
+        assert_eq!(cur, Some(v3.clone()));
+        let none = blocking(&b2, |b| b.head("photos", "nope")).await.unwrap();
+        assert_eq!(none, None);
+        let err = blocking(&b2, |b| {
+            b.apply_when(&version("nobucket", "k", 9, 1), None, None)
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(err, ManifestError::NoSuchBucket(_)), "{err:?}");
+
+        for m in [&v1, &v2, &v3] {
+            eventually("every replica holds the version", || {
+                site.nodes
+                    .iter()
+                    .all(|n| n.has("photos", &m.key, m.version))
+            })
+            .await;
+        }
+        for n in &site.nodes {
+            assert!(
+                n.store.get_bucket("photos").unwrap().is_some(),
+                "{}",
+                n.name
+            );
+            assert_eq!(n.store.head("photos", "k1").unwrap(), Some(v2.clone()));
+        }
+
+        // Keys: stored on their own replicas, listed from every node.
+        let gw = site.backend(None);
+        blocking(&gw, |b| b.put_key(&access_key("AK1")))
+            .await
+            .unwrap();
+        let err = blocking(&b1, |b| b.put_key(&access_key("AK1")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ManifestError::KeyExists(_)), "{err:?}");
+        let got = blocking(&b2, |b| b.get_key("AK1")).await.unwrap();
+        assert_eq!(got, Some(access_key("AK1")));
+        let keys = blocking(&gw, |b| b.list_keys()).await.unwrap();
+        assert_eq!(keys, vec![access_key("AK1")]);
+        assert!(blocking(&gw, |b| b.delete_key("AK1")).await.unwrap());
+        assert_eq!(blocking(&b1, |b| b.get_key("AK1")).await.unwrap(), None);
+        assert!(blocking(&gw, |b| b.list_keys()).await.unwrap().is_empty());
+        let buckets = blocking(&gw, |b| b.list_buckets()).await.unwrap();
+        assert_eq!(buckets.len(), 1);
+        assert_eq!(buckets[0].name, "photos");
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_catches_up_by_read_repair_and_anti_entropy() {
+    bounded(async {
+        let mut site = Site::start();
+        let gw = site.backend(None);
+        create(&gw, bucket("b", "AK")).await;
+        eventually("bucket everywhere", || {
+            site.stores()
+                .iter()
+                .all(|s| s.get_bucket("b").unwrap().is_some())
+        })
+        .await;
+
+        site.nodes[2].stop().await;
+        let mut written = Vec::new();
+        for i in 0..10u64 {
+            let m = version("b", &format!("k{i}"), 10 + i, i);
+            assert!(apply(&gw, &m).await, "W = 2 of 3 is enough");
+            written.push(m);
+        }
+        let newest = version("b", "k0", 100, 7);
+        assert!(apply(&gw, &newest).await);
+        assert_eq!(head(&gw, "b", "k0").await, Some(newest.clone()));
+        assert!(!site.nodes[2].has("b", "k0", newest.version), "n3 was down");
+
+        site.nodes[2].restart();
+        // n3's own backend asks n3 first: its answer lacks the newest version, the other
+        // replica's has it; the read returns it and repairs n3.
+        let b3 = site.backend(Some(2));
+        assert_eq!(head(&b3, "b", "k0").await, Some(newest.clone()));
+        eventually("n3 repaired by the read", || {
+            site.nodes[2].has("b", "k0", newest.version)
+        })
+        .await;
+        assert!(b3.counters().read_repairs >= 1);
+        assert!(!site.nodes[2].has("b", "k5", vid(15)), "not read yet");
+
+        let report = b3.anti_entropy_pass().await.unwrap();
+        assert_eq!(report.errors, 0, "{report:?}");
+        assert_eq!(report.peers, 2);
+        assert!(report.changes_read >= 11, "{report:?}");
+        assert!(report.versions_fetched >= 10, "{report:?}");
+        for m in written.iter().chain([&newest]) {
+            assert!(site.nodes[2].has("b", &m.key, m.version), "{}", m.key);
+            assert_eq!(
+                site.nodes[2]
+                    .store
+                    .head("b", &m.key)
+                    .unwrap()
+                    .unwrap()
+                    .version,
+                if m.key == "k0" {
+                    newest.version
+                } else {
+                    m.version
+                }
+            );
+        }
+        // Caught up: the next pass reads nothing new.
+        let again = b3.anti_entropy_pass().await.unwrap();
+        assert_eq!(
+            (again.changes_read, again.versions_fetched),
+            (0, 0),
+            "{again:?}"
+        );
+        let mut metrics = String::new();
+        b3.render_prometheus(&mut metrics);
+        assert!(
+            metrics.contains("cairn_manifest_anti_entropy_passes_total 2"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("cairn_manifest_read_repairs_total"),
+            "{metrics}"
+        );
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_while_a_node_is_down_is_never_resurrected() {
+    bounded(async {
+        let mut site = Site::start();
+        let gw = site.backend(None);
+        create(&gw, bucket("b", "AK")).await;
+        let (v1, v2, v3) = (
+            version("b", "k", 1, 1),
+            version("b", "k", 2, 2),
+            version("b", "k", 3, 3),
+        );
+        for m in [&v1, &v2, &v3] {
+            apply(&gw, m).await;
+        }
+        eventually("three versions everywhere", || {
+            site.nodes
+                .iter()
+                .all(|n| n.has("b", "k", v3.version) && n.has("b", "k", v1.version))
+        })
+        .await;
+
+        // v3 goes while n3 is down: a read through n3's backend must not bring it back.
+        site.nodes[2].stop().await;
+        let removed = blocking(&gw, |b| b.remove_version("b", "k", vid(3), None))
+            .await
+            .unwrap();
+        assert_eq!(removed, Some(v3.clone()));
+        site.nodes[2].restart();
+        assert!(
+            site.nodes[2].has("b", "k", v3.version),
+            "n3 missed the removal"
+        );
+        let b3 = site.backend(Some(2));
+        assert_eq!(head(&b3, "b", "k").await, Some(v2.clone()));
+        let got = blocking(&b3, |b| b.get_version("b", "k", vid(3)))
+            .await
+            .unwrap();
+        assert_eq!(got, None);
+        assert!(
+            !site.nodes[2].has("b", "k", v3.version),
+            "removal pushed to n3"
+        );
+        assert!(site.nodes[2].store.is_removed("b", "k", vid(3)).unwrap());
+
+        // v2 goes while n3 is down: anti-entropy (no read) brings the removal to n3, and
+        // anti-entropy elsewhere does not take it back from n3.
+        site.nodes[2].stop().await;
+        blocking(&gw, |b| b.remove_version("b", "k", vid(2), None))
+            .await
+            .unwrap();
+        site.nodes[2].restart();
+        assert!(site.nodes[2].has("b", "k", v2.version));
+        // The first pass on n1 and n2 runs while n3 still holds v2.
+        let b1 = site.backend(Some(0));
+        let b2 = site.backend(Some(1));
+        for b in [&b1, &b2] {
+            let r = b.anti_entropy_pass().await.unwrap();
+            assert_eq!(r.errors, 0, "{r:?}");
+        }
+        let r = b3.anti_entropy_pass().await.unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(r.removals_applied >= 1, "{r:?}");
+        for b in [&b1, &b2, &b3] {
+            b.anti_entropy_pass().await.unwrap();
+        }
+        for n in &site.nodes {
+            for v in [vid(2), vid(3)] {
+                assert!(!n.has("b", "k", v), "{} holds {v:?}", n.name);
+                assert!(n.store.is_removed("b", "k", v).unwrap(), "{} {v:?}", n.name);
+            }
+            assert_eq!(
+                n.store.head("b", "k").unwrap(),
+                Some(v1.clone()),
+                "{}",
+                n.name
+            );
+        }
+        for b in [&gw, &b1, &b3] {
+            assert_eq!(head(b, "b", "k").await, Some(v1.clone()));
+        }
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_none_match_from_two_nodes_at_once_lets_exactly_one_win() {
+    bounded(async {
+        let site = Site::start();
+        let b1 = site.backend(Some(0));
+        let b2 = site.backend(Some(1));
+        create(&b1, bucket("b", "AK")).await;
+        for i in 0..5u64 {
+            let key = format!("k{i}");
+            let ma = version("b", &key, 100 + 2 * i, 1);
+            let mb = version("b", &key, 101 + 2 * i, 2);
+            let (ra, rb) = tokio::join!(
+                blocking(&b1, move |b| b.apply_when(
+                    &ma,
+                    None,
+                    Some(&WriteCondition::IfNoneMatchAny)
+                )),
+                blocking(&b2, move |b| b.apply_when(
+                    &mb,
+                    None,
+                    Some(&WriteCondition::IfNoneMatchAny)
+                )),
+            );
+            let ok = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
+            assert_eq!(ok, 1, "{key}: {ra:?} {rb:?}");
+            let failed = if ra.is_err() { &ra } else { &rb };
+            let e = failed.as_ref().unwrap_err();
+            assert!(
+                matches!(e.refusal(), Some(Refusal::PreconditionFailed(_))),
+                "{e:?}"
+            );
+            let winner = if ra.is_ok() {
+                vid(100 + 2 * i)
+            } else {
+                vid(101 + 2 * i)
+            };
+            assert_eq!(head(&b1, "b", &key).await.unwrap().version, winner);
+            assert_eq!(head(&b2, "b", &key).await.unwrap().version, winner);
+        }
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_place_update_made_while_a_node_was_down_wins_everywhere() {
+    bounded(async {
+        let mut site = Site::start();
+        let gw = site.backend(None);
+        create(&gw, Bucket::new("cfg", "AK", 1)).await;
+        eventually("bucket everywhere", || {
+            site.stores()
+                .iter()
+                .all(|s| s.get_bucket("cfg").unwrap().is_some())
+        })
+        .await;
+
+        // Tags change while n3 is down; anti-entropy on n3 brings the change.
+        site.nodes[2].stop().await;
+        let updated = blocking(&gw, |b| {
+            b.update_bucket("cfg", &mut |b: &mut Bucket| {
+                b.tags.insert("v".into(), "1".into());
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(updated.tags.get("v").map(String::as_str), Some("1"));
+        site.nodes[2].restart();
+        assert!(site.nodes[2]
+            .store
+            .get_bucket("cfg")
+            .unwrap()
+            .unwrap()
+            .tags
+            .is_empty());
+        let b3 = site.backend(Some(2));
+        let r = b3.anti_entropy_pass().await.unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(r.records_updated >= 1, "{r:?}");
+        assert_eq!(
+            site.nodes[2]
+                .store
+                .get_bucket("cfg")
+                .unwrap()
+                .unwrap()
+                .tags
+                .get("v")
+                .map(String::as_str),
+            Some("1")
+        );
+
+        // Versioning changes while n3 is down; a read through n3 returns the new record and
+        // repairs n3.
+        site.nodes[2].stop().await;
+        blocking(&gw, |b| {
+            b.update_bucket("cfg", &mut |b: &mut Bucket| {
+                b.versioning = Versioning::Enabled;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+        site.nodes[2].restart();
+        assert_eq!(
+            site.nodes[2]
+                .store
+                .get_bucket("cfg")
+                .unwrap()
+                .unwrap()
+                .versioning,
+            Versioning::Unversioned
+        );
+        let got = blocking(&b3, |b| b.get_bucket("cfg"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.versioning, Versioning::Enabled);
+        assert_eq!(got.tags.get("v").map(String::as_str), Some("1"));
+        eventually("n3 repaired", || {
+            site.nodes[2]
+                .store
+                .get_bucket("cfg")
+                .unwrap()
+                .unwrap()
+                .versioning
+                == Versioning::Enabled
+        })
+        .await;
+
+        // Anti-entropy everywhere: the older records never come back.
+        for i in 0..3 {
+            let b = site.backend(Some(i));
+            let r = b.anti_entropy_pass().await.unwrap();
+            assert_eq!(r.errors, 0, "{r:?}");
+        }
+        for n in &site.nodes {
+            let b = n.store.get_bucket("cfg").unwrap().unwrap();
+            assert_eq!(b.versioning, Versioning::Enabled, "{}", n.name);
+            assert_eq!(b.tags.get("v").map(String::as_str), Some("1"), "{}", n.name);
+        }
+        // A refusing closure changes nothing.
+        let err = blocking(&gw, |b| {
+            b.update_bucket("cfg", &mut |_b: &mut Bucket| {
+                Err(ManifestError::Invalid("no".into()))
+            })
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(err, ManifestError::Invalid(_)), "{err:?}");
+        let err = blocking(&gw, |b| {
+            b.update_bucket("nope", &mut |_b: &mut Bucket| Ok(()))
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(err, ManifestError::NoSuchBucket(_)), "{err:?}");
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_version_cannot_be_removed_through_the_replicated_backend() {
+    bounded(async {
+        let site = Site::start();
+        let gw = site.backend(None);
+        let mut locked_bucket = bucket("vault", "AK");
+        locked_bucket.object_lock = Some(ObjectLockConfig {
+            default_retention: None,
+        });
+        create(&gw, locked_bucket).await;
+        let held = VersionManifest {
+            lock: ObjectLock {
+                retention: None,
+                legal_hold: true,
+            },
+            ..version("vault", "doc", 1, 5)
+        };
+        apply(&gw, &held).await;
+        for bypass in [false, true] {
+            let err = blocking(&gw, move |b| {
+                b.remove_version("vault", "doc", vid(1), Some((NOW, bypass)))
+            })
+            .await
+            .unwrap_err();
+            assert!(matches!(err, ManifestError::Locked(_)), "{err:?}");
+        }
+        eventually("every replica still holds it", || {
+            site.nodes.iter().all(|n| n.has("vault", "doc", vid(1)))
+        })
+        .await;
+
+        // Releasing the hold (in place, through the primary) lets it go.
+        let released = blocking(&gw, |b| {
+            b.update_version("vault", "doc", vid(1), &mut |m: &mut VersionManifest| {
+                m.lock.legal_hold = false;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(!released.lock.legal_hold);
+        let b2 = site.backend(Some(1));
+        let got = blocking(&b2, |b| b.get_version("vault", "doc", vid(1)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!got.lock.legal_hold);
+        let removed = blocking(&b2, |b| {
+            b.remove_version("vault", "doc", vid(1), Some((NOW, false)))
+        })
+        .await
+        .unwrap();
+        assert_eq!(removed.map(|m| m.version), Some(vid(1)));
+        eventually("gone everywhere, with tombstones", || {
+            site.nodes.iter().all(|n| {
+                !n.has("vault", "doc", vid(1))
+                    && n.store.is_removed("vault", "doc", vid(1)).unwrap()
+            })
+        })
+        .await;
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_equal_a_single_store_holding_the_same_data() {
+    bounded(async {
+        let site = Site::start();
+        let gw = site.backend(None);
+        let dir = tempfile::tempdir().unwrap();
+        let single =
+            ManifestStore::open(dir.path(), ManifestConfig { sync_writes: false }).unwrap();
+        for name in ["l1", "l2"] {
+            create(&gw, bucket(name, "AK")).await;
+            single.create_bucket(&bucket(name, "AK")).unwrap();
+        }
+        let keys = ["a/1", "a/2", "a/b/3", "b", "c/d", "c/e", "d", "z/z"];
+        let mut n = 0;
+        let mut data = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            for _ in 0..=(i % 3) {
+                n += 1;
+                data.push(version("l1", k, n, n));
+            }
+            if i % 4 == 1 {
+                n += 1;
+                data.push(marker("l1", k, n));
+            }
+        }
+        for m in &data {
+            apply(&gw, m).await;
+            single.apply(m).unwrap();
+        }
+        // A removed version and a few uploads.
+        let gone = data[2].clone();
+        blocking(&gw, move |b| {
+            b.remove_version("l1", &gone.key, gone.version, None)
+        })
+        .await
+        .unwrap();
+        single
+            .remove_version("l1", &data[2].key, data[2].version)
+            .unwrap();
+        for (k, id) in [("a/1", "u1"), ("a/2", "u2"), ("c/x", "u3"), ("q", "u4")] {
+            let u = upload("l1", k, id);
+            let u2 = u.clone();
+            blocking(&gw, move |b| b.create_upload(&u2)).await.unwrap();
+            single.create_upload(&u).unwrap();
+        }
+        // Parts, a completion and an abort, through the primary.
+        for n in 1..=3u32 {
+            let p = part(n);
+            let p2 = p.clone();
+            blocking(&gw, move |b| b.put_part("l1", "a/1", "u1", &p2))
+                .await
+                .unwrap();
+            single.put_part("l1", "a/1", "u1", &p).unwrap();
+        }
+        let err = blocking(&gw, |b| b.put_part("l1", "a/1", "nope", &part(1)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ManifestError::NoSuchUpload(_)), "{err:?}");
+        for (after, max) in [(0, 1000), (1, 1), (3, 10)] {
+            let got = blocking(&gw, move |b| b.list_parts("l1", "u1", after, max))
+                .await
+                .unwrap();
+            assert_eq!(got, single.list_parts("u1", after, max).unwrap());
+        }
+        let done = version("l1", "a/2", 500, 9);
+        let d2 = done.clone();
+        blocking(&gw, move |b| b.apply_when(&d2, Some("u2"), None))
+            .await
+            .unwrap();
+        single.complete_upload("u2", &done).unwrap();
+        let err = blocking(&gw, |b| b.abort_upload("l1", "a/2", "u2"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ManifestError::NoSuchUpload(_)), "{err:?}");
+        let aborted = blocking(&gw, |b| b.abort_upload("l1", "q", "u4"))
+            .await
+            .unwrap();
+        assert_eq!(aborted, single.abort_upload("l1", "q", "u4").unwrap());
+        eventually("uploads settled everywhere", || {
+            site.stores().iter().all(|s| {
+                s.get_upload("l1", "a/2", "u2").unwrap().is_none()
+                    && s.get_upload("l1", "q", "u4").unwrap().is_none()
+                    && s.list_parts("u1", 0, 1000).unwrap().len() == 3
+            })
+        })
+        .await;
+
+        let expected = all_versions(&single, "l1", 1000);
+        eventually("every replica holds the same versions", || {
+            site.stores()
+                .iter()
+                .all(|s| all_versions(s, "l1", 1000) == expected)
+        })
+        .await;
+
+        let list_queries = [
+            ListQuery {
+                max_keys: 1000,
+                ..Default::default()
+            },
+            ListQuery {
+                delimiter: Some("/".into()),
+                max_keys: 1000,
+                ..Default::default()
+            },
+            ListQuery {
+                prefix: "a/".into(),
+                delimiter: Some("/".into()),
+                max_keys: 1,
+                ..Default::default()
+            },
+            ListQuery {
+                delimiter: Some("/".into()),
+                max_keys: 2,
+                ..Default::default()
+            },
+            ListQuery {
+                max_keys: 3,
+                start_after: Some("a/2".into()),
+                ..Default::default()
+            },
+        ];
+        for q in list_queries {
+            // Page through both, comparing each page.
+            let mut q = q;
+            for _ in 0..20 {
+                let qq = q.clone();
+                let got = blocking(&gw, move |b| b.list_objects("l1", &qq))
+                    .await
+                    .unwrap();
+                let want = single.list_objects("l1", &q).unwrap();
+                assert_eq!(got.objects, want.objects, "{q:?}");
+                assert_eq!(got.common_prefixes, want.common_prefixes, "{q:?}");
+                assert_eq!(got.is_truncated, want.is_truncated, "{q:?}");
+                assert_eq!(got.next_marker, want.next_marker, "{q:?}");
+                if !want.is_truncated {
+                    break;
+                }
+                q.start_after = want.next_marker;
+            }
+        }
+        let version_queries = [
+            VersionsQuery {
+                max_keys: 1000,
+                ..Default::default()
+            },
+            VersionsQuery {
+                max_keys: 3,
+                ..Default::default()
+            },
+            VersionsQuery {
+                delimiter: Some("/".into()),
+                max_keys: 2,
+                ..Default::default()
+            },
+            VersionsQuery {
+                prefix: "a/".into(),
+                max_keys: 1,
+                ..Default::default()
+            },
+        ];
+        for q in version_queries {
+            let mut q = q;
+            for _ in 0..40 {
+                let qq = q.clone();
+                let got = blocking(&gw, move |b| b.list_versions("l1", &qq))
+                    .await
+                    .unwrap();
+                let want = single.list_versions("l1", &q).unwrap();
+                assert_eq!(got.versions, want.versions, "{q:?}");
+                assert_eq!(got.common_prefixes, want.common_prefixes, "{q:?}");
+                assert_eq!(got.is_truncated, want.is_truncated, "{q:?}");
+                assert_eq!(got.next_key_marker, want.next_key_marker, "{q:?}");
+                assert_eq!(got.next_version_marker, want.next_version_marker, "{q:?}");
+                if !want.is_truncated {
+                    break;
+                }
+                q.key_marker = want.next_key_marker;
+                q.version_marker = want.next_version_marker;
+            }
+        }
+        for q in [
+            UploadsQuery {
+                max_uploads: 1000,
+                ..Default::default()
+            },
+            UploadsQuery {
+                delimiter: Some("/".into()),
+                max_uploads: 2,
+                ..Default::default()
+            },
+        ] {
+            let qq = q.clone();
+            let got = blocking(&gw, move |b| b.list_uploads("l1", &qq))
+                .await
+                .unwrap();
+            let want = single.list_uploads("l1", &q).unwrap();
+            assert_eq!(got.uploads, want.uploads, "{q:?}");
+            assert_eq!(got.common_prefixes, want.common_prefixes, "{q:?}");
+            assert_eq!(got.is_truncated, want.is_truncated, "{q:?}");
+            assert_eq!(got.next_key_marker, want.next_key_marker, "{q:?}");
+            assert_eq!(
+                got.next_upload_id_marker, want.next_upload_id_marker,
+                "{q:?}"
+            );
+        }
+        let got: Vec<String> = blocking(&gw, |b| b.list_buckets())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        let want: Vec<String> = single
+            .list_buckets()
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(got, want);
+        let (gh, sh) = (
+            blocking(&gw, |b| b.head("l1", "b")).await.unwrap(),
+            single.head("l1", "b").unwrap(),
+        );
+        assert_eq!(gh, sh);
+        site.stop().await;
+    })
+    .await
+}

@@ -1,0 +1,427 @@
+//! A whole multi-node site in one test process ([`MultiSite`]: every node a full
+//! `cairn serve --config` node with real QUIC, mutual TLS and RocksDB), driven through the AWS
+//! SDK: losing a node under load, repair, scrub, adding a node, garbage collection, and a node
+//! from another CA.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use cairn_chunkserver::WorkerKind;
+use cairn_core::cluster::NodeInfo;
+use cairn_core::placement::place_chunk;
+use cairn_core::ChunkId;
+use cairn_tests::multi::{MultiSite, SITE};
+use cairn_tests::random_bytes;
+
+/// Every scenario runs under this bound.
+const BOUND: Duration = Duration::from_secs(240);
+
+/// Workers stay out of the way: scenarios run their passes themselves.
+const MANUAL_WORKERS: &str = "[workers]\nlifecycle_interval = 100000\ngc_interval = 100000\n\
+    repair_interval = 100000\nscrub_interval = 100000\nanti_entropy_interval = 100000\n";
+
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .expect("scenario did not finish in time")
+}
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    s3.get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+        .to_vec()
+}
+
+/// Runs repair and rebalance passes on every running chunk node, `rounds` times.
+async fn repair_all(site: &MultiSite, rounds: usize) {
+    for _ in 0..rounds {
+        for slot in &site.slots {
+            if let Some(m) = slot.node.as_ref().and_then(|n| n.maintenance.clone()) {
+                for kind in [WorkerKind::Repair, WorkerKind::Rebalance] {
+                    m.run_pass(kind).await.expect("maintenance pass");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn losing_a_node_under_load_fails_no_request_and_repair_restores_every_copy() {
+    bounded(async {
+        let mut site = MultiSite::start(3, 3, 3, MANUAL_WORKERS).await;
+        site.s3(0)
+            .create_bucket()
+            .bucket("load")
+            .send()
+            .await
+            .unwrap();
+
+        // Two writers, through n1 and n2, each writing and reading back its objects; n3 is
+        // killed after the first objects are in.
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let s3 = site.s3(w);
+                tokio::spawn(async move {
+                    let mut failures = Vec::new();
+                    for i in 0..24u64 {
+                        let key = format!("w{w}/obj{i}");
+                        let body = random_bytes(
+                            64 * 1024 + (i as usize % 5) * 150_000,
+                            w as u64 * 1000 + i,
+                        );
+                        if let Err(e) = s3
+                            .put_object()
+                            .bucket("load")
+                            .key(&key)
+                            .body(ByteStream::from(body.clone()))
+                            .send()
+                            .await
+                        {
+                            failures.push(format!("put {key}: {e:?}"));
+                            continue;
+                        }
+                        match s3.get_object().bucket("load").key(&key).send().await {
+                            Ok(o) => {
+                                let got = o.body.collect().await.unwrap().into_bytes();
+                                if got.as_ref() != body.as_slice() {
+                                    failures.push(format!("get {key}: other bytes"));
+                                }
+                            }
+                            Err(e) => failures.push(format!("get {key}: {e:?}")),
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        site.kill_node(2).await;
+        let mut failures = Vec::new();
+        for w in writers {
+            failures.extend(w.await.unwrap());
+        }
+        assert!(
+            failures.is_empty(),
+            "requests failed with a node down: {failures:#?}"
+        );
+
+        // Back up: repair brings every chunk back to three copies.
+        site.start_node(2).await;
+        let chunks = site.all_chunks();
+        assert!(chunks.len() > 48, "{} chunks", chunks.len());
+        let under: usize = chunks.iter().filter(|id| site.copies(id) < 3).count();
+        assert!(
+            under > 0,
+            "n3 missed nothing while it was down: the scenario tests nothing"
+        );
+        repair_all(&site, 1).await;
+        let short: Vec<&ChunkId> = chunks.iter().filter(|id| site.copies(id) != 3).collect();
+        assert!(
+            short.is_empty(),
+            "{} of {} chunks lack a copy after repair",
+            short.len(),
+            chunks.len()
+        );
+
+        // Every object reads back through the restarted node.
+        for w in 0..2u64 {
+            for i in 0..24u64 {
+                let body = random_bytes(64 * 1024 + (i as usize % 5) * 150_000, w * 1000 + i);
+                assert_eq!(
+                    get(&site.s3(2), "load", &format!("w{w}/obj{i}")).await,
+                    body
+                );
+            }
+        }
+        site.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scrub_repairs_a_corrupt_copy_and_reads_stay_correct_meanwhile() {
+    bounded(async {
+        let site = MultiSite::start(3, 3, 3, MANUAL_WORKERS).await;
+        let s3 = site.s3(0);
+        s3.create_bucket().bucket("scrub").send().await.unwrap();
+        let body = random_bytes(3 << 20, 7);
+        put(&s3, "scrub", "obj", body.clone()).await;
+
+        let store = site.node(0).chunks.clone().unwrap();
+        let ids: Vec<ChunkId> = site.all_chunks().into_iter().collect();
+        let victim = ids[ids.len() / 2];
+        let good = store.get(&victim).unwrap().unwrap();
+        store.corrupt_for_test(&victim, b"bit rot").unwrap();
+        assert!(
+            store.get(&victim).is_err(),
+            "the corrupt copy still verifies"
+        );
+
+        // A read in between still returns the right bytes (another replica serves the chunk).
+        assert_eq!(get(&s3, "scrub", "obj").await, body);
+
+        let m = site.node(0).maintenance.clone().unwrap();
+        let report = m.run_pass(WorkerKind::Scrub).await.unwrap();
+        assert_eq!(
+            (report.corrupt_found, report.corrupt_repaired),
+            (1, 1),
+            "{report:?}"
+        );
+        assert_eq!(store.get(&victim).unwrap().unwrap(), good);
+        assert_eq!(get(&s3, "scrub", "obj").await, body);
+        site.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fourth_node_takes_its_share_and_every_object_stays_readable() {
+    bounded(async {
+        let mut site = MultiSite::start(3, 3, 3, MANUAL_WORKERS).await;
+        site.s3(0)
+            .create_bucket()
+            .bucket("grow")
+            .send()
+            .await
+            .unwrap();
+        let mut bodies = Vec::new();
+        for i in 0..20u64 {
+            let body = random_bytes(200_000 + i as usize * 10_000, 100 + i);
+            put(&site.s3(0), "grow", &format!("o{i}"), body.clone()).await;
+            bodies.push(body);
+        }
+
+        let k = site.add_node().await;
+        let cluster = site.node(0).cluster.clone();
+        let addr = site.slots[k].config.listen.rpc.to_string();
+        let id = cairn::node::config::node_id(SITE, "n4");
+        cluster
+            .stage(|s| s.upsert.push(NodeInfo::new(id, "n4", addr, "z4")))
+            .unwrap();
+        let (map, _, answers) = cluster.apply_staged().await.unwrap();
+        assert_eq!(map.epoch, 2);
+        assert!(answers.values().all(|a| a.is_ok()), "{answers:?}");
+        for slot in &site.slots {
+            assert_eq!(slot.node.as_ref().unwrap().cluster.map().epoch, 2);
+        }
+
+        // Rebalance while reading every object through the old and the new node.
+        let readers: Vec<_> = [0usize, k]
+            .into_iter()
+            .map(|n| {
+                let (s3, bodies) = (site.s3(n), bodies.clone());
+                tokio::spawn(async move {
+                    for round in 0..3 {
+                        for (i, body) in bodies.iter().enumerate() {
+                            let o = s3
+                                .get_object()
+                                .bucket("grow")
+                                .key(format!("o{i}"))
+                                .send()
+                                .await;
+                            let got = match o {
+                                Ok(o) => o.body.collect().await.unwrap().into_bytes(),
+                                Err(e) => panic!("round {round}, o{i} through node {n}: {e:?}"),
+                            };
+                            assert_eq!(got.as_ref(), body.as_slice(), "o{i}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        repair_all(&site, 2).await;
+        for r in readers {
+            r.await.unwrap();
+        }
+
+        let chunks = site.all_chunks();
+        let on_new = site
+            .node(k)
+            .chunks
+            .as_ref()
+            .unwrap()
+            .stats()
+            .unwrap()
+            .chunks;
+        assert!(on_new > 0, "n4 received nothing");
+        for id in &chunks {
+            let want: BTreeSet<_> = place_chunk(&map, id).into_iter().collect();
+            let have: BTreeSet<_> = site
+                .slots
+                .iter()
+                .filter_map(|s| s.node.as_ref())
+                .filter(|n| n.chunks.as_ref().unwrap().meta(id).unwrap().is_some())
+                .map(|n| n.cluster.me())
+                .collect();
+            assert_eq!(have, want, "chunk {id} is not where placement puts it");
+        }
+        for (i, body) in bodies.iter().enumerate() {
+            assert_eq!(&get(&site.s3(k), "grow", &format!("o{i}")).await, body);
+        }
+        site.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gc_removes_only_what_deleted_objects_alone_used_and_racing_uploads_lose_nothing() {
+    bounded(async {
+        let site = MultiSite::start(3, 3, 3, MANUAL_WORKERS).await;
+        let s3 = site.s3(0);
+        s3.create_bucket().bucket("gcb").send().await.unwrap();
+        let live = random_bytes(2 << 20, 1);
+        put(&s3, "gcb", "live", live.clone()).await;
+        let live_chunks = site.all_chunks();
+        put(&s3, "gcb", "twin", live.clone()).await; // same chunks as `live`
+        let doomed = random_bytes(2 << 20, 2);
+        put(&s3, "gcb", "doomed", doomed).await;
+        let doomed_chunks: BTreeSet<ChunkId> = site
+            .all_chunks()
+            .difference(&live_chunks)
+            .copied()
+            .collect();
+        assert!(!doomed_chunks.is_empty());
+        for key in ["twin", "doomed"] {
+            s3.delete_object()
+                .bucket("gcb")
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        }
+
+        // Everything stored so far is two hours old: the one-hour hold has passed for it.
+        for slot in &site.slots {
+            let store = slot.node.as_ref().unwrap().chunks.clone().unwrap();
+            for id in site.all_chunks() {
+                store.backdate_for_test(&id, 2 * 3600 * 1000).unwrap();
+            }
+        }
+
+        // Uploads race the GC passes of every node.
+        let racer = {
+            let s3 = s3.clone();
+            tokio::spawn(async move {
+                for i in 0..8u64 {
+                    put(
+                        &s3,
+                        "gcb",
+                        &format!("racing{i}"),
+                        random_bytes(300_000, 50 + i),
+                    )
+                    .await;
+                }
+            })
+        };
+        for slot in &site.slots {
+            let client = slot.node.as_ref().unwrap().client.clone();
+            let report = client
+                .run_gc(cairn_client::now_ms(), 3600 * 1000, &|_| {})
+                .await
+                .expect("gc pass");
+            assert!(report.chunks_deleted > 0, "{report:?}");
+        }
+        racer.await.unwrap();
+
+        for id in &doomed_chunks {
+            assert_eq!(
+                site.copies(id),
+                0,
+                "chunk {id} of a deleted object survived"
+            );
+        }
+        for id in &live_chunks {
+            assert_eq!(
+                site.copies(id),
+                3,
+                "chunk {id} of a live object was collected"
+            );
+        }
+        assert_eq!(get(&s3, "gcb", "live").await, live);
+        for i in 0..8u64 {
+            assert_eq!(
+                get(&site.s3(1), "gcb", &format!("racing{i}")).await,
+                random_bytes(300_000, 50 + i)
+            );
+        }
+        site.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_with_a_certificate_from_another_ca_cannot_join_or_call() {
+    bounded(async {
+        let site = MultiSite::start(3, 3, 3, MANUAL_WORKERS).await;
+        // An impostor with the right site and node name, from another CA.
+        let other = cairn_net::SiteCa::generate(SITE).unwrap();
+        let impostor = other.issue_node("n4", &[]).unwrap();
+        let client = cairn_net::Client::new(
+            &impostor,
+            cairn_net::NetConfig::default(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        let n1 = site.node(0);
+        let peer = client
+            .peer(n1.rpc_addr, "n1")
+            .with_timeout(Duration::from_secs(3));
+        let map = peer
+            .call(&cairn::node::cluster::ClusterRequest::GetMap { epoch: 0 })
+            .await;
+        assert!(map.is_err(), "the cluster service answered an impostor");
+        let chunks = cairn_chunkserver::RemoteChunks::new(peer.clone());
+        assert!(chunks.have(&[ChunkId([7; 32])]).await.is_err());
+        let meta = cairn_manifestserver::RemoteManifest::new(peer);
+        assert!(meta.list_buckets().await.is_err());
+
+        // Served by a node of the impostor's CA, it is not reachable from the site either:
+        // a map naming it cannot be pushed to it.
+        let server = cairn_net::Server::builder(&impostor, cairn_net::NetConfig::default())
+            .bind("127.0.0.1:0".parse().unwrap())
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stop_rx.await;
+        }));
+        let cluster = n1.cluster.clone();
+        let id = cairn::node::config::node_id(SITE, "n4");
+        cluster
+            .stage(|s| {
+                s.upsert
+                    .push(NodeInfo::new(id, "n4", addr.to_string(), "z4"))
+            })
+            .unwrap();
+        let (_, _, answers) = cluster.apply_staged().await.unwrap();
+        assert!(answers["n4"].is_err(), "{answers:?}");
+        for n in ["n2", "n3"] {
+            assert_eq!(answers[n], Ok(true), "{answers:?}");
+        }
+        let _ = stop_tx.send(());
+        task.await.unwrap().unwrap();
+        site.shutdown().await;
+    })
+    .await;
+}
