@@ -107,7 +107,7 @@ impl Client {
     ) -> Result<GcReport, ClientError> {
         let store = self.inner.local.clone().ok_or_else(|| {
             ClientError::InvalidRequest(
-                "garbage collection needs this node's chunk store (single-node sites only)".into(),
+                "garbage collection needs this node's chunk store: run it on a node with the chunk role".into(),
             )
         })?;
         let touch = store.touch_interval_ms();

@@ -216,9 +216,22 @@ impl Peer {
         body: Option<SendBody>,
     ) -> Result<(R::Response, RecvBody), RpcError> {
         let start = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, self.call_inner(req, body)).await {
-            Ok(r) => r,
-            Err(_) => Err(RpcError::Timeout(self.timeout)),
+        let fenced = self
+            .client
+            .config
+            .fence
+            .as_ref()
+            .is_some_and(|f| f.blocks(&self.node));
+        let result = if fenced {
+            Err(RpcError::Io(format!(
+                "{} is fenced off from this node (partition)",
+                self.node
+            )))
+        } else {
+            match tokio::time::timeout(self.timeout, self.call_inner(req, body)).await {
+                Ok(r) => r,
+                Err(_) => Err(RpcError::Timeout(self.timeout)),
+            }
         };
         self.stats.record(&result, start.elapsed());
         match &result {

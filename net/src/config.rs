@@ -33,6 +33,8 @@ pub struct NetConfig {
     pub connection_window: u32,
     /// Bytes a sender keeps unacknowledged per connection.
     pub send_window: u64,
+    /// Peers this node must not talk to (a deliberate partition); `None`: every peer.
+    pub fence: Option<Arc<crate::Fence>>,
 }
 
 impl Default for NetConfig {
@@ -48,6 +50,7 @@ impl Default for NetConfig {
             stream_window: 2 << 20,
             connection_window: 16 << 20,
             send_window: 8 << 20,
+            fence: None,
         }
     }
 }

@@ -285,6 +285,11 @@ async fn serve_connection(
         tokio::select! {
             Some(_) = streams.join_next(), if !streams.is_empty() => {}
             stream = conn.accept_bi() => match stream {
+                Ok((mut send, mut recv)) if config.fence.as_ref().is_some_and(|f| f.blocks(&peer.node)) => {
+                    // Partitioned from this peer: the call goes unanswered.
+                    let _ = send.reset(quinn::VarInt::from_u32(3));
+                    let _ = recv.stop(quinn::VarInt::from_u32(3));
+                }
                 Ok((send, recv)) => {
                     streams.spawn(serve_stream(
                         send,

@@ -10,7 +10,8 @@ use std::time::Duration;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use cairn::node::{self, NodeConfig, NodeHandle};
 use cairn_core::ChunkId;
-use cairn_net::SiteCa;
+use cairn_net::{Fence, SiteCa};
+use std::sync::Arc;
 
 use crate::{ACCESS_KEY, SECRET_KEY};
 
@@ -23,6 +24,8 @@ pub struct Slot {
     pub config: NodeConfig,
     /// The running node.
     pub node: Option<NodeHandle>,
+    /// The peers it is partitioned from (shared with its transport, across restarts).
+    pub fence: Arc<Fence>,
 }
 
 /// A running multi-node site.
@@ -88,9 +91,13 @@ impl MultiSite {
                 .expect("node cert")
                 .save(&dir.path().join(name).join("certs"), false)
                 .expect("save cert");
+            let fence = Arc::new(Fence::new());
+            let mut config = config_for(dir.path(), name, *port, rf, &site_nodes, extra);
+            config.fence = Some(fence.clone());
             slots.push(Slot {
-                config: config_for(dir.path(), name, *port, rf, &site_nodes, extra),
+                config,
                 node: None,
+                fence,
             });
         }
         let mut site = MultiSite { dir, ca, slots };
@@ -176,7 +183,13 @@ impl MultiSite {
             "",
         );
         config.workers = first.workers.clone();
-        self.slots.push(Slot { config, node: None });
+        let fence = Arc::new(Fence::new());
+        config.fence = Some(fence.clone());
+        self.slots.push(Slot {
+            config,
+            node: None,
+            fence,
+        });
         self.start_node(k).await;
         k
     }
@@ -184,6 +197,24 @@ impl MultiSite {
     /// Node `k` (0-based), which must be running.
     pub fn node(&self, k: usize) -> &NodeHandle {
         self.slots[k].node.as_ref().expect("node is running")
+    }
+
+    /// Cuts every node of `a` off from every node of `b` (both ways): their calls fail at
+    /// once, as to an unreachable peer.
+    pub fn partition(&self, a: &[usize], b: &[usize]) {
+        for &i in a {
+            for &j in b {
+                self.slots[i].fence.block(&format!("n{}", j + 1));
+                self.slots[j].fence.block(&format!("n{}", i + 1));
+            }
+        }
+    }
+
+    /// Ends every partition.
+    pub fn heal(&self) {
+        for s in &self.slots {
+            s.fence.heal();
+        }
     }
 
     /// Stops node `k` gracefully.

@@ -425,3 +425,75 @@ async fn a_node_with_a_certificate_from_another_ca_cannot_join_or_call() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_minority_refuses_writes_and_catches_up_after_healing() {
+    bounded(async {
+        let site = MultiSite::start(3, 3, 3, MANUAL_WORKERS).await;
+        site.s3(0)
+            .create_bucket()
+            .bucket("split")
+            .send()
+            .await
+            .unwrap();
+        put(&site.s3(0), "split", "before", random_bytes(100_000, 1)).await;
+
+        site.partition(&[2], &[0, 1]);
+        // The majority side takes writes and serves reads.
+        let mut bodies = Vec::new();
+        for i in 0..6u64 {
+            let body = random_bytes(150_000, 10 + i);
+            put(
+                &site.s3(i as usize % 2),
+                "split",
+                &format!("during{i}"),
+                body.clone(),
+            )
+            .await;
+            bodies.push(body);
+        }
+        assert_eq!(get(&site.s3(1), "split", "during0").await, bodies[0]);
+        // The minority cannot reach a write quorum: it refuses rather than acknowledging.
+        let refused = site
+            .s3(2)
+            .put_object()
+            .bucket("split")
+            .key("minority")
+            .body(ByteStream::from(random_bytes(1000, 99)))
+            .send()
+            .await;
+        assert!(
+            refused.is_err(),
+            "a node cut off from the others acknowledged a write"
+        );
+
+        site.heal();
+        // Anti-entropy and repair bring n3 up to date; every object reads back through it.
+        for k in 0..3 {
+            site.node(k)
+                .manifest_backend
+                .anti_entropy_pass()
+                .await
+                .unwrap();
+        }
+        repair_all(&site, 1).await;
+        let short = site
+            .all_chunks()
+            .into_iter()
+            .filter(|id| site.copies(id) != 3)
+            .count();
+        assert_eq!(short, 0, "chunks without three copies after healing");
+        let n3_meta = site.node(2).manifests.clone().unwrap();
+        for i in 0..6u64 {
+            let key = format!("during{i}");
+            assert!(
+                n3_meta.current("split", &key).unwrap().is_some(),
+                "{key} missing on n3"
+            );
+            assert_eq!(get(&site.s3(2), "split", &key).await, bodies[i as usize]);
+        }
+        assert!(n3_meta.current("split", "minority").unwrap().is_none());
+        site.shutdown().await;
+    })
+    .await;
+}

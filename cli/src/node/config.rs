@@ -24,6 +24,10 @@ pub struct NodeConfig {
     /// The S3 gateway role.
     #[serde(default)]
     pub s3: S3Section,
+    /// Peers this node must not talk to (set by test harnesses to partition a site; not read
+    /// from the file).
+    #[serde(skip)]
+    pub fence: Option<std::sync::Arc<cairn_net::Fence>>,
 }
 
 /// `[node]`.

@@ -180,7 +180,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         None
     };
 
-    let net_config = NetConfig::default();
+    let net_config = NetConfig {
+        fence: config.fence.clone(),
+        ..NetConfig::default()
+    };
     let net = cairn_net::Client::new(&identity, net_config.clone(), any_of(&config.listen.rpc))?;
     let cluster = Arc::new(ClusterState::open(
         &dir,
