@@ -268,6 +268,12 @@ async fn versions_written_on_one_node_are_on_every_replica_and_read_from_another
         for m in [&v1, &v2, &v3] {
             assert!(apply(&b1, m).await, "new version");
         }
+        // Once every replica holds it (the third one's write may still be in flight after the
+        // quorum answered), applying it again is new nowhere.
+        eventually("every replica holds v2", || {
+            site.nodes.iter().all(|n| n.has("photos", "k1", v2.version))
+        })
+        .await;
         assert!(!apply(&b1, &v2).await, "applying again is not new");
 
         assert_eq!(head(&b2, "photos", "k1").await, Some(v2.clone()));
@@ -943,6 +949,408 @@ async fn listings_equal_a_single_store_holding_the_same_data() {
             single.head("l1", "b").unwrap(),
         );
         assert_eq!(gh, sh);
+        site.stop().await;
+    })
+    .await
+}
+
+// ---- merged listings: a replica that missed writes, a map change ----
+
+impl Site {
+    /// Starts one more node, n{i} with id i in its own zone (in no map yet); its position.
+    fn add_node(&mut self) -> usize {
+        let i = self.nodes.len() as NodeId + 1;
+        let name = format!("n{i}");
+        let identity = self.ca.issue_node(&name, &["127.0.0.1".into()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            ManifestStore::open(dir.path(), ManifestConfig { sync_writes: false }).unwrap(),
+        );
+        let mut node = Node {
+            id: i,
+            name,
+            identity,
+            store,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            stop: None,
+            task: None,
+            _dir: dir,
+        };
+        node.serve("127.0.0.1:0".parse().unwrap());
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// A backend on node `on` (0-based) with `map`.
+    fn backend_with(&self, on: usize, map: ClusterMap) -> Arc<ReplicatedManifests> {
+        let n = &self.nodes[on];
+        Arc::new(ReplicatedManifests::with_config(
+            map,
+            Some((n.id, n.store.clone())),
+            self.client(&n.name),
+            tokio::runtime::Handle::current(),
+            ManifestReplicationConfig {
+                call_timeout: CALL_TIMEOUT,
+                clock_node: Some(n.id),
+                ..ManifestReplicationConfig::default()
+            },
+        ))
+    }
+}
+
+/// Object listings with and without a delimiter, paged by 2.
+fn object_queries() -> Vec<ListQuery> {
+    vec![
+        ListQuery {
+            max_keys: 1000,
+            ..Default::default()
+        },
+        ListQuery {
+            max_keys: 2,
+            ..Default::default()
+        },
+        ListQuery {
+            delimiter: Some("/".into()),
+            max_keys: 2,
+            ..Default::default()
+        },
+        ListQuery {
+            prefix: "a/".into(),
+            delimiter: Some("/".into()),
+            max_keys: 2,
+            ..Default::default()
+        },
+    ]
+}
+
+/// Version listings with and without a delimiter, paged by 2.
+fn version_queries() -> Vec<VersionsQuery> {
+    vec![
+        VersionsQuery {
+            max_keys: 1000,
+            ..Default::default()
+        },
+        VersionsQuery {
+            max_keys: 2,
+            ..Default::default()
+        },
+        VersionsQuery {
+            delimiter: Some("/".into()),
+            max_keys: 2,
+            ..Default::default()
+        },
+    ]
+}
+
+/// Pages through `b` and `single` with every query, comparing each page.
+async fn assert_listings_match(b: &Arc<ReplicatedManifests>, single: &ManifestStore, name: &str) {
+    for q in object_queries() {
+        let mut q = q;
+        for page in 0.. {
+            assert!(page < 50, "{q:?}: too many pages");
+            let (qq, bb) = (q.clone(), name.to_string());
+            let got = blocking(b, move |b| b.list_objects(&bb, &qq))
+                .await
+                .unwrap();
+            let want = single.list_objects(name, &q).unwrap();
+            assert_eq!(got.objects, want.objects, "{q:?}");
+            assert_eq!(got.common_prefixes, want.common_prefixes, "{q:?}");
+            assert_eq!(got.is_truncated, want.is_truncated, "{q:?}");
+            assert_eq!(got.next_marker, want.next_marker, "{q:?}");
+            if !want.is_truncated {
+                break;
+            }
+            q.start_after = want.next_marker;
+        }
+    }
+    for q in version_queries() {
+        let mut q = q;
+        for page in 0.. {
+            assert!(page < 50, "{q:?}: too many pages");
+            let (qq, bb) = (q.clone(), name.to_string());
+            let got = blocking(b, move |b| b.list_versions(&bb, &qq))
+                .await
+                .unwrap();
+            let want = single.list_versions(name, &q).unwrap();
+            assert_eq!(got.versions, want.versions, "{q:?}");
+            assert_eq!(got.common_prefixes, want.common_prefixes, "{q:?}");
+            assert_eq!(got.is_truncated, want.is_truncated, "{q:?}");
+            assert_eq!(got.next_key_marker, want.next_key_marker, "{q:?}");
+            assert_eq!(got.next_version_marker, want.next_version_marker, "{q:?}");
+            if !want.is_truncated {
+                break;
+            }
+            q.key_marker = want.next_key_marker;
+            q.version_marker = want.next_version_marker;
+        }
+    }
+}
+
+fn single_store(dir: &tempfile::TempDir) -> ManifestStore {
+    ManifestStore::open(dir.path(), ManifestConfig { sync_writes: false }).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_missed_writes_still_lists_everything_through_its_own_backend() {
+    bounded(async {
+        let mut site = Site::start();
+        let gw = site.backend(None);
+        let dir = tempfile::tempdir().unwrap();
+        let single = single_store(&dir);
+        create(&gw, bucket("m", "AK")).await;
+        single.create_bucket(&bucket("m", "AK")).unwrap();
+        let before = [
+            version("m", "a/1", 1, 1),
+            version("m", "a/2", 2, 2),
+            version("m", "b", 3, 3),
+            version("m", "c/d", 4, 4),
+            version("m", "d", 5, 5),
+        ];
+        for m in &before {
+            apply(&gw, m).await;
+            single.apply(m).unwrap();
+        }
+        eventually("written everywhere", || {
+            site.nodes
+                .iter()
+                .all(|n| before.iter().all(|m| n.has("m", &m.key, m.version)))
+        })
+        .await;
+
+        // n3 misses newer versions, new keys (some under new prefixes) and delete markers.
+        site.nodes[2].stop().await;
+        let during = [
+            version("m", "a/1", 10, 10),
+            version("m", "a/b/3", 11, 11),
+            marker("m", "b", 12),
+            version("m", "c/e", 13, 13),
+            marker("m", "d", 14),
+            version("m", "d", 15, 15),
+            version("m", "e/f", 16, 16),
+            version("m", "z/z", 17, 17),
+            version("m", "z/z", 18, 18),
+        ];
+        for m in &during {
+            assert!(apply(&gw, m).await, "W = 2 of 3");
+            single.apply(m).unwrap();
+        }
+        site.nodes[2].restart();
+        let stale = &site.nodes[2].store;
+        assert_ne!(
+            stale
+                .list_objects(
+                    "m",
+                    &ListQuery {
+                        max_keys: 1000,
+                        ..Default::default()
+                    }
+                )
+                .unwrap()
+                .objects,
+            single
+                .list_objects(
+                    "m",
+                    &ListQuery {
+                        max_keys: 1000,
+                        ..Default::default()
+                    }
+                )
+                .unwrap()
+                .objects,
+            "n3 missed the writes"
+        );
+        assert!(!site.nodes[2].has("m", "z/z", vid(18)));
+
+        // n3's own backend asks n3 first (and no anti-entropy ran).
+        let b3 = site.backend(Some(2));
+        assert_listings_match(&b3, &single, "m").await;
+        assert_eq!(b3.counters().ae_passes, 0);
+        assert!(b3.counters().read_repairs > 0, "listings repair n3");
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_removed_while_a_node_was_down_is_not_listed_through_that_node() {
+    bounded(async {
+        let mut site = Site::start();
+        let gw = site.backend(None);
+        let dir = tempfile::tempdir().unwrap();
+        let single = single_store(&dir);
+        create(&gw, bucket("r", "AK")).await;
+        single.create_bucket(&bucket("r", "AK")).unwrap();
+        let data = [
+            version("r", "k1", 1, 1),
+            version("r", "k1", 2, 2),
+            version("r", "k1", 3, 3),
+            version("r", "k2", 4, 4),
+            version("r", "x/y", 5, 5),
+            version("r", "x/y", 6, 6),
+        ];
+        for m in &data {
+            apply(&gw, m).await;
+            single.apply(m).unwrap();
+        }
+        eventually("written everywhere", || {
+            site.nodes
+                .iter()
+                .all(|n| data.iter().all(|m| n.has("r", &m.key, m.version)))
+        })
+        .await;
+
+        // k1's middle and newest versions and x/y's oldest go while n3 is down.
+        site.nodes[2].stop().await;
+        for (k, v) in [("k1", 2), ("k1", 3), ("x/y", 5)] {
+            let removed = blocking(&gw, move |b| b.remove_version("r", k, vid(v), None))
+                .await
+                .unwrap();
+            assert!(removed.is_some(), "{k} {v}");
+            single.remove_version("r", k, vid(v)).unwrap();
+        }
+        site.nodes[2].restart();
+        for (k, v) in [("k1", 2), ("k1", 3), ("x/y", 5)] {
+            assert!(
+                site.nodes[2].has("r", k, vid(v)),
+                "n3 missed removing {k} {v}"
+            );
+        }
+
+        let b3 = site.backend(Some(2));
+        let got = blocking(&b3, |b| {
+            b.list_versions(
+                "r",
+                &VersionsQuery {
+                    max_keys: 1000,
+                    ..Default::default()
+                },
+            )
+        })
+        .await
+        .unwrap();
+        let listed: Vec<(String, VersionId)> = got
+            .versions
+            .iter()
+            .map(|m| (m.key.clone(), m.version))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                ("k1".to_string(), vid(1)),
+                ("k2".to_string(), vid(4)),
+                ("x/y".to_string(), vid(6)),
+            ]
+        );
+        assert_listings_match(&b3, &single, "r").await;
+        // The listing pushed the removals to n3.
+        eventually("removals pushed to n3", || {
+            [("k1", 2), ("k1", 3), ("x/y", 5)].iter().all(|(k, v)| {
+                !site.nodes[2].has("r", k, vid(*v))
+                    && site.nodes[2].store.is_removed("r", k, vid(*v)).unwrap()
+            })
+        })
+        .await;
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_fourth_node_joins_its_backend_lists_and_reads_everything_before_anti_entropy() {
+    bounded(async {
+        let mut site = Site::start();
+        let old_map = site.map();
+        // Backends made before n4 exists have the three-node map.
+        let gw = site.backend(None);
+        let b1 = site.backend(Some(0));
+        let n4 = site.add_node();
+        let new_map = old_map
+            .apply(&StagedChanges {
+                upsert: vec![site.nodes[n4].info()],
+                ..StagedChanges::default()
+            })
+            .unwrap();
+        assert!(new_map.epoch > old_map.epoch);
+        // A bucket the new map places on n4 (and on two of the three old nodes).
+        let name = (0..1000)
+            .map(|i| format!("moved{i}"))
+            .find(|b| cairn_core::placement::place_manifest(&new_map, b, b"", 3).contains(&4))
+            .expect("some bucket lands on n4");
+        let placed = cairn_core::placement::place_manifest(&new_map, &name, b"", 3);
+        // `stale`: the first old replica n4's backend asks (after itself); `dropped`: the old
+        // replica the new map no longer places the bucket on.
+        let stale = placed.iter().copied().find(|&id| id != 4).unwrap();
+        let dropped = (1..=3).find(|id| !placed.contains(id)).unwrap();
+        let (si, di) = ((stale - 1) as usize, (dropped - 1) as usize);
+
+        let dir = tempfile::tempdir().unwrap();
+        let single = single_store(&dir);
+        create(&gw, bucket(&name, "AK")).await;
+        single.create_bucket(&bucket(&name, "AK")).unwrap();
+        let first = [
+            version(&name, "a/1", 1, 1),
+            version(&name, "a/2", 2, 2),
+            version(&name, "b", 3, 3),
+        ];
+        for m in &first {
+            apply(&gw, m).await;
+            single.apply(m).unwrap();
+        }
+        eventually("written on the three old nodes", || {
+            site.nodes[..3]
+                .iter()
+                .all(|n| first.iter().all(|m| n.has(&name, &m.key, m.version)))
+        })
+        .await;
+        // Written while `stale` is down: only the dropped replica and the other old one hold
+        // these.
+        site.nodes[si].stop().await;
+        let second = [
+            version(&name, "a/1", 10, 10),
+            version(&name, "a/b/3", 11, 11),
+            marker(&name, "b", 12),
+            version(&name, "c/d", 13, 13),
+            version(&name, "e", 14, 14),
+        ];
+        for m in &second {
+            assert!(apply(&gw, m).await, "W = 2 of 3");
+            single.apply(m).unwrap();
+        }
+        site.nodes[si].restart();
+        assert!(site.nodes[di].has(&name, "e", vid(14)));
+        assert!(!site.nodes[si].has(&name, "e", vid(14)));
+        assert!(site.nodes[n4].store.get_bucket(&name).unwrap().is_none());
+
+        // The map change reaches every backend; n4's own backend asks n4 (empty) and `stale`
+        // among the current replicas, and the dropped replica as the previous map's.
+        let b4 = site.backend_with(n4, old_map.clone());
+        for b in [&gw, &b4, &b1] {
+            assert!(b.set_map(new_map.clone()));
+        }
+        assert_eq!(b4.bucket_replicas(&name), placed);
+        let mut previous = b4.previous_bucket_replicas(&name);
+        previous.sort();
+        assert_eq!(previous, vec![1, 2, 3]);
+
+        assert_listings_match(&b4, &single, &name).await;
+        for key in ["a/1", "a/2", "a/b/3", "b", "c/d", "e", "none"] {
+            let k = key.to_string();
+            let nm = name.clone();
+            let got = blocking(&b4, move |b| b.current(&nm, &k)).await.unwrap();
+            assert_eq!(got, single.current(&name, key).unwrap(), "{key}");
+        }
+        let got = blocking(&b4, {
+            let nm = name.clone();
+            move |b| b.get_bucket(&nm)
+        })
+        .await
+        .unwrap();
+        assert!(got.is_some());
+        assert_eq!(b4.counters().ae_passes, 0);
+        // Dropping the previous map is explicit.
+        assert!(b4.forget_previous_map());
+        assert!(!b4.forget_previous_map());
+        assert!(b4.previous_bucket_replicas(&name).is_empty());
         site.stop().await;
     })
     .await

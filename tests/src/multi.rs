@@ -285,6 +285,20 @@ impl MultiSite {
         out
     }
 
+    /// Node `k`'s Prometheus `/metrics` text (a plain HTTP/1.1 GET on its admin endpoint).
+    pub async fn metrics(&self, k: usize) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.slots[k].config.listen.admin;
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("admin endpoint");
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("send");
+        let mut out = String::new();
+        conn.read_to_string(&mut out).await.expect("read");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        out
+    }
+
     /// Stops every node.
     pub async fn shutdown(mut self) {
         for k in 0..self.slots.len() {

@@ -190,6 +190,20 @@ async fn scrub_repairs_a_corrupt_copy_and_reads_stay_correct_meanwhile() {
         );
         assert_eq!(store.get(&victim).unwrap().unwrap(), good);
         assert_eq!(get(&s3, "scrub", "obj").await, body);
+
+        // The node's /metrics show its own store, its calls to peers, its S3 requests and the
+        // scrub it ran.
+        let text = site.metrics(0).await;
+        let chunks = store.stats().unwrap().chunks;
+        for line in [
+            format!("cairn_node_chunks {chunks}"),
+            "cairn_s3_requests_total{op=\"GetObject\",status=\"200\"} 2".to_string(),
+            "cairn_rpc_calls_total{peer=\"n2\"}".to_string(),
+            "cairn_worker_corrupt_repaired_total{worker=\"scrub\"} 1".to_string(),
+            "cairn_manifest_".to_string(),
+        ] {
+            assert!(text.contains(&line), "/metrics lacks `{line}`:\n{text}");
+        }
         site.shutdown().await;
     })
     .await;

@@ -399,6 +399,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         if let Some(m) = &maintenance {
             sources.push(Arc::new(MaintenanceMetrics(m.clone())));
         }
+        if let Some(store) = &chunk_store {
+            sources.push(Arc::new(NodeStoreMetrics(store.clone())));
+        }
         let cluster_admin = admin::ClusterAdmin {
             cluster: cluster.clone(),
             status: status.clone(),
@@ -487,6 +490,33 @@ struct ManifestMetrics(Arc<ReplicatedManifests>);
 impl MetricsSource for ManifestMetrics {
     fn render(&self, out: &mut String) {
         self.0.render_prometheus(out);
+    }
+}
+
+/// This node's own chunk store in /metrics (the `cairn_chunks`-style gauges above them are
+/// the site's totals as this node sees them).
+struct NodeStoreMetrics(Arc<ChunkStore>);
+
+impl MetricsSource for NodeStoreMetrics {
+    fn render(&self, out: &mut String) {
+        let Ok(s) = self.0.stats() else { return };
+        for (name, help, v) in [
+            ("cairn_node_chunks", "Chunks in this node's store.", s.chunks),
+            (
+                "cairn_node_chunk_raw_bytes",
+                "Uncompressed bytes of the chunks in this node's store.",
+                s.raw_bytes,
+            ),
+            (
+                "cairn_node_chunk_stored_bytes",
+                "Payload bytes of the chunks in this node's store, on disk.",
+                s.stored_bytes,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+            ));
+        }
     }
 }
 

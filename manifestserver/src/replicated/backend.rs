@@ -1,5 +1,6 @@
 //! [`ManifestBackend`] over the replicas (see the module docs of `replicated`).
 
+use super::listing::Listing;
 use super::*;
 
 impl ManifestBackend for ReplicatedManifests {
@@ -16,8 +17,8 @@ impl ManifestBackend for ReplicatedManifests {
     }
 
     fn get_bucket(&self, name: &str) -> Result<Option<Bucket>, ManifestError> {
-        let replicas = self.state().bucket_replicas(name)?;
-        let w = self.read_record(&replicas, RecordId::Bucket(name.to_string()))?;
+        let set = self.state().bucket_read_set(name)?;
+        let w = self.read_record(&set, RecordId::Bucket(name.to_string()))?;
         w.record.map(as_bucket).transpose()
     }
 
@@ -162,8 +163,8 @@ impl ManifestBackend for ReplicatedManifests {
         key: &str,
         version: VersionId,
     ) -> Result<Option<VersionManifest>, ManifestError> {
-        let replicas = self.state().bucket_replicas(bucket)?;
-        let w = self.read_record(&replicas, version_id(bucket, key, version))?;
+        let set = self.state().bucket_read_set(bucket)?;
+        let w = self.read_record(&set, version_id(bucket, key, version))?;
         w.record.map(as_version).transpose()
     }
 
@@ -201,7 +202,7 @@ impl ManifestBackend for ReplicatedManifests {
         };
         // The newest copy decides first (a primary that lacks the version cannot let a
         // protected one go), then the primary under its write lock.
-        let winner = self.read_record(&replicas, id.clone())?;
+        let winner = self.read_record(&self.state().bucket_read_set(bucket)?, id.clone())?;
         let Some(Record::Version(m)) = winner.record else {
             return Ok(None);
         };
@@ -260,18 +261,8 @@ impl ManifestBackend for ReplicatedManifests {
     }
 
     fn list_objects(&self, bucket: &str, q: &ListQuery) -> Result<ListPage, ManifestError> {
-        let query = ListQuery {
-            max_keys: q.max_keys.min(MAX_LIST),
-            ..q.clone()
-        };
-        let req = ManifestRequest::ListObjects {
-            bucket: bucket.to_string(),
-            query,
-        };
-        match self.list_first(bucket, req)? {
-            ManifestResponse::Objects(p) => Ok(p),
-            other => Err(unexpected("list_objects", &other)),
-        }
+        self.merged_listing(bucket, Listing::Objects(q.clone()))
+            .map(|m| m.into_objects())
     }
 
     fn list_versions(
@@ -279,18 +270,8 @@ impl ManifestBackend for ReplicatedManifests {
         bucket: &str,
         q: &VersionsQuery,
     ) -> Result<VersionsPage, ManifestError> {
-        let query = VersionsQuery {
-            max_keys: q.max_keys.min(MAX_LIST),
-            ..q.clone()
-        };
-        let req = ManifestRequest::ListVersions {
-            bucket: bucket.to_string(),
-            query,
-        };
-        match self.list_first(bucket, req)? {
-            ManifestResponse::Versions(p) => Ok(p),
-            other => Err(unexpected("list_versions", &other)),
-        }
+        self.merged_listing(bucket, Listing::Versions(q.clone()))
+            .map(|m| m.into_versions())
     }
 
     fn create_upload(&self, upload: &Upload) -> Result<(), ManifestError> {
@@ -315,13 +296,13 @@ impl ManifestBackend for ReplicatedManifests {
         key: &str,
         upload_id: &str,
     ) -> Result<Option<Upload>, ManifestError> {
-        let replicas = self.state().bucket_replicas(bucket)?;
+        let set = self.state().bucket_read_set(bucket)?;
         let id = RecordId::Upload {
             bucket: bucket.to_string(),
             key: key.to_string(),
             upload_id: upload_id.to_string(),
         };
-        match self.read_record(&replicas, id)?.record {
+        match self.read_record(&set, id)?.record {
             Some(Record::Upload(u)) => Ok(Some(u)),
             Some(other) => Err(ManifestError::Invalid(format!(
                 "expected an upload, got {other:?}"
@@ -366,12 +347,12 @@ impl ManifestBackend for ReplicatedManifests {
         max: usize,
     ) -> Result<Vec<Part>, ManifestError> {
         let state = self.state();
-        let order = read_order(&state.bucket_replicas(bucket)?);
+        let set = state.bucket_read_set(bucket)?;
         let max = max.min(MAX_LIST);
         let upload = upload_id.to_string();
-        let answers = self.block_on(self.shared.ask(
+        let answers = self.block_on(self.shared.ask_read(
             "a part listing",
-            &order,
+            &set,
             state.r,
             move |shared, node| {
                 let req = ManifestRequest::ListPartsStamped {
@@ -424,18 +405,8 @@ impl ManifestBackend for ReplicatedManifests {
     }
 
     fn list_uploads(&self, bucket: &str, q: &UploadsQuery) -> Result<UploadsPage, ManifestError> {
-        let query = UploadsQuery {
-            max_uploads: q.max_uploads.min(MAX_LIST),
-            ..q.clone()
-        };
-        let req = ManifestRequest::ListUploads {
-            bucket: bucket.to_string(),
-            query,
-        };
-        match self.list_first(bucket, req)? {
-            ManifestResponse::Uploads(p) => Ok(p),
-            other => Err(unexpected("list_uploads", &other)),
-        }
+        self.merged_listing(bucket, Listing::Uploads(q.clone()))
+            .map(|m| m.into_uploads())
     }
 
     /// This node's change log when it holds a store, else the first manifest node's that
@@ -522,8 +493,8 @@ impl ManifestBackend for ReplicatedManifests {
         if id.is_empty() {
             return Ok(None);
         }
-        let replicas = self.state().key_replicas(id)?;
-        self.read_record(&replicas, RecordId::Key(id.to_string()))?
+        let set = self.state().key_read_set(id)?;
+        self.read_record(&set, RecordId::Key(id.to_string()))?
             .record
             .map(as_key)
             .transpose()

@@ -381,18 +381,59 @@ impl Shared {
         Err(replicas_error(what, 1, 0, failures))
     }
 
-    /// Reads a record from R replicas of `order`; returns the winner (greatest stamp) and
-    /// the answers by position, after sending the winner to replicas that lacked it.
+    /// A read's calls (see [`ReadSet`]): R of the current replicas, as [`Shared::ask`] asks
+    /// them, and at the same time every previous-only replica, whose failures are left out.
+    /// The answers by position in `set.order`.
+    pub(crate) async fn ask_read<T, F, Fut>(
+        self: &Arc<Self>,
+        what: &str,
+        set: &ReadSet,
+        r: usize,
+        f: F,
+    ) -> Result<Vec<(usize, T)>, ManifestError>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<Shared>, Arc<Node>) -> Fut,
+        Fut: Future<Output = Result<T, ManifestError>> + Send + 'static,
+    {
+        let mut extra = JoinSet::new();
+        for i in set.current..set.order.len() {
+            let fut = f(self.clone(), set.order[i].clone());
+            extra.spawn(async move { (i, fut.await) });
+        }
+        let mut answers = self.ask(what, &set.order[..set.current], r, f).await?;
+        while let Some(joined) = extra.join_next().await {
+            match joined {
+                Ok((i, Ok(t))) => answers.push((i, t)),
+                Ok((i, Err(e))) => {
+                    tracing::debug!(node = %set.order[i].label(), error = %e,
+                        "{what} of a previous replica failed");
+                }
+                Err(_) => {}
+            }
+        }
+        answers.sort_by_key(|(i, _)| *i);
+        Ok(answers)
+    }
+
+    /// Reads a record from R of the first `current` replicas of `order` and every one after
+    /// them (previous-only replicas, see [`ReadSet`]); returns the winner (greatest stamp) and
+    /// the answers by position, after sending the winner to current replicas that lacked it.
     pub(super) async fn get_record(
         self: &Arc<Self>,
         order: &[Arc<Node>],
+        current: usize,
         r: usize,
         id: &RecordId,
         repair: bool,
     ) -> Result<(StampedRecord, Vec<(usize, StampedRecord)>), ManifestError> {
         let ids = vec![id.clone()];
+        let set = ReadSet {
+            order: order.to_vec(),
+            current,
+        };
         let answers = self
-            .ask("a read", order, r, move |shared, node| {
+            .ask_read("a read", &set, r, move |shared, node| {
                 let ids = ids.clone();
                 async move {
                     let mut v = shared.get_stamped(&node, ids).await?;
@@ -408,7 +449,7 @@ impl Shared {
             .cloned()
             .expect("ask returns at least one answer");
         if repair && winner.rank().1 {
-            for (i, a) in &answers {
+            for (i, a) in answers.iter().filter(|(i, _)| *i < current) {
                 if a.stamp != winner.stamp
                     || a.record != winner.record
                     || a.deleted != winner.deleted

@@ -21,8 +21,9 @@
 //! and why, as soon as fewer than W can. Replicas still outstanding finish in the background,
 //! bounded by [`ManifestReplicationConfig::max_background`]. A read asks R replicas (this node
 //! first when it is one, then placement order), asks the next replica for each that fails, and
-//! fails when fewer than R answer. A store error every answering replica agrees on (say
-//! `NoSuchBucket`) comes back as itself.
+//! fails when fewer than R answer; after a map change it also asks the previous map's replicas
+//! (below). A store error every answering replica agrees on (say `NoSuchBucket`) comes back as
+//! itself.
 //!
 //! # Convergence (see also `crate::stamped`)
 //!
@@ -70,12 +71,44 @@
 //!
 //! # Listings
 //!
-//! `list_objects`, `list_versions` and `list_uploads` are answered by the first replica that
-//! answers (this node first): they are exact for that replica, but a replica that missed writes
-//! lists what it holds (no merge across replicas). `list_parts` merges R replicas (greatest
-//! stamp per part number). `list_buckets` and `list_keys` take the union over every manifest
-//! node of the map, greatest stamp per name; they fail when more than n − R nodes cannot be
-//! asked.
+//! `list_objects`, `list_versions` and `list_uploads` merge the pages of R replicas (and of the
+//! previous map's, below), so a replica that missed writes does not make a listing incomplete
+//! (garbage collection marks live chunks from these listings). In short (details in
+//! `replicated/listing.rs`): entries are compared only up to the smallest last entry of a
+//! truncated page (the cut); common prefixes are united; an entry every page holds identically
+//! is taken as is; a disputed one (missing from some page, or different) is resolved — an
+//! object by a newest-version read of its key (the same read as `head`: greatest version id,
+//! never one a replica removed; a delete marker drops the key), a version or an upload by its
+//! stamped record on every answering replica (greatest stamp: a removed version's tombstone or
+//! a deleted upload drops it) — and the winner is sent to current replicas that lacked it. The
+//! page is then cut at max-keys with the store's markers (its last entry); a page left short
+//! by dropped entries goes on after the cut (at most 4 rounds, then it is returned short and
+//! truncated, marked at the cut). Cost: R (+ previous) listing calls per round, plus, only
+//! for disputed entries, one quorum key read per object (16 at once) or one stamped read per
+//! answering replica per 256 versions or uploads.
+//!
+//! A common prefix is listed if any answering page has it: one that only a stale replica
+//! still has (every key under it deleted since) may be listed until that replica is repaired.
+//!
+//! `list_parts` merges R replicas (greatest stamp per part number). `list_buckets` and
+//! `list_keys` take the union over every manifest node of the map, greatest stamp per name;
+//! they fail when more than n − R nodes cannot be asked.
+//!
+//! # Map changes
+//!
+//! [`ReplicatedManifests::set_map`] keeps the replaced map's placement (as `ReplicatedChunks`
+//! does for chunks): a bucket's (or access key's) new replicas may hold nothing yet. Until
+//! [`ReplicatedManifests::forget_previous_map`] (or the next map change), every read — single
+//! records (`get_bucket`, `get_version`, `get_upload`, `get_key`), newest-version reads
+//! (`head`, `current`, `get_null_version`), `list_parts` and the three listings above — asks R
+//! of the current replicas as before and, at the same time, every replica of the previous map
+//! that is not a current one; their answers are merged the same way, and those that fail are
+//! left out (they do not count towards R). Read repair goes to current replicas only. The cost
+//! is up to n more calls per read, and, in listings, keys written since the change are
+//! disputed (the previous replicas lack them) and resolved one key read each. Writes, checked
+//! operations, in-place updates and anti-entropy use the current map only. Forget the previous
+//! map once every current replica has caught up (an anti-entropy pass on each after the
+//! change); nothing does it automatically yet.
 //!
 //! `changes_since` and `stats` are this node's store when it holds one, else the first manifest
 //! node that answers.
@@ -89,9 +122,14 @@
 //!
 //! # Not done
 //!
-//! - no fallback to the previous map's replicas after [`ReplicatedManifests::set_map`], and
-//!   nothing moves metadata when placement changes;
-//! - object, version and upload listings are not merged across replicas (above);
+//! - nothing moves metadata when placement changes: reads fall back to the previous map's
+//!   replicas (above) and anti-entropy fills the new ones; nothing decides on its own when the
+//!   previous map can be forgotten, and only one previous map is kept (a second change before
+//!   the new replicas caught up loses the fallback to the first map's);
+//! - a listing does not merge the answers of replicas beyond R (plus the previous map's):
+//!   entries a write acknowledged at W put on none of the R answering replicas cannot occur,
+//!   but a replica that fails its stamped read while a version is disputed is left out of
+//!   that decision (the version is then listed if another replica holds it);
 //! - uploads and parts are repaired by reads only, not by anti-entropy;
 //! - a conditional write or a bucket's emptiness check is decided by the primary alone, from
 //!   what it holds;
@@ -135,6 +173,7 @@ use crate::{
 mod antientropy;
 mod backend;
 mod calls;
+mod listing;
 mod ops;
 
 /// Limits and timers of a [`ReplicatedManifests`].
@@ -272,7 +311,29 @@ pub(crate) struct State {
     pub(crate) r: usize,
     /// Every manifest node of the map (drained ones included), by id.
     pub(crate) manifest_nodes: Vec<Arc<Node>>,
+    /// The manifest nodes of the map and of the previous map, by id.
     nodes: HashMap<NodeId, Arc<Node>>,
+    /// The previous map's placement and n (the map before the last [`ReplicatedManifests::set_map`],
+    /// until [`ReplicatedManifests::forget_previous_map`]): reads also ask its replicas.
+    previous: Option<(Placer, usize)>,
+}
+
+/// The replicas a read asks: `order[..current]` are the current map's replicas in read order
+/// (this node first, then placement order), `order[current..]` the previous map's replicas
+/// that are not among them (placement order).
+pub(crate) struct ReadSet {
+    pub(crate) order: Vec<Arc<Node>>,
+    pub(crate) current: usize,
+}
+
+impl ReadSet {
+    /// A read set of the current replicas only.
+    pub(crate) fn current_only(replicas: &[Arc<Node>]) -> ReadSet {
+        ReadSet {
+            order: read_order(replicas),
+            current: replicas.len(),
+        }
+    }
 }
 
 impl State {
@@ -302,6 +363,42 @@ impl State {
     /// An access key's replicas, primary first.
     pub(crate) fn key_replicas(&self, id: &str) -> Result<Vec<Arc<Node>>, ManifestError> {
         self.place("", id.as_bytes())
+    }
+
+    /// The replicas of a placement key under the previous map, primary first (none when there
+    /// is no previous map).
+    fn place_previous(&self, bucket: &str, key: &[u8]) -> Vec<Arc<Node>> {
+        match &self.previous {
+            Some((placer, n)) => placer
+                .place(&manifest_key(bucket, key), *n)
+                .into_iter()
+                .filter_map(|id| self.nodes.get(&id).cloned())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// What a read of a placement key asks: the current replicas, then the previous map's
+    /// replicas not among them.
+    fn read_set(&self, bucket: &str, key: &[u8]) -> Result<ReadSet, ManifestError> {
+        let current = self.place(bucket, key)?;
+        let mut set = ReadSet::current_only(&current);
+        for node in self.place_previous(bucket, key) {
+            if !set.order.iter().any(|n| n.id == node.id) {
+                set.order.push(node);
+            }
+        }
+        Ok(set)
+    }
+
+    /// What a read of a bucket's data asks (see [`ReadSet`]).
+    pub(crate) fn bucket_read_set(&self, bucket: &str) -> Result<ReadSet, ManifestError> {
+        self.read_set(bucket, b"")
+    }
+
+    /// What a read of an access key asks (see [`ReadSet`]).
+    pub(crate) fn key_read_set(&self, id: &str) -> Result<ReadSet, ManifestError> {
+        self.read_set("", id.as_bytes())
     }
 }
 
@@ -448,7 +545,7 @@ impl ReplicatedManifests {
             counters: Counters::default(),
             hlc: Hlc::new(0, clock_node),
         });
-        let state = build_state(&shared, map);
+        let state = build_state(&shared, map, None);
         ReplicatedManifests {
             handle,
             shared,
@@ -463,8 +560,32 @@ impl ReplicatedManifests {
         if map.epoch <= state.map.epoch {
             return false;
         }
-        *state = Arc::new(build_state(&self.shared, map));
+        let next = build_state(&self.shared, map, Some(&state));
+        *state = Arc::new(next);
         true
+    }
+
+    /// Stops asking the previous map's replicas (see "Map changes" in the module docs): call
+    /// it once every replica placed by the current map has caught up (an anti-entropy pass on
+    /// each of them after the change). Returns whether there was a previous map.
+    pub fn forget_previous_map(&self) -> bool {
+        let mut state = self.state.write();
+        if state.previous.is_none() {
+            return false;
+        }
+        let next = build_state(&self.shared, state.map.clone(), None);
+        *state = Arc::new(next);
+        true
+    }
+
+    /// The replica nodes of `bucket` under the previous map (the one before the last
+    /// [`set_map`](ReplicatedManifests::set_map)), primary first; empty when there is none.
+    pub fn previous_bucket_replicas(&self, bucket: &str) -> Vec<NodeId> {
+        self.state()
+            .place_previous(bucket, b"")
+            .iter()
+            .map(|n| n.id)
+            .collect()
     }
 
     /// The current map.
@@ -593,9 +714,10 @@ impl ReplicatedManifests {
     }
 }
 
-/// The placement and nodes of `map`.
-fn build_state(shared: &Shared, map: ClusterMap) -> State {
-    let nodes: HashMap<NodeId, Arc<Node>> = map
+/// The placement and nodes of `map`; with `previous`, the map it replaces, whose placement
+/// and nodes reads keep asking (see "Map changes" in the module docs).
+fn build_state(shared: &Shared, map: ClusterMap, previous: Option<&State>) -> State {
+    let mut nodes: HashMap<NodeId, Arc<Node>> = map
         .nodes
         .values()
         .filter(|info| info.roles.has(Role::Manifest))
@@ -617,6 +739,13 @@ fn build_state(shared: &Shared, map: ClusterMap) -> State {
         .collect();
     let mut manifest_nodes: Vec<Arc<Node>> = nodes.values().cloned().collect();
     manifest_nodes.sort_by_key(|n| n.id);
+    let previous = previous.map(|prev| {
+        // The previous map's own nodes only (not those of the map before it).
+        for node in &prev.manifest_nodes {
+            nodes.entry(node.id).or_insert_with(|| node.clone());
+        }
+        (prev.placer.clone(), prev.n)
+    });
     let n = map.manifest_replicas();
     let w = usize::from(map.write_quorum()).clamp(1, n.max(1));
     State {
@@ -627,6 +756,7 @@ fn build_state(shared: &Shared, map: ClusterMap) -> State {
         map,
         manifest_nodes,
         nodes,
+        previous,
     }
 }
 

@@ -4,16 +4,20 @@
 use super::*;
 
 impl ReplicatedManifests {
-    /// A record read from R replicas (read order), with read repair.
+    /// A record read from R current replicas (read order) and the previous-only ones of `set`,
+    /// with read repair.
     pub(super) fn read_record(
         &self,
-        replicas: &[Arc<Node>],
+        set: &ReadSet,
         id: RecordId,
     ) -> Result<StampedRecord, ManifestError> {
         let r = self.state().r;
-        let order = read_order(replicas);
-        self.block_on(async { self.shared.get_record(&order, r, &id, true).await })
-            .map(|(w, _)| w)
+        self.block_on(async {
+            self.shared
+                .get_record(&set.order, set.current, r, &id, true)
+                .await
+        })
+        .map(|(w, _)| w)
     }
 
     /// A checked write on the primary, then the same (unchecked, at the stamp the primary
@@ -66,8 +70,13 @@ impl ReplicatedManifests {
         let state = self.state();
         let mut last = None;
         for _ in 0..self.shared.config.update_retries.max(1) {
-            let (winner, answers) =
-                self.block_on(self.shared.get_record(replicas, state.r, &id, false))?;
+            let (winner, answers) = self.block_on(self.shared.get_record(
+                replicas,
+                replicas.len(),
+                state.r,
+                &id,
+                false,
+            ))?;
             let Some(current) = winner.record.clone() else {
                 return Ok(None);
             };
@@ -120,8 +129,8 @@ impl ReplicatedManifests {
         Err(last.unwrap_or_else(|| Refusal::Conflict(format!("{what}: no attempt made")).into()))
     }
 
-    /// The newest version of a key (`null`: its null version) from R replicas, never one an
-    /// answering replica removed (see the module docs).
+    /// The newest version of a key (`null`: its null version) from R current replicas and the
+    /// previous-only ones, never one an answering replica removed (see the module docs).
     pub(super) fn read_newest(
         &self,
         bucket: &str,
@@ -129,98 +138,8 @@ impl ReplicatedManifests {
         null: bool,
     ) -> Result<Option<VersionManifest>, ManifestError> {
         let state = self.state();
-        let order = read_order(&state.bucket_replicas(bucket)?);
-        let shared = &self.shared;
-        self.block_on(async {
-            let (b, k) = (bucket.to_string(), key.to_string());
-            let mut answers = shared
-                .ask("a read", &order, state.r, move |shared, node| {
-                    let (b, k) = (b.clone(), k.clone());
-                    async move { shared.read_key(&node, &b, &k, null).await }
-                })
-                .await?;
-            let mut removed: HashSet<VersionId> = HashSet::new();
-            for round in 0..4 {
-                removed.extend(
-                    answers
-                        .iter()
-                        .flat_map(|(_, a)| a.tombstones.iter().copied()),
-                );
-                let stale: Vec<usize> = (0..answers.len())
-                    .filter(|&j| {
-                        answers[j]
-                            .1
-                            .found
-                            .as_ref()
-                            .is_some_and(|f| removed.contains(&f.version))
-                    })
-                    .collect();
-                if stale.is_empty() {
-                    break;
-                }
-                for j in stale {
-                    let (i, a) = &mut answers[j];
-                    let node = &order[*i];
-                    let found = a.found.take().expect("filtered on found");
-                    if round == 3 {
-                        continue;
-                    }
-                    // Push the removal there, then ask it again.
-                    let removal = StampedWrite {
-                        id: version_id(bucket, key, found.version),
-                        record: None,
-                        stamp: TOMBSTONE,
-                        check: StampCheck::None,
-                    };
-                    add(&shared.counters.read_repairs, 1);
-                    if shared.put_all(node, vec![removal]).await.is_ok() {
-                        if let Ok(again) = shared.read_key(node, bucket, key, null).await {
-                            *a = again;
-                        }
-                    }
-                }
-            }
-            let winner = answers
-                .iter()
-                .filter_map(|(_, a)| a.found.as_ref().map(|f| (f, a.stamp)))
-                .filter(|(f, _)| !removed.contains(&f.version))
-                .max_by_key(|(f, stamp)| (f.version, *stamp))
-                .map(|(f, s)| (f.clone(), s));
-            if let Some((w, stamp)) = &winner {
-                for (i, a) in &answers {
-                    let behind = match &a.found {
-                        None => true,
-                        Some(f) => {
-                            f.version < w.version || (f.version == w.version && a.stamp < *stamp)
-                        }
-                    };
-                    if behind {
-                        shared.repair(
-                            order[*i].clone(),
-                            vec![StampedWrite {
-                                id: version_id(bucket, key, w.version),
-                                record: Some(Record::Version(w.clone())),
-                                stamp: *stamp,
-                                check: StampCheck::None,
-                            }],
-                            &order,
-                        );
-                    }
-                }
-            }
-            Ok(winner.map(|(w, _)| w))
-        })
-    }
-
-    /// A listing from the first replica of the bucket that answers (this node first).
-    pub(super) fn list_first(
-        &self,
-        bucket: &str,
-        req: ManifestRequest,
-    ) -> Result<ManifestResponse, ManifestError> {
-        let order = read_order(&self.state().bucket_replicas(bucket)?);
-        self.block_on(self.shared.first_answer("a listing", &order, req))
-            .map(|(_, r)| r)
+        let set = state.bucket_read_set(bucket)?;
+        self.block_on(self.shared.newest(&set, state.r, bucket, key, null))
     }
 
     /// Every bucket record (`keys` false) or access key on any manifest node, greatest stamp
@@ -306,5 +225,98 @@ impl ReplicatedManifests {
             ));
         }
         Ok(merged.into_values().filter_map(|r| r.record).collect())
+    }
+}
+
+impl Shared {
+    /// [`ReplicatedManifests::read_newest`] over `set`: R of its current replicas and every
+    /// previous-only one; the winner is sent to current replicas that lack it.
+    pub(super) async fn newest(
+        self: &Arc<Self>,
+        set: &ReadSet,
+        r: usize,
+        bucket: &str,
+        key: &str,
+        null: bool,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        let shared = self;
+        let order = &set.order;
+        let (b, k) = (bucket.to_string(), key.to_string());
+        let mut answers = shared
+            .ask_read("a read", set, r, move |shared, node| {
+                let (b, k) = (b.clone(), k.clone());
+                async move { shared.read_key(&node, &b, &k, null).await }
+            })
+            .await?;
+        let mut removed: HashSet<VersionId> = HashSet::new();
+        for round in 0..4 {
+            removed.extend(
+                answers
+                    .iter()
+                    .flat_map(|(_, a)| a.tombstones.iter().copied()),
+            );
+            let stale: Vec<usize> = (0..answers.len())
+                .filter(|&j| {
+                    answers[j]
+                        .1
+                        .found
+                        .as_ref()
+                        .is_some_and(|f| removed.contains(&f.version))
+                })
+                .collect();
+            if stale.is_empty() {
+                break;
+            }
+            for j in stale {
+                let (i, a) = &mut answers[j];
+                let node = &order[*i];
+                let found = a.found.take().expect("filtered on found");
+                if round == 3 {
+                    continue;
+                }
+                // Push the removal there, then ask it again.
+                let removal = StampedWrite {
+                    id: version_id(bucket, key, found.version),
+                    record: None,
+                    stamp: TOMBSTONE,
+                    check: StampCheck::None,
+                };
+                add(&shared.counters.read_repairs, 1);
+                if shared.put_all(node, vec![removal]).await.is_ok() {
+                    if let Ok(again) = shared.read_key(node, bucket, key, null).await {
+                        *a = again;
+                    }
+                }
+            }
+        }
+        let winner = answers
+            .iter()
+            .filter_map(|(_, a)| a.found.as_ref().map(|f| (f, a.stamp)))
+            .filter(|(f, _)| !removed.contains(&f.version))
+            .max_by_key(|(f, stamp)| (f.version, *stamp))
+            .map(|(f, s)| (f.clone(), s));
+        if let Some((w, stamp)) = &winner {
+            for (i, a) in answers.iter().filter(|(i, _)| *i < set.current) {
+                let behind = match &a.found {
+                    None => true,
+                    Some(f) => {
+                        f.version < w.version || (f.version == w.version && a.stamp < *stamp)
+                    }
+                };
+                if behind {
+                    shared.repair(
+                        order[*i].clone(),
+                        vec![StampedWrite {
+                            id: version_id(bucket, key, w.version),
+                            record: Some(Record::Version(w.clone())),
+                            stamp: *stamp,
+                            check: StampCheck::None,
+                        }],
+                        order,
+                    );
+                }
+            }
+        }
+        Ok(winner.map(|(w, _)| w))
     }
 }
