@@ -289,7 +289,9 @@ impl MultiSite {
     pub async fn metrics(&self, k: usize) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let addr = self.slots[k].config.listen.admin;
-        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("admin endpoint");
+        let mut conn = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("admin endpoint");
         conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .expect("send");

@@ -511,3 +511,110 @@ async fn a_partitioned_minority_refuses_writes_and_catches_up_after_healing() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_node_is_removed_repair_and_anti_entropy_restore_every_copy_elsewhere() {
+    bounded(async {
+        let mut site = MultiSite::start(4, 3, 4, MANUAL_WORKERS).await;
+        let mut bodies = Vec::new();
+        for b in 0..3 {
+            let bucket = format!("shrink{b}");
+            site.s3(0)
+                .create_bucket()
+                .bucket(&bucket)
+                .send()
+                .await
+                .unwrap();
+            for i in 0..6u64 {
+                let body = random_bytes(120_000, 1000 * b + i);
+                put(
+                    &site.s3(b as usize),
+                    &bucket,
+                    &format!("o{i}"),
+                    body.clone(),
+                )
+                .await;
+                bodies.push((bucket.clone(), format!("o{i}"), body));
+            }
+        }
+
+        // Anti-entropy has run before: every node's cursor is at the end of its peers' logs.
+        for k in 0..4 {
+            site.node(k)
+                .manifest_backend
+                .anti_entropy_pass()
+                .await
+                .unwrap();
+        }
+
+        // n2 goes away for good: removed from the map, then stopped.
+        let cluster = site.node(0).cluster.clone();
+        let n2 = site.node(1).cluster.me();
+        cluster.stage(|s| s.remove.push(n2)).unwrap();
+        let (map, _, _) = cluster.apply_staged().await.unwrap();
+        site.kill_node(1).await;
+        for k in [0, 2, 3] {
+            assert_eq!(site.node(k).cluster.map().epoch, map.epoch);
+        }
+
+        // Metadata: each remaining node's anti-entropy re-reads its peers' logs under the new
+        // map, so the buckets placement now gives it are filled; then reads stop falling back
+        // to the old placement.
+        for k in [0, 2, 3] {
+            site.node(k)
+                .manifest_backend
+                .anti_entropy_pass()
+                .await
+                .unwrap();
+        }
+        // Every replica the new placement names holds every object in its own store (checked
+        // before any read, which would repair it).
+        for (bucket, key, _) in &bodies {
+            let replicas = site.node(0).manifest_backend.bucket_replicas(bucket);
+            assert_eq!(replicas.len(), 3);
+            for k in [0, 2, 3] {
+                let node = site.node(k);
+                if replicas.contains(&node.cluster.me()) {
+                    let store = node.manifests.as_ref().unwrap();
+                    assert!(
+                        store.current(bucket, key).unwrap().is_some(),
+                        "n{} is a replica of {bucket} but lacks {key}",
+                        k + 1
+                    );
+                }
+            }
+        }
+        for k in [0, 2, 3] {
+            site.node(k).manifest_backend.forget_previous_map();
+        }
+        repair_all(&site, 1).await;
+
+        for id in site.all_chunks() {
+            let want: BTreeSet<_> = place_chunk(&map, &id).into_iter().collect();
+            assert_eq!(want.len(), 3);
+            assert!(!want.contains(&n2));
+            assert_eq!(site.copies(&id), 3, "chunk {id} lacks copies after n2 left");
+        }
+        for k in [0, 2, 3] {
+            for (bucket, key, body) in &bodies {
+                assert_eq!(
+                    &get(&site.s3(k), bucket, key).await,
+                    body,
+                    "{bucket}/{key} via n{}",
+                    k + 1
+                );
+            }
+            let listed = site
+                .s3(k)
+                .list_objects_v2()
+                .bucket("shrink1")
+                .send()
+                .await
+                .unwrap()
+                .key_count();
+            assert_eq!(listed, Some(6), "listing through n{}", k + 1);
+        }
+        site.shutdown().await;
+    })
+    .await;
+}

@@ -501,7 +501,11 @@ impl MetricsSource for NodeStoreMetrics {
     fn render(&self, out: &mut String) {
         let Ok(s) = self.0.stats() else { return };
         for (name, help, v) in [
-            ("cairn_node_chunks", "Chunks in this node's store.", s.chunks),
+            (
+                "cairn_node_chunks",
+                "Chunks in this node's store.",
+                s.chunks,
+            ),
             (
                 "cairn_node_chunk_raw_bytes",
                 "Uncompressed bytes of the chunks in this node's store.",

@@ -167,7 +167,8 @@ impl ReplicatedManifests {
         report: &mut AntiEntropyReport,
     ) -> Result<(), ManifestError> {
         let peer_id = peer.id;
-        let mut cursor = local(store, move |s| s.sync_cursor(peer_id)).await?;
+        let epoch = state.map.epoch;
+        let mut cursor = local(store, move |s| s.sync_cursor(peer_id, epoch)).await?;
         if let ManifestResponse::Stats(st) = self.shared.call(peer, ManifestRequest::Stats).await? {
             if st.last_seq < cursor {
                 cursor = 0;
@@ -256,7 +257,7 @@ impl ReplicatedManifests {
                 ));
             }
             cursor = last_seq;
-            local(store, move |s| s.set_sync_cursor(peer_id, last_seq)).await?;
+            local(store, move |s| s.set_sync_cursor(peer_id, epoch, last_seq)).await?;
         }
         Ok(())
     }

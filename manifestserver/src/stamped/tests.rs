@@ -231,7 +231,9 @@ fn a_database_without_the_new_column_families_gains_them() {
     s.remove_version("b", "k", version("k", 1).version).unwrap();
     assert!(s.is_removed("b", "k", version("k", 1).version).unwrap());
     assert!(s.put_stamped(&bucket_write("new", 5)).unwrap().applied);
-    s.set_sync_cursor(3, 42).unwrap();
-    assert_eq!(s.sync_cursor(3).unwrap(), 42);
-    assert_eq!(s.sync_cursor(4).unwrap(), 0);
+    s.set_sync_cursor(3, 7, 42).unwrap();
+    assert_eq!(s.sync_cursor(3, 7).unwrap(), 42);
+    assert_eq!(s.sync_cursor(4, 7).unwrap(), 0);
+    // Under another map the peer's log is read again from the start.
+    assert_eq!(s.sync_cursor(3, 8).unwrap(), 0);
 }
