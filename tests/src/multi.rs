@@ -45,24 +45,32 @@ fn free_udp_port() -> u16 {
 }
 
 /// The config of node `name` for a site whose nodes are `site_nodes` (name, rpc port, zone).
+/// A node of a test site's first map: name, transport port, zone, roles.
+type SiteNode = (String, u16, String, String);
+
 fn config_for(
     dir: &std::path::Path,
     name: &str,
     rpc: u16,
     rf: u8,
-    site_nodes: &[(String, u16, String)],
+    site_nodes: &[SiteNode],
     extra: &str,
 ) -> NodeConfig {
+    let roles = site_nodes
+        .iter()
+        .find(|n| n.0 == name)
+        .map_or("all", |n| n.3.as_str());
     let mut text = format!(
         "[node]\nname = \"{name}\"\ndata_dir = \"{data}\"\ncerts_dir = \"{certs}\"\n\
-         [listen]\nrpc = \"127.0.0.1:{rpc}\"\ns3 = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         roles = [\"{roles}\"]\n[listen]\nrpc = \"127.0.0.1:{rpc}\"\ns3 = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
          [site]\nreplication_factor = {rf}\n",
         data = dir.join(name).join("data").display(),
         certs = dir.join(name).join("certs").display(),
     );
-    for (n, port, zone) in site_nodes {
+    for (n, port, zone, roles) in site_nodes {
         text.push_str(&format!(
-            "[[site.nodes]]\nname = \"{n}\"\naddress = \"127.0.0.1:{port}\"\nzone = \"{zone}\"\n"
+            "[[site.nodes]]\nname = \"{n}\"\naddress = \"127.0.0.1:{port}\"\nzone = \"{zone}\"\n\
+             roles = [\"{roles}\"]\n"
         ));
     }
     text.push_str(extra);
@@ -74,19 +82,27 @@ impl MultiSite {
     /// `rf`, and imports the test access key once the metadata quorum answers. `extra` is
     /// appended to every node's config (e.g. a `[workers]` section).
     pub async fn start(n: usize, rf: u8, zones: usize, extra: &str) -> MultiSite {
+        MultiSite::start_with_roles(&vec!["all"; n], rf, zones, extra).await
+    }
+
+    /// [`MultiSite::start`] with node k's roles (`"all"`, `"s3"`, `"chunk,manifest"`, ...) in
+    /// `roles[k]`. Node 1 must run the manifest role or reach nodes that do (it imports the key).
+    pub async fn start_with_roles(roles: &[&str], rf: u8, zones: usize, extra: &str) -> MultiSite {
+        let n = roles.len();
         let dir = tempfile::tempdir().expect("temp dir");
         let ca = SiteCa::generate(SITE).expect("site CA");
-        let site_nodes: Vec<(String, u16, String)> = (1..=n)
+        let site_nodes: Vec<SiteNode> = (1..=n)
             .map(|k| {
                 (
                     format!("n{k}"),
                     free_udp_port(),
                     format!("z{}", (k - 1) % zones + 1),
+                    roles[k - 1].to_string(),
                 )
             })
             .collect();
         let mut slots = Vec::new();
-        for (name, port, _) in &site_nodes {
+        for (name, port, _, _) in &site_nodes {
             ca.issue_node(name, &[])
                 .expect("node cert")
                 .save(&dir.path().join(name).join("certs"), false)
@@ -165,13 +181,13 @@ impl MultiSite {
             .save(&self.dir.path().join(&name).join("certs"), false)
             .expect("save cert");
         let first = &self.slots[0].config;
-        let site_nodes: Vec<(String, u16, String)> = first
+        let site_nodes: Vec<SiteNode> = first
             .site
             .nodes
             .iter()
             .map(|n| {
                 let port = n.address.rsplit(':').next().unwrap().parse().unwrap();
-                (n.name.clone(), port, n.zone.clone())
+                (n.name.clone(), port, n.zone.clone(), n.roles.join(","))
             })
             .collect();
         let mut config = config_for(

@@ -618,3 +618,45 @@ async fn after_a_node_is_removed_repair_and_anti_entropy_restore_every_copy_else
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gateway_only_node_serves_s3_from_storage_nodes_that_serve_none() {
+    bounded(async {
+        let roles = ["chunk,manifest", "chunk,manifest", "chunk,manifest", "s3"];
+        let site = MultiSite::start_with_roles(&roles, 3, 3, MANUAL_WORKERS).await;
+        let gateway = site.node(3);
+        assert!(gateway.chunks.is_none() && gateway.manifests.is_none());
+        assert!(
+            site.node(0).s3_addr.is_none(),
+            "a storage-only node serves S3"
+        );
+
+        let s3 = site.s3(3);
+        s3.create_bucket()
+            .bucket("split-roles")
+            .send()
+            .await
+            .unwrap();
+        let body = random_bytes(1 << 20, 5);
+        put(&s3, "split-roles", "obj", body.clone()).await;
+        assert_eq!(get(&s3, "split-roles", "obj").await, body);
+
+        // The data is on the storage nodes, three copies of every chunk, and the metadata on
+        // all three manifest nodes; the gateway holds nothing.
+        let chunks = site.all_chunks();
+        assert!(!chunks.is_empty());
+        for id in &chunks {
+            assert_eq!(site.copies(id), 3, "chunk {id}");
+        }
+        for k in 0..3 {
+            let store = site.node(k).manifests.clone().unwrap();
+            assert!(
+                store.current("split-roles", "obj").unwrap().is_some(),
+                "n{}",
+                k + 1
+            );
+        }
+        site.shutdown().await;
+    })
+    .await;
+}
