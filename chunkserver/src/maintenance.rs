@@ -54,7 +54,6 @@
 //!
 //! Passes are async and run on tokio; local store calls run on the blocking pool.
 
-mod limit;
 mod progress;
 
 use std::collections::{BTreeMap, HashSet};
@@ -65,7 +64,7 @@ use cairn_core::placement::Placer;
 use cairn_core::{ChunkId, ErrorKind};
 use futures::stream::{self, StreamExt};
 
-pub use limit::RateLimiter;
+pub use cairn_net::RateLimiter;
 pub use progress::{render_prometheus, PassReport, WorkerKind, WorkerProgress, WorkerSnapshot};
 
 use crate::rpc::MAX_IDS_PER_CALL;

@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// so writes whose manifest is not applied yet keep their chunks (at least 1200).
     #[arg(long, default_value_t = 3600, env = "CAIRN_GC_HOLD")]
     pub gc_hold: u64,
+    /// Most versions the garbage collector reads, and chunks it deletes, per second (0: no
+    /// limit), so a pass does not compete with requests for the disk.
+    #[arg(long, default_value_t = 0, env = "CAIRN_GC_RATE")]
+    pub gc_rate: u64,
 }
 
 /// Writes `contents` to `path` readable by the owner only (0600), atomically.
@@ -211,6 +215,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         workers.clone(),
         Duration::from_secs(args.gc_interval.max(1)),
         Duration::from_secs(args.gc_hold),
+        args.gc_rate,
         None,
         stop_rx.clone(),
     ));

@@ -247,9 +247,11 @@ pub async fn gc_loop(
     workers: Arc<Workers>,
     interval: Duration,
     hold: Duration,
+    items_per_sec: u64,
     gate: Option<Gate>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let limiter = cairn_chunkserver::RateLimiter::new(items_per_sec);
     {
         let mut s = workers.gc.lock();
         s.name = "gc".into();
@@ -284,7 +286,9 @@ pub async fn gc_loop(
         let progress = move |r: &GcReport| {
             w.gc.lock().gc = Some(r.clone());
         };
-        let result = client.run_gc(started, hold_ms, &progress).await;
+        let result = client
+            .run_gc_limited(started, hold_ms, &progress, &limiter)
+            .await;
         let mut s = workers.gc.lock();
         s.state = "idle".into();
         match result {

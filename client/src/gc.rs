@@ -32,7 +32,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use cairn_chunkserver::ChunkStore;
+use cairn_chunkserver::{ChunkStore, RateLimiter};
 use cairn_core::extent::{Child, NodeStore, Target, TreeNode, MAX_DEPTH};
 use cairn_core::manifest::Content;
 use cairn_core::ChunkId;
@@ -105,6 +105,19 @@ impl Client {
         hold_ms: u64,
         progress: &(dyn Fn(&GcReport) + Sync),
     ) -> Result<GcReport, ClientError> {
+        self.run_gc_limited(now_ms, hold_ms, progress, &RateLimiter::new(0))
+            .await
+    }
+
+    /// [`Client::run_gc`] at most as fast as `limiter` allows, counting one token per version
+    /// or part the mark reads and per chunk the sweep deletes.
+    pub async fn run_gc_limited(
+        &self,
+        now_ms: u64,
+        hold_ms: u64,
+        progress: &(dyn Fn(&GcReport) + Sync),
+        limiter: &RateLimiter,
+    ) -> Result<GcReport, ClientError> {
         let store = self.inner.local.clone().ok_or_else(|| {
             ClientError::InvalidRequest(
                 "garbage collection needs this node's chunk store: run it on a node with the chunk role".into(),
@@ -127,10 +140,12 @@ impl Client {
         let mut marks = Marks {
             set: HashSet::new(),
         };
-        self.gc_mark(&mut marks, &mut report, progress).await?;
+        self.gc_mark(&mut marks, &mut report, progress, limiter)
+            .await?;
         report.phase = GcPhase::Sweep;
         progress(&report);
-        self.gc_sweep(store, &marks, &mut report, progress).await?;
+        self.gc_sweep(store, &marks, &mut report, progress, limiter)
+            .await?;
         report.phase = GcPhase::Done;
         progress(&report);
         Ok(report)
@@ -142,6 +157,7 @@ impl Client {
         marks: &mut Marks,
         report: &mut GcReport,
         progress: &(dyn Fn(&GcReport) + Sync),
+        limiter: &RateLimiter,
     ) -> Result<(), ClientError> {
         let first_seq = self.blocking(|i| Ok(i.meta.stats()?.last_seq)).await?;
         self.gc_mark_uploads(marks, report, progress).await?;
@@ -157,6 +173,7 @@ impl Client {
                     Err(ClientError::NoSuchBucket(_)) => break,
                     Err(e) => return Err(e),
                 };
+                limiter.acquire(page.versions.len() as u64).await;
                 for m in page.versions {
                     report.versions_scanned += 1;
                     self.gc_mark_content(&m.content, marks, report).await?;
@@ -178,6 +195,7 @@ impl Client {
                 .await?;
             let Some(last) = changes.last() else { break };
             after = last.seq;
+            limiter.acquire(changes.len() as u64).await;
             for c in changes {
                 if c.removed || c.delete_marker {
                     continue;
@@ -300,6 +318,7 @@ impl Client {
         marks: &Marks,
         report: &mut GcReport,
         progress: &(dyn Fn(&GcReport) + Sync),
+        limiter: &RateLimiter,
     ) -> Result<(), ClientError> {
         let cutoff = report.cutoff_ms;
         let mut after: Option<ChunkId> = None;
@@ -318,6 +337,7 @@ impl Client {
                 .filter(|id| !marks.set.contains(id))
                 .collect();
             for batch in candidates.chunks(DELETE_BATCH) {
+                limiter.acquire(batch.len() as u64).await;
                 let batch = batch.to_vec();
                 let s = store.clone();
                 let (deleted, freed) = self

@@ -218,6 +218,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         ManifestReplicationConfig {
             call_timeout: MANIFEST_CALL_TIMEOUT,
             clock_node: Some(me),
+            anti_entropy_records_per_sec: config.workers.anti_entropy_records_per_sec,
             ..ManifestReplicationConfig::default()
         },
     ));
@@ -458,6 +459,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             workers.clone(),
             Duration::from_secs(w.gc_interval.max(1)),
             Duration::from_secs(w.gc_hold),
+            w.gc_items_per_sec,
             Some(all_manifests_up),
             stop_rx.clone(),
         )));

@@ -124,6 +124,10 @@ impl ReplicatedManifests {
             let Some(last) = records.last() else {
                 return Ok(());
             };
+            self.shared
+                .anti_entropy_limiter
+                .acquire(records.len() as u64)
+                .await;
             after = match &last.id {
                 RecordId::Bucket(n) | RecordId::Key(n) => Some(n.clone()),
                 _ => None,
@@ -190,6 +194,10 @@ impl ReplicatedManifests {
             let Some(last_seq) = changes.last().map(|c| c.seq) else {
                 return Ok(());
             };
+            self.shared
+                .anti_entropy_limiter
+                .acquire(changes.len() as u64)
+                .await;
             report.changes_read += changes.len() as u64;
             let mut removals = Vec::new();
             let mut fetch = Vec::new();

@@ -188,6 +188,9 @@ pub struct ManifestReplicationConfig {
     pub update_retries: usize,
     /// Pages of a peer's change log one anti-entropy pass reads (each ≤ 1000 changes).
     pub anti_entropy_pages: usize,
+    /// Records (bucket records, keys, change-log entries) anti-entropy reads from peers per
+    /// second (0 = no limit).
+    pub anti_entropy_records_per_sec: u64,
     /// The node id in this backend's revision stamps: this node's id by default (0 on a node
     /// without a local store). Coordinators should not share one.
     pub clock_node: Option<NodeId>,
@@ -200,6 +203,7 @@ impl Default for ManifestReplicationConfig {
             max_background: 256,
             update_retries: 5,
             anti_entropy_pages: 16,
+            anti_entropy_records_per_sec: 0,
             clock_node: None,
         }
     }
@@ -300,6 +304,8 @@ pub(crate) struct Shared {
     pub(crate) background: Arc<Semaphore>,
     pub(crate) counters: Counters,
     pub(crate) hlc: Hlc,
+    /// Bounds how fast anti-entropy reads records from peers.
+    pub(crate) anti_entropy_limiter: cairn_net::RateLimiter,
 }
 
 /// One map's placement and nodes.
@@ -540,6 +546,7 @@ impl ReplicatedManifests {
         let shared = Arc::new(Shared {
             client,
             background: Arc::new(Semaphore::new(config.max_background.max(1))),
+            anti_entropy_limiter: cairn_net::RateLimiter::new(config.anti_entropy_records_per_sec),
             config,
             local,
             counters: Counters::default(),

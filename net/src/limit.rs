@@ -1,4 +1,5 @@
-//! A token bucket over bytes, bounding how fast a maintenance worker reads and sends.
+//! A token bucket bounding how fast a background worker reads and sends: bytes (chunk repair,
+//! rebalance, scrub) or records (garbage collection, metadata anti-entropy).
 
 use std::time::{Duration, Instant};
 
