@@ -178,3 +178,65 @@ fn init_rejects_bad_names_and_writes_nothing() {
     assert!(!ok && err.contains("not in --nodes"), "{err}");
     assert!(!dir.exists(), "a refused init must not write anything");
 }
+
+/// A node config for `name` whose certificates are in `certs` and data in `data`.
+fn node_config(name: &str, certs: &Path, data: &Path, extra_site_field: &str) -> String {
+    format!(
+        "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\ncerts_dir = \"{}\"\n\
+         [listen]\nrpc = \"127.0.0.1:0\"\ns3 = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [site]\n{extra_site_field}[[site.nodes]]\nname = \"n1\"\naddress = \"127.0.0.1:7001\"\n",
+        data.display(),
+        certs.display()
+    )
+}
+
+#[test]
+fn serve_with_a_bad_config_says_what_is_wrong_and_starts_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("site");
+    let (ok, _, err) = cairn(&[
+        "init",
+        "--dir",
+        site.to_str().unwrap(),
+        "--site",
+        "s",
+        "--nodes",
+        "n1,n2",
+    ]);
+    assert!(ok, "{err}");
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("node.toml");
+    let serve = |text: String| {
+        std::fs::write(&config, text).unwrap();
+        let (ok, _, err) = cairn(&["serve", "--config", config.to_str().unwrap()]);
+        assert!(!ok, "cairn serve started with a bad config");
+        err
+    };
+
+    // A misspelt field is named.
+    let err = serve(node_config(
+        "n1",
+        &site.join("n1"),
+        &data,
+        "replication_factr = 1\n",
+    ));
+    assert!(err.contains("replication_factr"), "{err}");
+    // No certificate: says how to make one.
+    let err = serve(node_config("n1", &tmp.path().join("none"), &data, ""));
+    assert!(err.contains("cairn init"), "{err}");
+    // Another node's certificate.
+    let err = serve(node_config("n1", &site.join("n2"), &data, ""));
+    assert!(err.contains("is for node `n2`, not `n1`"), "{err}");
+    // A first map that cannot work: replication factor above the node count.
+    let err = serve(node_config(
+        "n1",
+        &site.join("n1"),
+        &data,
+        "replication_factor = 3\n",
+    ));
+    assert!(err.contains("[site]"), "{err}");
+    assert!(!data.exists(), "a bad config left a data dir behind");
+    // Missing file.
+    let (ok, _, err) = cairn(&["serve", "--config", "/nonexistent/cairn.toml"]);
+    assert!(!ok && err.contains("cannot read config file"), "{err}");
+}

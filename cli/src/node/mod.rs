@@ -149,6 +149,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     }
     let site = identity.site().to_string();
     let me = config::node_id(&site, &config.node.name);
+    // Checked before anything is created on disk.
+    let first_map = config.first_map(&site)?;
     let dir = config.node.data_dir.clone();
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create data dir {}", dir.display()))?;
@@ -185,12 +187,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         ..NetConfig::default()
     };
     let net = cairn_net::Client::new(&identity, net_config.clone(), any_of(&config.listen.rpc))?;
-    let cluster = Arc::new(ClusterState::open(
-        &dir,
-        me,
-        config.first_map(&site)?,
-        net.clone(),
-    )?);
+    let cluster = Arc::new(ClusterState::open(&dir, me, first_map, net.clone())?);
     let map = cluster.map();
     if map.node(me).is_none() {
         warn!(
