@@ -71,6 +71,20 @@ impl Pool {
         Ok(c)
     }
 
+    /// Closes the connection to `node` at `addr`, so the next call dials again. Used when a
+    /// call timed out: a peer that crashed or restarted sends no close, and its old connection
+    /// would swallow every call until the idle timeout. Calls in flight on it fail.
+    pub fn forget(&self, addr: SocketAddr, node: &str) {
+        let slot = self.slots.lock().get(&(addr, node.to_string())).cloned();
+        if let Some(slot) = slot {
+            if let Ok(mut conn) = slot.try_lock() {
+                if let Some(c) = conn.take() {
+                    c.close(quinn::VarInt::from_u32(1), b"call timed out");
+                }
+            }
+        }
+    }
+
     /// Open connections in the pool.
     pub fn open_connections(&self) -> usize {
         self.slots
@@ -238,11 +252,14 @@ impl Peer {
             Ok(_) => {
                 self.client.suspects.lock().remove(&*self.node);
             }
-            Err(RpcError::Timeout(_) | RpcError::Io(_)) => {
+            Err(e @ (RpcError::Timeout(_) | RpcError::Io(_))) => {
                 self.client
                     .suspects
                     .lock()
                     .insert(self.node.clone(), Instant::now() + SUSPECT_FOR);
+                if matches!(e, RpcError::Timeout(_)) {
+                    self.client.pool.forget(self.addr, &self.node);
+                }
             }
             Err(_) => {}
         }

@@ -120,7 +120,9 @@ impl ManifestBackend for ReplicatedManifests {
         }
         self.block_on(async {
             let mut failures = Vec::new();
-            for (i, node) in replicas.iter().enumerate() {
+            // The primary is the first replica that answers; one suspected down is tried last.
+            for i in self.shared.by_health(&replicas) {
+                let node = &replicas[i];
                 let mut answer = self.shared.call(node, req.clone()).await;
                 if matches!(answer, Err(ManifestError::NoSuchBucket(_)))
                     && self.shared.copy_bucket(node, &m.bucket, &replicas).await
