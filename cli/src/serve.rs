@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// so writes whose manifest is not applied yet keep their chunks (at least 1200).
     #[arg(long, default_value_t = 3600, env = "CAIRN_GC_HOLD")]
     pub gc_hold: u64,
+    /// Most versions the lifecycle worker looks at per second (0: no limit).
+    #[arg(long, default_value_t = 0, env = "CAIRN_LIFECYCLE_RATE")]
+    pub lifecycle_rate: u64,
     /// Most versions the garbage collector reads, and chunks it deletes, per second (0: no
     /// limit), so a pass does not compete with requests for the disk.
     #[arg(long, default_value_t = 0, env = "CAIRN_GC_RATE")]
@@ -207,6 +210,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         client.clone(),
         workers.clone(),
         Duration::from_secs(args.lifecycle_interval.max(1)),
+        args.lifecycle_rate,
         None,
         stop_rx.clone(),
     ));

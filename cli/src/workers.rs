@@ -176,9 +176,11 @@ pub async fn lifecycle_loop(
     client: Client,
     workers: Arc<Workers>,
     interval: Duration,
+    versions_per_sec: u64,
     gate: Option<Gate>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let limiter = cairn_chunkserver::RateLimiter::new(versions_per_sec);
     {
         let mut s = workers.lifecycle.lock();
         s.name = "lifecycle".into();
@@ -211,7 +213,9 @@ pub async fn lifecycle_loop(
                 s.last_error = Some(e.clone());
             }
         };
-        let result = client.run_lifecycle(started, &progress).await;
+        let result = client
+            .run_lifecycle_limited(started, &progress, &limiter)
+            .await;
         let mut s = workers.lifecycle.lock();
         s.state = "idle".into();
         match result {

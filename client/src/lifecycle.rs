@@ -6,6 +6,7 @@
 //! by object lock are never removed. The worker that runs passes lives in the server; a pass
 //! takes the time as an argument, so it can be tested at any date.
 
+use cairn_chunkserver::RateLimiter;
 use cairn_core::manifest::{Bucket, LifecycleRule, VersionManifest, Versioning};
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +79,18 @@ impl Client {
         now_ms: u64,
         progress: &(dyn Fn(&LifecycleReport) + Sync),
     ) -> Result<LifecycleReport, ClientError> {
+        self.run_lifecycle_limited(now_ms, progress, &RateLimiter::new(0))
+            .await
+    }
+
+    /// [`Client::run_lifecycle`] at most as fast as `limiter` allows, one token per version
+    /// it looks at.
+    pub async fn run_lifecycle_limited(
+        &self,
+        now_ms: u64,
+        progress: &(dyn Fn(&LifecycleReport) + Sync),
+        limiter: &RateLimiter,
+    ) -> Result<LifecycleReport, ClientError> {
         let mut report = LifecycleReport::default();
         for bucket in self.list_buckets().await? {
             let Some(rules) = bucket.lifecycle.clone() else {
@@ -87,7 +100,7 @@ impl Client {
                 continue;
             }
             report.buckets += 1;
-            self.lifecycle_versions(&bucket, &rules, now_ms, &mut report, progress)
+            self.lifecycle_versions(&bucket, &rules, now_ms, &mut report, progress, limiter)
                 .await?;
             self.lifecycle_uploads(&bucket, &rules, now_ms, &mut report)
                 .await?;
@@ -103,6 +116,7 @@ impl Client {
         now: u64,
         report: &mut LifecycleReport,
         progress: &(dyn Fn(&LifecycleReport) + Sync),
+        limiter: &RateLimiter,
     ) -> Result<(), ClientError> {
         let mut q = VersionsQuery {
             max_keys: PAGE,
@@ -116,6 +130,7 @@ impl Client {
                 Err(ClientError::NoSuchBucket(_)) => return Ok(()),
                 Err(e) => return Err(e),
             };
+            limiter.acquire(page.versions.len() as u64).await;
             for m in page.versions {
                 report.versions_scanned += 1;
                 if m.key != state.key {

@@ -61,10 +61,22 @@ struct Node {
 
 impl Node {
     fn serve(&mut self, addr: SocketAddr) {
-        let server = Server::builder(&self.identity, NetConfig::default())
-            .service(ManifestService::new(self.store.clone()))
-            .bind(addr)
-            .unwrap();
+        // A restart binds the node's old address: the stopped endpoint may hold its socket for
+        // a moment after its task ended.
+        let mut tries = 0;
+        let server = loop {
+            let bound = Server::builder(&self.identity, NetConfig::default())
+                .service(ManifestService::new(self.store.clone()))
+                .bind(addr);
+            match bound {
+                Ok(s) => break s,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("binding {addr}: {e}"),
+            }
+        };
         self.addr = server.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         self.task = Some(tokio::spawn(async move {

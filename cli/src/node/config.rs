@@ -134,6 +134,8 @@ pub struct WorkersSection {
     pub anti_entropy_interval: u64,
     /// Versions the garbage collector reads, and chunks it deletes, per second (0: no limit).
     pub gc_items_per_sec: u64,
+    /// Versions the lifecycle worker looks at per second (0: no limit).
+    pub lifecycle_versions_per_sec: u64,
     /// Records anti-entropy reads from peers per second (0: no limit).
     pub anti_entropy_records_per_sec: u64,
     /// Bytes per second each maintenance worker may read or send (0: unlimited).
@@ -150,6 +152,7 @@ impl Default for WorkersSection {
             scrub_interval: 86_400,
             anti_entropy_interval: 300,
             gc_items_per_sec: 20_000,
+            lifecycle_versions_per_sec: 20_000,
             anti_entropy_records_per_sec: 5_000,
             rate_bytes_per_sec: 64 << 20,
         }

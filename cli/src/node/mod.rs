@@ -447,6 +447,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         client.clone(),
         workers.clone(),
         Duration::from_secs(w.lifecycle_interval.max(1)),
+        w.lifecycle_versions_per_sec,
         Some(leader),
         stop_rx.clone(),
     )));
