@@ -753,6 +753,11 @@ impl ChunkBackend for ReplicatedChunks {
             .values()
             .filter(|n| n.roles.has(Role::Chunk))
             .filter_map(|n| state.nodes.get(&n.id).cloned())
+            // A node suspected down is left out rather than waited on (totals are for metrics
+            // and `cairn stats`, which should answer while a node is away).
+            .filter(|n| {
+                matches!(n.reach, Reach::Local(_)) || !self.shared.client.is_suspect(&n.name)
+            })
             .collect();
         let shared = &self.shared;
         let (total, answered, last_error) = self.handle.block_on(async {
