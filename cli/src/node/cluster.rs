@@ -9,7 +9,6 @@
 //! asks each peer for its map, so a node that was down or partitioned catches up by itself.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -288,7 +287,9 @@ impl ClusterState {
         address: &str,
         req: &ClusterRequest,
     ) -> Result<ClusterResponse, String> {
-        let addr = resolve(address).await?;
+        let addr = cairn_net::resolve(address, CALL_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
         self.net
             .peer(addr, name)
             .with_timeout(CALL_TIMEOUT)
@@ -379,19 +380,6 @@ impl ClusterState {
         });
         futures::future::join_all(calls).await
     }
-}
-
-/// Resolves `host:port` (an IP address, or a name through the system resolver).
-pub async fn resolve(address: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = address.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    tokio::time::timeout(CALL_TIMEOUT, tokio::net::lookup_host(address))
-        .await
-        .map_err(|_| format!("resolving {address} timed out"))?
-        .map_err(|e| format!("cannot resolve {address}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{address} resolves to no address"))
 }
 
 /// Writes `bytes` to `path` atomically and durably.

@@ -22,15 +22,9 @@ impl Shared {
                 )))
             }
         };
-        let err = |e: RpcError| -> ManifestError { Refusal::Transport(e).into() };
-        let timeout = self.config.call_timeout;
-        let mut addrs = tokio::time::timeout(timeout, tokio::net::lookup_host(host.as_str()))
+        let addr = cairn_net::resolve(host, self.config.call_timeout)
             .await
-            .map_err(|_| err(RpcError::Timeout(timeout)))?
-            .map_err(|e| err(RpcError::Io(format!("resolving {host}: {e}"))))?;
-        let addr = addrs
-            .next()
-            .ok_or_else(|| err(RpcError::Io(format!("{host} resolves to no address"))))?;
+            .map_err(|e| ManifestError::from(Refusal::Transport(e)))?;
         Ok(self.remote(addr, &node.name))
     }
 
