@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cairn_client::Client;
 use clap::Args;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -126,19 +127,43 @@ pub(crate) async fn first_key(client: &Client, data_dir: &Path) -> anyhow::Resul
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGINT and SIGTERM, listened for from creation on: made before the process says it serves,
+/// so a signal sent as soon as the endpoints are printed stops it cleanly instead of killing it
+/// with the default action.
+pub(crate) struct ShutdownSignal {
+    term: Option<Signal>,
+    int: Option<Signal>,
+}
+
+impl ShutdownSignal {
+    pub(crate) fn listen() -> Self {
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!("cannot listen for {name}: {e}");
+                None
+            }
+        };
+        Self {
+            term: listen(SignalKind::terminate(), "SIGTERM"),
+            int: listen(SignalKind::interrupt(), "SIGINT"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM (never, if neither could be listened for).
+    pub(crate) async fn wait(mut self) {
+        async fn next(s: &mut Option<Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.term) => {}
+            _ = next(&mut self.int) => {}
+        }
     }
 }
 
@@ -150,8 +175,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,s3s=warn".into()),
         )
         .init();
+    let shutdown = ShutdownSignal::listen();
     if let Some(path) = &args.config {
-        return crate::node::run_config(path).await;
+        return crate::node::run_config(path, shutdown).await;
     }
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir)
@@ -236,7 +262,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("Admin endpoint: http://{admin_addr}");
     println!("Data dir:       {}", dir.display());
 
-    shutdown_signal().await;
+    shutdown.wait().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
     let (s3_res, admin_res, _, _) = tokio::join!(s3_task, admin_task, lifecycle_task, gc_task);

@@ -114,7 +114,10 @@ fn any_of(addr: &SocketAddr) -> SocketAddr {
 }
 
 /// Runs `cairn serve --config FILE` until SIGINT or SIGTERM.
-pub async fn run_config(path: &Path) -> anyhow::Result<()> {
+pub(crate) async fn run_config(
+    path: &Path,
+    shutdown: crate::serve::ShutdownSignal,
+) -> anyhow::Result<()> {
     let config = NodeConfig::load(path)?;
     let node = start(config).await?;
     println!("Node:           {}", node.name);
@@ -123,7 +126,7 @@ pub async fn run_config(path: &Path) -> anyhow::Result<()> {
     }
     println!("Admin endpoint: http://{}", node.admin_addr);
     println!("Node transport: {} (QUIC)", node.rpc_addr);
-    crate::serve::shutdown_signal().await;
+    shutdown.wait().await;
     info!("shutting down");
     node.stop().await;
     info!("stopped cleanly");
