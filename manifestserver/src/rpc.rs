@@ -464,6 +464,8 @@ pub enum ManifestRequest {
         /// Most parts.
         max: u32,
     },
+    /// [`ManifestStore::synced_epoch`] → `SyncedEpoch`.
+    SyncedEpoch,
 }
 
 impl Versioned for ManifestRequest {
@@ -547,6 +549,8 @@ pub enum ManifestResponse {
     },
     /// Parts with their stamps.
     StampedParts(Vec<(VersionId, Part)>),
+    /// The newest map epoch the store caught up under (0: none).
+    SyncedEpoch(u64),
 }
 
 impl Versioned for ManifestResponse {
@@ -992,6 +996,7 @@ pub fn execute(
         }
         Q::DeleteKey(id) => A::Deleted(store.delete_key(&id)?),
         Q::Stats => A::Stats(store.stats()?),
+        Q::SyncedEpoch => A::SyncedEpoch(store.synced_epoch()?),
         Q::GetStamped(ids) => A::Stamped(
             ids.iter()
                 .map(|id| store.get_stamped(id))
@@ -1074,6 +1079,7 @@ impl ManifestResponse {
             ManifestResponse::KeyState(_) => "KeyState",
             ManifestResponse::StampedPage { .. } => "StampedPage",
             ManifestResponse::StampedParts(_) => "StampedParts",
+            ManifestResponse::SyncedEpoch(_) => "SyncedEpoch",
         }
     }
 }

@@ -993,8 +993,28 @@ impl Site {
         self.nodes.len() - 1
     }
 
+    /// `map` with node `i` (0-based) added: the next epoch.
+    fn map_adding(&self, map: &ClusterMap, i: usize) -> ClusterMap {
+        map.apply(&StagedChanges {
+            upsert: vec![self.nodes[i].info()],
+            ..StagedChanges::default()
+        })
+        .unwrap()
+    }
+
     /// A backend on node `on` (0-based) with `map`.
     fn backend_with(&self, on: usize, map: ClusterMap) -> Arc<ReplicatedManifests> {
+        self.backend_settling(on, map, ManifestReplicationConfig::default().map_settle)
+    }
+
+    /// A backend on node `on` with `map` whose anti-entropy counts as caught up under a new
+    /// map only `settle` after it took it.
+    fn backend_settling(
+        &self,
+        on: usize,
+        map: ClusterMap,
+        settle: Duration,
+    ) -> Arc<ReplicatedManifests> {
         let n = &self.nodes[on];
         Arc::new(ReplicatedManifests::with_config(
             map,
@@ -1004,6 +1024,7 @@ impl Site {
             ManifestReplicationConfig {
                 call_timeout: CALL_TIMEOUT,
                 clock_node: Some(n.id),
+                map_settle: settle,
                 ..ManifestReplicationConfig::default()
             },
         ))
@@ -1276,12 +1297,7 @@ async fn after_a_fourth_node_joins_its_backend_lists_and_reads_everything_before
         let gw = site.backend(None);
         let b1 = site.backend(Some(0));
         let n4 = site.add_node();
-        let new_map = old_map
-            .apply(&StagedChanges {
-                upsert: vec![site.nodes[n4].info()],
-                ..StagedChanges::default()
-            })
-            .unwrap();
+        let new_map = site.map_adding(&old_map, n4);
         assert!(new_map.epoch > old_map.epoch);
         // A bucket the new map places on n4 (and on two of the three old nodes).
         let name = (0..1000)
@@ -1363,6 +1379,111 @@ async fn after_a_fourth_node_joins_its_backend_lists_and_reads_everything_before
         assert!(b4.forget_previous_map());
         assert!(!b4.forget_previous_map());
         assert!(b4.previous_bucket_replicas(&name).is_empty());
+        site.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_map_is_forgotten_once_every_node_of_the_new_one_caught_up() {
+    bounded(async {
+        let mut site = Site::start();
+        let old_map = site.map();
+        let n4 = site.add_node();
+        let new_map = site.map_adding(&old_map, n4);
+        let backends: Vec<_> = (0..4)
+            .map(|i| site.backend_settling(i, old_map.clone(), Duration::ZERO))
+            .collect();
+        // Data written under the old map, on n1..n3 only; several buckets so that n4 becomes
+        // a replica of some.
+        let names: Vec<String> = (0..6).map(|i| format!("handover{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            create(&backends[0], bucket(name, "AK")).await;
+            for k in 0..3u64 {
+                let key = format!("k{k}");
+                let v = 10 * i as u64 + k + 1;
+                apply(&backends[0], &version(name, &key, v, v)).await;
+            }
+        }
+        let on_n4: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                cairn_core::placement::place_manifest(&new_map, n, b"", 3)
+                    .contains(&site.nodes[n4].id)
+            })
+            .collect();
+        assert!(!on_n4.is_empty(), "no bucket lands on n4");
+        // The old map's nodes ran anti-entropy under it: caught up under its epoch.
+        for b in &backends[..3] {
+            assert!(b.anti_entropy_pass().await.unwrap().synced);
+        }
+        for b in &backends {
+            assert!(b.set_map(new_map.clone()));
+            assert!(b.has_previous_map());
+        }
+        // Nobody caught up under the new map yet: reads keep asking the old placement.
+        assert!(!backends[0].forget_previous_map_when_synced().await.unwrap());
+
+        // A pass too soon after the map change does not count.
+        let patient = site.backend_settling(n4, old_map.clone(), Duration::from_secs(3600));
+        assert!(patient.set_map(new_map.clone()));
+        let r = patient.anti_entropy_pass().await.unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(!r.synced);
+        assert!(site.nodes[n4].store.synced_epoch().unwrap() < new_map.epoch);
+
+        // n1..n3 caught up, n4 not: still kept.
+        for b in &backends[..3] {
+            assert!(b.anti_entropy_pass().await.unwrap().synced);
+        }
+        assert!(!backends[0].forget_previous_map_when_synced().await.unwrap());
+        assert!(backends[0].has_previous_map());
+
+        // A pass that cannot reach a peer does not count either.
+        site.nodes[1].stop().await;
+        let r = backends[n4].anti_entropy_pass().await.unwrap();
+        assert!(r.errors > 0 && !r.synced, "{r:?}");
+        // (n2 cannot say whether it caught up either: the map is kept.)
+        let kept = backends[0].forget_previous_map_when_synced().await;
+        assert!(!matches!(kept, Ok(true)), "{kept:?}");
+        assert!(backends[0].has_previous_map());
+        site.nodes[1].restart();
+
+        // Once n2 answers again, a pass catches up.
+        let mut last = None;
+        for _ in 0..50 {
+            let r = backends[n4].anti_entropy_pass().await.unwrap();
+            if r.synced {
+                last = None;
+                break;
+            }
+            last = Some(r);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(last.is_none(), "n4 never caught up: {last:?}");
+        assert_eq!(site.nodes[n4].store.synced_epoch().unwrap(), new_map.epoch);
+        // n4 holds, in its own store, every version of the buckets placed on it.
+        for name in &on_n4 {
+            for k in 0..3 {
+                let got = site.nodes[n4]
+                    .store
+                    .current(name, &format!("k{k}"))
+                    .unwrap();
+                assert!(got.is_some(), "n4 lacks {name}/k{k}");
+            }
+        }
+        for b in &backends {
+            assert!(b.forget_previous_map_when_synced().await.unwrap());
+            assert!(!b.has_previous_map());
+            assert!(!b.forget_previous_map_when_synced().await.unwrap());
+        }
+        // Reads through the new placement alone find everything.
+        for (i, name) in names.iter().enumerate() {
+            for k in 0..3u64 {
+                let got = head(&backends[n4], name, &format!("k{k}")).await.unwrap();
+                assert_eq!(got.version, vid(10 * i as u64 + k + 1));
+            }
+        }
         site.stop().await;
     })
     .await

@@ -20,7 +20,8 @@ const BOUND: Duration = Duration::from_secs(240);
 
 /// Workers stay out of the way: scenarios run their passes themselves.
 const MANUAL_WORKERS: &str = "[workers]\nlifecycle_interval = 100000\ngc_interval = 100000\n\
-    repair_interval = 100000\nscrub_interval = 100000\nanti_entropy_interval = 100000\n";
+    repair_interval = 100000\nscrub_interval = 100000\nanti_entropy_interval = 100000\n\
+    map_settle = 0\n";
 
 async fn bounded<T>(f: impl Future<Output = T>) -> T {
     tokio::time::timeout(BOUND, f)
@@ -586,6 +587,10 @@ async fn after_a_node_is_removed_repair_and_anti_entropy_restore_every_copy_else
         site.kill_node(1).await;
         for k in [0, 2, 3] {
             assert_eq!(site.node(k).cluster.map().epoch, map.epoch);
+            // Reads still ask the old placement: no node has caught up under the new map.
+            let backend = &site.node(k).manifest_backend;
+            assert!(backend.has_previous_map());
+            assert!(!backend.forget_previous_map_when_synced().await.unwrap());
         }
 
         // Metadata: each remaining node's anti-entropy re-reads its peers' logs under the new
@@ -615,8 +620,12 @@ async fn after_a_node_is_removed_repair_and_anti_entropy_restore_every_copy_else
                 }
             }
         }
+        // Every node caught up under the new map: each node's backend (the map-handover worker
+        // does this every few seconds) stops asking the old placement.
         for k in [0, 2, 3] {
-            site.node(k).manifest_backend.forget_previous_map();
+            let backend = &site.node(k).manifest_backend;
+            backend.forget_previous_map_when_synced().await.unwrap();
+            assert!(!backend.has_previous_map(), "n{} kept the old map", k + 1);
         }
         repair_all(&site, 1).await;
 

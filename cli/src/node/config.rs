@@ -140,6 +140,10 @@ pub struct WorkersSection {
     pub anti_entropy_records_per_sec: u64,
     /// Bytes per second each maintenance worker may read or send (0: unlimited).
     pub rate_bytes_per_sec: u64,
+    /// Seconds after a map change before an anti-entropy pass counts as caught up under the
+    /// new map (nodes that take the map later write to the old placement until they do); once
+    /// every manifest node has caught up, reads stop asking the old placement.
+    pub map_settle: u64,
 }
 
 impl Default for WorkersSection {
@@ -155,6 +159,7 @@ impl Default for WorkersSection {
             lifecycle_versions_per_sec: 20_000,
             anti_entropy_records_per_sec: 5_000,
             rate_bytes_per_sec: 64 << 20,
+            map_settle: 15,
         }
     }
 }

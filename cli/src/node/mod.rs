@@ -48,6 +48,9 @@ pub use config::NodeConfig;
 const CHUNK_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline of a metadata call to a peer.
 const MANIFEST_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a node checks whether it can stop reading from the previous map's placement (no
+/// call is made while there is none).
+const PREVIOUS_MAP_CHECK: Duration = Duration::from_secs(10);
 
 /// A running node.
 pub struct NodeHandle {
@@ -219,6 +222,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             call_timeout: MANIFEST_CALL_TIMEOUT,
             clock_node: Some(me),
             anti_entropy_records_per_sec: config.workers.anti_entropy_records_per_sec,
+            map_settle: Duration::from_secs(config.workers.map_settle),
             ..ManifestReplicationConfig::default()
         },
     ));
@@ -365,6 +369,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                         ("removals_applied", r.removals_applied),
                         ("records_updated", r.records_updated),
                         ("errors", r.errors),
+                        ("caught_up", u64::from(r.synced)),
                     ]
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v))
@@ -372,6 +377,49 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                     Ok(tasks::PassOutcome {
                         counters,
                         last_error: r.last_error,
+                    })
+                }
+            },
+        )));
+    }
+
+    // Every node reads metadata: each stops asking the old placement once every manifest
+    // node has caught up under the new map.
+    {
+        let m = manifests.clone();
+        let forgotten = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tasks.push(tokio::spawn(tasks::maintenance_loop(
+            "map-handover",
+            workers.clone(),
+            PREVIOUS_MAP_CHECK,
+            PREVIOUS_MAP_CHECK,
+            stop_rx.clone(),
+            move || {
+                let (m, forgotten) = (m.clone(), forgotten.clone());
+                async move {
+                    // A node that cannot be asked keeps the previous map: not a failure.
+                    let last_error = match m.forget_previous_map_when_synced().await {
+                        Ok(forgot) => {
+                            if forgot {
+                                forgotten.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            None
+                        }
+                        Err(e) => Some(format!("previous map kept: {e}")),
+                    };
+                    let counters = [
+                        ("previous_map", u64::from(m.has_previous_map())),
+                        (
+                            "forgotten",
+                            forgotten.load(std::sync::atomic::Ordering::Relaxed),
+                        ),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
+                    Ok(tasks::PassOutcome {
+                        counters,
+                        last_error,
                     })
                 }
             },

@@ -16,6 +16,11 @@
 //!    after each page; an error stops the peer's log for this pass (it is read again next time),
 //!    except a version of a bucket this node does not have, which is counted and skipped.
 //!
+//! A pass that did both steps with every peer without an error, reading each peer's log to its
+//! end, and that started at least `map_settle` after this node took the map, records the map's
+//! epoch as synced in the local store: once every manifest node of the map has, the previous
+//! map can be forgotten (see "Map changes" in the `replicated` module docs).
+//!
 //! Uploads and parts are not reconciled here (reads repair them).
 //!
 //! [`ManifestReplicationConfig::anti_entropy_pages`]: crate::ManifestReplicationConfig::anti_entropy_pages
@@ -68,9 +73,14 @@ impl ReplicatedManifests {
             ));
         };
         let state = self.state();
+        // Writes through nodes that took the map later than this one may still reach only the
+        // old placement: a pass this early does not count as caught up.
+        let settled = state.taken.elapsed() >= self.shared.config.map_settle;
         let mut report = AntiEntropyReport::default();
+        let mut complete = true;
         for peer in state.manifest_nodes.iter().filter(|n| n.id != local_id) {
             report.peers += 1;
+            let errors = report.errors;
             let result = async {
                 self.pull_records(&state, local_id, &store, peer, false, &mut report)
                     .await?;
@@ -80,11 +90,20 @@ impl ReplicatedManifests {
                     .await
             }
             .await;
-            if let Err(e) = result {
-                report.errors += 1;
-                report.last_error = Some(format!("{}: {e}", peer.label()));
-                tracing::debug!(peer = %peer.label(), error = %e, "anti-entropy with a peer failed");
+            match result {
+                Ok(at_end) => complete &= at_end && report.errors == errors,
+                Err(e) => {
+                    complete = false;
+                    report.errors += 1;
+                    report.last_error = Some(format!("{}: {e}", peer.label()));
+                    tracing::debug!(peer = %peer.label(), error = %e, "anti-entropy with a peer failed");
+                }
             }
+        }
+        if complete && settled {
+            let epoch = state.map.epoch;
+            local(&store, move |s| s.set_synced_epoch(epoch)).await?;
+            report.synced = true;
         }
         let c = &self.shared.counters;
         add(&c.ae_passes, 1);
@@ -161,7 +180,8 @@ impl ReplicatedManifests {
         }
     }
 
-    /// Step 2: the peer's change log since the cursor.
+    /// Step 2: the peer's change log since the cursor. True when it read to the end of the
+    /// log (false when the pass's page budget ran out first).
     async fn pull_changes(
         &self,
         state: &State,
@@ -169,7 +189,7 @@ impl ReplicatedManifests {
         store: &Arc<ManifestStore>,
         peer: &Arc<Node>,
         report: &mut AntiEntropyReport,
-    ) -> Result<(), ManifestError> {
+    ) -> Result<bool, ManifestError> {
         let peer_id = peer.id;
         let epoch = state.map.epoch;
         let mut cursor = local(store, move |s| s.sync_cursor(peer_id, epoch)).await?;
@@ -192,7 +212,7 @@ impl ReplicatedManifests {
                 }
             };
             let Some(last_seq) = changes.last().map(|c| c.seq) else {
-                return Ok(());
+                return Ok(true);
             };
             self.shared
                 .anti_entropy_limiter
@@ -267,6 +287,6 @@ impl ReplicatedManifests {
             cursor = last_seq;
             local(store, move |s| s.set_sync_cursor(peer_id, epoch, last_seq)).await?;
         }
-        Ok(())
+        Ok(false)
     }
 }

@@ -106,9 +106,20 @@
 //! left out (they do not count towards R). Read repair goes to current replicas only. The cost
 //! is up to n more calls per read, and, in listings, keys written since the change are
 //! disputed (the previous replicas lack them) and resolved one key read each. Writes, checked
-//! operations, in-place updates and anti-entropy use the current map only. Forget the previous
-//! map once every current replica has caught up (an anti-entropy pass on each after the
-//! change); nothing does it automatically yet.
+//! operations, in-place updates and anti-entropy use the current map only.
+//!
+//! The previous map is forgotten once every manifest node of the current map has caught up
+//! under it: an anti-entropy pass that read every peer's bucket records, access keys and whole
+//! change log (cursors start over under a new epoch) without an error, and that started at
+//! least [`ManifestReplicationConfig::map_settle`] after the node took the map, records the
+//! epoch in the node's store ([`ManifestStore::synced_epoch`]);
+//! [`ReplicatedManifests::forget_previous_map_when_synced`] asks every node for it and drops the
+//! previous map when all of them reached the current epoch. Every write acknowledged before the
+//! change is on W replicas of the old placement, so on at least one node of the new map (unless
+//! more than n − W of them left at once) whose log the new replicas have then read. A write
+//! through a node that took the new map after the settle time (one cut off from the map's
+//! distribution for that long) reaches only the old placement; the next anti-entropy pass
+//! copies it, and reads before that may miss it.
 //!
 //! `changes_since` and `stats` are this node's store when it holds one, else the first manifest
 //! node that answers.
@@ -123,9 +134,9 @@
 //! # Not done
 //!
 //! - nothing moves metadata when placement changes: reads fall back to the previous map's
-//!   replicas (above) and anti-entropy fills the new ones; nothing decides on its own when the
-//!   previous map can be forgotten, and only one previous map is kept (a second change before
-//!   the new replicas caught up loses the fallback to the first map's);
+//!   replicas (above) and anti-entropy fills the new ones; only one previous map is kept (a
+//!   second change before the new replicas caught up loses the fallback to the first map's),
+//!   and replicas outside the new placement keep their copies;
 //! - a listing does not merge the answers of replicas beyond R (plus the previous map's):
 //!   entries a write acknowledged at W put on none of the R answering replicas cannot occur,
 //!   but a replica that fails its stamped read while a version is disputed is left out of
@@ -147,7 +158,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_core::cluster::{node_id_hex, ClusterMap, NodeId, Role};
 use cairn_core::manifest::{AccessKey, Bucket, Change, Part, Upload, VersionManifest};
@@ -194,6 +205,10 @@ pub struct ManifestReplicationConfig {
     /// The node id in this backend's revision stamps: this node's id by default (0 on a node
     /// without a local store). Coordinators should not share one.
     pub clock_node: Option<NodeId>,
+    /// How long after this node takes a new map an anti-entropy pass must start to count as
+    /// caught up under it: nodes that take the map later write to the old placement until
+    /// they do (the map reaches every node within a few seconds of being applied).
+    pub map_settle: Duration,
 }
 
 impl Default for ManifestReplicationConfig {
@@ -205,6 +220,7 @@ impl Default for ManifestReplicationConfig {
             anti_entropy_pages: 16,
             anti_entropy_records_per_sec: 0,
             clock_node: None,
+            map_settle: Duration::from_secs(15),
         }
     }
 }
@@ -270,6 +286,9 @@ pub struct AntiEntropyReport {
     pub errors: u64,
     /// The last error, with the peer it came from.
     pub last_error: Option<String>,
+    /// The pass caught up with every peer under the current map (see "Map changes" in the
+    /// module docs), and the store now says so.
+    pub synced: bool,
 }
 
 /// How a replica is reached.
@@ -322,6 +341,8 @@ pub(crate) struct State {
     /// The previous map's placement and n (the map before the last [`ReplicatedManifests::set_map`],
     /// until [`ReplicatedManifests::forget_previous_map`]): reads also ask its replicas.
     previous: Option<(Placer, usize)>,
+    /// When this node took `map`.
+    pub(crate) taken: Instant,
 }
 
 /// The replicas a read asks: `order[..current]` are the current map's replicas in read order
@@ -552,7 +573,7 @@ impl ReplicatedManifests {
             counters: Counters::default(),
             hlc: Hlc::new(0, clock_node),
         });
-        let state = build_state(&shared, map, None);
+        let state = build_state(&shared, map, None, Instant::now());
         ReplicatedManifests {
             handle,
             shared,
@@ -567,7 +588,7 @@ impl ReplicatedManifests {
         if map.epoch <= state.map.epoch {
             return false;
         }
-        let next = build_state(&self.shared, map, Some(&state));
+        let next = build_state(&self.shared, map, Some(&state), Instant::now());
         *state = Arc::new(next);
         true
     }
@@ -576,13 +597,61 @@ impl ReplicatedManifests {
     /// it once every replica placed by the current map has caught up (an anti-entropy pass on
     /// each of them after the change). Returns whether there was a previous map.
     pub fn forget_previous_map(&self) -> bool {
+        self.drop_previous(None)
+    }
+
+    /// Drops the previous map if there is one (and the current map is still `epoch`, if given).
+    fn drop_previous(&self, epoch: Option<u64>) -> bool {
         let mut state = self.state.write();
-        if state.previous.is_none() {
+        if state.previous.is_none() || epoch.is_some_and(|e| e != state.map.epoch) {
             return false;
         }
-        let next = build_state(&self.shared, state.map.clone(), None);
+        let next = build_state(&self.shared, state.map.clone(), None, state.taken);
         *state = Arc::new(next);
         true
+    }
+
+    /// Whether reads still ask the previous map's replicas.
+    pub fn has_previous_map(&self) -> bool {
+        self.state().previous.is_some()
+    }
+
+    /// Forgets the previous map once every manifest node of the current map says it caught up
+    /// under it (see "Map changes" in the module docs). Returns whether it forgot it now:
+    /// false (and no call) when there is no previous map or when a node has not caught up; the
+    /// call's error when a node cannot be asked (the map is kept). Run it from async code on the
+    /// backend's runtime, periodically.
+    pub async fn forget_previous_map_when_synced(&self) -> Result<bool, ManifestError> {
+        let state = self.state();
+        if state.previous.is_none() {
+            return Ok(false);
+        }
+        let epoch = state.map.epoch;
+        for node in &state.manifest_nodes {
+            let synced = match &node.reach {
+                Reach::Local(store) => {
+                    let store = store.clone();
+                    tokio::task::spawn_blocking(move || store.synced_epoch())
+                        .await
+                        .map_err(|e| ManifestError::Invalid(format!("store task failed: {e}")))??
+                }
+                _ => match self.shared.call(node, ManifestRequest::SyncedEpoch).await? {
+                    ManifestResponse::SyncedEpoch(e) => e,
+                    other => return Err(unexpected("a synced-epoch read", &other)),
+                },
+            };
+            if synced < epoch {
+                return Ok(false);
+            }
+        }
+        let forgot = self.drop_previous(Some(epoch));
+        if forgot {
+            tracing::info!(
+                epoch,
+                "every manifest node caught up under the current map: reads stop asking the previous one"
+            );
+        }
+        Ok(forgot)
     }
 
     /// The replica nodes of `bucket` under the previous map (the one before the last
@@ -723,7 +792,12 @@ impl ReplicatedManifests {
 
 /// The placement and nodes of `map`; with `previous`, the map it replaces, whose placement
 /// and nodes reads keep asking (see "Map changes" in the module docs).
-fn build_state(shared: &Shared, map: ClusterMap, previous: Option<&State>) -> State {
+fn build_state(
+    shared: &Shared,
+    map: ClusterMap,
+    previous: Option<&State>,
+    taken: Instant,
+) -> State {
     let mut nodes: HashMap<NodeId, Arc<Node>> = map
         .nodes
         .values()
@@ -764,6 +838,7 @@ fn build_state(shared: &Shared, map: ClusterMap, previous: Option<&State>) -> St
         manifest_nodes,
         nodes,
         previous,
+        taken,
     }
 }
 

@@ -46,6 +46,8 @@ const KIND_PART: u8 = b'p';
 const FLAG_DELETED: u8 = 1;
 /// Prefix of anti-entropy cursors in `meta`.
 const CURSOR_PREFIX: &[u8] = b"ae-cursor/";
+/// Key in `meta` of the newest map epoch anti-entropy has caught up under.
+const SYNCED_EPOCH: &[u8] = b"ae-synced-epoch";
 
 /// Which record.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

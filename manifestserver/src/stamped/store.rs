@@ -631,4 +631,34 @@ impl ManifestStore {
             .put_cf_opt(self.cf(CF_META), k, v, &self.write_opts)?;
         Ok(())
     }
+
+    /// The newest cluster map epoch under which this store caught up with every other
+    /// manifest node of that map (a complete anti-entropy pass, see
+    /// `ReplicatedManifests::anti_entropy_pass`); 0 if never.
+    pub fn synced_epoch(&self) -> Result<u64, ManifestError> {
+        match self.db.get_pinned_cf(self.cf(CF_META), SYNCED_EPOCH)? {
+            Some(v) => {
+                let b: [u8; 8] = v[..]
+                    .try_into()
+                    .map_err(|_| keys::corrupt("synced epoch", "expected 8 bytes"))?;
+                Ok(u64::from_be_bytes(b))
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Records that this store caught up under map `epoch` (durably; an older epoch than the
+    /// one kept is ignored).
+    pub fn set_synced_epoch(&self, epoch: u64) -> Result<(), ManifestError> {
+        if epoch <= self.synced_epoch()? {
+            return Ok(());
+        }
+        self.db.put_cf_opt(
+            self.cf(CF_META),
+            SYNCED_EPOCH,
+            epoch.to_be_bytes(),
+            &self.write_opts,
+        )?;
+        Ok(())
+    }
 }
