@@ -120,28 +120,10 @@ fn bump(c: &AtomicU64) {
 }
 
 /// How a replica is reached.
-enum Reach {
-    /// This node's own store.
-    Local(Arc<ChunkStore>),
-    /// Another node at a known socket address.
-    Remote(RemoteChunks),
-    /// Another node whose address is a host name, resolved at each call.
-    Named(String),
-}
+type Reach = cairn_net::Reach<Arc<ChunkStore>, RemoteChunks>;
 
 /// One node of the map, as this backend reaches it.
-struct Node {
-    id: NodeId,
-    name: String,
-    reach: Reach,
-}
-
-impl Node {
-    /// `name (id)`, for messages.
-    fn label(&self) -> String {
-        format!("{} ({})", self.name, node_id_hex(self.id))
-    }
-}
+type Node = cairn_net::MapNode<Arc<ChunkStore>, RemoteChunks>;
 
 /// What does not change with the map.
 struct Shared {
@@ -332,18 +314,8 @@ fn build_state(shared: &Shared, map: ClusterMap, previous: Option<&State>) -> St
         .nodes
         .values()
         .map(|info| {
-            let reach = match &shared.local {
-                Some((id, store)) if *id == info.id => Reach::Local(store.clone()),
-                _ => match info.address.parse::<SocketAddr>() {
-                    Ok(addr) => Reach::Remote(shared.remote(addr, &info.name)),
-                    Err(_) => Reach::Named(info.address.clone()),
-                },
-            };
-            let node = Node {
-                id: info.id,
-                name: info.name.clone(),
-                reach,
-            };
+            let local = shared.local.as_ref().map(|(id, store)| (*id, store));
+            let node = Node::new(info, local, |addr, name| shared.remote(addr, name));
             (info.id, Arc::new(node))
         })
         .collect();
@@ -389,23 +361,21 @@ impl Shared {
 
     /// The chunk service of a remote node (resolving its host name if needed).
     async fn connect(&self, node: &Node) -> Result<RemoteChunks, ChunkError> {
-        let host = match &node.reach {
-            Reach::Remote(r) => return Ok(r.clone()),
-            Reach::Named(host) => host,
-            Reach::Local(_) => {
-                return Err(ChunkError::Io(format!(
-                    "node {} is this node, not a remote one",
-                    node.label()
-                )))
-            }
-        };
-        let addr = cairn_net::resolve(host, self.config.call_timeout)
+        match node
+            .connect(self.config.call_timeout, |addr, name| {
+                self.remote(addr, name)
+            })
             .await
-            .map_err(|e| ChunkError::Rpc {
+        {
+            Some(remote) => remote.map_err(|e| ChunkError::Rpc {
                 node: node.name.clone(),
                 source: e,
-            })?;
-        Ok(self.remote(addr, &node.name))
+            }),
+            None => Err(ChunkError::Io(format!(
+                "node {} is this node, not a remote one",
+                node.label()
+            ))),
+        }
     }
 
     /// Makes `chunk` durable on a remote replica: "have it?", then the payload if not.

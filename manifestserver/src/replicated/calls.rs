@@ -12,20 +12,18 @@ impl Shared {
     }
 
     pub(super) async fn connect(&self, node: &Node) -> Result<RemoteManifest, ManifestError> {
-        let host = match &node.reach {
-            Reach::Remote(r) => return Ok(r.clone()),
-            Reach::Named(host) => host,
-            Reach::Local(_) => {
-                return Err(ManifestError::Invalid(format!(
-                    "node {} is this node, not a remote one",
-                    node.label()
-                )))
-            }
-        };
-        let addr = cairn_net::resolve(host, self.config.call_timeout)
+        match node
+            .connect(self.config.call_timeout, |addr, name| {
+                self.remote(addr, name)
+            })
             .await
-            .map_err(|e| ManifestError::from(Refusal::Transport(e)))?;
-        Ok(self.remote(addr, &node.name))
+        {
+            Some(remote) => remote.map_err(|e| ManifestError::from(Refusal::Transport(e))),
+            None => Err(ManifestError::Invalid(format!(
+                "node {} is this node, not a remote one",
+                node.label()
+            ))),
+        }
     }
 
     /// Whether `node` is a remote node suspected down (a call to it just failed on the

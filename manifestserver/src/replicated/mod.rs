@@ -160,7 +160,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_core::cluster::{node_id_hex, ClusterMap, NodeId, Role};
+use cairn_core::cluster::{ClusterMap, NodeId, Role};
 use cairn_core::manifest::{AccessKey, Bucket, Change, Part, Upload, VersionManifest};
 use cairn_core::placement::{manifest_key, Placer};
 use cairn_core::{ErrorKind, Hlc, VersionId};
@@ -292,28 +292,10 @@ pub struct AntiEntropyReport {
 }
 
 /// How a replica is reached.
-pub(crate) enum Reach {
-    /// This node's own store.
-    Local(Arc<ManifestStore>),
-    /// Another node at a known socket address.
-    Remote(RemoteManifest),
-    /// Another node whose address is a host name, resolved at each call.
-    Named(String),
-}
+pub(crate) type Reach = cairn_net::Reach<Arc<ManifestStore>, RemoteManifest>;
 
 /// One manifest node of the map, as this backend reaches it.
-pub(crate) struct Node {
-    pub(crate) id: NodeId,
-    pub(crate) name: String,
-    pub(crate) reach: Reach,
-}
-
-impl Node {
-    /// `name (id)`, for messages.
-    pub(crate) fn label(&self) -> String {
-        format!("{} ({})", self.name, node_id_hex(self.id))
-    }
-}
+pub(crate) type Node = cairn_net::MapNode<Arc<ManifestStore>, RemoteManifest>;
 
 /// What does not change with the map.
 pub(crate) struct Shared {
@@ -803,18 +785,8 @@ fn build_state(
         .values()
         .filter(|info| info.roles.has(Role::Manifest))
         .map(|info| {
-            let reach = match &shared.local {
-                Some((id, store)) if *id == info.id => Reach::Local(store.clone()),
-                _ => match info.address.parse::<SocketAddr>() {
-                    Ok(addr) => Reach::Remote(shared.remote(addr, &info.name)),
-                    Err(_) => Reach::Named(info.address.clone()),
-                },
-            };
-            let node = Node {
-                id: info.id,
-                name: info.name.clone(),
-                reach,
-            };
+            let local = shared.local.as_ref().map(|(id, store)| (*id, store));
+            let node = Node::new(info, local, |addr, name| shared.remote(addr, name));
             (info.id, Arc::new(node))
         })
         .collect();
