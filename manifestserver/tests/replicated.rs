@@ -742,13 +742,7 @@ async fn listings_equal_a_single_store_holding_the_same_data() {
     bounded(async {
         let site = Site::start();
         let gw = site.backend(None);
-        let dir = tempfile::tempdir().unwrap();
-        let single =
-            ManifestStore::open(dir.path(), ManifestConfig { sync_writes: false }).unwrap();
-        for name in ["l1", "l2"] {
-            create(&gw, bucket(name, "AK")).await;
-            single.create_bucket(&bucket(name, "AK")).unwrap();
-        }
+        let single = Reference::with_buckets(&gw, &["l1", "l2"]).await;
         let keys = ["a/1", "a/2", "a/b/3", "b", "c/d", "c/e", "d", "z/z"];
         let mut n = 0;
         let mut data = Vec::new();
@@ -762,10 +756,7 @@ async fn listings_equal_a_single_store_holding_the_same_data() {
                 data.push(marker("l1", k, n));
             }
         }
-        for m in &data {
-            apply(&gw, m).await;
-            single.apply(m).unwrap();
-        }
+        single.write(&gw, &data).await;
         // A removed version and a few uploads.
         let gone = data[2].clone();
         blocking(&gw, move |b| {
@@ -1119,8 +1110,49 @@ async fn assert_listings_match(b: &Arc<ReplicatedManifests>, single: &ManifestSt
     }
 }
 
-fn single_store(dir: &tempfile::TempDir) -> ManifestStore {
-    ManifestStore::open(dir.path(), ManifestConfig { sync_writes: false }).unwrap()
+/// A single store that gets every write the replicated site gets: what the site's reads and
+/// listings must equal.
+struct Reference {
+    store: ManifestStore,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Reference {
+    type Target = ManifestStore;
+    fn deref(&self) -> &ManifestStore {
+        &self.store
+    }
+}
+
+impl Reference {
+    /// An empty store, and buckets `names` created in it and through `gw`.
+    async fn with_buckets(gw: &Arc<ReplicatedManifests>, names: &[&str]) -> Reference {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ManifestStore::open(dir.path(), ManifestConfig { sync_writes: false }).unwrap();
+        for name in names {
+            create(gw, bucket(name, "AK")).await;
+            store.create_bucket(&bucket(name, "AK")).unwrap();
+        }
+        Reference { store, _dir: dir }
+    }
+
+    /// Applies each of `versions` through `gw` (a write quorum must take it) and here.
+    async fn write(&self, gw: &Arc<ReplicatedManifests>, versions: &[VersionManifest]) {
+        for m in versions {
+            assert!(apply(gw, m).await, "W = 2 of 3");
+            self.store.apply(m).unwrap();
+        }
+    }
+}
+
+/// Waits until each of `nodes` holds every one of `versions` in its own store.
+async fn held_by(nodes: &[Node], versions: &[VersionManifest]) {
+    eventually("written on every node", || {
+        nodes
+            .iter()
+            .all(|n| versions.iter().all(|m| n.has(&m.bucket, &m.key, m.version)))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1128,10 +1160,7 @@ async fn a_replica_that_missed_writes_still_lists_everything_through_its_own_bac
     bounded(async {
         let mut site = Site::start();
         let gw = site.backend(None);
-        let dir = tempfile::tempdir().unwrap();
-        let single = single_store(&dir);
-        create(&gw, bucket("m", "AK")).await;
-        single.create_bucket(&bucket("m", "AK")).unwrap();
+        let single = Reference::with_buckets(&gw, &["m"]).await;
         let before = [
             version("m", "a/1", 1, 1),
             version("m", "a/2", 2, 2),
@@ -1139,16 +1168,8 @@ async fn a_replica_that_missed_writes_still_lists_everything_through_its_own_bac
             version("m", "c/d", 4, 4),
             version("m", "d", 5, 5),
         ];
-        for m in &before {
-            apply(&gw, m).await;
-            single.apply(m).unwrap();
-        }
-        eventually("written everywhere", || {
-            site.nodes
-                .iter()
-                .all(|n| before.iter().all(|m| n.has("m", &m.key, m.version)))
-        })
-        .await;
+        single.write(&gw, &before).await;
+        held_by(&site.nodes, &before).await;
 
         // n3 misses newer versions, new keys (some under new prefixes) and delete markers.
         site.nodes[2].stop().await;
@@ -1163,10 +1184,7 @@ async fn a_replica_that_missed_writes_still_lists_everything_through_its_own_bac
             version("m", "z/z", 17, 17),
             version("m", "z/z", 18, 18),
         ];
-        for m in &during {
-            assert!(apply(&gw, m).await, "W = 2 of 3");
-            single.apply(m).unwrap();
-        }
+        single.write(&gw, &during).await;
         site.nodes[2].restart();
         let stale = &site.nodes[2].store;
         assert_ne!(
@@ -1209,10 +1227,7 @@ async fn a_version_removed_while_a_node_was_down_is_not_listed_through_that_node
     bounded(async {
         let mut site = Site::start();
         let gw = site.backend(None);
-        let dir = tempfile::tempdir().unwrap();
-        let single = single_store(&dir);
-        create(&gw, bucket("r", "AK")).await;
-        single.create_bucket(&bucket("r", "AK")).unwrap();
+        let single = Reference::with_buckets(&gw, &["r"]).await;
         let data = [
             version("r", "k1", 1, 1),
             version("r", "k1", 2, 2),
@@ -1221,16 +1236,8 @@ async fn a_version_removed_while_a_node_was_down_is_not_listed_through_that_node
             version("r", "x/y", 5, 5),
             version("r", "x/y", 6, 6),
         ];
-        for m in &data {
-            apply(&gw, m).await;
-            single.apply(m).unwrap();
-        }
-        eventually("written everywhere", || {
-            site.nodes
-                .iter()
-                .all(|n| data.iter().all(|m| n.has("r", &m.key, m.version)))
-        })
-        .await;
+        single.write(&gw, &data).await;
+        held_by(&site.nodes, &data).await;
 
         // k1's middle and newest versions and x/y's oldest go while n3 is down.
         site.nodes[2].stop().await;
@@ -1311,25 +1318,14 @@ async fn after_a_fourth_node_joins_its_backend_lists_and_reads_everything_before
         let dropped = (1..=3).find(|id| !placed.contains(id)).unwrap();
         let (si, di) = ((stale - 1) as usize, (dropped - 1) as usize);
 
-        let dir = tempfile::tempdir().unwrap();
-        let single = single_store(&dir);
-        create(&gw, bucket(&name, "AK")).await;
-        single.create_bucket(&bucket(&name, "AK")).unwrap();
+        let single = Reference::with_buckets(&gw, &[&name]).await;
         let first = [
             version(&name, "a/1", 1, 1),
             version(&name, "a/2", 2, 2),
             version(&name, "b", 3, 3),
         ];
-        for m in &first {
-            apply(&gw, m).await;
-            single.apply(m).unwrap();
-        }
-        eventually("written on the three old nodes", || {
-            site.nodes[..3]
-                .iter()
-                .all(|n| first.iter().all(|m| n.has(&name, &m.key, m.version)))
-        })
-        .await;
+        single.write(&gw, &first).await;
+        held_by(&site.nodes[..3], &first).await;
         // Written while `stale` is down: only the dropped replica and the other old one hold
         // these.
         site.nodes[si].stop().await;
@@ -1340,10 +1336,7 @@ async fn after_a_fourth_node_joins_its_backend_lists_and_reads_everything_before
             version(&name, "c/d", 13, 13),
             version(&name, "e", 14, 14),
         ];
-        for m in &second {
-            assert!(apply(&gw, m).await, "W = 2 of 3");
-            single.apply(m).unwrap();
-        }
+        single.write(&gw, &second).await;
         site.nodes[si].restart();
         assert!(site.nodes[di].has(&name, "e", vid(14)));
         assert!(!site.nodes[si].has(&name, "e", vid(14)));
