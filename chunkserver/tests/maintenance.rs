@@ -2,124 +2,21 @@
 //! each serve a chunk store, chunks are written through `ReplicatedChunks`, and each node's
 //! `ChunkMaintenance` works on its own store.
 
-use std::future::Future;
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use cairn_chunkserver::{
-    ChunkBackend, ChunkConfig, ChunkError, ChunkMaintenance, ChunkService, ChunkStore,
-    MaintenanceConfig, PassReport, RateLimiter, ReplicatedChunks, ReplicationConfig, StoredChunk,
+    ChunkMaintenance, MaintenanceConfig, PassReport, RateLimiter, ReplicatedChunks, StoredChunk,
     WorkerKind,
 };
-use cairn_core::cluster::{ClusterMap, NodeId, NodeInfo, StagedChanges};
+use cairn_core::cluster::{ClusterMap, NodeId, StagedChanges};
 use cairn_core::placement::place_chunk;
 use cairn_core::ChunkId;
-use cairn_net::{Client, NetConfig, NodeIdentity, Server, SiteCa};
-
-/// Every test body runs under this bound.
-const TEST_BOUND: Duration = Duration::from_secs(120);
-/// The backends' call deadline: short, so calls to stopped nodes fail quickly.
-const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(TEST_BOUND, f)
-        .await
-        .expect("test did not finish in time")
-}
-
-/// Waits until `cond` holds, for at most 10 s.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what}: not reached within 10 s");
-}
-
-/// A node serving its chunk store; it can stop and serve the same store again.
-struct Node {
-    id: NodeId,
-    name: String,
-    zone: String,
-    identity: NodeIdentity,
-    store: Arc<ChunkStore>,
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
+use common::*;
 
 impl Node {
-    fn start(ca: &SiteCa, id: NodeId, zone: &str) -> Node {
-        let name = format!("n{id}");
-        let identity = ca.issue_node(&name, &["127.0.0.1".into()]).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(ChunkStore::open(dir.path(), ChunkConfig::default()).unwrap());
-        let mut node = Node {
-            id,
-            name,
-            zone: zone.into(),
-            identity,
-            store,
-            addr: "127.0.0.1:1".parse().unwrap(),
-            stop: None,
-            task: None,
-            _dir: dir,
-        };
-        node.serve();
-        node
-    }
-
-    /// Serves the store on a new port.
-    fn serve(&mut self) {
-        let server = Server::builder(&self.identity, NetConfig::default())
-            .service(ChunkService::new(self.store.clone()))
-            .bind("127.0.0.1:0".parse().unwrap())
-            .unwrap();
-        self.addr = server.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        self.task = Some(tokio::spawn(async move {
-            server
-                .run(async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        }));
-        self.stop = Some(tx);
-    }
-
-    /// Stops serving (the store stays readable by the test).
-    async fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
-    }
-
-    fn has(&self, id: &ChunkId) -> bool {
-        self.store.meta(id).unwrap().is_some()
-    }
-
-    fn info(&self) -> NodeInfo {
-        NodeInfo::new(self.id, &self.name, self.addr.to_string(), &self.zone)
-    }
-
-    fn client(&self) -> Client {
-        Client::new(
-            &self.identity,
-            NetConfig::default(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .unwrap()
-    }
-
     /// This node's replicating backend (its own store local) and maintenance workers.
     fn workers(&self, map: ClusterMap) -> Workers {
         let backend = Arc::new(ReplicatedChunks::with_config(
@@ -149,82 +46,6 @@ struct Workers {
     maint: Arc<ChunkMaintenance>,
 }
 
-/// A site: its CA and serving nodes `n1`, `n2`, ... with ids 1, 2, ...
-struct Site {
-    ca: SiteCa,
-    nodes: Vec<Node>,
-}
-
-impl Site {
-    fn start(zones: &[&str]) -> Site {
-        let ca = SiteCa::generate("lyon").unwrap();
-        let nodes = zones
-            .iter()
-            .enumerate()
-            .map(|(i, zone)| Node::start(&ca, i as NodeId + 1, zone))
-            .collect();
-        Site { ca, nodes }
-    }
-
-    /// Adds node `n{k}` in `zone`, serving.
-    fn add(&mut self, zone: &str) -> &mut Node {
-        let id = self.nodes.len() as NodeId + 1;
-        self.nodes.push(Node::start(&self.ca, id, zone));
-        self.nodes.last_mut().unwrap()
-    }
-
-    /// The map of every node, with replication factor `rf` (majority quorum).
-    fn map(&self, rf: u8) -> ClusterMap {
-        ClusterMap::new("lyon")
-            .apply(&StagedChanges {
-                upsert: self.nodes.iter().map(Node::info).collect(),
-                set_rf: Some(rf),
-                ..StagedChanges::default()
-            })
-            .unwrap()
-    }
-
-    /// A backend on a gateway that holds no chunks.
-    fn gateway(&self, map: ClusterMap) -> Arc<ReplicatedChunks> {
-        let identity = self.ca.issue_node("gw", &["127.0.0.1".into()]).unwrap();
-        let client = Client::new(
-            &identity,
-            NetConfig::default(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .unwrap();
-        Arc::new(ReplicatedChunks::with_config(
-            map,
-            None,
-            client,
-            tokio::runtime::Handle::current(),
-            config(),
-        ))
-    }
-
-    fn holders(&self, id: &ChunkId) -> Vec<NodeId> {
-        self.nodes
-            .iter()
-            .filter(|n| n.has(id))
-            .map(|n| n.id)
-            .collect()
-    }
-
-    async fn stop(mut self) {
-        for n in &mut self.nodes {
-            n.stop().await;
-        }
-    }
-}
-
-fn config() -> ReplicationConfig {
-    ReplicationConfig {
-        call_timeout: CALL_TIMEOUT,
-        body_timeout: CALL_TIMEOUT,
-        ..ReplicationConfig::default()
-    }
-}
-
 /// `map` with the nodes' current addresses (a new epoch).
 fn readdressed(map: &ClusterMap, nodes: &[&Node]) -> ClusterMap {
     map.apply(&StagedChanges {
@@ -232,47 +53,6 @@ fn readdressed(map: &ClusterMap, nodes: &[&Node]) -> ClusterMap {
         ..StagedChanges::default()
     })
     .unwrap()
-}
-
-/// `len` pseudo-random (incompressible) bytes from `seed`.
-fn random_bytes(len: usize, seed: u64) -> Bytes {
-    let mut x = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    Bytes::from(out)
-}
-
-fn chunks(n: u64, seed: u64) -> Vec<(ChunkId, StoredChunk)> {
-    (0..n)
-        .map(|i| {
-            let raw = random_bytes(4_000 + (i as usize % 7) * 1_000, seed + i);
-            (ChunkId::of(&raw), StoredChunk::encode(raw))
-        })
-        .collect()
-}
-
-async fn put(
-    backend: &Arc<ReplicatedChunks>,
-    id: ChunkId,
-    c: &StoredChunk,
-) -> Result<bool, ChunkError> {
-    let (backend, c) = (backend.clone(), c.clone());
-    tokio::task::spawn_blocking(move || backend.put(&id, &c))
-        .await
-        .unwrap()
-}
-
-async fn get(backend: &Arc<ReplicatedChunks>, id: ChunkId) -> Result<Option<Bytes>, ChunkError> {
-    let backend = backend.clone();
-    tokio::task::spawn_blocking(move || backend.get(&id))
-        .await
-        .unwrap()
 }
 
 /// Every chunk reads back with its bytes through `backend`.

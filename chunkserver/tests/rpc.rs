@@ -1,7 +1,8 @@
 //! The chunk service over real QUIC on loopback: one node serves its store, another calls it.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,15 +15,7 @@ use cairn_chunkserver::{
 use cairn_core::codec::Codec;
 use cairn_core::{ChunkId, ErrorKind, MAX_CHUNK_SIZE};
 use cairn_net::{Client, NetConfig, NodeIdentity, RpcError, SendBody, Server, ServerStats, SiteCa};
-
-/// Every test body runs under this bound.
-const TEST_BOUND: Duration = Duration::from_secs(120);
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(TEST_BOUND, f)
-        .await
-        .expect("test did not finish in time")
-}
+use common::{bounded, random_bytes};
 
 /// A node serving its chunk store.
 struct Node {
@@ -89,20 +82,6 @@ fn setup() -> (Node, Client, RemoteChunks) {
         .with_timeout(Duration::from_secs(20));
     let remote = RemoteChunks::new(peer);
     (node, client, remote)
-}
-
-/// `len` pseudo-random (incompressible) bytes from `seed`.
-fn random_bytes(len: usize, seed: u64) -> Bytes {
-    let mut x = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    Bytes::from(out)
 }
 
 /// `len` compressible bytes (text-like) from `seed`.
