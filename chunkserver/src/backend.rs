@@ -34,6 +34,12 @@ pub trait ChunkBackend: Send + Sync + 'static {
     /// Which of `ids` are stored.
     fn has_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError>;
 
+    /// Which of `ids` are still stored, refreshing the reference time of every stored copy
+    /// as a put deduplicating against it would, so GC's hold protects them from now on. A
+    /// writer that references chunks it did not put (a copy by reference whose source may
+    /// have been deleted meanwhile) calls this: an id answered `true` is safe for the hold.
+    fn touch_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError>;
+
     /// Totals.
     fn stats(&self) -> Result<ChunkStats, ChunkError>;
 }
@@ -55,6 +61,10 @@ impl ChunkBackend for ChunkStore {
 
     fn has_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
         ChunkStore::has_many(self, ids)
+    }
+
+    fn touch_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
+        ChunkStore::touch_many(self, ids, None)
     }
 
     fn stats(&self) -> Result<ChunkStats, ChunkError> {

@@ -22,9 +22,10 @@
 //! # Rebalance
 //!
 //! For each local chunk the map does not place on this node (after a map change), the
-//! replicas placement names are asked `have`, those lacking it get the payload, and then all
-//! of them are asked `have` again: only when every replica the placement names answers yes is
-//! the local copy deleted. A chunk is therefore never deleted while a placement replica cannot
+//! replicas placement names are asked `touch` (have it? and if so, refresh its reference
+//! time, so GC's hold protects the copy that stays as it protected the one moved), those
+//! lacking it get the payload, and then all of them are asked `have` again: only when every
+//! replica the placement names answers yes is the local copy deleted. A chunk is therefore never deleted while a placement replica cannot
 //! be reached, refuses the copy, or does not confirm it, nor when the placement is empty; and
 //! only the replicas placement names receive copies. If the backend's map changes during a
 //! pass, the pass stops before its next deletion (the next pass works with the new map).
@@ -340,7 +341,17 @@ impl ChunkMaintenance {
         let mut answers = stream::iter(calls)
             .map(|(node, pos)| async move {
                 let asked: Vec<ChunkId> = pos.iter().map(|&(i, _)| ids[i]).collect();
-                let result = async { backend.remote(node).await?.have(&asked).await }.await;
+                let result = async {
+                    let remote = backend.remote(node).await?;
+                    match kind {
+                        // A copy that stays is this node's copy moved: refreshed as a dedup
+                        // put would, so a sweep there cannot drop it (unmarked while its
+                        // write's manifest is not applied yet) once this copy is deleted.
+                        WorkerKind::Rebalance => remote.touch(&asked, None).await,
+                        _ => remote.have(&asked).await,
+                    }
+                }
+                .await;
                 (node, pos, result)
             })
             .buffer_unordered(self.in_flight);

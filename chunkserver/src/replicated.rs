@@ -305,6 +305,70 @@ impl ReplicatedChunks {
     fn state(&self) -> Arc<State> {
         self.state.read().clone()
     }
+
+    /// How many replicas of each id answered that they hold it (with `touch`, refreshing
+    /// each copy found). A replica that cannot be asked counts as not holding it; fails only
+    /// when ids were asked about and no replica could be asked at all.
+    fn holders(
+        &self,
+        state: &State,
+        ids: &[ChunkId],
+        touch: bool,
+    ) -> Result<Vec<usize>, ChunkError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut by_node: HashMap<NodeId, Vec<usize>> = HashMap::new();
+        for (pos, id) in ids.iter().enumerate() {
+            for node in state.placer.place(id.as_bytes(), state.rf) {
+                by_node.entry(node).or_default().push(pos);
+            }
+        }
+        let batches: Vec<(Arc<Node>, Vec<usize>)> = by_node
+            .into_iter()
+            .filter_map(|(n, positions)| state.nodes.get(&n).map(|node| (node.clone(), positions)))
+            .flat_map(|(node, positions)| {
+                positions
+                    .chunks(MAX_IDS_PER_CALL)
+                    .map(|p| (node.clone(), p.to_vec()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut yes = vec![0usize; ids.len()];
+        let mut answered = false;
+        let mut last_error = None;
+        let shared = &self.shared;
+        self.handle.block_on(async {
+            let mut calls = stream::iter(batches)
+                .map(|(node, positions)| async move {
+                    let asked: Vec<ChunkId> = positions.iter().map(|&p| ids[p]).collect();
+                    let result = shared.have(&node, &asked, touch).await;
+                    (node, positions, result)
+                })
+                .buffer_unordered(shared.config.max_calls_in_flight.max(1));
+            while let Some((node, positions, result)) = calls.next().await {
+                match result {
+                    Ok(present) => {
+                        answered = true;
+                        for (&p, &has) in positions.iter().zip(&present) {
+                            if has {
+                                yes[p] += 1;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %node.label(), error = %e,
+                            "have call failed; its chunks count as missing there");
+                        last_error = Some(e);
+                    }
+                }
+            }
+        });
+        match last_error {
+            Some(e) if !answered => Err(e),
+            _ => Ok(yes),
+        }
+    }
 }
 
 /// The placement and nodes of `map`; the nodes of `previous` that `map` lacks are kept for
@@ -378,7 +442,9 @@ impl Shared {
         }
     }
 
-    /// Makes `chunk` durable on a remote replica: "have it?", then the payload if not.
+    /// Makes `chunk` durable on a remote replica: "have it?" (refreshing the copy's reference
+    /// time if so, as a local dedup put does: GC's hold on that node counts from it), then the
+    /// payload if not.
     async fn replicate(
         &self,
         node: &Node,
@@ -386,7 +452,7 @@ impl Shared {
         chunk: &StoredChunk,
     ) -> Result<bool, ChunkError> {
         let remote = self.connect(node).await?;
-        if matches!(remote.have(&[id]).await?.as_slice(), [true]) {
+        if matches!(remote.touch(&[id], None).await?.as_slice(), [true]) {
             bump(&self.counters.payloads_skipped);
             return Ok(false);
         }
@@ -394,15 +460,25 @@ impl Shared {
         remote.put(&id, chunk).await
     }
 
-    /// Which of `ids` a node stores.
-    async fn have(&self, node: &Node, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
+    /// Which of `ids` a node stores; with `touch`, each stored one's reference time is
+    /// refreshed as a dedup put would ([`ChunkStore::touch_many`]).
+    async fn have(
+        &self,
+        node: &Node,
+        ids: &[ChunkId],
+        touch: bool,
+    ) -> Result<Vec<bool>, ChunkError> {
         match &node.reach {
             Reach::Local(store) => {
                 let (store, ids) = (store.clone(), ids.to_vec());
-                tokio::task::spawn_blocking(move || store.has_many(&ids))
-                    .await
-                    .map_err(|e| ChunkError::Io(format!("chunk store task failed: {e}")))?
+                tokio::task::spawn_blocking(move || match touch {
+                    true => store.touch_many(&ids, None),
+                    false => store.has_many(&ids),
+                })
+                .await
+                .map_err(|e| ChunkError::Io(format!("chunk store task failed: {e}")))?
             }
+            _ if touch => self.connect(node).await?.touch(ids, None).await,
             _ => self.connect(node).await?.have(ids).await,
         }
     }
@@ -650,60 +726,18 @@ impl ChunkBackend for ReplicatedChunks {
     /// Fails only when ids were asked about and no replica could be asked at all. Ids are
     /// batched per replica, at most [`MAX_IDS_PER_CALL`] per call.
     fn has_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
         let state = self.state();
-        let mut by_node: HashMap<NodeId, Vec<usize>> = HashMap::new();
-        for (pos, id) in ids.iter().enumerate() {
-            for node in state.placer.place(id.as_bytes(), state.rf) {
-                by_node.entry(node).or_default().push(pos);
-            }
-        }
-        let batches: Vec<(Arc<Node>, Vec<usize>)> = by_node
-            .into_iter()
-            .filter_map(|(n, positions)| state.nodes.get(&n).map(|node| (node.clone(), positions)))
-            .flat_map(|(node, positions)| {
-                positions
-                    .chunks(MAX_IDS_PER_CALL)
-                    .map(|p| (node.clone(), p.to_vec()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let mut yes = vec![0usize; ids.len()];
-        let mut answered = false;
-        let mut last_error = None;
-        let shared = &self.shared;
-        self.handle.block_on(async {
-            let mut calls = stream::iter(batches)
-                .map(|(node, positions)| async move {
-                    let asked: Vec<ChunkId> = positions.iter().map(|&p| ids[p]).collect();
-                    let result = shared.have(&node, &asked).await;
-                    (node, positions, result)
-                })
-                .buffer_unordered(shared.config.max_calls_in_flight.max(1));
-            while let Some((node, positions, result)) = calls.next().await {
-                match result {
-                    Ok(present) => {
-                        answered = true;
-                        for (&p, &has) in positions.iter().zip(&present) {
-                            if has {
-                                yes[p] += 1;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(node = %node.label(), error = %e,
-                            "have call failed; its chunks count as missing there");
-                        last_error = Some(e);
-                    }
-                }
-            }
-        });
-        match last_error {
-            Some(e) if !answered => Err(e),
-            _ => Ok(yes.into_iter().map(|n| n >= state.quorum).collect()),
-        }
+        let holders = self.holders(&state, ids, false)?;
+        Ok(holders.into_iter().map(|n| n >= state.quorum).collect())
+    }
+
+    /// Asks every replica of each id (batched as [`ReplicatedChunks::has_many`] does) and
+    /// refreshes the reference time of every copy found; true for an id when at least one
+    /// replica holds it (now protected by GC's hold there; repair restores the other copies).
+    /// Fails only when no replica could be asked at all.
+    fn touch_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
+        let holders = self.holders(&self.state(), ids, true)?;
+        Ok(holders.into_iter().map(|n| n > 0).collect())
     }
 
     /// Physical totals: the sum of the stats of every chunk node of the map (drained ones

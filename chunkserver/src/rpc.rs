@@ -15,9 +15,13 @@
 //! | `Delete { ids }` | — | `Delete { existed }`, one flag per id | — |
 //! | `Stats` | — | `Stats(ChunkStats)` | — |
 //! | `List { after, max }` | — | `List { ids }`, in id order | — |
+//! | `Touch { ids, at_ms }` | — | `Touch { present }`, one flag per id | — |
 //!
-//! A writer asks `Have` first and sends only the chunks the node lacks; a `Put` of a chunk the
-//! node already holds is answered (`stored: false`) before its payload is read.
+//! A writer asks `Touch` first and sends only the chunks the node lacks; a `Put` of a chunk the
+//! node already holds is answered (`stored: false`) before its payload is read. Both refresh
+//! the stored copy's reference time as a local deduplicating put does: GC's hold counts from
+//! it, so a write that found its chunk already on a replica keeps that copy for the hold, as
+//! it keeps a chunk it stored itself. `Have` only asks (repair, counts) and refreshes nothing.
 //!
 //! # Integrity
 //!
@@ -97,6 +101,16 @@ pub enum ChunkRequest {
         /// Most ids to return (at most [`MAX_IDS_PER_CALL`]).
         max: u32,
     },
+    /// Which of `ids` are stored? Each stored one's reference time is refreshed, as a put
+    /// deduplicating against it would (to `at_ms`, or the server's now), so GC's hold protects
+    /// it again. At most [`MAX_IDS_PER_CALL`].
+    Touch {
+        /// The chunks asked about.
+        ids: Vec<ChunkId>,
+        /// The reference time to keep (a copy moved from another node keeps that copy's),
+        /// or `None` for the server's current time.
+        at_ms: Option<u64>,
+    },
 }
 
 impl Versioned for ChunkRequest {
@@ -150,6 +164,11 @@ pub enum ChunkResponse {
     List {
         /// The page.
         ids: Vec<ChunkId>,
+    },
+    /// Answer to `Touch`: one flag per id asked, in order.
+    Touch {
+        /// Whether each id is stored (and now refreshed).
+        present: Vec<bool>,
     },
 }
 
@@ -251,8 +270,9 @@ impl ChunkService {
     ) -> Result<ChunkResponse, RpcError> {
         check_lengths(raw_len, len)
             .map_err(|m| RpcError::remote(ErrorKind::LimitExceeded, format!("put of {id}: {m}")))?;
-        // Already here: answer before reading the payload (the sender stops sending).
-        if self.blocking(move |s| s.meta(&id)).await?.is_some() {
+        // Already here: answer before reading the payload (the sender stops sending). The
+        // stored copy is touched as a local dedup put would, so GC's hold keeps protecting it.
+        if self.blocking(move |s| s.touch_many(&[id], None)).await?[0] {
             return Ok(ChunkResponse::Put { stored: false });
         }
         let payload = read_exact(&mut body, len as usize)
@@ -346,6 +366,11 @@ impl Service for ChunkService {
                     .await?;
                 Ok((ChunkResponse::List { ids }, None))
             }
+            ChunkRequest::Touch { ids, at_ms } => {
+                check_count("touch", ids.len())?;
+                let present = self.blocking(move |s| s.touch_many(&ids, at_ms)).await?;
+                Ok((ChunkResponse::Touch { present }, None))
+            }
         }
     }
 }
@@ -406,6 +431,26 @@ impl RemoteChunks {
             }));
         }
         Ok(())
+    }
+
+    /// Which of `ids` the node stores, one flag per id (at most [`MAX_IDS_PER_CALL`] ids),
+    /// refreshing the reference time of each stored one (see [`ChunkStore::touch_many`]).
+    pub async fn touch(
+        &self,
+        ids: &[ChunkId],
+        at_ms: Option<u64>,
+    ) -> Result<Vec<bool>, ChunkError> {
+        self.check_count("touch request (chunk ids)", ids.len())?;
+        let resp = self
+            .call(&ChunkRequest::Touch {
+                ids: ids.to_vec(),
+                at_ms,
+            })
+            .await?;
+        match resp {
+            ChunkResponse::Touch { present } if present.len() == ids.len() => Ok(present),
+            other => Err(self.unexpected("touch", &other)),
+        }
     }
 
     /// Which of `ids` the node stores, one flag per id (at most [`MAX_IDS_PER_CALL`] ids).
@@ -559,6 +604,7 @@ fn variant_name(resp: &ChunkResponse) -> &'static str {
         ChunkResponse::Delete { .. } => "delete (of another length)",
         ChunkResponse::Stats(_) => "stats",
         ChunkResponse::List { .. } => "list (out of order or too long)",
+        ChunkResponse::Touch { .. } => "touch (of another length)",
     }
 }
 
@@ -583,6 +629,10 @@ mod tests {
             ChunkRequest::List {
                 after: Some(id),
                 max: 7,
+            },
+            ChunkRequest::Touch {
+                ids: vec![id],
+                at_ms: Some(42),
             },
         ];
         for r in reqs {

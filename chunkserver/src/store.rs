@@ -283,12 +283,11 @@ impl ChunkStore {
         }
         let _guard = self.stripes[id.0[0] as usize].lock();
         let now = now_ms();
-        if let Some(mut meta) = self.meta(id)? {
+        if let Some(meta) = self.meta(id)? {
             // Under the stripe lock, so a GC sweep (which checks the time under the same lock)
             // either deleted the chunk before this put (which then stores it anew) or sees
             // the refreshed time and keeps it.
-            if meta.touched_ms.saturating_add(self.touch_interval_ms) < now {
-                meta.touched_ms = now;
+            if let Some(meta) = self.refreshed(meta, now) {
                 self.db
                     .put_cf_opt(self.cf(CF_INDEX), id.0, meta.encode(), &self.write_opts)?;
             }
@@ -395,6 +394,48 @@ impl ChunkStore {
                     reason: e.to_string(),
                 }),
         }
+    }
+
+    /// `meta` with its reference time moved to `at_ms`, when that is more than the touch
+    /// interval after it (`None`: nothing to write).
+    fn refreshed(&self, mut meta: ChunkMeta, at_ms: u64) -> Option<ChunkMeta> {
+        if meta.touched_ms.saturating_add(self.touch_interval_ms) < at_ms {
+            meta.touched_ms = at_ms;
+            return Some(meta);
+        }
+        None
+    }
+
+    /// Which of `ids` are stored, refreshing each stored one's reference time as a put
+    /// deduplicating against it would ("have it? then keep it"): to `at_ms` when given (a
+    /// copy moved from another node keeps that copy's time), else to now. Checked and written
+    /// under the stripe locks GC's sweep takes, so a sweep racing this call either deleted the
+    /// chunk first (answered `false`: the caller must store it again) or sees the new time and
+    /// keeps it. The refreshed entries are written in one synced batch.
+    pub fn touch_many(&self, ids: &[ChunkId], at_ms: Option<u64>) -> Result<Vec<bool>, ChunkError> {
+        let mut stripes: Vec<usize> = ids.iter().map(|id| id.0[0] as usize).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _guards: Vec<_> = stripes.iter().map(|&s| self.stripes[s].lock()).collect();
+        let at = at_ms.unwrap_or_else(now_ms);
+        let mut batch = WriteBatch::default();
+        let mut writes = 0;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(meta) = self.meta(id)? else {
+                out.push(false);
+                continue;
+            };
+            if let Some(meta) = self.refreshed(meta, at) {
+                batch.put_cf(self.cf(CF_INDEX), id.0, meta.encode());
+                writes += 1;
+            }
+            out.push(true);
+        }
+        if writes > 0 {
+            self.db.write_opt(batch, &self.write_opts)?;
+        }
+        Ok(out)
     }
 
     /// Which of `ids` are stored ("have it?" for a batch).
@@ -741,6 +782,37 @@ mod tests {
             vec![true]
         );
         assert_eq!(s.stats().unwrap().chunks, 0);
+    }
+
+    #[test]
+    fn touch_refreshes_only_stored_chunks_and_keeps_a_given_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let raw = Bytes::from(vec![b't'; 5000]);
+        let id = ChunkId::of(&raw);
+        let absent = ChunkId::of(b"never stored");
+        s.put(&id, &StoredChunk::encode(raw)).unwrap();
+        s.backdate_for_test(&id, 7_200_000).unwrap();
+        let cutoff = now_ms() - 3_600_000;
+        // A time older than the stored one, or within the touch interval of it, changes nothing.
+        let old = s.meta(&id).unwrap().unwrap();
+        assert_eq!(
+            s.touch_many(&[id, absent], Some(old.touched_ms + 1000))
+                .unwrap(),
+            vec![true, false]
+        );
+        assert_eq!(s.meta(&id).unwrap().unwrap(), old);
+        // A later time moves it (a rebalanced copy keeps its source's time)...
+        let moved = old.touched_ms + 2 * DEFAULT_TOUCH_INTERVAL_MS;
+        s.touch_many(&[id], Some(moved)).unwrap();
+        assert_eq!(s.meta(&id).unwrap().unwrap().touched_ms, moved);
+        // ...and a touch without a time makes it young for the sweep, as a dedup put does.
+        assert_eq!(s.touch_many(&[id], None).unwrap(), vec![true]);
+        assert_eq!(
+            s.delete_unreferenced_before(&[id], cutoff).unwrap(),
+            vec![false]
+        );
+        assert!(!s.has_many(&[absent]).unwrap()[0]);
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! UploadPartCopy makes a part from a whole source or a byte range of it by referring to the
 //! source's chunks. No chunk is written, only the tree nodes a range needs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_core::extent::{Leaf, Piece, RangeWalker, Target, TreeBuilder};
-use cairn_core::manifest::{Content, Grant, ObjectLock, Part};
+use cairn_core::manifest::{Content, Grant, ObjectLock, Part, VersionManifest};
+use cairn_core::ChunkId;
 use futures::StreamExt;
 use md5::{Digest, Md5};
 
@@ -76,7 +77,22 @@ impl Client {
         if let Some(t) = opts.tags {
             m.tags = t;
         }
+        let content = m.content.clone();
+        // Tests pause here to delete the source and run GC between the read and the apply.
+        fail::fail_point!("copy-before-apply");
         let result = self.commit_version(&db, m).await?;
+        if let Err(e) = self.keep_copied_chunks(&src, &content).await {
+            // The copy cannot stand: take it back (nothing else refers to its version yet
+            // that it could not refer to before) and let the client retry.
+            let (b, k, v) = (
+                dst_bucket.to_string(),
+                dst_key.to_string(),
+                result.manifest.version,
+            );
+            self.blocking(move |i| Ok(i.meta.remove_version(&b, &k, v, None)?))
+                .await?;
+            return Err(e);
+        }
         Ok(CopyResult {
             result,
             source_version_id: shown_version(&sb, &src),
@@ -178,12 +194,74 @@ impl Client {
         );
         self.blocking(move |i| Ok(i.meta.put_part(&b, &k, &u, &p)?))
             .await?;
+        // A part that failed this check is replaced when the client retries the copy, and a
+        // completion that still names it fails to read, never returns other bytes.
+        self.keep_copied_chunks(&src, &part.content).await?;
         Ok(PartCopyResult {
             part,
             source_version_id: shown_version(&sb, &src),
         })
     }
 }
+
+impl Client {
+    /// Called once a copy by reference (`content`, sharing chunks with `src`) is applied:
+    /// makes sure garbage collection cannot collect those chunks (invariant I6).
+    ///
+    /// The copy read `src` while it was live, but its chunks were not written by this request
+    /// and so are not young for GC's hold. If `src` still exists now, every GC mark either
+    /// scanned it (it existed throughout) or began after the copy was applied and sees the
+    /// copy: nothing to do, and this costs one metadata read. If `src` was removed meanwhile
+    /// (or replaced by this very copy, as a copy onto itself in an unversioned bucket is), a
+    /// mark may have seen neither: every chunk the copy reaches is touched as a dedup put
+    /// would, so the hold protects it from now on, and a chunk a sweep already took fails the
+    /// copy (`Storage`, retryable) rather than leaving an object that cannot be read.
+    async fn keep_copied_chunks(
+        &self,
+        src: &VersionManifest,
+        content: &Content,
+    ) -> Result<(), ClientError> {
+        if content.tree().is_none() {
+            return Ok(());
+        }
+        let (b, k, v) = (src.bucket.clone(), src.key.clone(), src.version);
+        if self
+            .blocking(move |i| Ok(i.meta.get_version(&b, &k, v)?))
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let mut ids = HashSet::new();
+        let missing = match self.collect_tree_ids(content, &mut ids).await {
+            Ok(_) => {
+                let ids: Vec<ChunkId> = ids.into_iter().collect();
+                let mut missing = 0;
+                for batch in ids.chunks(TOUCH_BATCH) {
+                    let batch = batch.to_vec();
+                    let present = self
+                        .blocking(move |i| Ok(i.chunks.touch_many(&batch)?))
+                        .await?;
+                    missing += present.iter().filter(|p| !**p).count();
+                }
+                missing
+            }
+            // A tree node is gone already.
+            Err(ClientError::Corrupt(_)) => 1,
+            Err(e) => return Err(e),
+        };
+        if missing > 0 {
+            return Err(ClientError::Storage(format!(
+                "the copy source {}/{} was deleted while it was copied and garbage collection                  took {missing} of its chunks: the copy was not made",
+                src.bucket, src.key
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Chunk ids touched per call when a copy must protect what it shares with its source.
+const TOUCH_BATCH: usize = 1000;
 
 /// A leaf referring to exactly the bytes of a range-read piece (whose offset is already inside
 /// its target).

@@ -12,10 +12,16 @@
 //! What the mark sees while writes go on: uploads are listed before versions (a multipart
 //! completion moves parts into a version, so its parts are seen in one or the other), again
 //! after them (parts added during the pass, e.g. copies of a version deleted before the
-//! version scan reached it), and finally every version the change log shows was applied since
-//! the pass began (a copy written to a key the scan had passed). Anything live when the mark
-//! ends is therefore marked, and what is written later references either marked trees or
-//! chunks it has just written or deduplicated against.
+//! version scan reached it), and finally every version the change logs show was applied since
+//! the pass began (a copy written to a key the scan had passed) — every manifest node's log,
+//! since each logs only the buckets placed on it. On a multi-node site the listings ask every
+//! replica of a bucket, not a read quorum: a version a failed write left on one replica is
+//! readable there and anti-entropy spreads it, so it must be marked. Anything live when the
+//! mark ends is therefore marked, and what is written later references either marked trees or
+//! chunks it has just written or deduplicated against (a put that finds its chunk on a
+//! replica refreshes that copy's time there, as a local put does), or it is a copy by
+//! reference, which checks after its apply that its source still exists and otherwise
+//! touches every chunk it shares with it (`copy.rs`).
 //!
 //! **Sweep** pages through the chunk store's ids and deletes, in batches, each chunk that is not
 //! marked and was last referenced (written, or deduplicated against by a put: its
@@ -159,7 +165,7 @@ impl Client {
         progress: &(dyn Fn(&GcReport) + Sync),
         limiter: &RateLimiter,
     ) -> Result<(), ClientError> {
-        let first_seq = self.blocking(|i| Ok(i.meta.stats()?.last_seq)).await?;
+        let log_ends = self.blocking(|i| Ok(i.meta.change_log_ends()?)).await?;
         self.gc_mark_uploads(marks, report, progress).await?;
         for bucket in self.list_buckets().await? {
             let mut q = VersionsQuery {
@@ -167,7 +173,11 @@ impl Client {
                 ..Default::default()
             };
             loop {
-                let page = match self.list_versions(&bucket.name, &q).await {
+                let (b, query) = (bucket.name.clone(), q.clone());
+                let page = match self
+                    .blocking(move |i| Ok(i.meta.list_versions_everywhere(&b, &query)?))
+                    .await
+                {
                     Ok(p) => p,
                     // Deleted during the pass: a bucket is deleted only when empty.
                     Err(ClientError::NoSuchBucket(_)) => break,
@@ -187,29 +197,33 @@ impl Client {
             }
         }
         self.gc_mark_uploads(marks, report, progress).await?;
-        // Versions applied while the scans ran (a copy to a key already scanned).
-        let mut after = first_seq;
-        loop {
-            let changes = self
-                .blocking(move |i| Ok(i.meta.changes_since(after, PAGE)?))
-                .await?;
-            let Some(last) = changes.last() else { break };
-            after = last.seq;
-            limiter.acquire(changes.len() as u64).await;
-            for c in changes {
-                if c.removed || c.delete_marker {
-                    continue;
-                }
-                let (b, k, v) = (c.bucket, c.key, c.version);
-                let m = self
-                    .blocking(move |i| Ok(i.meta.get_version(&b, &k, v)?))
+        // Versions applied while the scans ran (a copy to a key already scanned), from every
+        // change log: on a multi-node site each manifest node logs only the buckets placed on
+        // it, so one node's log would miss a copy into a bucket placed elsewhere.
+        for (log, first_seq) in log_ends {
+            let mut after = first_seq;
+            loop {
+                let changes = self
+                    .blocking(move |i| Ok(i.meta.log_changes_since(log, after, PAGE)?))
                     .await?;
-                if let Some(m) = m {
-                    report.versions_scanned += 1;
-                    self.gc_mark_content(&m.content, marks, report).await?;
+                let Some(last) = changes.last() else { break };
+                after = last.seq;
+                limiter.acquire(changes.len() as u64).await;
+                for c in changes {
+                    if c.removed || c.delete_marker {
+                        continue;
+                    }
+                    let (b, k, v) = (c.bucket, c.key, c.version);
+                    let m = self
+                        .blocking(move |i| Ok(i.meta.get_version(&b, &k, v)?))
+                        .await?;
+                    if let Some(m) = m {
+                        report.versions_scanned += 1;
+                        self.gc_mark_content(&m.content, marks, report).await?;
+                    }
                 }
+                progress(report);
             }
-            progress(report);
         }
         Ok(())
     }
@@ -227,7 +241,11 @@ impl Client {
                 ..Default::default()
             };
             loop {
-                let page = match self.list_uploads(&bucket.name, &q).await {
+                let (b, query) = (bucket.name.clone(), q.clone());
+                let page = match self
+                    .blocking(move |i| Ok(i.meta.list_uploads_everywhere(&b, &query)?))
+                    .await
+                {
                     Ok(p) => p,
                     Err(ClientError::NoSuchBucket(_)) => break,
                     Err(e) => return Err(e),
@@ -238,7 +256,9 @@ impl Client {
                     loop {
                         let (b, id) = (bucket.name.clone(), u.upload_id.clone());
                         let parts = self
-                            .blocking(move |i| Ok(i.meta.list_parts(&b, &id, after, PAGE)?))
+                            .blocking(move |i| {
+                                Ok(i.meta.list_parts_everywhere(&b, &id, after, PAGE)?)
+                            })
                             .await?;
                         let Some(last) = parts.last() else { break };
                         after = last.number;
@@ -271,16 +291,30 @@ impl Client {
         marks: &mut Marks,
         report: &mut GcReport,
     ) -> Result<(), ClientError> {
+        report.chunks_marked += self.collect_tree_ids(content, &mut marks.set).await?;
+        Ok(())
+    }
+
+    /// Adds to `ids` every chunk `content`'s extent tree reaches — its interior nodes and the
+    /// chunks their leaves name — without walking again into a subtree whose node is already
+    /// in `ids`; returns how many ids were new. Inline and empty content reach none; a node
+    /// that cannot be read or decoded, or a tree deeper than the limit, is an error.
+    pub(crate) async fn collect_tree_ids(
+        &self,
+        content: &Content,
+        ids: &mut HashSet<ChunkId>,
+    ) -> Result<u64, ClientError> {
         let Some(root) = content.tree() else {
-            return Ok(());
+            return Ok(0);
         };
+        let mut added = 0;
         // Depth-first with an explicit stack: at most FANOUT entries per level.
         let mut stack: Vec<(Child, usize)> = vec![(root, 1)];
         while let Some((child, depth)) = stack.pop() {
-            if !marks.set.insert(child.node) {
+            if !ids.insert(child.node) {
                 continue;
             }
-            report.chunks_marked += 1;
+            added += 1;
             if depth > MAX_DEPTH {
                 return Err(ClientError::Corrupt(format!(
                     "extent tree deeper than {MAX_DEPTH} levels at node {}",
@@ -288,10 +322,7 @@ impl Client {
                 )));
             }
             let node = self.load(child.node, child.len).await.map_err(|e| {
-                ClientError::Corrupt(format!(
-                    "GC cannot read extent tree node {}: {e}",
-                    child.node
-                ))
+                ClientError::Corrupt(format!("cannot read extent tree node {}: {e}", child.node))
             })?;
             match node {
                 TreeNode::Children(children) => {
@@ -300,15 +331,15 @@ impl Client {
                 TreeNode::Leaves(leaves) => {
                     for leaf in leaves {
                         if let Target::Chunk { id, .. } = leaf.target {
-                            if marks.set.insert(id) {
-                                report.chunks_marked += 1;
+                            if ids.insert(id) {
+                                added += 1;
                             }
                         }
                     }
                 }
             }
         }
-        Ok(())
+        Ok(added)
     }
 
     /// The sweep: deletes unmarked chunks last referenced before the cutoff.

@@ -127,12 +127,57 @@ pub trait ManifestBackend: Send + Sync + 'static {
     /// A page of uploads in progress.
     fn list_uploads(&self, bucket: &str, q: &UploadsQuery) -> Result<UploadsPage, ManifestError>;
 
+    // ---- reads that must not miss a version (garbage collection's mark) ----
+    /// [`ManifestBackend::list_versions`] answered by every replica of the bucket rather
+    /// than a read quorum (a single store: the same thing): a version a failed write left on
+    /// fewer replicas than the write quorum — which a read may still return, and anti-entropy
+    /// will copy to the others — is listed too.
+    fn list_versions_everywhere(
+        &self,
+        bucket: &str,
+        q: &VersionsQuery,
+    ) -> Result<VersionsPage, ManifestError> {
+        self.list_versions(bucket, q)
+    }
+    /// [`ManifestBackend::list_uploads`] answered by every replica of the bucket.
+    fn list_uploads_everywhere(
+        &self,
+        bucket: &str,
+        q: &UploadsQuery,
+    ) -> Result<UploadsPage, ManifestError> {
+        self.list_uploads(bucket, q)
+    }
+    /// [`ManifestBackend::list_parts`] answered by every replica of the bucket.
+    fn list_parts_everywhere(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<Vec<Part>, ManifestError> {
+        self.list_parts(bucket, upload_id, after, max)
+    }
+
     // ---- change log and totals ----
     /// This store's change log after `after` (a multi-node backend: this node's, or the
     /// nearest manifest node's).
     fn changes_since(&self, after: u64, max: usize) -> Result<Vec<Change>, ManifestError>;
     /// Totals.
     fn stats(&self) -> Result<ManifestStats, ManifestError>;
+    /// Where each change log of the site ends now, as (log, last sequence number): one log
+    /// per manifest node (a multi-node backend: every manifest node of the current map must
+    /// answer), a single store's one log numbered 0. What a version write lands in is some
+    /// of these logs, so a reader that re-reads all of them from these ends sees every
+    /// version applied after this call (garbage collection's mark does).
+    fn change_log_ends(&self) -> Result<Vec<(u64, u64)>, ManifestError>;
+    /// Changes of log `log` (as [`ManifestBackend::change_log_ends`] names it) after `after`,
+    /// at most `max`; an empty answer means the end.
+    fn log_changes_since(
+        &self,
+        log: u64,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Change>, ManifestError>;
 
     // ---- access keys ----
     /// Adds a key (`Invalid` if its id is taken).
@@ -282,6 +327,22 @@ impl ManifestBackend for ManifestStore {
     }
     fn stats(&self) -> Result<ManifestStats, ManifestError> {
         ManifestStore::stats(self)
+    }
+    fn change_log_ends(&self) -> Result<Vec<(u64, u64)>, ManifestError> {
+        Ok(vec![(0, ManifestStore::stats(self)?.last_seq)])
+    }
+    fn log_changes_since(
+        &self,
+        log: u64,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Change>, ManifestError> {
+        if log != 0 {
+            return Err(ManifestError::Invalid(format!(
+                "a single store has one change log (0), not {log}"
+            )));
+        }
+        ManifestStore::changes_since(self, after, max)
     }
     fn put_key(&self, key: &AccessKey) -> Result<(), ManifestError> {
         ManifestStore::put_key(self, key)

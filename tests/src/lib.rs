@@ -2,6 +2,7 @@
 //! process (real RocksDB stores in a temp dir, the S3 gateway on a loopback port) and hands out
 //! AWS SDK clients for it. Scenarios can stop it and start it again on the same data.
 
+pub mod gc;
 pub mod multi;
 
 use std::net::SocketAddr;

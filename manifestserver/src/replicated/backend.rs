@@ -263,7 +263,7 @@ impl ManifestBackend for ReplicatedManifests {
     }
 
     fn list_objects(&self, bucket: &str, q: &ListQuery) -> Result<ListPage, ManifestError> {
-        self.merged_listing(bucket, Listing::Objects(q.clone()))
+        self.merged_listing(bucket, Listing::Objects(q.clone()), false)
             .map(|m| m.into_objects())
     }
 
@@ -272,8 +272,36 @@ impl ManifestBackend for ReplicatedManifests {
         bucket: &str,
         q: &VersionsQuery,
     ) -> Result<VersionsPage, ManifestError> {
-        self.merged_listing(bucket, Listing::Versions(q.clone()))
+        self.merged_listing(bucket, Listing::Versions(q.clone()), false)
             .map(|m| m.into_versions())
+    }
+
+    fn list_versions_everywhere(
+        &self,
+        bucket: &str,
+        q: &VersionsQuery,
+    ) -> Result<VersionsPage, ManifestError> {
+        self.merged_listing(bucket, Listing::Versions(q.clone()), true)
+            .map(|m| m.into_versions())
+    }
+
+    fn list_uploads_everywhere(
+        &self,
+        bucket: &str,
+        q: &UploadsQuery,
+    ) -> Result<UploadsPage, ManifestError> {
+        self.merged_listing(bucket, Listing::Uploads(q.clone()), true)
+            .map(|m| m.into_uploads())
+    }
+
+    fn list_parts_everywhere(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<Vec<Part>, ManifestError> {
+        self.parts_from(bucket, upload_id, after, max, true)
     }
 
     fn create_upload(&self, upload: &Upload) -> Result<(), ManifestError> {
@@ -348,40 +376,7 @@ impl ManifestBackend for ReplicatedManifests {
         after: u32,
         max: usize,
     ) -> Result<Vec<Part>, ManifestError> {
-        let state = self.state();
-        let set = state.bucket_read_set(bucket)?;
-        let max = max.min(MAX_LIST);
-        let upload = upload_id.to_string();
-        let answers = self.block_on(self.shared.ask_read(
-            "a part listing",
-            &set,
-            state.r,
-            move |shared, node| {
-                let req = ManifestRequest::ListPartsStamped {
-                    upload_id: upload.clone(),
-                    after,
-                    max: max as u32,
-                };
-                async move {
-                    match shared.call(&node, req).await? {
-                        ManifestResponse::StampedParts(p) => Ok(p),
-                        other => Err(unexpected("a part listing", &other)),
-                    }
-                }
-            },
-        ))?;
-        let mut merged: BTreeMap<u32, (VersionId, Part)> = BTreeMap::new();
-        for (_, parts) in answers {
-            for (stamp, p) in parts {
-                match merged.get(&p.number) {
-                    Some((s, _)) if *s >= stamp => {}
-                    _ => {
-                        merged.insert(p.number, (stamp, p));
-                    }
-                }
-            }
-        }
-        Ok(merged.into_values().map(|(_, p)| p).take(max).collect())
+        self.parts_from(bucket, upload_id, after, max, false)
     }
 
     fn abort_upload(
@@ -407,7 +402,7 @@ impl ManifestBackend for ReplicatedManifests {
     }
 
     fn list_uploads(&self, bucket: &str, q: &UploadsQuery) -> Result<UploadsPage, ManifestError> {
-        self.merged_listing(bucket, Listing::Uploads(q.clone()))
+        self.merged_listing(bucket, Listing::Uploads(q.clone()), false)
             .map(|m| m.into_uploads())
     }
 
@@ -440,6 +435,61 @@ impl ManifestBackend for ReplicatedManifests {
         )? {
             (_, ManifestResponse::Stats(s)) => Ok(s),
             (_, other) => Err(unexpected("stats", &other)),
+        }
+    }
+
+    /// Every manifest node of the current map, asked at once; each must answer (writes go to
+    /// the current placement, so these logs hold every version applied from now on).
+    fn change_log_ends(&self) -> Result<Vec<(u64, u64)>, ManifestError> {
+        let nodes = self.state().manifest_nodes.clone();
+        self.block_on(async {
+            let mut calls = tokio::task::JoinSet::new();
+            for node in nodes {
+                let shared = self.shared.clone();
+                calls.spawn(async move {
+                    let answer = shared.call(&node, ManifestRequest::Stats).await;
+                    (node.id, answer)
+                });
+            }
+            let mut ends = Vec::new();
+            while let Some(joined) = calls.join_next().await {
+                let (id, answer) = joined.map_err(|e| {
+                    ManifestError::from(Refusal::Remote {
+                        kind: ErrorKind::Internal,
+                        message: format!("a stats call failed: {e}"),
+                    })
+                })?;
+                match answer? {
+                    ManifestResponse::Stats(s) => ends.push((id, s.last_seq)),
+                    other => return Err(unexpected("stats", &other)),
+                }
+            }
+            Ok(ends)
+        })
+    }
+
+    /// The change log of manifest node `log` of the current map.
+    fn log_changes_since(
+        &self,
+        log: u64,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Change>, ManifestError> {
+        let state = self.state();
+        let Some(node) = state.manifest_nodes.iter().find(|n| n.id == log).cloned() else {
+            return Err(ManifestError::Invalid(format!(
+                "node {} is not a manifest node of the map (epoch {}): its change log cannot                  be read",
+                cairn_core::cluster::node_id_hex(log),
+                state.map.epoch
+            )));
+        };
+        let req = ManifestRequest::ChangesSince {
+            after,
+            max: max.min(rpc::MAX_CHANGES) as u32,
+        };
+        match self.block_on(self.shared.call(&node, req))? {
+            ManifestResponse::Changes(c) => Ok(c),
+            other => Err(unexpected("changes_since", &other)),
         }
     }
 
@@ -525,5 +575,53 @@ impl ManifestBackend for ReplicatedManifests {
             .iter()
             .flat_map(|(_, o)| o)
             .any(|o| o.previous.is_some()))
+    }
+}
+
+impl ReplicatedManifests {
+    /// Parts of an upload merged over R of the bucket's replicas, or with `every`, all of them
+    /// (the greatest stamp of each part number wins).
+    fn parts_from(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+        every: bool,
+    ) -> Result<Vec<Part>, ManifestError> {
+        let state = self.state();
+        let set = state.bucket_read_set(bucket)?;
+        let max = max.min(MAX_LIST);
+        let upload = upload_id.to_string();
+        let r = if every { set.current } else { state.r };
+        let answers =
+            self.block_on(
+                self.shared
+                    .ask_read("a part listing", &set, r, move |shared, node| {
+                        let req = ManifestRequest::ListPartsStamped {
+                            upload_id: upload.clone(),
+                            after,
+                            max: max as u32,
+                        };
+                        async move {
+                            match shared.call(&node, req).await? {
+                                ManifestResponse::StampedParts(p) => Ok(p),
+                                other => Err(unexpected("a part listing", &other)),
+                            }
+                        }
+                    }),
+            )?;
+        let mut merged: BTreeMap<u32, (VersionId, Part)> = BTreeMap::new();
+        for (_, parts) in answers {
+            for (stamp, p) in parts {
+                match merged.get(&p.number) {
+                    Some((s, _)) if *s >= stamp => {}
+                    _ => {
+                        merged.insert(p.number, (stamp, p));
+                    }
+                }
+            }
+        }
+        Ok(merged.into_values().map(|(_, p)| p).take(max).collect())
     }
 }

@@ -273,15 +273,18 @@ impl Merged {
 }
 
 impl ReplicatedManifests {
-    /// A listing merged over the bucket's replicas (see the module docs of `listing.rs`).
+    /// A listing merged over the bucket's replicas (see the module docs of `listing.rs`): R
+    /// of them, or with `every`, all of them (each must answer).
     pub(super) fn merged_listing(
         &self,
         bucket: &str,
         listing: Listing,
+        every: bool,
     ) -> Result<Merged, ManifestError> {
         let state = self.state();
         let set = Arc::new(state.bucket_read_set(bucket)?);
-        self.block_on(self.shared.merged_listing(bucket, &set, state.r, &listing))
+        let r = if every { set.current } else { state.r };
+        self.block_on(self.shared.merged_listing(bucket, &set, r, &listing))
     }
 }
 

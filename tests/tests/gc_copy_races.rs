@@ -1,0 +1,205 @@
+//! A copy by reference whose source is deleted between the copy's read of it and the copy's
+//! apply, with garbage collection running in that window (invariant I6), on five storage
+//! nodes with replication factor 3 behind a gateway-only node. The copy is paused at the fail
+//! point `copy-before-apply` (its own test binary: fail points are process-wide).
+
+use std::future::Future;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use cairn_client::GcPhase;
+use cairn_tests::gc::{age_everything, chunk_nodes, gc_all, HOLD_MS};
+use cairn_tests::multi::MultiSite;
+use cairn_tests::random_bytes;
+
+const BOUND: Duration = Duration::from_secs(240);
+const MANUAL_WORKERS: &str = "[workers]\nlifecycle_interval = 100000\ngc_interval = 100000\n\
+    repair_interval = 100000\nscrub_interval = 100000\nanti_entropy_interval = 100000\n\
+    map_settle = 0\n";
+const GATEWAY: usize = 5;
+const PAUSE: &str = "copy-before-apply";
+
+/// The fail point is process-wide: the scenarios of this file take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .expect("scenario did not finish in time")
+}
+
+/// The site, a bucket `bkt` holding `src` (aged past the hold), and its bytes.
+async fn site_with_aged_source() -> (MultiSite, Vec<u8>) {
+    let mut roles = vec!["chunk,manifest"; 5];
+    roles.push("s3");
+    let site = MultiSite::start_with_roles(&roles, 3, 5, MANUAL_WORKERS).await;
+    let s3 = site.s3(GATEWAY);
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    let body = random_bytes(2 << 20, 7);
+    s3.put_object()
+        .bucket("bkt")
+        .key("src")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    age_everything(&site);
+    (site, body)
+}
+
+type CopyAnswer =
+    Result<(), aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::copy_object::CopyObjectError>>;
+
+/// A copy of `bkt/src` to `bkt/dst` held at the fail point, after its read of the source.
+struct PausedCopy {
+    copy: tokio::task::JoinHandle<CopyAnswer>,
+    go: std::sync::mpsc::Sender<()>,
+}
+
+impl PausedCopy {
+    /// Starts the copy and returns once it is held (it has read its source).
+    async fn start(site: &MultiSite) -> PausedCopy {
+        let (reached_tx, mut reached_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let go_rx = Mutex::new(go_rx);
+        fail::cfg_callback(PAUSE, move || {
+            reached_tx.send(()).unwrap();
+            go_rx.lock().unwrap().recv().unwrap();
+        })
+        .unwrap();
+        let s3 = site.s3(GATEWAY);
+        let copy = tokio::spawn(async move {
+            s3.copy_object()
+                .copy_source("bkt/src")
+                .bucket("bkt")
+                .key("dst")
+                .send()
+                .await
+                .map(|_| ())
+        });
+        reached_rx.recv().await.unwrap();
+        PausedCopy { copy, go }
+    }
+
+    /// Lets the copy apply; its answer.
+    async fn resume(self) -> CopyAnswer {
+        fail::remove(PAUSE);
+        self.go.send(()).unwrap();
+        self.copy.await.unwrap()
+    }
+}
+
+/// Interleaving: the copy reads `src`; `src` is deleted; a GC pass runs on every node (its
+/// mark sees neither `src` nor the copy); only then is the copy applied. The chunks are gone,
+/// so the copy must fail and leave nothing behind. Before the fix the copy answered 200 and
+/// left `dst` naming chunks no node held: a GET of it failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_copy_whose_source_was_collected_before_its_apply_fails_and_leaves_nothing() {
+    let _turn = SERIAL.lock().await;
+    bounded(async {
+        let (site, _) = site_with_aged_source().await;
+        let s3 = site.s3(GATEWAY);
+        let copy = PausedCopy::start(&site).await;
+        s3.delete_object()
+            .bucket("bkt")
+            .key("src")
+            .send()
+            .await
+            .unwrap();
+        let reports = gc_all(&site).await;
+        assert!(reports.iter().all(|r| r.chunks_deleted > 0), "{reports:?}");
+        let answer = copy.resume().await;
+        assert!(
+            answer.is_err(),
+            "the copy of a collected source was acknowledged"
+        );
+        assert!(
+            s3.head_object()
+                .bucket("bkt")
+                .key("dst")
+                .send()
+                .await
+                .is_err(),
+            "the failed copy left an object behind"
+        );
+        site.shutdown().await;
+    })
+    .await;
+}
+
+/// Interleaving: the copy reads `src`; `src` is deleted; a GC pass on every node marks (and
+/// sees neither) and stops before its sweep; the copy is applied and answered; then the
+/// sweeps run. The acknowledged copy must read back. Before the fix the sweeps took every
+/// chunk the copy shares with its source.
+// Five passes and the paused copy each hold a runtime thread while they wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 10)]
+async fn a_copy_applied_between_a_mark_and_its_sweep_keeps_its_chunks() {
+    let _turn = SERIAL.lock().await;
+    bounded(async {
+        let (site, body) = site_with_aged_source().await;
+        let s3 = site.s3(GATEWAY);
+        let copy = PausedCopy::start(&site).await;
+        s3.delete_object()
+            .bucket("bkt")
+            .key("src")
+            .send()
+            .await
+            .unwrap();
+
+        // Every node marks, then waits before sweeping.
+        let nodes = chunk_nodes(&site);
+        let (marked_tx, mut marked_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let sweep = Arc::new((Mutex::new(false), Condvar::new()));
+        let mut passes = Vec::new();
+        for &k in &nodes {
+            let client = site.node(k).client.clone();
+            let marked_tx = marked_tx.clone();
+            let sweep = sweep.clone();
+            passes.push(tokio::spawn(async move {
+                let told = Mutex::new(false);
+                let progress = |r: &cairn_client::GcReport| {
+                    let mut told = told.lock().unwrap();
+                    if r.phase == GcPhase::Sweep && !*told {
+                        *told = true;
+                        marked_tx.send(()).unwrap();
+                        // Holds this pass's thread (the test runs on several) until released.
+                        let (go, cv) = &*sweep;
+                        let _go = cv.wait_while(go.lock().unwrap(), |go| !*go).unwrap();
+                    }
+                };
+                client
+                    .run_gc(cairn_client::now_ms(), HOLD_MS, &progress)
+                    .await
+            }));
+        }
+        for _ in &nodes {
+            marked_rx.recv().await.unwrap();
+        }
+        copy.resume()
+            .await
+            .expect("the copy of a source live when it was read");
+        *sweep.0.lock().unwrap() = true;
+        sweep.1.notify_all();
+        for p in passes {
+            assert_eq!(p.await.unwrap().unwrap().phase, GcPhase::Done);
+        }
+        assert_eq!(
+            s3.get_object()
+                .bucket("bkt")
+                .key("dst")
+                .send()
+                .await
+                .expect("the acknowledged copy")
+                .body
+                .collect()
+                .await
+                .expect("its bytes")
+                .into_bytes()
+                .to_vec(),
+            body
+        );
+        site.shutdown().await;
+    })
+    .await;
+}
