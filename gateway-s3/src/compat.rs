@@ -11,8 +11,8 @@ const MAX_PRESIGNED_EXPIRES: u64 = 7 * 24 * 3600;
 /// Largest error body rewritten by [`finish_error`].
 const MAX_ERROR_BODY: usize = 16 * 1024;
 
-/// An S3 error response made here, before s3s runs.
-fn error_response(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
+/// An S3 XML error response made outside s3s.
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>\
          <Message>{message}</Message></Error>"
@@ -40,16 +40,16 @@ fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 /// - SigV4 takes the request time from `x-amz-date` or, when that is absent, from `Date`;
 ///   s3s reads only `x-amz-date`, so the `Date` value is copied into it. The signature still
 ///   covers the `Date` header as sent, and the string to sign is the same time.
-pub(crate) fn prepare<B>(req: &mut Request<B>) -> Result<(), Response<s3s::Body>> {
+pub(crate) fn prepare<B>(req: &mut Request<B>) -> Result<(), Box<Response<s3s::Body>>> {
     let query = req.uri().query().unwrap_or("");
     if query_value(query, "X-Amz-Signature").is_some() {
         let expires = query_value(query, "X-Amz-Expires").and_then(|v| v.parse::<u64>().ok());
         if expires.is_some_and(|e| e > MAX_PRESIGNED_EXPIRES) {
-            return Err(error_response(
+            return Err(Box::new(error_response(
                 StatusCode::BAD_REQUEST,
                 "AuthorizationQueryParametersError",
                 "X-Amz-Expires must be less than a week (in seconds) that is 604800",
-            ));
+            )));
         }
     }
     let headers = req.headers_mut();
@@ -64,17 +64,10 @@ pub(crate) fn prepare<B>(req: &mut Request<B>) -> Result<(), Response<s3s::Body>
                 s3s::dto::Timestamp::parse(s3s::dto::TimestampFormat::HttpDate, d.trim()).ok()
             });
         if let Some(date) = date {
-            let t = time::OffsetDateTime::from(date);
-            let amz = format!(
-                "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            );
-            if let Ok(v) = HeaderValue::from_str(&amz) {
+            let basic =
+                time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+            let amz = time::OffsetDateTime::from(date).format(&basic).ok();
+            if let Some(v) = amz.and_then(|a| HeaderValue::from_str(&a).ok()) {
                 headers.insert("x-amz-date", v);
             }
         }

@@ -1,16 +1,15 @@
 //! Browser POST uploads: the form fields s3s reads but does not act on. s3s parses the
 //! multipart form, checks its policy and signature and turns it into a PutObject, but drops the
 //! uploaded file's name (`${filename}` in the key), the `tagging` field and the checksum
-//! fields. [`FormCapture`] keeps a copy of the form up to the file's content as the body
+//! fields. [`FormHead`], tapping the request body, keeps a copy of the form up to the file's content as the body
 //! streams past (nothing else is buffered); [`PostForm`] reads those fields from it for the
 //! access hook, which applies them before the upload runs.
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
+
+use crate::metrics::Tap;
 
 /// Most form bytes kept before the file part: S3 limits a POST form's fields to 20 KiB of
 /// policy and a few fields, so this only bounds a hostile client.
@@ -71,41 +70,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A request body that copies what passes into a [`FormHead`] until the file's content.
-pub(crate) struct FormCapture<B> {
-    inner: B,
-    head: FormHead,
-}
-
-impl<B> FormCapture<B> {
-    pub(crate) fn new(inner: B, head: FormHead) -> FormCapture<B> {
-        FormCapture { inner, head }
-    }
-}
-
-impl<B: Body<Data = Bytes> + Unpin> Body for FormCapture<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.head.keep(data);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+/// A request body tapped by its [`FormHead`] keeps the form until the file's content.
+impl Tap for FormHead {
+    fn data(&self, data: &Bytes) {
+        self.keep(data);
     }
 }
 

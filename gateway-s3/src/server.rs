@@ -18,8 +18,8 @@ use tracing::{debug, error, info, warn, Instrument};
 
 use crate::auth::{Access, DomainHost, KeyAuth};
 use crate::cors::Cors;
-use crate::form::{FormCapture, FormHead};
-use crate::metrics::{Counted, Direction, S3Metrics};
+use crate::form::FormHead;
+use crate::metrics::{Counted, Direction, S3Metrics, Tapped};
 use crate::ops::Gateway;
 use crate::S3Config;
 
@@ -178,14 +178,14 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         let peer = self.peer;
         // Counted under the operation S3 would route it to; its body bytes as they stream.
         let stats = self.metrics.op(crate::metrics::operation(&req, &self.host));
-        let mut req = req.map(|b| Counted::new(b, stats.clone(), Direction::Request));
+        let mut req = req.map(|b| Counted::counted(b, stats.clone(), Direction::Request));
         let form = (method == http::Method::POST)
             .then(|| FormHead::for_request(req.headers()))
             .flatten();
         let mut req = match form {
             Some(head) => {
                 req.extensions_mut().insert(head.clone());
-                req.map(|b| s3s::Body::http_body(FormCapture::new(b, head)))
+                req.map(|b| s3s::Body::http_body(Tapped::new(b, head)))
             }
             None => req.map(s3s::Body::http_body),
         };
@@ -206,7 +206,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                         .is_some_and(|q| q.contains("X-Amz-Credential="));
                 let refused = crate::compat::prepare(&mut req).err();
                 let resp = if let Some(refused) = refused {
-                    refused
+                    *refused
                 } else if method == http::Method::OPTIONS {
                     cors.preflight(&req).await
                 } else {
@@ -241,8 +241,8 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                 let status = resp.status().as_u16();
                 // Latency is to the response head; the body's bytes are counted as they go.
                 stats.record(status, elapsed);
-                let resp =
-                    resp.map(|b| s3s::Body::http_body(Counted::new(b, stats, Direction::Response)));
+                let resp = resp
+                    .map(|b| s3s::Body::http_body(Counted::counted(b, stats, Direction::Response)));
                 if resp.status().is_server_error() {
                     warn!(status, elapsed_ms, "request served");
                 } else {
@@ -257,15 +257,11 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
 
 /// A bare 500 for the rare case where s3s could not even serialize an error.
 pub(crate) fn internal_error_response() -> Response<s3s::Body> {
-    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
-        <Error><Code>InternalError</Code><Message>internal error</Message></Error>";
-    let mut resp = Response::new(s3s::Body::from(body.to_string()));
-    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/xml"),
-    );
-    resp
+    crate::compat::error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        "internal error",
+    )
 }
 
 #[cfg(test)]

@@ -163,16 +163,18 @@ async fn if_match_on_a_missing_key_is_no_such_key() {
         .await
         .unwrap_err();
     assert_eq!(error_of(&e), (404, "NoSuchKey".to_string()));
-    let e = s3
-        .put_object()
-        .bucket("cond")
-        .key("missing")
-        .if_match("\"abc\"")
-        .body(b"x".to_vec().into())
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(error_of(&e), (404, "NoSuchKey".to_string()));
+    for condition in ["\"abc\"", "*"] {
+        let e = s3
+            .put_object()
+            .bucket("cond")
+            .key("missing")
+            .if_match(condition)
+            .body(b"x".to_vec().into())
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(error_of(&e), (404, "NoSuchKey".to_string()), "{condition}");
+    }
     server.stop().await.unwrap();
 }
 
