@@ -51,6 +51,23 @@ async fn two_part_upload(
     (id, done.build())
 }
 
+/// A signed raw PUT of `body` to `path` with `extra` headers (for headers the SDK will not
+/// send as given).
+async fn signed_put(
+    server: &Server,
+    path: &str,
+    extra: &[(&str, String)],
+    body: &[u8],
+) -> RawResponse {
+    let mut headers = extra.to_vec();
+    headers.push(("content-length", body.len().to_string()));
+    let host = server.addr.to_string();
+    let signed = server
+        .signer()
+        .sign("PUT", &host, path, "", &headers, &sha256_hex(body));
+    raw_request(server.addr, &signed.head, body).await
+}
+
 #[tokio::test]
 async fn object_attributes_accept_a_comma_separated_list() {
     let server = start().await;
@@ -259,20 +276,13 @@ async fn digests_and_checksums_are_checked_as_s3_does() {
     let s3 = server.s3();
     s3.create_bucket().bucket("sums").send().await.unwrap();
     // An empty Content-MD5.
-    let host = server.addr.to_string();
-    let body = b"abc";
-    let signed = server.signer().sign(
-        "PUT",
-        &host,
+    let resp = signed_put(
+        &server,
         "/sums/md5",
-        "",
-        &[
-            ("content-md5", String::new()),
-            ("content-length", body.len().to_string()),
-        ],
-        &sha256_hex(body),
-    );
-    let resp = raw_request(server.addr, &signed.head, body).await;
+        &[("content-md5", String::new())],
+        b"abc",
+    )
+    .await;
     assert_eq!(resp.status, 400, "{}", resp.text());
     assert_eq!(code_of(&resp), "InvalidDigest");
     // A well-formed additional checksum that does not match the body.
@@ -295,17 +305,7 @@ async fn content_headers_and_metadata_read_back_as_s3_serves_them() {
     let s3 = server.s3();
     s3.create_bucket().bucket("heads").send().await.unwrap();
     // Stored without a Content-Type: served as binary/octet-stream.
-    let host = server.addr.to_string();
-    let body = b"raw";
-    let signed = server.signer().sign(
-        "PUT",
-        &host,
-        "/heads/plain",
-        "",
-        &[("content-length", body.len().to_string())],
-        &sha256_hex(body),
-    );
-    let resp = raw_request(server.addr, &signed.head, body).await;
+    let resp = signed_put(&server, "/heads/plain", &[], b"raw").await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     let got = s3
         .get_object()
