@@ -4,7 +4,7 @@ use cairn_core::manifest::{Bucket, Versioning};
 use cairn_manifestserver::ManifestError;
 
 use crate::client::{now_ms, Client};
-use crate::ClientError;
+use crate::{ClientError, UploadsQuery, VersionsQuery};
 
 /// S3's rules for new bucket names: 3-63 characters of `a-z0-9.-`, starting and ending with a
 /// letter or digit, no `..`, not shaped like an IP address.
@@ -58,10 +58,52 @@ impl Client {
         self.blocking(|i| Ok(i.meta.list_buckets()?)).await
     }
 
-    /// Deletes an empty bucket.
+    /// Deletes a bucket that holds no objects, versions or delete markers. Multipart uploads
+    /// in progress do not keep it: as in S3, they are aborted with it.
     pub async fn delete_bucket(&self, name: &str) -> Result<(), ClientError> {
+        match self.delete_empty_bucket(name).await {
+            Err(ClientError::BucketNotEmpty(_)) if self.holds_only_uploads(name).await? => {
+                self.abort_all_uploads(name).await?;
+                self.delete_empty_bucket(name).await
+            }
+            result => result,
+        }
+    }
+
+    async fn delete_empty_bucket(&self, name: &str) -> Result<(), ClientError> {
         let n = name.to_string();
         self.blocking(move |i| Ok(i.meta.delete_bucket(&n)?)).await
+    }
+
+    /// Whether the bucket has no version of any key (it may have uploads in progress).
+    async fn holds_only_uploads(&self, name: &str) -> Result<bool, ClientError> {
+        let query = VersionsQuery {
+            max_keys: 1,
+            ..Default::default()
+        };
+        let page = self.list_versions(name, &query).await?;
+        Ok(page.versions.is_empty() && page.common_prefixes.is_empty())
+    }
+
+    /// Aborts every multipart upload in progress in the bucket.
+    async fn abort_all_uploads(&self, name: &str) -> Result<(), ClientError> {
+        let query = UploadsQuery {
+            max_uploads: 1000,
+            ..Default::default()
+        };
+        loop {
+            let page = self.list_uploads(name, &query).await?;
+            if page.uploads.is_empty() {
+                return Ok(());
+            }
+            for u in page.uploads {
+                match self.abort_multipart(name, &u.key, &u.upload_id).await {
+                    // Completed or aborted meanwhile.
+                    Ok(()) | Err(ClientError::NoSuchUpload(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
     }
 
     /// Sets Enabled or Suspended (a bucket cannot go back to never-versioned).

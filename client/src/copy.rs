@@ -124,13 +124,16 @@ impl Client {
             .await?;
         let (start, end) = match range {
             None => (0, src.size),
-            Some((first, last)) if first <= last && last < src.size => (first, last + 1),
-            Some((first, last)) => {
+            Some((first, last)) if first > last => {
                 return Err(ClientError::InvalidArgument(format!(
-                    "the range bytes={first}-{last} is not valid for a source object of {} bytes",
-                    src.size
+                    "the range bytes={first}-{last} ends before it starts"
                 )))
             }
+            // As S3: a range reaching past the source is InvalidRange, not a bad argument.
+            Some((_, last)) if last >= src.size => {
+                return Err(ClientError::InvalidRange { size: src.size })
+            }
+            Some((first, last)) => (first, last + 1),
         };
         if end - start > MAX_PART_SIZE {
             return Err(ClientError::EntityTooLarge(format!(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cairn_core::extent::{NodeStore, TreeBuilder, TreeNode};
-use cairn_core::manifest::{ChecksumType, Content, Part, Upload, VersionManifest};
+use cairn_core::manifest::{Bucket, ChecksumType, Content, Part, Upload, VersionManifest};
 use md5::{Digest, Md5};
 use rand::distributions::{Alphanumeric, DistString};
 
@@ -308,7 +308,15 @@ impl Client {
             return Err(ClientError::InvalidPartOrder);
         }
         let bucket_rec = self.head_bucket(bucket).await?;
-        let upload = self.upload_of(bucket, key, upload_id).await?;
+        let upload = match self.upload_of(bucket, key, upload_id).await {
+            Err(ClientError::NoSuchUpload(u)) => {
+                return match self.completed_from(&bucket_rec, key, &parts).await? {
+                    Some(done) => Ok(done),
+                    None => Err(ClientError::NoSuchUpload(u)),
+                }
+            }
+            other => other?,
+        };
         let algorithm = upload_algorithm(&upload)?;
         let (b, u) = (bucket.to_string(), upload_id.to_string());
         let stored: BTreeMap<u32, Part> = self
@@ -418,6 +426,31 @@ impl Client {
         };
         self.commit_upload(&bucket_rec, upload_id, m, opts.condition)
             .await
+    }
+
+    /// A completion sent again (a retry whose first answer was lost): the key's current object
+    /// when it is still the one those parts made, as S3 answers the repeat with the same
+    /// result. The object's multipart ETag (MD5 of the parts' MD5s, and their count) names it.
+    async fn completed_from(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        parts: &[CompletedPart],
+    ) -> Result<Option<PutResult>, ClientError> {
+        let mut md5s = Md5::new();
+        for p in parts {
+            match hex::decode(p.etag.trim_matches('"')) {
+                Ok(md5) if md5.len() == 16 => md5s.update(md5),
+                _ => return Ok(None),
+            }
+        }
+        let etag = format!("{}-{}", hex::encode(md5s.finalize()), parts.len());
+        let (b, k) = (bucket.name.clone(), key.to_string());
+        let current = self.blocking(move |i| Ok(i.meta.current(&b, &k)?)).await?;
+        Ok(current.filter(|m| m.etag == etag).map(|m| PutResult {
+            version_id: shown_version(bucket, &m),
+            manifest: m,
+        }))
     }
 
     /// Abandons an upload and its parts.

@@ -14,6 +14,7 @@ use s3s::{s3_error, S3Request, S3Result};
 use tracing::error;
 
 use crate::access::{AccessRequest, Authorizer, BucketOwner};
+use crate::form::{self, tagging_query, FormHead, PostForm};
 use crate::S3Config;
 
 /// Looks access keys up in the store; s3s verifies signatures and payload hashes with them.
@@ -92,6 +93,25 @@ impl S3Access for Access {
             }
         };
         if op == "PostObject" {
+            let form = cx.extensions_mut().get::<FormHead>().map(FormHead::form);
+            // s3s takes a form without a signature as anonymous; S3 refuses one that carries
+            // a policy or credential but no signature as a malformed request.
+            let half_signed = form.as_ref().is_some_and(|f| {
+                ["policy", "x-amz-credential", "awsaccesskeyid"]
+                    .iter()
+                    .any(|n| f.field(n).is_some())
+            });
+            if cx.credentials().is_none() && half_signed {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Bucket POST must contain a field named 'x-amz-signature' when it carries a \
+                     policy: sign the form"
+                ));
+            }
+            if let Some(policy) = form.as_ref().and_then(|f| f.field("policy")) {
+                form::check_policy_expiration(policy)
+                    .map_err(|m| s3_error!(InvalidPolicyDocument, "{m}"))?;
+            }
             // The key is a form field s3s reads after this hook: decided in `put_object` below.
             cx.extensions_mut().insert(PendingPost);
             return Ok(());
@@ -113,6 +133,7 @@ impl S3Access for Access {
                 copy_source: copy_source.as_deref(),
             })
             .await?;
+        expect_owner(cx.headers(), &owner)?;
         cx.extensions_mut().insert(BucketOwner(owner));
         Ok(())
     }
@@ -122,6 +143,9 @@ impl S3Access for Access {
     async fn put_object(&self, req: &mut S3Request<PutObjectInput>) -> S3Result<()> {
         if req.extensions.remove::<PendingPost>().is_none() {
             return Ok(());
+        }
+        if let Some(head) = req.extensions.get::<FormHead>() {
+            apply_form(&head.form(), req)?;
         }
         let who = req.credentials.as_ref().map(|c| c.access_key.clone());
         let owner = self
@@ -138,6 +162,46 @@ impl S3Access for Access {
         req.extensions.insert(BucketOwner(owner));
         Ok(())
     }
+}
+
+/// `x-amz-expected-bucket-owner`: a request meant for a bucket of another owner is refused with
+/// 403 AccessDenied, as S3 does, rather than run against the wrong bucket.
+fn expect_owner(headers: &http::HeaderMap, owner: &str) -> S3Result<()> {
+    match headers.get("x-amz-expected-bucket-owner") {
+        Some(expected) if expected.as_bytes() != owner.as_bytes() => Err(s3_error!(
+            AccessDenied,
+            "the bucket is not owned by the expected bucket owner"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What S3 does with POST form fields that s3s leaves alone: `${filename}` in the key becomes
+/// the uploaded file's name, `tagging` (a Tagging XML document) tags the object, and an
+/// `x-amz-checksum-*` field is checked like the header of a PutObject.
+fn apply_form(form: &PostForm, req: &mut S3Request<PutObjectInput>) -> S3Result<()> {
+    if let Some(name) = &form.filename {
+        req.input.key = req.input.key.replace("${filename}", name);
+    }
+    if let Some(xml) = form.field("tagging") {
+        let query = tagging_query(xml).ok_or_else(|| {
+            s3_error!(
+                MalformedXML,
+                "the tagging field must be a Tagging XML document"
+            )
+        })?;
+        req.input.tagging = Some(query);
+    }
+    for (name, value) in &form.fields {
+        if name.starts_with("x-amz-checksum-") || name == "x-amz-sdk-checksum-algorithm" {
+            let header = http::HeaderName::from_bytes(name.as_bytes());
+            let value = http::HeaderValue::from_str(value.trim());
+            if let (Ok(header), Ok(value)) = (header, value) {
+                req.headers.insert(header, value);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Marks a POST upload whose access decision waits for its form fields.

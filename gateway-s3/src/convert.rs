@@ -14,7 +14,7 @@ use cairn_client::{
 };
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use s3s::dto::{ETag, ETagCondition, Metadata, Owner, Range, StreamingBlob, Timestamp};
+use s3s::dto::{ETag, ETagCondition, Metadata, Range, StreamingBlob, Timestamp};
 use s3s::stream::{ByteStream as S3ByteStream, RemainingLength};
 use s3s::{s3_error, S3Error, S3Result, StdError, TrailingHeaders};
 
@@ -40,11 +40,12 @@ pub(crate) fn etag(value: &str) -> ETag {
     ETag::Strong(value.to_string())
 }
 
-/// An owner element for an access key id.
-pub(crate) fn owner(id: &str) -> Owner {
-    Owner {
-        display_name: Some(id.to_string()),
-        id: Some(id.to_string()),
+/// The Content-MD5 of a request, read from its headers: s3s drops an empty value, which S3
+/// refuses like any other malformed digest.
+pub(crate) fn request_md5(headers: &HeaderMap) -> S3Result<Option<[u8; 16]>> {
+    match headers.get("content-md5") {
+        None => Ok(None),
+        Some(v) => content_md5(Some(v.to_str().unwrap_or_default())),
     }
 }
 
@@ -231,6 +232,8 @@ impl Checksums {
 }
 
 /// Content headers of a request. Expires is kept as sent, so it is read from the raw headers.
+/// `aws-chunked` says how the body was sent, not how the object is encoded: S3 drops it from
+/// the stored Content-Encoding (and the header with it when nothing else is left).
 pub(crate) fn content_headers(
     headers: &HeaderMap,
     content_type: Option<String>,
@@ -243,7 +246,14 @@ pub(crate) fn content_headers(
         content_type,
         cache_control,
         content_disposition,
-        content_encoding,
+        content_encoding: content_encoding.and_then(|e| {
+            let kept: Vec<&str> = e
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
+                .collect();
+            (!kept.is_empty()).then(|| kept.join(","))
+        }),
         content_language,
         expires: headers
             .get(http::header::EXPIRES)

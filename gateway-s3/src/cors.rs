@@ -8,6 +8,7 @@ use http::{Method, Request, Response, StatusCode};
 use s3s::host::S3Host;
 
 use crate::auth::DomainHost;
+use crate::compat::error_response;
 
 /// The CORS side of the gateway.
 pub(crate) struct Cors {
@@ -207,21 +208,6 @@ fn set(out: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         out.insert(HeaderName::from_static(name), v);
     }
-}
-
-/// An S3 XML error response.
-fn error_response(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>\
-         <Message>{message}</Message></Error>"
-    );
-    let mut resp = Response::new(s3s::Body::from(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/xml"),
-    );
-    resp
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 //!
 //! Code map:
 //! - [`server`] — accept loop, TCP_NODELAY, request ids and tracing spans, graceful shutdown.
+//! - [`compat`] — where s3s's HTTP answers differ from S3's: presigned URL lifetimes, SigV4
+//!   dated by `Date`, request ids in error bodies, POST policy refusals and redirects.
 //! - [`auth`] — access keys (SigV4 secret lookup), the access hook (region check, then
 //!   [`access`]), host parsing for virtual-hosted-style requests.
 //! - [`access`] — who may do what: bucket owner, key grants, bucket policy, ACLs.
@@ -17,14 +19,18 @@
 //! - [`cors`] — preflight (OPTIONS) answers and `Access-Control-*` response headers from the
 //!   bucket's CORS rules, in front of the S3 service.
 //! - [`convert`] — headers, metadata, times, ETags and body streams between s3s and the client.
+//! - [`form`] — the browser POST form fields s3s does not act on (`${filename}`, tagging,
+//!   checksums), captured as the form streams in.
 //! - [`ops`] — the S3 operations, one file per family (buckets, objects, listings, copy,
 //!   multipart).
 
 mod access;
 mod auth;
+mod compat;
 mod convert;
 mod cors;
 mod error;
+mod form;
 mod metrics;
 mod ops;
 mod policy;

@@ -180,25 +180,50 @@ pub(crate) enum Direction {
     Response,
 }
 
-/// A body that adds the length of each data frame to its operation's byte counter as the
-/// frame passes (nothing is buffered); size hints and end of stream are the inner body's.
-pub(crate) struct Counted<B> {
+/// Sees each data frame of a [`Tapped`] body as it passes.
+pub(crate) trait Tap {
+    fn data(&self, data: &Bytes);
+}
+
+/// A body whose data frames pass a [`Tap`] (nothing is buffered here); size hints and end of
+/// stream are the inner body's.
+pub(crate) struct Tapped<B, T> {
     inner: B,
+    tap: T,
+}
+
+impl<B, T> Tapped<B, T> {
+    pub(crate) fn new(inner: B, tap: T) -> Tapped<B, T> {
+        Tapped { inner, tap }
+    }
+}
+
+/// Adds the length of each data frame to its operation's byte counter.
+pub(crate) struct ByteCounter {
     stats: Arc<OpStats>,
     direction: Direction,
 }
 
-impl<B> Counted<B> {
-    pub(crate) fn new(inner: B, stats: Arc<OpStats>, direction: Direction) -> Counted<B> {
-        Counted {
-            inner,
-            stats,
-            direction,
-        }
+impl Tap for ByteCounter {
+    fn data(&self, data: &Bytes) {
+        let counter = match self.direction {
+            Direction::Request => &self.stats.request_bytes,
+            Direction::Response => &self.stats.response_bytes,
+        };
+        counter.fetch_add(data.len() as u64, Ordering::Relaxed);
     }
 }
 
-impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
+/// A body counted into its operation's byte counter as it streams.
+pub(crate) type Counted<B> = Tapped<B, ByteCounter>;
+
+impl<B> Counted<B> {
+    pub(crate) fn counted(inner: B, stats: Arc<OpStats>, direction: Direction) -> Counted<B> {
+        Tapped::new(inner, ByteCounter { stats, direction })
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin, T: Tap + Unpin> Body for Tapped<B, T> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -209,11 +234,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                let counter = match self.direction {
-                    Direction::Request => &self.stats.request_bytes,
-                    Direction::Response => &self.stats.response_bytes,
-                };
-                counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                self.tap.data(data);
             }
         }
         polled

@@ -18,7 +18,8 @@ use tracing::{debug, error, info, warn, Instrument};
 
 use crate::auth::{Access, DomainHost, KeyAuth};
 use crate::cors::Cors;
-use crate::metrics::{Counted, Direction, S3Metrics};
+use crate::form::FormHead;
+use crate::metrics::{Counted, Direction, S3Metrics, Tapped};
 use crate::ops::Gateway;
 use crate::S3Config;
 
@@ -177,8 +178,18 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         let peer = self.peer;
         // Counted under the operation S3 would route it to; its body bytes as they stream.
         let stats = self.metrics.op(crate::metrics::operation(&req, &self.host));
-        let req =
-            req.map(|b| s3s::Body::http_body(Counted::new(b, stats.clone(), Direction::Request)));
+        let mut req = req.map(|b| Counted::counted(b, stats.clone(), Direction::Request));
+        let form = (method == http::Method::POST)
+            .then(|| FormHead::for_request(req.headers()))
+            .flatten();
+        let mut req = match form {
+            Some(head) => {
+                req.extensions_mut().insert(head.clone());
+                req.map(|b| s3s::Body::http_body(Tapped::new(b, head)))
+            }
+            None => req.map(s3s::Body::http_body),
+        };
+
         Box::pin(
             async move {
                 let start = Instant::now();
@@ -193,7 +204,10 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                         .uri()
                         .query()
                         .is_some_and(|q| q.contains("X-Amz-Credential="));
-                let mut resp = if method == http::Method::OPTIONS {
+                let refused = crate::compat::prepare(&mut req).err();
+                let resp = if let Some(refused) = refused {
+                    *refused
+                } else if method == http::Method::OPTIONS {
                     cors.preflight(&req).await
                 } else {
                     let rules = cors.rules_for(&req).await;
@@ -208,9 +222,6 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                         cors.decorate(rules, origin, &method, signed, &mut resp)
                             .await;
                     }
-                    if method == http::Method::POST && resp.status() == StatusCode::BAD_REQUEST {
-                        resp = post_policy_refusal(resp).await;
-                    }
                     // s3s answers HeadObject with 200 whatever the operation says; a HEAD of
                     // a range or a part is 206, as its GET would be.
                     if method == http::Method::HEAD
@@ -221,6 +232,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                     }
                     resp
                 };
+                let mut resp = crate::compat::finish(resp, &method, &id).await;
                 if let Ok(v) = HeaderValue::from_str(&id) {
                     resp.headers_mut().insert("x-amz-request-id", v);
                 }
@@ -229,8 +241,8 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                 let status = resp.status().as_u16();
                 // Latency is to the response head; the body's bytes are counted as they go.
                 stats.record(status, elapsed);
-                let resp =
-                    resp.map(|b| s3s::Body::http_body(Counted::new(b, stats, Direction::Response)));
+                let resp = resp
+                    .map(|b| s3s::Body::http_body(Counted::counted(b, stats, Direction::Response)));
                 if resp.status().is_server_error() {
                     warn!(status, elapsed_ms, "request served");
                 } else {
@@ -243,55 +255,13 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
     }
 }
 
-/// Largest error body looked at by [`post_policy_refusal`].
-const MAX_ERROR_BODY: usize = 16 * 1024;
-
-/// S3 refuses a browser POST whose form breaks its policy's conditions with 403 AccessDenied
-/// ("Invalid according to Policy"); s3s answers 400 InvalidPolicyDocument for both that and a
-/// malformed policy. Rewrites the condition failures; other responses pass unchanged.
-async fn post_policy_refusal(resp: Response<s3s::Body>) -> Response<s3s::Body> {
-    use http_body_util::BodyExt;
-    let small = hyper::body::Body::size_hint(resp.body())
-        .exact()
-        .is_some_and(|n| n <= MAX_ERROR_BODY as u64);
-    if !small {
-        return resp;
-    }
-    let (mut parts, body) = resp.into_parts();
-    let bytes = match body.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return internal_error_response(),
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    let condition_failed = text.contains("<Code>InvalidPolicyDocument</Code>")
-        && (text.contains("<Message>Policy condition") || text.contains("does not match bucket"));
-    if !condition_failed {
-        return Response::from_parts(parts, s3s::Body::from(bytes));
-    }
-    let detail = text
-        .split_once("<Message>")
-        .and_then(|(_, rest)| rest.split_once("</Message>"))
-        .map_or("", |(m, _)| m);
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
-         <Message>Invalid according to Policy: {detail}</Message></Error>"
-    );
-    parts.status = StatusCode::FORBIDDEN;
-    parts.headers.remove(http::header::CONTENT_LENGTH);
-    Response::from_parts(parts, s3s::Body::from(body))
-}
-
 /// A bare 500 for the rare case where s3s could not even serialize an error.
-fn internal_error_response() -> Response<s3s::Body> {
-    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
-        <Error><Code>InternalError</Code><Message>internal error</Message></Error>";
-    let mut resp = Response::new(s3s::Body::from(body.to_string()));
-    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/xml"),
-    );
-    resp
+pub(crate) fn internal_error_response() -> Response<s3s::Body> {
+    crate::compat::error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        "internal error",
+    )
 }
 
 #[cfg(test)]

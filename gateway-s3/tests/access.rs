@@ -6,11 +6,8 @@ mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketCannedAcl, ObjectCannedAcl};
-use base64::Engine as _;
 use cairn_client::KeyGrant;
 use common::*;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 
 /// A second access key, created in every test that needs one.
 const KEY2: &str = "AKIACAIRNSECOND00002";
@@ -35,15 +32,6 @@ async fn anonymous(server: &Server, method: &str, target: &str, body: &[u8]) -> 
         body.len()
     );
     raw_request(server.addr, &head, body).await
-}
-
-fn code_of(resp: &RawResponse) -> String {
-    let text = resp.text();
-    text.split("<Code>")
-        .nth(1)
-        .and_then(|s| s.split("</Code>").next())
-        .unwrap_or("")
-        .to_string()
 }
 
 #[tokio::test]
@@ -685,91 +673,6 @@ async fn key_grants_open_buckets_to_other_keys() {
         .await
         .is_err());
     server.stop().await.unwrap();
-}
-
-type HmacSha256 = Hmac<Sha256>;
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = HmacSha256::new_from_slice(key).unwrap();
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
-/// A signed browser POST form: the fields (besides `file`) for `policy_conditions`.
-fn post_form(
-    conditions: &[String],
-    fields: &[(&str, &str)],
-    expiration: &str,
-) -> Vec<(String, String)> {
-    let now = time::OffsetDateTime::now_utc();
-    let amz_date = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
-    let date = &amz_date[..8];
-    let credential = format!("{KEY_ID}/{date}/us-east-1/s3/aws4_request");
-    let mut all = conditions.to_vec();
-    all.push(r#"{"x-amz-algorithm":"AWS4-HMAC-SHA256"}"#.to_string());
-    all.push(format!(r#"{{"x-amz-credential":"{credential}"}}"#));
-    all.push(format!(r#"{{"x-amz-date":"{amz_date}"}}"#));
-    let policy = format!(
-        r#"{{"expiration":"{expiration}","conditions":[{}]}}"#,
-        all.join(",")
-    );
-    let policy_b64 = base64::engine::general_purpose::STANDARD.encode(policy);
-    let key = hmac(format!("AWS4{SECRET}").as_bytes(), date.as_bytes());
-    let key = hmac(&key, b"us-east-1");
-    let key = hmac(&key, b"s3");
-    let key = hmac(&key, b"aws4_request");
-    let signature = hex::encode(hmac(&key, policy_b64.as_bytes()));
-    let mut out: Vec<(String, String)> = fields
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
-    out.push(("x-amz-algorithm".into(), "AWS4-HMAC-SHA256".into()));
-    out.push(("x-amz-credential".into(), credential));
-    out.push(("x-amz-date".into(), amz_date));
-    out.push(("policy".into(), policy_b64));
-    out.push(("x-amz-signature".into(), signature));
-    out
-}
-
-/// POSTs a multipart/form-data upload of `file` with `fields` to `/bucket`.
-async fn post_upload(
-    server: &Server,
-    bucket: &str,
-    fields: &[(String, String)],
-    file: &[u8],
-) -> RawResponse {
-    let boundary = "----cairnformboundary7MA4YWxkTrZu0gW";
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"up.txt\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let head = format!(
-        "POST /{bucket} HTTP/1.1\nHost: {}\nContent-Type: multipart/form-data; boundary={boundary}\nContent-Length: {}",
-        server.addr,
-        body.len()
-    );
-    raw_request(server.addr, &head, &body).await
 }
 
 #[tokio::test]

@@ -84,7 +84,7 @@ pub enum WriteCondition {
     IfNoneMatchAny,
     /// Unless the current object's ETag is this one ([`Refusal::PreconditionFailed`] if it is).
     IfNoneMatch(String),
-    /// Only if the key has a current object ([`Refusal::PreconditionFailed`] otherwise).
+    /// Only if the key has a current object ([`Refusal::NoSuchKey`] otherwise, as S3).
     IfMatchAny,
     /// Only if the current object's ETag is this one (`*`: any): [`Refusal::PreconditionFailed`]
     /// if it differs, [`Refusal::NoSuchKey`] if the key has no current object. (ETags compare
@@ -110,10 +110,10 @@ impl WriteCondition {
             (WriteCondition::IfNoneMatch(etag), Some(m)) if bare(etag) == m.etag => failed(
                 format!("the ETag of `{key}` is \"{}\" (If-None-Match)", m.etag),
             ),
-            (WriteCondition::IfMatchAny, None) => {
-                failed(format!("`{key}` has no current object (If-Match: *)"))
+            // As S3: If-Match (an ETag or `*`) on a key with no object is 404 NoSuchKey.
+            (WriteCondition::IfMatchAny | WriteCondition::IfMatch(_), None) => {
+                Err(Refusal::NoSuchKey(key.to_string()).into())
             }
-            (WriteCondition::IfMatch(_), None) => Err(Refusal::NoSuchKey(key.to_string()).into()),
             (WriteCondition::IfMatch(etag), Some(m))
                 if ![m.etag.as_str(), "*"].contains(&bare(etag).as_str()) =>
             {

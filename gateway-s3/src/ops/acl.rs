@@ -9,6 +9,7 @@ use cairn_core::manifest::{Grant, Grantee, Permission};
 use s3s::dto::{self, ObjectCannedACL};
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
+use super::owners::owner_of;
 use super::{requester, Gateway};
 use crate::access::BucketOwner;
 use crate::convert::version_sel;
@@ -306,18 +307,6 @@ pub(crate) async fn check_grantees(gw: &Gateway, grants: &[Grant]) -> S3Result<(
     Ok(())
 }
 
-/// An owner as S3 shows it: ID the access key id, DisplayName the key's name.
-async fn owner_of(gw: &Gateway, id: &str) -> S3Result<dto::Owner> {
-    let name = match gw.client.get_key(id).await.map_err(client_error)? {
-        Some(k) if !k.name.is_empty() => k.name,
-        _ => id.to_string(),
-    };
-    Ok(dto::Owner {
-        display_name: Some(name),
-        id: Some(id.to_string()),
-    })
-}
-
 /// An ACL as S3 shows it: the owner's full control first, then the stored grants.
 async fn acl_grants(gw: &Gateway, owner: &dto::Owner, acl: &[Grant]) -> S3Result<dto::Grants> {
     let user = |id: Option<String>, display_name: Option<String>| dto::Grantee {
@@ -475,6 +464,9 @@ pub(super) async fn put_object_acl(
         .map_err(client_error)?;
     let owner = object_owner(&req, &head.manifest.owner)?;
     let input = req.input;
+    // S3 accepts the canned public-read-write on an object (its WRITE grant means nothing
+    // there); only WRITE asked for explicitly is refused.
+    let canned = input.acl.is_some();
     let grants = AclSource {
         canned: input.acl.as_ref().map(|c| c.as_str()),
         full_control: input.grant_full_control.as_deref(),
@@ -485,7 +477,7 @@ pub(super) async fn put_object_acl(
         body: input.access_control_policy,
     }
     .grants(&owner)?;
-    if grants.iter().any(|g| g.permission == Permission::Write) {
+    if !canned && grants.iter().any(|g| g.permission == Permission::Write) {
         return Err(s3_error!(
             InvalidArgument,
             "WRITE cannot be granted on an object: grant it on the bucket"

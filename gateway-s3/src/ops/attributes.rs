@@ -25,20 +25,24 @@ pub(super) async fn get_object_attributes(
             "server-side encryption is not supported"
         ));
     }
-    let wants = |name: &str| {
-        input
-            .object_attributes
-            .iter()
-            .any(|a| a.as_str().eq_ignore_ascii_case(name))
-    };
-    if input.object_attributes.is_empty() {
+    // The SDKs send the attributes as one comma-separated header value.
+    let named: Vec<ObjectAttributes> = input
+        .object_attributes
+        .iter()
+        .flat_map(|a| a.as_str().split(','))
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| ObjectAttributes::from(a.to_string()))
+        .collect();
+    let wants = |name: &str| named.iter().any(|a| a.as_str().eq_ignore_ascii_case(name));
+    if named.is_empty() {
         return Err(s3_error!(
             InvalidArgument,
             "name at least one attribute in x-amz-object-attributes: ETag, Checksum, \
              ObjectParts, StorageClass or ObjectSize"
         ));
     }
-    if let Some(unknown) = input.object_attributes.iter().find(|a| {
+    if let Some(unknown) = named.iter().find(|a| {
         ![
             ObjectAttributes::ETAG,
             ObjectAttributes::CHECKSUM,

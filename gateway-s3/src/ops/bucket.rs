@@ -5,8 +5,9 @@ use cairn_client::Versioning;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
+use super::owners::owner_of;
 use super::{page_size, requester, Gateway};
-use crate::convert::{owner, timestamp};
+use crate::convert::timestamp;
 use crate::error::client_error;
 
 const TOKEN: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -66,19 +67,27 @@ pub(super) async fn list_buckets(
                 .collect(),
         ),
         continuation_token: next,
-        owner: Some(owner(&me)),
+        owner: Some(owner_of(gw, &me).await?),
         prefix: input.prefix,
     };
     Ok(S3Response::new(output))
 }
 
 /// CreateBucket, owned by the requesting access key, with its ACL and, if asked, object lock
-/// (which turns versioning on for good). A location constraint is accepted as is.
+/// (which turns versioning on for good). A location constraint is accepted as is. Creating a
+/// bucket the caller already owns succeeds in us-east-1 (the default region) and is
+/// BucketAlreadyOwnedByYou elsewhere, as in S3.
 pub(super) async fn create_bucket(
     gw: &Gateway,
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
     let me = requester(&req)?;
+    let region = gw
+        .config
+        .region
+        .clone()
+        .or_else(|| req.region.as_ref().map(|r| r.as_str().to_string()));
+    let default_region = region.as_deref().is_none_or(|r| r == "us-east-1");
     let input = req.input;
     let name = input.bucket;
     let mut bucket = cairn_core::manifest::Bucket::new(&name, &me, cairn_client::now_ms());
@@ -97,10 +106,11 @@ pub(super) async fn create_bucket(
             default_retention: None,
         });
     }
-    gw.client
-        .create_bucket_with(bucket)
-        .await
-        .map_err(client_error)?;
+    match gw.client.create_bucket_with(bucket).await {
+        Ok(_) => {}
+        Err(cairn_client::ClientError::BucketAlreadyOwnedByYou(_)) if default_region => {}
+        Err(e) => return Err(client_error(e)),
+    }
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{name}")),
     }))

@@ -292,8 +292,24 @@ pub(super) async fn delete_bucket_cors(
 
 // ---- lifecycle ----
 
+/// A lifecycle Date in unix ms; S3 wants it at midnight UTC (InvalidArgument otherwise).
+fn midnight_date(date: Option<&Timestamp>, what: &str) -> S3Result<Option<u64>> {
+    let date = date.map(timestamp_ms).transpose()?;
+    if date.is_some_and(|d| d % DAY_MS != 0) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "{what} Date must be at midnight UTC"
+        ));
+    }
+    Ok(date)
+}
+
 /// Checks and converts one S3 lifecycle rule.
 fn lifecycle_rule(r: LifecycleRule_) -> S3Result<LifecycleRule> {
+    // A malformed transition is the client's error (400) before it is an unsupported one.
+    for t in r.transitions.iter().flatten() {
+        midnight_date(t.date.as_ref(), "a transition")?;
+    }
     if r.transitions.as_ref().is_some_and(|t| !t.is_empty())
         || r.noncurrent_version_transitions
             .as_ref()
@@ -364,13 +380,7 @@ fn lifecycle_rule(r: LifecycleRule_) -> S3Result<LifecycleRule> {
     };
     if let Some(e) = r.expiration {
         let days = positive_days(e.days, "Expiration Days")?;
-        let date = e.date.as_ref().map(timestamp_ms).transpose()?;
-        if date.is_some_and(|d| d % DAY_MS != 0) {
-            return Err(s3_error!(
-                InvalidArgument,
-                "an expiration Date must be at midnight UTC"
-            ));
-        }
+        let date = midnight_date(e.date.as_ref(), "an expiration")?;
         let marker = e.expired_object_delete_marker.unwrap_or(false);
         if usize::from(days.is_some()) + usize::from(date.is_some()) + usize::from(marker) != 1 {
             return Err(s3_error!(

@@ -5,8 +5,9 @@ use cairn_client::{version_label, ListPage, ListQuery, VersionId, VersionManifes
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
+use super::owners::Owners;
 use super::{page_size, Gateway};
-use crate::convert::{etag, owner, timestamp, url_encode};
+use crate::convert::{etag, timestamp, url_encode};
 use crate::error::client_error;
 
 /// Most entries in one listing page, and the default.
@@ -61,19 +62,47 @@ pub(super) fn non_empty(s: Option<&String>) -> Option<String> {
     s.filter(|s| !s.is_empty()).cloned()
 }
 
-/// The owner shown for a version: its writer, or the bucket's owner for versions written
-/// before writers were recorded. `None` when the listing does not show owners.
-fn version_owner(m: &VersionManifest, bucket_owner: Option<&str>) -> Option<Owner> {
-    let b = bucket_owner?;
-    Some(owner(if m.owner.is_empty() { b } else { &m.owner }))
+/// Who the versions of a listing belong to, with their display names.
+struct VersionOwners {
+    /// Owner of versions written before writers were recorded.
+    bucket_owner: String,
+    owners: Owners,
 }
 
-fn object_entry(m: &VersionManifest, names: Names, bucket_owner: Option<&str>) -> Object {
+impl VersionOwners {
+    async fn load(
+        gw: &Gateway,
+        bucket_owner: String,
+        versions: &[VersionManifest],
+    ) -> S3Result<VersionOwners> {
+        let mut ids: Vec<String> = versions.iter().map(|m| m.owner.clone()).collect();
+        ids.push(bucket_owner.clone());
+        let owners = Owners::load(gw, ids).await?;
+        Ok(VersionOwners {
+            bucket_owner,
+            owners,
+        })
+    }
+
+    /// The owner shown for a version: its writer, or the bucket's owner for versions written
+    /// before writers were recorded.
+    fn of(&self, m: &VersionManifest) -> Owner {
+        let id = if m.owner.is_empty() {
+            &self.bucket_owner
+        } else {
+            &m.owner
+        };
+        self.owners.owner(id)
+    }
+}
+
+/// `owners` is `None` when the listing does not show owners.
+fn object_entry(m: &VersionManifest, names: Names, owners: Option<&VersionOwners>) -> Object {
     Object {
         e_tag: Some(etag(&m.etag)),
         key: Some(names.name(&m.key)),
         last_modified: Some(timestamp(m.mtime_ms)),
-        owner: version_owner(m, bucket_owner),
+        owner: owners.map(|o| o.of(m)),
         size: Some(i64::try_from(m.size).unwrap_or(i64::MAX)),
         storage_class: Some(ObjectStorageClass::from_static(
             ObjectStorageClass::STANDARD,
@@ -120,6 +149,7 @@ pub(super) async fn list_objects(
         .head_bucket(&input.bucket)
         .await
         .map_err(client_error)?;
+    let owners = VersionOwners::load(gw, bucket.owner, &page.objects).await?;
     let output = ListObjectsOutput {
         name: Some(input.bucket),
         prefix: Some(names.name(&query.prefix)),
@@ -129,7 +159,7 @@ pub(super) async fn list_objects(
         contents: Some(
             page.objects
                 .iter()
-                .map(|m| object_entry(m, names, Some(&bucket.owner)))
+                .map(|m| object_entry(m, names, Some(&owners)))
                 .collect(),
         ),
         common_prefixes: names.prefixes(&page.common_prefixes),
@@ -175,13 +205,13 @@ pub(super) async fn list_objects_v2(
         .list_objects(&input.bucket, &query)
         .await
         .map_err(client_error)?;
-    let bucket_owner = if input.fetch_owner == Some(true) {
+    let owners = if input.fetch_owner == Some(true) {
         let bucket = gw
             .client
             .head_bucket(&input.bucket)
             .await
             .map_err(client_error)?;
-        Some(bucket.owner)
+        Some(VersionOwners::load(gw, bucket.owner, &page.objects).await?)
     } else {
         None
     };
@@ -202,7 +232,7 @@ pub(super) async fn list_objects_v2(
         contents: Some(
             page.objects
                 .iter()
-                .map(|m| object_entry(m, names, bucket_owner.as_deref()))
+                .map(|m| object_entry(m, names, owners.as_ref()))
                 .collect(),
         ),
         common_prefixes: names.prefixes(&page.common_prefixes),
@@ -284,6 +314,7 @@ pub(super) async fn list_object_versions(
         .head_bucket(&input.bucket)
         .await
         .map_err(client_error)?;
+    let owners = VersionOwners::load(gw, bucket.owner, &page.versions).await?;
     let mut versions = Vec::new();
     let mut markers = Vec::new();
     // The page starts mid-key when resuming after a version: that key's newest is not here.
@@ -296,7 +327,7 @@ pub(super) async fn list_object_versions(
                 is_latest: Some(is_latest),
                 key: Some(names.name(&m.key)),
                 last_modified: Some(timestamp(m.mtime_ms)),
-                owner: version_owner(m, Some(&bucket.owner)),
+                owner: Some(owners.of(m)),
                 version_id: Some(version_label(m)),
             });
         } else {
@@ -305,7 +336,7 @@ pub(super) async fn list_object_versions(
                 is_latest: Some(is_latest),
                 key: Some(names.name(&m.key)),
                 last_modified: Some(timestamp(m.mtime_ms)),
-                owner: version_owner(m, Some(&bucket.owner)),
+                owner: Some(owners.of(m)),
                 size: Some(i64::try_from(m.size).unwrap_or(i64::MAX)),
                 storage_class: Some(ObjectVersionStorageClass::from_static(
                     ObjectVersionStorageClass::STANDARD,

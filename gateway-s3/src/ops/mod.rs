@@ -63,6 +63,7 @@ mod list;
 mod lock;
 mod multipart;
 mod object;
+mod owners;
 
 use std::sync::Arc;
 

@@ -6,9 +6,10 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::list::{non_empty, Names, MAX_KEYS};
 use super::object::write_condition;
+use super::owners::{owner_of, Owners};
 use super::{page_size, requester, Gateway};
 use crate::convert::{
-    body_length, checksum_request, content_md5, etag, owner, request_body, timestamp, upload_error,
+    body_length, checksum_request, etag, request_body, request_md5, timestamp, upload_error,
     Checksums,
 };
 use crate::error::client_error;
@@ -103,7 +104,7 @@ pub(super) async fn upload_part(
                 "part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive"
             )
         })?;
-    let md5 = content_md5(input.content_md5.as_deref())?;
+    let md5 = request_md5(&req.headers)?;
     let opts = PartOptions {
         content_md5: md5,
         content_length: body_length(input.content_length, input.body.as_ref()),
@@ -250,17 +251,18 @@ pub(super) async fn list_parts(
         .await
         .map_err(client_error)?;
     let next = parts.last().map(|p| p.number).unwrap_or(after);
+    let shown = owner_of(gw, &upload.owner).await?;
     let output = ListPartsOutput {
         bucket: Some(input.bucket),
         initiator: Some(Initiator {
-            display_name: Some(upload.owner.clone()),
-            id: Some(upload.owner.clone()),
+            display_name: shown.display_name.clone(),
+            id: shown.id.clone(),
         }),
         is_truncated: Some(truncated),
         key: Some(input.key),
         max_parts: Some(i32::try_from(max).unwrap_or(i32::MAX)),
         next_part_number_marker: Some(i32::try_from(next).unwrap_or(i32::MAX)),
-        owner: Some(owner(&upload.owner)),
+        owner: Some(shown),
         part_number_marker: Some(i32::try_from(after).unwrap_or(i32::MAX)),
         parts: Some(
             parts
@@ -318,17 +320,19 @@ pub(super) async fn list_multipart_uploads(
         .list_uploads(&input.bucket, &query)
         .await
         .map_err(client_error)?;
+    let ids = page.uploads.iter().map(|u| u.owner.clone()).collect();
+    let owners = Owners::load(gw, ids).await?;
     let uploads = page
         .uploads
         .iter()
         .map(|u| MultipartUpload {
             initiated: Some(timestamp(u.initiated_ms)),
             initiator: Some(Initiator {
-                display_name: Some(u.owner.clone()),
+                display_name: owners.owner(&u.owner).display_name,
                 id: Some(u.owner.clone()),
             }),
             key: Some(names.name(&u.key)),
-            owner: Some(owner(&u.owner)),
+            owner: Some(owners.owner(&u.owner)),
             storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
             upload_id: Some(u.upload_id.clone()),
             ..Default::default()

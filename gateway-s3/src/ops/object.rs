@@ -7,8 +7,8 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::{requester, Gateway};
 use crate::convert::{
-    body_length, checksum_request, content_md5, content_range, etag, range_spec, raw_headers,
-    request_body, resolve_range, response_body, response_metadata, timestamp, upload_error,
+    body_length, checksum_request, content_range, etag, range_spec, raw_headers, request_body,
+    request_md5, resolve_range, response_body, response_metadata, timestamp, upload_error,
     version_sel, Checksums, Conditions,
 };
 use crate::error::client_error;
@@ -78,7 +78,7 @@ pub(super) async fn put_object(
             "appending writes are not supported"
         ));
     }
-    let md5 = content_md5(input.content_md5.as_deref())?;
+    let md5 = request_md5(&headers)?;
     let opts = PutOptions {
         content_md5: md5,
         content_length: body_length(input.content_length, input.body.as_ref()),
@@ -107,11 +107,53 @@ pub(super) async fn put_object(
     }))
 }
 
-/// Checksums of `m` for a GET or HEAD: only with `x-amz-checksum-mode: ENABLED`, and only
-/// when the whole object is served (a range or part has no stored checksum).
-fn served_checksums(m: &VersionManifest, mode: Option<&ChecksumMode>, whole: bool) -> Checksums {
-    let wanted = whole && mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case("ENABLED"));
-    Checksums::of(&m.checksums, m.checksum_type, wanted)
+/// What of an object a GET or HEAD serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Served {
+    Whole,
+    Part,
+    Range,
+}
+
+impl Served {
+    /// A part when `partNumber` is asked for, else a range when one is, else the whole.
+    fn of<R>(part: Option<u32>, range: Option<R>) -> Served {
+        match (part, range) {
+            (Some(_), _) => Served::Part,
+            (None, Some(_)) => Served::Range,
+            (None, None) => Served::Whole,
+        }
+    }
+}
+
+/// Checksums of `m` for a GET or HEAD: only with `x-amz-checksum-mode: ENABLED`. The values
+/// only when the whole object is served; a part of a multipart object with checksums still
+/// tells their type (per-part values are not kept once the upload completes), as S3 does; a
+/// range has none.
+fn served_checksums(m: &VersionManifest, mode: Option<&ChecksumMode>, served: Served) -> Checksums {
+    let enabled = mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case("ENABLED"));
+    let all = Checksums::of(&m.checksums, m.checksum_type, enabled);
+    match served {
+        Served::Whole => all,
+        Served::Part if m.checksum_type.is_some() => Checksums {
+            checksum_type: all.checksum_type,
+            ..Checksums::default()
+        },
+        Served::Part | Served::Range => Checksums::default(),
+    }
+}
+
+/// What S3 serves as the Content-Type of an object stored without one.
+const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
+/// The stored Content-Type, or S3's default.
+fn content_type(m: &VersionManifest) -> Option<String> {
+    Some(
+        m.headers
+            .content_type
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
+    )
 }
 
 /// A `partNumber` parameter as a part number; Range and partNumber together are refused.
@@ -135,11 +177,11 @@ fn part_number(part: Option<i32>, range: Option<&Range>) -> S3Result<Option<u32>
         })
 }
 
-/// The error for a part number beyond an object's last part.
+/// The error for a part number beyond an object's last part (400, as S3).
 fn invalid_part_number() -> s3s::S3Error {
     custom_error(
         "InvalidPartNumber",
-        http::StatusCode::RANGE_NOT_SATISFIABLE,
+        http::StatusCode::BAD_REQUEST,
         "The requested partnumber is not satisfiable: ask for a part between 1 and the \
          object's x-amz-mp-parts-count",
     )
@@ -191,7 +233,7 @@ pub(super) async fn get_object(
         ),
         None => (m.size, None),
     };
-    let sums = served_checksums(m, input.checksum_mode.as_ref(), got.range.is_none());
+    let sums = served_checksums(m, input.checksum_mode.as_ref(), Served::of(part, got.range));
     let lock = super::lock::LockHeaders::of(m);
     let output = GetObjectOutput {
         accept_ranges: Some("bytes".to_string()),
@@ -207,7 +249,7 @@ pub(super) async fn get_object(
         content_language: m.headers.content_language.clone(),
         content_length: Some(i64::try_from(length).unwrap_or(i64::MAX)),
         content_range,
-        content_type: m.headers.content_type.clone(),
+        content_type: content_type(m),
         e_tag: Some(etag(&m.etag)),
         last_modified: Some(timestamp(m.mtime_ms)),
         metadata: response_metadata(m),
@@ -273,7 +315,7 @@ pub(super) async fn head_object(
         (None, None) => None,
     };
     let length = served.map_or(m.size, |(start, end)| end - start);
-    let sums = served_checksums(m, input.checksum_mode.as_ref(), served.is_none());
+    let sums = served_checksums(m, input.checksum_mode.as_ref(), Served::of(part, served));
     let lock = super::lock::LockHeaders::of(m);
     let output = HeadObjectOutput {
         accept_ranges: Some("bytes".to_string()),
@@ -297,9 +339,7 @@ pub(super) async fn head_object(
             .or_else(|| m.headers.content_language.clone()),
         content_length: Some(i64::try_from(length).unwrap_or(i64::MAX)),
         content_range: served.map(|r| content_range(r, m.size)),
-        content_type: input
-            .response_content_type
-            .or_else(|| m.headers.content_type.clone()),
+        content_type: input.response_content_type.or_else(|| content_type(m)),
         e_tag: Some(etag(&m.etag)),
         expires: input.response_expires.clone(),
         last_modified: Some(timestamp(m.mtime_ms)),
@@ -311,11 +351,15 @@ pub(super) async fn head_object(
         object_lock_legal_hold_status: lock.legal_hold,
         ..Default::default()
     };
-    let headers = if input.response_expires.is_some() {
+    let mut headers = if input.response_expires.is_some() {
         http::HeaderMap::new()
     } else {
         raw_headers(m)
     };
+    // S3 tells the tag count on HEAD too, though HeadObject's model has no field for it.
+    if !m.tags.is_empty() {
+        headers.insert("x-amz-tagging-count", http::HeaderValue::from(m.tags.len()));
+    }
     Ok(S3Response::with_headers(output, headers))
 }
 

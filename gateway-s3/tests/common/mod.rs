@@ -3,6 +3,12 @@
 
 #![allow(dead_code)]
 
+mod post;
+mod presign;
+
+#[allow(unused_imports)]
+pub use post::*;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -295,10 +301,23 @@ pub async fn send_presigned(
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+pub(crate) fn hmac(key: &[u8], data: &str) -> Vec<u8> {
     let mut mac = HmacSha256::new_from_slice(key).expect("hmac key");
     mac.update(data.as_bytes());
     mac.finalize().into_bytes().to_vec()
+}
+
+/// `x-amz-date` form of a time: `YYYYMMDDTHHMMSSZ`.
+pub fn amz_date(t: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// A SigV4 header signer, for hand-made requests.
@@ -324,7 +343,7 @@ pub struct Signed {
 }
 
 impl Signer {
-    fn key(&self, date: &str) -> Vec<u8> {
+    pub(crate) fn key(&self, date: &str) -> Vec<u8> {
         let k = hmac(format!("AWS4{}", self.secret).as_bytes(), date);
         let k = hmac(&k, &self.region);
         let k = hmac(&k, "s3");
@@ -342,21 +361,36 @@ impl Signer {
         extra: &[(&str, String)],
         payload_hash: &str,
     ) -> Signed {
+        self.sign_dated(method, host, path, query, extra, payload_hash, false)
+    }
+
+    /// Like [`Signer::sign`]; with `date_header`, the time goes in an HTTP `Date` header
+    /// instead of `x-amz-date` (SigV4 accepts either).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sign_dated(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        query: &str,
+        extra: &[(&str, String)],
+        payload_hash: &str,
+        date_header: bool,
+    ) -> Signed {
         let now = time::OffsetDateTime::now_utc();
-        let amz_date = format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
+        let amz_date = amz_date(now);
         let date = amz_date[..8].to_string();
+        let when = if date_header {
+            let format = time::format_description::well_known::Rfc2822;
+            let text = now.format(&format).expect("rfc 2822 date");
+            ("date".to_string(), text.replace("+0000", "GMT"))
+        } else {
+            ("x-amz-date".to_string(), amz_date.clone())
+        };
         let mut headers: Vec<(String, String)> = vec![
             ("host".into(), host.into()),
             ("x-amz-content-sha256".into(), payload_hash.into()),
-            ("x-amz-date".into(), amz_date.clone()),
+            when,
         ];
         headers.extend(
             extra
