@@ -367,6 +367,76 @@ async fn rebalance_moves_chunks_to_a_new_node_and_drops_copies_outside_placement
     .await
 }
 
+/// Interleaving (invariant I6): a write put its chunks on the old placement and has not applied
+/// its manifest yet; the map changes and the chunks' new replica already holds an aged copy
+/// (left from an object deleted long ago); rebalance finds it there, sends nothing and drops
+/// the old copy; that replica's GC sweep runs before the manifest is applied. The copy that
+/// stays must be as young as the one dropped, or the sweep takes the write's only copy. Before
+/// the fix rebalance only asked `have` and the copy kept its old time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_refreshes_the_copies_that_stay_so_a_sweep_cannot_take_them() {
+    bounded(async {
+        let mut site = Site::start(&["z1", "z2", "z3"]);
+        let map = site.map(2);
+        let gw = site.gateway(map.clone());
+        let chunks = chunks(60, 5000);
+        for (id, c) in &chunks {
+            put(&gw, *id, c).await.unwrap();
+        }
+        for (id, _) in &chunks {
+            let placed = sorted(place_chunk(&map, id));
+            eventually("both replicas hold it", || site.holders(id) == placed).await;
+        }
+        let workers: Vec<Workers> = site.nodes.iter().map(|n| n.workers(map.clone())).collect();
+        let n4 = site.add("z4").info();
+        let next = map
+            .apply(&StagedChanges {
+                upsert: vec![n4],
+                ..StagedChanges::default()
+            })
+            .unwrap();
+        for w in &workers {
+            assert!(w.backend.set_map(next.clone()));
+        }
+        let hold_ms = 3_600_000;
+        let moved: Vec<&(ChunkId, StoredChunk)> = chunks
+            .iter()
+            .filter(|(id, _)| place_chunk(&next, id).contains(&4))
+            .collect();
+        assert!(moved.len() > 5, "{} moved", moved.len());
+        let n4 = site.nodes[3].store.clone();
+        for (id, c) in &moved {
+            n4.put(id, c).unwrap();
+            n4.backdate_for_test(id, 2 * hold_ms).unwrap();
+        }
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            - 1000;
+        for w in &workers {
+            let r = w.maint.rebalance_pass().await.unwrap();
+            assert_eq!((r.errors, r.chunks_pushed), (0, 0), "{r:?}");
+        }
+        for (id, _) in &moved {
+            assert_eq!(site.holders(id), sorted(place_chunk(&next, id)), "{id}");
+            let meta = n4.meta(id).unwrap().unwrap();
+            assert!(
+                meta.last_referenced_ms() >= started,
+                "the copy of {id} that stays was not refreshed"
+            );
+            // A sweep of n4 now keeps it.
+            let cutoff = started.saturating_sub(hold_ms);
+            assert_eq!(
+                n4.delete_unreferenced_before(&[*id], cutoff).unwrap(),
+                vec![false]
+            );
+        }
+        site.stop().await;
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_deletes_nothing_while_a_placement_replica_is_unreachable() {
     bounded(async {

@@ -188,6 +188,58 @@ async fn a_put_of_a_stored_chunk_is_acknowledged_without_storing_again() {
     .await
 }
 
+/// A writer that finds its chunk already stored on a node (by `Touch`, or by a `Put` of a chunk
+/// stored since its `Touch` asked) makes that copy young for GC's hold, as a local dedup put
+/// does; `Have` only asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn touch_and_a_put_of_a_stored_chunk_refresh_its_reference_time_and_have_does_not() {
+    bounded(async {
+        let (node, _client, remote) = setup();
+        let (id, c) = chunk(text_bytes(100_000, 11));
+        let absent = ChunkId::of(b"not stored");
+        assert!(remote.put(&id, &c).await.unwrap());
+        let hold_ms = 3_600_000;
+        let age = |store: &ChunkStore| store.meta(&id).unwrap().unwrap().last_referenced_ms();
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+        };
+
+        node.store.backdate_for_test(&id, 2 * hold_ms).unwrap();
+        let old = age(&node.store);
+        assert_eq!(remote.have(&[id, absent]).await.unwrap(), vec![true, false]);
+        assert_eq!(age(&node.store), old, "have refreshed nothing");
+        let asked = now() - 1000;
+        assert_eq!(
+            remote.touch(&[id, absent], None).await.unwrap(),
+            vec![true, false]
+        );
+        assert!(age(&node.store) >= asked);
+        assert_eq!(
+            node.store
+                .delete_unreferenced_before(&[id], asked - hold_ms)
+                .unwrap(),
+            vec![false]
+        );
+
+        node.store.backdate_for_test(&id, 2 * hold_ms).unwrap();
+        let asked = now() - 1000;
+        assert!(!remote.put(&id, &c).await.unwrap());
+        assert!(
+            age(&node.store) >= asked,
+            "a put of a stored chunk refreshed it"
+        );
+
+        // Too many ids in one call are refused.
+        let many = vec![id; MAX_IDS_PER_CALL + 1];
+        assert!(remote.touch(&many, None).await.is_err());
+        node.stop().await;
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payloads_that_do_not_hash_to_their_id_are_refused_and_not_stored() {
     bounded(async {
