@@ -26,6 +26,12 @@ pub struct WorkerStatus {
     pub passes: u64,
     /// Start of the current or last pass (unix ms).
     pub last_started_ms: Option<u64>,
+    /// What started the current or last pass: `timer`, `map change` or `node back`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_trigger: Option<String>,
+    /// Passes started, by what started them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub triggers: std::collections::BTreeMap<String, u64>,
     /// End of the last completed pass (unix ms).
     pub last_finished_ms: Option<u64>,
     /// Seconds between passes.

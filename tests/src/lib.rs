@@ -4,6 +4,7 @@
 
 pub mod gc;
 pub mod multi;
+pub mod scenario;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,6 @@
 //! nodes with replication factor 3 behind a gateway-only node. The copy is paused at the fail
 //! point `copy-before-apply` (its own test binary: fail points are process-wide).
 
-use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -12,22 +11,14 @@ use cairn_client::GcPhase;
 use cairn_tests::gc::{age_everything, chunk_nodes, gc_all, HOLD_MS};
 use cairn_tests::multi::MultiSite;
 use cairn_tests::random_bytes;
+use cairn_tests::scenario::{bounded, MANUAL_WORKERS};
 
 const BOUND: Duration = Duration::from_secs(240);
-const MANUAL_WORKERS: &str = "[workers]\nlifecycle_interval = 100000\ngc_interval = 100000\n\
-    repair_interval = 100000\nscrub_interval = 100000\nanti_entropy_interval = 100000\n\
-    map_settle = 0\n";
 const GATEWAY: usize = 5;
 const PAUSE: &str = "copy-before-apply";
 
 /// The fail point is process-wide: the scenarios of this file take turns.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .expect("scenario did not finish in time")
-}
 
 /// The site, a bucket `bkt` holding `src` (aged past the hold), and its bytes.
 async fn site_with_aged_source() -> (MultiSite, Vec<u8>) {
@@ -97,7 +88,7 @@ impl PausedCopy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_copy_whose_source_was_collected_before_its_apply_fails_and_leaves_nothing() {
     let _turn = SERIAL.lock().await;
-    bounded(async {
+    bounded(BOUND, async {
         let (site, _) = site_with_aged_source().await;
         let s3 = site.s3(GATEWAY);
         let copy = PausedCopy::start(&site).await;
@@ -136,7 +127,7 @@ async fn a_copy_whose_source_was_collected_before_its_apply_fails_and_leaves_not
 #[tokio::test(flavor = "multi_thread", worker_threads = 10)]
 async fn a_copy_applied_between_a_mark_and_its_sweep_keeps_its_chunks() {
     let _turn = SERIAL.lock().await;
-    bounded(async {
+    bounded(BOUND, async {
         let (site, body) = site_with_aged_source().await;
         let s3 = site.s3(GATEWAY);
         let copy = PausedCopy::start(&site).await;

@@ -5,34 +5,22 @@
 //! passes and checks every live object after each round.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
 use cairn_chunkserver::ChunkBackend;
 use cairn_client::GcPhase;
 use cairn_core::{ChunkId, VersionId};
 use cairn_tests::gc::{age_everything, gc_all, slot_of, stored_copy, HOLD_MS};
 use cairn_tests::multi::MultiSite;
 use cairn_tests::random_bytes;
+use cairn_tests::scenario::{bounded, delete, get, put, MANUAL_WORKERS};
 use rand::{Rng, SeedableRng};
 
 const BOUND: Duration = Duration::from_secs(300);
 
-/// Workers stay out of the way: scenarios run their passes themselves.
-const MANUAL_WORKERS: &str = "[workers]\nlifecycle_interval = 100000\ngc_interval = 100000\n\
-    repair_interval = 100000\nscrub_interval = 100000\nanti_entropy_interval = 100000\n\
-    map_settle = 0\n";
-
 /// The gateway-only node's index.
 const GATEWAY: usize = 5;
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .expect("scenario did not finish in time")
-}
 
 /// Five storage nodes (chunk and manifest roles) in five zones, RF 3, and a gateway-only node.
 async fn site() -> MultiSite {
@@ -48,40 +36,6 @@ async fn site() -> MultiSite {
     site
 }
 
-async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
-    s3.put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("put {bucket}/{key}: {e:?}"));
-}
-
-async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
-    s3.get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get {bucket}/{key}: {e:?}"))
-        .body
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("reading {bucket}/{key}: {e:?}"))
-        .into_bytes()
-        .to_vec()
-}
-
-async fn delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
-    s3.delete_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("delete {bucket}/{key}: {e:?}"));
-}
-
 /// Interleaving: an object is deleted and its chunks age past the hold; the same bytes are
 /// uploaded again through the gateway, whose chunk puts all find their chunk already on every
 /// replica (dedup hits, no payload sent); a GC pass runs on every node before the upload's
@@ -92,7 +46,7 @@ async fn delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
 /// every chunk were gone and the upload acknowledged an object that could not be read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dedup_reupload_through_a_gateway_that_is_no_replica_keeps_every_copy() {
-    bounded(async {
+    bounded(BOUND, async {
         let site = site().await;
         let s3 = site.s3(GATEWAY);
         let body = random_bytes(3 << 20, 1);
@@ -150,7 +104,7 @@ async fn a_dedup_reupload_through_a_gateway_that_is_no_replica_keeps_every_copy(
 /// holds none of `a-dst`'s metadata ran the same pass).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_copy_into_a_bucket_placed_elsewhere_during_the_mark_is_marked() {
-    bounded(async {
+    bounded(BOUND, async {
         let site = site().await;
         let s3 = site.s3(GATEWAY);
         s3.create_bucket().bucket("a-dst").send().await.unwrap();
@@ -223,7 +177,7 @@ async fn a_copy_into_a_bucket_placed_elsewhere_during_the_mark_is_marked() {
 /// the replication factor, or none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_version_a_failed_write_left_on_one_replica_is_marked() {
-    bounded(async {
+    bounded(BOUND, async {
         let site = site().await;
         let s3 = site.s3(GATEWAY);
         let body = random_bytes(3 << 20, 4);
@@ -286,7 +240,7 @@ type Model = BTreeMap<String, Vec<u8>>;
 /// deleted in the same round, and then its destination must not exist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn randomized_uploads_copies_deletes_and_gc_passes_lose_no_live_object() {
-    bounded(async {
+    bounded(BOUND, async {
         let site = site().await;
         let s3 = site.s3(GATEWAY);
         s3.create_bucket().bucket("bk2").send().await.unwrap();

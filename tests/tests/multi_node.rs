@@ -4,7 +4,6 @@
 //! from another CA.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -14,45 +13,10 @@ use cairn_core::placement::place_chunk;
 use cairn_core::ChunkId;
 use cairn_tests::multi::{MultiSite, SITE};
 use cairn_tests::random_bytes;
+use cairn_tests::scenario::{bounded, eventually, get, put, MANUAL_WORKERS};
 
 /// Every scenario runs under this bound.
 const BOUND: Duration = Duration::from_secs(240);
-
-/// Workers stay out of the way: scenarios run their passes themselves.
-const MANUAL_WORKERS: &str = "[workers]\nlifecycle_interval = 100000\ngc_interval = 100000\n\
-    repair_interval = 100000\nscrub_interval = 100000\nanti_entropy_interval = 100000\n\
-    map_settle = 0\n";
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .expect("scenario did not finish in time")
-}
-
-async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
-    s3.put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
-}
-
-async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
-    s3.get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get {key}: {e:?}"))
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
-        .to_vec()
-}
 
 /// Runs repair and rebalance passes on every running chunk node, `rounds` times.
 async fn repair_all(site: &MultiSite, rounds: usize) {
@@ -81,7 +45,7 @@ async fn repair_all(site: &MultiSite, rounds: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn losing_a_node_under_load_fails_no_request_and_repair_restores_every_copy() {
-    bounded(async {
+    bounded(BOUND, async {
         let mut site = MultiSite::start(3, 3, 3, MANUAL_WORKERS).await;
         site.s3(0)
             .create_bucket()
@@ -193,7 +157,7 @@ async fn losing_a_node_under_load_fails_no_request_and_repair_restores_every_cop
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scrub_repairs_a_corrupt_copy_and_reads_stay_correct_meanwhile() {
-    bounded(async {
+    bounded(BOUND, async {
         let site = MultiSite::start(3, 3, 3, MANUAL_WORKERS).await;
         let s3 = site.s3(0);
         s3.create_bucket().bucket("scrub").send().await.unwrap();
@@ -243,7 +207,7 @@ async fn scrub_repairs_a_corrupt_copy_and_reads_stay_correct_meanwhile() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fourth_node_takes_its_share_and_every_object_stays_readable() {
-    bounded(async {
+    bounded(BOUND, async {
         let mut site = MultiSite::start(3, 3, 3, MANUAL_WORKERS).await;
         site.s3(0)
             .create_bucket()
@@ -330,9 +294,110 @@ async fn a_fourth_node_takes_its_share_and_every_object_stays_readable() {
     .await;
 }
 
+/// How many passes of worker `name` on node `k` were started by `why`.
+fn triggered(site: &MultiSite, k: usize, name: &str, why: &str) -> u64 {
+    site.node(k)
+        .workers
+        .statuses()
+        .into_iter()
+        .find(|w| w.name == name)
+        .and_then(|w| w.triggers.get(why).copied())
+        .unwrap_or(0)
+}
+
+/// Whether every chunk is on exactly the nodes `map` places it on.
+fn placed_as(site: &MultiSite, map: &cairn_core::cluster::ClusterMap) -> bool {
+    site.all_chunks().iter().all(|id| {
+        let want: BTreeSet<_> = place_chunk(map, id).into_iter().collect();
+        let have: BTreeSet<_> = site
+            .slots
+            .iter()
+            .filter_map(|s| s.node.as_ref())
+            .filter(|n| n.chunks.as_ref().unwrap().meta(id).unwrap().is_some())
+            .map(|n| n.cluster.me())
+            .collect();
+        have == want
+    })
+}
+
+/// Repair and rebalance react instead of waiting for their timers (hours here): a node back
+/// from a crash gets what it missed from a repair pass its peers start when it answers again,
+/// and a map change (a fourth node) starts rebalance on every node at once. The workers'
+/// status says what started each pass. (With `react_to_changes = false` the first check
+/// fails: only a timed pass repairs n3.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repair_and_rebalance_start_at_once_when_a_node_is_back_or_the_map_changes() {
+    bounded(BOUND, async {
+        let reacting =
+            MANUAL_WORKERS.replace("react_to_changes = false", "react_to_changes = true");
+        let mut site = MultiSite::start(3, 3, 3, &reacting).await;
+        let s3 = site.s3(0);
+        s3.create_bucket().bucket("react").send().await.unwrap();
+        for i in 0..4u64 {
+            put(
+                &s3,
+                "react",
+                &format!("before{i}"),
+                random_bytes(300_000, 200 + i),
+            )
+            .await;
+        }
+        let before = site.all_chunks();
+        site.kill_node(2).await;
+        for i in 0..8u64 {
+            put(
+                &s3,
+                "react",
+                &format!("missed{i}"),
+                random_bytes(300_000, 300 + i),
+            )
+            .await;
+        }
+        let missed: Vec<ChunkId> = site.all_chunks().difference(&before).copied().collect();
+        assert!(!missed.is_empty());
+        site.start_node(2).await;
+        let n3 = site.node(2).chunks.clone().unwrap();
+        eventually(
+            "n3 holds every chunk written while it was down",
+            BOUND,
+            || missed.iter().all(|id| n3.meta(id).unwrap().is_some()),
+        )
+        .await;
+        assert!(
+            (0..2).any(|k| triggered(&site, k, "repair", "node back") > 0),
+            "no repair pass was started by n3's return"
+        );
+
+        let k = site.add_node().await;
+        let cluster = site.node(0).cluster.clone();
+        let addr = site.slots[k].config.listen.rpc.to_string();
+        let id = cairn::node::config::node_id(SITE, "n4");
+        cluster
+            .stage(|s| s.upsert.push(NodeInfo::new(id, "n4", addr, "z4")))
+            .unwrap();
+        let (map, _, _) = cluster.apply_staged().await.unwrap();
+        eventually("every chunk is where the new map places it", BOUND, || {
+            placed_as(&site, &map)
+        })
+        .await;
+        assert!(
+            (0..3).any(|k| triggered(&site, k, "rebalance", "map change") > 0),
+            "no rebalance pass was started by the map change"
+        );
+        for i in 0..8u64 {
+            assert_eq!(
+                get(&site.s3(k), "react", &format!("missed{i}")).await,
+                random_bytes(300_000, 300 + i)
+            );
+        }
+        site.shutdown().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gc_removes_only_what_deleted_objects_alone_used_and_racing_uploads_lose_nothing() {
-    bounded(async {
+    bounded(BOUND, async {
         let site = MultiSite::start(3, 3, 3, MANUAL_WORKERS).await;
         let s3 = site.s3(0);
         s3.create_bucket().bucket("gcb").send().await.unwrap();
@@ -418,7 +483,7 @@ async fn gc_removes_only_what_deleted_objects_alone_used_and_racing_uploads_lose
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_with_a_certificate_from_another_ca_cannot_join_or_call() {
-    bounded(async {
+    bounded(BOUND, async {
         let site = MultiSite::start(3, 3, 3, MANUAL_WORKERS).await;
         // An impostor with the right site and node name, from another CA.
         let other = cairn_net::SiteCa::generate(SITE).unwrap();
@@ -474,7 +539,7 @@ async fn a_node_with_a_certificate_from_another_ca_cannot_join_or_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partitioned_minority_refuses_writes_and_catches_up_after_healing() {
-    bounded(async {
+    bounded(BOUND, async {
         let site = MultiSite::start(3, 3, 3, MANUAL_WORKERS).await;
         site.s3(0)
             .create_bucket()
@@ -546,7 +611,7 @@ async fn a_partitioned_minority_refuses_writes_and_catches_up_after_healing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_a_node_is_removed_repair_and_anti_entropy_restore_every_copy_elsewhere() {
-    bounded(async {
+    bounded(BOUND, async {
         let mut site = MultiSite::start(4, 3, 4, MANUAL_WORKERS).await;
         let mut bodies = Vec::new();
         for b in 0..3 {
@@ -661,7 +726,7 @@ async fn after_a_node_is_removed_repair_and_anti_entropy_restore_every_copy_else
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_gateway_only_node_serves_s3_from_storage_nodes_that_serve_none() {
-    bounded(async {
+    bounded(BOUND, async {
         let roles = ["chunk,manifest", "chunk,manifest", "chunk,manifest", "s3"];
         let site = MultiSite::start_with_roles(&roles, 3, 3, MANUAL_WORKERS).await;
         let gateway = site.node(3);

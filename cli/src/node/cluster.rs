@@ -6,7 +6,9 @@
 //! A node adopts a map only if its epoch is newer than the one it holds, saves it (atomically)
 //! before using it, and then hands it to every part that places data (the `on_change`
 //! callbacks: the chunk and manifest backends, the maintenance workers). Every few seconds it
-//! asks each peer for its map, so a node that was down or partitioned catches up by itself.
+//! asks each peer for its map, so a node that was down or partitioned catches up by itself; a
+//! peer that answers again after a failed call is announced (the `on_return` callbacks: repair
+//! and anti-entropy start at once).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -104,6 +106,9 @@ pub type StatusFn = Arc<dyn Fn() -> NodeStatus + Send + Sync>;
 /// Called with every map a node adopts.
 type MapListener = Box<dyn Fn(&ClusterMap) + Send + Sync>;
 
+/// Called with a peer that answers again after its calls failed.
+type ReturnListener = Box<dyn Fn(NodeId) + Send + Sync>;
+
 /// The map of a running node.
 pub struct ClusterState {
     site: String,
@@ -112,9 +117,12 @@ pub struct ClusterState {
     map: RwLock<ClusterMap>,
     staged: Mutex<StagedChanges>,
     on_change: RwLock<Vec<MapListener>>,
+    on_return: RwLock<Vec<ReturnListener>>,
     net: cairn_net::Client,
     /// When each peer last answered (unix ms).
     seen: Mutex<BTreeMap<NodeId, u64>>,
+    /// Peers whose last map call failed.
+    unreachable: Mutex<std::collections::BTreeSet<NodeId>>,
 }
 
 impl ClusterState {
@@ -162,8 +170,10 @@ impl ClusterState {
             map: RwLock::new(map),
             staged: Mutex::new(staged),
             on_change: RwLock::new(Vec::new()),
+            on_return: RwLock::new(Vec::new()),
             net,
             seen: Mutex::new(BTreeMap::new()),
+            unreachable: Mutex::new(std::collections::BTreeSet::new()),
         })
     }
 
@@ -180,6 +190,13 @@ impl ClusterState {
     /// Calls `f` with every map adopted from now on.
     pub fn on_change(&self, f: impl Fn(&ClusterMap) + Send + Sync + 'static) {
         self.on_change.write().push(Box::new(f));
+    }
+
+    /// Calls `f` with every peer that answers the map gossip again after a failed call (a
+    /// node back from a crash, a restart or a partition): what it missed meanwhile can be
+    /// repaired at once.
+    pub fn on_return(&self, f: impl Fn(NodeId) + Send + Sync + 'static) {
+        self.on_return.write().push(Box::new(f));
     }
 
     /// Takes `map` if it is of this site and newer: saves it, then tells the backends.
@@ -315,9 +332,18 @@ impl ClusterState {
             (id, name, r)
         });
         for (id, name, r) in futures::future::join_all(calls).await {
+            if r.is_err() {
+                self.unreachable.lock().insert(id);
+            }
             match r {
                 Ok(ClusterResponse::Map(m)) => {
                     self.seen.lock().insert(id, cairn_client::now_ms());
+                    if self.unreachable.lock().remove(&id) {
+                        info!(peer = %name, "peer answers again");
+                        for f in self.on_return.read().iter() {
+                            f(id);
+                        }
+                    }
                     if m.epoch > self.map().epoch {
                         if let Err(e) = self.adopt(m) {
                             warn!(peer = %name, error = %format!("{e:#}"), "peer's map refused");

@@ -144,6 +144,9 @@ pub struct WorkersSection {
     /// new map (nodes that take the map later write to the old placement until they do); once
     /// every manifest node has caught up, reads stop asking the old placement.
     pub map_settle: u64,
+    /// Start repair, rebalance and anti-entropy at once when the map changes or a node answers
+    /// again after it was unreachable, rather than waiting for their next timed pass.
+    pub react_to_changes: bool,
 }
 
 impl Default for WorkersSection {
@@ -160,6 +163,7 @@ impl Default for WorkersSection {
             anti_entropy_records_per_sec: 5_000,
             rate_bytes_per_sec: 64 << 20,
             map_settle: 15,
+            react_to_changes: true,
         }
     }
 }

@@ -311,6 +311,22 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         None
     };
 
+    // Repair, rebalance and anti-entropy react to map changes and to nodes coming back.
+    let kicks = Kicks::default();
+    if w.react_to_changes {
+        let k = kicks.clone();
+        cluster.on_change(move |_| {
+            k.repair.kick("map change");
+            k.rebalance.kick("map change");
+            k.anti_entropy.kick("map change");
+        });
+        let k = kicks.clone();
+        cluster.on_return(move |_| {
+            k.repair.kick("node back");
+            k.anti_entropy.kick("node back");
+        });
+    }
+
     let maintenance = match &chunk_store {
         Some(_) => {
             let m = Arc::new(ChunkMaintenance::new(
@@ -328,11 +344,17 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                     _ => w.repair_interval,
                 };
                 let m = m.clone();
+                let kick = match kind {
+                    WorkerKind::Repair => kicks.repair.clone(),
+                    WorkerKind::Rebalance => kicks.rebalance.clone(),
+                    WorkerKind::Scrub => Arc::new(tasks::Kick::default()),
+                };
                 tasks.push(tokio::spawn(tasks::maintenance_loop(
                     kind.name(),
                     workers.clone(),
                     Duration::from_secs(30),
                     Duration::from_secs(interval.max(1)),
+                    kick,
                     stop_rx.clone(),
                     move || {
                         let m = m.clone();
@@ -357,6 +379,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             workers.clone(),
             Duration::from_secs(20),
             Duration::from_secs(w.anti_entropy_interval.max(1)),
+            kicks.anti_entropy.clone(),
             stop_rx.clone(),
             move || {
                 let m = m.clone();
@@ -393,6 +416,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             workers.clone(),
             PREVIOUS_MAP_CHECK,
             PREVIOUS_MAP_CHECK,
+            Arc::new(tasks::Kick::default()),
             stop_rx.clone(),
             move || {
                 let (m, forgotten) = (m.clone(), forgotten.clone());
@@ -585,6 +609,14 @@ impl MetricsSource for MaintenanceMetrics {
 }
 
 /// A chunk maintenance pass's counters, as the worker status shows them.
+/// What starts a worker's next pass at once.
+#[derive(Clone, Default)]
+struct Kicks {
+    repair: Arc<tasks::Kick>,
+    rebalance: Arc<tasks::Kick>,
+    anti_entropy: Arc<tasks::Kick>,
+}
+
 fn chunk_outcome(r: PassReport) -> tasks::PassOutcome {
     let counters = [
         ("chunks_scanned", r.chunks_scanned),

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tracing::warn;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
 
 use crate::workers::Workers;
 
@@ -19,13 +19,31 @@ pub struct PassOutcome {
     pub last_error: Option<String>,
 }
 
+/// What starts a worker's next pass before its timer (a map change, a node back), and why.
+#[derive(Default)]
+pub struct Kick {
+    notify: Notify,
+    why: parking_lot::Mutex<Option<&'static str>>,
+}
+
+impl Kick {
+    /// Starts the next pass now, or right after the one running.
+    pub fn kick(&self, why: &'static str) {
+        *self.why.lock() = Some(why);
+        self.notify.notify_one();
+    }
+}
+
 /// Runs `pass` every `interval` (the first after `first`) until `stop`, recording it as worker
-/// `name`.
+/// `name`; a notification on `kick` (a map change, a node back) starts the next pass at once,
+/// or right after the one running.
+#[allow(clippy::too_many_arguments)]
 pub async fn maintenance_loop<F, Fut>(
     name: &'static str,
     workers: Arc<Workers>,
     first: Duration,
     interval: Duration,
+    kick: Arc<Kick>,
     mut stop: watch::Receiver<bool>,
     pass: F,
 ) where
@@ -35,14 +53,21 @@ pub async fn maintenance_loop<F, Fut>(
     workers.update(name, |s| s.interval_secs = interval.as_secs());
     let mut next = tokio::time::Instant::now() + first.min(interval);
     loop {
-        tokio::select! {
+        let trigger = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep_until(next) => {}
-        }
+            () = tokio::time::sleep_until(next) => "timer",
+            () = kick.notify.notified() => {
+                let why = kick.why.lock().take().unwrap_or("kick");
+                info!(worker = name, why, "pass started before its timer");
+                why
+            }
+        };
         let started = cairn_client::now_ms();
         workers.update(name, |s| {
             s.state = "running".into();
             s.last_started_ms = Some(started);
+            s.last_trigger = Some(trigger.to_string());
+            *s.triggers.entry(trigger.to_string()).or_default() += 1;
         });
         let result = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
