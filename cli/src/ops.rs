@@ -288,6 +288,16 @@ pub async fn workers(t: &Target) -> anyhow::Result<()> {
             }
             continue;
         }
+        if s.name != "lifecycle" {
+            println!("  {}", crate::workers::progress_line(&s));
+            if let Some(e) = &s.last_error {
+                println!("  last error: {e}");
+            }
+            for f in &s.findings {
+                println!("  {f}");
+            }
+            continue;
+        }
         let p = &s.progress;
         println!(
             "  buckets {}, versions scanned {}, expired {}, noncurrent removed {}, \

@@ -60,6 +60,13 @@ pub struct ServeArgs {
     /// limit), so a pass does not compete with requests for the disk.
     #[arg(long, default_value_t = 0, env = "CAIRN_GC_RATE")]
     pub gc_rate: u64,
+    /// Seconds between scrub passes, which re-read and re-hash every stored chunk and list the
+    /// objects reaching a corrupt one (`cairn workers` shows them).
+    #[arg(long, default_value_t = 86_400, env = "CAIRN_SCRUB_INTERVAL")]
+    pub scrub_interval: u64,
+    /// Most stored bytes a scrub pass reads per second (0: no limit).
+    #[arg(long, default_value_t = 64 << 20, env = "CAIRN_SCRUB_RATE")]
+    pub scrub_rate: u64,
 }
 
 /// Writes `contents` to `path` readable by the owner only (0600), atomically.
@@ -249,6 +256,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None,
         stop_rx.clone(),
     ));
+    let scrub_task = tokio::spawn(scrub_loop(
+        client.clone(),
+        workers.clone(),
+        Duration::from_secs(args.scrub_interval.max(1)),
+        args.scrub_rate,
+        stop_rx.clone(),
+    ));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         client.clone(),
@@ -265,10 +279,69 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.wait().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    let (s3_res, admin_res, _, _) = tokio::join!(s3_task, admin_task, lifecycle_task, gc_task);
+    let (s3_res, admin_res, _, _, _) =
+        tokio::join!(s3_task, admin_task, lifecycle_task, gc_task, scrub_task);
     let _ = std::fs::remove_file(dir.join("admin.json"));
     s3_res.context("S3 server task failed")??;
     admin_res.context("admin server task failed")??;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// The scrub worker of a single-node site: a pass every `interval` (the first half a minute
+/// after start-up), at most `bytes_per_sec`; corrupt chunks and the objects reaching them are
+/// the worker's findings.
+async fn scrub_loop(
+    client: Client,
+    workers: Arc<Workers>,
+    interval: Duration,
+    bytes_per_sec: u64,
+    stop: watch::Receiver<bool>,
+) {
+    let limiter = Arc::new(cairn_chunkserver::RateLimiter::new(bytes_per_sec));
+    crate::node::tasks::maintenance_loop(
+        "scrub",
+        workers,
+        Duration::from_secs(30),
+        interval,
+        Arc::new(crate::node::tasks::Kick::default()),
+        stop,
+        move || {
+            let (client, limiter) = (client.clone(), limiter.clone());
+            async move {
+                let r = client
+                    .run_scrub_limited(&|_| {}, &limiter)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let counters = [
+                    ("chunks_scanned", r.chunks_scanned),
+                    ("bytes_scanned", r.bytes_scanned),
+                    ("corrupt_found", r.corrupt_found),
+                    ("affected_objects", r.affected_count),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+                let last_error = (r.corrupt_found > 0).then(|| {
+                    format!(
+                        "{} corrupt chunks, reached by {} object versions or parts: restore \
+                         them from a backup (listed in the worker's findings)",
+                        r.corrupt_found, r.affected_count
+                    )
+                });
+                let findings = r
+                    .corrupt
+                    .iter()
+                    .map(|id| format!("corrupt chunk {id}"))
+                    .chain(r.affected.iter().map(|o| format!("affected {o}")))
+                    .collect();
+                Ok(crate::node::tasks::PassOutcome {
+                    counters,
+                    last_error,
+                    findings,
+                })
+            }
+        },
+    )
+    .await;
 }

@@ -47,6 +47,10 @@ pub struct WorkerStatus {
     /// anti-entropy).
     #[serde(default)]
     pub counters: std::collections::BTreeMap<String, u64>,
+    /// What the last pass found that an operator must act on (scrub: corrupt chunks and the
+    /// objects reaching them), bounded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
 }
 
 /// A worker's progress on one line, for tables.
@@ -116,6 +120,21 @@ impl Workers {
                 "cairn_worker_passes_total{{worker=\"{}\"}} {}\n",
                 s.name, s.passes
             ));
+        }
+        let others: Vec<WorkerStatus> = self.others.lock().values().cloned().collect();
+        if others.iter().any(|s| !s.counters.is_empty()) {
+            out.push_str(
+                "# HELP cairn_worker_pass_count Counters of a worker's current or last pass.\n",
+            );
+            out.push_str("# TYPE cairn_worker_pass_count gauge\n");
+            for s in &others {
+                for (counter, n) in &s.counters {
+                    out.push_str(&format!(
+                        "cairn_worker_pass_count{{worker=\"{}\",counter=\"{counter}\"}} {n}\n",
+                        s.name
+                    ));
+                }
+            }
         }
         let s = self.lifecycle.lock().clone();
         out.push_str(

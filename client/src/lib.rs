@@ -19,6 +19,7 @@ mod multipart;
 mod nodes;
 mod objects;
 mod put;
+mod scrub;
 mod types;
 
 pub use checksum::{checksum_of, decode as decode_checksum, ChecksumAlgorithm};
@@ -28,6 +29,7 @@ pub use error::ClientError;
 pub use gc::{GcPhase, GcReport, DEFAULT_GC_HOLD_MS};
 pub use lifecycle::LifecycleReport;
 pub use objects::shown_version;
+pub use scrub::ScrubReport;
 pub use types::*;
 
 pub use cairn_core::manifest::{

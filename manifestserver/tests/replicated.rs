@@ -510,6 +510,76 @@ async fn a_removal_while_a_node_is_down_is_never_resurrected() {
     .await
 }
 
+/// Upload ids a store holds in `bucket`.
+fn upload_ids(store: &ManifestStore, bucket: &str) -> Vec<String> {
+    let q = UploadsQuery {
+        max_uploads: 1000,
+        ..Default::default()
+    };
+    let page = store.list_uploads(bucket, &q).unwrap();
+    page.uploads.into_iter().map(|u| u.upload_id).collect()
+}
+
+/// Uploads and parts are not in the change log: a node that was down while an upload was
+/// started, its parts written and another upload aborted gets all of it from anti-entropy
+/// alone (no read asks it), and the abort is not undone by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_and_parts_a_node_missed_reach_it_by_anti_entropy() {
+    bounded(async {
+        let mut site = Site::start();
+        let gw = site.backend(None);
+        create(&gw, bucket("b", "AK")).await;
+        let doomed = upload("b", "k2", "u2");
+        let u = doomed.clone();
+        blocking(&gw, move |b| b.create_upload(&u)).await.unwrap();
+        eventually("u2 everywhere", || {
+            site.nodes
+                .iter()
+                .all(|n| upload_ids(&n.store, "b") == ["u2"])
+        })
+        .await;
+
+        site.nodes[2].stop().await;
+        let u = upload("b", "k1", "u1");
+        blocking(&gw, move |b| b.create_upload(&u)).await.unwrap();
+        for n in 1..=3u32 {
+            let p = part(n);
+            blocking(&gw, move |b| b.put_part("b", "k1", "u1", &p))
+                .await
+                .unwrap();
+        }
+        blocking(&gw, |b| b.abort_upload("b", "k2", "u2"))
+            .await
+            .unwrap();
+        site.nodes[2].restart();
+        let n3 = site.nodes[2].store.clone();
+        assert_eq!(upload_ids(&n3, "b"), ["u2"], "n3 missed all of it");
+
+        let b3 = site.backend(Some(2));
+        let r = b3.anti_entropy_pass().await.unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(r.records_updated >= 5, "{r:?}");
+        assert_eq!(upload_ids(&n3, "b"), ["u1"]);
+        let parts: Vec<u32> = n3
+            .list_parts("u1", 0, 100)
+            .unwrap()
+            .iter()
+            .map(|p| p.number)
+            .collect();
+        assert_eq!(parts, [1, 2, 3]);
+        // The other nodes' passes bring nothing back.
+        for i in 0..3 {
+            let r = site.backend(Some(i)).anti_entropy_pass().await.unwrap();
+            assert_eq!(r.errors, 0, "{r:?}");
+        }
+        for n in &site.nodes {
+            assert_eq!(upload_ids(&n.store, "b"), ["u1"], "{}", n.name);
+        }
+        site.stop().await;
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn if_none_match_from_two_nodes_at_once_lets_exactly_one_win() {
     bounded(async {

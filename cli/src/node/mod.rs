@@ -17,7 +17,7 @@ pub mod admin;
 pub mod cluster;
 pub mod config;
 mod status;
-mod tasks;
+pub(crate) mod tasks;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -400,6 +400,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                     Ok(tasks::PassOutcome {
                         counters,
                         last_error: r.last_error,
+                        findings: Vec::new(),
                     })
                 }
             },
@@ -444,6 +445,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                     Ok(tasks::PassOutcome {
                         counters,
                         last_error,
+                        findings: Vec::new(),
                     })
                 }
             },
@@ -634,6 +636,7 @@ fn chunk_outcome(r: PassReport) -> tasks::PassOutcome {
     tasks::PassOutcome {
         counters,
         last_error: r.last_error,
+        findings: Vec::new(),
     }
 }
 

@@ -17,6 +17,8 @@ pub struct PassOutcome {
     pub counters: BTreeMap<String, u64>,
     /// The last error the pass met (it went on).
     pub last_error: Option<String>,
+    /// What the pass found for an operator to act on (replaces the previous pass's).
+    pub findings: Vec<String>,
 }
 
 /// What starts a worker's next pass before its timer (a map change, a node back), and why.
@@ -80,6 +82,7 @@ pub async fn maintenance_loop<F, Fut>(
                     s.passes += 1;
                     s.last_finished_ms = Some(cairn_client::now_ms());
                     s.counters = outcome.counters;
+                    s.findings = outcome.findings;
                     if outcome.last_error.is_some() {
                         s.last_error = outcome.last_error;
                     }

@@ -21,7 +21,9 @@
 //! epoch as synced in the local store: once every manifest node of the map has, the previous
 //! map can be forgotten (see "Map changes" in the `replicated` module docs).
 //!
-//! Uploads and parts are not reconciled here (reads repair them).
+//! Between the two, uploads in progress and their parts (records changed in place, which
+//! the change log does not carry) are reconciled by stamp for every bucket both nodes
+//! replicate: see `ae_uploads.rs`.
 //!
 //! [`ManifestReplicationConfig::anti_entropy_pages`]: crate::ManifestReplicationConfig::anti_entropy_pages
 
@@ -46,7 +48,7 @@ use crate::{
 const RECORD_PAGE: u32 = 100;
 
 /// Runs a closure on the local store on the blocking pool.
-async fn local<T: Send + 'static>(
+pub(super) async fn local<T: Send + 'static>(
     store: &Arc<ManifestStore>,
     f: impl FnOnce(&ManifestStore) -> Result<T, ManifestError> + Send + 'static,
 ) -> Result<T, ManifestError> {
@@ -85,6 +87,8 @@ impl ReplicatedManifests {
                 self.pull_records(&state, local_id, &store, peer, false, &mut report)
                     .await?;
                 self.pull_records(&state, local_id, &store, peer, true, &mut report)
+                    .await?;
+                self.pull_uploads(&state, local_id, &store, peer, &mut report)
                     .await?;
                 self.pull_changes(&state, local_id, &store, peer, &mut report)
                     .await

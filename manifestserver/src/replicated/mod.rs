@@ -181,6 +181,7 @@ use crate::{
     VersionsPage, VersionsQuery, WriteCondition,
 };
 
+mod ae_uploads;
 mod antientropy;
 mod backend;
 mod calls;
