@@ -395,6 +395,66 @@ async fn repair_and_rebalance_start_at_once_when_a_node_is_back_or_the_map_chang
     .await;
 }
 
+/// Site totals come from every node: on five nodes with RF 3 each node holds the metadata of
+/// only some buckets, yet every node's `cairn stats` totals (and its /metrics gauges) count
+/// every bucket and version of the site once. (Before, a node reported its own store's.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_node_reports_the_whole_sites_totals() {
+    bounded(BOUND, async {
+        let site = MultiSite::start(5, 3, 5, MANUAL_WORKERS).await;
+        let s3 = site.s3(0);
+        let mut logical = 0u64;
+        for b in 0..6u64 {
+            let name = format!("tot{b}");
+            s3.create_bucket().bucket(&name).send().await.unwrap();
+            for i in 0..=b {
+                let len = 5_000 + (b * 10 + i) as usize * 100;
+                put(&s3, &name, &format!("o{i}"), random_bytes(len, b * 10 + i)).await;
+                logical += len as u64;
+            }
+        }
+        let placed: Vec<usize> = (0..6)
+            .map(|b| {
+                site.node(0)
+                    .manifest_backend
+                    .bucket_replicas(&format!("tot{b}"))
+                    .len()
+            })
+            .collect();
+        assert!(placed.iter().all(|n| *n == 3));
+        let versions = (1..=6u64).sum::<u64>();
+        for k in 0..5 {
+            let client = site.node(k).client.clone();
+            let own = site.node(k).manifests.as_ref().unwrap().stats().unwrap();
+            assert!(
+                own.buckets < 6,
+                "n{} holds every bucket: pick other names",
+                k + 1
+            );
+            let mut last = None;
+            for _ in 0..100 {
+                let s = client.stats().await.unwrap();
+                if (s.buckets, s.versions, s.logical_bytes) == (6, versions, logical) {
+                    last = None;
+                    break;
+                }
+                last = Some(s);
+                // Third replicas are written in the background: wait for them.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(last.is_none(), "n{} totals: {last:?}", k + 1);
+            let metrics = site.metrics(k).await;
+            assert!(
+                metrics.contains(&format!("cairn_logical_bytes {logical}")),
+                "n{}: {metrics}",
+                k + 1
+            );
+        }
+        site.shutdown().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gc_removes_only_what_deleted_objects_alone_used_and_racing_uploads_lose_nothing() {
     bounded(BOUND, async {

@@ -423,49 +423,73 @@ impl ManifestBackend for ReplicatedManifests {
         }
     }
 
-    /// This node's totals when it holds a store, else the first manifest node's that answers.
+    /// Site totals: the sum of every manifest node's totals divided by the replica count
+    /// (every bucket has that many replicas, each holding its records), so the figures are
+    /// exact once the replicas agree and differ by what anti-entropy has not spread yet. Nodes
+    /// suspected down, or that fail to answer, are left out (the totals then undercount
+    /// their share); fails only when none answers. `last_seq` is this node's, if it holds a
+    /// store.
     fn stats(&self) -> Result<ManifestStats, ManifestError> {
-        if let Some((_, store)) = &self.shared.local {
-            return store.stats();
+        let state = self.state();
+        let nodes: Vec<Arc<Node>> = state
+            .manifest_nodes
+            .iter()
+            .filter(|n| !self.shared.suspected(n))
+            .cloned()
+            .collect();
+        let mut answered = 0u64;
+        let mut sums = [0u128; 3];
+        let mut last_error = None;
+        for (_, answer) in self.block_on(self.every_stats(nodes)) {
+            match answer {
+                Ok(s) => {
+                    answered += 1;
+                    for (sum, v) in sums
+                        .iter_mut()
+                        .zip([s.buckets, s.versions, s.logical_bytes])
+                    {
+                        *sum += u128::from(v);
+                    }
+                }
+                Err(e) => last_error = Some(e),
+            }
         }
-        let nodes = self.state().manifest_nodes.clone();
-        match self.block_on(
-            self.shared
-                .first_answer("stats", &nodes, ManifestRequest::Stats),
-        )? {
-            (_, ManifestResponse::Stats(s)) => Ok(s),
-            (_, other) => Err(unexpected("stats", &other)),
+        if answered == 0 {
+            return Err(last_error.unwrap_or_else(|| {
+                ManifestError::Invalid("the map has no manifest node to ask".into())
+            }));
         }
+        let n = state.n.max(1) as u128;
+        let share = |sum: u128| u64::try_from(sum / n).unwrap_or(u64::MAX);
+        let last_seq = match &self.shared.local {
+            Some((_, store)) => store.stats()?.last_seq,
+            None => 0,
+        };
+        Ok(ManifestStats {
+            buckets: share(sums[0]),
+            versions: share(sums[1]),
+            logical_bytes: share(sums[2]),
+            last_seq,
+        })
     }
 
     /// Every manifest node of the current map, asked at once; each must answer (writes go to
     /// the current placement, so these logs hold every version applied from now on).
     fn change_log_ends(&self) -> Result<Vec<(u64, u64)>, ManifestError> {
         let nodes = self.state().manifest_nodes.clone();
-        self.block_on(async {
-            let mut calls = tokio::task::JoinSet::new();
-            for node in nodes {
-                let shared = self.shared.clone();
-                calls.spawn(async move {
-                    let answer = shared.call(&node, ManifestRequest::Stats).await;
-                    (node.id, answer)
-                });
-            }
-            let mut ends = Vec::new();
-            while let Some(joined) = calls.join_next().await {
-                let (id, answer) = joined.map_err(|e| {
-                    ManifestError::from(Refusal::Remote {
-                        kind: ErrorKind::Internal,
-                        message: format!("a stats call failed: {e}"),
-                    })
-                })?;
-                match answer? {
-                    ManifestResponse::Stats(s) => ends.push((id, s.last_seq)),
-                    other => return Err(unexpected("stats", &other)),
-                }
-            }
-            Ok(ends)
-        })
+        let want = nodes.len();
+        let ends: Vec<(u64, u64)> = self
+            .block_on(self.every_stats(nodes))
+            .into_iter()
+            .map(|(id, answer)| answer.map(|s| (id, s.last_seq)))
+            .collect::<Result<_, _>>()?;
+        if ends.len() != want {
+            return Err(ManifestError::Invalid(format!(
+                "{} of {want} manifest nodes gave where their change log ends",
+                ends.len()
+            )));
+        }
+        Ok(ends)
     }
 
     /// The change log of manifest node `log` of the current map.
@@ -478,7 +502,7 @@ impl ManifestBackend for ReplicatedManifests {
         let state = self.state();
         let Some(node) = state.manifest_nodes.iter().find(|n| n.id == log).cloned() else {
             return Err(ManifestError::Invalid(format!(
-                "node {} is not a manifest node of the map (epoch {}): its change log cannot                  be read",
+                "node {} is not a manifest node of the map (epoch {}): its change log cannot be read",
                 cairn_core::cluster::node_id_hex(log),
                 state.map.epoch
             )));
@@ -623,5 +647,34 @@ impl ReplicatedManifests {
             }
         }
         Ok(merged.into_values().map(|(_, p)| p).take(max).collect())
+    }
+}
+
+impl ReplicatedManifests {
+    /// The totals of each of `nodes`, asked at once.
+    async fn every_stats(
+        &self,
+        nodes: Vec<Arc<Node>>,
+    ) -> Vec<(NodeId, Result<ManifestStats, ManifestError>)> {
+        let mut calls = tokio::task::JoinSet::new();
+        for node in nodes {
+            let shared = self.shared.clone();
+            calls.spawn(async move {
+                let answer = match shared.call(&node, ManifestRequest::Stats).await {
+                    Ok(ManifestResponse::Stats(s)) => Ok(s),
+                    Ok(other) => Err(unexpected("stats", &other)),
+                    Err(e) => Err(e),
+                };
+                (node.id, answer)
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(joined) = calls.join_next().await {
+            match joined {
+                Ok(answer) => out.push(answer),
+                Err(e) => tracing::warn!(error = %e, "a stats call task failed"),
+            }
+        }
+        out
     }
 }
