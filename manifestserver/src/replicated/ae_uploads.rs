@@ -135,7 +135,7 @@ impl ReplicatedManifests {
     }
 
     /// Writes each of `theirs` that beats this node's copy; how many were written.
-    async fn apply_newer(
+    pub(super) async fn apply_newer(
         &self,
         store: &Arc<ManifestStore>,
         theirs: Vec<StampedRecord>,

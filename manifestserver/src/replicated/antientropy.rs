@@ -166,18 +166,7 @@ impl ReplicatedManifests {
                     replicas.is_ok_and(|v| v.iter().any(|n| n.id == local_id))
                 })
                 .collect();
-            let updated = local(store, move |s| {
-                let mut updated = 0u64;
-                for r in &mine {
-                    let here = s.get_stamped(&r.id)?;
-                    if r.rank() > here.rank() && s.put_stamped(&repair_write(r))?.applied {
-                        updated += 1;
-                    }
-                }
-                Ok(updated)
-            })
-            .await?;
-            report.records_updated += updated;
+            report.records_updated += self.apply_newer(store, mine).await?;
             if !truncated || after.is_none() {
                 return Ok(());
             }
