@@ -255,7 +255,8 @@ impl Client {
         };
         if missing > 0 {
             return Err(ClientError::Storage(format!(
-                "the copy source {}/{} was deleted while it was copied and garbage collection                  took {missing} of its chunks: the copy was not made",
+                "the copy source {}/{} was deleted while it was copied and garbage collection \
+                 took {missing} of its chunks: the copy was not made",
                 src.bucket, src.key
             )));
         }
