@@ -269,7 +269,7 @@ const TOUCH_BATCH: usize = 1000;
 
 /// A leaf referring to exactly the bytes of a range-read piece (whose offset is already inside
 /// its target).
-fn piece_leaf(piece: Piece) -> Result<Leaf, ClientError> {
+pub(crate) fn piece_leaf(piece: Piece) -> Result<Leaf, ClientError> {
     let target = match piece.target {
         Target::Chunk { id, .. } => Target::Chunk {
             id,

@@ -61,13 +61,27 @@ impl Client {
                 // is dropped; its errors travel in the stream.
                 tokio::spawn(async move {
                     let c2 = client.clone();
+                    // Pieces that continue one chunk (a chunk over a part seam is referenced
+                    // as two slices) are merged, so the chunk is read once.
                     let pieces = futures::stream::unfold(
-                        (walker, client),
-                        |(mut walker, client)| async move {
-                            match walker.next(&client).await {
-                                Ok(Some(p)) => Some((Ok(p), (walker, client))),
-                                Ok(None) => None,
-                                Err(e) => Some((Err(e), (walker, client))),
+                        (walker, client, None::<Piece>),
+                        |(mut walker, client, mut pending)| async move {
+                            loop {
+                                match walker.next(&client).await {
+                                    Ok(Some(p)) => {
+                                        if pending.as_mut().is_some_and(|h| h.try_merge(&p)) {
+                                            continue;
+                                        }
+                                        if let Some(held) = pending.replace(p) {
+                                            return Some((Ok(held), (walker, client, pending)));
+                                        }
+                                    }
+                                    Ok(None) => {
+                                        let held = pending.take()?;
+                                        return Some((Ok(held), (walker, client, None)));
+                                    }
+                                    Err(e) => return Some((Err(e), (walker, client, None))),
+                                }
                             }
                         },
                     );
@@ -127,7 +141,9 @@ impl Client {
     }
 }
 
-fn slice(b: &Bytes, off: usize, len: usize) -> Result<Bytes, ClientError> {
+/// Bytes `[off, off + len)` of a chunk (or inline bytes) a leaf refers to; outside them is
+/// corruption.
+pub(crate) fn slice(b: &Bytes, off: usize, len: usize) -> Result<Bytes, ClientError> {
     if off.checked_add(len).is_none_or(|e| e > b.len()) {
         return Err(ClientError::Corrupt(format!(
             "extent reference {off}+{len} is outside a {} byte chunk",

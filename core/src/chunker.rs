@@ -77,6 +77,27 @@ impl FastCdc {
     }
 }
 
+impl FastCdc {
+    /// Length of every chunk a run of zero bytes is cut into (but a run's last, cut short by
+    /// the end of the stream or by the bytes after the run): the cut decision reads only the
+    /// bytes since the chunk's start, so inside a run of zeros it is the same for every chunk.
+    pub fn zeros_cut(&self) -> usize {
+        let mut fp: u64 = 0;
+        for i in self.min..self.max {
+            fp = (fp << 1).wrapping_add(GEAR[0]);
+            let mask = if i < self.avg {
+                self.mask_s
+            } else {
+                self.mask_l
+            };
+            if fp & mask == 0 {
+                return i + 1;
+            }
+        }
+        self.max
+    }
+}
+
 impl Default for FastCdc {
     fn default() -> Self {
         FastCdc::new(CDC_MIN, CDC_AVG, CDC_MAX).expect("default sizes are valid")
@@ -215,6 +236,20 @@ mod tests {
             }
         }
         assert_eq!(cuts, whole);
+    }
+
+    #[test]
+    fn zeros_are_cut_into_chunks_of_zeros_cut() {
+        for cdc in [
+            FastCdc::default(),
+            FastCdc::new(64, 256, 1024).unwrap(),
+            FastCdc::new(1024, 4096, 16384).unwrap(),
+        ] {
+            let zeros = vec![0u8; cdc.max_size() * 3 + 5];
+            let chunks = split_all(&cdc, &zeros);
+            let z = cdc.zeros_cut();
+            assert!(chunks[..chunks.len() - 1].iter().all(|c| c.len() == z));
+        }
     }
 
     #[test]

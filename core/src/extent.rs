@@ -578,5 +578,8 @@ fn splice_node<'a, S: NodeStore>(
     })
 }
 
+mod reuse;
+pub use reuse::last_leaf;
+
 #[cfg(test)]
 mod tests;

@@ -7,9 +7,9 @@ use super::*;
 
 /// Nodes and data chunks in memory; counts stores so tests can see what a write rewrote.
 #[derive(Default)]
-struct Mem {
+pub(super) struct Mem {
     chunks: Mutex<HashMap<ChunkId, Vec<u8>>>,
-    stores: Mutex<usize>,
+    pub(super) stores: Mutex<usize>,
 }
 
 impl NodeStore for Mem {
@@ -34,7 +34,7 @@ impl Mem {
         Leaf::chunk(id, bytes.len() as u64)
     }
 
-    async fn read(&self, root: Option<Child>, start: u64, end: u64) -> Vec<u8> {
+    pub(super) async fn read(&self, root: Option<Child>, start: u64, end: u64) -> Vec<u8> {
         let Some(root) = root else {
             assert_eq!((start, end), (0, 0));
             return Vec::new();
@@ -57,7 +57,7 @@ impl Mem {
     }
 }
 
-fn block_on<F: Future>(f: F) -> F::Output {
+pub(super) fn block_on<F: Future>(f: F) -> F::Output {
     // The in-memory store never waits, so polling once per step is enough.
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
@@ -70,7 +70,7 @@ fn block_on<F: Future>(f: F) -> F::Output {
 }
 
 /// Leaves of random kinds and sizes, and the bytes they stand for.
-fn random_leaves(mem: &Mem, rng: &mut impl Rng, n: usize) -> (Vec<Leaf>, Vec<u8>) {
+pub(super) fn random_leaves(mem: &Mem, rng: &mut impl Rng, n: usize) -> (Vec<Leaf>, Vec<u8>) {
     let mut leaves = Vec::new();
     let mut model = Vec::new();
     for _ in 0..n {

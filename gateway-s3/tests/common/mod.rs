@@ -149,6 +149,100 @@ pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &[u8]) 
         .map(str::to_string)
 }
 
+/// Turns versioning on for `bucket`.
+pub async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let enabled = VersioningConfiguration::builder()
+        .status(BucketVersioningStatus::Enabled)
+        .build();
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(enabled)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Where a part of [`multipart_upload`] comes from.
+pub enum PartFrom<'a> {
+    /// UploadPart of these bytes.
+    Bytes(&'a [u8]),
+    /// UploadPartCopy of `bytes=first-last` of an object (`None`: all of it).
+    Copy(&'a str, Option<(usize, usize)>),
+}
+
+/// Makes an upload of `key` from `parts` (part numbers from 1) and completes it.
+pub async fn multipart_upload(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    parts: &[PartFrom<'_>],
+) {
+    let id = s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let mut done = Vec::new();
+    for (i, make) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let etag = match make {
+            PartFrom::Bytes(bytes) => s3
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&id)
+                .part_number(n)
+                .body(aws_sdk_s3::primitives::ByteStream::from(bytes.to_vec()))
+                .send()
+                .await
+                .unwrap()
+                .e_tag()
+                .unwrap()
+                .to_string(),
+            PartFrom::Copy(source, range) => s3
+                .upload_part_copy()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&id)
+                .part_number(n)
+                .copy_source(format!("{bucket}/{source}"))
+                .set_copy_source_range(range.map(|(a, b)| format!("bytes={a}-{b}")))
+                .send()
+                .await
+                .unwrap()
+                .copy_part_result()
+                .unwrap()
+                .e_tag()
+                .unwrap()
+                .to_string(),
+        };
+        done.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(n)
+                .e_tag(etag)
+                .build(),
+        );
+    }
+    s3.complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 /// Reads an object (a version of it).
 pub async fn read(
     s3: &aws_sdk_s3::Client,
