@@ -355,6 +355,13 @@ async fn repair_and_rebalance_start_at_once_when_a_node_is_back_or_the_map_chang
         }
         let missed: Vec<ChunkId> = site.all_chunks().difference(&before).copied().collect();
         assert!(!missed.is_empty());
+        // n1 and n2 have seen n3 fail (their map gossip, every few seconds), so its return is
+        // news to them.
+        let n3_id = cairn::node::config::node_id(SITE, "n3");
+        eventually("n1 and n2 saw n3 down", BOUND, || {
+            (0..2).all(|k| site.node(k).cluster.is_unreachable(n3_id))
+        })
+        .await;
         site.start_node(2).await;
         let n3 = site.node(2).chunks.clone().unwrap();
         eventually(

@@ -377,6 +377,12 @@ impl ClusterState {
                 .is_some_and(|t| cairn_client::now_ms().saturating_sub(*t) < DOWN_AFTER_MS)
     }
 
+    /// Whether the last map call to node `id` failed (it answers again at the next gossip
+    /// round that reaches it, which starts repair: see [`ClusterState::on_return`]).
+    pub fn is_unreachable(&self, id: NodeId) -> bool {
+        self.unreachable.lock().contains(&id)
+    }
+
     /// When node `id` last answered (unix ms).
     pub fn last_seen_ms(&self, id: NodeId) -> Option<u64> {
         if id == self.me {
