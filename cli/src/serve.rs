@@ -67,6 +67,15 @@ pub struct ServeArgs {
     /// Most stored bytes a scrub pass reads per second (0: no limit).
     #[arg(long, default_value_t = 64 << 20, env = "CAIRN_SCRUB_RATE")]
     pub scrub_rate: u64,
+    /// Seconds between trims of the metadata change log and of the tombstones of removed
+    /// versions.
+    #[arg(long, default_value_t = 600, env = "CAIRN_HISTORY_TRIM_INTERVAL")]
+    pub history_trim_interval: u64,
+    /// Seconds the metadata history is kept for a reader that went silent (a garbage
+    /// collection pass that died while it held the change log); tombstones of removed
+    /// versions are kept at least this long.
+    #[arg(long, default_value_t = 7 * 86_400, env = "CAIRN_HISTORY_RETENTION")]
+    pub history_retention: u64,
 }
 
 /// Writes `contents` to `path` readable by the owner only (0600), atomically.
@@ -263,6 +272,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.scrub_rate,
         stop_rx.clone(),
     ));
+    let trim_task = tokio::spawn(crate::workers::history_trim_loop(
+        client.clone(),
+        workers.clone(),
+        Duration::from_secs(args.history_trim_interval.max(1)),
+        Duration::from_secs(args.history_retention),
+        stop_rx.clone(),
+    ));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         client.clone(),
@@ -279,8 +295,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.wait().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    let (s3_res, admin_res, _, _, _) =
-        tokio::join!(s3_task, admin_task, lifecycle_task, gc_task, scrub_task);
+    let (s3_res, admin_res, _, _, _, _) = tokio::join!(
+        s3_task,
+        admin_task,
+        lifecycle_task,
+        gc_task,
+        scrub_task,
+        trim_task
+    );
     let _ = std::fs::remove_file(dir.join("admin.json"));
     s3_res.context("S3 server task failed")??;
     admin_res.context("admin server task failed")??;

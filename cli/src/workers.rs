@@ -343,3 +343,64 @@ pub async fn gc_loop(
         next = tokio::time::Instant::now() + interval;
     }
 }
+
+/// Trims this node's metadata change log and tombstones every `interval` until `stop` (the
+/// first pass a minute after start-up, or after `interval` if shorter), keeping what a reader
+/// silent for less than `retention` has not read yet. Its counters show how much history the
+/// node holds and which reader holds it back.
+pub async fn history_trim_loop(
+    client: Client,
+    workers: Arc<Workers>,
+    interval: Duration,
+    retention: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+    crate::node::tasks::maintenance_loop(
+        "history-trim",
+        workers,
+        Duration::from_secs(60),
+        interval,
+        Arc::new(crate::node::tasks::Kick::default()),
+        stop,
+        move || {
+            let client = client.clone();
+            async move {
+                let r = client
+                    .trim_history(retention_ms)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let h = client.history().await.map_err(|e| e.to_string())?;
+                let counters = [
+                    ("log_entries_removed", r.entries_removed),
+                    ("tombstones_removed", r.tombstones_removed),
+                    ("log_entries_held", h.log_entries()),
+                    ("tombstones_held_estimate", h.tombstones_estimate),
+                    ("consumers", h.consumers.len() as u64),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+                let mut findings = Vec::new();
+                if let Some(slowest) = &r.slowest {
+                    findings.push(format!(
+                        "the change log is kept from {} on for {slowest}, the slowest reader",
+                        r.horizon + 1
+                    ));
+                }
+                for name in &r.expired {
+                    findings.push(format!(
+                        "{name} has not read the change log for longer than the history \
+                         retention: it is trimmed without waiting for it"
+                    ));
+                }
+                Ok(crate::node::tasks::PassOutcome {
+                    counters,
+                    last_error: None,
+                    findings,
+                })
+            }
+        },
+    )
+    .await;
+}

@@ -165,7 +165,45 @@ impl Client {
         progress: &(dyn Fn(&GcReport) + Sync),
         limiter: &RateLimiter,
     ) -> Result<(), ClientError> {
-        let log_ends = self.blocking(|i| Ok(i.meta.change_log_ends()?)).await?;
+        // The logs are held from here for this pass (so trimming cannot take what the last
+        // step re-reads) and let go when the mark ends, whatever its outcome.
+        let holder = self.gc_holder();
+        let h = holder.clone();
+        let log_ends = self
+            .blocking(move |i| Ok(i.meta.hold_change_logs(&h)?))
+            .await?;
+        let marked = self
+            .gc_mark_held(marks, report, progress, limiter, &holder, log_ends)
+            .await;
+        let h = holder.clone();
+        let _ = self
+            .blocking(move |i| {
+                i.meta.release_change_logs(&h);
+                Ok(())
+            })
+            .await;
+        marked
+    }
+
+    /// The name a pass of this client holds change logs under: one per node, so a pass that
+    /// died holding them is replaced by the next one.
+    fn gc_holder(&self) -> String {
+        format!(
+            "gc/{}",
+            cairn_core::cluster::node_id_hex(self.inner.hlc.node())
+        )
+    }
+
+    /// The mark's scans, with the change logs held from `log_ends`.
+    async fn gc_mark_held(
+        &self,
+        marks: &mut Marks,
+        report: &mut GcReport,
+        progress: &(dyn Fn(&GcReport) + Sync),
+        limiter: &RateLimiter,
+        holder: &str,
+        log_ends: Vec<(u64, u64)>,
+    ) -> Result<(), ClientError> {
         self.gc_mark_uploads(marks, report, progress).await?;
         for bucket in self.list_buckets().await? {
             let mut q = VersionsQuery {
@@ -203,8 +241,9 @@ impl Client {
         for (log, first_seq) in log_ends {
             let mut after = first_seq;
             loop {
+                let h = holder.to_string();
                 let changes = self
-                    .blocking(move |i| Ok(i.meta.log_changes_since(log, after, PAGE)?))
+                    .blocking(move |i| Ok(i.meta.log_changes_for(log, &h, after, PAGE)?))
                     .await?;
                 let Some(last) = changes.last() else { break };
                 after = last.seq;

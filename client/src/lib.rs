@@ -38,5 +38,6 @@ pub use cairn_core::manifest::{
 };
 pub use cairn_core::VersionId;
 pub use cairn_manifestserver::{
-    ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery, WriteCondition,
+    Consumer, HistoryState, ListPage, ListQuery, TrimReport, UploadsPage, UploadsQuery,
+    VersionsPage, VersionsQuery, WriteCondition,
 };

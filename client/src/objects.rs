@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cairn_core::manifest::{Bucket, ObjectLockConfig, VersionManifest, Versioning};
-use cairn_manifestserver::ManifestError;
+use cairn_manifestserver::{HistoryState, ManifestError, TrimReport};
 
 use crate::client::{now_ms, Client};
 use crate::get::resolve_range;
@@ -373,5 +373,18 @@ impl Client {
             })
         })
         .await
+    }
+
+    /// This node's metadata change log: its extent and the consumers it is kept for.
+    pub async fn history(&self) -> Result<HistoryState, ClientError> {
+        self.blocking(|i| Ok(i.meta.history()?)).await
+    }
+
+    /// Trims this node's metadata change log and tombstones up to what every consumer that
+    /// acknowledged within `retention_ms` has read (see the manifest server's `history`
+    /// module).
+    pub async fn trim_history(&self, retention_ms: u64) -> Result<TrimReport, ClientError> {
+        self.blocking(move |i| Ok(i.meta.trim_history(retention_ms)?))
+            .await
     }
 }

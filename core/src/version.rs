@@ -121,6 +121,11 @@ impl Hlc {
         })
     }
 
+    /// The node this clock names versions for.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
     /// A clock with an explicit wall-clock source (tests use it to step time back).
     pub fn with_wall_clock(
         site: SiteId,

@@ -14,6 +14,7 @@
 use cairn_core::manifest::{AccessKey, Bucket, Change, Part, Upload, VersionManifest};
 use cairn_core::VersionId;
 
+use crate::history::{HistoryState, TrimPolicy, TrimReport};
 use crate::{
     ListPage, ListQuery, ManifestError, ManifestStats, ManifestStore, UploadsPage, UploadsQuery,
     VersionsPage, VersionsQuery, WriteCondition,
@@ -164,20 +165,35 @@ pub trait ManifestBackend: Send + Sync + 'static {
     fn changes_since(&self, after: u64, max: usize) -> Result<Vec<Change>, ManifestError>;
     /// Totals.
     fn stats(&self) -> Result<ManifestStats, ManifestError>;
-    /// Where each change log of the site ends now, as (log, last sequence number): one log
-    /// per manifest node (a multi-node backend: every manifest node of the current map must
+    /// Where each change log of the site ends now, as (log, last sequence number), each held
+    /// from there for `holder` (see `crate::history`: a log is not trimmed past what a live
+    /// holder still has to read) until [`ManifestBackend::release_change_logs`]: one log per
+    /// manifest node (a multi-node backend: every manifest node of the current map must
     /// answer), a single store's one log numbered 0. What a version write lands in is some
     /// of these logs, so a reader that re-reads all of them from these ends sees every
     /// version applied after this call (garbage collection's mark does).
-    fn change_log_ends(&self) -> Result<Vec<(u64, u64)>, ManifestError>;
-    /// Changes of log `log` (as [`ManifestBackend::change_log_ends`] names it) after `after`,
-    /// at most `max`; an empty answer means the end.
-    fn log_changes_since(
+    fn hold_change_logs(&self, holder: &str) -> Result<Vec<(u64, u64)>, ManifestError>;
+    /// Changes of log `log` (as [`ManifestBackend::hold_change_logs`] names it) after
+    /// `after`, at most `max`, read by `holder` (which acknowledges `after`); an empty answer
+    /// means the end. Fails when the log was trimmed past `after` (the holder was silent for
+    /// longer than the history retention): the changes in between are lost to the reader.
+    fn log_changes_for(
         &self,
         log: u64,
+        holder: &str,
         after: u64,
         max: usize,
     ) -> Result<Vec<Change>, ManifestError>;
+    /// Lets go of every log `holder` holds (best effort: a log that cannot be reached forgets
+    /// the holder once it has been silent for the retention).
+    fn release_change_logs(&self, holder: &str);
+    /// This node's change log extent and consumers (a multi-node backend: this node's store;
+    /// fails on a node without one).
+    fn history(&self) -> Result<HistoryState, ManifestError>;
+    /// Trims this node's change log and tombstones, waiting for the consumers that
+    /// acknowledged within `retention_ms` (see `crate::history`; a multi-node backend: this
+    /// node's store, waiting for every other manifest node's anti-entropy too).
+    fn trim_history(&self, retention_ms: u64) -> Result<TrimReport, ManifestError>;
 
     // ---- access keys ----
     /// Adds a key (`Invalid` if its id is taken).
@@ -328,12 +344,13 @@ impl ManifestBackend for ManifestStore {
     fn stats(&self) -> Result<ManifestStats, ManifestError> {
         ManifestStore::stats(self)
     }
-    fn change_log_ends(&self) -> Result<Vec<(u64, u64)>, ManifestError> {
-        Ok(vec![(0, ManifestStore::stats(self)?.last_seq)])
+    fn hold_change_logs(&self, holder: &str) -> Result<Vec<(u64, u64)>, ManifestError> {
+        Ok(vec![(0, self.hold_log(holder, crate::history::now_ms())?)])
     }
-    fn log_changes_since(
+    fn log_changes_for(
         &self,
         log: u64,
+        holder: &str,
         after: u64,
         max: usize,
     ) -> Result<Vec<Change>, ManifestError> {
@@ -342,7 +359,24 @@ impl ManifestBackend for ManifestStore {
                 "a single store has one change log (0), not {log}"
             )));
         }
-        ManifestStore::changes_since(self, after, max)
+        let (first, changes) = self.changes_for(holder, after, max, crate::history::now_ms())?;
+        crate::history::check_not_trimmed("this store's", first, after)?;
+        Ok(changes)
+    }
+    fn release_change_logs(&self, holder: &str) {
+        if let Err(e) = self.release_log(holder) {
+            tracing::warn!(holder, error = %e, "could not release the change log");
+        }
+    }
+    fn history(&self) -> Result<HistoryState, ManifestError> {
+        ManifestStore::history(self)
+    }
+    fn trim_history(&self, retention_ms: u64) -> Result<TrimReport, ManifestError> {
+        self.trim_history_with(&TrimPolicy {
+            now_ms: crate::history::now_ms(),
+            retention_ms,
+            peers: Vec::new(),
+        })
     }
     fn put_key(&self, key: &AccessKey) -> Result<(), ManifestError> {
         ManifestStore::put_key(self, key)

@@ -85,16 +85,20 @@ impl ManifestStore {
         })
     }
 
+    /// The last entry's sequence number, or the last trimmed one when the whole log has been
+    /// trimmed: sequence numbers never start over.
     fn load_last_seq(&self) -> Result<u64, ManifestError> {
+        let trimmed = self.log_trimmed()?;
         let mut it = self.db.raw_iterator_cf(self.cf(CF_CHANGELOG));
         it.seek_to_last();
         match it.key() {
             Some(k) => Ok(u64::from_be_bytes(k.try_into().map_err(|_| {
                 keys::corrupt("change log key", format!("{} bytes, expected 8", k.len()))
-            })?)),
+            })?)
+            .max(trimmed)),
             None => {
                 it.status()?;
-                Ok(0)
+                Ok(trimmed)
             }
         }
     }

@@ -12,6 +12,7 @@
 mod backend;
 mod db;
 mod error;
+mod history;
 mod keys;
 mod list;
 mod replicated;
@@ -24,6 +25,7 @@ mod versions;
 
 pub use backend::{InPlace, ManifestBackend};
 pub use error::{ManifestError, Refusal};
+pub use history::{Consumer, HistoryState, TrimPolicy, TrimReport, MAX_CONSUMER_NAME};
 pub use list::{ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery};
 pub use replicated::{
     AntiEntropyReport, ManifestReplicationConfig, ManifestReplicationCounters, ReplicatedManifests,

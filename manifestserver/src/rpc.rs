@@ -57,6 +57,7 @@ use cairn_net::{Peer, PeerInfo, RecvBody, Rpc, RpcError, SendBody, Service};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Refusal;
+use crate::history::{now_ms, HistoryState};
 use crate::list::{ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery};
 use crate::stamped::{KeyState, RecordId, StampedRecord, StampedWrite, WriteOutcome, MAX_STAMPED};
 use crate::{ManifestError, ManifestStats, ManifestStore};
@@ -466,6 +467,32 @@ pub enum ManifestRequest {
     },
     /// [`ManifestStore::synced_epoch`] → `SyncedEpoch`.
     SyncedEpoch,
+    // ---- bounded history (see `crate::history`) ----
+    /// [`ManifestStore::changes_for`] (`max` ≤ [`MAX_CHANGES`]; fewer may come back) →
+    /// `ChangesFrom`.
+    ChangesFor {
+        /// The consumer reading (it acknowledges `after`).
+        consumer: String,
+        /// Changes with a larger sequence number.
+        after: u64,
+        /// Most changes.
+        max: u32,
+    },
+    /// [`ManifestStore::hold_log`] → `LogHeld`.
+    HoldLog(String),
+    /// [`ManifestStore::release_log`] → `Done`.
+    ReleaseLog(String),
+    /// [`ManifestStore::history`] → `History`.
+    History,
+    /// [`ManifestStore::list_versions_stamped`] (`max` ≤ [`MAX_LIST`]) → `StampedPage`.
+    ListVersionsStamped {
+        /// Bucket.
+        bucket: String,
+        /// Versions and tombstones strictly after this key and version.
+        after: Option<(String, VersionId)>,
+        /// Most records.
+        max: u32,
+    },
 }
 
 impl Versioned for ManifestRequest {
@@ -551,6 +578,17 @@ pub enum ManifestResponse {
     StampedParts(Vec<(VersionId, Part)>),
     /// The newest map epoch the store caught up under (0: none).
     SyncedEpoch(u64),
+    /// Change-log entries, ascending, and the first sequence number the log still holds.
+    ChangesFrom {
+        /// The first sequence number held (the entries before it were trimmed).
+        first: u64,
+        /// The entries.
+        changes: Vec<Change>,
+    },
+    /// Where a held log ended.
+    LogHeld(u64),
+    /// The change log's extent and consumers.
+    History(HistoryState),
 }
 
 impl Versioned for ManifestResponse {
@@ -743,6 +781,16 @@ pub fn check_bounds(req: &ManifestRequest) -> Result<(), ManifestError> {
         ManifestRequest::ListParts { max, .. } => bounded("a part listing", wide(*max), MAX_LIST),
         ManifestRequest::ChangesSince { max, .. } => {
             bounded("a change-log read", wide(*max), MAX_CHANGES)
+        }
+        ManifestRequest::ChangesFor { consumer, max, .. } => {
+            crate::history::check_consumer(consumer)?;
+            bounded("a change-log read", wide(*max), MAX_CHANGES)
+        }
+        ManifestRequest::HoldLog(consumer) | ManifestRequest::ReleaseLog(consumer) => {
+            crate::history::check_consumer(consumer)
+        }
+        ManifestRequest::ListVersionsStamped { max, .. } => {
+            bounded("a stamped version page", wide(*max), MAX_LIST)
         }
         ManifestRequest::ListObjects { query, .. } => {
             bounded("an object listing", query.max_keys, MAX_LIST)
@@ -1020,6 +1068,29 @@ pub fn execute(
             after,
             max,
         } => A::StampedParts(store.list_parts_stamped(&upload_id, after, max as usize)?),
+        Q::ChangesFor {
+            consumer,
+            after,
+            max,
+        } => {
+            let (first, mut changes) =
+                store.changes_for(&consumer, after, max as usize, now_ms())?;
+            fit(&mut changes);
+            A::ChangesFrom { first, changes }
+        }
+        Q::HoldLog(consumer) => A::LogHeld(store.hold_log(&consumer, now_ms())?),
+        Q::ReleaseLog(consumer) => {
+            store.release_log(&consumer)?;
+            A::Done
+        }
+        Q::History => A::History(store.history()?),
+        Q::ListVersionsStamped { bucket, after, max } => {
+            let after = after.as_ref().map(|(k, v)| (k.as_str(), *v));
+            let (mut records, mut truncated) =
+                store.list_versions_stamped(&bucket, after, max as usize)?;
+            truncated |= fit(&mut records);
+            A::StampedPage { records, truncated }
+        }
     })
 }
 
@@ -1080,6 +1151,9 @@ impl ManifestResponse {
             ManifestResponse::StampedPage { .. } => "StampedPage",
             ManifestResponse::StampedParts(_) => "StampedParts",
             ManifestResponse::SyncedEpoch(_) => "SyncedEpoch",
+            ManifestResponse::ChangesFrom { .. } => "ChangesFrom",
+            ManifestResponse::LogHeld(_) => "LogHeld",
+            ManifestResponse::History(_) => "History",
         }
     }
 }
@@ -1469,6 +1543,47 @@ impl RemoteManifest {
         };
         let resp = self.call(&req).await?;
         expect!(resp, "changes_since", ManifestResponse::Changes(c) => c)
+    }
+
+    /// [`ManifestStore::changes_for`] (`max` ≤ [`MAX_CHANGES`]): the first sequence number the
+    /// log holds and the changes after `after` (fewer than `max` may come back; only an empty
+    /// answer means the caller is up to date).
+    pub async fn changes_for(
+        &self,
+        consumer: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<(u64, Vec<Change>), ManifestError> {
+        bounded("a change-log read", max, MAX_CHANGES)?;
+        let req = ManifestRequest::ChangesFor {
+            consumer: consumer.to_string(),
+            after,
+            max: max as u32,
+        };
+        let resp = self.call(&req).await?;
+        expect!(resp, "changes_for", ManifestResponse::ChangesFrom { first, changes } => (first, changes))
+    }
+
+    /// [`ManifestStore::hold_log`].
+    pub async fn hold_log(&self, consumer: &str) -> Result<u64, ManifestError> {
+        let resp = self
+            .call(&ManifestRequest::HoldLog(consumer.to_string()))
+            .await?;
+        expect!(resp, "hold_log", ManifestResponse::LogHeld(seq) => seq)
+    }
+
+    /// [`ManifestStore::release_log`].
+    pub async fn release_log(&self, consumer: &str) -> Result<(), ManifestError> {
+        let resp = self
+            .call(&ManifestRequest::ReleaseLog(consumer.to_string()))
+            .await?;
+        expect!(resp, "release_log", ManifestResponse::Done => ())
+    }
+
+    /// [`ManifestStore::history`].
+    pub async fn history(&self) -> Result<HistoryState, ManifestError> {
+        let resp = self.call(&ManifestRequest::History).await?;
+        expect!(resp, "history", ManifestResponse::History(h) => h)
     }
 
     // ---- access keys ----

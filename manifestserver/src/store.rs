@@ -51,6 +51,10 @@ pub struct ManifestStore {
     pub(crate) write_opts: WriteOptions,
     /// Serializes read-check-write mutations so checks hold and change-log seqs are gap-free.
     pub(crate) state: Mutex<WriteState>,
+    /// One history trim at a time (see `history.rs`).
+    pub(crate) trim: Mutex<()>,
+    /// Where the next trim's tombstone scan resumes.
+    pub(crate) tombstone_scan: Mutex<Vec<u8>>,
 }
 
 impl ManifestStore {
@@ -69,6 +73,8 @@ impl ManifestStore {
             db,
             write_opts,
             state: Mutex::new(WriteState::default()),
+            trim: Mutex::new(()),
+            tombstone_scan: Mutex::new(Vec::new()),
         };
         let state = store.load_state()?;
         *store.state.get_mut() = state;

@@ -101,13 +101,18 @@ impl ManifestStore {
     }
 
     /// Adds a tombstone for the version stored under `vkey` (and drops its stamp): replicas
-    /// and anti-entropy then never bring it back.
+    /// and anti-entropy then never bring it back (for as long as it is kept: see
+    /// `history.rs`). Call it before logging the removal: the tombstone names the entry the
+    /// removal is logged as (the next one).
     pub(crate) fn tombstone_in(&self, txn: &mut Txn<'_>, vkey: &[u8]) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        txn.batch
-            .put_cf(self.cf(CF_REMOVED), vkey, now.to_be_bytes());
+        txn.batch.put_cf(
+            self.cf(CF_REMOVED),
+            vkey,
+            crate::history::tombstone_value(now, txn.state.last_seq + 1),
+        );
         txn.batch
             .delete_cf(self.cf(CF_STAMPS), crate::stamped::version_stamp_key(vkey));
     }

@@ -210,6 +210,32 @@ impl MultiSite {
         k
     }
 
+    /// Starts a new node ([`MultiSite::add_node`]) in its own zone `z{n}` and adds it to the
+    /// map through node 1 (stage, apply): its index, the new map, and each node's answer to
+    /// the map's distribution.
+    pub async fn join_new_node(
+        &mut self,
+    ) -> (
+        usize,
+        cairn_core::cluster::ClusterMap,
+        std::collections::BTreeMap<String, Result<bool, String>>,
+    ) {
+        let k = self.add_node().await;
+        let name = format!("n{}", k + 1);
+        let cluster = self.node(0).cluster.clone();
+        let addr = self.slots[k].config.listen.rpc.to_string();
+        let id = node::config::node_id(SITE, &name);
+        let zone = format!("z{}", k + 1);
+        cluster
+            .stage(|s| {
+                s.upsert
+                    .push(cairn_core::cluster::NodeInfo::new(id, &name, addr, &zone))
+            })
+            .expect("stage the new node");
+        let (map, _, answers) = cluster.apply_staged().await.expect("apply the new map");
+        (k, map, answers)
+    }
+
     /// Node `k` (0-based), which must be running.
     pub fn node(&self, k: usize) -> &NodeHandle {
         self.slots[k].node.as_ref().expect("node is running")

@@ -3,7 +3,7 @@
 //! nodes with replication factor 3 behind a gateway-only node. The copy is paused at the fail
 //! point `copy-before-apply` (its own test binary: fail points are process-wide).
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -11,7 +11,7 @@ use cairn_client::GcPhase;
 use cairn_tests::gc::{age_everything, chunk_nodes, gc_all, HOLD_MS};
 use cairn_tests::multi::MultiSite;
 use cairn_tests::random_bytes;
-use cairn_tests::scenario::{bounded, MANUAL_WORKERS};
+use cairn_tests::scenario::{bounded, Gate, GateOpener, MANUAL_WORKERS};
 
 const BOUND: Duration = Duration::from_secs(240);
 const GATEWAY: usize = 5;
@@ -45,18 +45,18 @@ type CopyAnswer =
 /// A copy of `bkt/src` to `bkt/dst` held at the fail point, after its read of the source.
 struct PausedCopy {
     copy: tokio::task::JoinHandle<CopyAnswer>,
-    go: std::sync::mpsc::Sender<()>,
+    go: GateOpener,
 }
 
 impl PausedCopy {
     /// Starts the copy and returns once it is held (it has read its source).
     async fn start(site: &MultiSite) -> PausedCopy {
         let (reached_tx, mut reached_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let (go, go_rx) = std::sync::mpsc::channel::<()>();
-        let go_rx = Mutex::new(go_rx);
+        let gate = Gate::new(BOUND);
+        let go = gate.opener();
         fail::cfg_callback(PAUSE, move || {
             reached_tx.send(()).unwrap();
-            go_rx.lock().unwrap().recv().unwrap();
+            gate.wait();
         })
         .unwrap();
         let s3 = site.s3(GATEWAY);
@@ -76,7 +76,7 @@ impl PausedCopy {
     /// Lets the copy apply; its answer.
     async fn resume(self) -> CopyAnswer {
         fail::remove(PAUSE);
-        self.go.send(()).unwrap();
+        drop(self.go);
         self.copy.await.unwrap()
     }
 }
@@ -123,8 +123,7 @@ async fn a_copy_whose_source_was_collected_before_its_apply_fails_and_leaves_not
 /// sees neither) and stops before its sweep; the copy is applied and answered; then the
 /// sweeps run. The acknowledged copy must read back. Before the fix the sweeps took every
 /// chunk the copy shares with its source.
-// Five passes and the paused copy each hold a runtime thread while they wait.
-#[tokio::test(flavor = "multi_thread", worker_threads = 10)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_copy_applied_between_a_mark_and_its_sweep_keeps_its_chunks() {
     let _turn = SERIAL.lock().await;
     bounded(BOUND, async {
@@ -141,7 +140,8 @@ async fn a_copy_applied_between_a_mark_and_its_sweep_keeps_its_chunks() {
         // Every node marks, then waits before sweeping.
         let nodes = chunk_nodes(&site);
         let (marked_tx, mut marked_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let sweep = Arc::new((Mutex::new(false), Condvar::new()));
+        let sweep = Gate::new(BOUND);
+        let open_sweep = sweep.opener();
         let mut passes = Vec::new();
         for &k in &nodes {
             let client = site.node(k).client.clone();
@@ -154,9 +154,7 @@ async fn a_copy_applied_between_a_mark_and_its_sweep_keeps_its_chunks() {
                     if r.phase == GcPhase::Sweep && !*told {
                         *told = true;
                         marked_tx.send(()).unwrap();
-                        // Holds this pass's thread (the test runs on several) until released.
-                        let (go, cv) = &*sweep;
-                        let _go = cv.wait_while(go.lock().unwrap(), |go| !*go).unwrap();
+                        sweep.wait();
                     }
                 };
                 client
@@ -170,8 +168,7 @@ async fn a_copy_applied_between_a_mark_and_its_sweep_keeps_its_chunks() {
         copy.resume()
             .await
             .expect("the copy of a source live when it was read");
-        *sweep.0.lock().unwrap() = true;
-        sweep.1.notify_all();
+        drop(open_sweep);
         for p in passes {
             assert_eq!(p.await.unwrap().unwrap().phase, GcPhase::Done);
         }

@@ -14,7 +14,7 @@ use cairn_core::{ChunkId, VersionId};
 use cairn_tests::gc::{age_everything, gc_all, slot_of, stored_copy, HOLD_MS};
 use cairn_tests::multi::MultiSite;
 use cairn_tests::random_bytes;
-use cairn_tests::scenario::{bounded, delete, get, put, MANUAL_WORKERS};
+use cairn_tests::scenario::{bounded, delete, get, put, Gate, MANUAL_WORKERS};
 use rand::{Rng, SeedableRng};
 
 const BOUND: Duration = Duration::from_secs(300);
@@ -122,16 +122,16 @@ async fn a_copy_into_a_bucket_placed_elsewhere_during_the_mark_is_marked() {
             .expect("five nodes, three replicas");
         // Copy and delete once the mark has scanned `a-dst` (its one version).
         let (reached, reached_rx) = tokio::sync::oneshot::channel::<()>();
-        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let gate = Gate::new(BOUND);
+        let go = gate.opener();
         let reached = Mutex::new(Some(reached));
-        let go_rx = Mutex::new(go_rx);
         let client = site.node(g).client.clone();
         let pass = tokio::spawn(async move {
             let progress = |r: &cairn_client::GcReport| {
                 if r.phase == GcPhase::Mark && r.versions_scanned == 1 {
                     if let Some(tx) = reached.lock().unwrap().take() {
                         tx.send(()).unwrap();
-                        go_rx.lock().unwrap().recv().unwrap();
+                        gate.wait();
                     }
                 }
             };
@@ -149,7 +149,7 @@ async fn a_copy_into_a_bucket_placed_elsewhere_during_the_mark_is_marked() {
             .await
             .unwrap();
         delete(&s3, "src", "obj").await;
-        go.send(()).unwrap();
+        drop(go);
         let report = pass.await.unwrap();
         assert_eq!(report.phase, GcPhase::Done);
         for id in &obj_chunks {

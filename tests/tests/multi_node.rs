@@ -222,14 +222,7 @@ async fn a_fourth_node_takes_its_share_and_every_object_stays_readable() {
             bodies.push(body);
         }
 
-        let k = site.add_node().await;
-        let cluster = site.node(0).cluster.clone();
-        let addr = site.slots[k].config.listen.rpc.to_string();
-        let id = cairn::node::config::node_id(SITE, "n4");
-        cluster
-            .stage(|s| s.upsert.push(NodeInfo::new(id, "n4", addr, "z4")))
-            .unwrap();
-        let (map, _, answers) = cluster.apply_staged().await.unwrap();
+        let (k, map, answers) = site.join_new_node().await;
         assert_eq!(map.epoch, 2);
         assert!(answers.values().all(|a| a.is_ok()), "{answers:?}");
         for slot in &site.slots {
@@ -375,14 +368,7 @@ async fn repair_and_rebalance_start_at_once_when_a_node_is_back_or_the_map_chang
             "no repair pass was started by n3's return"
         );
 
-        let k = site.add_node().await;
-        let cluster = site.node(0).cluster.clone();
-        let addr = site.slots[k].config.listen.rpc.to_string();
-        let id = cairn::node::config::node_id(SITE, "n4");
-        cluster
-            .stage(|s| s.upsert.push(NodeInfo::new(id, "n4", addr, "z4")))
-            .unwrap();
-        let (map, _, _) = cluster.apply_staged().await.unwrap();
+        let (k, map, _) = site.join_new_node().await;
         eventually("every chunk is where the new map places it", BOUND, || {
             placed_as(&site, &map)
         })

@@ -147,6 +147,13 @@ pub struct WorkersSection {
     /// Start repair, rebalance and anti-entropy at once when the map changes or a node answers
     /// again after it was unreachable, rather than waiting for their next timed pass.
     pub react_to_changes: bool,
+    /// Trimming the metadata change log and tombstones.
+    pub history_trim_interval: u64,
+    /// Seconds the metadata history is kept for a reader that has gone silent (a node down or
+    /// cut off): past it, the change log is trimmed without waiting for it, and tombstones of
+    /// removed versions older than it go. A node away for longer catches up from listings,
+    /// and versions removed while it was away may come back from it: mark such a node lost.
+    pub history_retention: u64,
 }
 
 impl Default for WorkersSection {
@@ -164,6 +171,8 @@ impl Default for WorkersSection {
             rate_bytes_per_sec: 64 << 20,
             map_settle: 15,
             react_to_changes: true,
+            history_trim_interval: 600,
+            history_retention: 7 * 86_400,
         }
     }
 }

@@ -407,6 +407,16 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         )));
     }
 
+    if manifest_store.is_some() {
+        tasks.push(tokio::spawn(crate::workers::history_trim_loop(
+            client.clone(),
+            workers.clone(),
+            Duration::from_secs(w.history_trim_interval.max(1)),
+            Duration::from_secs(w.history_retention),
+            stop_rx.clone(),
+        )));
+    }
+
     // Every node reads metadata: each stops asking the old placement once every manifest
     // node has caught up under the new map.
     {

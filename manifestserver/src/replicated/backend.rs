@@ -475,17 +475,29 @@ impl ManifestBackend for ReplicatedManifests {
 
     /// Every manifest node of the current map, asked at once; each must answer (writes go to
     /// the current placement, so these logs hold every version applied from now on).
-    fn change_log_ends(&self) -> Result<Vec<(u64, u64)>, ManifestError> {
+    fn hold_change_logs(&self, holder: &str) -> Result<Vec<(u64, u64)>, ManifestError> {
         let nodes = self.state().manifest_nodes.clone();
         let want = nodes.len();
-        let ends: Vec<(u64, u64)> = self
-            .block_on(self.every_stats(nodes))
-            .into_iter()
-            .map(|(id, answer)| answer.map(|s| (id, s.last_seq)))
-            .collect::<Result<_, _>>()?;
+        let answers =
+            self.block_on(self.every_node(nodes, ManifestRequest::HoldLog(holder.to_string())));
+        let mut ends = Vec::with_capacity(answers.len());
+        for (id, answer) in answers {
+            match answer {
+                Ok(ManifestResponse::LogHeld(seq)) => ends.push((id, seq)),
+                Ok(other) => return Err(unexpected("hold_log", &other)),
+                Err(e) => {
+                    self.release_change_logs(holder);
+                    return Err(ManifestError::Invalid(format!(
+                        "manifest node {} did not hold its change log: {e}",
+                        cairn_core::cluster::node_id_hex(id)
+                    )));
+                }
+            }
+        }
         if ends.len() != want {
+            self.release_change_logs(holder);
             return Err(ManifestError::Invalid(format!(
-                "{} of {want} manifest nodes gave where their change log ends",
+                "{} of {want} manifest nodes held their change log",
                 ends.len()
             )));
         }
@@ -493,9 +505,10 @@ impl ManifestBackend for ReplicatedManifests {
     }
 
     /// The change log of manifest node `log` of the current map.
-    fn log_changes_since(
+    fn log_changes_for(
         &self,
         log: u64,
+        holder: &str,
         after: u64,
         max: usize,
     ) -> Result<Vec<Change>, ManifestError> {
@@ -507,13 +520,39 @@ impl ManifestBackend for ReplicatedManifests {
                 state.map.epoch
             )));
         };
-        let req = ManifestRequest::ChangesSince {
+        let req = ManifestRequest::ChangesFor {
+            consumer: holder.to_string(),
             after,
             max: max.min(rpc::MAX_CHANGES) as u32,
         };
         match self.block_on(self.shared.call(&node, req))? {
-            ManifestResponse::Changes(c) => Ok(c),
-            other => Err(unexpected("changes_since", &other)),
+            ManifestResponse::ChangesFrom { first, changes } => {
+                let name = format!("node {}'s", cairn_core::cluster::node_id_hex(log));
+                crate::history::check_not_trimmed(&name, first, after)?;
+                Ok(changes)
+            }
+            other => Err(unexpected("changes_for", &other)),
+        }
+    }
+
+    fn history(&self) -> Result<HistoryState, ManifestError> {
+        self.block_on(self.local_history())
+    }
+
+    fn trim_history(&self, retention_ms: u64) -> Result<TrimReport, ManifestError> {
+        self.block_on(self.trim_history_pass(retention_ms))
+    }
+
+    /// Asks every manifest node of the current map and of the previous one to let go.
+    fn release_change_logs(&self, holder: &str) {
+        let nodes = self.state().nodes.values().cloned().collect();
+        let answers =
+            self.block_on(self.every_node(nodes, ManifestRequest::ReleaseLog(holder.to_string())));
+        for (id, answer) in answers {
+            if let Err(e) = answer {
+                tracing::debug!(node = %cairn_core::cluster::node_id_hex(id), error = %e,
+                    "could not release a change log: it is kept until the holder's retention passes");
+            }
         }
     }
 
@@ -656,23 +695,37 @@ impl ReplicatedManifests {
         &self,
         nodes: Vec<Arc<Node>>,
     ) -> Vec<(NodeId, Result<ManifestStats, ManifestError>)> {
-        let mut calls = tokio::task::JoinSet::new();
-        for node in nodes {
-            let shared = self.shared.clone();
-            calls.spawn(async move {
-                let answer = match shared.call(&node, ManifestRequest::Stats).await {
+        self.every_node(nodes, ManifestRequest::Stats)
+            .await
+            .into_iter()
+            .map(|(id, answer)| {
+                let answer = match answer {
                     Ok(ManifestResponse::Stats(s)) => Ok(s),
                     Ok(other) => Err(unexpected("stats", &other)),
                     Err(e) => Err(e),
                 };
-                (node.id, answer)
-            });
+                (id, answer)
+            })
+            .collect()
+    }
+
+    /// `req` sent to each of `nodes` at once; their answers, in no particular order (one per
+    /// node, unless a call's task failed).
+    async fn every_node(
+        &self,
+        nodes: Vec<Arc<Node>>,
+        req: ManifestRequest,
+    ) -> Vec<(NodeId, Result<ManifestResponse, ManifestError>)> {
+        let mut calls = tokio::task::JoinSet::new();
+        for node in nodes {
+            let (shared, req) = (self.shared.clone(), req.clone());
+            calls.spawn(async move { (node.id, shared.call(&node, req).await) });
         }
         let mut out = Vec::new();
         while let Some(joined) = calls.join_next().await {
             match joined {
                 Ok(answer) => out.push(answer),
-                Err(e) => tracing::warn!(error = %e, "a stats call task failed"),
+                Err(e) => tracing::warn!(error = %e, "a manifest call task failed"),
             }
         }
         out

@@ -30,7 +30,8 @@
 //! - **Versions are immutable** and totally ordered by [`VersionId`]: applying one is
 //!   idempotent and replicas converge by union. `head`/`current` take the greatest version id
 //!   among the R answers; `get_version` the copy with the greatest stamp.
-//! - **Removals leave tombstones** (kept for good; they are small): a tombstoned version is
+//! - **Removals leave tombstones** (kept until every live reader of the log has seen the
+//!   removal and for the history retention, see `crate::history`): a tombstoned version is
 //!   never applied again. Each replica's answer for a key carries the tombstones newer than the
 //!   version it returns (at most [`crate::MAX_TOMBSTONES`]); a read never returns a version an
 //!   answering replica has tombstoned, and pushes the removal to replicas that still hold it
@@ -109,14 +110,15 @@
 //! operations, in-place updates and anti-entropy use the current map only.
 //!
 //! The previous map is forgotten once every manifest node of the current map has caught up
-//! under it: an anti-entropy pass that read every peer's bucket records, access keys and whole
-//! change log (cursors start over under a new epoch) without an error, and that started at
+//! under it: an anti-entropy pass that read every peer's bucket records and access keys, filled
+//! the buckets newly placed on it from every peer's stamped listing, and read every peer's
+//! change log to its end, without an error, and that started at
 //! least [`ManifestReplicationConfig::map_settle`] after the node took the map, records the
 //! epoch in the node's store ([`ManifestStore::synced_epoch`]);
 //! [`ReplicatedManifests::forget_previous_map_when_synced`] asks every node for it and drops the
 //! previous map when all of them reached the current epoch. Every write acknowledged before the
 //! change is on W replicas of the old placement, so on at least one node of the new map (unless
-//! more than n − W of them left at once) whose log the new replicas have then read. A write
+//! more than n − W of them left at once) whose listing the new replicas have then read. A write
 //! through a node that took the new map after the settle time (one cut off from the map's
 //! distribution for that long) reaches only the old placement; the next anti-entropy pass
 //! copies it, and reads before that may miss it.
@@ -129,7 +131,10 @@
 //! [`ReplicatedManifests::anti_entropy_pass`] (in `replicated/antientropy.rs`) runs on a node
 //! with a local store: per peer, it pulls bucket records and access keys (greatest stamp wins), then
 //! the peer's change log since a cursor kept in the local store, fetching the versions (and
-//! in-place updates) this node lacks and applying removals as tombstones.
+//! in-place updates) this node lacks and applying removals as tombstones; buckets the log cannot
+//! tell it about are filled from the peer's listings.
+//! [`ReplicatedManifests::trim_history_pass`] (in `replicated/trim.rs`) trims this node's log
+//! up to what every other manifest node's anti-entropy has read.
 //!
 //! # Not done
 //!
@@ -171,6 +176,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::error::Refusal;
+use crate::history::{HistoryState, TrimReport};
 use crate::rpc::{self, MAX_LIST};
 use crate::stamped::{
     KeyState, Record, RecordId, StampCheck, StampedRecord, StampedWrite, WriteOutcome, TOMBSTONE,
@@ -187,6 +193,7 @@ mod backend;
 mod calls;
 mod listing;
 mod ops;
+mod trim;
 
 /// Limits and timers of a [`ReplicatedManifests`].
 #[derive(Clone, Debug)]
@@ -290,6 +297,11 @@ pub struct AntiEntropyReport {
     /// The pass caught up with every peer under the current map (see "Map changes" in the
     /// module docs), and the store now says so.
     pub synced: bool,
+    /// Buckets filled from a peer's listing (newly placed here, or history missed).
+    pub buckets_filled: u64,
+    /// Peers whose log had been trimmed past this node's cursor (it was away longer than the
+    /// history retention): filled from listings instead.
+    pub history_gaps: u64,
 }
 
 /// How a replica is reached.
@@ -324,6 +336,8 @@ pub(crate) struct State {
     /// The previous map's placement and n (the map before the last [`ReplicatedManifests::set_map`],
     /// until [`ReplicatedManifests::forget_previous_map`]): reads also ask its replicas.
     previous: Option<(Placer, usize)>,
+    /// The previous map's epoch.
+    previous_epoch: Option<u64>,
     /// When this node took `map`.
     pub(crate) taken: Instant,
 }
@@ -386,6 +400,22 @@ impl State {
                 .collect(),
             None => Vec::new(),
         }
+    }
+
+    /// Whether node `node` held `bucket` under the map of `epoch`: known for the current map
+    /// and the previous one only.
+    pub(crate) fn held_bucket_under(&self, bucket: &str, node: NodeId, epoch: u64) -> Option<bool> {
+        if epoch == self.map.epoch {
+            return Some(
+                self.bucket_replicas(bucket)
+                    .is_ok_and(|v| v.iter().any(|n| n.id == node)),
+            );
+        }
+        (Some(epoch) == self.previous_epoch).then(|| {
+            self.place_previous(bucket, b"")
+                .iter()
+                .any(|n| n.id == node)
+        })
     }
 
     /// What a read of a placement key asks: the current replicas, then the previous map's
@@ -793,6 +823,7 @@ fn build_state(
         .collect();
     let mut manifest_nodes: Vec<Arc<Node>> = nodes.values().cloned().collect();
     manifest_nodes.sort_by_key(|n| n.id);
+    let previous_epoch = previous.map(|prev| prev.map.epoch);
     let previous = previous.map(|prev| {
         // The previous map's own nodes only (not those of the map before it).
         for node in &prev.manifest_nodes {
@@ -811,6 +842,7 @@ fn build_state(
         manifest_nodes,
         nodes,
         previous,
+        previous_epoch,
         taken,
     }
 }

@@ -29,7 +29,7 @@ use crate::{ManifestError, ManifestStore};
 
 mod store;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Most records one stamped read or write call carries.
 pub const MAX_STAMPED: usize = 256;

@@ -601,25 +601,22 @@ impl ManifestStore {
         Ok(out)
     }
 
-    /// The anti-entropy cursor kept for peer `peer` under cluster map `epoch`: the last
-    /// change-log seq of that peer this store has caught up with (0 if none, or if it was kept
-    /// under another map: a map change can give this node buckets whose older changes the
-    /// cursor skipped, so the peer's log is read again from the start).
-    pub fn sync_cursor(&self, peer: u64, epoch: u64) -> Result<u64, ManifestError> {
+    /// The anti-entropy cursor kept for peer `peer`: the map epoch it was kept under and the
+    /// last change-log seq of that peer this store has caught up with (`None` if none).
+    pub fn sync_cursor(&self, peer: u64) -> Result<Option<(u64, u64)>, ManifestError> {
         let k = [CURSOR_PREFIX, &peer.to_be_bytes()].concat();
         match self.db.get_pinned_cf(self.cf(CF_META), k)? {
             Some(v) => {
                 let b: [u8; 16] = v[..]
                     .try_into()
                     .map_err(|_| keys::corrupt("sync cursor", "expected 16 bytes"))?;
-                let (kept_epoch, seq) = b.split_at(8);
-                let kept_epoch = u64::from_be_bytes(kept_epoch.try_into().unwrap_or_default());
-                if kept_epoch != epoch {
-                    return Ok(0);
-                }
-                Ok(u64::from_be_bytes(seq.try_into().unwrap_or_default()))
+                let (epoch, seq) = b.split_at(8);
+                Ok(Some((
+                    u64::from_be_bytes(epoch.try_into().unwrap_or_default()),
+                    u64::from_be_bytes(seq.try_into().unwrap_or_default()),
+                )))
             }
-            None => Ok(0),
+            None => Ok(None),
         }
     }
 
