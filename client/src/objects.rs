@@ -170,21 +170,39 @@ impl Client {
         key: &str,
         version: &VersionSel,
     ) -> Result<(Bucket, VersionManifest), ClientError> {
+        self.resolve_version_in(bucket, None, key, version).await
+    }
+
+    /// [`Client::resolve_version`] with the bucket's record when the caller has just read it
+    /// (the S3 gateway has, to authorize the request); otherwise the record and the version
+    /// are read at once (on a multi-node site each is a quorum read: one round trip, not two).
+    async fn resolve_version_in(
+        &self,
+        bucket: &str,
+        known: Option<&Bucket>,
+        key: &str,
+        version: &VersionSel,
+    ) -> Result<(Bucket, VersionManifest), ClientError> {
         check_key(key)?;
-        let b = self.head_bucket(bucket).await?;
         let (bk, kk, sel) = (bucket.to_string(), key.to_string(), version.clone());
-        let found = self
-            .blocking(move |i| {
-                Ok(match sel {
-                    VersionSel::Current => match i.meta.current(&bk, &kk)? {
-                        Some(m) => Ok(m),
-                        None => Err(i.meta.head(&bk, &kk)?),
-                    },
-                    VersionSel::Null => i.meta.get_null_version(&bk, &kk)?.ok_or(None),
-                    VersionSel::Id(v) => i.meta.get_version(&bk, &kk, v)?.ok_or(None),
-                })
+        let read = self.blocking(move |i| {
+            Ok(match sel {
+                VersionSel::Current => match i.meta.current(&bk, &kk)? {
+                    Some(m) => Ok(m),
+                    None => Err(i.meta.head(&bk, &kk)?),
+                },
+                VersionSel::Null => i.meta.get_null_version(&bk, &kk)?.ok_or(None),
+                VersionSel::Id(v) => i.meta.get_version(&bk, &kk, v)?.ok_or(None),
             })
-            .await?;
+        });
+        let (b, found) = match known {
+            Some(b) => (b.clone(), read.await?),
+            None => {
+                let (b, found) = tokio::join!(self.head_bucket(bucket), read);
+                // A missing bucket is the answer, whatever the version read met.
+                (b?, found?)
+            }
+        };
         match (found, version) {
             (Ok(m), VersionSel::Current) => Ok((b, m)),
             (Ok(m), _) if m.delete_marker => Err(ClientError::MethodNotAllowed {
@@ -234,7 +252,19 @@ impl Client {
         version: &VersionSel,
         range: Option<RangeSpec>,
     ) -> Result<GetResult, ClientError> {
-        let (b, m) = self.resolve_version(bucket, key, version).await?;
+        self.get_object_in(bucket, None, key, version, range).await
+    }
+
+    /// [`Client::get_object`] with the bucket's record, when the caller has just read it.
+    pub async fn get_object_in(
+        &self,
+        bucket: &str,
+        known: Option<&Bucket>,
+        key: &str,
+        version: &VersionSel,
+        range: Option<RangeSpec>,
+    ) -> Result<GetResult, ClientError> {
+        let (b, m) = self.resolve_version_in(bucket, known, key, version).await?;
         let (start, end) = match range {
             Some(r) => resolve_range(r, m.size)?,
             None => (0, m.size),
@@ -255,7 +285,18 @@ impl Client {
         key: &str,
         version: &VersionSel,
     ) -> Result<PutResult, ClientError> {
-        let (b, m) = self.resolve_version(bucket, key, version).await?;
+        self.head_object_in(bucket, None, key, version).await
+    }
+
+    /// [`Client::head_object`] with the bucket's record, when the caller has just read it.
+    pub async fn head_object_in(
+        &self,
+        bucket: &str,
+        known: Option<&Bucket>,
+        key: &str,
+        version: &VersionSel,
+    ) -> Result<PutResult, ClientError> {
+        let (b, m) = self.resolve_version_in(bucket, known, key, version).await?;
         Ok(PutResult {
             version_id: shown_version(&b, &m),
             manifest: m,

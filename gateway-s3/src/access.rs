@@ -31,6 +31,12 @@ use crate::policy::{Decision, Policy, Resource};
 #[derive(Clone, Debug)]
 pub(crate) struct BucketOwner(pub(crate) String);
 
+/// The bucket record the access check read, left in the request's extensions so an operation
+/// that only reads (GET, HEAD) does not read it again: on a multi-node site each read of it is
+/// a quorum read, a network round trip.
+#[derive(Clone, Debug)]
+pub(crate) struct CheckedBucket(pub(crate) Bucket);
+
 /// Which kind of [`KeyGrant`] an operation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Class {
@@ -227,8 +233,8 @@ impl Authorizer {
         }
     }
 
-    /// Allows or refuses `req`; on success returns the bucket's owner.
-    pub(crate) async fn authorize(&self, req: &AccessRequest<'_>) -> S3Result<String> {
+    /// Allows or refuses `req`; on success returns the bucket's record.
+    pub(crate) async fn authorize(&self, req: &AccessRequest<'_>) -> S3Result<Bucket> {
         let bucket = self
             .client
             .head_bucket(req.bucket)
@@ -247,7 +253,7 @@ impl Authorizer {
                 self.authorize_copy_source(req.who, source).await?;
             }
         }
-        Ok(bucket.owner)
+        Ok(bucket)
     }
 
     /// The rules above for one operation on one resource of `bucket`.

@@ -3,7 +3,9 @@
 //! from path-style ones.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
@@ -13,26 +15,62 @@ use s3s::path::S3Path;
 use s3s::{s3_error, S3Request, S3Result};
 use tracing::error;
 
-use crate::access::{AccessRequest, Authorizer, BucketOwner};
+use crate::access::{AccessRequest, Authorizer, BucketOwner, CheckedBucket};
 use crate::form::{self, tagging_query, FormHead, PostForm};
 use crate::S3Config;
+
+/// How long a secret looked up in the store is used without asking again: a deleted or
+/// rotated access key stops working within this time on every gateway. On a multi-node site
+/// each lookup is a quorum read (a network round trip), which every signed request would
+/// otherwise pay.
+const SECRET_TTL: Duration = Duration::from_secs(1);
+/// Most secrets kept (past it, expired ones are dropped, then all).
+const MAX_SECRETS: usize = 4096;
 
 /// Looks access keys up in the store; s3s verifies signatures and payload hashes with them.
 pub(crate) struct KeyAuth {
     client: cairn_client::Client,
+    /// Secrets found in the last [`SECRET_TTL`], by access key id (absent keys are not kept).
+    secrets: Mutex<HashMap<String, (Instant, String)>>,
 }
 
 impl KeyAuth {
     pub(crate) fn new(client: cairn_client::Client) -> KeyAuth {
-        KeyAuth { client }
+        KeyAuth {
+            client,
+            secrets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, access_key: &str) -> Option<String> {
+        let secrets = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
+        let (at, secret) = secrets.get(access_key)?;
+        (at.elapsed() < SECRET_TTL).then(|| secret.clone())
+    }
+
+    fn keep(&self, access_key: &str, secret: &str) {
+        let mut secrets = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
+        if secrets.len() >= MAX_SECRETS {
+            secrets.retain(|_, (at, _)| at.elapsed() < SECRET_TTL);
+            if secrets.len() >= MAX_SECRETS {
+                secrets.clear();
+            }
+        }
+        secrets.insert(access_key.to_string(), (Instant::now(), secret.to_string()));
     }
 }
 
 #[async_trait::async_trait]
 impl S3Auth for KeyAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        if let Some(secret) = self.cached(access_key) {
+            return Ok(SecretKey::from(secret));
+        }
         match self.client.get_key(access_key).await {
-            Ok(Some(key)) => Ok(SecretKey::from(key.secret)),
+            Ok(Some(key)) => {
+                self.keep(access_key, &key.secret);
+                Ok(SecretKey::from(key.secret))
+            }
             Ok(None) => Err(s3_error!(
                 InvalidAccessKeyId,
                 "the access key id you provided does not exist in our records"
@@ -122,7 +160,7 @@ impl S3Access for Access {
             .get("x-amz-copy-source")
             .and_then(|v| v.to_str().ok())
             .map(percent_decode);
-        let owner = self
+        let checked = self
             .authorizer
             .authorize(&AccessRequest {
                 op,
@@ -133,8 +171,10 @@ impl S3Access for Access {
                 copy_source: copy_source.as_deref(),
             })
             .await?;
-        expect_owner(cx.headers(), &owner)?;
-        cx.extensions_mut().insert(BucketOwner(owner));
+        expect_owner(cx.headers(), &checked.owner)?;
+        cx.extensions_mut()
+            .insert(BucketOwner(checked.owner.clone()));
+        cx.extensions_mut().insert(CheckedBucket(checked));
         Ok(())
     }
 
@@ -148,7 +188,7 @@ impl S3Access for Access {
             apply_form(&head.form(), req)?;
         }
         let who = req.credentials.as_ref().map(|c| c.access_key.clone());
-        let owner = self
+        let checked = self
             .authorizer
             .authorize(&AccessRequest {
                 op: "PostObject",
@@ -159,7 +199,7 @@ impl S3Access for Access {
                 copy_source: None,
             })
             .await?;
-        req.extensions.insert(BucketOwner(owner));
+        req.extensions.insert(BucketOwner(checked.owner));
         Ok(())
     }
 }

@@ -182,3 +182,33 @@ async fn head_of_a_range_is_partial_content() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-length"), Some("1000"));
 }
+
+/// The gateway keeps a secret it looked up for a second (each lookup is a quorum read on a
+/// multi-node site): a deleted key still signs requests for at most that long, then is
+/// refused; a key that never existed is refused at once.
+#[tokio::test]
+async fn a_deleted_key_is_refused_within_a_second() {
+    let server = start().await;
+    let k = server.client.create_key("short-lived").await.unwrap();
+    let s3 = server.s3_as(&k.id, &k.secret, "us-east-1");
+    s3.list_buckets().send().await.expect("a live key");
+    assert!(server.client.delete_key(&k.id).await.unwrap());
+    let deleted = std::time::Instant::now();
+    let code = loop {
+        match s3.list_buckets().send().await {
+            Ok(_) => {
+                assert!(
+                    deleted.elapsed() < std::time::Duration::from_secs(5),
+                    "a deleted key still works after 5 s"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => break error_of(&e).1,
+        }
+    };
+    assert_eq!(code, "InvalidAccessKeyId");
+    let unknown = server.s3_as("CKNEVERISSUED0000000", "nothing", "us-east-1");
+    let e = unknown.list_buckets().send().await.unwrap_err();
+    assert_eq!(error_of(&e).1, "InvalidAccessKeyId");
+    server.stop().await.unwrap();
+}

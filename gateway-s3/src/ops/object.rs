@@ -6,6 +6,7 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::{requester, Gateway};
+use crate::access::CheckedBucket;
 use crate::convert::{
     body_length, checksum_request, content_range, etag, range_spec, raw_headers, request_body,
     request_md5, resolve_range, response_body, response_metadata, timestamp, upload_error,
@@ -192,6 +193,7 @@ pub(super) async fn get_object(
     gw: &Gateway,
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
+    let checked = req.extensions.get::<CheckedBucket>().map(|c| c.0.clone());
     let input = req.input;
     let part = part_number(input.part_number, input.range.as_ref())?;
     let version = version_sel(input.version_id.as_deref())?;
@@ -206,8 +208,9 @@ pub(super) async fn get_object(
             })?,
         None => (
             gw.client
-                .get_object(
+                .get_object_in(
                     &input.bucket,
+                    checked.as_ref(),
                     &input.key,
                     &version,
                     input.range.map(range_spec),
@@ -280,12 +283,13 @@ pub(super) async fn head_object(
     gw: &Gateway,
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
+    let checked = req.extensions.get::<CheckedBucket>().map(|c| c.0.clone());
     let input = req.input;
     let part = part_number(input.part_number, input.range.as_ref())?;
     let version = version_sel(input.version_id.as_deref())?;
     let head = gw
         .client
-        .head_object(&input.bucket, &input.key, &version)
+        .head_object_in(&input.bucket, checked.as_ref(), &input.key, &version)
         .await
         .map_err(client_error)?;
     let m = &head.manifest;
