@@ -67,6 +67,37 @@ pub struct ServeArgs {
     /// Most stored bytes a scrub pass reads per second (0: no limit).
     #[arg(long, default_value_t = 64 << 20, env = "CAIRN_SCRUB_RATE")]
     pub scrub_rate: u64,
+    /// New writes are refused (S3 507) while a data dir has less than this percentage of its
+    /// file system free (0: off); reads, deletes and GC go on.
+    #[arg(long, default_value_t = 5.0, env = "CAIRN_DISK_MIN_FREE_PERCENT")]
+    pub disk_min_free_percent: f64,
+    /// New writes are refused while a data dir has fewer than this many bytes free (0: off).
+    #[arg(long, default_value_t = 0, env = "CAIRN_DISK_MIN_FREE_BYTES")]
+    pub disk_min_free_bytes: u64,
+    /// Free space, in percent of the file system, over the threshold needed before writes are
+    /// taken again.
+    #[arg(long, default_value_t = 1.0, env = "CAIRN_DISK_HYSTERESIS_PERCENT")]
+    pub disk_hysteresis_percent: f64,
+    /// Seconds between measurements of the data dirs' free space.
+    #[arg(long, default_value_t = 10, env = "CAIRN_DISK_CHECK_INTERVAL")]
+    pub disk_check_interval: u64,
+    /// Bytes of the reserve file kept in each data dir, released when a write runs out of
+    /// space so deletes and GC can run (default: sized to the file system, 8-128 MiB).
+    #[arg(long, env = "CAIRN_DISK_RESERVE_BYTES")]
+    pub disk_reserve_bytes: Option<u64>,
+}
+
+impl ServeArgs {
+    /// The `[disk]` settings the flags give.
+    pub fn disk_config(&self) -> crate::disk::DiskConfig {
+        crate::disk::DiskConfig {
+            min_free_percent: self.disk_min_free_percent,
+            min_free_bytes: self.disk_min_free_bytes,
+            hysteresis_percent: self.disk_hysteresis_percent,
+            check_interval: self.disk_check_interval,
+            reserve_bytes: self.disk_reserve_bytes,
+        }
+    }
 }
 
 /// Writes `contents` to `path` readable by the owner only (0600), atomically.
@@ -189,7 +220,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data dir {}", dir.display()))?;
-    let client = Client::open_dir(dir).map_err(|e| {
+    let disk_config = args.disk_config();
+    disk_config.validate()?;
+    let disk = crate::disk::DiskMonitor::for_single_node(disk_config, dir)?;
+    let client = Client::open_dir_with_space(dir, Some(disk.gate())).map_err(|e| {
         if e.to_string().to_lowercase().contains("lock") {
             anyhow::anyhow!(
                 "data dir {} is in use by another cairn process: stop it or pass another --data-dir",
@@ -263,12 +297,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.scrub_rate,
         stop_rx.clone(),
     ));
+    let disk_task = tokio::spawn(crate::disk::disk_worker(
+        disk.clone(),
+        workers.clone(),
+        stop_rx.clone(),
+    ));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         client.clone(),
         token,
         workers.clone(),
-        vec![s3_metrics],
+        vec![s3_metrics, disk.clone()],
+        Some(disk),
         stopped(stop_rx.clone()),
     ));
     info!(data_dir = %dir.display(), "cairn is running");
@@ -279,8 +319,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.wait().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    let (s3_res, admin_res, _, _, _) =
-        tokio::join!(s3_task, admin_task, lifecycle_task, gc_task, scrub_task);
+    let (s3_res, admin_res, _, _, _, _) = tokio::join!(
+        s3_task,
+        admin_task,
+        lifecycle_task,
+        gc_task,
+        scrub_task,
+        disk_task
+    );
     let _ = std::fs::remove_file(dir.join("admin.json"));
     s3_res.context("S3 server task failed")??;
     admin_res.context("admin server task failed")??;
