@@ -224,9 +224,9 @@ impl DiskMonitor {
                     // restart, it is missing): writes wait until it can be made again, or the
                     // next fill would leave deletes no room.
                     let reserve_missing = holds && reserve > 0 && !path.join(RESERVE_FILE).exists();
-                    if (prev == SpaceState::Full || reserve_missing)
-                        && free < t.leave_at(total).saturating_add(reserve)
-                    {
+                    let was_out =
+                        prev == SpaceState::Full || (reserve_missing && state == SpaceState::Ok);
+                    if was_out && free < t.leave_at(total).saturating_add(reserve) {
                         state = SpaceState::Full;
                     }
                     if state != prev {
