@@ -42,6 +42,10 @@ pub enum ChunkError {
         /// What each replica answered.
         message: String,
     },
+    /// The store refuses new chunks, or a write failed, for lack of disk space; the message
+    /// says what to do.
+    #[error("{0}")]
+    NoSpace(String),
     /// A call to another node's chunk service failed: the remote store's error (with its
     /// kind: `NotFound`, `Corrupt`, `InvalidInput`, ...) or the transport's (timeouts and lost
     /// connections are `Io`, a refused handshake `PermissionDenied`).
@@ -62,6 +66,11 @@ impl ChunkError {
             ChunkError::Corrupt { .. } => ErrorKind::Corrupt,
             ChunkError::Mismatch { .. } => ErrorKind::InvalidInput,
             ChunkError::TooLarge(_) => ErrorKind::LimitExceeded,
+            ChunkError::NoSpace(_) => ErrorKind::NoSpace,
+            ChunkError::Db(e) if cairn_core::space::is_no_space_message(e.as_ref()) => {
+                ErrorKind::NoSpace
+            }
+            ChunkError::Io(m) if cairn_core::space::is_no_space_message(m) => ErrorKind::NoSpace,
             ChunkError::Db(_) | ChunkError::Io(_) => ErrorKind::Io,
             ChunkError::CorruptIndex(_) => ErrorKind::Corrupt,
             ChunkError::Rpc { source, .. } => source.kind(),

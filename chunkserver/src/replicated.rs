@@ -17,6 +17,13 @@
 //! outstanding when the quorum is reached finish in the background (each bounded by the call
 //! timeouts); one that fails then is logged, and repair copies the chunk to it later.
 //!
+//! A replica that refuses the put for lack of disk space (`NoSpace`: its node is near full)
+//! is remembered for [`FULL_FOR`], renewed by each refusal: puts meanwhile write, in its
+//! place, the next node of the chunk's placement ranking that is not full (zones are not
+//! re-balanced for the substitute), and fail with `NoSpace` when fewer than W nodes with space
+//! remain. Gets also try those next nodes, after the replicas; rebalance moves such chunks to
+//! their placement once the full node takes writes again.
+//!
 //! # Reads
 //!
 //! A get tries the replicas one at a time in placement order, this node first when it is one
@@ -135,7 +142,14 @@ struct Shared {
     /// Nodes whose last read failed on the transport (unreachable, timed out), until when
     /// gets try them last: a stopped node then costs one timeout, not one per read.
     suspects: parking_lot::Mutex<std::collections::HashMap<NodeId, std::time::Instant>>,
+    /// Nodes that refuse new chunks for lack of disk space (their answer to a put, or their
+    /// disk state as the cluster gossip reports it), until when puts place around them.
+    full: parking_lot::Mutex<std::collections::HashMap<NodeId, std::time::Instant>>,
 }
+
+/// How long a node that refused a put for lack of space is placed around (each refusal or
+/// report renews it; the node's disk worker reports it has space again by no longer refusing).
+const FULL_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One map's placement and nodes.
 struct State {
@@ -159,8 +173,24 @@ impl State {
             .collect()
     }
 
+    /// The nodes a put writes: the replicas, except that each one in `full` is replaced by
+    /// the next node of the chunk's ranking that is not full (so a full node's share of new
+    /// chunks goes to the nodes placement would pick after it; rebalance moves them back once
+    /// it takes writes again).
+    fn write_replicas(&self, id: &ChunkId, full: &dyn Fn(NodeId) -> bool) -> Vec<Arc<Node>> {
+        let ranked = self.placer.place(id.as_bytes(), self.placer.candidates());
+        let (placed, rest) = ranked.split_at(self.rf.min(ranked.len()));
+        let mut out: Vec<NodeId> = placed.iter().copied().filter(|n| !full(*n)).collect();
+        let missing = placed.len() - out.len();
+        out.extend(rest.iter().copied().filter(|n| !full(*n)).take(missing));
+        out.into_iter()
+            .filter_map(|n| self.nodes.get(&n).cloned())
+            .collect()
+    }
+
     /// The nodes a get tries, in order: the replicas (a local one first), then the previous
-    /// map's replicas not among them.
+    /// map's replicas not among them, then the nodes a put places a chunk on when replicas
+    /// are full (the next `rf` of the chunk's ranking).
     fn read_order(&self, id: &ChunkId) -> Vec<Arc<Node>> {
         let mut ids = self.placer.place(id.as_bytes(), self.rf);
         if let Some(pos) = ids
@@ -175,6 +205,16 @@ impl State {
                 if !ids.contains(&n) {
                     ids.push(n);
                 }
+            }
+        }
+        for n in self
+            .placer
+            .place(id.as_bytes(), 2 * self.rf)
+            .into_iter()
+            .skip(self.rf)
+        {
+            if !ids.contains(&n) {
+                ids.push(n);
             }
         }
         ids.into_iter()
@@ -222,6 +262,7 @@ impl ReplicatedChunks {
             local,
             counters: Counters::default(),
             suspects: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            full: parking_lot::Mutex::new(std::collections::HashMap::new()),
         });
         let state = build_state(&shared, map, None);
         ReplicatedChunks {
@@ -242,6 +283,24 @@ impl ReplicatedChunks {
         let next = build_state(&self.shared, map, Some(&state));
         *state = Arc::new(next);
         true
+    }
+
+    /// Records that node `node` refuses new chunks for lack of space (its disk state, as the
+    /// cluster reports it): puts place around it for a while (see [`ReplicatedChunks`]'s
+    /// module docs). A node that took writes again is simply not reported any more.
+    pub fn set_node_full(&self, node: NodeId) {
+        self.shared
+            .full
+            .lock()
+            .insert(node, std::time::Instant::now() + FULL_FOR);
+    }
+
+    /// Nodes puts place around now (they refused a put, or were reported, for lack of space).
+    pub fn full_nodes(&self) -> Vec<NodeId> {
+        let now = std::time::Instant::now();
+        let mut full = self.shared.full.lock();
+        full.retain(|_, until| *until > now);
+        full.keys().copied().collect()
     }
 
     /// The current map.
@@ -497,25 +556,31 @@ impl Shared {
     }
 }
 
-impl ChunkBackend for ReplicatedChunks {
-    /// Stores the chunk on its replicas (see the module docs); returns once the write quorum
-    /// holds it. True when one of the replicas that acknowledged before the return stored it
-    /// by this call, false when those all had it already (a background replica may still
-    /// store it).
-    fn put_encoded(
+impl ReplicatedChunks {
+    /// One put of a chunk to its replicas, placed around the nodes in `full`.
+    fn put_placed(
         &self,
         id: &ChunkId,
         codec: Codec,
         raw_len: u32,
         payload: &[u8],
+        full: &[NodeId],
     ) -> Result<bool, ChunkError> {
-        if raw_len as usize > MAX_CHUNK_SIZE || payload.len() > MAX_STORED_LEN {
-            return Err(ChunkError::TooLarge((raw_len as usize).max(payload.len())));
-        }
         let id = *id;
         let state = self.state();
-        let replicas = state.replicas(&id);
+        let replicas = state.write_replicas(&id, &|n| full.contains(&n));
         let quorum = state.quorum;
+        if replicas.len() < quorum && !full.is_empty() {
+            return Err(ChunkError::NoSpace(cairn_core::space::no_space_message(
+                cairn_core::SpaceState::NearFull,
+                &format!(
+                    "{} of the site's chunk nodes refuse new chunks for lack of space, \
+                     leaving {} for a write quorum of {quorum}",
+                    full.len(),
+                    replicas.len()
+                ),
+            )));
+        }
         if replicas.len() < quorum {
             return Err(ChunkError::Io(format!(
                 "put of chunk {id}: the cluster map (epoch {}) places it on {} nodes, fewer \
@@ -574,6 +639,12 @@ impl ChunkBackend for ReplicatedChunks {
             self.handle.spawn(async move {
                 let result = shared.replicate(&node, id, &chunk).await;
                 if let Err(e) = &result {
+                    if e.kind() == ErrorKind::NoSpace {
+                        shared
+                            .full
+                            .lock()
+                            .insert(node.id, std::time::Instant::now() + FULL_FOR);
+                    }
                     bump(&shared.counters.replica_write_failures);
                     tracing::debug!(chunk = %id, node = %node.label(), error = %e,
                         "replica write failed");
@@ -617,6 +688,11 @@ impl ChunkBackend for ReplicatedChunks {
             }
         });
 
+        for (node, outcome) in replicas.iter().zip(&outcomes) {
+            if matches!(outcome, Some(Err(e)) if e.kind() == ErrorKind::NoSpace) {
+                self.set_node_full(node.id);
+            }
+        }
         let (acks, _) = tally(&outcomes);
         if acks >= quorum {
             return Ok(outcomes.iter().any(|o| matches!(o, Some(Ok(true)))));
@@ -645,6 +721,41 @@ impl ChunkBackend for ReplicatedChunks {
                 details.join("; ")
             ),
         ))
+    }
+}
+
+impl ChunkBackend for ReplicatedChunks {
+    /// Stores the chunk on its replicas (see the module docs); returns once the write quorum
+    /// holds it. True when one of the replicas that acknowledged before the return stored it
+    /// by this call, false when those all had it already (a background replica may still
+    /// store it).
+    fn put_encoded(
+        &self,
+        id: &ChunkId,
+        codec: Codec,
+        raw_len: u32,
+        payload: &[u8],
+    ) -> Result<bool, ChunkError> {
+        if raw_len as usize > MAX_CHUNK_SIZE || payload.len() > MAX_STORED_LEN {
+            return Err(ChunkError::TooLarge((raw_len as usize).max(payload.len())));
+        }
+        let full = self.full_nodes();
+        let first = self.put_placed(id, codec, raw_len, payload, &full);
+        let now_full = self.full_nodes();
+        if !now_full.iter().any(|n| !full.contains(n)) {
+            return first;
+        }
+        // A replica refused for lack of space before this put returned: put again, placed
+        // around it, so the chunk gets its copies (the replicas that hold it already are only
+        // touched) or, if the first put missed its quorum, a second chance at it.
+        match (
+            first,
+            self.put_placed(id, codec, raw_len, payload, &now_full),
+        ) {
+            (Ok(a), Ok(b)) => Ok(a || b),
+            (Ok(a), Err(_)) => Ok(a),
+            (Err(_), second) => second,
+        }
     }
 
     /// The first good copy among the replicas (see the module docs).

@@ -1,11 +1,13 @@
 //! The RocksDB-backed chunk store.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use cairn_core::codec::{self, Codec};
 use cairn_core::format::{decode_body, FormatError, Versioned};
+use cairn_core::space::{is_no_space_message, write_buffer_for, SpaceGate, MAX_WRITE_BUFFER};
 use cairn_core::{ChunkId, MAX_CHUNK_SIZE};
 use parking_lot::Mutex;
 use rocksdb::{
@@ -42,6 +44,10 @@ pub struct ChunkConfig {
     /// one is older than this (so a hot chunk is not rewritten on every put). GC's hold must be
     /// larger: see [`ChunkStore::touch_interval_ms`].
     pub touch_interval_ms: u64,
+    /// The node's space gate: while it refuses writes, puts of chunks not stored yet fail
+    /// with [`ChunkError::NoSpace`] (deletes, touches and scrub's `replace` go on), and a
+    /// write that fails for lack of space is reported to it. `None`: no gate (tools, tests).
+    pub space: Option<Arc<SpaceGate>>,
 }
 
 impl Default for ChunkConfig {
@@ -50,8 +56,15 @@ impl Default for ChunkConfig {
             sync_writes: true,
             min_blob_size: 4096,
             touch_interval_ms: DEFAULT_TOUCH_INTERVAL_MS,
+            space: None,
         }
     }
+}
+
+/// Total bytes of the file system holding `dir` (`None` when it cannot be read).
+fn fs_total_bytes(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_blocks.saturating_mul(st.f_frsize))
 }
 
 /// What the index knows of a stored chunk.
@@ -173,6 +186,8 @@ pub struct ChunkStore {
     stripes: Vec<Mutex<()>>,
     /// See [`ChunkConfig::touch_interval_ms`].
     touch_interval_ms: u64,
+    /// See [`ChunkConfig::space`].
+    space: Option<Arc<SpaceGate>>,
 }
 
 fn add_merge(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
@@ -223,6 +238,15 @@ impl ChunkStore {
         // takes O_DIRECT (tmpfs refuses it), so ask this one first.
         std::fs::create_dir_all(dir).map_err(|e| ChunkError::Io(e.to_string()))?;
         opts.set_use_direct_io_for_flush_and_compaction(supports_direct_io(dir));
+        // Memtables, WAL preallocation and compaction outputs sized to the disk (see
+        // `write_buffer_for`: unchanged from 2 GiB up).
+        let write_buffer = fs_total_bytes(dir).map_or(MAX_WRITE_BUFFER, write_buffer_for);
+        opts.set_write_buffer_size(write_buffer as usize);
+        opts.set_target_file_size_base(write_buffer);
+        // A WAL file is deleted only once every column family flushed what it logged; the
+        // small ones rarely fill a write buffer, so without a cap they would keep gigabytes of
+        // WAL (RocksDB's default: 4 × the sum of all write buffers) on disk.
+        opts.set_max_total_wal_size(4 * write_buffer);
 
         let mut index = Options::default();
         let mut table = BlockBasedOptions::default();
@@ -233,13 +257,22 @@ impl ChunkStore {
         data.set_enable_blob_files(true);
         data.set_min_blob_size(config.min_blob_size);
         data.set_blob_file_size(256 << 20);
-        data.set_enable_blob_gc(true);
-        data.set_write_buffer_size(64 << 20);
+        // No blob GC in automatic compactions: it rewrites the live payloads of the oldest
+        // blob files whether or not they hold garbage, which needs free space a full disk does
+        // not have (and costs write bandwidth while nothing was deleted). GC's sweep runs it
+        // through `reclaim_space` when it deleted chunks.
+        data.set_enable_blob_gc(false);
 
         let mut meta = Options::default();
         meta.set_merge_operator_associative("add_i64", add_merge);
 
+        for cf in [&mut index, &mut data, &mut meta] {
+            cf.set_write_buffer_size(write_buffer as usize);
+            cf.set_target_file_size_base(write_buffer);
+        }
         let cfs = vec![
+            // Unused, but its write buffer counts in RocksDB's WAL preallocation too.
+            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone()),
             ColumnFamilyDescriptor::new(CF_INDEX, index),
             ColumnFamilyDescriptor::new(CF_DATA, data),
             ColumnFamilyDescriptor::new(CF_META, meta),
@@ -252,7 +285,55 @@ impl ChunkStore {
             write_opts,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             touch_interval_ms: config.touch_interval_ms,
+            space: config.space,
         })
+    }
+
+    /// Writes `batch` with the store's (synced) write options. A failure for lack of space is
+    /// [`ChunkError::NoSpace`] and is reported to the space gate; RocksDB then refuses writes
+    /// until it has recovered, which it does by itself once space is freed, and nothing of the
+    /// failed batch is visible (a batch is atomic).
+    fn write(&self, batch: WriteBatch) -> Result<(), ChunkError> {
+        self.db
+            .write_opt(batch, &self.write_opts)
+            .map_err(|e| self.db_error(e))
+    }
+
+    /// A RocksDB error as a [`ChunkError`], noting a lack of space on the gate.
+    fn db_error(&self, e: rocksdb::Error) -> ChunkError {
+        if !is_no_space_message(e.as_ref()) {
+            return ChunkError::Db(e);
+        }
+        if let Some(gate) = &self.space {
+            gate.note_no_space("the chunk store");
+        }
+        ChunkError::NoSpace(cairn_core::space::no_space_message(
+            cairn_core::SpaceState::Full,
+            &format!("chunk store: {e}"),
+        ))
+    }
+
+    /// Compacts the store so the space of deleted chunks returns to the file system: deleted
+    /// entries leave the SST files, and blob files no entry points to any more are removed.
+    /// Run after GC deleted chunks (automatic compactions would get there only later).
+    /// A compaction that fails (for lack of space itself) leaves the data as it was.
+    pub fn reclaim_space(&self) {
+        let data = self.cf(CF_DATA);
+        // Blob GC for this compaction only: the live payloads of the oldest quarter of blob
+        // files move to new ones, so a file whose chunks were partly deleted is freed too.
+        let gc = |on: &str| {
+            if let Err(e) = self
+                .db
+                .set_options_cf(data, &[("enable_blob_garbage_collection", on)])
+            {
+                tracing::warn!(error = %e, "cannot switch blob garbage collection");
+            }
+        };
+        gc("true");
+        self.db.compact_range_cf(data, None::<&[u8]>, None::<&[u8]>);
+        gc("false");
+        self.db
+            .compact_range_cf(self.cf(CF_INDEX), None::<&[u8]>, None::<&[u8]>);
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -288,10 +369,14 @@ impl ChunkStore {
             // either deleted the chunk before this put (which then stores it anew) or sees
             // the refreshed time and keeps it.
             if let Some(meta) = self.refreshed(meta, now) {
-                self.db
-                    .put_cf_opt(self.cf(CF_INDEX), id.0, meta.encode(), &self.write_opts)?;
+                let mut batch = WriteBatch::default();
+                batch.put_cf(self.cf(CF_INDEX), id.0, meta.encode());
+                self.write(batch)?;
             }
             return Ok(false);
+        }
+        if let Some(gate) = &self.space {
+            gate.check_write().map_err(ChunkError::NoSpace)?;
         }
         let meta = ChunkMeta {
             codec,
@@ -307,7 +392,7 @@ impl ChunkStore {
         batch.merge_cf(m, STAT_CHUNKS, 1i64.to_le_bytes());
         batch.merge_cf(m, STAT_RAW, (raw_len as i64).to_le_bytes());
         batch.merge_cf(m, STAT_STORED, (payload.len() as i64).to_le_bytes());
-        self.db.write_opt(batch, &self.write_opts)?;
+        self.write(batch)?;
         Ok(true)
     }
 
@@ -379,7 +464,7 @@ impl ChunkStore {
                 batch.merge_cf(m, key, delta.to_le_bytes());
             }
         }
-        self.db.write_opt(batch, &self.write_opts)?;
+        self.write(batch)?;
         Ok(existed)
     }
 
@@ -433,7 +518,7 @@ impl ChunkStore {
             out.push(true);
         }
         if writes > 0 {
-            self.db.write_opt(batch, &self.write_opts)?;
+            self.write(batch)?;
         }
         Ok(out)
     }
@@ -488,7 +573,7 @@ impl ChunkStore {
         batch.merge_cf(m, STAT_CHUNKS, (-1i64).to_le_bytes());
         batch.merge_cf(m, STAT_RAW, (-(meta.raw_len as i64)).to_le_bytes());
         batch.merge_cf(m, STAT_STORED, (-(meta.stored_len as i64)).to_le_bytes());
-        self.db.write_opt(batch, &self.write_opts)?;
+        self.write(batch)?;
         Ok(true)
     }
 
@@ -550,7 +635,7 @@ impl ChunkStore {
             batch.merge_cf(m, STAT_CHUNKS, (-chunks).to_le_bytes());
             batch.merge_cf(m, STAT_RAW, (-raw).to_le_bytes());
             batch.merge_cf(m, STAT_STORED, (-stored).to_le_bytes());
-            self.db.write_opt(batch, &self.write_opts)?;
+            self.write(batch)?;
         }
         Ok(out)
     }

@@ -280,6 +280,8 @@ struct Ctx {
     workers: Arc<Workers>,
     sources: Vec<Arc<dyn MetricsSource>>,
     cluster: Option<crate::node::admin::ClusterAdmin>,
+    /// This node's disk worker (`/v1/disk`).
+    disk: Option<Arc<crate::disk::DiskMonitor>>,
 }
 
 async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -317,6 +319,10 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Full<Bytes>> 
     let create = || serde_json::from_slice::<CreateRequest>(&body);
     match (method, path.as_str()) {
         (Method::GET, "/v1/workers") => json(StatusCode::OK, &workers.statuses()),
+        (Method::GET, "/v1/disk") => match &ctx.disk {
+            Some(d) => json(StatusCode::OK, &d.status()),
+            None => error(StatusCode::NOT_FOUND, "this process watches no data dir"),
+        },
         (Method::GET, "/v1/keys") => match client.list_keys().await {
             Ok(keys) => json(
                 StatusCode::OK,
@@ -403,12 +409,17 @@ pub async fn serve(
     token: String,
     workers: Arc<Workers>,
     sources: Vec<Arc<dyn MetricsSource>>,
+    disk: Option<Arc<crate::disk::DiskMonitor>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_node(listener, client, token, workers, sources, None, shutdown).await
+    serve_node(
+        listener, client, token, workers, sources, None, disk, shutdown,
+    )
+    .await
 }
 
 /// [`serve`] on a node of a multi-node site: `/v1/cluster` calls go to `cluster`.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_node(
     listener: tokio::net::TcpListener,
     client: Client,
@@ -416,6 +427,7 @@ pub async fn serve_node(
     workers: Arc<Workers>,
     sources: Vec<Arc<dyn MetricsSource>>,
     cluster: Option<crate::node::admin::ClusterAdmin>,
+    disk: Option<Arc<crate::disk::DiskMonitor>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
@@ -425,6 +437,7 @@ pub async fn serve_node(
         workers,
         sources,
         cluster,
+        disk,
     });
     loop {
         let (stream, _) = tokio::select! {

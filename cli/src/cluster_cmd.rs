@@ -135,6 +135,24 @@ async fn stage(t: &Target, body: serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A node's disk state in one cell: its state, then each data dir's free space
+/// (`ok chunks 61% free, meta 61% free`).
+fn disk_line(d: &crate::disk::DiskStatus) -> String {
+    let dirs: Vec<String> = d
+        .dirs
+        .iter()
+        .map(|dir| {
+            let pct = if dir.total_bytes == 0 {
+                0.0
+            } else {
+                dir.free_bytes as f64 * 100.0 / dir.total_bytes as f64
+            };
+            format!("{} {pct:.0}% free", dir.name)
+        })
+        .collect();
+    format!("{} {}", d.state, dirs.join(", "))
+}
+
 async fn status(t: &Target) -> anyhow::Result<()> {
     let v: ClusterView = admin_of(t)?.call(Method::GET, "/v1/cluster", None).await?;
     println!(
@@ -143,20 +161,21 @@ async fn status(t: &Target) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "{:<12} {:<13} {:<22} {:<10} {:>6} {:<20} {:<5} {:>6} {:>10}",
+        "{:<12} {:<13} {:<22} {:<10} {:>6} {:<20} {:<5} {:>6} {:>10}  DISK",
         "NODE", "ID", "ADDRESS", "ZONE", "WEIGHT", "ROLES", "STATE", "EPOCH", "CHUNKS"
     );
     for n in &v.nodes {
-        let (epoch, chunks) = match &n.status {
+        let (epoch, chunks, disk) = match &n.status {
             Some(s) => (
                 s.epoch.to_string(),
                 s.chunks.map_or("-".to_string(), |c| c.to_string()),
+                s.disk.as_ref().map_or("-".to_string(), disk_line),
             ),
-            None => ("-".into(), "-".into()),
+            None => ("-".into(), "-".into(), "-".into()),
         };
         println!(
-            "{:<12} {:<13} {:<22} {:<10} {:>6} {:<20} {:<5} {:>6} {:>10}",
-            n.name, n.id, n.address, n.zone, n.weight, n.roles, n.state, epoch, chunks
+            "{:<12} {:<13} {:<22} {:<10} {:>6} {:<20} {:<5} {:>6} {:>10}  {}",
+            n.name, n.id, n.address, n.zone, n.weight, n.roles, n.state, epoch, chunks, disk
         );
     }
     println!();

@@ -8,6 +8,7 @@
 mod admin;
 mod bench;
 mod cluster_cmd;
+pub mod disk;
 mod init;
 pub mod node;
 mod ops;

@@ -76,6 +76,37 @@ pub struct ServeArgs {
     /// versions are kept at least this long.
     #[arg(long, default_value_t = 7 * 86_400, env = "CAIRN_HISTORY_RETENTION")]
     pub history_retention: u64,
+    /// New writes are refused (S3 507) while a data dir has less than this percentage of its
+    /// file system free (0: off); reads, deletes and GC go on.
+    #[arg(long, default_value_t = 5.0, env = "CAIRN_DISK_MIN_FREE_PERCENT")]
+    pub disk_min_free_percent: f64,
+    /// New writes are refused while a data dir has fewer than this many bytes free (0: off).
+    #[arg(long, default_value_t = 0, env = "CAIRN_DISK_MIN_FREE_BYTES")]
+    pub disk_min_free_bytes: u64,
+    /// Free space, in percent of the file system, over the threshold needed before writes are
+    /// taken again.
+    #[arg(long, default_value_t = 1.0, env = "CAIRN_DISK_HYSTERESIS_PERCENT")]
+    pub disk_hysteresis_percent: f64,
+    /// Seconds between measurements of the data dirs' free space.
+    #[arg(long, default_value_t = 10, env = "CAIRN_DISK_CHECK_INTERVAL")]
+    pub disk_check_interval: u64,
+    /// Bytes of the reserve file kept in each data dir, released when a write runs out of
+    /// space so deletes and GC can run (default: sized to the file system, 8-128 MiB).
+    #[arg(long, env = "CAIRN_DISK_RESERVE_BYTES")]
+    pub disk_reserve_bytes: Option<u64>,
+}
+
+impl ServeArgs {
+    /// The `[disk]` settings the flags give.
+    pub fn disk_config(&self) -> crate::disk::DiskConfig {
+        crate::disk::DiskConfig {
+            min_free_percent: self.disk_min_free_percent,
+            min_free_bytes: self.disk_min_free_bytes,
+            hysteresis_percent: self.disk_hysteresis_percent,
+            check_interval: self.disk_check_interval,
+            reserve_bytes: self.disk_reserve_bytes,
+        }
+    }
 }
 
 /// Writes `contents` to `path` readable by the owner only (0600), atomically.
@@ -198,7 +229,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data dir {}", dir.display()))?;
-    let client = Client::open_dir(dir).map_err(|e| {
+    let disk_config = args.disk_config();
+    disk_config.validate()?;
+    let disk = crate::disk::DiskMonitor::for_single_node(disk_config, dir)?;
+    let client = Client::open_dir_with_space(dir, Some(disk.gate())).map_err(|e| {
         if e.to_string().to_lowercase().contains("lock") {
             anyhow::anyhow!(
                 "data dir {} is in use by another cairn process: stop it or pass another --data-dir",
@@ -279,12 +313,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_secs(args.history_retention),
         stop_rx.clone(),
     ));
+    let disk_task = tokio::spawn(crate::disk::disk_worker(
+        disk.clone(),
+        workers.clone(),
+        stop_rx.clone(),
+    ));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         client.clone(),
         token,
         workers.clone(),
-        vec![s3_metrics],
+        vec![s3_metrics, disk.clone()],
+        Some(disk),
         stopped(stop_rx.clone()),
     ));
     info!(data_dir = %dir.display(), "cairn is running");
@@ -295,13 +335,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.wait().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    let (s3_res, admin_res, _, _, _, _) = tokio::join!(
+    let (s3_res, admin_res, _, _, _, _, _) = tokio::join!(
         s3_task,
         admin_task,
         lifecycle_task,
         gc_task,
         scrub_task,
-        trim_task
+        trim_task,
+        disk_task
     );
     let _ = std::fs::remove_file(dir.join("admin.json"));
     s3_res.context("S3 server task failed")??;

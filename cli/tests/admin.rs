@@ -5,7 +5,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{cairn, s3, start};
+use common::{cairn, s3, start, start_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_commands_work_on_a_running_site_and_on_its_data_dir() {
@@ -305,5 +305,100 @@ async fn metrics_count_s3_requests() {
     assert!(
         text.contains("cairn_buckets 0\n"),
         "the store's gauges are still there"
+    );
+}
+
+/// GET of an admin endpoint path with the site's token; the whole HTTP answer.
+async fn admin_get(dir: &std::path::Path, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let file = std::fs::read_to_string(dir.join("admin.json")).unwrap();
+    let url: serde_json::Value = serde_json::from_str(&file).unwrap();
+    let addr = url["url"].as_str().unwrap().trim_start_matches("http://");
+    let token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        token.trim()
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_near_full_site_refuses_writes_and_shows_it_in_the_admin_api_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    // A threshold no disk can pass: every data dir is near full from the start.
+    let (mut child, endpoint) = start_with(dir.path(), &["--disk-min-free-percent", "100"]);
+    let client = s3(&endpoint);
+    client
+        .create_bucket()
+        .bucket("full-site")
+        .send()
+        .await
+        .unwrap();
+    let err = client
+        .put_object()
+        .bucket("full-site")
+        .key("k")
+        .body(aws_sdk_s3::primitives::ByteStream::from(vec![1u8; 10_000]))
+        .send()
+        .await
+        .expect_err("a PUT on a near-full site");
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(507));
+    assert_eq!(err.code(), Some("InsufficientStorage"));
+    assert!(
+        err.message().unwrap_or_default().contains("near full"),
+        "{err:?}"
+    );
+    // Listing and deleting still work.
+    client
+        .list_objects_v2()
+        .bucket("full-site")
+        .send()
+        .await
+        .unwrap();
+    client
+        .delete_object()
+        .bucket("full-site")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+
+    let disk = admin_get(dir.path(), "/v1/disk").await;
+    let metrics = admin_get(dir.path(), "/metrics").await;
+    let (ok, workers, err) = cairn(&["workers", "--data-dir", dir.path().to_str().unwrap()]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(disk.starts_with("HTTP/1.1 200"), "{disk}");
+    let body: serde_json::Value =
+        serde_json::from_str(disk.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["state"], "near-full", "{body}");
+    let names: Vec<&str> = body["dirs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["chunks", "meta"]);
+    assert!(body["dirs"][0]["total_bytes"].as_u64().unwrap() > 0);
+    assert!(metrics.contains("cairn_disk_state 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("cairn_disk_near_full{dir=\"chunks\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cairn_disk_free_bytes{dir=\"meta\"} "),
+        "{metrics}"
+    );
+    assert!(ok, "{err}");
+    assert!(
+        workers
+            .lines()
+            .any(|l| l.contains("disk") && l.contains("near-full")),
+        "{workers}"
     );
 }

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_chunkserver::{ChunkBackend, ChunkConfig, ChunkStore};
 use cairn_core::chunker::FastCdc;
-use cairn_core::{Hlc, NodeId};
+use cairn_core::{Hlc, NodeId, SpaceGate};
 use cairn_manifestserver::{ManifestBackend, ManifestConfig, ManifestStore};
 
 use crate::ClientError;
@@ -30,24 +30,41 @@ pub(crate) struct Inner {
     pub hlc: Hlc,
     /// Chunker for whole-object writes.
     pub cdc: FastCdc,
+    /// This node's space gate, when its stores are the whole site (single-node sites): new
+    /// writes are refused while it says the disk is near full. A multi-node gateway has none:
+    /// each chunk node's store refuses for itself, and placement avoids full nodes.
+    pub space: Option<Arc<SpaceGate>>,
 }
 
 impl Client {
     /// Opens (creating if needed) a single-node store in `dir` (chunks in `dir/chunks`,
     /// metadata in `dir/meta`, the node's id in `dir/node-id`).
     pub fn open_dir(dir: &Path) -> Result<Client, ClientError> {
+        Client::open_dir_with_space(dir, None)
+    }
+
+    /// [`Client::open_dir`] with the node's space gate: the chunk store and this client
+    /// refuse new writes while it says the disk is near full, and report writes that fail for
+    /// lack of space to it.
+    pub fn open_dir_with_space(
+        dir: &Path,
+        space: Option<Arc<SpaceGate>>,
+    ) -> Result<Client, ClientError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             ClientError::Storage(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
         let node = load_or_create_node_id(dir)?;
-        let chunks = ChunkStore::open(&dir.join("chunks"), ChunkConfig::default())?;
+        let config = ChunkConfig {
+            space: space.clone(),
+            ..ChunkConfig::default()
+        };
+        let chunks = Arc::new(ChunkStore::open(&dir.join("chunks"), config)?);
         let meta = ManifestStore::open(&dir.join("meta"), ManifestConfig::default())?;
-        Ok(Client::from_stores(
-            Arc::new(chunks),
-            Arc::new(meta),
-            0,
-            node,
-        ))
+        let mut client = Client::build(chunks.clone(), Some(chunks), Arc::new(meta), 0, node);
+        if let Some(inner) = Arc::get_mut(&mut client.inner) {
+            inner.space = space;
+        }
+        Ok(client)
     }
 
     /// A client over already-open stores, naming versions as `site`/`node`.
@@ -98,8 +115,32 @@ impl Client {
                 meta,
                 hlc: Hlc::new(site, node),
                 cdc: FastCdc::default(),
+                space: None,
             }),
         }
+    }
+
+    /// The node's space state, when this client has a gate (single-node sites).
+    pub fn space_gate(&self) -> Option<&Arc<SpaceGate>> {
+        self.inner.space.as_ref()
+    }
+
+    /// `NoSpace` when the space gate refuses new writes. Called at the start of every
+    /// operation that stores new data (PUT, parts, copies, completion); removals never are.
+    pub(crate) fn check_space(&self) -> Result<(), ClientError> {
+        match &self.inner.space {
+            Some(gate) => gate.check_write().map_err(ClientError::NoSpace),
+            None => Ok(()),
+        }
+    }
+
+    /// Reports a write that failed for lack of space to the gate (the chunk store reports its
+    /// own; this catches the metadata store's).
+    pub(crate) fn note_error(&self, e: ClientError) -> ClientError {
+        if let (ClientError::NoSpace(_), Some(gate)) = (&e, &self.inner.space) {
+            gate.note_no_space("the metadata store");
+        }
+        e
     }
 
     /// Runs a blocking store call on the blocking pool.

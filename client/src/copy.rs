@@ -55,6 +55,7 @@ impl Client {
         opts: CopyOptions,
     ) -> Result<CopyResult, ClientError> {
         check_key(dst_key)?;
+        self.check_space()?;
         let (sb, src) = self
             .resolve_version(src_bucket, src_key, src_version)
             .await?;
@@ -113,6 +114,7 @@ impl Client {
         src_version: &VersionSel,
         range: Option<(u64, u64)>,
     ) -> Result<PartCopyResult, ClientError> {
+        self.check_space()?;
         if !(1..=MAX_PARTS).contains(&part_number) {
             return Err(ClientError::InvalidArgument(format!(
                 "part number must be an integer between 1 and {MAX_PARTS}"

@@ -99,6 +99,10 @@ pub enum ClientError {
     /// Disk or database failure.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// New writes are refused, or a write failed, for lack of disk space; the message says
+    /// what to do. Removals are never refused for it.
+    #[error("{0}")]
+    NoSpace(String),
 }
 
 impl ClientError {
@@ -116,14 +120,26 @@ impl ClientError {
             PreconditionFailed => ErrorKind::Conflict,
             Corrupt(_) => ErrorKind::Corrupt,
             Storage(_) => ErrorKind::Io,
+            NoSpace(_) => ErrorKind::NoSpace,
             _ => ErrorKind::InvalidInput,
         }
     }
 }
 
+/// The message of a failure for lack of space, as the user should read it.
+fn no_space(detail: &str) -> ClientError {
+    ClientError::NoSpace(cairn_core::space::no_space_message(
+        cairn_core::SpaceState::Full,
+        detail,
+    ))
+}
+
 impl From<cairn_manifestserver::ManifestError> for ClientError {
     fn from(e: cairn_manifestserver::ManifestError) -> Self {
         use cairn_manifestserver::ManifestError as M;
+        if e.kind() == ErrorKind::NoSpace {
+            return no_space(&format!("metadata store: {e}"));
+        }
         match e {
             M::NoSuchBucket(b) => ClientError::NoSuchBucket(b),
             M::BucketNotEmpty(b) => ClientError::BucketNotEmpty(b),
@@ -160,6 +176,9 @@ impl From<cairn_chunkserver::ChunkError> for ClientError {
     fn from(e: cairn_chunkserver::ChunkError) -> Self {
         use cairn_chunkserver::ChunkError as C;
         match e {
+            // The store's own refusal already says what to do.
+            C::NoSpace(m) => ClientError::NoSpace(m),
+            _ if e.kind() == ErrorKind::NoSpace => no_space(&e.to_string()),
             C::Corrupt { .. } | C::Mismatch { .. } | C::CorruptIndex(_) => {
                 ClientError::Corrupt(e.to_string())
             }

@@ -444,6 +444,16 @@ impl Client {
             }
             progress(report);
         }
+        if report.chunks_deleted > 0 {
+            // Deleted chunks free their disk space only once compaction drops them; on a full
+            // disk that is what GC is run for, so do it now rather than when RocksDB would.
+            let s = store.clone();
+            self.blocking(move |_| {
+                s.reclaim_space();
+                Ok(())
+            })
+            .await?;
+        }
         Ok(())
     }
 }

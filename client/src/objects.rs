@@ -48,6 +48,10 @@ pub fn shown_version(bucket: &Bucket, m: &VersionManifest) -> Option<String> {
     (bucket.versioning != Versioning::Unversioned).then(|| version_label(m))
 }
 
+/// How long a removal waits for a store that ran out of space to take writes again (RocksDB
+/// retries its recovery every 5 s once space is free).
+pub const REMOVAL_SPACE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Client {
     /// Stores an object from a streaming body. The version becomes visible only once all of its
     /// chunks are durable.
@@ -59,6 +63,7 @@ impl Client {
         opts: PutOptions,
     ) -> Result<PutResult, ClientError> {
         check_key(key)?;
+        self.check_space()?;
         let b = self.head_bucket(bucket).await?;
         if opts.content_length.is_some_and(|l| l > MAX_PUT_SIZE) {
             return Err(ClientError::EntityTooLarge(format!(
@@ -156,7 +161,8 @@ impl Client {
                 .apply_when(&applied, upload_id.as_deref(), condition.as_ref())?;
             Ok(())
         })
-        .await?;
+        .await
+        .map_err(|e| self.note_error(e))?;
         Ok(PutResult {
             version_id: shown_version(bucket, &m),
             manifest: m,
@@ -317,7 +323,34 @@ impl Client {
 
     /// [`Client::delete_object`]; a version protected by object lock is refused (AccessDenied),
     /// unless its protection is a governance retention and `bypass_governance` is set.
+    ///
+    /// Removals are never refused for lack of space: the space gate is not consulted, and a
+    /// removal that meets a store which ran out of space (it refuses writes until it has
+    /// recovered, which it does once the node released its reserve) is retried for up to
+    /// [`REMOVAL_SPACE_WAIT`].
     pub async fn delete_object_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &VersionSel,
+        bypass_governance: bool,
+    ) -> Result<DeleteResult, ClientError> {
+        let deadline = tokio::time::Instant::now() + REMOVAL_SPACE_WAIT;
+        loop {
+            match self
+                .delete_object_once(bucket, key, version, bypass_governance)
+                .await
+            {
+                Err(e @ ClientError::NoSpace(_)) if tokio::time::Instant::now() < deadline => {
+                    let _ = self.note_error(e);
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn delete_object_once(
         &self,
         bucket: &str,
         key: &str,

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     Io,
     /// A bug or an impossible state.
     Internal,
+    /// A disk is (nearly) full: new writes are refused until space is freed or added.
+    NoSpace,
 }
 
 impl ErrorKind {
@@ -39,6 +41,7 @@ impl ErrorKind {
             ErrorKind::LimitExceeded => 7,
             ErrorKind::Io => 8,
             ErrorKind::Internal => 9,
+            ErrorKind::NoSpace => 10,
         }
     }
 
@@ -53,6 +56,7 @@ impl ErrorKind {
             6 => ErrorKind::PermissionDenied,
             7 => ErrorKind::LimitExceeded,
             8 => ErrorKind::Io,
+            10 => ErrorKind::NoSpace,
             _ => ErrorKind::Internal,
         }
     }
@@ -74,6 +78,7 @@ mod tests {
             ErrorKind::LimitExceeded,
             ErrorKind::Io,
             ErrorKind::Internal,
+            ErrorKind::NoSpace,
         ] {
             assert_eq!(ErrorKind::from_code(k.code()), k);
         }

@@ -12,9 +12,11 @@ pub mod format;
 pub mod manifest;
 pub mod metrics;
 pub mod placement;
+pub mod space;
 pub mod version;
 
 pub use chunk::{ChunkId, MAX_CHUNK_SIZE};
 pub use cluster::{ClusterMap, MapError, NodeInfo, Role, Roles, StagedChanges};
 pub use error::ErrorKind;
+pub use space::{SpaceGate, SpaceState, SpaceThresholds};
 pub use version::{Hlc, NodeId, SiteId, VersionId};

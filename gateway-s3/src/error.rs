@@ -44,6 +44,15 @@ pub(crate) fn client_error(e: ClientError) -> S3Error {
         E::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
         E::InvalidBucketState(_) => S3ErrorCode::InvalidBucketState,
         E::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+        E::NoSpace(_) => {
+            // 507: what S3-compatible stores answer when a write does not fit; clients
+            // retry it later, and the message says how to make room.
+            return custom_error(
+                "InsufficientStorage",
+                http::StatusCode::INSUFFICIENT_STORAGE,
+                &message,
+            );
+        }
         E::Corrupt(_) | E::Storage(_) => {
             // Details go to the log, not to the client.
             error!(error = %e, "object store failure");
@@ -95,6 +104,11 @@ mod tests {
             (ClientError::KeyTooLong, "KeyTooLongError", 400),
             (ClientError::InvalidPartOrder, "InvalidPartOrder", 400),
             (ClientError::Storage("disk".into()), "InternalError", 500),
+            (
+                ClientError::NoSpace("full".into()),
+                "InsufficientStorage",
+                507,
+            ),
             (
                 ClientError::MethodNotAllowed {
                     version: "v".into(),

@@ -129,6 +129,9 @@ impl ManifestError {
             }
             ManifestError::BucketNotEmpty(_) => ErrorKind::Conflict,
             ManifestError::Format(_) => ErrorKind::Corrupt,
+            ManifestError::Db(e) if cairn_core::space::is_no_space_message(e.as_ref()) => {
+                ErrorKind::NoSpace
+            }
             ManifestError::Db(_) => ErrorKind::Io,
             ManifestError::Invalid(_) => ErrorKind::InvalidInput,
             ManifestError::Locked(_) => ErrorKind::PermissionDenied,

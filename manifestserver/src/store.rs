@@ -66,7 +66,25 @@ impl ManifestStore {
         opts.set_max_open_files(512);
         opts.set_keep_log_file_num(4);
         opts.increase_parallelism(2);
-        let db = DBWithThreadMode::<SingleThreaded>::open_cf(&opts, dir, ALL_CFS)?;
+        // Memtables, WAL preallocation and compaction outputs sized to the disk (unchanged
+        // from 2 GiB up), so a small disk is not taken by preallocated files.
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ManifestError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+        let write_buffer = rustix::fs::statvfs(dir)
+            .map_or(cairn_core::space::MAX_WRITE_BUFFER, |st| {
+                cairn_core::space::write_buffer_for(st.f_blocks.saturating_mul(st.f_frsize))
+            });
+        opts.set_write_buffer_size(write_buffer as usize);
+        opts.set_target_file_size_base(write_buffer);
+        // A WAL file is deleted only once every column family flushed what it logged; the
+        // small ones rarely fill a write buffer, so without a cap they would keep gigabytes of
+        // WAL (RocksDB's default: 4 × the sum of all write buffers) on disk.
+        opts.set_max_total_wal_size(4 * write_buffer);
+        // Each column family gets the same sizes (`open_cf` would give them the defaults).
+        let cfs = std::iter::once(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .chain(ALL_CFS)
+            .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, opts.clone()));
+        let db = DBWithThreadMode::<SingleThreaded>::open_cf_descriptors(&opts, dir, cfs)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(config.sync_writes);
         let mut store = ManifestStore {

@@ -34,6 +34,7 @@ const KINDS: &[&str] = &[
     "RemoteLimitExceeded",
     "RemoteIo",
     "RemoteInternal",
+    "RemoteNoSpace",
 ];
 
 /// The `kind` label of a failed call (an index into [`KINDS`]).
@@ -54,6 +55,7 @@ fn kind_index(e: &RpcError) -> usize {
             ErrorKind::LimitExceeded => 11,
             ErrorKind::Io => 12,
             ErrorKind::Internal => 13,
+            ErrorKind::NoSpace => 14,
         },
     }
 }

@@ -5,9 +5,11 @@
 pub mod gc;
 pub mod multi;
 pub mod scenario;
+pub mod smallfs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use cairn_client::Client;
@@ -29,6 +31,11 @@ pub struct TestSite {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The disk worker, for sites started with [`TestSite::start_with_disk`].
+    pub disk: Option<Arc<cairn::disk::DiskMonitor>>,
+    disk_config: Option<cairn::disk::DiskConfig>,
+    disk_stop: Option<tokio::sync::watch::Sender<bool>>,
+    disk_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestSite {
@@ -43,7 +50,29 @@ impl TestSite {
 
     /// Starts a site on `dir` (existing data is kept).
     pub async fn start_on(dir: &Path) -> TestSite {
-        let client = Client::open_dir(dir).expect("open store");
+        TestSite::start_with(dir, None).await
+    }
+
+    /// Starts a site on `dir` whose data dirs are watched by a disk worker with `config`, as
+    /// `cairn serve` runs it (its gate refuses new writes when a dir is near full).
+    pub async fn start_with_disk(dir: &Path, config: cairn::disk::DiskConfig) -> TestSite {
+        TestSite::start_with(dir, Some(config)).await
+    }
+
+    async fn start_with(dir: &Path, disk_config: Option<cairn::disk::DiskConfig>) -> TestSite {
+        let disk = disk_config
+            .clone()
+            .map(|c| cairn::disk::DiskMonitor::for_single_node(c, dir).expect("disk monitor"));
+        let client =
+            Client::open_dir_with_space(dir, disk.as_ref().map(|d| d.gate())).expect("open store");
+        let (disk_stop, disk_task) = match &disk {
+            Some(d) => {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                let task = tokio::spawn(cairn::disk::check_loop(d.clone(), |_| {}, rx));
+                (Some(tx), Some(task))
+            }
+            None => (None, None),
+        };
         if client.get_key(ACCESS_KEY).await.expect("get key").is_none() {
             client
                 .import_key(ACCESS_KEY, SECRET_KEY, "test")
@@ -70,6 +99,10 @@ impl TestSite {
             addr,
             stop: Some(tx),
             server: Some(server),
+            disk,
+            disk_config,
+            disk_stop,
+            disk_task,
         }
     }
 
@@ -99,6 +132,12 @@ impl TestSite {
         if let Some(h) = self.server.take() {
             h.await.expect("server task").expect("server result");
         }
+        if let Some(tx) = self.disk_stop.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(h) = self.disk_task.take() {
+            h.await.expect("disk task");
+        }
         let dir = self.dir.clone();
         let tmp = self._tmp.take();
         drop(self);
@@ -107,6 +146,7 @@ impl TestSite {
 
     /// Stops the site and starts a new one on the same data.
     pub async fn restart(self) -> TestSite {
+        let disk_config = self.disk_config.clone();
         let (dir, tmp) = self.stop().await;
         // The RocksDB lock is released when the last store handle drops; background tasks
         // (read-ahead producers) may hold a clone for a moment.
@@ -116,7 +156,7 @@ impl TestSite {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        let mut site = TestSite::start_on(&dir).await;
+        let mut site = TestSite::start_with(&dir, disk_config).await;
         site._tmp = tmp;
         site
     }

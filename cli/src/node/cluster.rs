@@ -48,6 +48,10 @@ pub enum ClusterRequest {
     PushMap(ClusterMap),
     /// The node's status (JSON of [`NodeStatus`]).
     Status,
+    /// The caller's disk state ([`cairn_core::SpaceState::as_str`]): a node whose disk is
+    /// near full tells its peers every few seconds, so their puts place chunks around it.
+    /// (Appended last: nodes that predate it answer an error, which the caller ignores.)
+    Space(String),
 }
 
 impl Versioned for ClusterRequest {
@@ -98,6 +102,9 @@ pub struct NodeStatus {
     pub chunks: Option<u64>,
     /// Stored bytes of its chunks (chunk role).
     pub physical_bytes: Option<u64>,
+    /// Free space of its data dirs (absent from nodes that predate it).
+    #[serde(default)]
+    pub disk: Option<crate::disk::DiskStatus>,
 }
 
 /// Produces this node's status on demand.
@@ -118,6 +125,8 @@ pub struct ClusterState {
     staged: Mutex<StagedChanges>,
     on_change: RwLock<Vec<MapListener>>,
     on_return: RwLock<Vec<ReturnListener>>,
+    /// Called with each peer that reports its disk near full.
+    on_full: RwLock<Vec<ReturnListener>>,
     net: cairn_net::Client,
     /// When each peer last answered (unix ms).
     seen: Mutex<BTreeMap<NodeId, u64>>,
@@ -171,6 +180,7 @@ impl ClusterState {
             staged: Mutex::new(staged),
             on_change: RwLock::new(Vec::new()),
             on_return: RwLock::new(Vec::new()),
+            on_full: RwLock::new(Vec::new()),
             net,
             seen: Mutex::new(BTreeMap::new()),
             unreachable: Mutex::new(std::collections::BTreeSet::new()),
@@ -197,6 +207,32 @@ impl ClusterState {
     /// repaired at once.
     pub fn on_return(&self, f: impl Fn(NodeId) + Send + Sync + 'static) {
         self.on_return.write().push(Box::new(f));
+    }
+
+    /// Calls `f` with every peer that reports its disk near full or full (see
+    /// [`ClusterRequest::Space`]).
+    pub fn on_full(&self, f: impl Fn(NodeId) + Send + Sync + 'static) {
+        self.on_full.write().push(Box::new(f));
+    }
+
+    /// Tells every peer this node's disk state (sent while it refuses writes).
+    pub async fn announce_space(&self, state: cairn_core::SpaceState) {
+        let map = self.map();
+        let calls = map
+            .nodes
+            .values()
+            .filter(|n| n.id != self.me)
+            .map(|n| (n.name.clone(), n.address.clone()))
+            .collect::<Vec<_>>();
+        let req = ClusterRequest::Space(state.as_str().to_string());
+        let calls = calls
+            .iter()
+            .map(|(name, address)| self.call(name, address, &req));
+        for r in futures::future::join_all(calls).await {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "disk state not delivered to a peer");
+            }
+        }
     }
 
     /// Takes `map` if it is of this site and newer: saves it, then tells the backends.
@@ -470,6 +506,18 @@ impl Service for ClusterService {
                 }
                 ClusterResponse::Pushed {
                     adopted,
+                    epoch: self.state.map().epoch,
+                }
+            }
+            ClusterRequest::Space(state) => {
+                let refusing = cairn_core::SpaceState::parse(&state).refuses_writes();
+                if let (true, Some(n)) = (refusing, self.state.map().node_by_name(&peer.node)) {
+                    for f in self.state.on_full.read().iter() {
+                        f(n.id);
+                    }
+                }
+                ClusterResponse::Pushed {
+                    adopted: false,
                     epoch: self.state.map().epoch,
                 }
             }

@@ -24,6 +24,9 @@ pub struct NodeConfig {
     /// The S3 gateway role.
     #[serde(default)]
     pub s3: S3Section,
+    /// Free space of the data dirs: when new writes are refused.
+    #[serde(default)]
+    pub disk: crate::disk::DiskConfig,
     /// Peers this node must not talk to (set by test harnesses to partition a site; not read
     /// from the file).
     #[serde(skip)]
@@ -335,6 +338,7 @@ roles = ["chunk"]
             assert_eq!(map.zones().len(), 3);
             let me = map.node_by_name(&c.node.name).unwrap();
             assert_eq!(me.address, c.listen.rpc.to_string());
+            assert_eq!(c.disk, crate::disk::DiskConfig::default());
         }
     }
 

@@ -171,9 +171,24 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             anyhow::anyhow!(e)
         }
     };
+    config.disk.validate()?;
+    let mut data_dirs = Vec::new();
+    for (role, name) in [(Role::Chunk, "chunks"), (Role::Manifest, "meta")] {
+        if roles.has(role) {
+            let path = dir.join(name);
+            std::fs::create_dir_all(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            data_dirs.push((name.to_string(), path));
+        }
+    }
+    let disk = crate::disk::DiskMonitor::new(config.disk.clone(), data_dirs);
+    let chunk_config = ChunkConfig {
+        space: Some(disk.gate()),
+        ..ChunkConfig::default()
+    };
     let chunk_store = if roles.has(Role::Chunk) {
         Some(Arc::new(
-            ChunkStore::open(&dir.join("chunks"), ChunkConfig::default())
+            ChunkStore::open(&dir.join("chunks"), chunk_config)
                 .map_err(|e| in_use(e.to_string()))?,
         ))
     } else {
@@ -246,7 +261,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         let (cluster, workers, store) = (cluster.clone(), workers.clone(), chunk_store.clone());
         let roles = roles.to_string();
         let name = config.node.name.clone();
-        Arc::new(move || status::node_status(&name, &roles, &cluster, &workers, store.as_deref()))
+        let disk = disk.clone();
+        Arc::new(move || {
+            let mut s = status::node_status(&name, &roles, &cluster, &workers, store.as_deref());
+            s.disk = Some(disk.status());
+            s
+        })
     };
 
     // Node transport.
@@ -280,6 +300,34 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         }
     }));
     tasks.push(tokio::spawn(cluster.clone().gossip_loop(stop_rx.clone())));
+    tasks.push(tokio::spawn(crate::disk::disk_worker(
+        disk.clone(),
+        workers.clone(),
+        stop_rx.clone(),
+    )));
+    {
+        let c = chunks.clone();
+        cluster.on_full(move |id| c.set_node_full(id));
+    }
+    if chunk_store.is_some() {
+        // While this node's disk is near full, its own puts place around its store and its
+        // peers are told to (every 5 s; they forget it 30 s after the last report).
+        let (gate, chunks, cluster) = (disk.gate(), chunks.clone(), cluster.clone());
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let state = gate.state();
+                if state.refuses_writes() {
+                    chunks.set_node_full(me);
+                    cluster.announce_space(state).await;
+                }
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }));
+    }
 
     let w = &config.workers;
 
@@ -487,6 +535,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         if let Some(store) = &chunk_store {
             sources.push(Arc::new(NodeStoreMetrics(store.clone())));
         }
+        sources.push(disk.clone());
         let cluster_admin = admin::ClusterAdmin {
             cluster: cluster.clone(),
             status: status.clone(),
@@ -499,6 +548,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 workers,
                 sources,
                 Some(cluster_admin),
+                Some(disk),
                 stop,
             )
             .await

@@ -24,5 +24,6 @@ pub fn node_status(
         workers: workers.statuses(),
         chunks: stats.as_ref().map(|s| s.chunks),
         physical_bytes: stats.as_ref().map(|s| s.stored_bytes),
+        disk: None,
     }
 }

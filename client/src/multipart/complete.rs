@@ -27,6 +27,7 @@ impl Client {
         parts: impl IntoIterator<Item = impl Into<CompletedPart>>,
         opts: CompleteOptions,
     ) -> Result<PutResult, ClientError> {
+        self.check_space()?;
         let parts: Vec<CompletedPart> = parts.into_iter().map(Into::into).collect();
         if parts.is_empty() {
             return Err(ClientError::InvalidArgument(

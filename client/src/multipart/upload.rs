@@ -98,6 +98,7 @@ impl Client {
         body: BodyStream,
         opts: PartOptions,
     ) -> Result<Part, ClientError> {
+        self.check_space()?;
         if !(1..=MAX_PARTS).contains(&part_number) {
             return Err(ClientError::InvalidArgument(format!(
                 "part number must be an integer between 1 and {MAX_PARTS}"
