@@ -39,8 +39,8 @@ pub const MAX_CONSUMER_NAME: usize = 128;
 const CONSUMER_PREFIX: &[u8] = b"consumer/";
 /// Key in `meta` of the last trimmed change-log sequence number.
 pub(crate) const LOG_TRIMMED: &[u8] = b"log-trimmed";
-/// Tombstones looked at per trim call (the scan resumes where it stopped).
-const TOMBSTONE_BUDGET: usize = 100_000;
+/// Tombstones deleted per write batch.
+const TOMBSTONE_BATCH: usize = 100_000;
 
 /// A consumer as stored.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -362,37 +362,32 @@ impl ManifestStore {
         Ok(report)
     }
 
-    /// Removes tombstones removed at or before `horizon` and before `before_ms`, looking at
-    /// most [`TOMBSTONE_BUDGET`] of them from where the previous call stopped.
+    /// Removes the tombstones of removals logged at or before `horizon` and made before
+    /// `before_ms`: one pass over all of them, deleting in batches of at most
+    /// [`TOMBSTONE_BATCH`].
     fn trim_tombstones(
         &self,
         horizon: u64,
         before_ms: u64,
         report: &mut TrimReport,
     ) -> Result<(), ManifestError> {
-        let mut resume = self.tombstone_scan.lock();
         let mut it = self.db.raw_iterator_cf(self.cf(CF_REMOVED));
-        it.seek(&*resume);
+        it.seek_to_first();
         let mut batch = WriteBatch::default();
-        let mut scanned = 0usize;
         while let Some((k, v)) = it.item() {
-            if scanned == TOMBSTONE_BUDGET {
-                *resume = k.to_vec();
-                break;
-            }
-            scanned += 1;
+            report.tombstones_scanned += 1;
             let (at_ms, seq) = parse_tombstone(v)?;
             if seq <= horizon && at_ms < before_ms {
                 batch.delete_cf(self.cf(CF_REMOVED), k);
                 report.tombstones_removed += 1;
+                if batch.len() == TOMBSTONE_BATCH {
+                    self.db
+                        .write_opt(std::mem::take(&mut batch), &self.write_opts)?;
+                }
             }
             it.next();
         }
         it.status()?;
-        if !it.valid() {
-            resume.clear();
-        }
-        report.tombstones_scanned = scanned as u64;
         if !batch.is_empty() {
             self.db.write_opt(batch, &self.write_opts)?;
         }

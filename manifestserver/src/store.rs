@@ -53,8 +53,6 @@ pub struct ManifestStore {
     pub(crate) state: Mutex<WriteState>,
     /// One history trim at a time (see `history.rs`).
     pub(crate) trim: Mutex<()>,
-    /// Where the next trim's tombstone scan resumes.
-    pub(crate) tombstone_scan: Mutex<Vec<u8>>,
 }
 
 impl ManifestStore {
@@ -92,7 +90,6 @@ impl ManifestStore {
             write_opts,
             state: Mutex::new(WriteState::default()),
             trim: Mutex::new(()),
-            tombstone_scan: Mutex::new(Vec::new()),
         };
         let state = store.load_state()?;
         *store.state.get_mut() = state;
