@@ -1,9 +1,10 @@
 //! Storage plumbing shared by the operation modules: the column families, the counters kept
-//! with the data, and write transactions (the lock, a batch, one synced write).
+//! with the data, and write transactions (the lock, a batch, a write, and a WAL sync shared
+//! with the mutations committed alongside: group commit).
 
 use cairn_core::format::Versioned;
 use cairn_core::manifest::{Change, VersionManifest};
-use parking_lot::MutexGuard;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use rocksdb::{ColumnFamily, IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,95 @@ pub(crate) struct WriteState {
     pub(crate) last_seq: u64,
     /// Counters, written as absolute values with each batch that changes them.
     pub(crate) stats: StoredStats,
+}
+
+/// Group commit of the store's mutations: which batches are written and which are durable.
+///
+/// Each committed batch takes a ticket (in write order, under the write lock). A committer
+/// whose ticket is not yet durable either runs the WAL sync itself, when none is running,
+/// covering every batch written before the sync started, or waits for the running one and
+/// then checks again. A WAL sync makes every earlier WAL record durable (RocksDB recovers a
+/// prefix of the WAL), so "durable up to ticket N" is one number.
+pub(crate) struct GroupSync {
+    /// False when the config does not sync writes: every write counts as durable at once.
+    sync: bool,
+    state: Mutex<SyncState>,
+    done: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Tickets handed out (batches written).
+    written: u64,
+    /// The change-log seq as of the last ticket.
+    written_seq: u64,
+    /// Tickets known durable.
+    synced: u64,
+    /// The change-log seq as of the last durable ticket.
+    synced_seq: u64,
+    /// A committer is running the WAL sync.
+    syncing: bool,
+}
+
+impl GroupSync {
+    /// Nothing pending; `last_seq` (as recovered at open) is durable.
+    pub(crate) fn new(sync: bool, last_seq: u64) -> GroupSync {
+        GroupSync {
+            sync,
+            state: Mutex::new(SyncState {
+                written_seq: last_seq,
+                synced_seq: last_seq,
+                ..SyncState::default()
+            }),
+            done: Condvar::new(),
+        }
+    }
+
+    /// Records a written batch (call under the write lock, so tickets follow write order).
+    pub(crate) fn written(&self, last_seq: u64) -> u64 {
+        let mut s = self.state.lock();
+        s.written += 1;
+        s.written_seq = last_seq;
+        if !self.sync {
+            s.synced = s.written;
+            s.synced_seq = last_seq;
+        }
+        s.written
+    }
+
+    /// The last change-log seq known durable.
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.state.lock().synced_seq
+    }
+
+    /// Returns once `ticket` is durable, running `sync_wal` when no other committer is; the
+    /// error of a failed sync goes to the committer that ran it and to those that try again.
+    pub(crate) fn wait_durable(
+        &self,
+        ticket: u64,
+        sync_wal: impl Fn() -> Result<(), ManifestError>,
+    ) -> Result<(), ManifestError> {
+        let mut s = self.state.lock();
+        loop {
+            if s.synced >= ticket {
+                return Ok(());
+            }
+            if s.syncing {
+                self.done.wait(&mut s);
+                continue;
+            }
+            s.syncing = true;
+            let (target, target_seq) = (s.written, s.written_seq);
+            let result = MutexGuard::unlocked(&mut s, &sync_wal);
+            s.syncing = false;
+            if result.is_ok() {
+                s.synced = s.synced.max(target);
+                s.synced_seq = s.synced_seq.max(target_seq);
+            }
+            self.done.notify_all();
+            result?;
+        }
+    }
 }
 
 /// A mutation in progress: the write lock, a working copy of the counters and the batch.
@@ -121,15 +211,34 @@ impl ManifestStore {
         }
     }
 
-    /// Writes the mutation's batch (durably, per config) and then publishes its counters.
+    /// Writes the mutation's batch and publishes its counters, then returns once the batch is
+    /// durable (when the config syncs writes).
+    ///
+    /// Group commit: the batch is written without a sync while the write lock is held (so the
+    /// next mutation's checks see it), and the lock is released before the WAL sync, which
+    /// one committer runs for every batch written before it started (see [`GroupSync`]). Many
+    /// concurrent mutations thus share one fsync instead of queueing for one each.
     pub(crate) fn commit(&self, mut txn: Txn<'_>) -> Result<(), ManifestError> {
         if txn.state.stats != txn.guard.stats {
             txn.batch
                 .put_cf(self.cf(CF_META), STATS_KEY, txn.state.stats.encode());
         }
-        self.db.write_opt(txn.batch, &self.write_opts)?;
-        *txn.guard = txn.state;
-        Ok(())
+        let Txn {
+            mut guard,
+            state,
+            batch,
+        } = txn;
+        self.db.write_opt(batch, &self.unsynced)?;
+        *guard = state;
+        let ticket = self.group.written(state.last_seq);
+        drop(guard);
+        self.group.wait_durable(ticket, || Ok(self.db.flush_wal(true)?))
+    }
+
+    /// The last change-log seq whose entry is durable: what log readers may see (an entry
+    /// past it could still be lost to a crash, and its seq then reused for another change).
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.group.durable_seq()
     }
 
     /// Appends a change-log entry to the mutation.
@@ -186,5 +295,87 @@ impl ManifestStore {
         }
         it.status()?;
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{mpsc, Arc};
+
+    use super::GroupSync;
+
+    /// Batches written while a WAL sync runs are made durable together by the next one, and
+    /// the durable seq moves only when a sync that covers an entry has finished.
+    #[test]
+    fn batches_written_during_a_sync_share_the_next_one() {
+        let group = Arc::new(GroupSync::new(true, 10));
+        let syncs = Arc::new(AtomicU64::new(0));
+        let (entered_tx, entered) = mpsc::channel::<()>();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let release_rx = Arc::new(parking_lot::Mutex::new(release_rx));
+        let sync_wal = {
+            let syncs = syncs.clone();
+            move || {
+                // The first sync blocks until the test lets it finish; later ones do not.
+                if syncs.fetch_add(1, Ordering::SeqCst) == 0 {
+                    entered_tx.send(()).unwrap();
+                    release_rx.lock().recv().unwrap();
+                }
+                Ok(())
+            }
+        };
+        let sync_wal = Arc::new(sync_wal);
+
+        let first = group.written(11);
+        let leader = {
+            let (group, sync_wal) = (group.clone(), sync_wal.clone());
+            std::thread::spawn(move || group.wait_durable(first, &*sync_wal))
+        };
+        entered.recv().unwrap();
+        assert_eq!(group.durable_seq(), 10, "nothing is durable before its sync ends");
+
+        // Four more batches while the first sync runs: they wait for it, then one of them
+        // syncs for all four.
+        let followers: Vec<_> = (12..16)
+            .map(|seq| {
+                let ticket = group.written(seq);
+                let (group, sync_wal) = (group.clone(), sync_wal.clone());
+                std::thread::spawn(move || group.wait_durable(ticket, &*sync_wal))
+            })
+            .collect();
+        release.send(()).unwrap();
+        leader.join().unwrap().unwrap();
+        for f in followers {
+            f.join().unwrap().unwrap();
+        }
+        assert_eq!(syncs.load(Ordering::SeqCst), 2, "five batches, two syncs");
+        assert_eq!(group.durable_seq(), 15);
+    }
+
+    /// A failed sync fails its committer and leaves the entry not durable; a later sync that
+    /// succeeds covers it.
+    #[test]
+    fn a_failed_sync_is_an_error_and_a_later_one_covers_the_batch() {
+        let group = GroupSync::new(true, 0);
+        let ticket = group.written(1);
+        let err = group.wait_durable(ticket, || {
+            Err(crate::ManifestError::Invalid("disk gone".into()))
+        });
+        assert!(err.is_err());
+        assert_eq!(group.durable_seq(), 0);
+        group.wait_durable(ticket, || Ok(())).unwrap();
+        assert_eq!(group.durable_seq(), 1);
+    }
+
+    /// Without synced writes every batch counts as durable when written.
+    #[test]
+    fn unsynced_stores_never_wait() {
+        let group = GroupSync::new(false, 3);
+        let ticket = group.written(4);
+        assert_eq!(group.durable_seq(), 4);
+        group
+            .wait_durable(ticket, || panic!("no sync without synced writes"))
+            .unwrap();
     }
 }

@@ -224,10 +224,11 @@ impl ManifestStore {
     /// returns that end: the log is kept from there until the consumer lets go, moves on, or
     /// is silent for longer than the retention.
     pub fn hold_log(&self, name: &str, now_ms: u64) -> Result<u64, ManifestError> {
-        // Under the write lock: no entry is being added while the end is read.
-        let state = self.state.lock();
-        self.ack_changes(name, state.last_seq, now_ms)?;
-        Ok(state.last_seq)
+        // The durable end: entries after it may still be lost and their seqs reused, so the
+        // holder reads them again (an entry the holder sees twice costs nothing).
+        let end = self.durable_seq();
+        self.ack_changes(name, end, now_ms)?;
+        Ok(end)
     }
 
     /// Forgets consumer `name` (a finished pass): the log is no longer kept for it.

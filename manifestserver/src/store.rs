@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use rocksdb::{DBWithThreadMode, Direction, IteratorMode, Options, SingleThreaded, WriteOptions};
 
 use crate::db::{
-    WriteState, ALL_CFS, CF_BUCKETS, CF_CHANGELOG, CF_CURRENT, CF_KEYS, CF_PARTS, CF_UPLOADS,
+    GroupSync, WriteState, ALL_CFS, CF_BUCKETS, CF_CHANGELOG, CF_CURRENT, CF_KEYS, CF_PARTS, CF_UPLOADS,
     CF_VERSIONS,
 };
 use crate::keys;
@@ -47,8 +47,13 @@ pub struct ManifestStats {
 pub struct ManifestStore {
     /// The database, opened with every column family in `ALL_CFS`.
     pub(crate) db: DBWithThreadMode<SingleThreaded>,
-    /// Options for every write: synced unless the config turned it off.
+    /// Options for writes outside mutations (cursors, marks): synced unless the config turned
+    /// it off.
     pub(crate) write_opts: WriteOptions,
+    /// Options for mutations' batches, which are made durable by [`GroupSync`] instead.
+    pub(crate) unsynced: WriteOptions,
+    /// Group commit: which mutations are durable.
+    pub(crate) group: GroupSync,
     /// Serializes read-check-write mutations so checks hold and change-log seqs are gap-free.
     pub(crate) state: Mutex<WriteState>,
     /// One history trim at a time (see `history.rs`).
@@ -88,11 +93,14 @@ impl ManifestStore {
         let mut store = ManifestStore {
             db,
             write_opts,
+            unsynced: WriteOptions::default(),
+            group: GroupSync::new(config.sync_writes, 0),
             state: Mutex::new(WriteState::default()),
             trim: Mutex::new(()),
         };
         let state = store.load_state()?;
         *store.state.get_mut() = state;
+        store.group = GroupSync::new(config.sync_writes, state.last_seq);
         tracing::debug!(dir = %dir.display(), last_seq = state.last_seq, "manifest store open");
         Ok(store)
     }
@@ -437,15 +445,24 @@ impl ManifestStore {
     }
 
     // ---- change log ----
-    /// Changes with seq > `after`, at most `max`.
+    /// Durable changes with seq > `after`, at most `max`. An entry whose batch is written but
+    /// not yet synced (see `commit`) is not returned: a crash could still lose it and give its
+    /// seq to another change, which a reader that had moved past it would then miss.
     pub fn changes_since(&self, after: u64, max: usize) -> Result<Vec<Change>, ManifestError> {
-        let Some(start) = after.checked_add(1) else {
+        let durable = self.durable_seq();
+        if after >= durable {
             return Ok(Vec::new());
-        };
-        let start = start.to_be_bytes();
+        }
+        let start = (after + 1).to_be_bytes();
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_upper_bound((durable + 1).to_be_bytes());
         let mode = IteratorMode::From(&start[..], Direction::Forward);
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_CHANGELOG), mode).take(max) {
+        for item in self
+            .db
+            .iterator_cf_opt(self.cf(CF_CHANGELOG), ro, mode)
+            .take(max)
+        {
             let (_, v) = item?;
             out.push(Change::decode(&v)?);
         }
