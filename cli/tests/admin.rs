@@ -140,6 +140,55 @@ fn sigterm_stops_the_site_cleanly() {
     assert!(!dir.path().join("admin.json").exists());
 }
 
+/// The server's allocator does not ask for transparent huge pages (mimalloc's `no_thp`, see
+/// `main.rs`): with them, reusing chunk buffers spent most of a large GET's CPU zeroing 2 MiB
+/// pages. Checked where the kernel gives huge pages only to memory that asks (`madvise` mode):
+/// after a few MiB went through the server, none of its mappings may be eligible.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_asks_for_no_transparent_huge_pages() {
+    let mode =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, endpoint) = start(dir.path());
+    let client = s3(&endpoint);
+    client.create_bucket().bucket("thp").send().await.unwrap();
+    let body: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    client
+        .put_object()
+        .bucket("thp")
+        .key("k")
+        .body(body.clone().into())
+        .send()
+        .await
+        .unwrap();
+    let got = client
+        .get_object()
+        .bucket("thp")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes() == body);
+    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", child.id())).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if !mode.contains("[madvise]") {
+        eprintln!(
+            "THP mode is not madvise ({}): nothing to check",
+            mode.trim()
+        );
+        return;
+    }
+    let eligible = smaps
+        .lines()
+        .filter(|l| l.starts_with("THPeligible:") && l.split_whitespace().nth(1) == Some("1"))
+        .count();
+    assert_eq!(eligible, 0, "mappings marked for transparent huge pages");
+}
+
 /// The HTTP status of a failed SDK call.
 fn status<E>(
     e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,

@@ -232,7 +232,8 @@ impl ManifestStore {
         *guard = state;
         let ticket = self.group.written(state.last_seq);
         drop(guard);
-        self.group.wait_durable(ticket, || Ok(self.db.flush_wal(true)?))
+        self.group
+            .wait_durable(ticket, || Ok(self.db.flush_wal(true)?))
     }
 
     /// The last change-log seq whose entry is durable: what log readers may see (an entry
@@ -333,7 +334,11 @@ mod tests {
             std::thread::spawn(move || group.wait_durable(first, &*sync_wal))
         };
         entered.recv().unwrap();
-        assert_eq!(group.durable_seq(), 10, "nothing is durable before its sync ends");
+        assert_eq!(
+            group.durable_seq(),
+            10,
+            "nothing is durable before its sync ends"
+        );
 
         // Four more batches while the first sync runs: they wait for it, then one of them
         // syncs for all four.

@@ -10,8 +10,8 @@ use parking_lot::Mutex;
 use rocksdb::{DBWithThreadMode, Direction, IteratorMode, Options, SingleThreaded, WriteOptions};
 
 use crate::db::{
-    GroupSync, WriteState, ALL_CFS, CF_BUCKETS, CF_CHANGELOG, CF_CURRENT, CF_KEYS, CF_PARTS, CF_UPLOADS,
-    CF_VERSIONS,
+    GroupSync, WriteState, ALL_CFS, CF_BUCKETS, CF_CHANGELOG, CF_CURRENT, CF_KEYS, CF_PARTS,
+    CF_UPLOADS, CF_VERSIONS,
 };
 use crate::keys;
 use crate::list::{ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery};
