@@ -19,6 +19,7 @@ mod multipart;
 mod nodes;
 mod objects;
 mod put;
+mod read;
 mod scrub;
 mod types;
 
@@ -29,6 +30,7 @@ pub use error::ClientError;
 pub use gc::{GcPhase, GcReport, DEFAULT_GC_HOLD_MS};
 pub use lifecycle::LifecycleReport;
 pub use objects::shown_version;
+pub use read::ObjectRead;
 pub use scrub::ScrubReport;
 pub use types::*;
 

@@ -1,4 +1,5 @@
-//! Object operations: put, get, head, delete, list, copy, and storage totals.
+//! Object operations: put, in-place version updates, delete, list, storage totals and the
+//! change-log history (GET and HEAD are in `read.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,12 +8,10 @@ use cairn_core::manifest::{Bucket, ObjectLockConfig, VersionManifest, Versioning
 use cairn_manifestserver::{HistoryState, ManifestError, TrimReport};
 
 use crate::client::{now_ms, Client};
-use crate::get::resolve_range;
 use crate::put::IngestLimits;
 use crate::{
-    version_label, BodyStream, ClientError, DeleteResult, GetResult, ListPage, ListQuery,
-    PutOptions, PutResult, RangeSpec, Stats, VersionSel, VersionsPage, VersionsQuery,
-    WriteCondition,
+    version_label, BodyStream, ClientError, DeleteResult, ListPage, ListQuery, PutOptions,
+    PutResult, Stats, VersionSel, VersionsPage, VersionsQuery, WriteCondition,
 };
 
 /// Largest single PUT (S3's limit).
@@ -169,63 +168,6 @@ impl Client {
         })
     }
 
-    /// The version a request names, or the S3 error for its absence.
-    pub(crate) async fn resolve_version(
-        &self,
-        bucket: &str,
-        key: &str,
-        version: &VersionSel,
-    ) -> Result<(Bucket, VersionManifest), ClientError> {
-        self.resolve_version_in(bucket, None, key, version).await
-    }
-
-    /// [`Client::resolve_version`] with the bucket's record when the caller has just read it
-    /// (the S3 gateway has, to authorize the request); otherwise the record and the version
-    /// are read at once (on a multi-node site each is a quorum read: one round trip, not two).
-    async fn resolve_version_in(
-        &self,
-        bucket: &str,
-        known: Option<&Bucket>,
-        key: &str,
-        version: &VersionSel,
-    ) -> Result<(Bucket, VersionManifest), ClientError> {
-        check_key(key)?;
-        let (bk, kk, sel) = (bucket.to_string(), key.to_string(), version.clone());
-        let read = self.blocking(move |i| {
-            Ok(match sel {
-                VersionSel::Current => match i.meta.current(&bk, &kk)? {
-                    Some(m) => Ok(m),
-                    None => Err(i.meta.head(&bk, &kk)?),
-                },
-                VersionSel::Null => i.meta.get_null_version(&bk, &kk)?.ok_or(None),
-                VersionSel::Id(v) => i.meta.get_version(&bk, &kk, v)?.ok_or(None),
-            })
-        });
-        let (b, found) = match known {
-            Some(b) => (b.clone(), read.await?),
-            None => {
-                let (b, found) = tokio::join!(self.head_bucket(bucket), read);
-                // A missing bucket is the answer, whatever the version read met.
-                (b?, found?)
-            }
-        };
-        match (found, version) {
-            (Ok(m), VersionSel::Current) => Ok((b, m)),
-            (Ok(m), _) if m.delete_marker => Err(ClientError::MethodNotAllowed {
-                version: version_label(&m),
-            }),
-            (Ok(m), _) => Ok((b, m)),
-            (Err(head), VersionSel::Current) => Err(ClientError::NoSuchKey {
-                key: key.to_string(),
-                delete_marker: head.filter(|h| h.delete_marker).map(|h| version_label(&h)),
-            }),
-            (Err(_), sel) => Err(ClientError::NoSuchVersion {
-                key: key.to_string(),
-                version: sel.label().unwrap_or_default(),
-            }),
-        }
-    }
-
     /// Changes a version's metadata in place (tags, ACL, retention, legal hold), as S3 does
     /// without making a new version. `change` sees the stored version under the store's write
     /// lock and may refuse with an error. Returns the bucket and the updated version.
@@ -248,65 +190,6 @@ impl Client {
                 version: version_label(&m),
             }),
         }
-    }
-
-    /// Streams an object (or a range of it).
-    pub async fn get_object(
-        &self,
-        bucket: &str,
-        key: &str,
-        version: &VersionSel,
-        range: Option<RangeSpec>,
-    ) -> Result<GetResult, ClientError> {
-        self.get_object_in(bucket, None, key, version, range).await
-    }
-
-    /// [`Client::get_object`] with the bucket's record, when the caller has just read it.
-    pub async fn get_object_in(
-        &self,
-        bucket: &str,
-        known: Option<&Bucket>,
-        key: &str,
-        version: &VersionSel,
-        range: Option<RangeSpec>,
-    ) -> Result<GetResult, ClientError> {
-        let (b, m) = self.resolve_version_in(bucket, known, key, version).await?;
-        let (start, end) = match range {
-            Some(r) => resolve_range(r, m.size)?,
-            None => (0, m.size),
-        };
-        let body = self.read_range(&m.content, start, end);
-        Ok(GetResult {
-            version_id: shown_version(&b, &m),
-            range: range.map(|_| (start, end)),
-            manifest: m,
-            body,
-        })
-    }
-
-    /// The version a GET would serve, without its body.
-    pub async fn head_object(
-        &self,
-        bucket: &str,
-        key: &str,
-        version: &VersionSel,
-    ) -> Result<PutResult, ClientError> {
-        self.head_object_in(bucket, None, key, version).await
-    }
-
-    /// [`Client::head_object`] with the bucket's record, when the caller has just read it.
-    pub async fn head_object_in(
-        &self,
-        bucket: &str,
-        known: Option<&Bucket>,
-        key: &str,
-        version: &VersionSel,
-    ) -> Result<PutResult, ClientError> {
-        let (b, m) = self.resolve_version_in(bucket, known, key, version).await?;
-        Ok(PutResult {
-            version_id: shown_version(&b, &m),
-            manifest: m,
-        })
     }
 
     /// Current: adds a delete marker (versioned or suspended bucket) or removes the object

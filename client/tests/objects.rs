@@ -256,9 +256,53 @@ async fn versioning_rules_follow_s3() {
         c.head_object("bkt", "k", &by_marker).await.err().unwrap(),
         ClientError::MethodNotAllowed { .. }
     ));
+    // One read finds the bucket and leaves the S3 answer for the version to the caller (the
+    // gateway decides access first); a missing bucket is the answer whatever the key.
+    let read = c
+        .read_object("bkt", "k", &VersionSel::Current)
+        .await
+        .unwrap();
+    assert_eq!(read.bucket.name, "bkt");
+    assert!(read.is_for("bkt", "k", &VersionSel::Current));
+    assert!(!read.is_for("bkt", "k", &by_marker) && !read.is_for("bkt", "j", &VersionSel::Current));
+    match read.manifest().err().unwrap() {
+        ClientError::NoSuchKey { delete_marker, .. } => {
+            assert_eq!(delete_marker, Some(marker.clone()))
+        }
+        e => panic!("{e:?}"),
+    }
+    let read = c.read_object("bkt", "k", &by_marker).await.unwrap();
+    assert!(matches!(
+        c.head_object_from(read).err().unwrap(),
+        ClientError::MethodNotAllowed { .. }
+    ));
+    let read = c
+        .read_object("bkt", "never", &VersionSel::Current)
+        .await
+        .unwrap();
+    assert!(matches!(
+        read.manifest().err().unwrap(),
+        ClientError::NoSuchKey {
+            delete_marker: None,
+            ..
+        }
+    ));
+    assert!(matches!(
+        c.read_object("nobkt", "k", &VersionSel::Current)
+            .await
+            .err()
+            .unwrap(),
+        ClientError::NoSuchBucket(_)
+    ));
     let old = VersionSel::parse(v1.version_id.as_deref()).unwrap();
     let g = c.get_object("bkt", "k", &old, None).await.unwrap();
     assert_eq!(read_all(g.body).await.unwrap(), b"v1");
+    let read = c.read_object("bkt", "k", &old).await.unwrap();
+    assert_eq!(read.manifest().unwrap().version, v1.manifest.version);
+    let g = c
+        .get_object_from(read, Some(RangeSpec::FromTo(1, None)))
+        .unwrap();
+    assert_eq!(read_all(g.body).await.unwrap(), b"1");
     // Removing the marker brings v2 back.
     c.delete_object("bkt", "k", &by_marker).await.unwrap();
     let g = c

@@ -1,6 +1,7 @@
 //! Who may do what: the per-request access decision behind the `S3Access` hook.
 //!
-//! Order of evaluation, for a request on a bucket (one bucket lookup per request):
+//! Order of evaluation, for a request on a bucket (one bucket lookup per request; for GetObject
+//! and HeadObject the same lookup reads the version too, see [`CheckedObject`]):
 //! 1. an explicit Deny in the bucket policy refuses, even for the owner (who may still manage
 //!    the policy, so a bad Deny cannot lock the owner out);
 //! 2. the bucket owner may do everything;
@@ -8,8 +9,8 @@
 //!    (list, get, head), write (put, delete, multipart) or owner (everything);
 //! 4. an Allow in the bucket policy;
 //! 5. the ACL: the bucket's for listings, writes and bucket ACL operations, the object's for
-//!    object reads and object ACL operations (the object is looked up only at this step; its
-//!    writer has full control over it);
+//!    object reads and object ACL operations (the object is looked up only at this step, unless
+//!    the first lookup read it; its writer has full control over it);
 //! 6. anything else is AccessDenied.
 //!
 //! Requests without a bucket (ListBuckets) and CreateBucket need a signed request. Copies also
@@ -18,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use cairn_client::{Bucket, ClientError, VersionSel};
+use cairn_client::{Bucket, ClientError, ObjectRead, VersionSel};
 use cairn_core::manifest::{Grant, Grantee, KeyGrant, Permission};
 use s3s::{s3_error, S3Error, S3Result};
 use tracing::error;
@@ -31,11 +32,52 @@ use crate::policy::{Decision, Policy, Resource};
 #[derive(Clone, Debug)]
 pub(crate) struct BucketOwner(pub(crate) String);
 
-/// The bucket record the access check read, left in the request's extensions so an operation
-/// that only reads (GET, HEAD) does not read it again: on a multi-node site each read of it is
-/// a quorum read, a network round trip.
+/// What the access check of a GetObject or HeadObject read — the bucket's record and the
+/// version named, in one read (on a multi-node site one quorum call: the bucket's replicas
+/// hold both) — left in the request's extensions so the operation serves it without reading
+/// metadata again.
 #[derive(Clone, Debug)]
-pub(crate) struct CheckedBucket(pub(crate) Bucket);
+pub(crate) struct CheckedObject(pub(crate) ObjectRead);
+
+/// What [`Authorizer::authorize`] read to decide.
+// One per request, moved on into the request's extensions: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Checked {
+    /// The bucket's record.
+    Bucket(Bucket),
+    /// The bucket's record and the version the request names (GetObject, HeadObject).
+    Object(ObjectRead),
+}
+
+impl Checked {
+    /// The bucket's record.
+    pub(crate) fn bucket(&self) -> &Bucket {
+        match self {
+            Checked::Bucket(b) => b,
+            Checked::Object(read) => &read.bucket,
+        }
+    }
+}
+
+/// The version of an object resource the ACL step looks at.
+#[derive(Clone, Copy)]
+enum ObjectVersion<'a> {
+    /// The one the request's `versionId` names (current if none), read at that step.
+    Named(Option<&'a str>),
+    /// Already read, with the bucket's record.
+    Read(&'a ObjectRead),
+}
+
+/// The key and version an operation serves that the access check reads with the bucket's
+/// record, at no extra cost: GetObject and HeadObject. `None` for other operations and for a
+/// malformed version id (the operation refuses it, after the access decision as before).
+fn served_object<'a>(req: &AccessRequest<'a>) -> Option<(&'a str, VersionSel)> {
+    if !matches!(req.op, "GetObject" | "HeadObject") {
+        return None;
+    }
+    let key = req.key?;
+    VersionSel::parse(req.version_id).ok().map(|sel| (key, sel))
+}
 
 /// Which kind of [`KeyGrant`] an operation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,30 +275,46 @@ impl Authorizer {
         }
     }
 
-    /// Allows or refuses `req`; on success returns the bucket's record.
-    pub(crate) async fn authorize(&self, req: &AccessRequest<'_>) -> S3Result<Bucket> {
-        let bucket = self
-            .client
-            .head_bucket(req.bucket)
-            .await
-            .map_err(client_error)?;
+    /// Allows or refuses `req`; on success returns what it read: the bucket's record, and for
+    /// GetObject and HeadObject the version named too, read at once (see [`CheckedObject`]).
+    pub(crate) async fn authorize(&self, req: &AccessRequest<'_>) -> S3Result<Checked> {
+        let checked = match served_object(req) {
+            Some((key, sel)) => match self.client.read_object(req.bucket, key, &sel).await {
+                Ok(read) => Checked::Object(read),
+                // Refused before anything is read: the operation reports it once access is
+                // decided, as for any operation.
+                Err(ClientError::KeyTooLong) => Checked::Bucket(self.bucket(req.bucket).await?),
+                Err(e) => return Err(client_error(e)),
+            },
+            None => Checked::Bucket(self.bucket(req.bucket).await?),
+        };
+        let (bucket, version) = match &checked {
+            Checked::Bucket(b) => (b, ObjectVersion::Named(req.version_id)),
+            Checked::Object(read) => (&read.bucket, ObjectVersion::Read(read)),
+        };
         let r = rule(req.op);
         let resource = match req.key {
             _ if r.batch => Resource::AnyObject(req.bucket),
             Some(key) => Resource::Object(req.bucket, key),
             None => Resource::Bucket(req.bucket),
         };
-        self.decide(&bucket, req.who, req.op, r, resource, req.version_id)
+        self.decide(bucket, req.who, req.op, r, resource, version)
             .await?;
         if r.copies {
             if let Some(source) = req.copy_source {
                 self.authorize_copy_source(req.who, source).await?;
             }
         }
-        Ok(bucket)
+        Ok(checked)
     }
 
-    /// The rules above for one operation on one resource of `bucket`.
+    /// A bucket's record (`NoSuchBucket` if there is none).
+    async fn bucket(&self, name: &str) -> S3Result<Bucket> {
+        self.client.head_bucket(name).await.map_err(client_error)
+    }
+
+    /// The rules above for one operation on one resource of `bucket` (`version`: of an object
+    /// resource).
     async fn decide(
         &self,
         bucket: &Bucket,
@@ -264,7 +322,7 @@ impl Authorizer {
         op: &str,
         r: OpRule,
         resource: Resource<'_>,
-        version_id: Option<&str>,
+        version: ObjectVersion<'_>,
     ) -> S3Result<()> {
         let is_owner = who == Some(bucket.owner.as_str());
         let decision = match self.policy(bucket) {
@@ -305,10 +363,18 @@ impl Authorizer {
         match (r.acl, resource) {
             (AclRule::Bucket(need), _) if acl_allows(&bucket.acl, who, need) => return Ok(()),
             (AclRule::Object(need), Resource::Object(b, key)) => {
-                let sel = VersionSel::parse(version_id).map_err(client_error)?;
-                match self.client.head_object(b, key, &sel).await {
-                    Ok(head) => {
-                        let m = &head.manifest;
+                let found = match version {
+                    ObjectVersion::Read(read) => read.manifest().cloned(),
+                    ObjectVersion::Named(version_id) => {
+                        let sel = VersionSel::parse(version_id).map_err(client_error)?;
+                        self.client
+                            .head_object(b, key, &sel)
+                            .await
+                            .map(|head| head.manifest)
+                    }
+                };
+                match found {
+                    Ok(m) => {
                         if who.is_some_and(|w| w == m.owner) || acl_allows(&m.acl, who, need) {
                             return Ok(());
                         }
@@ -364,7 +430,7 @@ impl Authorizer {
             "GetObject",
             r,
             Resource::Object(&bucket.name, key),
-            version,
+            ObjectVersion::Named(version),
         )
         .await
     }

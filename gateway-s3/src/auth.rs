@@ -15,7 +15,7 @@ use s3s::path::S3Path;
 use s3s::{s3_error, S3Request, S3Result};
 use tracing::error;
 
-use crate::access::{AccessRequest, Authorizer, BucketOwner, CheckedBucket};
+use crate::access::{AccessRequest, Authorizer, BucketOwner, Checked, CheckedObject};
 use crate::form::{self, tagging_query, FormHead, PostForm};
 use crate::S3Config;
 
@@ -171,10 +171,12 @@ impl S3Access for Access {
                 copy_source: copy_source.as_deref(),
             })
             .await?;
-        expect_owner(cx.headers(), &checked.owner)?;
-        cx.extensions_mut()
-            .insert(BucketOwner(checked.owner.clone()));
-        cx.extensions_mut().insert(CheckedBucket(checked));
+        let owner = checked.bucket().owner.clone();
+        expect_owner(cx.headers(), &owner)?;
+        cx.extensions_mut().insert(BucketOwner(owner));
+        if let Checked::Object(read) = checked {
+            cx.extensions_mut().insert(CheckedObject(read));
+        }
         Ok(())
     }
 
@@ -199,7 +201,8 @@ impl S3Access for Access {
                 copy_source: None,
             })
             .await?;
-        req.extensions.insert(BucketOwner(checked.owner));
+        req.extensions
+            .insert(BucketOwner(checked.bucket().owner.clone()));
         Ok(())
     }
 }

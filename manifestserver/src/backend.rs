@@ -13,6 +13,7 @@
 
 use cairn_core::manifest::{AccessKey, Bucket, Change, Part, Upload, VersionManifest};
 use cairn_core::VersionId;
+use serde::{Deserialize, Serialize};
 
 use crate::history::{HistoryState, TrimPolicy, TrimReport};
 use crate::{
@@ -22,6 +23,27 @@ use crate::{
 
 /// An in-place change of a record: it may refuse.
 pub type InPlace<'a, T> = &'a mut (dyn FnMut(&mut T) -> Result<(), ManifestError> + Send);
+
+/// Which version of a key [`ManifestBackend::read_object`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WantedVersion {
+    /// The newest version, delete markers included: the current object when it is not a
+    /// delete marker (S3 names the marker in its NoSuchKey answer when it is).
+    Newest,
+    /// The key's null version.
+    Null,
+    /// One version by id.
+    Id(VersionId),
+}
+
+/// What [`ManifestBackend::read_object`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectLookup {
+    /// The bucket's record; `None`: there is no such bucket.
+    pub bucket: Option<Bucket>,
+    /// The version asked for, if it exists.
+    pub version: Option<VersionManifest>,
+}
 
 /// A metadata store as the client library sees it (see [`ManifestStore`] for what each
 /// operation means).
@@ -69,6 +91,17 @@ pub trait ManifestBackend: Send + Sync + 'static {
         bucket: &str,
         key: &str,
     ) -> Result<Option<VersionManifest>, ManifestError>;
+    /// A bucket's record and one version of one of its keys, read together: what a GET or HEAD
+    /// needs. A multi-node backend asks the bucket's replicas once for both (they hold the
+    /// record and every version of the bucket), merging each as [`ManifestBackend::get_bucket`]
+    /// and [`ManifestBackend::head`], [`ManifestBackend::get_null_version`] or
+    /// [`ManifestBackend::get_version`] would.
+    fn read_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        wanted: WantedVersion,
+    ) -> Result<ObjectLookup, ManifestError>;
     /// Removes a version; with `lock_check = Some((now_ms, bypass_governance))` refuses one
     /// that object lock protects. Returns the removed version.
     fn remove_version(
@@ -264,6 +297,31 @@ impl ManifestBackend for ManifestStore {
         key: &str,
     ) -> Result<Option<VersionManifest>, ManifestError> {
         ManifestStore::get_null_version(self, bucket, key)
+    }
+    /// The bucket first (a missing bucket is the whole answer), then the version: the
+    /// current index's point lookup, and only when it has nothing the newest version (a
+    /// delete marker, or none).
+    fn read_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        wanted: WantedVersion,
+    ) -> Result<ObjectLookup, ManifestError> {
+        let Some(b) = ManifestStore::get_bucket(self, bucket)? else {
+            return Ok(ObjectLookup::default());
+        };
+        let version = match wanted {
+            WantedVersion::Newest => match ManifestStore::current(self, bucket, key)? {
+                Some(m) => Some(m),
+                None => ManifestStore::head(self, bucket, key)?,
+            },
+            WantedVersion::Null => ManifestStore::get_null_version(self, bucket, key)?,
+            WantedVersion::Id(v) => ManifestStore::get_version(self, bucket, key, v)?,
+        };
+        Ok(ObjectLookup {
+            bucket: Some(b),
+            version,
+        })
     }
     fn remove_version(
         &self,

@@ -23,7 +23,7 @@ mod store;
 mod uploads;
 mod versions;
 
-pub use backend::{InPlace, ManifestBackend};
+pub use backend::{InPlace, ManifestBackend, ObjectLookup, WantedVersion};
 pub use error::{ManifestError, Refusal};
 pub use history::{Consumer, HistoryState, TrimPolicy, TrimReport, MAX_CONSUMER_NAME};
 pub use list::{ListPage, ListQuery, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery};
@@ -32,7 +32,7 @@ pub use replicated::{
 };
 pub use rpc::{ManifestRequest, ManifestResponse, ManifestService, RemoteManifest, WriteCondition};
 pub use stamped::{
-    KeyState, Record, RecordId, StampCheck, StampedRecord, StampedWrite, WriteOutcome, MAX_STAMPED,
-    MAX_TOMBSTONES, TOMBSTONE,
+    KeyState, ObjectState, Record, RecordId, StampCheck, StampedRecord, StampedWrite, VersionState,
+    WriteOutcome, MAX_STAMPED, MAX_TOMBSTONES, TOMBSTONE,
 };
 pub use store::{ManifestConfig, ManifestStats, ManifestStore};

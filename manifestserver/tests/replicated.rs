@@ -17,8 +17,8 @@ use cairn_core::manifest::{
 use cairn_core::VersionId;
 use cairn_manifestserver::{
     ListQuery, ManifestBackend, ManifestConfig, ManifestError, ManifestReplicationConfig,
-    ManifestService, ManifestStore, Refusal, ReplicatedManifests, UploadsQuery, VersionsQuery,
-    WriteCondition,
+    ManifestService, ManifestStore, ObjectLookup, Refusal, ReplicatedManifests, UploadsQuery,
+    VersionsQuery, WantedVersion, WriteCondition,
 };
 use cairn_net::{Client, NetConfig, NodeIdentity, Server, SiteCa};
 use common::*;
@@ -505,6 +505,137 @@ async fn a_removal_while_a_node_is_down_is_never_resurrected() {
         for b in [&gw, &b1, &b3] {
             assert_eq!(head(b, "b", "k").await, Some(v1.clone()));
         }
+        site.stop().await;
+    })
+    .await
+}
+
+async fn read_object(
+    b: &Arc<ReplicatedManifests>,
+    bucket: &str,
+    key: &str,
+    wanted: WantedVersion,
+) -> ObjectLookup {
+    let (bucket, key) = (bucket.to_string(), key.to_string());
+    blocking(b, move |b| b.read_object(&bucket, &key, wanted))
+        .await
+        .unwrap()
+}
+
+/// A GET's one metadata read (`read_object`): the bucket's record and the version, one call to
+/// each of R replicas, merged as the separate reads merge them — a replica that missed the
+/// newest version and the bucket's new settings is outvoted and repaired, a removed version is
+/// never returned and its removal is pushed to a replica that missed it — and a missing bucket
+/// is no bucket whatever the key. A single store answers the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_read_gets_the_bucket_and_the_version_from_one_quorum_read() {
+    bounded(async {
+        let mut site = Site::start();
+        let gw = site.backend(None);
+        create(&gw, bucket("b", "AK")).await;
+        let v1 = VersionManifest {
+            null_version: true,
+            ..version("b", "k", 1, 1)
+        };
+        let v2 = version("b", "k", 2, 2);
+        for m in [&v1, &v2] {
+            assert!(apply(&gw, m).await);
+        }
+        eventually("both versions everywhere", || {
+            site.nodes
+                .iter()
+                .all(|n| n.has("b", "k", v1.version) && n.has("b", "k", v2.version))
+        })
+        .await;
+        let record = blocking(&gw, |b| b.get_bucket("b")).await.unwrap();
+        assert!(record.is_some());
+        let cases = [
+            ("k", WantedVersion::Newest, Some(&v2)),
+            ("k", WantedVersion::Null, Some(&v1)),
+            ("k", WantedVersion::Id(vid(1)), Some(&v1)),
+            ("k", WantedVersion::Id(vid(9)), None),
+            ("nope", WantedVersion::Newest, None),
+            ("nope", WantedVersion::Null, None),
+        ];
+        for (key, wanted, expected) in cases {
+            let want = ObjectLookup {
+                bucket: record.clone(),
+                version: expected.cloned(),
+            };
+            assert_eq!(
+                read_object(&gw, "b", key, wanted).await,
+                want,
+                "{key} {wanted:?}"
+            );
+            for n in &site.nodes {
+                let single = ManifestBackend::read_object(&*n.store, "b", key, wanted).unwrap();
+                assert_eq!(single, want, "{} {key} {wanted:?}", n.name);
+            }
+        }
+        for wanted in [WantedVersion::Newest, WantedVersion::Id(vid(1))] {
+            assert_eq!(
+                read_object(&gw, "none", "k", wanted).await,
+                ObjectLookup::default()
+            );
+            let single = ManifestBackend::read_object(&*site.nodes[0].store, "none", "k", wanted);
+            assert_eq!(single.unwrap(), ObjectLookup::default());
+        }
+        // A delete marker is the newest version: S3 names it in its NoSuchKey answer.
+        let marker = VersionManifest::delete_marker("b", "k", vid(3), Some(vid(2)), false, 3);
+        assert!(apply(&gw, &marker).await);
+        let got = read_object(&gw, "b", "k", WantedVersion::Newest).await;
+        assert_eq!(got.version, Some(marker.clone()));
+        let single =
+            ManifestBackend::read_object(&*site.nodes[0].store, "b", "k", WantedVersion::Newest);
+        assert_eq!(single.unwrap().version, Some(marker.clone()));
+
+        // While n3 is down: the bucket's settings change, a newer version comes, and the null
+        // version goes.
+        site.nodes[2].stop().await;
+        let updated = blocking(&gw, |b| {
+            b.update_bucket("b", &mut |b: &mut Bucket| {
+                b.tags.insert("t".into(), "1".into());
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+        let v4 = version("b", "k", 4, 4);
+        assert!(apply(&gw, &v4).await);
+        let removed = blocking(&gw, |b| b.remove_version("b", "k", vid(1), None))
+            .await
+            .unwrap();
+        assert_eq!(removed, Some(v1.clone()));
+        site.nodes[2].restart();
+        let n3 = site.nodes[2].store.clone();
+        assert!(n3.get_bucket("b").unwrap().unwrap().tags.is_empty());
+        assert!(
+            site.nodes[2].has("b", "k", v1.version),
+            "n3 missed the removal"
+        );
+
+        // n3's own backend asks n3 first and one other replica: the other's answers win.
+        let b3 = site.backend(Some(2));
+        let got = read_object(&b3, "b", "k", WantedVersion::Newest).await;
+        assert_eq!(got.bucket, Some(updated.clone()));
+        assert_eq!(got.version, Some(v4.clone()));
+        let got = read_object(&b3, "b", "k", WantedVersion::Null).await;
+        assert_eq!(got.version, None, "the removed null version");
+        let got = read_object(&b3, "b", "k", WantedVersion::Id(vid(1))).await;
+        assert_eq!(
+            got,
+            ObjectLookup {
+                bucket: Some(updated.clone()),
+                version: None
+            }
+        );
+        eventually("n3 repaired by the reads", || {
+            site.nodes[2].has("b", "k", v4.version)
+                && !site.nodes[2].has("b", "k", v1.version)
+                && n3.get_bucket("b").unwrap().as_ref() == Some(&updated)
+        })
+        .await;
+        assert!(n3.is_removed("b", "k", vid(1)).unwrap());
         site.stop().await;
     })
     .await

@@ -6,7 +6,7 @@ use cairn_core::manifest::{Content, VersionManifest};
 
 use crate::client::Client;
 use crate::objects::shown_version;
-use crate::{ClientError, GetResult, VersionSel};
+use crate::{ClientError, GetResult, ObjectRead, VersionSel};
 
 /// Reads the lengths of the `count` subtrees at `depth` below `root`, in order; `None` if the
 /// tree does not have exactly that shape.
@@ -89,7 +89,18 @@ impl Client {
         version: &VersionSel,
         number: u32,
     ) -> Result<(GetResult, Option<u32>), ClientError> {
-        let (b, m) = self.resolve_version(bucket, key, version).await?;
+        let read = self.read_object(bucket, key, version).await?;
+        self.get_object_part_from(read, number).await
+    }
+
+    /// [`Client::get_object_part`] of what `read` found: the version's metadata is not read
+    /// again (a multipart object's part lengths come from its tree).
+    pub async fn get_object_part_from(
+        &self,
+        read: ObjectRead,
+        number: u32,
+    ) -> Result<(GetResult, Option<u32>), ClientError> {
+        let (b, m) = read.into_version()?;
         let lens = self.part_lengths(&m).await?;
         let (start, end) = match (&lens, number) {
             (None, 1) => (0, m.size),

@@ -6,7 +6,7 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::{requester, Gateway};
-use crate::access::CheckedBucket;
+use crate::access::CheckedObject;
 use crate::convert::{
     body_length, checksum_request, content_range, etag, range_spec, raw_headers, request_body,
     request_md5, resolve_range, response_body, response_metadata, timestamp, upload_error,
@@ -188,19 +188,39 @@ fn invalid_part_number() -> s3s::S3Error {
     )
 }
 
+/// The bucket's record and the version GetObject or HeadObject serves: what the access check
+/// read, when it read this very object (it does for both operations), else one read now.
+async fn read_object(
+    gw: &Gateway,
+    checked: Option<CheckedObject>,
+    bucket: &str,
+    key: &str,
+    version: &cairn_client::VersionSel,
+) -> S3Result<cairn_client::ObjectRead> {
+    match checked {
+        Some(CheckedObject(read)) if read.is_for(bucket, key, version) => Ok(read),
+        _ => gw
+            .client
+            .read_object(bucket, key, version)
+            .await
+            .map_err(client_error),
+    }
+}
+
 /// GetObject: the version's bytes (or a range of them, 206) with its stored headers.
 pub(super) async fn get_object(
     gw: &Gateway,
-    req: S3Request<GetObjectInput>,
+    mut req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
-    let checked = req.extensions.get::<CheckedBucket>().map(|c| c.0.clone());
+    let checked = req.extensions.remove::<CheckedObject>();
     let input = req.input;
     let part = part_number(input.part_number, input.range.as_ref())?;
     let version = version_sel(input.version_id.as_deref())?;
+    let read = read_object(gw, checked, &input.bucket, &input.key, &version).await?;
     let (got, parts_count) = match part {
         Some(n) => gw
             .client
-            .get_object_part(&input.bucket, &input.key, &version, n)
+            .get_object_part_from(read, n)
             .await
             .map_err(|e| match e {
                 cairn_client::ClientError::InvalidRange { .. } => invalid_part_number(),
@@ -208,14 +228,7 @@ pub(super) async fn get_object(
             })?,
         None => (
             gw.client
-                .get_object_in(
-                    &input.bucket,
-                    checked.as_ref(),
-                    &input.key,
-                    &version,
-                    input.range.map(range_spec),
-                )
-                .await
+                .get_object_from(read, input.range.map(range_spec))
                 .map_err(client_error)?,
             None,
         ),
@@ -281,17 +294,14 @@ pub(super) async fn get_object(
 /// GET of them would.
 pub(super) async fn head_object(
     gw: &Gateway,
-    req: S3Request<HeadObjectInput>,
+    mut req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
-    let checked = req.extensions.get::<CheckedBucket>().map(|c| c.0.clone());
+    let checked = req.extensions.remove::<CheckedObject>();
     let input = req.input;
     let part = part_number(input.part_number, input.range.as_ref())?;
     let version = version_sel(input.version_id.as_deref())?;
-    let head = gw
-        .client
-        .head_object_in(&input.bucket, checked.as_ref(), &input.key, &version)
-        .await
-        .map_err(client_error)?;
+    let read = read_object(gw, checked, &input.bucket, &input.key, &version).await?;
+    let head = gw.client.head_object_from(read).map_err(client_error)?;
     let m = &head.manifest;
     Conditions {
         if_match: input.if_match,

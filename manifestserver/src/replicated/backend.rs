@@ -178,6 +178,15 @@ impl ManifestBackend for ReplicatedManifests {
         self.read_newest(bucket, key, true)
     }
 
+    fn read_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        wanted: WantedVersion,
+    ) -> Result<ObjectLookup, ManifestError> {
+        self.object_read(bucket, key, wanted)
+    }
+
     fn remove_version(
         &self,
         bucket: &str,

@@ -434,12 +434,26 @@ impl Shared {
                 }
             })
             .await?;
+        let winner = self.settle_record(order, current, &answers, repair)?;
+        Ok((winner, answers))
+    }
+
+    /// The winner among the answers of a record read (greatest stamp, see
+    /// [`StampedRecord::rank`]); with `repair`, it is sent to the current replicas (the first
+    /// `current` of `order`) whose answer differs.
+    pub(super) fn settle_record(
+        self: &Arc<Self>,
+        order: &[Arc<Node>],
+        current: usize,
+        answers: &[(usize, StampedRecord)],
+        repair: bool,
+    ) -> Result<StampedRecord, ManifestError> {
         let winner = answers
             .iter()
             .map(|(_, a)| a)
             .max_by_key(|a| a.rank())
             .cloned()
-            .expect("ask returns at least one answer");
+            .ok_or_else(|| ManifestError::Invalid("a read settled without an answer".into()))?;
         if repair && winner.rank().1 {
             for (i, a) in answers.iter().filter(|(i, _)| *i < current) {
                 if a.stamp != winner.stamp
@@ -450,6 +464,33 @@ impl Shared {
                 }
             }
         }
-        Ok((winner, answers))
+        Ok(winner)
+    }
+
+    /// One replica's view of a bucket's record and of one version of one of its keys (a
+    /// [`ManifestRequest::ReadObject`]), checked to be of the kind `wanted` asks for.
+    pub(super) async fn read_object_on(
+        &self,
+        node: &Node,
+        bucket: &str,
+        key: &str,
+        wanted: WantedVersion,
+    ) -> Result<ObjectState, ManifestError> {
+        let req = ManifestRequest::ReadObject {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version: wanted,
+        };
+        match self.call(node, req).await? {
+            ManifestResponse::ObjectState(s) => match (&s.version, wanted) {
+                (VersionState::Key(_), WantedVersion::Newest | WantedVersion::Null)
+                | (VersionState::Record(_), WantedVersion::Id(_)) => Ok(*s),
+                _ => Err(unexpected(
+                    "an object read",
+                    &ManifestResponse::ObjectState(s),
+                )),
+            },
+            other => Err(unexpected("an object read", &other)),
+        }
     }
 }

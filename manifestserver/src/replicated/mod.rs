@@ -25,6 +25,12 @@
 //! (below). A store error every answering replica agrees on (say `NoSuchBucket`) comes back as
 //! itself.
 //!
+//! A GET needs the bucket's record and a version, which live on the same replicas:
+//! `read_object` asks each of the R replicas for both in one call
+//! ([`ManifestRequest::ReadObject`]) and settles the record as `get_bucket` does and the version
+//! as `head`, `get_null_version` or `get_version` do (read repair included): one call per
+//! replica asked instead of two.
+//!
 //! # Convergence (see also `crate::stamped`)
 //!
 //! - **Versions are immutable** and totally ordered by [`VersionId`]: applying one is
@@ -101,13 +107,13 @@
 //! does for chunks): a bucket's (or access key's) new replicas may hold nothing yet. Until
 //! [`ReplicatedManifests::forget_previous_map`] (or the next map change), every read — single
 //! records (`get_bucket`, `get_version`, `get_upload`, `get_key`), newest-version reads
-//! (`head`, `current`, `get_null_version`), `list_parts` and the three listings above — asks R
-//! of the current replicas as before and, at the same time, every replica of the previous map
-//! that is not a current one; their answers are merged the same way, and those that fail are
-//! left out (they do not count towards R). Read repair goes to current replicas only. The cost
-//! is up to n more calls per read, and, in listings, keys written since the change are
-//! disputed (the previous replicas lack them) and resolved one key read each. Writes, checked
-//! operations, in-place updates and anti-entropy use the current map only.
+//! (`head`, `current`, `get_null_version`), `read_object`, `list_parts` and the three listings
+//! above — asks R of the current replicas as before and, at the same time, every replica of the
+//! previous map that is not a current one; their answers are merged the same way, and those
+//! that fail are left out (they do not count towards R). Read repair goes to current replicas
+//! only. The cost is up to n more calls per read, and, in listings, keys written since the
+//! change are disputed (the previous replicas lack them) and resolved one key read each.
+//! Writes, checked operations, in-place updates and anti-entropy use the current map only.
 //!
 //! The previous map is forgotten once every manifest node of the current map has caught up
 //! under it: an anti-entropy pass that read every peer's bucket records and access keys, filled
@@ -179,12 +185,13 @@ use crate::error::Refusal;
 use crate::history::{HistoryState, TrimReport};
 use crate::rpc::{self, MAX_LIST};
 use crate::stamped::{
-    KeyState, Record, RecordId, StampCheck, StampedRecord, StampedWrite, WriteOutcome, TOMBSTONE,
+    KeyState, ObjectState, Record, RecordId, StampCheck, StampedRecord, StampedWrite, VersionState,
+    WriteOutcome, TOMBSTONE,
 };
 use crate::{
     InPlace, ListPage, ListQuery, ManifestBackend, ManifestError, ManifestRequest,
-    ManifestResponse, ManifestStats, ManifestStore, RemoteManifest, UploadsPage, UploadsQuery,
-    VersionsPage, VersionsQuery, WriteCondition,
+    ManifestResponse, ManifestStats, ManifestStore, ObjectLookup, RemoteManifest, UploadsPage,
+    UploadsQuery, VersionsPage, VersionsQuery, WantedVersion, WriteCondition,
 };
 
 mod ae_uploads;

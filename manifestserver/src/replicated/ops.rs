@@ -142,6 +142,59 @@ impl ReplicatedManifests {
         self.block_on(self.shared.newest(&set, state.r, bucket, key, null))
     }
 
+    /// A bucket's record and one version of one of its keys from one read of R current
+    /// replicas and the previous-only ones (each answers both: a bucket's replicas hold its
+    /// record and its versions). The record is settled as [`ReplicatedManifests::read_record`]
+    /// settles it, the version as `get_version` (by id) or [`ReplicatedManifests::read_newest`]
+    /// (newest, null) do, read repair included.
+    pub(super) fn object_read(
+        &self,
+        bucket: &str,
+        key: &str,
+        wanted: WantedVersion,
+    ) -> Result<ObjectLookup, ManifestError> {
+        let state = self.state();
+        let set = state.bucket_read_set(bucket)?;
+        let shared = &self.shared;
+        self.block_on(async {
+            let (b, k) = (bucket.to_string(), key.to_string());
+            let answers = shared
+                .ask_read("a read", &set, state.r, move |shared, node| {
+                    let (b, k) = (b.clone(), k.clone());
+                    async move { shared.read_object_on(&node, &b, &k, wanted).await }
+                })
+                .await?;
+            let mut records = Vec::with_capacity(answers.len());
+            let mut versions = Vec::new();
+            let mut newest = Vec::new();
+            for (i, answer) in answers {
+                records.push((i, answer.bucket));
+                match answer.version {
+                    VersionState::Record(v) => versions.push((i, v)),
+                    VersionState::Key(s) => newest.push((i, s)),
+                }
+            }
+            let record = shared.settle_record(&set.order, set.current, &records, true)?;
+            let version = match wanted {
+                WantedVersion::Id(_) => shared
+                    .settle_record(&set.order, set.current, &versions, true)?
+                    .record
+                    .map(as_version)
+                    .transpose()?,
+                WantedVersion::Newest | WantedVersion::Null => {
+                    let null = wanted == WantedVersion::Null;
+                    shared
+                        .settle_newest(&set, bucket, key, null, newest)
+                        .await?
+                }
+            };
+            Ok(ObjectLookup {
+                bucket: record.record.map(as_bucket).transpose()?,
+                version,
+            })
+        })
+    }
+
     /// Every bucket record (`keys` false) or access key on any manifest node, greatest stamp
     /// per name, deleted ones left out.
     pub(super) fn list_everywhere(&self, keys: bool) -> Result<Vec<Record>, ManifestError> {
@@ -239,15 +292,30 @@ impl Shared {
         key: &str,
         null: bool,
     ) -> Result<Option<VersionManifest>, ManifestError> {
-        let shared = self;
-        let order = &set.order;
         let (b, k) = (bucket.to_string(), key.to_string());
-        let mut answers = shared
+        let answers = self
             .ask_read("a read", set, r, move |shared, node| {
                 let (b, k) = (b.clone(), k.clone());
                 async move { shared.read_key(&node, &b, &k, null).await }
             })
             .await?;
+        self.settle_newest(set, bucket, key, null, answers).await
+    }
+
+    /// The winner among the answers of a newest-version read (see [`Shared::newest`]): never
+    /// a version an answering replica removed (the removal is pushed to replicas that still
+    /// hold it, which are then asked again, up to three rounds), else the greatest version id;
+    /// it is sent to current replicas that lack it.
+    pub(super) async fn settle_newest(
+        self: &Arc<Self>,
+        set: &ReadSet,
+        bucket: &str,
+        key: &str,
+        null: bool,
+        mut answers: Vec<(usize, KeyState)>,
+    ) -> Result<Option<VersionManifest>, ManifestError> {
+        let shared = self;
+        let order = &set.order;
         let mut removed: HashSet<VersionId> = HashSet::new();
         for round in 0..4 {
             removed.extend(

@@ -10,9 +10,10 @@
 //! that an older copy elsewhere does not bring it back. Records written by the plain store
 //! methods (single-node use) have no stamp entry: their stamp is 0 ([`VersionId::MIN`]).
 //!
-//! [`ManifestStore::get_stamped`], [`ManifestStore::put_stamped`], [`ManifestStore::read_key`]
-//! and the stamped listings are what [`crate::ReplicatedManifests`] calls on each replica
-//! (through the manifest service, or directly for this node's store).
+//! [`ManifestStore::get_stamped`], [`ManifestStore::put_stamped`], [`ManifestStore::read_key`],
+//! [`ManifestStore::read_object_stamped`] and the stamped listings are what
+//! [`crate::ReplicatedManifests`] calls on each replica (through the manifest service, or
+//! directly for this node's store).
 
 use cairn_core::format::Versioned;
 use cairn_core::manifest::{AccessKey, Bucket, Part, Upload, VersionManifest};
@@ -25,7 +26,7 @@ use crate::db::{
 };
 use crate::error::Refusal;
 use crate::keys;
-use crate::{ManifestError, ManifestStore};
+use crate::{ManifestError, ManifestStore, WantedVersion};
 
 mod store;
 #[cfg(test)]
@@ -198,6 +199,29 @@ pub struct KeyState {
     /// Tombstoned version ids of the key newer than `found` (all of them when `found` is
     /// `None`), newest first, at most [`MAX_TOMBSTONES`].
     pub tombstones: Vec<VersionId>,
+}
+
+/// One replica's answer to a read of an object ([`ManifestStore::read_object_stamped`]): the
+/// bucket's record and the version asked for, each as the replica holds it, so the reader
+/// merges each the way it merges a read of it alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectState {
+    /// The bucket's record with its stamp.
+    pub bucket: StampedRecord,
+    /// The version.
+    pub version: VersionState,
+}
+
+/// The version part of an [`ObjectState`].
+// One per answer, only while it is decoded and merged: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VersionState {
+    /// The newest or the null version, with the key's tombstones
+    /// ([`crate::WantedVersion::Newest`], [`crate::WantedVersion::Null`]).
+    Key(KeyState),
+    /// One version by id, with its stamp ([`crate::WantedVersion::Id`]).
+    Record(StampedRecord),
 }
 
 impl Default for WriteOutcome {

@@ -517,6 +517,35 @@ impl ManifestStore {
         })
     }
 
+    /// This store's view of a bucket's record and of one version of one of its keys (see
+    /// [`ObjectState`]): [`ManifestStore::get_stamped`] of the bucket, then
+    /// [`ManifestStore::read_key`] for the newest or the null version, or
+    /// [`ManifestStore::get_stamped`] of the version by id.
+    pub fn read_object_stamped(
+        &self,
+        bucket: &str,
+        key: &str,
+        wanted: WantedVersion,
+    ) -> Result<ObjectState, ManifestError> {
+        keys::check_key(key)?;
+        let record = self.get_stamped(&RecordId::Bucket(bucket.to_string()))?;
+        let version = match wanted {
+            WantedVersion::Newest => VersionState::Key(self.read_key(bucket, key, false)?),
+            WantedVersion::Null => VersionState::Key(self.read_key(bucket, key, true)?),
+            WantedVersion::Id(version) => {
+                VersionState::Record(self.get_stamped(&RecordId::Version {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    version,
+                })?)
+            }
+        };
+        Ok(ObjectState {
+            bucket: record,
+            version,
+        })
+    }
+
     /// Bucket records (`keys` false) or access keys (`keys` true) named strictly after
     /// `after`, with their stamps, deleted ones included (as tombstones): at most `max`, and
     /// whether more follow.
