@@ -149,19 +149,20 @@ impl Client {
             )
             .map_err(|e| ClientError::InvalidRequest(e.into()))?;
         }
-        let (b, k) = (m.bucket.clone(), m.key.clone());
-        let prev = self.blocking(move |i| Ok(i.meta.head(&b, &k)?)).await?;
-        m.parent = prev.as_ref().map(|p| p.version);
-        m.version = self.inner.hlc.tick_after(m.parent);
         m.null_version = bucket.versioning != Versioning::Enabled;
-        let applied = m.clone();
-        self.blocking(move |i| {
-            i.meta
-                .apply_when(&applied, upload_id.as_deref(), condition.as_ref())?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| self.note_error(e))?;
+        // Reading the key's newest version, naming this one after it and applying it in one
+        // trip to the blocking pool: a small PUT is mostly thread hand-offs otherwise.
+        let m = self
+            .blocking(move |i| {
+                let prev = i.meta.head(&m.bucket, &m.key)?;
+                m.parent = prev.as_ref().map(|p| p.version);
+                m.version = i.hlc.tick_after(m.parent);
+                i.meta
+                    .apply_when(&m, upload_id.as_deref(), condition.as_ref())?;
+                Ok(m)
+            })
+            .await
+            .map_err(|e| self.note_error(e))?;
         Ok(PutResult {
             version_id: shown_version(bucket, &m),
             manifest: m,
