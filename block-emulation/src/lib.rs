@@ -1,0 +1,10 @@
+//! Block volumes on the object store, and the front ends that serve them.
+//!
+//! A volume is a versioned object in a reserved bucket: its content is the extent tree of its
+//! newest committed version, cut in fixed, aligned extents. One controller task per open volume
+//! owns its write-back buffer and its commits ([`volume`]). Front ends see a volume as a
+//! [`BlockDevice`] ([`device`]): the NBD server ([`nbd`]) today, the iSCSI target later.
+
+pub mod device;
+
+pub use device::{Allocation, BlockDevice, BlockError, Exports};
