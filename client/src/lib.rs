@@ -6,6 +6,7 @@
 //! parallel off the async executor, stores every chunk (and tree node) durably, and only then
 //! applies the manifest: a visible version is always fully readable (invariant I2).
 
+mod blocks;
 mod buckets;
 mod checksum;
 mod client;
@@ -23,6 +24,7 @@ mod read;
 mod scrub;
 mod types;
 
+pub use blocks::{tree_etag, TreeRun};
 pub use checksum::{checksum_of, decode as decode_checksum, ChecksumAlgorithm};
 pub use client::{now_ms, Client};
 pub use copy::{CopyOptions, PartCopyResult};

@@ -119,6 +119,16 @@ impl Client {
         self.commit(bucket, m, None, None).await
     }
 
+    /// Like [`Client::commit_version`], if `condition` holds.
+    pub(crate) async fn commit_if(
+        &self,
+        bucket: &Bucket,
+        m: VersionManifest,
+        condition: Option<WriteCondition>,
+    ) -> Result<PutResult, ClientError> {
+        self.commit(bucket, m, None, condition).await
+    }
+
     /// Like [`Client::commit_version`], also removing upload `upload_id` in the same batch, if
     /// `condition` holds.
     pub(crate) async fn commit_upload(

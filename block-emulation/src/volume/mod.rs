@@ -1,0 +1,382 @@
+//! Volumes: named, thin block devices stored as objects.
+//!
+//! Volume `NAME` is the object `volumes/NAME` in the reserved bucket [`VOLUME_BUCKET`] (owned
+//! by no access key, so S3 users neither list nor reach it). The object's content is the
+//! volume's extent tree: a new volume is one zeros leaf of its size (nothing stored), and
+//! every commit splices the written extents in copy-on-write, so a version shares every
+//! untouched node with the one before. The bucket is unversioned: each commit replaces the
+//! previous version, whose unshared nodes and chunks GC then collects, so a volume that
+//! commits every millisecond does not grow a version list. Its block size and extent size are
+//! the object's metadata.
+
+mod controller;
+mod overlay;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use cairn_client::{
+    Client, ClientError, ListQuery, PutResult, VersionManifest, VersionSel, WriteCondition,
+};
+use cairn_core::extent::{Child, Leaf, TreeBuilder};
+use tokio::sync::{watch, Mutex};
+
+pub use controller::{Volume, VolumeConfig, VolumeStats, MAX_IO};
+
+use crate::device::{BlockDevice, BlockError, Exports};
+
+/// The bucket that holds every volume.
+pub const VOLUME_BUCKET: &str = "cairn-volumes";
+/// Its owner: no access key has this id.
+const VOLUME_OWNER: &str = "cairn-system";
+/// Key prefix of volume heads.
+const HEAD_PREFIX: &str = "volumes/";
+/// Default extent size: the unit a volume's writes are stored in.
+pub const DEFAULT_EXTENT_SIZE: u32 = 64 << 10;
+/// Largest volume (8 EiB would overflow offsets; S3's object limit is not a block limit).
+pub const MAX_VOLUME_SIZE: u64 = 1 << 60;
+const META_BLOCK_SIZE: &str = "cairn-volume-block-size";
+const META_EXTENT_SIZE: &str = "cairn-volume-extent-size";
+
+/// A volume management request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// No volume of that name.
+    #[error("no volume named {0:?}; `cairn volume list` shows the volumes")]
+    NotFound(String),
+    /// The name is taken.
+    #[error("a volume named {0:?} exists already")]
+    Exists(String),
+    /// A bad name, size or setting.
+    #[error("{0}")]
+    Invalid(String),
+    /// The volume is open (served to a client) and the request needs it closed.
+    #[error("volume {0:?} is in use; disconnect its clients first")]
+    InUse(String),
+    /// The volume's controller refused or failed the request.
+    #[error(transparent)]
+    Device(#[from] BlockError),
+    /// The store failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// What `cairn volume info` shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeInfo {
+    /// Name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Logical block size (512 or 4096).
+    pub block_size: u32,
+    /// Extent size: writes are stored in aligned pieces of this size.
+    pub extent_size: u32,
+    /// When the newest version was committed (unix ms).
+    pub committed_ms: u64,
+}
+
+/// A valid volume name: 1-64 characters of `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
+pub fn valid_volume_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn head_key(name: &str) -> String {
+    format!("{HEAD_PREFIX}{name}")
+}
+
+/// A live controller, or one still committing after its last handle went.
+struct Open {
+    volume: Weak<Volume>,
+    exited: watch::Receiver<bool>,
+}
+
+/// Every volume of a site, and the controllers of the open ones.
+pub struct Volumes {
+    client: Client,
+    config: VolumeConfig,
+    open: Mutex<HashMap<String, Open>>,
+}
+
+impl Volumes {
+    /// Volumes on the site `client` reaches.
+    pub fn new(client: Client, config: VolumeConfig) -> Volumes {
+        Volumes {
+            client,
+            config,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn ensure_bucket(&self) -> Result<(), VolumeError> {
+        match self.client.head_bucket(VOLUME_BUCKET).await {
+            Ok(_) => Ok(()),
+            Err(ClientError::NoSuchBucket(_)) => {
+                match self.client.create_bucket(VOLUME_BUCKET, VOLUME_OWNER).await {
+                    Ok(_) | Err(ClientError::BucketAlreadyOwnedByYou(_)) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates an empty (all zeros, nothing stored) volume.
+    pub async fn create(
+        &self,
+        name: &str,
+        size: u64,
+        block_size: u32,
+        extent_size: u32,
+    ) -> Result<VolumeInfo, VolumeError> {
+        if !valid_volume_name(name) {
+            return Err(VolumeError::Invalid(format!(
+                "invalid volume name {name:?}: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
+            )));
+        }
+        if !matches!(block_size, 512 | 4096) {
+            return Err(VolumeError::Invalid(format!(
+                "block size {block_size} is not supported: use 512 or 4096"
+            )));
+        }
+        if !extent_size.is_power_of_two()
+            || extent_size < block_size.max(4096)
+            || extent_size > (4 << 20)
+        {
+            return Err(VolumeError::Invalid(format!(
+                "extent size {extent_size} must be a power of two from the block size (at least 4 KiB) to 4 MiB"
+            )));
+        }
+        check_size(size, block_size)?;
+        self.ensure_bucket().await?;
+        let mut b = TreeBuilder::new();
+        b.push_leaf(&self.client, Leaf::zeros(size)).await?;
+        let root = b
+            .finish(&self.client)
+            .await?
+            .ok_or_else(|| VolumeError::Invalid("a volume needs a size".into()))?;
+        let meta = BTreeMap::from([
+            (META_BLOCK_SIZE.to_string(), block_size.to_string()),
+            (META_EXTENT_SIZE.to_string(), extent_size.to_string()),
+        ]);
+        let put = self
+            .client
+            .put_tree(
+                VOLUME_BUCKET,
+                &head_key(name),
+                root,
+                meta,
+                Some(WriteCondition::IfNoneMatchAny),
+            )
+            .await
+            .map_err(|e| match e {
+                ClientError::PreconditionFailed => VolumeError::Exists(name.to_string()),
+                e => e.into(),
+            })?;
+        info_of(name, &put.manifest)
+    }
+
+    async fn head(&self, name: &str) -> Result<PutResult, VolumeError> {
+        if !valid_volume_name(name) {
+            return Err(VolumeError::NotFound(name.to_string()));
+        }
+        match self
+            .client
+            .head_object(VOLUME_BUCKET, &head_key(name), &VersionSel::Current)
+            .await
+        {
+            Ok(p) => Ok(p),
+            Err(ClientError::NoSuchKey { .. } | ClientError::NoSuchBucket(_)) => {
+                Err(VolumeError::NotFound(name.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A volume's settings and size as last committed.
+    pub async fn info(&self, name: &str) -> Result<VolumeInfo, VolumeError> {
+        info_of(name, &self.head(name).await?.manifest)
+    }
+
+    /// Every volume, by name.
+    pub async fn list(&self) -> Result<Vec<VolumeInfo>, VolumeError> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let q = ListQuery {
+                prefix: HEAD_PREFIX.to_string(),
+                delimiter: None,
+                start_after: after.take(),
+                max_keys: 1000,
+            };
+            let page = match self.client.list_objects(VOLUME_BUCKET, &q).await {
+                Ok(p) => p,
+                Err(ClientError::NoSuchBucket(_)) => return Ok(out),
+                Err(e) => return Err(e.into()),
+            };
+            for m in &page.objects {
+                let name = m.key.trim_start_matches(HEAD_PREFIX);
+                out.push(info_of(name, m)?);
+            }
+            if !page.is_truncated {
+                return Ok(out);
+            }
+            after = page.next_marker;
+        }
+    }
+
+    /// Opens a volume for I/O: the running controller if the volume is open already, else a
+    /// new one (after a previous one has finished its last commit).
+    pub async fn open(&self, name: &str) -> Result<Arc<Volume>, VolumeError> {
+        let mut open = self.open.lock().await;
+        if let Some(o) = open.get_mut(name) {
+            if let Some(v) = o.volume.upgrade() {
+                return Ok(v);
+            }
+            // The last handle went; wait for that controller to commit and end, so two never
+            // write the same volume.
+            let mut exited = o.exited.clone();
+            let _ = exited.wait_for(|done| *done).await;
+            open.remove(name);
+        }
+        let head = self.head(name).await?.manifest;
+        let info = info_of(name, &head)?;
+        let root = tree_root(&head)?;
+        let start = controller::Start {
+            name: name.to_string(),
+            key: head_key(name),
+            block_size: info.block_size,
+            extent_size: info.extent_size,
+            root,
+            etag: head.etag.clone(),
+            meta: head.user_metadata.clone(),
+        };
+        let (volume, exited) = controller::spawn(self.client.clone(), start, self.config.clone());
+        open.insert(
+            name.to_string(),
+            Open {
+                volume: Arc::downgrade(&volume),
+                exited,
+            },
+        );
+        Ok(volume)
+    }
+
+    /// Whether the volume has a live controller.
+    async fn is_open(&self, name: &str) -> bool {
+        let open = self.open.lock().await;
+        open.get(name)
+            .is_some_and(|o| o.volume.strong_count() > 0 || !*o.exited.borrow())
+    }
+
+    /// Grows a volume to `size` bytes; shrinking (which drops the data past the new end) needs
+    /// `force`. An open volume is resized through its controller.
+    pub async fn resize(
+        &self,
+        name: &str,
+        size: u64,
+        force: bool,
+    ) -> Result<VolumeInfo, VolumeError> {
+        let info = self.info(name).await?;
+        check_size(size, info.block_size)?;
+        if size < info.size && !force {
+            return Err(VolumeError::Invalid(format!(
+                "shrinking {name} from {} to {size} bytes drops the data past the new end; pass --force to do it",
+                info.size
+            )));
+        }
+        if size == info.size {
+            return Ok(info);
+        }
+        let volume = self.open(name).await?;
+        volume.resize(size).await?;
+        drop(volume);
+        self.info(name).await
+    }
+
+    /// Deletes a volume that no client has open. Its chunks go at the next GC pass.
+    pub async fn delete(&self, name: &str) -> Result<(), VolumeError> {
+        self.head(name).await?;
+        if self.is_open(name).await {
+            return Err(VolumeError::InUse(name.to_string()));
+        }
+        self.client
+            .delete_object(VOLUME_BUCKET, &head_key(name), &VersionSel::Current)
+            .await?;
+        Ok(())
+    }
+}
+
+fn check_size(size: u64, block_size: u32) -> Result<(), VolumeError> {
+    if size == 0 || !size.is_multiple_of(u64::from(block_size)) || size > MAX_VOLUME_SIZE {
+        return Err(VolumeError::Invalid(format!(
+            "size {size} must be a non-zero multiple of the block size ({block_size}) up to {MAX_VOLUME_SIZE} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn tree_root(m: &VersionManifest) -> Result<Child, VolumeError> {
+    m.content.tree().ok_or_else(|| {
+        VolumeError::Client(ClientError::Corrupt(format!(
+            "volume object {} has no extent tree",
+            m.key
+        )))
+    })
+}
+
+fn info_of(name: &str, m: &VersionManifest) -> Result<VolumeInfo, VolumeError> {
+    let num = |k: &str| -> Result<u32, VolumeError> {
+        m.user_metadata
+            .get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                VolumeError::Client(ClientError::Corrupt(format!(
+                    "volume {name} lacks a valid {k}"
+                )))
+            })
+    };
+    Ok(VolumeInfo {
+        name: name.to_string(),
+        size: m.size,
+        block_size: num(META_BLOCK_SIZE)?,
+        extent_size: num(META_EXTENT_SIZE)?,
+        committed_ms: m.mtime_ms,
+    })
+}
+
+fn device_error(e: VolumeError) -> BlockError {
+    match e {
+        VolumeError::NotFound(n) => BlockError::NotFound(n),
+        VolumeError::Device(d) => d,
+        e => BlockError::Io(e.to_string()),
+    }
+}
+
+#[async_trait]
+impl Exports for Volumes {
+    async fn open(&self, name: &str) -> Result<Arc<dyn BlockDevice>, BlockError> {
+        let v: Arc<dyn BlockDevice> = Volumes::open(self, name).await.map_err(device_error)?;
+        Ok(v)
+    }
+
+    async fn list(&self) -> Result<Vec<(String, String)>, BlockError> {
+        Ok(Volumes::list(self)
+            .await
+            .map_err(device_error)?
+            .into_iter()
+            .map(|v| {
+                let desc = format!("{} bytes, {}-byte blocks", v.size, v.block_size);
+                (v.name, desc)
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,342 @@
+//! Volumes on a real single-node store (RocksDB in a temporary dir), driven through the same
+//! `BlockDevice` interface the NBD server uses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_block::volume::{DEFAULT_EXTENT_SIZE, VOLUME_BUCKET};
+use cairn_block::{Allocation, BlockDevice, BlockError, VolumeConfig, VolumeError, Volumes};
+use cairn_client::Client;
+use rand::{Rng, SeedableRng};
+
+const MIB: u64 = 1 << 20;
+
+fn site() -> (tempfile::TempDir, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open_dir(dir.path()).unwrap();
+    (dir, client)
+}
+
+/// A config whose timer never commits during a test, so commits happen only on flush.
+fn manual() -> VolumeConfig {
+    VolumeConfig {
+        commit_interval: Duration::from_secs(3600),
+        ..VolumeConfig::default()
+    }
+}
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(120), f)
+        .await
+        .expect("the test finishes within its bound")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_are_created_listed_described_and_deleted() {
+    bounded(async {
+        let (_d, client) = site();
+        let vols = Volumes::new(client.clone(), manual());
+        assert!(vols.list().await.unwrap().is_empty());
+        let a = vols
+            .create("alpha", 10 << 30, 4096, DEFAULT_EXTENT_SIZE)
+            .await
+            .unwrap();
+        assert_eq!(
+            (a.size, a.block_size, a.extent_size),
+            (10 << 30, 4096, 65536)
+        );
+        vols.create("beta", MIB, 512, 4096).await.unwrap();
+        let names: Vec<_> = vols
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        assert_eq!(names, ["alpha", "beta"]);
+        assert!(matches!(
+            vols.create("alpha", MIB, 4096, DEFAULT_EXTENT_SIZE).await,
+            Err(VolumeError::Exists(_))
+        ));
+        for (name, size, bs, ext) in [
+            ("", MIB, 4096, 65536),
+            ("-x", MIB, 4096, 65536),
+            ("a/b", MIB, 4096, 65536),
+            ("ok", 0, 4096, 65536),
+            ("ok", 1000, 4096, 65536),
+            ("ok", MIB, 1024, 65536),
+            ("ok", MIB, 4096, 3000),
+            ("ok", MIB, 4096, 8 << 20),
+        ] {
+            assert!(
+                matches!(
+                    vols.create(name, size, bs, ext).await,
+                    Err(VolumeError::Invalid(_))
+                ),
+                "{name:?} {size} {bs} {ext} is refused"
+            );
+        }
+        // A new 10 GiB volume stores nothing but its tree nodes.
+        let stored = client.stats().await.unwrap().unique_bytes;
+        assert!(stored < 4096, "two empty volumes store {stored} bytes");
+        // The reserved bucket belongs to no access key.
+        let b = client.head_bucket(VOLUME_BUCKET).await.unwrap();
+        assert_eq!(b.owner, "cairn-system");
+        // Open volumes cannot be deleted; closed ones can.
+        let v = vols.open("beta").await.unwrap();
+        assert!(matches!(
+            vols.delete("beta").await,
+            Err(VolumeError::InUse(_))
+        ));
+        drop(v);
+        // The controller ends (after committing nothing) once its last handle is gone.
+        let deleted = async {
+            loop {
+                match vols.delete("beta").await {
+                    Ok(()) => return,
+                    Err(VolumeError::InUse(_)) => tokio::task::yield_now().await,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), deleted)
+            .await
+            .expect("a closed volume can be deleted");
+        assert!(matches!(
+            vols.info("beta").await,
+            Err(VolumeError::NotFound(_))
+        ));
+        assert!(matches!(
+            vols.open("nope").await,
+            Err(VolumeError::NotFound(_))
+        ));
+    })
+    .await
+}
+
+/// Random writes, zeroes and trims of random sizes (whole blocks) against a flat model; reads
+/// are checked between writes and after each flush, and after the volume is closed and opened
+/// again (everything was flushed, so everything was promised).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_writes_read_back_through_buffer_commits_and_reopen() {
+    bounded(async {
+        let (_d, client) = site();
+        let vols = Volumes::new(client.clone(), manual());
+        let size = 8 * MIB;
+        vols.create("v", size, 512, 16384).await.unwrap();
+        let mut model = vec![0u8; size as usize];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for round in 0..6 {
+            let v = vols.open("v").await.unwrap();
+            for _ in 0..60 {
+                let blocks = rng.gen_range(1..=200u64);
+                let start = rng.gen_range(0..(size / 512 - blocks)) * 512;
+                let len = blocks * 512;
+                let r = start as usize..(start + len) as usize;
+                match rng.gen_range(0..10) {
+                    0 => {
+                        v.trim(start, len, false).await.unwrap();
+                        model[r].fill(0);
+                    }
+                    1 => {
+                        v.write_zeroes(start, len, rng.gen_bool(0.5)).await.unwrap();
+                        model[r].fill(0);
+                    }
+                    _ => {
+                        let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+                        model[r].copy_from_slice(&data);
+                        v.write(start, Bytes::from(data), rng.gen_bool(0.1))
+                            .await
+                            .unwrap();
+                    }
+                }
+                if rng.gen_bool(0.1) {
+                    v.flush().await.unwrap();
+                }
+                let a = rng.gen_range(0..size / 512) * 512;
+                let n = (rng.gen_range(1..=64u64) * 512).min(size - a);
+                let got = v.read(a, n as u32).await.unwrap();
+                assert_eq!(
+                    &got[..],
+                    &model[a as usize..(a + n) as usize],
+                    "round {round}"
+                );
+            }
+            v.flush().await.unwrap();
+            let all = v.read(0, size as u32).await.unwrap();
+            assert!(
+                all[..] == model[..],
+                "round {round}: whole volume after flush"
+            );
+            drop(v);
+        }
+        let v = vols.open("v").await.unwrap();
+        let all = v.read(0, size as u32).await.unwrap();
+        assert!(all[..] == model[..], "whole volume after reopening");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thin_volume_stores_only_what_was_written_and_maps_holes() {
+    bounded(async {
+        let (_d, client) = site();
+        let vols = Volumes::new(client.clone(), manual());
+        vols.create("thin", 10 << 30, 4096, DEFAULT_EXTENT_SIZE)
+            .await
+            .unwrap();
+        let v = vols.open("thin").await.unwrap();
+        // 16 MiB of random data in 1 MiB writes spread over the 10 GiB, plus 16 MiB of zeros.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for i in 0..16u64 {
+            let data: Vec<u8> = (0..MIB).map(|_| rng.gen()).collect();
+            v.write(i * 512 * MIB, Bytes::from(data), false)
+                .await
+                .unwrap();
+            let zeros = Bytes::from(vec![0u8; MIB as usize]);
+            v.write(i * 512 * MIB + 8 * MIB, zeros, false)
+                .await
+                .unwrap();
+        }
+        v.flush().await.unwrap();
+        let stats = client.stats().await.unwrap();
+        let written = 16 * MIB;
+        assert!(
+            stats.unique_bytes >= written && stats.unique_bytes < written + written / 10,
+            "a 10 GiB volume with 16 MiB written stores {} bytes",
+            stats.unique_bytes
+        );
+        // The map: data where written, holes everywhere else (zero writes included).
+        let map = v.allocation(0, 16 * MIB).await.unwrap();
+        let run = |len, hole| Allocation { len, hole };
+        assert_eq!(map, vec![run(MIB, false), run(15 * MIB, true)]);
+        // A trim turns data back into a hole, buffered or committed.
+        v.trim(0, 64 << 10, false).await.unwrap();
+        let map = v.allocation(0, 2 * MIB).await.unwrap();
+        assert_eq!(map[0], run(64 << 10, true));
+        assert_eq!(map[1], run(MIB - (64 << 10), false));
+        v.flush().await.unwrap();
+        assert_eq!(v.allocation(0, 2 * MIB).await.unwrap(), map);
+        assert_eq!(&v.read(0, 4096).await.unwrap()[..], &[0u8; 4096][..]);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_and_misaligned_requests_are_refused_and_change_nothing() {
+    bounded(async {
+        let (_d, client) = site();
+        let vols = Volumes::new(client, manual());
+        vols.create("r", MIB, 4096, DEFAULT_EXTENT_SIZE)
+            .await
+            .unwrap();
+        let v = vols.open("r").await.unwrap();
+        let block = |n: usize| Bytes::from(vec![7u8; n]);
+        let out = |r: Result<(), BlockError>| matches!(r, Err(BlockError::OutOfRange { .. }));
+        assert!(out(v.write(MIB, block(4096), false).await));
+        assert!(out(v.write(MIB - 4096, block(8192), false).await));
+        assert!(matches!(
+            v.read(u64::MAX - 4095, 4096).await,
+            Err(BlockError::OutOfRange { .. })
+        ));
+        let invalid = |r: Result<(), BlockError>| matches!(r, Err(BlockError::Invalid(_)));
+        assert!(invalid(v.write(512, block(4096), false).await));
+        assert!(invalid(v.write(0, block(100), false).await));
+        assert!(invalid(v.trim(0, 100, false).await));
+        v.flush().await.unwrap();
+        let map = v.allocation(0, MIB).await.unwrap();
+        assert_eq!(
+            map,
+            vec![Allocation {
+                len: MIB,
+                hole: true
+            }]
+        );
+    })
+    .await
+}
+
+/// Two volumes served at once; one of them is changed behind its controller's back (a second
+/// writer commits it), so its next commit is refused and it fails from then on. The other
+/// keeps reading, writing and flushing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_volume_does_not_affect_another() {
+    bounded(async {
+        let (_d, client) = site();
+        let vols = Volumes::new(client.clone(), manual());
+        for name in ["good", "bad"] {
+            vols.create(name, 4 * MIB, 4096, DEFAULT_EXTENT_SIZE)
+                .await
+                .unwrap();
+        }
+        let good = vols.open("good").await.unwrap();
+        let bad = vols.open("bad").await.unwrap();
+        // Another manager (another node, say) writes "bad" and commits.
+        let other = Volumes::new(client.clone(), manual());
+        let intruder = other.open("bad").await.unwrap();
+        let nines = Bytes::from(vec![9u8; 4096]);
+        intruder.write(0, nines, false).await.unwrap();
+        intruder.flush().await.unwrap();
+        let ones = Bytes::from(vec![1u8; 4096]);
+        bad.write(4096, ones.clone(), false).await.unwrap();
+        let err = bad.flush().await.unwrap_err();
+        assert!(matches!(err, BlockError::Io(_)), "{err:?}");
+        assert!(bad.write(0, ones, false).await.is_err());
+        // The good volume is untouched by all this.
+        for i in 0..32u64 {
+            let data = Bytes::from(vec![i as u8 + 1; 4096]);
+            good.write(i * 4096, data, false).await.unwrap();
+        }
+        good.flush().await.unwrap();
+        for i in 0..32u64 {
+            assert_eq!(good.read(i * 4096, 4096).await.unwrap()[0], i as u8 + 1);
+        }
+        // What the second writer committed is what the volume holds.
+        drop((bad, intruder));
+        let fresh = Volumes::new(client, manual());
+        let b = fresh.open("bad").await.unwrap();
+        assert_eq!(b.read(0, 4096).await.unwrap()[0], 9);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_grow_online_and_shrink_only_when_forced() {
+    bounded(async {
+        let (_d, client) = site();
+        let vols = Arc::new(Volumes::new(client, manual()));
+        vols.create("g", MIB, 4096, DEFAULT_EXTENT_SIZE)
+            .await
+            .unwrap();
+        let v = vols.open("g").await.unwrap();
+        let threes = Bytes::from(vec![3u8; 4096]);
+        v.write(MIB - 4096, threes, false).await.unwrap();
+        let info = vols.resize("g", 3 * MIB, false).await.unwrap();
+        assert_eq!(info.size, 3 * MIB);
+        assert_eq!(v.size(), 3 * MIB, "the open handle sees the new size");
+        assert_eq!(v.read(MIB - 4096, 4096).await.unwrap()[0], 3);
+        assert_eq!(&v.read(2 * MIB, 4096).await.unwrap()[..], &[0u8; 4096][..]);
+        let fours = Bytes::from(vec![4u8; 4096]);
+        v.write(2 * MIB, fours, false).await.unwrap();
+        assert!(matches!(
+            vols.resize("g", MIB, false).await,
+            Err(VolumeError::Invalid(_))
+        ));
+        assert!(matches!(
+            vols.resize("g", MIB + 1, true).await,
+            Err(VolumeError::Invalid(_))
+        ));
+        let info = vols.resize("g", MIB, true).await.unwrap();
+        assert_eq!(info.size, MIB);
+        assert!(matches!(
+            v.read(2 * MIB, 4096).await,
+            Err(BlockError::OutOfRange { .. })
+        ));
+        assert_eq!(v.read(MIB - 4096, 4096).await.unwrap()[0], 3);
+        // Growing again brings zeros, not the dropped data.
+        vols.resize("g", 3 * MIB, false).await.unwrap();
+        assert_eq!(&v.read(2 * MIB, 4096).await.unwrap()[..], &[0u8; 4096][..]);
+    })
+    .await
+}

@@ -1,0 +1,129 @@
+//! What block volumes need from the client beyond S3's whole-object writes: storing one fixed
+//! extent, reading and mapping a range of a tree they keep in memory, and committing a version
+//! whose tree they built themselves (copy-on-write splices of the previous one).
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+use cairn_core::extent::{Child, Leaf, RangeWalker, Target};
+use cairn_core::manifest::{Content, ObjectLock};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::client::{now_ms, Client};
+use crate::{ClientError, PutResult, VersionManifest, WriteCondition};
+
+/// Pieces of one range read fetched at once.
+const READ_PARALLEL: usize = 8;
+
+/// A run of a tree's range that is all holes (zeros, never stored) or all data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TreeRun {
+    /// Bytes covered.
+    pub len: u64,
+    /// The bytes are zeros that take no space.
+    pub hole: bool,
+}
+
+impl Client {
+    /// Hashes, compresses and durably stores one extent of a volume (at the write quorum on a
+    /// multi-node site); an all-zero extent is not stored. Refused when the site is full.
+    pub async fn store_extent(&self, data: Bytes) -> Result<Leaf, ClientError> {
+        self.check_space()?;
+        self.store_chunk(data).await.map_err(|e| self.note_error(e))
+    }
+
+    /// The bytes `[start, end)` of the tree at `root`, read whole.
+    pub async fn read_tree(&self, root: Child, start: u64, end: u64) -> Result<Bytes, ClientError> {
+        let mut walker = RangeWalker::new(root, start, end)?;
+        let mut pieces = Vec::new();
+        while let Some(p) = walker.next(self).await? {
+            pieces.push(p);
+        }
+        let parts: Vec<Bytes> = futures::stream::iter(pieces)
+            .map(|p| async move {
+                let (off, len) = (p.offset as usize, p.len as usize);
+                match p.target {
+                    Target::Zeros => Ok(Bytes::from(vec![0u8; len])),
+                    Target::Inline(b) => crate::get::slice(&b, off, len),
+                    Target::Chunk { id, .. } => {
+                        let chunk = self.read_chunk(id).await?;
+                        crate::get::slice(&chunk, off, len)
+                    }
+                }
+            })
+            .buffered(READ_PARALLEL)
+            .try_collect()
+            .await?;
+        if parts.len() == 1 {
+            return Ok(parts.into_iter().next().unwrap_or_default());
+        }
+        let mut out = BytesMut::with_capacity((end - start) as usize);
+        for p in parts {
+            out.extend_from_slice(&p);
+        }
+        Ok(out.freeze())
+    }
+
+    /// The allocation map of `[start, end)` of the tree at `root`: runs of holes and data, in
+    /// order, adjacent runs of the same kind merged. Reads tree nodes only, no data.
+    pub async fn map_tree(
+        &self,
+        root: Child,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<TreeRun>, ClientError> {
+        let mut walker = RangeWalker::new(root, start, end)?;
+        let mut runs: Vec<TreeRun> = Vec::new();
+        while let Some(p) = walker.next(self).await? {
+            let hole = matches!(p.target, Target::Zeros);
+            match runs.last_mut() {
+                Some(last) if last.hole == hole => last.len += p.len,
+                _ => runs.push(TreeRun { len: p.len, hole }),
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Commits a version of `bucket`/`key` whose content (a tree built with
+    /// [`cairn_core::extent::splice`] on this client, every node and chunk already durable) is
+    /// `root`, with `user_metadata`, if `condition` holds. Its ETag is the root's id, so a
+    /// writer can make the next commit conditional on this one still being current.
+    pub async fn put_tree(
+        &self,
+        bucket: &str,
+        key: &str,
+        root: Child,
+        user_metadata: BTreeMap<String, String>,
+        condition: Option<WriteCondition>,
+    ) -> Result<PutResult, ClientError> {
+        self.check_space()?;
+        let b = self.head_bucket(bucket).await?;
+        let m = VersionManifest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version: cairn_core::VersionId::MIN,
+            parent: None,
+            null_version: false,
+            delete_marker: false,
+            mtime_ms: now_ms(),
+            size: root.len,
+            etag: tree_etag(&root),
+            headers: Default::default(),
+            user_metadata,
+            tags: BTreeMap::new(),
+            checksums: BTreeMap::new(),
+            parts: None,
+            content: Content::Tree(root),
+            owner: b.owner.clone(),
+            acl: Vec::new(),
+            lock: ObjectLock::default(),
+            checksum_type: None,
+        };
+        self.commit_if(&b, m, condition).await
+    }
+}
+
+/// The ETag [`Client::put_tree`] gives a version with tree `root`.
+pub fn tree_etag(root: &Child) -> String {
+    format!("{}-{}", root.node, root.len)
+}
