@@ -86,14 +86,14 @@ async fn volumes_are_created_listed_described_and_deleted() {
         // Open volumes cannot be deleted; closed ones can.
         let v = vols.open("beta").await.unwrap();
         assert!(matches!(
-            vols.delete("beta").await,
+            vols.delete("beta", false).await,
             Err(VolumeError::InUse(_))
         ));
         drop(v);
         // The controller ends (after committing nothing) once its last handle is gone.
         let deleted = async {
             loop {
-                match vols.delete("beta").await {
+                match vols.delete("beta", false).await {
                     Ok(()) => return,
                     Err(VolumeError::InUse(_)) => tokio::task::yield_now().await,
                     Err(e) => panic!("{e}"),

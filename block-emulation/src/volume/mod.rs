@@ -32,6 +32,8 @@ pub const VOLUME_BUCKET: &str = "cairn-volumes";
 const VOLUME_OWNER: &str = "cairn-system";
 /// Key prefix of volume heads.
 const HEAD_PREFIX: &str = "volumes/";
+/// Key prefix of snapshots: `snapshots/VOLUME/SNAPSHOT`.
+const SNAP_PREFIX: &str = "snapshots/";
 /// Default extent size: the unit a volume's writes are stored in.
 pub const DEFAULT_EXTENT_SIZE: u32 = 64 << 10;
 /// Largest volume (8 EiB would overflow offsets; S3's object limit is not a block limit).
@@ -93,6 +95,37 @@ fn head_key(name: &str) -> String {
     format!("{HEAD_PREFIX}{name}")
 }
 
+fn snap_prefix(volume: &str) -> String {
+    format!("{SNAP_PREFIX}{volume}/")
+}
+
+fn snap_key(volume: &str, snap: &str) -> String {
+    format!("{SNAP_PREFIX}{volume}/{snap}")
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), VolumeError> {
+    if valid_volume_name(name) {
+        return Ok(());
+    }
+    Err(VolumeError::Invalid(format!(
+        "invalid {what} name {name:?}: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
+    )))
+}
+
+/// A snapshot: a named, read-only copy of a volume's content at one moment, sharing every
+/// chunk and tree node with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The volume it was taken of.
+    pub volume: String,
+    /// Its name.
+    pub name: String,
+    /// The volume's size then.
+    pub size: u64,
+    /// When it was taken (unix ms).
+    pub created_ms: u64,
+}
+
 /// A live controller, or one still committing after its last handle went.
 struct Open {
     volume: Weak<Volume>,
@@ -137,11 +170,7 @@ impl Volumes {
         block_size: u32,
         extent_size: u32,
     ) -> Result<VolumeInfo, VolumeError> {
-        if !valid_volume_name(name) {
-            return Err(VolumeError::Invalid(format!(
-                "invalid volume name {name:?}: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
-            )));
-        }
+        check_name("volume", name)?;
         if !matches!(block_size, 512 | 4096) {
             return Err(VolumeError::Invalid(format!(
                 "block size {block_size} is not supported: use 512 or 4096"
@@ -206,13 +235,13 @@ impl Volumes {
         info_of(name, &self.head(name).await?.manifest)
     }
 
-    /// Every volume, by name.
-    pub async fn list(&self) -> Result<Vec<VolumeInfo>, VolumeError> {
+    /// Every object under `prefix` in the volume bucket, in key order.
+    async fn list_under(&self, prefix: &str) -> Result<Vec<VersionManifest>, VolumeError> {
         let mut out = Vec::new();
         let mut after = None;
         loop {
             let q = ListQuery {
-                prefix: HEAD_PREFIX.to_string(),
+                prefix: prefix.to_string(),
                 delimiter: None,
                 start_after: after.take(),
                 max_keys: 1000,
@@ -222,15 +251,21 @@ impl Volumes {
                 Err(ClientError::NoSuchBucket(_)) => return Ok(out),
                 Err(e) => return Err(e.into()),
             };
-            for m in &page.objects {
-                let name = m.key.trim_start_matches(HEAD_PREFIX);
-                out.push(info_of(name, m)?);
-            }
+            out.extend(page.objects);
             if !page.is_truncated {
                 return Ok(out);
             }
             after = page.next_marker;
         }
+    }
+
+    /// Every volume, by name.
+    pub async fn list(&self) -> Result<Vec<VolumeInfo>, VolumeError> {
+        self.list_under(HEAD_PREFIX)
+            .await?
+            .iter()
+            .map(|m| info_of(m.key.trim_start_matches(HEAD_PREFIX), m))
+            .collect()
     }
 
     /// Opens a volume for I/O: the running controller if the volume is open already, else a
@@ -302,16 +337,152 @@ impl Volumes {
         self.info(name).await
     }
 
-    /// Deletes a volume that no client has open. Its chunks go at the next GC pass.
-    pub async fn delete(&self, name: &str) -> Result<(), VolumeError> {
+    /// Deletes a volume that no client has open, and with `snapshots` its snapshots (a volume
+    /// that has snapshots is refused otherwise). Clones are volumes of their own and stay. The
+    /// chunks nothing reaches any more go at the next GC pass.
+    pub async fn delete(&self, name: &str, snapshots: bool) -> Result<(), VolumeError> {
         self.head(name).await?;
         if self.is_open(name).await {
             return Err(VolumeError::InUse(name.to_string()));
+        }
+        let snaps = self.snapshots(name).await?;
+        if !snaps.is_empty() && !snapshots {
+            return Err(VolumeError::Invalid(format!(
+                "volume {name} has {} snapshot(s): delete them first, or delete them with the volume (--snapshots)",
+                snaps.len()
+            )));
+        }
+        for s in snaps {
+            self.delete_snapshot(name, &s.name).await?;
         }
         self.client
             .delete_object(VOLUME_BUCKET, &head_key(name), &VersionSel::Current)
             .await?;
         Ok(())
+    }
+
+    /// Takes snapshot `snap` of volume `name`: what every write acknowledged before the call
+    /// wrote (an open volume commits its buffer first). Instant: the snapshot shares the
+    /// volume's tree; nothing is copied.
+    pub async fn snapshot(&self, name: &str, snap: &str) -> Result<SnapshotInfo, VolumeError> {
+        check_name("snapshot", snap)?;
+        let open = {
+            let open = self.open.lock().await;
+            open.get(name).and_then(|o| o.volume.upgrade())
+        };
+        if let Some(v) = open {
+            v.flush().await?;
+        }
+        let head = self.head(name).await?.manifest;
+        let root = tree_root(&head)?;
+        let put = self
+            .client
+            .put_tree(
+                VOLUME_BUCKET,
+                &snap_key(name, snap),
+                root,
+                head.user_metadata.clone(),
+                Some(WriteCondition::IfNoneMatchAny),
+            )
+            .await
+            .map_err(|e| match e {
+                ClientError::PreconditionFailed => VolumeError::Exists(format!("{name}@{snap}")),
+                e => e.into(),
+            })?;
+        Ok(snap_info(name, &put.manifest))
+    }
+
+    /// The snapshots of volume `name`, by name.
+    pub async fn snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>, VolumeError> {
+        check_name("volume", name)?;
+        Ok(self
+            .list_under(&snap_prefix(name))
+            .await?
+            .iter()
+            .map(|m| snap_info(name, m))
+            .collect())
+    }
+
+    async fn snapshot_head(&self, name: &str, snap: &str) -> Result<VersionManifest, VolumeError> {
+        let missing = || VolumeError::NotFound(format!("{name}@{snap}"));
+        if !valid_volume_name(name) || !valid_volume_name(snap) {
+            return Err(missing());
+        }
+        match self
+            .client
+            .head_object(VOLUME_BUCKET, &snap_key(name, snap), &VersionSel::Current)
+            .await
+        {
+            Ok(p) => Ok(p.manifest),
+            Err(ClientError::NoSuchKey { .. } | ClientError::NoSuchBucket(_)) => Err(missing()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes a snapshot; the volume and its clones keep what they share with it.
+    pub async fn delete_snapshot(&self, name: &str, snap: &str) -> Result<(), VolumeError> {
+        self.snapshot_head(name, snap).await?;
+        self.client
+            .delete_object(VOLUME_BUCKET, &snap_key(name, snap), &VersionSel::Current)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates volume `new` whose content is snapshot `name@snap`: instant, nothing copied
+    /// (the clone's writes diverge copy-on-write).
+    pub async fn clone_snapshot(
+        &self,
+        name: &str,
+        snap: &str,
+        new: &str,
+    ) -> Result<VolumeInfo, VolumeError> {
+        check_name("volume", new)?;
+        let s = self.snapshot_head(name, snap).await?;
+        let put = self
+            .client
+            .put_tree(
+                VOLUME_BUCKET,
+                &head_key(new),
+                tree_root(&s)?,
+                s.user_metadata.clone(),
+                Some(WriteCondition::IfNoneMatchAny),
+            )
+            .await
+            .map_err(|e| match e {
+                ClientError::PreconditionFailed => VolumeError::Exists(new.to_string()),
+                e => e.into(),
+            })?;
+        info_of(new, &put.manifest)
+    }
+
+    /// Makes snapshot `name@snap` the content of volume `name` again (a new version equal to
+    /// the snapshot; the snapshot stays). The volume must not be open.
+    pub async fn rollback(&self, name: &str, snap: &str) -> Result<VolumeInfo, VolumeError> {
+        let s = self.snapshot_head(name, snap).await?;
+        let head = self.head(name).await?.manifest;
+        if self.is_open(name).await {
+            return Err(VolumeError::InUse(name.to_string()));
+        }
+        let put = self
+            .client
+            .put_tree(
+                VOLUME_BUCKET,
+                &head_key(name),
+                tree_root(&s)?,
+                s.user_metadata.clone(),
+                Some(WriteCondition::IfMatch(head.etag)),
+            )
+            .await?;
+        info_of(name, &put.manifest)
+    }
+}
+
+fn snap_info(volume: &str, m: &VersionManifest) -> SnapshotInfo {
+    SnapshotInfo {
+        volume: volume.to_string(),
+        name: m.key.rsplit('/').next().unwrap_or_default().to_string(),
+        size: m.size,
+        created_ms: m.mtime_ms,
     }
 }
 
