@@ -282,11 +282,14 @@ struct Ctx {
     cluster: Option<crate::node::admin::ClusterAdmin>,
     /// This node's disk worker (`/v1/disk`).
     disk: Option<Arc<crate::disk::DiskMonitor>>,
+    /// The site's block volumes as this process serves them (`/v1/volumes`).
+    volumes: Option<Arc<cairn_block::Volumes>>,
 }
 
 async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (client, token, workers, sources) = (&ctx.client, &ctx.token, &ctx.workers, &ctx.sources);
     let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
     let method = req.method().clone();
     match (&method, path.as_str()) {
         (&Method::GET, "/health") => {
@@ -313,6 +316,13 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Full<Bytes>> 
     };
     if let Some(cluster) = &ctx.cluster {
         if let Some((status, answer)) = cluster.handle(&method, &path, &body).await {
+            return json(status, &answer);
+        }
+    }
+    if let Some(vols) = &ctx.volumes {
+        let answer =
+            crate::volume_cmd::handle_admin(vols, &method, &path, query.as_deref(), &body).await;
+        if let Some((status, answer)) = answer {
             return json(status, &answer);
         }
     }
@@ -403,6 +413,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Serves the admin API until `shutdown` resolves. `/metrics` has the store's gauges, the
 /// workers' lines, then each of `sources` in order.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: tokio::net::TcpListener,
     client: Client,
@@ -410,10 +421,11 @@ pub async fn serve(
     workers: Arc<Workers>,
     sources: Vec<Arc<dyn MetricsSource>>,
     disk: Option<Arc<crate::disk::DiskMonitor>>,
+    volumes: Option<Arc<cairn_block::Volumes>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     serve_node(
-        listener, client, token, workers, sources, None, disk, shutdown,
+        listener, client, token, workers, sources, None, disk, volumes, shutdown,
     )
     .await
 }
@@ -428,6 +440,7 @@ pub async fn serve_node(
     sources: Vec<Arc<dyn MetricsSource>>,
     cluster: Option<crate::node::admin::ClusterAdmin>,
     disk: Option<Arc<crate::disk::DiskMonitor>>,
+    volumes: Option<Arc<cairn_block::Volumes>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
@@ -438,6 +451,7 @@ pub async fn serve_node(
         sources,
         cluster,
         disk,
+        volumes,
     });
     loop {
         let (stream, _) = tokio::select! {

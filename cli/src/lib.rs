@@ -13,6 +13,7 @@ mod init;
 pub mod node;
 mod ops;
 mod serve;
+mod volume_cmd;
 mod workers;
 
 use std::net::SocketAddr;
@@ -52,6 +53,9 @@ enum Command {
     /// Show and change the cluster map of a multi-node site: nodes, zones, weights, roles.
     #[command(subcommand)]
     Cluster(cluster_cmd::ClusterCommand),
+    /// Manage block volumes: thin volumes served over NBD, their snapshots and clones.
+    #[command(subcommand)]
+    Volume(volume_cmd::VolumeCommand),
 }
 
 /// Where an admin command acts: a data dir (directly, or through the site running on it), or a
@@ -188,6 +192,7 @@ pub fn run() -> anyhow::Result<()> {
             Command::Bench(args) => bench::run(args).await,
             Command::Init(args) => init::run(args),
             Command::Cluster(cmd) => cluster_cmd::run(cmd).await,
+            Command::Volume(cmd) => volume_cmd::run(cmd).await,
         }
     })
 }

@@ -10,14 +10,14 @@ use crate::workers::WorkerStatus;
 use crate::Target;
 
 /// Where the command's work happens.
-enum Backend {
+pub(crate) enum Backend {
     /// The data dir, opened in this process (no site is running on it).
     Local(Client),
     /// A running site's admin API.
     Remote(Box<AdminClient>),
 }
 
-async fn backend(t: &Target) -> anyhow::Result<Backend> {
+pub(crate) async fn backend(t: &Target) -> anyhow::Result<Backend> {
     if let Some(url) = &t.admin {
         let token = t
             .token
@@ -358,7 +358,7 @@ pub async fn stats(t: &Target) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn human(b: u64) -> String {
+pub(crate) fn human(b: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = b as f64;
     let mut u = 0;
@@ -369,7 +369,7 @@ fn human(b: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
-fn fmt_time(ms: u64) -> String {
+pub(crate) fn fmt_time(ms: u64) -> String {
     let secs = (ms / 1000) as i64;
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use cairn_block::{VolumeConfig, Volumes};
 use cairn_client::Client;
 use clap::Args;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -318,6 +319,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         workers.clone(),
         stop_rx.clone(),
     ));
+    let volumes = Arc::new(Volumes::new(client.clone(), VolumeConfig::default()));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         client.clone(),
@@ -325,6 +327,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         workers.clone(),
         vec![s3_metrics, disk.clone()],
         Some(disk),
+        Some(volumes.clone()),
         stopped(stop_rx.clone()),
     ));
     info!(data_dir = %dir.display(), "cairn is running");
@@ -344,6 +347,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         trim_task,
         disk_task
     );
+    // Every front end has stopped: commit what the open volumes still buffer.
+    volumes.close().await;
     let _ = std::fs::remove_file(dir.join("admin.json"));
     s3_res.context("S3 server task failed")??;
     admin_res.context("admin server task failed")??;

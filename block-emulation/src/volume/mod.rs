@@ -44,8 +44,8 @@ const META_EXTENT_SIZE: &str = "cairn-volume-extent-size";
 /// A volume management request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
-    /// No volume of that name.
-    #[error("no volume named {0:?}; `cairn volume list` shows the volumes")]
+    /// No volume (or snapshot, `VOLUME@SNAPSHOT`) of that name.
+    #[error("no volume or snapshot named {0:?}: `cairn volume list` and `cairn volume snapshot list VOLUME` show them")]
     NotFound(String),
     /// The name is taken.
     #[error("a volume named {0:?} exists already")]
@@ -303,6 +303,29 @@ impl Volumes {
             },
         );
         Ok(volume)
+    }
+
+    /// Commits what every open volume buffers and waits until every controller whose
+    /// handles are gone has ended. Called at shutdown, after the front ends stopped.
+    pub async fn close(&self) {
+        let entries: Vec<(String, Option<Arc<Volume>>, watch::Receiver<bool>)> = {
+            let open = self.open.lock().await;
+            open.iter()
+                .map(|(n, o)| (n.clone(), o.volume.upgrade(), o.exited.clone()))
+                .collect()
+        };
+        for (name, volume, mut exited) in entries {
+            match volume {
+                Some(v) => {
+                    if let Err(e) = v.flush().await {
+                        tracing::error!(volume = %name, error = %e, "volume could not commit at shutdown");
+                    }
+                }
+                None => {
+                    let _ = exited.wait_for(|done| *done).await;
+                }
+            }
+        }
     }
 
     /// Whether the volume has a live controller.

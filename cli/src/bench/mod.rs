@@ -9,7 +9,7 @@
 //! - [`report`]: the text, Markdown and JSON renderings.
 
 mod data;
-mod numbers;
+pub(crate) mod numbers;
 mod pipeline;
 mod report;
 mod s3;

@@ -20,12 +20,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "k" | "kib" => 1 << 10,
         "m" | "mib" => 1 << 20,
         "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
         _ => {
             return Err(format!(
-                "`{s}` has an unknown unit: use B, KiB, MiB or GiB, e.g. 4KiB or 64MiB"
+                "`{s}` has an unknown unit: use B, KiB, MiB, GiB or TiB, e.g. 4KiB or 64MiB"
             ))
         }
     };

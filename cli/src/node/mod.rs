@@ -524,6 +524,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     crate::admin::write_endpoint_file(&dir, admin_addr)?;
     {
         let (client, workers, stop) = (client.clone(), workers.clone(), stopped(stop_rx.clone()));
+        let volumes = Arc::new(cairn_block::Volumes::new(
+            client.clone(),
+            cairn_block::VolumeConfig::default(),
+        ));
         let mut sources: Vec<Arc<dyn MetricsSource>> =
             vec![net.metrics(), Arc::new(ManifestMetrics(manifests.clone()))];
         if roles.has(Role::S3) {
@@ -549,6 +553,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 sources,
                 Some(cluster_admin),
                 Some(disk),
+                Some(volumes),
                 stop,
             )
             .await

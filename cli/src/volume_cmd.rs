@@ -1,0 +1,570 @@
+//! `cairn volume`: block volumes, their snapshots and clones, on a data dir or through a
+//! running site's admin API (`/v1/volumes`), which is what the site's own volume controllers
+//! serve, so commands and clients never write one volume from two processes.
+
+use std::sync::Arc;
+
+use cairn_block::volume::{SnapshotInfo, VolumeInfo, DEFAULT_EXTENT_SIZE};
+use cairn_block::{VolumeConfig, VolumeError, Volumes};
+use clap::Subcommand;
+use http::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::bench::numbers::parse_size;
+use crate::ops::{backend, fmt_time, human, Backend};
+use crate::Target;
+
+/// `cairn volume ...`.
+#[derive(Subcommand)]
+pub enum VolumeCommand {
+    /// Create a thin volume: nothing is stored until it is written.
+    Create {
+        /// Volume name (1-64 characters of A-Z, a-z, 0-9, '.', '_', '-').
+        name: String,
+        /// Size, e.g. 10GiB or 512MiB (a multiple of the block size).
+        #[arg(long, value_parser = parse_size)]
+        size: u64,
+        /// Logical block size: 512 or 4096.
+        #[arg(long, default_value_t = 4096)]
+        block_size: u32,
+        /// Extent size: writes are stored in aligned pieces of at most this size (a power of
+        /// two from 4KiB to 4MiB). Smaller extents dedup finer; larger ones mean fewer chunks.
+        #[arg(long, value_parser = parse_size, default_value = "64KiB")]
+        extent_size: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List volumes.
+    List(Target),
+    /// Show a volume and its snapshots.
+    Info {
+        /// Volume name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Grow a volume (clients see the new size when they connect again). Shrinking drops the
+    /// data past the new end and needs --force.
+    Resize {
+        /// Volume name.
+        name: String,
+        /// New size, e.g. 20GiB.
+        #[arg(value_parser = parse_size)]
+        size: u64,
+        /// Allow shrinking.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a volume no client has open. Its space is freed by the next GC pass.
+    Delete {
+        /// Volume name.
+        name: String,
+        /// Also delete its snapshots (a volume with snapshots is refused otherwise).
+        #[arg(long)]
+        snapshots: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Snapshots: named, instant, read-only copies of a volume's content.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Create a new volume from a snapshot, instantly (nothing is copied).
+    Clone {
+        /// The snapshot, as VOLUME@SNAPSHOT.
+        source: String,
+        /// Name of the new volume.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make a snapshot the volume's content again (the volume must not be open; the snapshot
+    /// stays).
+    Rollback {
+        /// The snapshot, as VOLUME@SNAPSHOT.
+        source: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `cairn volume snapshot ...`.
+#[derive(Subcommand)]
+pub enum SnapshotCommand {
+    /// Take a snapshot of a volume (writes acknowledged before it are in it).
+    Create {
+        /// Volume name.
+        volume: String,
+        /// Snapshot name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List a volume's snapshots.
+    List {
+        /// Volume name.
+        volume: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a snapshot (the volume and its clones keep their data).
+    Delete {
+        /// Volume name.
+        volume: String,
+        /// Snapshot name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// A volume as the admin API shows it.
+#[derive(Serialize, Deserialize)]
+pub struct VolumeJson {
+    /// Name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Logical block size.
+    pub block_size: u32,
+    /// Extent size.
+    pub extent_size: u32,
+    /// Last commit, unix ms.
+    pub committed_ms: u64,
+}
+
+impl From<VolumeInfo> for VolumeJson {
+    fn from(v: VolumeInfo) -> Self {
+        VolumeJson {
+            name: v.name,
+            size: v.size,
+            block_size: v.block_size,
+            extent_size: v.extent_size,
+            committed_ms: v.committed_ms,
+        }
+    }
+}
+
+/// A snapshot as the admin API shows it.
+#[derive(Serialize, Deserialize)]
+pub struct SnapshotJson {
+    /// Volume name.
+    pub volume: String,
+    /// Snapshot name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was taken, unix ms.
+    pub created_ms: u64,
+}
+
+impl From<SnapshotInfo> for SnapshotJson {
+    fn from(s: SnapshotInfo) -> Self {
+        SnapshotJson {
+            volume: s.volume,
+            name: s.name,
+            size: s.size,
+            created_ms: s.created_ms,
+        }
+    }
+}
+
+/// A request body of the volume endpoints.
+#[derive(Serialize, Deserialize, Default)]
+pub struct VolumeRequest {
+    /// Name of what is created.
+    #[serde(default)]
+    pub name: String,
+    /// Size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// Block size.
+    #[serde(default)]
+    pub block_size: Option<u32>,
+    /// Extent size.
+    #[serde(default)]
+    pub extent_size: Option<u32>,
+    /// Shrink, or delete with snapshots.
+    #[serde(default)]
+    pub force: bool,
+}
+
+fn split_snapshot(s: &str) -> anyhow::Result<(&str, &str)> {
+    s.split_once('@')
+        .filter(|(v, n)| !v.is_empty() && !n.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("`{s}` does not name a snapshot: use VOLUME@SNAPSHOT"))
+}
+
+/// Runs one volume operation on a local `Volumes` (a data dir no site runs on) or through the
+/// admin API: `path` and `body` are the admin request, `local` the same work in-process.
+async fn call<T, F>(
+    target: &Target,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    local: F,
+) -> anyhow::Result<T>
+where
+    T: serde::de::DeserializeOwned,
+    F: AsyncFnOnce(&Volumes) -> Result<T, VolumeError>,
+{
+    match backend(target).await? {
+        Backend::Local(client) => {
+            let vols = Volumes::new(client, VolumeConfig::default());
+            Ok(local(&vols).await?)
+        }
+        Backend::Remote(admin) => admin.call(method, path, body).await,
+    }
+}
+
+fn print_volumes(vols: &[VolumeJson]) {
+    println!(
+        "{:<24} {:>12} {:>6} {:>8}  COMMITTED",
+        "NAME", "SIZE", "BLOCK", "EXTENT"
+    );
+    for v in vols {
+        println!(
+            "{:<24} {:>12} {:>6} {:>8}  {}",
+            v.name,
+            human(v.size),
+            v.block_size,
+            human(u64::from(v.extent_size)),
+            fmt_time(v.committed_ms)
+        );
+    }
+}
+
+fn print_snapshots(snaps: &[SnapshotJson]) {
+    println!("{:<24} {:>12}  CREATED", "SNAPSHOT", "SIZE");
+    for s in snaps {
+        println!(
+            "{:<24} {:>12}  {}",
+            format!("{}@{}", s.volume, s.name),
+            human(s.size),
+            fmt_time(s.created_ms)
+        );
+    }
+}
+
+/// Runs `cairn volume ...`.
+pub async fn run(cmd: VolumeCommand) -> anyhow::Result<()> {
+    match cmd {
+        VolumeCommand::Create {
+            name,
+            size,
+            block_size,
+            extent_size,
+            target,
+        } => {
+            let extent = u32::try_from(extent_size)
+                .map_err(|_| anyhow::anyhow!("--extent-size is at most 4MiB"))?;
+            let body = VolumeRequest {
+                name: name.clone(),
+                size,
+                block_size: Some(block_size),
+                extent_size: Some(extent),
+                force: false,
+            };
+            let v: VolumeJson = call(
+                &target,
+                Method::POST,
+                "/v1/volumes",
+                Some(serde_json::to_value(body)?),
+                async |vols: &Volumes| {
+                    vols.create(&name, size, block_size, extent)
+                        .await
+                        .map(Into::into)
+                },
+            )
+            .await?;
+            println!(
+                "Created volume {} ({}, {}-byte blocks, thin: nothing stored yet)",
+                v.name,
+                human(v.size),
+                v.block_size
+            );
+        }
+        VolumeCommand::List(target) => {
+            let vols: Vec<VolumeJson> = call(
+                &target,
+                Method::GET,
+                "/v1/volumes",
+                None,
+                async |vols: &Volumes| Ok(vols.list().await?.into_iter().map(Into::into).collect()),
+            )
+            .await?;
+            print_volumes(&vols);
+        }
+        VolumeCommand::Info { name, target } => {
+            let path = format!("/v1/volumes/{name}");
+            let v: VolumeJson = call(&target, Method::GET, &path, None, async |vols: &Volumes| {
+                vols.info(&name).await.map(Into::into)
+            })
+            .await?;
+            let path = format!("/v1/volumes/{name}/snapshots");
+            let snaps: Vec<SnapshotJson> =
+                call(&target, Method::GET, &path, None, async |vols: &Volumes| {
+                    Ok(vols
+                        .snapshots(&name)
+                        .await?
+                        .into_iter()
+                        .map(Into::into)
+                        .collect())
+                })
+                .await?;
+            println!("Volume:      {}", v.name);
+            println!("Size:        {} ({} bytes)", human(v.size), v.size);
+            println!("Block size:  {} bytes", v.block_size);
+            println!("Extent size: {}", human(u64::from(v.extent_size)));
+            println!("Committed:   {}", fmt_time(v.committed_ms));
+            println!("Snapshots:   {}", snaps.len());
+            if !snaps.is_empty() {
+                print_snapshots(&snaps);
+            }
+        }
+        VolumeCommand::Resize {
+            name,
+            size,
+            force,
+            target,
+        } => {
+            let path = format!("/v1/volumes/{name}/size");
+            let body = serde_json::json!({ "size": size, "force": force });
+            let v: VolumeJson = call(
+                &target,
+                Method::PUT,
+                &path,
+                Some(body),
+                async |vols: &Volumes| vols.resize(&name, size, force).await.map(Into::into),
+            )
+            .await?;
+            println!(
+                "Volume {} is now {} ({} bytes)",
+                v.name,
+                human(v.size),
+                v.size
+            );
+        }
+        VolumeCommand::Delete {
+            name,
+            snapshots,
+            target,
+        } => {
+            let path = format!("/v1/volumes/{name}?snapshots={snapshots}");
+            let _: Value = call(
+                &target,
+                Method::DELETE,
+                &path,
+                None,
+                async |vols: &Volumes| {
+                    vols.delete(&name, snapshots).await?;
+                    Ok(Value::Null)
+                },
+            )
+            .await?;
+            println!("Deleted volume {name}; the next GC pass frees its space");
+        }
+        VolumeCommand::Snapshot(SnapshotCommand::Create {
+            volume,
+            name,
+            target,
+        }) => {
+            let path = format!("/v1/volumes/{volume}/snapshots");
+            let body = serde_json::json!({ "name": name });
+            let s: SnapshotJson = call(
+                &target,
+                Method::POST,
+                &path,
+                Some(body),
+                async |vols: &Volumes| vols.snapshot(&volume, &name).await.map(Into::into),
+            )
+            .await?;
+            println!("Created snapshot {}@{}", s.volume, s.name);
+        }
+        VolumeCommand::Snapshot(SnapshotCommand::List { volume, target }) => {
+            let path = format!("/v1/volumes/{volume}/snapshots");
+            let snaps: Vec<SnapshotJson> =
+                call(&target, Method::GET, &path, None, async |vols: &Volumes| {
+                    Ok(vols
+                        .snapshots(&volume)
+                        .await?
+                        .into_iter()
+                        .map(Into::into)
+                        .collect())
+                })
+                .await?;
+            print_snapshots(&snaps);
+        }
+        VolumeCommand::Snapshot(SnapshotCommand::Delete {
+            volume,
+            name,
+            target,
+        }) => {
+            let path = format!("/v1/volumes/{volume}/snapshots/{name}");
+            let _: Value = call(
+                &target,
+                Method::DELETE,
+                &path,
+                None,
+                async |vols: &Volumes| {
+                    vols.delete_snapshot(&volume, &name).await?;
+                    Ok(Value::Null)
+                },
+            )
+            .await?;
+            println!("Deleted snapshot {volume}@{name}");
+        }
+        VolumeCommand::Clone {
+            source,
+            name,
+            target,
+        } => {
+            let (volume, snap) = split_snapshot(&source)?;
+            let path = format!("/v1/volumes/{volume}/snapshots/{snap}/clone");
+            let body = serde_json::json!({ "name": name });
+            let v: VolumeJson = call(
+                &target,
+                Method::POST,
+                &path,
+                Some(body),
+                async |vols: &Volumes| {
+                    vols.clone_snapshot(volume, snap, &name)
+                        .await
+                        .map(Into::into)
+                },
+            )
+            .await?;
+            println!("Created volume {} from {source} (nothing copied)", v.name);
+        }
+        VolumeCommand::Rollback { source, target } => {
+            let (volume, snap) = split_snapshot(&source)?;
+            let path = format!("/v1/volumes/{volume}/snapshots/{snap}/rollback");
+            let v: VolumeJson = call(
+                &target,
+                Method::POST,
+                &path,
+                None,
+                async |vols: &Volumes| vols.rollback(volume, snap).await.map(Into::into),
+            )
+            .await?;
+            println!("Volume {} holds {source} again", v.name);
+        }
+    }
+    Ok(())
+}
+
+fn volume_error(e: VolumeError) -> (StatusCode, Value) {
+    let status = match &e {
+        VolumeError::NotFound(_) => StatusCode::NOT_FOUND,
+        VolumeError::Exists(_) | VolumeError::InUse(_) => StatusCode::CONFLICT,
+        VolumeError::Invalid(_) => StatusCode::BAD_REQUEST,
+        VolumeError::Device(cairn_block::BlockError::NoSpace(_)) => {
+            StatusCode::INSUFFICIENT_STORAGE
+        }
+        VolumeError::Client(c) if c.kind() == cairn_core::ErrorKind::NoSpace => {
+            StatusCode::INSUFFICIENT_STORAGE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, serde_json::json!({ "error": e.to_string() }))
+}
+
+fn answer<T: Serialize>(status: StatusCode, r: Result<T, VolumeError>) -> (StatusCode, Value) {
+    match r {
+        Ok(v) => (status, serde_json::to_value(v).unwrap_or(Value::Null)),
+        Err(e) => volume_error(e),
+    }
+}
+
+/// Serves `/v1/volumes...` admin requests; `None` for other paths.
+pub async fn handle_admin(
+    vols: &Arc<Volumes>,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Option<(StatusCode, Value)> {
+    let rest = path.strip_prefix("/v1/volumes")?;
+    let req = || -> Result<VolumeRequest, (StatusCode, Value)> {
+        if body.is_empty() {
+            return Ok(VolumeRequest::default());
+        }
+        serde_json::from_slice(body).map_err(|e| {
+            let msg = format!("bad JSON: {e}");
+            (StatusCode::BAD_REQUEST, serde_json::json!({ "error": msg }))
+        })
+    };
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    let ok = StatusCode::OK;
+    Some(match (method.clone(), parts.as_slice()) {
+        (Method::GET, []) => answer(
+            ok,
+            vols.list()
+                .await
+                .map(|v| v.into_iter().map(VolumeJson::from).collect::<Vec<_>>()),
+        ),
+        (Method::POST, []) => match req() {
+            Ok(r) => answer(
+                StatusCode::CREATED,
+                vols.create(
+                    &r.name,
+                    r.size,
+                    r.block_size.unwrap_or(4096),
+                    r.extent_size.unwrap_or(DEFAULT_EXTENT_SIZE),
+                )
+                .await
+                .map(VolumeJson::from),
+            ),
+            Err(e) => e,
+        },
+        (Method::GET, [name]) => answer(ok, vols.info(name).await.map(VolumeJson::from)),
+        (Method::DELETE, [name]) => {
+            let with = query.is_some_and(|q| q.split('&').any(|kv| kv == "snapshots=true"));
+            answer(ok, vols.delete(name, with).await.map(|()| Value::Null))
+        }
+        (Method::PUT, [name, "size"]) => match req() {
+            Ok(r) => answer(
+                ok,
+                vols.resize(name, r.size, r.force)
+                    .await
+                    .map(VolumeJson::from),
+            ),
+            Err(e) => e,
+        },
+        (Method::GET, [name, "snapshots"]) => answer(
+            ok,
+            vols.snapshots(name)
+                .await
+                .map(|v| v.into_iter().map(SnapshotJson::from).collect::<Vec<_>>()),
+        ),
+        (Method::POST, [name, "snapshots"]) => match req() {
+            Ok(r) => answer(
+                StatusCode::CREATED,
+                vols.snapshot(name, &r.name).await.map(SnapshotJson::from),
+            ),
+            Err(e) => e,
+        },
+        (Method::DELETE, [name, "snapshots", snap]) => answer(
+            ok,
+            vols.delete_snapshot(name, snap).await.map(|()| Value::Null),
+        ),
+        (Method::POST, [name, "snapshots", snap, "clone"]) => match req() {
+            Ok(r) => answer(
+                StatusCode::CREATED,
+                vols.clone_snapshot(name, snap, &r.name)
+                    .await
+                    .map(VolumeJson::from),
+            ),
+            Err(e) => e,
+        },
+        (Method::POST, [name, "snapshots", snap, "rollback"]) => {
+            answer(ok, vols.rollback(name, snap).await.map(VolumeJson::from))
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": "no such volume endpoint" }),
+        ),
+    })
+}
