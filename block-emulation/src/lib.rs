@@ -6,5 +6,7 @@
 //! [`BlockDevice`] ([`device`]): the NBD server ([`nbd`]) today, the iSCSI target later.
 
 pub mod device;
+pub mod nbd;
 
 pub use device::{Allocation, BlockDevice, BlockError, Exports};
+pub use nbd::{NbdConfig, NbdHandle, NbdServer, NbdStats};
