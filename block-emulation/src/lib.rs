@@ -6,7 +6,9 @@
 //! [`BlockDevice`] ([`device`]): the NBD server ([`nbd`]) today, the iSCSI target later.
 
 pub mod device;
+pub mod nbd;
 pub mod volume;
 
 pub use device::{Allocation, BlockDevice, BlockError, Exports};
+pub use nbd::{NbdConfig, NbdHandle, NbdServer, NbdStats};
 pub use volume::{Volume, VolumeConfig, VolumeError, VolumeInfo, Volumes};
