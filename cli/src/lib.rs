@@ -151,6 +151,8 @@ enum BucketCommand {
 pub const DEFAULT_S3_LISTEN: &str = "127.0.0.1:3900";
 /// The default admin listen address.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3903";
+/// The default NBD listen address (NBD's registered port).
+pub const DEFAULT_NBD_LISTEN: &str = "127.0.0.1:10809";
 
 /// Runs the command line of `cairn`.
 pub fn run() -> anyhow::Result<()> {

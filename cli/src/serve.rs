@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cairn_block::{VolumeConfig, Volumes};
+use cairn_block::{NbdConfig, NbdServer, VolumeConfig, Volumes};
 use cairn_client::Client;
 use clap::Args;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::workers::{gc_loop, lifecycle_loop, Workers};
-use crate::{admin, parse_listen, DEFAULT_ADMIN_LISTEN, DEFAULT_S3_LISTEN};
+use crate::{admin, parse_listen, DEFAULT_ADMIN_LISTEN, DEFAULT_NBD_LISTEN, DEFAULT_S3_LISTEN};
 
 /// Flags of `cairn serve`.
 #[derive(Args, Debug)]
@@ -95,6 +95,16 @@ pub struct ServeArgs {
     /// space so deletes and GC can run (default: sized to the file system, 8-128 MiB).
     #[arg(long, env = "CAIRN_DISK_RESERVE_BYTES")]
     pub disk_reserve_bytes: Option<u64>,
+    /// Address of the NBD server that serves block volumes (`cairn volume create`), one
+    /// export per volume: `nbd://ADDR/VOLUME`.
+    #[arg(long, default_value = DEFAULT_NBD_LISTEN, value_parser = parse_listen, env = "CAIRN_NBD_LISTEN")]
+    pub nbd_listen: SocketAddr,
+    /// Do not serve volumes over NBD.
+    #[arg(long, env = "CAIRN_NO_NBD")]
+    pub no_nbd: bool,
+    /// Seconds between commits of a volume's buffered writes when clients do not flush.
+    #[arg(long, default_value_t = 1.0, env = "CAIRN_VOLUME_COMMIT_INTERVAL")]
+    pub volume_commit_interval: f64,
 }
 
 impl ServeArgs {
@@ -261,6 +271,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 args.admin_listen
             )
         })?;
+    let volumes = Arc::new(Volumes::new(
+        client.clone(),
+        VolumeConfig {
+            commit_interval: Duration::from_secs_f64(args.volume_commit_interval.max(0.001)),
+            ..VolumeConfig::default()
+        },
+    ));
+    let nbd = if args.no_nbd {
+        None
+    } else {
+        let exports: Arc<dyn cairn_block::Exports> = volumes.clone();
+        let server = NbdServer::bind(args.nbd_listen, exports, NbdConfig::default())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} for NBD: pass another --nbd-listen, or --no-nbd",
+                    args.nbd_listen
+                )
+            })?;
+        Some(server)
+    };
     let s3_addr = s3.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let token = admin::load_or_create_token(dir)?;
@@ -319,7 +350,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         workers.clone(),
         stop_rx.clone(),
     ));
-    let volumes = Arc::new(Volumes::new(client.clone(), VolumeConfig::default()));
+    let nbd_addr = nbd.as_ref().map(|n| n.local_addr()).transpose()?;
+    let nbd_task = nbd.map(|n| tokio::spawn(n.serve(stopped(stop_rx.clone()))));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         client.clone(),
@@ -332,6 +364,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
     info!(data_dir = %dir.display(), "cairn is running");
     println!("S3 endpoint:    http://{s3_addr}");
+    if let Some(addr) = nbd_addr {
+        println!("NBD endpoint:   nbd://{addr}/VOLUME");
+    }
     println!("Admin endpoint: http://{admin_addr}");
     println!("Data dir:       {}", dir.display());
 
@@ -347,6 +382,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         trim_task,
         disk_task
     );
+    if let Some(task) = nbd_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "NBD server stopped with an error"),
+            Err(e) => warn!(error = %e, "NBD server task failed"),
+        }
+    }
     // Every front end has stopped: commit what the open volumes still buffer.
     volumes.close().await;
     let _ = std::fs::remove_file(dir.join("admin.json"));

@@ -19,12 +19,30 @@ pub fn start(dir: &std::path::Path) -> (Child, String) {
 
 /// Like [`start`], with extra `cairn serve` flags.
 pub fn start_with(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
+    let (child, ep) = start_site(dir, extra);
+    (child, ep.s3)
+}
+
+/// What a started `cairn serve` printed.
+#[allow(dead_code)] // not every test binary uses every endpoint
+pub struct Endpoints {
+    /// `http://ADDR` of S3.
+    pub s3: String,
+    /// `ADDR` of the NBD server (`nbd://ADDR/VOLUME`), if it serves NBD.
+    pub nbd: Option<String>,
+}
+
+/// Starts `cairn serve` on `dir` (loopback ports chosen by the OS) with extra flags; returns
+/// the child and the endpoints it printed.
+pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args([
             "serve",
             "--s3-listen",
             "127.0.0.1:0",
             "--admin-listen",
+            "127.0.0.1:0",
+            "--nbd-listen",
             "127.0.0.1:0",
         ])
         .args(extra)
@@ -39,18 +57,27 @@ pub fn start_with(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
         .expect("spawn cairn serve");
     let out = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(out).lines();
-    let endpoint = loop {
+    let (mut s3, mut nbd) = (None, None);
+    loop {
         let line = lines
             .next()
-            .expect("cairn serve exited before printing its endpoint")
+            .expect("cairn serve exited before printing its endpoints")
             .expect("read stdout");
         if let Some(url) = line.strip_prefix("S3 endpoint:") {
-            break url.trim().to_string();
+            s3 = Some(url.trim().to_string());
         }
-    };
+        if let Some(url) = line.strip_prefix("NBD endpoint:") {
+            let addr = url.trim().trim_start_matches("nbd://");
+            nbd = Some(addr.trim_end_matches("/VOLUME").to_string());
+        }
+        if line.starts_with("Data dir:") {
+            break;
+        }
+    }
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, endpoint)
+    let s3 = s3.expect("cairn serve printed its S3 endpoint");
+    (child, Endpoints { s3, nbd })
 }
 
 /// An AWS SDK client for `endpoint` with the test key.
