@@ -57,6 +57,11 @@ pub trait BlockDevice: Send + Sync {
     fn size(&self) -> u64;
     /// Logical block size in bytes (512 or 4096): the smallest unit of I/O.
     fn block_size(&self) -> u32;
+    /// The smallest I/O the device serves, and the alignment it needs (1: any byte range).
+    /// Front ends advertise it as the minimum and the block size as the preferred size.
+    fn min_io_size(&self) -> u32 {
+        self.block_size()
+    }
     /// The device refuses writes.
     fn read_only(&self) -> bool;
     /// `len` bytes from `offset`.

@@ -42,6 +42,10 @@ pub(crate) struct Session {
     pub(crate) structured: bool,
     /// `base:allocation` was selected for this export.
     pub(crate) base_allocation: bool,
+    /// The client asked for the block size constraints (`NBD_INFO_BLOCK_SIZE`), so it will
+    /// honour them; a client that did not gets byte-granular I/O, as the protocol's defaults
+    /// say (a minimum block size of 1).
+    pub(crate) block_sizes_agreed: bool,
 }
 
 /// Runs the handshake on `stream`. `Ok(None)` when the client aborted or left.
@@ -129,7 +133,7 @@ where
                 let msg = proto::export_name_reply(device.size(), flags, no_zeroes);
                 stream.write_all(&msg).await?;
                 stream.flush().await?;
-                return Ok(Some(session(name, device, structured, &meta)));
+                return Ok(Some(session(name, device, structured, &meta, false)));
             }
             OptionRequest::List => match shared.exports.list().await {
                 Ok(list) => {
@@ -170,7 +174,7 @@ where
                     }
                 }
                 if requests.contains(&proto::INFO_BLOCK_SIZE) {
-                    let sizes = BlockSizes::for_block_size(device.block_size());
+                    let sizes = BlockSizes::for_device(device.min_io_size(), device.block_size());
                     reply(
                         stream,
                         option,
@@ -181,7 +185,8 @@ where
                 }
                 reply(stream, option, proto::REP_ACK, &[]).await?;
                 if go {
-                    return Ok(Some(session(name, device, structured, &meta)));
+                    let agreed = requests.contains(&proto::INFO_BLOCK_SIZE);
+                    return Ok(Some(session(name, device, structured, &meta, agreed)));
                 }
             }
             OptionRequest::MetaContext { set, name, queries } => {
@@ -222,6 +227,7 @@ fn session(
     device: Arc<dyn BlockDevice>,
     structured: bool,
     meta: &Option<(String, bool)>,
+    block_sizes_agreed: bool,
 ) -> Session {
     let base_allocation = matches!(meta, Some((n, true)) if *n == name);
     Session {
@@ -229,6 +235,7 @@ fn session(
         device,
         structured,
         base_allocation,
+        block_sizes_agreed,
     }
 }
 

@@ -441,6 +441,21 @@ impl BlockSizes {
     }
 }
 
+impl BlockSizes {
+    /// The constraints for a device that serves any I/O of `min_io` bytes or more (aligned to
+    /// it) and prefers its logical `block_size`: [`BlockSizes::for_block_size`] with the
+    /// minimum lowered to `min_io` when that is a power of two below it.
+    pub fn for_device(min_io: u32, block_size: u32) -> BlockSizes {
+        let base = BlockSizes::for_block_size(block_size);
+        let min = if min_io.is_power_of_two() && min_io < base.min {
+            min_io
+        } else {
+            base.min
+        };
+        BlockSizes { min, ..base }
+    }
+}
+
 /// The transmission flags for a device.
 pub fn transmission_flags(read_only: bool) -> u16 {
     let mut flags = TFLAG_HAS_FLAGS | TFLAG_SEND_FLUSH | TFLAG_CAN_MULTI_CONN;

@@ -54,7 +54,12 @@ pub(crate) async fn serve(
     let budget = Arc::new(Semaphore::new(config.max_buffered_bytes));
     let state = ExportState {
         size: session.device.size(),
-        min_block: proto::BlockSizes::for_block_size(session.device.block_size()).min,
+        min_block: if session.block_sizes_agreed {
+            let d = &session.device;
+            proto::BlockSizes::for_device(d.min_io_size(), d.block_size()).min
+        } else {
+            1
+        },
         read_only: session.device.read_only(),
         structured: session.structured,
         base_allocation: session.base_allocation,

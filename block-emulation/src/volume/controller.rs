@@ -674,14 +674,10 @@ impl Volume {
         rx.await.map_err(|_| gone())?
     }
 
-    /// Checks that `[offset, offset + len)` is block-aligned and inside the volume.
+    /// Checks that `[offset, offset + len)` is inside the volume. Any byte range is served
+    /// (the buffer and the tree are byte-granular; NBD clients that did not ask for the block
+    /// size may send unaligned requests), block-aligned ones without any copying.
     fn check(&self, offset: u64, len: u64) -> Result<(), BlockError> {
-        let bs = u64::from(self.block_size);
-        if !offset.is_multiple_of(bs) || !len.is_multiple_of(bs) {
-            return Err(BlockError::Invalid(format!(
-                "request {offset}+{len} is not aligned to the {bs}-byte block size"
-            )));
-        }
         let size = self.size();
         if offset.checked_add(len).is_none_or(|e| e > size) {
             return Err(BlockError::OutOfRange { offset, len, size });
@@ -720,6 +716,11 @@ impl BlockDevice for Volume {
 
     fn block_size(&self) -> u32 {
         self.block_size
+    }
+
+    fn min_io_size(&self) -> u32 {
+        // The buffer and the tree are byte-granular: unaligned I/O needs no read-modify-write.
+        1
     }
 
     fn read_only(&self) -> bool {

@@ -1,0 +1,351 @@
+//! Block volumes of a running `cairn serve`, driven by the NBD clients users have (Debian's
+//! libnbd-bin, qemu-utils, fuse3 and fuse2fs): sizes and capabilities, a 256 MiB image copied
+//! in and out, pattern writes, the allocation map, and a real ext4 file system that is
+//! written, snapshotted, cloned and mounted again from the clone.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{cairn, start_site};
+
+/// Runs a client binary to completion within `secs`; a missing binary names its package.
+fn run(bin: &str, args: &[&str], secs: u64) -> Output {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {bin} ({e}): scripts/test installs it (Debian: libnbd-bin, qemu-utils, fuse3, fuse2fs, e2fsprogs)")
+        });
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{bin} {args:?} did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn ok(bin: &str, args: &[&str], secs: u64) -> String {
+    let out = run(bin, args, secs);
+    assert!(
+        out.status.success(),
+        "{bin} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn cli(args: &[&str]) -> String {
+    let (ok, out, err) = cairn(args);
+    assert!(ok, "cairn {args:?} failed: {err}");
+    out
+}
+
+fn random_file(path: &Path, len: usize, seed: u64) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = vec![0u8; len];
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    // Leave some all-zero megabytes so the image has holes, as real images do.
+    for mib in (3..len / (1 << 20)).step_by(5) {
+        data[mib << 20..(mib + 1) << 20].fill(0);
+    }
+    std::fs::write(path, data).unwrap();
+}
+
+#[test]
+fn nbd_clients_read_write_copy_and_map_volumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let ds = d.to_str().unwrap();
+    std::fs::create_dir_all(&d).unwrap();
+    let (mut site, ep) = start_site(&d, &[]);
+    let nbd = ep.nbd.expect("cairn serve serves NBD by default");
+    cli(&[
+        "volume",
+        "create",
+        "img",
+        "--size",
+        "256MiB",
+        "--data-dir",
+        ds,
+    ]);
+    cli(&[
+        "volume",
+        "create",
+        "big",
+        "--size",
+        "10GiB",
+        "--data-dir",
+        ds,
+    ]);
+    let url = |v: &str| format!("nbd://{nbd}/{v}");
+
+    // Size and capabilities.
+    let info = ok("nbdinfo", &["--json", &url("img")], 30);
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let export = &v["exports"][0];
+    assert_eq!(export["export-size"], 256u64 << 20, "{info}");
+    for cap in ["can_flush", "can_fua", "can_trim", "can_zero"] {
+        assert_eq!(export[cap], true, "{cap}: {info}");
+    }
+    // Any byte range is served; 4 KiB (the volume's block size) is preferred.
+    assert_eq!(export["block_size_minimum"], 1, "{info}");
+    assert_eq!(export["block_size_preferred"], 4096, "{info}");
+    let list = ok("nbdinfo", &["--list", &format!("nbd://{nbd}")], 30);
+    assert!(list.contains("img") && list.contains("big"), "{list}");
+    let unknown = run("nbdinfo", &[&url("nope")], 30);
+    assert!(!unknown.status.success(), "an unknown volume is refused");
+
+    // A 256 MiB image in and out with nbdcopy, compared byte for byte and by qemu-img.
+    let image = dir.path().join("image.raw");
+    random_file(&image, 256 << 20, 1);
+    ok("nbdcopy", &[image.to_str().unwrap(), &url("img")], 120);
+    let back = dir.path().join("back.raw");
+    ok("nbdcopy", &[&url("img"), back.to_str().unwrap()], 120);
+    assert!(
+        std::fs::read(&image).unwrap() == std::fs::read(&back).unwrap(),
+        "the image read back differs"
+    );
+    let cmp = ok(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "raw",
+            image.to_str().unwrap(),
+            &url("img"),
+        ],
+        120,
+    );
+    assert!(cmp.contains("identical"), "{cmp}");
+
+    // Pattern writes and reads with qemu-io, on the thin 10 GiB volume.
+    let io = ok(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            "-c",
+            "write -P 0x5a 1M 64k",
+            "-c",
+            "write -P 0xa5 5G 4k",
+            "-c",
+            "flush",
+            "-c",
+            "read -P 0x5a 1M 64k",
+            "-c",
+            "read -P 0xa5 5G 4k",
+            "-c",
+            "read -P 0 2M 1M",
+            &url("big"),
+        ],
+        60,
+    );
+    assert!(!io.contains("Pattern verification failed"), "{io}");
+    // The map shows the two written ranges as data and the rest as holes.
+    let map = ok("nbdinfo", &["--map", "--totals", &url("big")], 60);
+    let data_line = map
+        .lines()
+        .find(|l| l.contains("data"))
+        .unwrap_or_else(|| panic!("{map}"));
+    let data_bytes: u64 = data_line
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(data_bytes, (64 << 10) + 4096, "{map}");
+    // A trim makes the range a hole again.
+    ok(
+        "qemu-io",
+        &["-f", "raw", "-c", "discard 1M 64k", &url("big")],
+        60,
+    );
+    let map = ok("nbdinfo", &["--map", "--totals", &url("big")], 60);
+    assert!(
+        map.lines()
+            .any(|l| l.trim_start().starts_with("4096 ") && l.contains("data")),
+        "{map}"
+    );
+
+    // nbdcopy flushed at its end: the image survives kill -9 and reads back after a restart.
+    site.kill().unwrap();
+    site.wait().unwrap();
+    let (mut site, ep) = start_site(&d, &[]);
+    let nbd2 = ep.nbd.unwrap();
+    let cmp = ok(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "raw",
+            image.to_str().unwrap(),
+            &format!("nbd://{nbd2}/img"),
+        ],
+        120,
+    );
+    assert!(cmp.contains("identical"), "{cmp}");
+    site.kill().unwrap();
+    site.wait().unwrap();
+}
+
+/// A background process that must be stopped: killed on drop if still running.
+struct Bg(Child, &'static str);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Bg {
+    /// Waits for the process to exit by itself (after an unmount), within `secs`.
+    fn wait_exit(mut self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.0.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "{} did not exit", self.1);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Waits until `path` exists (a FUSE mount came up), within `secs`.
+fn wait_for(path: &Path, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// nbdfuse exposes a volume as MNT/nbd (FS is made ready for [`fuse2fs`]).
+fn mount(url: &str, mnt: &Path, fs: &Path) -> Bg {
+    std::fs::create_dir_all(mnt).unwrap();
+    std::fs::create_dir_all(fs).unwrap();
+    let nbdfuse = Command::new("nbdfuse")
+        .arg(mnt)
+        .arg(url)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nbdfuse (Debian: libnbd-bin, fuse3)");
+    let nbdfuse = Bg(nbdfuse, "nbdfuse");
+    wait_for(&mnt.join("nbd"), 30);
+    nbdfuse
+}
+
+fn fuse2fs(image: &Path, fs: &Path) -> Bg {
+    let child = Command::new("fuse2fs")
+        .args(["-f", "-o", "fakeroot"])
+        .arg(image)
+        .arg(fs)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("fuse2fs (Debian: fuse2fs)");
+    let bg = Bg(child, "fuse2fs");
+    wait_for(&fs.join("lost+found"), 30);
+    bg
+}
+
+fn unmount(fs: &Path, fuse: Bg) {
+    ok("fusermount3", &["-u", fs.to_str().unwrap()], 60);
+    fuse.wait_exit(60);
+}
+
+#[test]
+fn an_ext4_file_system_on_a_volume_survives_snapshot_and_clone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let ds = d.to_str().unwrap();
+    std::fs::create_dir_all(&d).unwrap();
+    let (mut site, ep) = start_site(&d, &[]);
+    let nbd = ep.nbd.unwrap();
+    cli(&[
+        "volume",
+        "create",
+        "fsvol",
+        "--size",
+        "128MiB",
+        "--data-dir",
+        ds,
+    ]);
+    let (mnt, fs) = (dir.path().join("mnt"), dir.path().join("fs"));
+
+    // mkfs, mount, write files, unmount.
+    let nbdfuse = mount(&format!("nbd://{nbd}/fsvol"), &mnt, &fs);
+    let image = mnt.join("nbd");
+    ok("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()], 120);
+    let ext = fuse2fs(&image, &fs);
+    let mut files = Vec::new();
+    for i in 0..20u64 {
+        let path = fs.join(format!("file-{i}"));
+        let len = 1000 + (i as usize) * 50_000;
+        let data: Vec<u8> = (0..len).map(|j| (j as u64 * 31 + i) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        files.push((format!("file-{i}"), data));
+    }
+    std::fs::create_dir(fs.join("sub")).unwrap();
+    std::fs::write(fs.join("sub/note"), b"written through NBD").unwrap();
+    unmount(&fs, ext);
+    ok("fusermount3", &["-u", mnt.to_str().unwrap()], 60);
+    nbdfuse.wait_exit(60);
+
+    // Snapshot and clone; the clone is mounted and checked, and e2fsck finds it clean.
+    cli(&[
+        "volume",
+        "snapshot",
+        "create",
+        "fsvol",
+        "s1",
+        "--data-dir",
+        ds,
+    ]);
+    cli(&["volume", "clone", "fsvol@s1", "fsclone", "--data-dir", ds]);
+    let nbdfuse = mount(&format!("nbd://{nbd}/fsclone"), &mnt, &fs);
+    let fsck = run("e2fsck", &["-f", "-n", image.to_str().unwrap()], 120);
+    assert!(
+        fsck.status.success(),
+        "e2fsck on the clone: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let ext = fuse2fs(&image, &fs);
+    for (name, data) in &files {
+        assert!(
+            std::fs::read(fs.join(name)).unwrap() == *data,
+            "{name} differs in the clone"
+        );
+    }
+    assert_eq!(
+        std::fs::read(fs.join("sub/note")).unwrap(),
+        b"written through NBD"
+    );
+    unmount(&fs, ext);
+    ok("fusermount3", &["-u", mnt.to_str().unwrap()], 60);
+    nbdfuse.wait_exit(60);
+    site.kill().unwrap();
+    site.wait().unwrap();
+}
