@@ -81,6 +81,7 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
 }
 
 /// An AWS SDK client for `endpoint` with the test key.
+#[allow(dead_code)] // not every test binary speaks S3
 pub fn s3(endpoint: &str) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
