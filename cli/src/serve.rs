@@ -357,7 +357,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         client.clone(),
         token,
         workers.clone(),
-        vec![s3_metrics, disk.clone()],
+        vec![s3_metrics, disk.clone(), volumes.clone()],
         Some(disk),
         Some(volumes.clone()),
         stopped(stop_rx.clone()),

@@ -185,6 +185,31 @@ fn nbd_clients_read_write_copy_and_map_volumes() {
         "{map}"
     );
 
+    // Per-volume metrics on the admin endpoint.
+    let metrics = admin_metrics(&d);
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        value("cairn_volume_size_bytes{volume=\"img\"}"),
+        (256u64 << 20) as f64
+    );
+    assert!(value("cairn_volume_writes_total{volume=\"big\"}") >= 2.0);
+    assert!(value("cairn_volume_discards_total{volume=\"big\"}") >= 1.0);
+    assert!(value("cairn_volume_write_bytes_total{volume=\"img\"}") >= (128u64 << 20) as f64);
+    assert!(value("cairn_volume_commits_total{volume=\"img\"}") >= 1.0);
+    assert!(value("cairn_volume_flush_seconds_count{volume=\"big\"}") >= 1.0);
+    assert_eq!(
+        value("cairn_volume_commit_errors_total{volume=\"img\"}"),
+        0.0
+    );
+
     // nbdcopy flushed at its end: the image survives kill -9 and reads back after a restart.
     site.kill().unwrap();
     site.wait().unwrap();
@@ -206,6 +231,22 @@ fn nbd_clients_read_write_copy_and_map_volumes() {
     assert!(cmp.contains("identical"), "{cmp}");
     site.kill().unwrap();
     site.wait().unwrap();
+}
+
+/// `/metrics` of the site running on `dir` (its admin endpoint is in `admin.json`).
+fn admin_metrics(dir: &Path) -> String {
+    use std::io::{Read, Write};
+    let file = std::fs::read_to_string(dir.join("admin.json")).unwrap();
+    let url: serde_json::Value = serde_json::from_str(&file).unwrap();
+    let addr = url["url"].as_str().unwrap().trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    text
 }
 
 /// A background process that must be stopped: killed on drop if still running.

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use cairn_client::{tree_etag, Client, ClientError, WriteCondition};
 use cairn_core::extent::{splice, Child, Leaf};
+use cairn_core::metrics::Histogram;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -79,9 +80,18 @@ impl Default for VolumeConfig {
     }
 }
 
-/// Counters of one open volume, shared by its handle and its controller.
-#[derive(Debug, Default)]
+/// Counters of one volume since the process started, shared by its handles and its
+/// controller (and kept when the volume is closed and opened again).
+#[derive(Debug)]
 pub struct VolumeStats {
+    /// Read latency (seconds, from the request to the data).
+    pub read_latency: Histogram,
+    /// Write latency (seconds, until acknowledged: buffered, or durable with FUA).
+    pub write_latency: Histogram,
+    /// Flush latency (seconds, until everything acknowledged before is durable).
+    pub flush_latency: Histogram,
+    /// Commit duration (seconds: extents stored, tree spliced, version applied).
+    pub commit_latency: Histogram,
     /// Current size in bytes.
     pub size: AtomicU64,
     /// Read requests.
@@ -102,6 +112,27 @@ pub struct VolumeStats {
     pub commit_errors: AtomicU64,
     /// Written bytes buffered and not yet committed.
     pub dirty_bytes: AtomicU64,
+}
+
+impl Default for VolumeStats {
+    fn default() -> Self {
+        VolumeStats {
+            read_latency: Histogram::latency(),
+            write_latency: Histogram::latency(),
+            flush_latency: Histogram::latency(),
+            commit_latency: Histogram::latency(),
+            size: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            read_bytes: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            write_bytes: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+            discards: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            commit_errors: AtomicU64::new(0),
+            dirty_bytes: AtomicU64::new(0),
+        }
+    }
 }
 
 /// An open volume: a handle on its controller task. Cloned handles share the controller; the
@@ -130,9 +161,9 @@ pub(crate) fn spawn(
     client: Client,
     start: Start,
     config: VolumeConfig,
+    stats: Arc<VolumeStats>,
 ) -> (Arc<Volume>, watch::Receiver<bool>) {
     let (tx, rx) = mpsc::channel(1024);
-    let stats = Arc::new(VolumeStats::default());
     stats.size.store(start.root.len, Ordering::Relaxed);
     let (exit_tx, exit_rx) = watch::channel(false);
     let volume = Arc::new(Volume {
@@ -352,7 +383,13 @@ impl Controller {
             root: self.root,
             etag: self.etag.clone(),
         };
-        self.commit = Some(tokio::spawn(job.run(snap)));
+        let stats = self.stats.clone();
+        self.commit = Some(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let r = job.run(snap).await;
+            stats.commit_latency.observe_duration(started.elapsed());
+            r
+        }));
     }
 
     fn commit_done(&mut self, res: CommitResult, go_on: bool) {
@@ -740,12 +777,16 @@ impl BlockDevice for Volume {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        self.call(|reply| Cmd::Read {
-            at: offset,
-            len,
-            reply,
-        })
-        .await
+        let started = std::time::Instant::now();
+        let r = self
+            .call(|reply| Cmd::Read {
+                at: offset,
+                len,
+                reply,
+            })
+            .await;
+        self.stats.read_latency.observe_duration(started.elapsed());
+        r
     }
 
     async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), BlockError> {
@@ -761,13 +802,17 @@ impl BlockDevice for Volume {
         if len == 0 {
             return Ok(());
         }
-        self.call(|reply| Cmd::Write {
-            at: offset,
-            seg: Seg::Data(data),
-            fua,
-            reply,
-        })
-        .await
+        let started = std::time::Instant::now();
+        let r = self
+            .call(|reply| Cmd::Write {
+                at: offset,
+                seg: Seg::Data(data),
+                fua,
+                reply,
+            })
+            .await;
+        self.stats.write_latency.observe_duration(started.elapsed());
+        r
     }
 
     async fn write_zeroes(&self, offset: u64, len: u64, fua: bool) -> Result<(), BlockError> {
@@ -780,7 +825,10 @@ impl BlockDevice for Volume {
 
     async fn flush(&self) -> Result<(), BlockError> {
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
-        self.call(|reply| Cmd::Flush { reply }).await
+        let started = std::time::Instant::now();
+        let r = self.call(|reply| Cmd::Flush { reply }).await;
+        self.stats.flush_latency.observe_duration(started.elapsed());
+        r
     }
 
     async fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Allocation>, BlockError> {

@@ -13,6 +13,7 @@ mod controller;
 mod overlay;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use cairn_client::{
     Client, ClientError, ListQuery, PutResult, VersionManifest, VersionSel, WriteCondition,
 };
 use cairn_core::extent::{Child, Leaf, TreeBuilder};
+use cairn_core::metrics::{self, Histogram, MetricsSource};
 use tokio::sync::{watch, Mutex};
 
 pub use controller::{Volume, VolumeConfig, VolumeStats, MAX_IO};
@@ -137,6 +139,8 @@ pub struct Volumes {
     client: Client,
     config: VolumeConfig,
     open: Mutex<HashMap<String, Open>>,
+    /// Counters of every volume opened since start, by name (for `/metrics`).
+    stats: std::sync::Mutex<BTreeMap<String, Arc<VolumeStats>>>,
 }
 
 impl Volumes {
@@ -146,6 +150,7 @@ impl Volumes {
             client,
             config,
             open: Mutex::new(HashMap::new()),
+            stats: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -294,7 +299,12 @@ impl Volumes {
             etag: head.etag.clone(),
             meta: head.user_metadata.clone(),
         };
-        let (volume, exited) = controller::spawn(self.client.clone(), start, self.config.clone());
+        let stats = {
+            let mut all = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            all.entry(name.to_string()).or_default().clone()
+        };
+        let (volume, exited) =
+            controller::spawn(self.client.clone(), start, self.config.clone(), stats);
         open.insert(
             name.to_string(),
             Open {
@@ -552,6 +562,98 @@ fn device_error(e: VolumeError) -> BlockError {
         VolumeError::NotFound(n) => BlockError::NotFound(n),
         VolumeError::Device(d) => d,
         e => BlockError::Io(e.to_string()),
+    }
+}
+
+/// One metric: its name, its help, and where a volume's value is.
+type Series<T> = (&'static str, &'static str, fn(&VolumeStats) -> &T);
+
+impl MetricsSource for Volumes {
+    fn render(&self, out: &mut String) {
+        let all: Vec<(String, Arc<VolumeStats>)> = {
+            let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            stats.iter().map(|(n, s)| (n.clone(), s.clone())).collect()
+        };
+        let counters: [Series<AtomicU64>; 8] = [
+            ("cairn_volume_reads_total", "Read requests served.", |s| {
+                &s.reads
+            }),
+            ("cairn_volume_read_bytes_total", "Bytes read.", |s| {
+                &s.read_bytes
+            }),
+            ("cairn_volume_writes_total", "Write requests.", |s| {
+                &s.writes
+            }),
+            ("cairn_volume_write_bytes_total", "Bytes written.", |s| {
+                &s.write_bytes
+            }),
+            ("cairn_volume_flushes_total", "Flush requests.", |s| {
+                &s.flushes
+            }),
+            (
+                "cairn_volume_discards_total",
+                "Trim and write-zeroes requests.",
+                |s| &s.discards,
+            ),
+            ("cairn_volume_commits_total", "Versions committed.", |s| {
+                &s.commits
+            }),
+            (
+                "cairn_volume_commit_errors_total",
+                "Commits that failed; their writes stayed buffered.",
+                |s| &s.commit_errors,
+            ),
+        ];
+        for (name, help, get) in counters {
+            metrics::header(out, name, "counter", help);
+            for (vol, s) in &all {
+                let l = metrics::labels(&[("volume", vol)]);
+                metrics::sample(out, name, &l, get(s).load(Ordering::Relaxed));
+            }
+        }
+        let gauges: [Series<AtomicU64>; 2] = [
+            (
+                "cairn_volume_size_bytes",
+                "Logical size of the volume.",
+                |s| &s.size,
+            ),
+            (
+                "cairn_volume_dirty_bytes",
+                "Written bytes buffered and not yet committed.",
+                |s| &s.dirty_bytes,
+            ),
+        ];
+        for (name, help, get) in gauges {
+            metrics::header(out, name, "gauge", help);
+            for (vol, s) in &all {
+                let l = metrics::labels(&[("volume", vol)]);
+                metrics::sample(out, name, &l, get(s).load(Ordering::Relaxed));
+            }
+        }
+        let histograms: [Series<Histogram>; 4] = [
+            ("cairn_volume_read_seconds", "Read latency.", |s| {
+                &s.read_latency
+            }),
+            (
+                "cairn_volume_write_seconds",
+                "Write latency until acknowledged.",
+                |s| &s.write_latency,
+            ),
+            (
+                "cairn_volume_flush_seconds",
+                "Flush latency until durable.",
+                |s| &s.flush_latency,
+            ),
+            ("cairn_volume_commit_seconds", "Duration of commits.", |s| {
+                &s.commit_latency
+            }),
+        ];
+        for (name, help, get) in histograms {
+            metrics::header(out, name, "histogram", help);
+            for (vol, s) in &all {
+                get(s).render(out, name, &metrics::labels(&[("volume", vol)]));
+            }
+        }
     }
 }
 
