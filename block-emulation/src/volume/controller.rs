@@ -9,7 +9,7 @@
 //! go to a fresh buffer, and reads see the committed tree under the committing buffer under
 //! the fresh one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +17,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use cairn_client::{tree_etag, Client, ClientError, WriteCondition};
-use cairn_core::extent::{splice, Child, Leaf};
+use cairn_core::extent::{splice, Child, Leaf, NodeStore, TreeNode};
 use cairn_core::metrics::Histogram;
+use cairn_core::ChunkId;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -29,8 +30,8 @@ use crate::device::{Allocation, BlockDevice, BlockError};
 
 /// Largest single read or write a front end may ask for.
 pub const MAX_IO: u64 = 32 << 20;
-/// Extents stored at once by one commit.
-const STORE_PARALLEL: usize = 8;
+/// Extents (and tree nodes) stored at once by one commit.
+const STORE_PARALLEL: usize = 16;
 
 type Reply<T> = oneshot::Sender<Result<T, BlockError>>;
 
@@ -490,6 +491,66 @@ struct CommitJob {
 /// A contiguous run of buffered writes: start, end and its segments.
 type Run = (u64, u64, Vec<(u64, Seg)>);
 
+/// The tree nodes a commit's splices write, kept in memory until [`Staged::persist`] stores
+/// the ones the final root reaches; loads see staged nodes first, then the store.
+struct Staged<'a> {
+    client: &'a Client,
+    nodes: std::sync::Mutex<HashMap<ChunkId, Vec<u8>>>,
+}
+
+impl Staged<'_> {
+    fn staged(&self, id: &ChunkId) -> Option<Vec<u8>> {
+        let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.get(id).cloned()
+    }
+
+    /// Durably stores every staged node reachable from `root` (a staged node's children are
+    /// staged or already stored).
+    async fn persist(&self, root: Child) -> Result<(), ClientError> {
+        let mut todo = vec![root];
+        let mut out: Vec<(ChunkId, Vec<u8>)> = Vec::new();
+        while let Some(c) = todo.pop() {
+            let Some(bytes) = self.staged(&c.node) else {
+                continue;
+            };
+            if let TreeNode::Children(kids) = TreeNode::decode_checked(&bytes, c.len)? {
+                todo.extend(kids);
+            }
+            out.push((c.node, bytes));
+        }
+        let mut pending = futures::stream::FuturesUnordered::new();
+        for (id, bytes) in out {
+            if pending.len() >= STORE_PARALLEL {
+                if let Some(r) = pending.next().await {
+                    r?;
+                }
+            }
+            pending.push(self.client.store(id, bytes));
+        }
+        while let Some(r) = pending.next().await {
+            r?;
+        }
+        Ok(())
+    }
+}
+
+impl NodeStore for Staged<'_> {
+    type Error = ClientError;
+
+    async fn load(&self, id: ChunkId, len: u64) -> Result<TreeNode, ClientError> {
+        match self.staged(&id) {
+            Some(bytes) => Ok(TreeNode::decode_checked(&bytes, len)?),
+            None => self.client.load(id, len).await,
+        }
+    }
+
+    async fn store(&self, id: ChunkId, bytes: Vec<u8>) -> Result<(), ClientError> {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.insert(id, bytes);
+        Ok(())
+    }
+}
+
 /// What one extent-aligned window of a commit becomes.
 enum Window {
     Zeros(u64),
@@ -518,24 +579,40 @@ impl CommitJob {
         if let Some((rs, re, segs)) = cur.take() {
             runs.push((rs, re, self.windows(rs, re, &segs)));
         }
-        // Store every data window (in order, a few at once), then splice run by run.
+        // Store every data window of every run (in order, several at once: the store groups
+        // their synced writes), then splice run by run into a staged tree whose nodes stay in
+        // memory: a node that a later splice of this commit replaces is never stored.
         let client = &self.client;
+        let counts: Vec<usize> = runs.iter().map(|(_, _, w)| w.len()).collect();
+        let windows: Vec<Window> = runs
+            .iter_mut()
+            .flat_map(|(_, _, w)| std::mem::take(w))
+            .collect();
+        let mut leaves: std::vec::IntoIter<Leaf> = futures::stream::iter(windows)
+            .map(|w| async move {
+                match w {
+                    Window::Zeros(n) => Ok(Leaf::zeros(n)),
+                    Window::Data(b) => client.store_extent(b).await,
+                }
+            })
+            .buffered(STORE_PARALLEL)
+            .try_collect::<Vec<Leaf>>()
+            .await?
+            .into_iter();
+        let staged = Staged {
+            client,
+            nodes: std::sync::Mutex::new(HashMap::new()),
+        };
         let mut spliced = self.root;
-        for (start, end, windows) in runs {
-            let leaves: Vec<Leaf> = futures::stream::iter(windows)
-                .map(|w| async move {
-                    match w {
-                        Window::Zeros(n) => Ok(Leaf::zeros(n)),
-                        Window::Data(b) => client.store_extent(b).await,
-                    }
-                })
-                .buffered(STORE_PARALLEL)
-                .try_collect()
-                .await?;
-            spliced = splice(client, Some(spliced), start, end, leaves)
+        for ((start, end, _), n) in runs.into_iter().zip(counts) {
+            let run_leaves: Vec<Leaf> = leaves.by_ref().take(n).collect();
+            spliced = splice(&staged, Some(spliced), start, end, run_leaves)
                 .await?
                 .ok_or_else(|| ClientError::Corrupt("a volume's tree became empty".into()))?;
         }
+        // Only the staged nodes the new root reaches are stored, all before the version is
+        // applied (I2).
+        staged.persist(spliced).await?;
         if spliced == self.root {
             return Ok((self.root, self.etag));
         }
