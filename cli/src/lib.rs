@@ -13,6 +13,7 @@ mod init;
 pub mod node;
 mod ops;
 mod serve;
+mod volume_backup;
 mod volume_cmd;
 mod workers;
 

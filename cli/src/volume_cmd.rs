@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::bench::numbers::parse_size;
 use crate::ops::{backend, fmt_time, human, Backend};
+use crate::volume_backup::{BackupRequest, RestoreRequest, S3Args};
 use crate::Target;
 
 /// `cairn volume ...`.
@@ -85,6 +86,36 @@ pub enum VolumeCommand {
     Rollback {
         /// The snapshot, as VOLUME@SNAPSHOT.
         source: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Back a snapshot up to any S3 store (another Cairn site, or any S3 implementation):
+    /// PREFIX/chunks/<BLAKE3 hex> holds each chunk once, PREFIX/snapshots/VOLUME@SNAPSHOT.json
+    /// the manifest. Only chunks missing there are sent, so later backups send what changed.
+    /// Keys: --access-key/--secret-key or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY. Example:
+    /// cairn volume backup db@nightly s3://backups/site-a --endpoint http://10.0.0.2:3900
+    Backup {
+        /// The snapshot, as VOLUME@SNAPSHOT.
+        source: String,
+        /// Where to, as s3://BUCKET/PREFIX (the bucket must exist).
+        dest: String,
+        #[command(flatten)]
+        s3: S3Args,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Create a new volume from a backup, checking every chunk's bytes against its BLAKE3
+    /// name; on any failure the new volume is removed again. Example: cairn volume restore
+    /// s3://backups/site-a db@nightly db-restored --endpoint http://10.0.0.2:3900
+    Restore {
+        /// The backup location, as s3://BUCKET/PREFIX (what `backup` was given).
+        source: String,
+        /// The backed-up snapshot, as VOLUME@SNAPSHOT.
+        snapshot: String,
+        /// Name of the new volume.
+        name: String,
+        #[command(flatten)]
+        s3: S3Args,
         #[command(flatten)]
         target: Target,
     },
@@ -191,7 +222,7 @@ pub struct VolumeRequest {
     pub force: bool,
 }
 
-fn split_snapshot(s: &str) -> anyhow::Result<(&str, &str)> {
+pub(crate) fn split_snapshot(s: &str) -> anyhow::Result<(&str, &str)> {
     s.split_once('@')
         .filter(|(v, n)| !v.is_empty() && !n.is_empty())
         .ok_or_else(|| anyhow::anyhow!("`{s}` does not name a snapshot: use VOLUME@SNAPSHOT"))
@@ -451,6 +482,30 @@ pub async fn run(cmd: VolumeCommand) -> anyhow::Result<()> {
             .await?;
             println!("Volume {} holds {source} again", v.name);
         }
+        VolumeCommand::Backup {
+            source,
+            dest,
+            s3,
+            target,
+        } => {
+            let req = BackupRequest { source, dest, s3 };
+            crate::volume_backup::backup(req, &target).await?
+        }
+        VolumeCommand::Restore {
+            source,
+            snapshot,
+            name,
+            s3,
+            target,
+        } => {
+            let req = RestoreRequest {
+                source,
+                snapshot,
+                name,
+                s3,
+            };
+            crate::volume_backup::restore(req, &target).await?
+        }
     }
     Ok(())
 }
@@ -478,6 +533,25 @@ fn answer<T: Serialize>(status: StatusCode, r: Result<T, VolumeError>) -> (Statu
     }
 }
 
+/// The answer to a backup or restore request: its report, or the error with its causes.
+fn transfer<T: Serialize>(r: anyhow::Result<T>) -> (StatusCode, Value) {
+    match r {
+        Ok(v) => (
+            StatusCode::OK,
+            serde_json::to_value(v).unwrap_or(Value::Null),
+        ),
+        Err(e) => {
+            let status = match e.downcast_ref::<VolumeError>() {
+                Some(VolumeError::NotFound(_)) => StatusCode::NOT_FOUND,
+                Some(VolumeError::Exists(_) | VolumeError::InUse(_)) => StatusCode::CONFLICT,
+                Some(VolumeError::Invalid(_)) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (status, serde_json::json!({ "error": format!("{e:#}") }))
+        }
+    }
+}
+
 /// Serves `/v1/volumes...` admin requests; `None` for other paths.
 pub async fn handle_admin(
     vols: &Arc<Volumes>,
@@ -498,7 +572,26 @@ pub async fn handle_admin(
     };
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
     let ok = StatusCode::OK;
+    let bad = |e: serde_json::Error| {
+        let msg = format!("bad JSON: {e}");
+        (StatusCode::BAD_REQUEST, serde_json::json!({ "error": msg }))
+    };
     Some(match (method.clone(), parts.as_slice()) {
+        // Backups and restores run here, with the controllers that own the site's volumes;
+        // the request lasts as long as the copy.
+        (Method::POST, ["backup"]) => match serde_json::from_slice::<BackupRequest>(body) {
+            Ok(r) => transfer(
+                crate::volume_backup::run_backup(vols, &r, &indicatif::ProgressBar::hidden()).await,
+            ),
+            Err(e) => bad(e),
+        },
+        (Method::POST, ["restore"]) => match serde_json::from_slice::<RestoreRequest>(body) {
+            Ok(r) => transfer(
+                crate::volume_backup::run_restore(vols, &r, &indicatif::ProgressBar::hidden())
+                    .await,
+            ),
+            Err(e) => bad(e),
+        },
         (Method::GET, []) => answer(
             ok,
             vols.list()

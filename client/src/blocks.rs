@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 use cairn_core::extent::{Child, Leaf, RangeWalker, Target};
 use cairn_core::manifest::{Content, ObjectLock};
+use cairn_core::ChunkId;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::client::{now_ms, Client};
@@ -30,6 +31,12 @@ impl Client {
     pub async fn store_extent(&self, data: Bytes) -> Result<Leaf, ClientError> {
         self.check_space()?;
         self.store_chunk(data).await.map_err(|e| self.note_error(e))
+    }
+
+    /// The bytes of chunk `id`, verified against the id by the store; a missing chunk is an
+    /// error (trees that reach it are corrupt). Backups copy chunks with it.
+    pub async fn read_chunk_bytes(&self, id: ChunkId) -> Result<Bytes, ClientError> {
+        self.read_chunk(id).await
     }
 
     /// The bytes `[start, end)` of the tree at `root`, read whole.

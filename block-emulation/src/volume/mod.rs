@@ -9,6 +9,7 @@
 //! commits every millisecond does not grow a version list. Its block size and extent size are
 //! the object's metadata.
 
+mod backup;
 mod controller;
 mod overlay;
 
@@ -24,6 +25,7 @@ use cairn_core::extent::{Child, Leaf, TreeBuilder};
 use cairn_core::metrics::{self, Histogram, MetricsSource};
 use tokio::sync::{watch, Mutex};
 
+pub use backup::{LayoutPiece, Restore, SnapshotLayout};
 pub use controller::{Volume, VolumeConfig, VolumeStats, MAX_IO};
 
 use crate::device::{BlockDevice, BlockError, Exports};
