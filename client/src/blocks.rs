@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
-use cairn_core::extent::{Child, Leaf, RangeWalker, Target};
+use cairn_core::extent::{Child, Leaf, NodeStore, RangeWalker, Target};
 use cairn_core::manifest::{Content, ObjectLock};
 use cairn_core::ChunkId;
 use futures::{StreamExt, TryStreamExt};
@@ -41,9 +41,20 @@ impl Client {
 
     /// The bytes `[start, end)` of the tree at `root`, read whole.
     pub async fn read_tree(&self, root: Child, start: u64, end: u64) -> Result<Bytes, ClientError> {
+        self.read_tree_via(self, root, start, end).await
+    }
+
+    /// [`Client::read_tree`] loading tree nodes from `nodes` (a cache over this client).
+    pub async fn read_tree_via<S: NodeStore<Error = ClientError>>(
+        &self,
+        nodes: &S,
+        root: Child,
+        start: u64,
+        end: u64,
+    ) -> Result<Bytes, ClientError> {
         let mut walker = RangeWalker::new(root, start, end)?;
         let mut pieces = Vec::new();
-        while let Some(p) = walker.next(self).await? {
+        while let Some(p) = walker.next(nodes).await? {
             pieces.push(p);
         }
         let parts: Vec<Bytes> = futures::stream::iter(pieces)
@@ -79,9 +90,20 @@ impl Client {
         start: u64,
         end: u64,
     ) -> Result<Vec<TreeRun>, ClientError> {
+        self.map_tree_via(self, root, start, end).await
+    }
+
+    /// [`Client::map_tree`] loading tree nodes from `nodes` (a cache over this client).
+    pub async fn map_tree_via<S: NodeStore<Error = ClientError>>(
+        &self,
+        nodes: &S,
+        root: Child,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<TreeRun>, ClientError> {
         let mut walker = RangeWalker::new(root, start, end)?;
         let mut runs: Vec<TreeRun> = Vec::new();
-        while let Some(p) = walker.next(self).await? {
+        while let Some(p) = walker.next(nodes).await? {
             let hole = matches!(p.target, Target::Zeros);
             match runs.last_mut() {
                 Some(last) if last.hole == hole => last.len += p.len,

@@ -24,12 +24,16 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::nodecache::NodeCache;
 use super::overlay::{Overlay, Seg};
 use super::VOLUME_BUCKET;
 use crate::device::{Allocation, BlockDevice, BlockError};
 
 /// Largest single read or write a front end may ask for.
 pub const MAX_IO: u64 = 32 << 20;
+/// Decoded tree nodes a volume keeps per generation (a node holds at most 512 entries, about
+/// 24 KiB decoded; two generations of 1024 bound the cache near 48 MiB).
+const NODE_CACHE_NODES: usize = 1024;
 /// Extents (and tree nodes) stored at once by one commit.
 const STORE_PARALLEL: usize = 16;
 
@@ -190,6 +194,7 @@ pub(crate) fn spawn(
         on_next: Vec::new(),
         held_acks: Vec::new(),
         fenced: None,
+        nodes: Arc::new(NodeCache::new(NODE_CACHE_NODES)),
     };
     tokio::spawn(async move {
         ctl.run(rx).await;
@@ -225,6 +230,8 @@ struct Controller {
     held_acks: Vec<Reply<()>>,
     /// Another writer committed this volume: this controller refuses writes from now on.
     fenced: Option<String>,
+    /// Decoded tree nodes, shared by reads, maps and commits.
+    nodes: Arc<NodeCache>,
 }
 
 async fn wait_commit(h: &mut Option<JoinHandle<CommitResult>>) -> CommitResult {
@@ -333,16 +340,18 @@ impl Controller {
             }
             Cmd::Read { at, len, reply } => {
                 let layers = self.layers(at, at + len);
-                let (client, root) = (self.client.clone(), self.root);
+                let (client, root, nodes) = (self.client.clone(), self.root, self.nodes.clone());
                 tokio::spawn(async move {
-                    let _ = reply.send(read(client, root, at, at + len, layers).await);
+                    let r = read(&client, &nodes, root, at, at + len, layers).await;
+                    let _ = reply.send(r);
                 });
             }
             Cmd::Map { at, len, reply } => {
                 let layers = self.layers(at, at + len);
-                let (client, root) = (self.client.clone(), self.root);
+                let (client, root, nodes) = (self.client.clone(), self.root, self.nodes.clone());
                 tokio::spawn(async move {
-                    let _ = reply.send(map(client, root, at, at + len, layers).await);
+                    let r = map(&client, &nodes, root, at, at + len, layers).await;
+                    let _ = reply.send(r);
                 });
             }
             Cmd::Resize { size, reply } => {
@@ -378,6 +387,7 @@ impl Controller {
         self.on_current = std::mem::take(&mut self.on_next);
         let job = CommitJob {
             client: self.client.clone(),
+            nodes: self.nodes.clone(),
             key: self.key.clone(),
             meta: self.meta.clone(),
             extent: self.extent,
@@ -481,6 +491,7 @@ impl Controller {
 /// One commit: the buffered writes become a new version.
 struct CommitJob {
     client: Client,
+    nodes: Arc<NodeCache>,
     key: String,
     meta: BTreeMap<String, String>,
     extent: u64,
@@ -495,6 +506,7 @@ type Run = (u64, u64, Vec<(u64, Seg)>);
 /// the ones the final root reaches; loads see staged nodes first, then the store.
 struct Staged<'a> {
     client: &'a Client,
+    cache: &'a NodeCache,
     nodes: std::sync::Mutex<HashMap<ChunkId, Vec<u8>>>,
 }
 
@@ -540,7 +552,7 @@ impl NodeStore for Staged<'_> {
     async fn load(&self, id: ChunkId, len: u64) -> Result<TreeNode, ClientError> {
         match self.staged(&id) {
             Some(bytes) => Ok(TreeNode::decode_checked(&bytes, len)?),
-            None => self.client.load(id, len).await,
+            None => self.cache.load(self.client, id, len).await,
         }
     }
 
@@ -601,6 +613,7 @@ impl CommitJob {
             .into_iter();
         let staged = Staged {
             client,
+            cache: &self.nodes,
             nodes: std::sync::Mutex::new(HashMap::new()),
         };
         let mut spliced = self.root;
@@ -676,15 +689,17 @@ fn window(start: u64, end: u64, pieces: Vec<(u64, Seg)>) -> Window {
 
 /// `[start, end)`: the committed tree with the buffered writes laid over it.
 async fn read(
-    client: Client,
+    client: &Client,
+    nodes: &NodeCache,
     root: Child,
     start: u64,
     end: u64,
     layers: Overlay,
 ) -> Result<Bytes, BlockError> {
+    let cached = nodes.over(client);
     if layers.is_empty() {
         return client
-            .read_tree(root, start, end)
+            .read_tree_via(&cached, root, start, end)
             .await
             .map_err(block_error);
     }
@@ -692,7 +707,7 @@ async fn read(
         BytesMut::zeroed((end - start) as usize)
     } else {
         let b = client
-            .read_tree(root, start, end)
+            .read_tree_via(&cached, root, start, end)
             .await
             .map_err(block_error)?;
         BytesMut::from(&b[..])
@@ -711,7 +726,8 @@ async fn read(
 /// The allocation map of `[start, end)`: the committed tree's, with buffered data as data and
 /// buffered zeros as holes.
 async fn map(
-    client: Client,
+    client: &Client,
+    nodes: &NodeCache,
     root: Child,
     start: u64,
     end: u64,
@@ -720,7 +736,7 @@ async fn map(
     let mut runs: Vec<(u64, u64, bool)> = Vec::new();
     let mut at = start;
     for r in client
-        .map_tree(root, start, end)
+        .map_tree_via(&nodes.over(client), root, start, end)
         .await
         .map_err(block_error)?
     {

@@ -11,6 +11,7 @@
 
 mod backup;
 mod controller;
+mod nodecache;
 mod overlay;
 
 use std::collections::{BTreeMap, HashMap};
