@@ -6,50 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cairn, start_site};
-
-/// Runs a client binary to completion within `secs`; a missing binary names its package.
-fn run(bin: &str, args: &[&str], secs: u64) -> Output {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {bin} ({e}): scripts/test installs it (Debian: libnbd-bin, qemu-utils, fuse3, fuse2fs, e2fsprogs)")
-        });
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{bin} {args:?} did not finish within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn ok(bin: &str, args: &[&str], secs: u64) -> String {
-    let out = run(bin, args, secs);
-    assert!(
-        out.status.success(),
-        "{bin} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn cli(args: &[&str]) -> String {
-    let (ok, out, err) = cairn(args);
-    assert!(ok, "cairn {args:?} failed: {err}");
-    out
-}
+use common::{cairn_ok as cli, run_tool as run, start_site, tool_ok as ok};
 
 fn random_file(path: &Path, len: usize, seed: u64) {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

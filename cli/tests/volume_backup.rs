@@ -7,55 +7,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use common::{cairn, s3, start_site, KEY, SECRET};
+use common::{cairn, cairn_ok as cli, s3, start_site, tool_ok as ok, KEY, SECRET};
 
 const MIB: usize = 1 << 20;
-
-/// Runs a client binary to completion within `secs`.
-fn run(bin: &str, args: &[&str], secs: u64) -> Output {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {bin} ({e}): scripts/test installs it (Debian: libnbd-bin, qemu-utils)"
-            )
-        });
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{bin} {args:?} did not finish within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn ok(bin: &str, args: &[&str], secs: u64) -> String {
-    let out = run(bin, args, secs);
-    assert!(
-        out.status.success(),
-        "{bin} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn cli(args: &[&str]) -> String {
-    let (ok, out, err) = cairn(args);
-    assert!(ok, "cairn {args:?} failed: {err}");
-    out
-}
 
 /// Pseudo-random bytes with some all-zero MiBs (holes), as real images have.
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {

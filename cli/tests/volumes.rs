@@ -4,13 +4,7 @@
 
 mod common;
 
-use common::{cairn, s3, start};
-
-fn ok(args: &[&str]) -> String {
-    let (ok, out, err) = cairn(args);
-    assert!(ok, "cairn {args:?} failed: {err}");
-    out
-}
+use common::{cairn, cairn_ok as ok, s3, start};
 
 fn fails(args: &[&str]) -> String {
     let (ok, out, err) = cairn(args);

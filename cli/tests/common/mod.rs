@@ -106,3 +106,50 @@ pub fn cairn(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Runs `cairn ARGS`, which must succeed; returns its stdout.
+#[allow(dead_code)] // not every test binary runs admin commands
+pub fn cairn_ok(args: &[&str]) -> String {
+    let (ok, out, err) = cairn(args);
+    assert!(ok, "cairn {args:?} failed: {err}");
+    out
+}
+
+/// Runs a client binary (nbdinfo, qemu-io, ...) to completion within `secs`; a missing binary
+/// names the Debian packages scripts/test installs.
+#[allow(dead_code)] // not every test binary drives external clients
+pub fn run_tool(bin: &str, args: &[&str], secs: u64) -> std::process::Output {
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {bin} ({e}): scripts/test installs it (Debian: libnbd-bin, qemu-utils, fuse3, fuse2fs, e2fsprogs)")
+        });
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{bin} {args:?} did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`run_tool`], which must succeed; returns its stdout.
+#[allow(dead_code)] // not every test binary drives external clients
+pub fn tool_ok(bin: &str, args: &[&str], secs: u64) -> String {
+    let out = run_tool(bin, args, secs);
+    assert!(
+        out.status.success(),
+        "{bin} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
