@@ -178,6 +178,64 @@ async fn random_writes_read_back_through_buffer_commits_and_reopen() {
     .await
 }
 
+/// Writers are held while the buffer is over its bound, and the buffer past half its bound
+/// commits by itself (the timer and flushes never run here), concurrent writers included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_buffer_stays_bounded_and_commits_under_pressure() {
+    bounded(async {
+        let (_d, client) = site();
+        let bound = MIB;
+        let vols = Volumes::new(
+            client.clone(),
+            VolumeConfig {
+                max_dirty_bytes: bound,
+                ..manual()
+            },
+        );
+        let size = 32 * MIB;
+        vols.create("v", size, 4096, 65536).await.unwrap();
+        let v = vols.open("v").await.unwrap();
+        let piece = 256 << 10;
+        let block = move |i: u64| Bytes::from(vec![(i % 251) as u8 + 1; piece as usize]);
+        // One writer: every acknowledgement comes with the buffer at or under the bound.
+        for i in 0..(size / piece) / 2 {
+            v.write(i * piece, block(i), false).await.unwrap();
+            let dirty = v
+                .stats()
+                .dirty_bytes
+                .load(std::sync::atomic::Ordering::Relaxed);
+            assert!(
+                dirty <= bound,
+                "write {i} acknowledged with {dirty} bytes buffered"
+            );
+        }
+        // Four writers at once over the second half.
+        let half = size / piece / 2;
+        let mut tasks = Vec::new();
+        for w in 0..4u64 {
+            let v = v.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in (half + w..2 * half).step_by(4) {
+                    v.write(i * piece, block(i), false).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let commits = v.stats().commits.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            commits >= 8,
+            "only {commits} commits for {size} bytes over a {bound}-byte bound"
+        );
+        for i in 0..size / piece {
+            let got = v.read(i * piece, piece as u32).await.unwrap();
+            assert!(got == block(i), "piece {i} reads back");
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thin_volume_stores_only_what_was_written_and_maps_holes() {
     bounded(async {

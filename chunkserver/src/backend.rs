@@ -28,6 +28,19 @@ pub trait ChunkBackend: Send + Sync + 'static {
         self.put_encoded(id, chunk.codec, chunk.raw_len, &chunk.payload)
     }
 
+    /// [`ChunkBackend::put`] of several chunks, all durable before returning; returns, per
+    /// chunk, whether it was new. One by one unless the backend groups them (see
+    /// [`ChunkBackend::groups_puts`]).
+    fn put_many(&self, chunks: &[(ChunkId, StoredChunk)]) -> Result<Vec<bool>, ChunkError> {
+        chunks.iter().map(|(id, c)| self.put(id, c)).collect()
+    }
+
+    /// Whether [`ChunkBackend::put_many`] stores its chunks in one durable write (a local
+    /// store), so callers send many small chunks in one call rather than one call each.
+    fn groups_puts(&self) -> bool {
+        false
+    }
+
     /// A chunk's bytes, verified against `id`; `None` if no copy exists.
     fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError>;
 
@@ -53,6 +66,14 @@ impl ChunkBackend for ChunkStore {
         payload: &[u8],
     ) -> Result<bool, ChunkError> {
         ChunkStore::put_encoded(self, id, codec, raw_len, payload)
+    }
+
+    fn put_many(&self, chunks: &[(ChunkId, StoredChunk)]) -> Result<Vec<bool>, ChunkError> {
+        ChunkStore::put_many(self, chunks)
+    }
+
+    fn groups_puts(&self) -> bool {
+        true
     }
 
     fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError> {

@@ -578,6 +578,186 @@ fn splice_node<'a, S: NodeStore>(
     })
 }
 
+/// One edit of [`overwrite`]: the bytes from `at` on become `leaves` (as many bytes as they
+/// cover).
+#[derive(Clone, Debug)]
+pub struct Overwrite {
+    /// Where the edit starts.
+    pub at: u64,
+    /// What replaces the bytes there.
+    pub leaves: Vec<Leaf>,
+}
+
+impl Overwrite {
+    fn len(&self) -> u64 {
+        self.leaves.iter().map(|l| l.len).sum()
+    }
+}
+
+/// `[from, from + len)` of the bytes `leaves` cover, as leaves.
+fn slice_leaves(leaves: &[Leaf], from: u64, len: u64) -> Vec<Leaf> {
+    let mut out = Vec::new();
+    let (end, mut pos) = (from + len, 0);
+    for l in leaves {
+        let (ls, le) = (pos, pos + l.len);
+        pos = le;
+        if le <= from || ls >= end {
+            continue;
+        }
+        let (a, b) = (from.max(ls), end.min(le));
+        out.push(l.slice(a - ls, b - a));
+    }
+    out
+}
+
+/// Copy-on-write overwrite of many ranges at once: each edit replaces as many bytes as its
+/// leaves cover, so the content keeps its length. Every node is loaded and rewritten at most
+/// once whatever the number of edits (a splice per edit would rewrite the path to the root
+/// once per edit); nodes no edit reaches are shared with the old tree. Edits must be in
+/// order, not overlap, and end inside the content.
+pub async fn overwrite<S: NodeStore>(
+    s: &S,
+    root: Child,
+    edits: Vec<Overwrite>,
+) -> Result<Child, S::Error> {
+    let mut end = 0;
+    let mut kept = Vec::with_capacity(edits.len());
+    for e in edits {
+        let len = e.len();
+        if e.at < end || e.at.checked_add(len).is_none_or(|x| x > root.len) {
+            return Err(TreeError::OutOfRange {
+                start: e.at,
+                end: e.at.saturating_add(len),
+                len: root.len,
+            }
+            .into());
+        }
+        if len > 0 {
+            end = e.at + len;
+            kept.push(e);
+        }
+    }
+    if kept.is_empty() {
+        return Ok(root);
+    }
+    let mut children = overwrite_node(s, root, kept, 0).await?;
+    while children.len() > 1 {
+        children = pack_children(s, children).await?;
+    }
+    children
+        .pop()
+        .ok_or_else(|| TreeError::Corrupt("an overwrite emptied the tree".into()).into())
+}
+
+/// Applies `edits` (offsets relative to the subtree `at`, in order, inside it) to the subtree;
+/// returns the children that replace it.
+fn overwrite_node<'a, S: NodeStore>(
+    s: &'a S,
+    at: Child,
+    edits: Vec<Overwrite>,
+    depth: usize,
+) -> BoxFut<'a, Result<Vec<Child>, S::Error>> {
+    Box::pin(async move {
+        if depth >= MAX_DEPTH {
+            return Err(TreeError::TooDeep.into());
+        }
+        match s.load(at.node, at.len).await? {
+            TreeNode::Leaves(leaves) => {
+                let mut out: Vec<Leaf> = Vec::with_capacity(leaves.len() + 2 * edits.len());
+                let push = |out: &mut Vec<Leaf>, l: Leaf| {
+                    if l.len == 0 {
+                        return;
+                    }
+                    if let Some(last) = out.last_mut() {
+                        if last.try_merge(&l) {
+                            return;
+                        }
+                    }
+                    out.push(l);
+                };
+                // Old leaves and edits both cover [0, at.len) in order: walk the old leaves,
+                // keeping what lies outside the edits and putting each edit in at its start.
+                let mut edits = edits.into_iter().peekable();
+                let (mut pos, mut covered_to) = (0, 0);
+                for leaf in leaves {
+                    let (ls, le) = (pos, pos + leaf.len);
+                    pos = le;
+                    let mut cur = ls.max(covered_to);
+                    while cur < le {
+                        match edits.next_if(|e| e.at < le) {
+                            Some(e) => {
+                                if e.at > cur {
+                                    push(&mut out, leaf.slice(cur - ls, e.at - cur));
+                                }
+                                covered_to = e.at + e.len();
+                                cur = covered_to;
+                                e.leaves.into_iter().for_each(|l| push(&mut out, l));
+                            }
+                            None => {
+                                push(&mut out, leaf.slice(cur - ls, le - cur));
+                                cur = le;
+                            }
+                        }
+                    }
+                }
+                let mut children = Vec::with_capacity(out.len().div_ceil(FANOUT));
+                for group in out.chunks(FANOUT) {
+                    children.push(store_node(s, TreeNode::Leaves(group.to_vec())).await?);
+                }
+                Ok(children)
+            }
+            TreeNode::Children(kids) => {
+                let mut out = Vec::with_capacity(kids.len() + 2);
+                let mut edits = edits.into_iter().peekable();
+                // The part of an edit that runs past the child it started in.
+                let mut carry: Option<Overwrite> = None;
+                let mut pos = 0;
+                for kid in kids {
+                    let (cs, ce) = (pos, pos + kid.len);
+                    pos = ce;
+                    let mut mine: Vec<Overwrite> = Vec::new();
+                    loop {
+                        let e = match carry.take() {
+                            Some(e) => e,
+                            None => match edits.peek() {
+                                Some(e) if e.at < ce => edits.next().expect("peeked"),
+                                _ => break,
+                            },
+                        };
+                        let len = e.len();
+                        if e.at + len <= ce {
+                            mine.push(Overwrite {
+                                at: e.at - cs,
+                                leaves: e.leaves,
+                            });
+                        } else {
+                            let head = ce - e.at;
+                            mine.push(Overwrite {
+                                at: e.at - cs,
+                                leaves: slice_leaves(&e.leaves, 0, head),
+                            });
+                            carry = Some(Overwrite {
+                                at: ce,
+                                leaves: slice_leaves(&e.leaves, head, len - head),
+                            });
+                            break;
+                        }
+                    }
+                    if mine.is_empty() {
+                        out.push(kid);
+                    } else {
+                        out.extend(overwrite_node(s, kid, mine, depth + 1).await?);
+                    }
+                }
+                if out.len() > FANOUT {
+                    return pack_children(s, out).await;
+                }
+                Ok(vec![store_node(s, TreeNode::Children(out)).await?])
+            }
+        }
+    })
+}
+
 mod reuse;
 pub use reuse::last_leaf;
 

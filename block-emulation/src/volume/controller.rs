@@ -11,13 +11,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use cairn_client::{tree_etag, Client, ClientError, WriteCondition};
-use cairn_core::extent::{splice, Child, Leaf, NodeStore, TreeNode};
+use cairn_core::extent::{
+    overwrite, splice, Child, Leaf, NodeStore, Overwrite, Piece, Target, TreeNode,
+};
 use cairn_core::metrics::Histogram;
 use cairn_core::ChunkId;
 use futures::{StreamExt, TryStreamExt};
@@ -34,29 +36,15 @@ pub const MAX_IO: u64 = 32 << 20;
 /// Decoded tree nodes a volume keeps per generation (a node holds at most 512 entries, about
 /// 24 KiB decoded; two generations of 1024 bound the cache near 48 MiB).
 const NODE_CACHE_NODES: usize = 1024;
-/// Extents (and tree nodes) stored at once by one commit.
-const STORE_PARALLEL: usize = 16;
+/// Chunks one read fetches at once.
+const READ_PARALLEL: usize = 8;
 
 type Reply<T> = oneshot::Sender<Result<T, BlockError>>;
 
-/// Requests to a volume's controller.
+/// Requests to a volume's controller (reads and buffered writes do not go through it).
 enum Cmd {
-    Write {
-        at: u64,
-        seg: Seg,
-        fua: bool,
-        reply: Reply<()>,
-    },
-    Read {
-        at: u64,
-        len: u64,
-        reply: Reply<Bytes>,
-    },
-    Map {
-        at: u64,
-        len: u64,
-        reply: Reply<Vec<Allocation>>,
-    },
+    /// The buffer passed half its bound: commit now if no commit runs.
+    Kick,
     Flush {
         reply: Reply<()>,
     },
@@ -140,12 +128,65 @@ impl Default for VolumeStats {
     }
 }
 
+/// What reads, buffered writes and the controller share, changed under one short lock: the
+/// committed tree and the buffered writes laid over it. A write is in `dirty` before it is
+/// acknowledged, and a commit moves the tree and clears `flushing` in one step, so a read
+/// taken under the lock sees every acknowledged write exactly once.
+struct State {
+    /// The tree of the newest committed version.
+    root: Child,
+    /// Writes since the running commit began.
+    dirty: Overlay,
+    /// The writes the running commit is storing.
+    flushing: Option<Arc<Overlay>>,
+    /// Another writer committed this volume: writes are refused from now on.
+    fenced: Option<String>,
+}
+
+impl State {
+    fn buffered(&self) -> u64 {
+        self.dirty.data_bytes() + self.flushing.as_ref().map_or(0, |f| f.data_bytes())
+    }
+
+    /// The buffered pieces of `[start, end)` to lay over the committed tree, oldest first.
+    fn layers(&self, start: u64, end: u64) -> Overlay {
+        let mut o = Overlay::default();
+        if let Some(f) = &self.flushing {
+            for (s, seg) in f.pieces(start, end) {
+                o.insert(s, seg);
+            }
+        }
+        for (s, seg) in self.dirty.pieces(start, end) {
+            o.insert(s, seg);
+        }
+        o
+    }
+}
+
+/// A volume's state and what serves it, shared by its handles and its controller.
+struct Core {
+    client: Client,
+    state: Mutex<State>,
+    /// Decoded tree nodes, shared by reads, maps and commits.
+    nodes: NodeCache,
+    stats: Arc<VolumeStats>,
+    max_dirty_bytes: u64,
+    /// Bumped whenever a commit ends: writers held over the buffer bound look again.
+    commits_ended: watch::Sender<u64>,
+}
+
+impl Core {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// An open volume: a handle on its controller task. Cloned handles share the controller; the
 /// controller commits what is buffered and ends when the last handle is dropped.
 pub struct Volume {
     name: String,
     block_size: u32,
-    stats: Arc<VolumeStats>,
+    core: Arc<Core>,
     tx: mpsc::Sender<Cmd>,
 }
 
@@ -171,30 +212,36 @@ pub(crate) fn spawn(
     let (tx, rx) = mpsc::channel(1024);
     stats.size.store(start.root.len, Ordering::Relaxed);
     let (exit_tx, exit_rx) = watch::channel(false);
+    let core = Arc::new(Core {
+        client,
+        state: Mutex::new(State {
+            root: start.root,
+            dirty: Overlay::default(),
+            flushing: None,
+            fenced: None,
+        }),
+        nodes: NodeCache::new(NODE_CACHE_NODES),
+        stats,
+        max_dirty_bytes: config.max_dirty_bytes,
+        commits_ended: watch::channel(0).0,
+    });
     let volume = Arc::new(Volume {
         name: start.name.clone(),
         block_size: start.block_size,
-        stats: stats.clone(),
+        core: core.clone(),
         tx,
     });
     let ctl = Controller {
-        client,
+        core,
         key: start.key,
         name: start.name,
         meta: start.meta,
         extent: u64::from(start.extent_size),
         config,
-        stats,
-        root: start.root,
         etag: start.etag,
-        dirty: Overlay::default(),
-        flushing: None,
         commit: None,
         on_current: Vec::new(),
         on_next: Vec::new(),
-        held_acks: Vec::new(),
-        fenced: None,
-        nodes: Arc::new(NodeCache::new(NODE_CACHE_NODES)),
     };
     tokio::spawn(async move {
         ctl.run(rx).await;
@@ -206,32 +253,19 @@ pub(crate) fn spawn(
 type CommitResult = Result<(Child, String), ClientError>;
 
 struct Controller {
-    client: Client,
+    core: Arc<Core>,
     key: String,
     name: String,
     meta: BTreeMap<String, String>,
     extent: u64,
     config: VolumeConfig,
-    stats: Arc<VolumeStats>,
-    /// The tree of the newest committed version.
-    root: Child,
-    /// Its ETag, the condition of the next commit.
+    /// The ETag of the newest committed version, the condition of the next commit.
     etag: String,
-    /// Writes since the running commit began.
-    dirty: Overlay,
-    /// The writes the running commit is storing.
-    flushing: Option<Arc<Overlay>>,
     commit: Option<JoinHandle<CommitResult>>,
     /// Flushes answered when the running commit ends.
     on_current: Vec<Reply<()>>,
     /// Flushes (and FUA writes) that need the next commit.
     on_next: Vec<Reply<()>>,
-    /// Writes acknowledged once the buffer is below its bound again.
-    held_acks: Vec<Reply<()>>,
-    /// Another writer committed this volume: this controller refuses writes from now on.
-    fenced: Option<String>,
-    /// Decoded tree nodes, shared by reads, maps and commits.
-    nodes: Arc<NodeCache>,
 }
 
 async fn wait_commit(h: &mut Option<JoinHandle<CommitResult>>) -> CommitResult {
@@ -266,7 +300,7 @@ impl Controller {
                     None => break,
                 },
                 _ = tick.tick() => {
-                    if !committing && !self.dirty.is_empty() {
+                    if !committing && !self.dirty_is_empty() {
                         self.start_commit();
                     }
                 }
@@ -274,14 +308,19 @@ impl Controller {
         }
         // Every handle is gone: commit what is buffered before ending.
         self.settle().await;
-        if !self.dirty.is_empty() {
+        if !self.dirty_is_empty() {
             self.start_commit();
             self.settle().await;
         }
-        if !self.dirty.is_empty() {
-            tracing::error!(volume = %self.name, bytes = self.dirty.data_bytes(),
+        let left = self.core.state().dirty.data_bytes();
+        if left > 0 {
+            tracing::error!(volume = %self.name, bytes = left,
                 "volume closed with writes that could not be committed");
         }
+    }
+
+    fn dirty_is_empty(&self) -> bool {
+        self.core.state().dirty.is_empty()
     }
 
     /// Waits for the running commit, if any.
@@ -292,40 +331,15 @@ impl Controller {
         }
     }
 
-    fn buffered(&self) -> u64 {
-        self.dirty.data_bytes() + self.flushing.as_ref().map_or(0, |f| f.data_bytes())
-    }
-
     async fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Write {
-                at,
-                seg,
-                fua,
-                reply,
-            } => {
-                if let Some(why) = &self.fenced {
-                    let _ = reply.send(Err(BlockError::Io(why.clone())));
-                    return;
-                }
-                self.dirty.insert(at, seg);
-                self.stats
-                    .dirty_bytes
-                    .store(self.buffered(), Ordering::Relaxed);
-                if fua {
-                    self.on_next.push(reply);
-                } else if self.buffered() > self.config.max_dirty_bytes {
-                    self.held_acks.push(reply);
-                } else {
-                    let _ = reply.send(Ok(()));
-                }
-                let pressing = fua || self.dirty.data_bytes() > self.config.max_dirty_bytes / 2;
-                if pressing && self.commit.is_none() {
+            Cmd::Kick => {
+                if self.commit.is_none() {
                     self.start_commit();
                 }
             }
             Cmd::Flush { reply } => {
-                if self.dirty.is_empty() {
+                if self.dirty_is_empty() {
                     if self.commit.is_some() {
                         self.on_current.push(reply);
                     } else {
@@ -338,63 +352,37 @@ impl Controller {
                     }
                 }
             }
-            Cmd::Read { at, len, reply } => {
-                let layers = self.layers(at, at + len);
-                let (client, root, nodes) = (self.client.clone(), self.root, self.nodes.clone());
-                tokio::spawn(async move {
-                    let r = read(&client, &nodes, root, at, at + len, layers).await;
-                    let _ = reply.send(r);
-                });
-            }
-            Cmd::Map { at, len, reply } => {
-                let layers = self.layers(at, at + len);
-                let (client, root, nodes) = (self.client.clone(), self.root, self.nodes.clone());
-                tokio::spawn(async move {
-                    let r = map(&client, &nodes, root, at, at + len, layers).await;
-                    let _ = reply.send(r);
-                });
-            }
             Cmd::Resize { size, reply } => {
                 let _ = reply.send(self.resize(size).await);
             }
         }
     }
 
-    /// The buffered pieces of `[start, end)` to lay over the committed tree, oldest first.
-    fn layers(&self, start: u64, end: u64) -> Overlay {
-        let mut o = Overlay::default();
-        if let Some(f) = &self.flushing {
-            for (s, seg) in f.pieces(start, end) {
-                o.insert(s, seg);
-            }
-        }
-        for (s, seg) in self.dirty.pieces(start, end) {
-            o.insert(s, seg);
-        }
-        o
-    }
-
     fn start_commit(&mut self) {
         debug_assert!(self.commit.is_none());
-        if self.dirty.is_empty() {
-            for r in self.on_next.drain(..).chain(self.held_acks.drain(..)) {
-                let _ = r.send(Ok(()));
+        let (snap, root) = {
+            let mut st = self.core.state();
+            if st.dirty.is_empty() {
+                drop(st);
+                for r in self.on_next.drain(..) {
+                    let _ = r.send(Ok(()));
+                }
+                return;
             }
-            return;
-        }
-        let snap = Arc::new(std::mem::take(&mut self.dirty));
-        self.flushing = Some(snap.clone());
+            let snap = Arc::new(std::mem::take(&mut st.dirty));
+            st.flushing = Some(snap.clone());
+            (snap, st.root)
+        };
         self.on_current = std::mem::take(&mut self.on_next);
         let job = CommitJob {
-            client: self.client.clone(),
-            nodes: self.nodes.clone(),
+            core: self.core.clone(),
             key: self.key.clone(),
             meta: self.meta.clone(),
             extent: self.extent,
-            root: self.root,
+            root,
             etag: self.etag.clone(),
         };
-        let stats = self.stats.clone();
+        let stats = self.core.stats.clone();
         self.commit = Some(tokio::spawn(async move {
             let started = std::time::Instant::now();
             let r = job.run(snap).await;
@@ -405,69 +393,71 @@ impl Controller {
 
     fn commit_done(&mut self, res: CommitResult, go_on: bool) {
         self.commit = None;
-        let flushed = self.flushing.take();
-        let outcome = match res {
-            Ok((root, etag)) => {
-                self.root = root;
-                self.etag = etag;
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                self.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(volume = %self.name, error = %e, "volume commit failed; its writes stay buffered");
-                if let Some(f) = flushed {
-                    let older = Arc::try_unwrap(f).unwrap_or_else(|a| (*a).clone());
-                    self.dirty = std::mem::take(&mut self.dirty).over(older);
+        let stats = &self.core.stats;
+        let (outcome, pressing) = {
+            let mut st = self.core.state();
+            let flushed = st.flushing.take();
+            let outcome = match res {
+                Ok((root, etag)) => {
+                    st.root = root;
+                    self.etag = etag;
+                    stats.commits.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
                 }
-                if matches!(e, ClientError::PreconditionFailed) {
-                    self.fenced = Some(format!(
-                        "volume {} was changed by another writer; reopen it",
-                        self.name
-                    ));
+                Err(e) => {
+                    stats.commit_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(volume = %self.name, error = %e, "volume commit failed; its writes stay buffered");
+                    if let Some(f) = flushed {
+                        let older = Arc::try_unwrap(f).unwrap_or_else(|a| (*a).clone());
+                        st.dirty = std::mem::take(&mut st.dirty).over(older);
+                    }
+                    if matches!(e, ClientError::PreconditionFailed) {
+                        st.fenced = Some(format!(
+                            "volume {} was changed by another writer; reopen it",
+                            self.name
+                        ));
+                    }
+                    Err(block_error(e))
                 }
-                Err(block_error(e))
-            }
+            };
+            stats.dirty_bytes.store(st.buffered(), Ordering::Relaxed);
+            (
+                outcome,
+                st.dirty.data_bytes() > self.core.max_dirty_bytes / 2,
+            )
         };
+        self.core.commits_ended.send_modify(|n| *n += 1);
         for r in self.on_current.drain(..) {
             let _ = r.send(outcome.clone());
         }
-        self.stats
-            .dirty_bytes
-            .store(self.buffered(), Ordering::Relaxed);
-        if self.buffered() <= self.config.max_dirty_bytes {
-            for r in self.held_acks.drain(..) {
-                let _ = r.send(Ok(()));
-            }
-        }
         // After a failure the next tick retries, so a store that keeps failing is not spun on.
-        let waiting = !self.on_next.is_empty() || !self.held_acks.is_empty();
-        if go_on && outcome.is_ok() && waiting {
+        if go_on && outcome.is_ok() && (!self.on_next.is_empty() || pressing) {
             self.start_commit();
         }
     }
 
     /// Commits what is buffered, then grows or shrinks the tree to `size`.
     async fn resize(&mut self, size: u64) -> Result<(), BlockError> {
-        if let Some(why) = &self.fenced {
+        if let Some(why) = &self.core.state().fenced {
             return Err(BlockError::Io(why.clone()));
         }
         self.settle().await;
-        if !self.dirty.is_empty() {
+        if !self.dirty_is_empty() {
             self.start_commit();
             self.settle().await;
-            if !self.dirty.is_empty() {
+            if !self.dirty_is_empty() {
                 return Err(BlockError::Io(
                     "the volume's buffered writes could not be committed; resize not done".into(),
                 ));
             }
         }
-        let len = self.root.len;
-        let c = &self.client;
+        let root = self.core.state().root;
+        let len = root.len;
+        let c = &self.core.client;
         let new = if size > len {
-            splice(c, Some(self.root), len, len, vec![Leaf::zeros(size - len)]).await
+            splice(c, Some(root), len, len, vec![Leaf::zeros(size - len)]).await
         } else {
-            splice(c, Some(self.root), size, len, Vec::new()).await
+            splice(c, Some(root), size, len, Vec::new()).await
         }
         .map_err(block_error)?
         .ok_or_else(|| BlockError::Invalid("a volume cannot shrink to nothing".into()))?;
@@ -481,17 +471,26 @@ impl Controller {
             )
             .await
             .map_err(block_error)?;
-        self.root = new;
         self.etag = put.manifest.etag;
-        self.stats.size.store(size, Ordering::Relaxed);
+        let mut st = self.core.state();
+        st.root = new;
+        if size < len {
+            // Writes buffered while the tree shrank (they passed the old size check) are cut
+            // at the new end.
+            let kept = st.dirty.pieces(0, size);
+            st.dirty = Overlay::default();
+            for (s, seg) in kept {
+                st.dirty.insert(s, seg);
+            }
+        }
+        self.core.stats.size.store(size, Ordering::Relaxed);
         Ok(())
     }
 }
 
 /// One commit: the buffered writes become a new version.
 struct CommitJob {
-    client: Client,
-    nodes: Arc<NodeCache>,
+    core: Arc<Core>,
     key: String,
     meta: BTreeMap<String, String>,
     extent: u64,
@@ -507,7 +506,7 @@ type Run = (u64, u64, Vec<(u64, Seg)>);
 struct Staged<'a> {
     client: &'a Client,
     cache: &'a NodeCache,
-    nodes: std::sync::Mutex<HashMap<ChunkId, Vec<u8>>>,
+    nodes: Mutex<HashMap<ChunkId, Vec<u8>>>,
 }
 
 impl Staged<'_> {
@@ -520,7 +519,7 @@ impl Staged<'_> {
     /// staged or already stored).
     async fn persist(&self, root: Child) -> Result<(), ClientError> {
         let mut todo = vec![root];
-        let mut out: Vec<(ChunkId, Vec<u8>)> = Vec::new();
+        let mut out: Vec<Bytes> = Vec::new();
         while let Some(c) = todo.pop() {
             let Some(bytes) = self.staged(&c.node) else {
                 continue;
@@ -528,20 +527,11 @@ impl Staged<'_> {
             if let TreeNode::Children(kids) = TreeNode::decode_checked(&bytes, c.len)? {
                 todo.extend(kids);
             }
-            out.push((c.node, bytes));
+            out.push(Bytes::from(bytes));
         }
-        let mut pending = futures::stream::FuturesUnordered::new();
-        for (id, bytes) in out {
-            if pending.len() >= STORE_PARALLEL {
-                if let Some(r) = pending.next().await {
-                    r?;
-                }
-            }
-            pending.push(self.client.store(id, bytes));
-        }
-        while let Some(r) = pending.next().await {
-            r?;
-        }
+        // A node is a chunk named by the hash of its bytes, like an extent: stored the same
+        // way, in groups.
+        self.client.store_extents(out).await?;
         Ok(())
     }
 }
@@ -591,38 +581,48 @@ impl CommitJob {
         if let Some((rs, re, segs)) = cur.take() {
             runs.push((rs, re, self.windows(rs, re, &segs)));
         }
-        // Store every data window of every run (in order, several at once: the store groups
-        // their synced writes), then splice run by run into a staged tree whose nodes stay in
-        // memory: a node that a later splice of this commit replaces is never stored.
-        let client = &self.client;
+        // Store every data window of every run (in groups: one durable write each on a local
+        // store), then overwrite all runs in one pass into a staged tree whose nodes stay in
+        // memory until the new root is known.
+        let client = &self.core.client;
         let counts: Vec<usize> = runs.iter().map(|(_, _, w)| w.len()).collect();
         let windows: Vec<Window> = runs
             .iter_mut()
             .flat_map(|(_, _, w)| std::mem::take(w))
             .collect();
-        let mut leaves: std::vec::IntoIter<Leaf> = futures::stream::iter(windows)
-            .map(|w| async move {
-                match w {
-                    Window::Zeros(n) => Ok(Leaf::zeros(n)),
-                    Window::Data(b) => client.store_extent(b).await,
-                }
+        let data: Vec<Bytes> = windows
+            .iter()
+            .filter_map(|w| match w {
+                Window::Data(b) => Some(b.clone()),
+                Window::Zeros(_) => None,
             })
-            .buffered(STORE_PARALLEL)
-            .try_collect::<Vec<Leaf>>()
-            .await?
-            .into_iter();
+            .collect();
+        let mut stored = client.store_extents(data).await?.into_iter();
+        let mut leaves = Vec::with_capacity(windows.len());
+        for w in windows {
+            leaves.push(match w {
+                Window::Zeros(n) => Leaf::zeros(n),
+                Window::Data(_) => stored
+                    .next()
+                    .ok_or_else(|| ClientError::Storage("an extent was not stored".into()))?,
+            });
+        }
+        let mut leaves = leaves.into_iter();
         let staged = Staged {
             client,
-            cache: &self.nodes,
-            nodes: std::sync::Mutex::new(HashMap::new()),
+            cache: &self.core.nodes,
+            nodes: Mutex::new(HashMap::new()),
         };
-        let mut spliced = self.root;
-        for ((start, end, _), n) in runs.into_iter().zip(counts) {
-            let run_leaves: Vec<Leaf> = leaves.by_ref().take(n).collect();
-            spliced = splice(&staged, Some(spliced), start, end, run_leaves)
-                .await?
-                .ok_or_else(|| ClientError::Corrupt("a volume's tree became empty".into()))?;
-        }
+        // One pass over the tree for all runs: each node on their paths is rewritten once.
+        let edits: Vec<Overwrite> = runs
+            .into_iter()
+            .zip(counts)
+            .map(|((at, _, _), n)| Overwrite {
+                at,
+                leaves: leaves.by_ref().take(n).collect(),
+            })
+            .collect();
+        let spliced = overwrite(&staged, self.root, edits).await?;
         // Only the staged nodes the new root reaches are stored, all before the version is
         // applied (I2).
         staged.persist(spliced).await?;
@@ -687,6 +687,57 @@ fn window(start: u64, end: u64, pieces: Vec<(u64, Seg)>) -> Window {
     Window::Data(buf.freeze())
 }
 
+/// Zero bytes handed out for holes without allocating.
+static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+
+fn zeros(len: usize) -> Bytes {
+    if len <= ZEROS.len() {
+        Bytes::from_static(&ZEROS[..len])
+    } else {
+        Bytes::from(vec![0u8; len])
+    }
+}
+
+/// `[start, end)` of the committed tree at `root`, several chunks fetched at once.
+async fn read_committed(
+    client: &Client,
+    nodes: &NodeCache,
+    root: Child,
+    start: u64,
+    end: u64,
+) -> Result<Bytes, ClientError> {
+    let pieces = nodes.pieces(client, root, start, end).await?;
+    let part = |p: Piece| async move {
+        let (off, len) = (p.offset as usize, p.len as usize);
+        let whole = match p.target {
+            Target::Zeros => return Ok(zeros(len)),
+            Target::Inline(b) => b,
+            Target::Chunk { id, .. } => client.read_chunk_bytes(id).await?,
+        };
+        match off.checked_add(len) {
+            Some(e) if e <= whole.len() => Ok(whole.slice(off..e)),
+            _ => Err(ClientError::Corrupt(format!(
+                "a volume's tree reaches past the end of a {}-byte piece",
+                whole.len()
+            ))),
+        }
+    };
+    if let [_] = pieces.as_slice() {
+        let p = pieces.into_iter().next().expect("one piece");
+        return part(p).await;
+    }
+    let parts: Vec<Bytes> = futures::stream::iter(pieces)
+        .map(part)
+        .buffered(READ_PARALLEL)
+        .try_collect()
+        .await?;
+    let mut out = BytesMut::with_capacity((end - start) as usize);
+    for p in parts {
+        out.extend_from_slice(&p);
+    }
+    Ok(out.freeze())
+}
+
 /// `[start, end)`: the committed tree with the buffered writes laid over it.
 async fn read(
     client: &Client,
@@ -696,18 +747,15 @@ async fn read(
     end: u64,
     layers: Overlay,
 ) -> Result<Bytes, BlockError> {
-    let cached = nodes.over(client);
     if layers.is_empty() {
-        return client
-            .read_tree_via(&cached, root, start, end)
+        return read_committed(client, nodes, root, start, end)
             .await
             .map_err(block_error);
     }
     let mut buf = if layers.covers(start, end) {
         BytesMut::zeroed((end - start) as usize)
     } else {
-        let b = client
-            .read_tree_via(&cached, root, start, end)
+        let b = read_committed(client, nodes, root, start, end)
             .await
             .map_err(block_error)?;
         BytesMut::from(&b[..])
@@ -794,14 +842,17 @@ impl Volume {
 
     /// Its counters.
     pub fn stats(&self) -> &Arc<VolumeStats> {
-        &self.stats
+        &self.core.stats
+    }
+
+    fn gone(&self) -> BlockError {
+        BlockError::Io(format!("volume {}'s controller has stopped", self.name))
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, BlockError> {
         let (tx, rx) = oneshot::channel();
-        let gone = || BlockError::Io(format!("volume {}'s controller has stopped", self.name));
-        self.tx.send(make(tx)).await.map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        self.tx.send(make(tx)).await.map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?
     }
 
     /// Checks that `[offset, offset + len)` is inside the volume. Any byte range is served
@@ -821,27 +872,73 @@ impl Volume {
         self.call(|reply| Cmd::Resize { size, reply }).await
     }
 
+    /// Buffers a write and acknowledges it: at once, after the buffer is back under its bound
+    /// when it is over, or once durable with `fua`.
+    async fn buffer(&self, at: u64, seg: Seg, fua: bool) -> Result<(), BlockError> {
+        let core = &self.core;
+        let (over, pressing) = {
+            let mut st = core.state();
+            if let Some(why) = &st.fenced {
+                return Err(BlockError::Io(why.clone()));
+            }
+            // Checked again under the lock: a shrink may have happened since `check`.
+            let (len, size) = (seg.len(), st.root.len);
+            if at + len > size {
+                return Err(BlockError::OutOfRange {
+                    offset: at,
+                    len,
+                    size,
+                });
+            }
+            st.dirty.insert(at, seg);
+            let buffered = st.buffered();
+            core.stats.dirty_bytes.store(buffered, Ordering::Relaxed);
+            (
+                buffered > core.max_dirty_bytes,
+                st.dirty.data_bytes() > core.max_dirty_bytes / 2,
+            )
+        };
+        if fua {
+            return self.call(|reply| Cmd::Flush { reply }).await;
+        }
+        if pressing {
+            // A full channel holds requests that commit anyway.
+            let _ = self.tx.try_send(Cmd::Kick);
+        }
+        if over {
+            let mut ended = core.commits_ended.subscribe();
+            while core.state().buffered() > core.max_dirty_bytes {
+                if self.tx.is_closed() {
+                    return Err(self.gone());
+                }
+                if ended.changed().await.is_err() {
+                    return Err(self.gone());
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn discard(&self, offset: u64, len: u64, fua: bool) -> Result<(), BlockError> {
         self.check(offset, len)?;
-        self.stats.discards.fetch_add(1, Ordering::Relaxed);
+        self.core.stats.discards.fetch_add(1, Ordering::Relaxed);
         if len == 0 {
             return Ok(());
         }
-        let seg = Seg::Zeros(len);
-        self.call(|reply| Cmd::Write {
-            at: offset,
-            seg,
-            fua,
-            reply,
-        })
-        .await
+        self.buffer(offset, Seg::Zeros(len), fua).await
+    }
+
+    /// The committed tree and the buffered pieces of `[start, end)` over it, taken together.
+    fn view(&self, start: u64, end: u64) -> (Child, Overlay) {
+        let st = self.core.state();
+        (st.root, st.layers(start, end))
     }
 }
 
 #[async_trait]
 impl BlockDevice for Volume {
     fn size(&self) -> u64 {
-        self.stats.size.load(Ordering::Relaxed)
+        self.core.stats.size.load(Ordering::Relaxed)
     }
 
     fn block_size(&self) -> u32 {
@@ -865,20 +962,25 @@ impl BlockDevice for Volume {
                 "reads are at most {MAX_IO} bytes"
             )));
         }
-        self.stats.reads.fetch_add(1, Ordering::Relaxed);
-        self.stats.read_bytes.fetch_add(len, Ordering::Relaxed);
+        let stats = &self.core.stats;
+        stats.reads.fetch_add(1, Ordering::Relaxed);
+        stats.read_bytes.fetch_add(len, Ordering::Relaxed);
         if len == 0 {
             return Ok(Bytes::new());
         }
         let started = std::time::Instant::now();
-        let r = self
-            .call(|reply| Cmd::Read {
-                at: offset,
-                len,
-                reply,
-            })
-            .await;
-        self.stats.read_latency.observe_duration(started.elapsed());
+        let (root, layers) = self.view(offset, offset + len);
+        let core = &self.core;
+        let r = read(
+            &core.client,
+            &core.nodes,
+            root,
+            offset,
+            offset + len,
+            layers,
+        )
+        .await;
+        stats.read_latency.observe_duration(started.elapsed());
         r
     }
 
@@ -890,21 +992,15 @@ impl BlockDevice for Volume {
                 "writes are at most {MAX_IO} bytes"
             )));
         }
-        self.stats.writes.fetch_add(1, Ordering::Relaxed);
-        self.stats.write_bytes.fetch_add(len, Ordering::Relaxed);
+        let stats = &self.core.stats;
+        stats.writes.fetch_add(1, Ordering::Relaxed);
+        stats.write_bytes.fetch_add(len, Ordering::Relaxed);
         if len == 0 {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        let r = self
-            .call(|reply| Cmd::Write {
-                at: offset,
-                seg: Seg::Data(data),
-                fua,
-                reply,
-            })
-            .await;
-        self.stats.write_latency.observe_duration(started.elapsed());
+        let r = self.buffer(offset, Seg::Data(data), fua).await;
+        stats.write_latency.observe_duration(started.elapsed());
         r
     }
 
@@ -917,10 +1013,11 @@ impl BlockDevice for Volume {
     }
 
     async fn flush(&self) -> Result<(), BlockError> {
-        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        let stats = &self.core.stats;
+        stats.flushes.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
         let r = self.call(|reply| Cmd::Flush { reply }).await;
-        self.stats.flush_latency.observe_duration(started.elapsed());
+        stats.flush_latency.observe_duration(started.elapsed());
         r
     }
 
@@ -929,11 +1026,16 @@ impl BlockDevice for Volume {
         if len == 0 {
             return Ok(Vec::new());
         }
-        self.call(|reply| Cmd::Map {
-            at: offset,
-            len,
-            reply,
-        })
+        let (root, layers) = self.view(offset, offset + len);
+        let core = &self.core;
+        map(
+            &core.client,
+            &core.nodes,
+            root,
+            offset,
+            offset + len,
+            layers,
+        )
         .await
     }
 }

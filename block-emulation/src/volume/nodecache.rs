@@ -6,8 +6,50 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cairn_client::{Client, ClientError};
-use cairn_core::extent::{NodeStore, TreeError, TreeNode};
+use cairn_core::extent::{Child, NodeStore, Piece, Target, TreeError, TreeNode, MAX_DEPTH};
 use cairn_core::ChunkId;
+
+/// A decoded node with the end offset of each entry, for binary search.
+pub(crate) struct CachedNode {
+    node: TreeNode,
+    ends: Vec<u64>,
+}
+
+impl CachedNode {
+    fn new(node: TreeNode) -> CachedNode {
+        let mut at = 0;
+        let lens: Vec<u64> = match &node {
+            TreeNode::Leaves(l) => l.iter().map(|l| l.len).collect(),
+            TreeNode::Children(c) => c.iter().map(|c| c.len).collect(),
+        };
+        let ends = lens
+            .into_iter()
+            .map(|l| {
+                at += l;
+                at
+            })
+            .collect();
+        CachedNode { node, ends }
+    }
+
+    fn len(&self) -> u64 {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    /// Index of the first entry that ends after `offset`.
+    fn first_after(&self, offset: u64) -> usize {
+        self.ends.partition_point(|&e| e <= offset)
+    }
+
+    /// Start offset of entry `i`.
+    fn start_of(&self, i: usize) -> u64 {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1]
+        }
+    }
+}
 
 /// Two generations of at most `cap` nodes each: a lookup that hits the older one moves the
 /// node to the newer one, and when the newer one is full it becomes the older one. Nodes used
@@ -19,8 +61,8 @@ pub(crate) struct NodeCache {
 
 #[derive(Default)]
 struct Gens {
-    hot: HashMap<ChunkId, Arc<TreeNode>>,
-    cold: HashMap<ChunkId, Arc<TreeNode>>,
+    hot: HashMap<ChunkId, Arc<CachedNode>>,
+    cold: HashMap<ChunkId, Arc<CachedNode>>,
 }
 
 impl NodeCache {
@@ -31,7 +73,7 @@ impl NodeCache {
         }
     }
 
-    fn get(&self, id: &ChunkId) -> Option<Arc<TreeNode>> {
+    fn get(&self, id: &ChunkId) -> Option<Arc<CachedNode>> {
         let mut g = self.gens.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = g.hot.get(id) {
             return Some(n.clone());
@@ -41,12 +83,12 @@ impl NodeCache {
         Some(n)
     }
 
-    fn insert(&self, id: ChunkId, node: Arc<TreeNode>) {
+    fn insert(&self, id: ChunkId, node: Arc<CachedNode>) {
         let mut g = self.gens.lock().unwrap_or_else(|e| e.into_inner());
         self.put(&mut g, id, node);
     }
 
-    fn put(&self, g: &mut Gens, id: ChunkId, node: Arc<TreeNode>) {
+    fn put(&self, g: &mut Gens, id: ChunkId, node: Arc<CachedNode>) {
         if g.hot.len() >= self.cap {
             g.cold = std::mem::take(&mut g.hot);
         }
@@ -61,13 +103,13 @@ impl NodeCache {
         }
     }
 
-    /// Loads node `id` (of `len` bytes) from the cache, or from `client` into the cache.
-    pub(crate) async fn load(
+    /// Node `id` (of `len` bytes) from the cache, or from `client` into the cache.
+    async fn cached(
         &self,
         client: &Client,
         id: ChunkId,
         len: u64,
-    ) -> Result<TreeNode, ClientError> {
+    ) -> Result<Arc<CachedNode>, ClientError> {
         if let Some(n) = self.get(&id) {
             if n.len() != len {
                 return Err(TreeError::Corrupt(format!(
@@ -76,11 +118,85 @@ impl NodeCache {
                 ))
                 .into());
             }
-            return Ok((*n).clone());
+            return Ok(n);
         }
-        let node = client.load(id, len).await?;
-        self.insert(id, Arc::new(node.clone()));
+        let node = Arc::new(CachedNode::new(client.load(id, len).await?));
+        self.insert(id, node.clone());
         Ok(node)
+    }
+
+    /// Loads node `id` (of `len` bytes) from the cache, or from `client` into the cache.
+    pub(crate) async fn load(
+        &self,
+        client: &Client,
+        id: ChunkId,
+        len: u64,
+    ) -> Result<TreeNode, ClientError> {
+        Ok(self.cached(client, id, len).await?.node.clone())
+    }
+
+    /// The pieces of `[start, end)` of the tree at `root`, in order: nodes are searched, not
+    /// scanned or copied, so a small read costs a few comparisons per level.
+    pub(crate) async fn pieces(
+        &self,
+        client: &Client,
+        root: Child,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Piece>, ClientError> {
+        if start > end || end > root.len {
+            return Err(TreeError::OutOfRange {
+                start,
+                end,
+                len: root.len,
+            }
+            .into());
+        }
+        let mut out = Vec::new();
+        if start == end {
+            return Ok(out);
+        }
+        // Frames: a node, the offset it starts at, the next entry to visit.
+        let top = self.cached(client, root.node, root.len).await?;
+        let first = top.first_after(start);
+        let mut frames: Vec<(Arc<CachedNode>, u64, usize)> = vec![(top, 0, first)];
+        let mut depth = 1;
+        while let Some((node, base, idx)) = frames.last_mut() {
+            let (i, base) = (*idx, *base);
+            if i >= node.ends.len() || base + node.start_of(i) >= end {
+                frames.pop();
+                depth -= 1;
+                continue;
+            }
+            *idx += 1;
+            let (es, ee) = (base + node.start_of(i), base + node.ends[i]);
+            match &node.node {
+                TreeNode::Leaves(leaves) => {
+                    let leaf = &leaves[i];
+                    let (from, to) = (start.max(es) - es, end.min(ee) - es);
+                    let offset = match leaf.target {
+                        Target::Chunk { skip, .. } => u64::from(skip) + from,
+                        _ => from,
+                    };
+                    out.push(Piece {
+                        target: leaf.target.clone(),
+                        offset,
+                        len: to - from,
+                    });
+                }
+                TreeNode::Children(kids) => {
+                    if depth >= MAX_DEPTH {
+                        return Err(TreeError::TooDeep.into());
+                    }
+                    let kid = kids[i];
+                    let n = self.cached(client, kid.node, kid.len).await?;
+                    let first = n.first_after(start.max(es) - es);
+                    frames.push((n, es, first));
+                    depth += 1;
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -107,9 +223,57 @@ mod tests {
     use super::*;
     use cairn_core::extent::Leaf;
 
-    fn node(n: u64) -> (ChunkId, Arc<TreeNode>) {
+    fn node(n: u64) -> (ChunkId, Arc<CachedNode>) {
         let node = TreeNode::Leaves(vec![Leaf::zeros(n)]);
-        (ChunkId::of(&n.to_le_bytes()), Arc::new(node))
+        (
+            ChunkId::of(&n.to_le_bytes()),
+            Arc::new(CachedNode::new(node)),
+        )
+    }
+
+    /// The cache's searched walk gives exactly the pieces the tree's own walker gives, over a
+    /// tree of several levels built by random splices.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn searched_pieces_equal_the_walkers() {
+        use cairn_core::extent::{splice, RangeWalker};
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::open_dir(dir.path()).unwrap();
+        let size: u64 = 64 << 20;
+        let mut root = splice(&client, None, 0, 0, vec![Leaf::zeros(size)])
+            .await
+            .unwrap()
+            .unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for i in 0..2000u64 {
+            let len = rng.gen_range(1..=20_000u64);
+            let at = rng.gen_range(0..size - len);
+            let leaf = if rng.gen_bool(0.2) {
+                Leaf::zeros(len)
+            } else {
+                Leaf::chunk(ChunkId::of(&i.to_le_bytes()), len)
+            };
+            root = splice(&client, Some(root), at, at + len, vec![leaf])
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let cache = NodeCache::new(8);
+        let mut deep = false;
+        for _ in 0..300 {
+            let a = rng.gen_range(0..size);
+            let b = (a + rng.gen_range(0..16_000_000u64)).min(size);
+            let mut w = RangeWalker::new(root, a, b).unwrap();
+            let mut expect = Vec::new();
+            while let Some(p) = w.next(&client).await.unwrap() {
+                expect.push(p);
+            }
+            let got = cache.pieces(&client, root, a, b).await.unwrap();
+            assert_eq!(got, expect, "range {a}..{b}");
+            deep |= expect.len() > cairn_core::extent::FANOUT;
+        }
+        assert!(deep, "some range spans more than one leaf node");
+        assert!(cache.pieces(&client, root, 0, size + 1).await.is_err());
     }
 
     #[test]

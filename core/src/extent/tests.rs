@@ -212,3 +212,69 @@ fn corrupt_nodes_are_rejected() {
     assert!(TreeNode::decode_checked(&empty, 0).is_err());
     assert!(TreeNode::decode_checked(&[1, 2, 3], 0).is_err());
 }
+
+/// Nodes of the tree at `root`, counted by walking it.
+fn count_nodes(mem: &Mem, root: Child) -> usize {
+    let mut todo = vec![root];
+    let mut n = 0;
+    while let Some(c) = todo.pop() {
+        n += 1;
+        if let TreeNode::Children(kids) = block_on(mem.load(c.node, c.len)).unwrap() {
+            todo.extend(kids);
+        }
+    }
+    n
+}
+
+#[test]
+fn overwrites_match_a_byte_model_and_store_each_new_node_once() {
+    let mem = Mem::default();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let (leaves, mut model) = random_leaves(&mem, &mut rng, FANOUT * 6);
+    let mut root = block_on(splice(&mem, None, 0, 0, leaves)).unwrap().unwrap();
+    let len = model.len() as u64;
+    for round in 0..40 {
+        // Random edits in order, some adjacent, some spanning several leaf nodes.
+        let mut edits = Vec::new();
+        let mut at = 0;
+        loop {
+            at += rng.gen_range(0..len / 40);
+            let n = if rng.gen_bool(0.05) {
+                rng.gen_range(500..1500)
+            } else {
+                rng.gen_range(1..4)
+            };
+            let (ins, bytes) = random_leaves(&mem, &mut rng, n);
+            let end = at + bytes.len() as u64;
+            if end > len {
+                break;
+            }
+            model[at as usize..end as usize].copy_from_slice(&bytes);
+            edits.push(Overwrite { at, leaves: ins });
+            at = end;
+        }
+        let before = *mem.stores.lock().unwrap();
+        root = block_on(overwrite(&mem, root, edits)).unwrap();
+        let stored = *mem.stores.lock().unwrap() - before;
+        assert!(
+            stored <= count_nodes(&mem, root),
+            "round {round}: {stored} nodes stored for a tree of {}",
+            count_nodes(&mem, root)
+        );
+        assert_eq!(root.len, len);
+        assert_eq!(
+            block_on(mem.read(Some(root), 0, len)),
+            model,
+            "round {round}"
+        );
+    }
+    // Edits out of order, overlapping or past the end are refused; none is a no-op.
+    let one = |at: u64| Overwrite {
+        at,
+        leaves: vec![Leaf::zeros(10)],
+    };
+    assert!(block_on(overwrite(&mem, root, vec![one(100), one(50)])).is_err());
+    assert!(block_on(overwrite(&mem, root, vec![one(100), one(105)])).is_err());
+    assert!(block_on(overwrite(&mem, root, vec![one(len - 5)])).is_err());
+    assert_eq!(block_on(overwrite(&mem, root, Vec::new())).unwrap(), root);
+}
