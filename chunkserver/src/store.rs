@@ -254,6 +254,9 @@ impl ChunkStore {
         index.set_block_based_table_factory(&table);
 
         let mut data = Options::default();
+        let mut data_table = BlockBasedOptions::default();
+        data_table.set_bloom_filter(10.0, false);
+        data.set_block_based_table_factory(&data_table);
         data.set_enable_blob_files(true);
         data.set_min_blob_size(config.min_blob_size);
         data.set_blob_file_size(256 << 20);
@@ -269,6 +272,13 @@ impl ChunkStore {
         for cf in [&mut index, &mut data, &mut meta] {
             cf.set_write_buffer_size(write_buffer as usize);
             cf.set_target_file_size_base(write_buffer);
+        }
+        // Chunk ids are random: a read of an older chunk would otherwise search every memtable
+        // (a skip list of up to a write buffer of entries) before the files; a bloom filter
+        // over each memtable's keys answers "not here" at once.
+        for cf in [&mut index, &mut data] {
+            cf.set_memtable_whole_key_filtering(true);
+            cf.set_memtable_prefix_bloom_ratio(0.05);
         }
         let cfs = vec![
             // Unused, but its write buffer counts in RocksDB's WAL preallocation too.

@@ -515,24 +515,22 @@ impl Staged<'_> {
         nodes.get(id).cloned()
     }
 
-    /// Durably stores every staged node reachable from `root` (a staged node's children are
-    /// staged or already stored).
-    async fn persist(&self, root: Child) -> Result<(), ClientError> {
+    /// The bytes of every staged node reachable from `root` (a staged node's children are
+    /// staged or already stored), with the node decoded.
+    fn reachable(&self, root: Child) -> Result<Vec<(ChunkId, Bytes, TreeNode)>, ClientError> {
         let mut todo = vec![root];
-        let mut out: Vec<Bytes> = Vec::new();
+        let mut out = Vec::new();
         while let Some(c) = todo.pop() {
             let Some(bytes) = self.staged(&c.node) else {
                 continue;
             };
-            if let TreeNode::Children(kids) = TreeNode::decode_checked(&bytes, c.len)? {
-                todo.extend(kids);
+            let node = TreeNode::decode_checked(&bytes, c.len)?;
+            if let TreeNode::Children(kids) = &node {
+                todo.extend(kids.iter().copied());
             }
-            out.push(Bytes::from(bytes));
+            out.push((c.node, Bytes::from(bytes), node));
         }
-        // A node is a chunk named by the hash of its bytes, like an extent: stored the same
-        // way, in groups.
-        self.client.store_extents(out).await?;
-        Ok(())
+        Ok(out)
     }
 }
 
@@ -581,9 +579,10 @@ impl CommitJob {
         if let Some((rs, re, segs)) = cur.take() {
             runs.push((rs, re, self.windows(rs, re, &segs)));
         }
-        // Store every data window of every run (in groups: one durable write each on a local
-        // store), then overwrite all runs in one pass into a staged tree whose nodes stay in
-        // memory until the new root is known.
+        // The data windows' leaves come first, from their hashes alone, so the new tree can be
+        // built before anything is stored; then extents and the new tree nodes are stored
+        // together (in groups, one durable write each on a local store: a small commit costs
+        // one sync there, and one more for the version).
         let client = &self.core.client;
         let counts: Vec<usize> = runs.iter().map(|(_, _, w)| w.len()).collect();
         let windows: Vec<Window> = runs
@@ -597,14 +596,30 @@ impl CommitJob {
                 Window::Zeros(_) => None,
             })
             .collect();
-        let mut stored = client.store_extents(data).await?.into_iter();
+        let to_hash = data.clone();
+        let hashed = tokio::task::spawn_blocking(move || {
+            to_hash
+                .iter()
+                .map(|b| {
+                    let len = b.len() as u64;
+                    if b.iter().all(|&x| x == 0) {
+                        Leaf::zeros(len)
+                    } else {
+                        Leaf::chunk(ChunkId::of(b), len)
+                    }
+                })
+                .collect::<Vec<Leaf>>()
+        })
+        .await
+        .map_err(|e| ClientError::Storage(format!("hashing a volume's extents failed: {e}")))?;
+        let mut data_leaves = hashed.iter().cloned();
         let mut leaves = Vec::with_capacity(windows.len());
         for w in windows {
             leaves.push(match w {
                 Window::Zeros(n) => Leaf::zeros(n),
-                Window::Data(_) => stored
+                Window::Data(_) => data_leaves
                     .next()
-                    .ok_or_else(|| ClientError::Storage("an extent was not stored".into()))?,
+                    .ok_or_else(|| ClientError::Storage("an extent was not hashed".into()))?,
             });
         }
         let mut leaves = leaves.into_iter();
@@ -623,9 +638,23 @@ impl CommitJob {
             })
             .collect();
         let spliced = overwrite(&staged, self.root, edits).await?;
-        // Only the staged nodes the new root reaches are stored, all before the version is
-        // applied (I2).
-        staged.persist(spliced).await?;
+        // Only the staged nodes the new root reaches are stored; they and the extents are
+        // durable before the version is applied (I2). A node is a chunk named by the hash of
+        // its bytes, like an extent, so both go through the same call.
+        let extents = data.len();
+        let mut chunks = data;
+        let nodes = staged.reachable(spliced)?;
+        chunks.extend(nodes.iter().map(|(_, b, _)| b.clone()));
+        let stored = client.store_extents(chunks).await?;
+        // The next commit and reads start from these nodes: keep them decoded.
+        for (id, _, node) in nodes {
+            self.core.nodes.insert_node(id, node);
+        }
+        if stored.get(..extents) != Some(&hashed[..]) {
+            return Err(ClientError::Storage(
+                "a volume's extents were stored under other ids than their hashes".into(),
+            ));
+        }
         if spliced == self.root {
             return Ok((self.root, self.etag));
         }

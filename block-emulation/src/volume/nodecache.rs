@@ -88,6 +88,11 @@ impl NodeCache {
         self.put(&mut g, id, node);
     }
 
+    /// Caches a node this process just built (a commit's), decoded already.
+    pub(crate) fn insert_node(&self, id: ChunkId, node: TreeNode) {
+        self.insert(id, Arc::new(CachedNode::new(node)));
+    }
+
     fn put(&self, g: &mut Gens, id: ChunkId, node: Arc<CachedNode>) {
         if g.hot.len() >= self.cap {
             g.cold = std::mem::take(&mut g.hot);
