@@ -11,9 +11,12 @@ use rand::{Rng, SeedableRng};
 
 const MIB: u64 = 1 << 20;
 
+/// Commits only on flush; no chunk cache, so every read here goes to the chunk store (the
+/// volume tests run with the cache).
 fn manual() -> VolumeConfig {
     VolumeConfig {
         commit_interval: Duration::from_secs(3600),
+        chunk_cache_bytes: 0,
         ..VolumeConfig::default()
     }
 }

@@ -26,6 +26,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::chunkcache::ChunkCache;
 use super::nodecache::NodeCache;
 use super::overlay::{Overlay, Seg};
 use super::VOLUME_BUCKET;
@@ -36,6 +37,8 @@ pub const MAX_IO: u64 = 32 << 20;
 /// Decoded tree nodes a volume keeps per generation (a node holds at most 512 entries, about
 /// 24 KiB decoded; two generations of 1024 bound the cache near 48 MiB).
 const NODE_CACHE_NODES: usize = 1024;
+/// Default bound of the chunk cache shared by a site's volumes.
+pub const DEFAULT_CHUNK_CACHE_BYTES: u64 = 256 << 20;
 /// Chunks one read fetches at once.
 const READ_PARALLEL: usize = 8;
 
@@ -62,6 +65,9 @@ pub struct VolumeConfig {
     /// Most written bytes a volume buffers; writers wait (their acknowledgement is held) while
     /// the buffer is over it. A commit starts in the background at half of it.
     pub max_dirty_bytes: u64,
+    /// Bytes of recently read and written chunks kept in memory for all volumes together
+    /// (0: none).
+    pub chunk_cache_bytes: u64,
 }
 
 impl Default for VolumeConfig {
@@ -69,6 +75,7 @@ impl Default for VolumeConfig {
         VolumeConfig {
             commit_interval: Duration::from_secs(1),
             max_dirty_bytes: 64 << 20,
+            chunk_cache_bytes: DEFAULT_CHUNK_CACHE_BYTES,
         }
     }
 }
@@ -169,6 +176,8 @@ struct Core {
     state: Mutex<State>,
     /// Decoded tree nodes, shared by reads, maps and commits.
     nodes: NodeCache,
+    /// Chunk bytes, shared with the site's other volumes.
+    chunks: Arc<ChunkCache>,
     stats: Arc<VolumeStats>,
     max_dirty_bytes: u64,
     /// Bumped whenever a commit ends: writers held over the buffer bound look again.
@@ -208,6 +217,7 @@ pub(crate) fn spawn(
     start: Start,
     config: VolumeConfig,
     stats: Arc<VolumeStats>,
+    chunks: Arc<ChunkCache>,
 ) -> (Arc<Volume>, watch::Receiver<bool>) {
     let (tx, rx) = mpsc::channel(1024);
     stats.size.store(start.root.len, Ordering::Relaxed);
@@ -221,6 +231,7 @@ pub(crate) fn spawn(
             fenced: None,
         }),
         nodes: NodeCache::new(NODE_CACHE_NODES),
+        chunks,
         stats,
         max_dirty_bytes: config.max_dirty_bytes,
         commits_ended: watch::channel(0).0,
@@ -645,10 +656,18 @@ impl CommitJob {
         let mut chunks = data;
         let nodes = staged.reachable(spliced)?;
         chunks.extend(nodes.iter().map(|(_, b, _)| b.clone()));
+        let written: Vec<Bytes> = chunks[..extents].to_vec();
         let stored = client.store_extents(chunks).await?;
-        // The next commit and reads start from these nodes: keep them decoded.
+        // The next commit and reads start from these nodes: keep them decoded; and what was
+        // just written is what is likely read next. (Copied: a window may be a slice of a
+        // much larger write buffer, which the cache must not keep alive.)
         for (id, _, node) in nodes {
             self.core.nodes.insert_node(id, node);
+        }
+        for (leaf, b) in hashed.iter().zip(written) {
+            if let Target::Chunk { id, .. } = leaf.target {
+                self.core.chunks.insert(id, Bytes::copy_from_slice(&b));
+            }
         }
         if stored.get(..extents) != Some(&hashed[..]) {
             return Err(ClientError::Storage(
@@ -729,19 +748,26 @@ fn zeros(len: usize) -> Bytes {
 
 /// `[start, end)` of the committed tree at `root`, several chunks fetched at once.
 async fn read_committed(
-    client: &Client,
-    nodes: &NodeCache,
+    core: &Core,
     root: Child,
     start: u64,
     end: u64,
 ) -> Result<Bytes, ClientError> {
-    let pieces = nodes.pieces(client, root, start, end).await?;
+    let client = &core.client;
+    let pieces = core.nodes.pieces(client, root, start, end).await?;
     let part = |p: Piece| async move {
         let (off, len) = (p.offset as usize, p.len as usize);
         let whole = match p.target {
             Target::Zeros => return Ok(zeros(len)),
             Target::Inline(b) => b,
-            Target::Chunk { id, .. } => client.read_chunk_bytes(id).await?,
+            Target::Chunk { id, .. } => match core.chunks.get(&id) {
+                Some(b) => b,
+                None => {
+                    let b = client.read_chunk_bytes(id).await?;
+                    core.chunks.insert(id, b.clone());
+                    b
+                }
+            },
         };
         match off.checked_add(len) {
             Some(e) if e <= whole.len() => Ok(whole.slice(off..e)),
@@ -769,22 +795,21 @@ async fn read_committed(
 
 /// `[start, end)`: the committed tree with the buffered writes laid over it.
 async fn read(
-    client: &Client,
-    nodes: &NodeCache,
+    core: &Core,
     root: Child,
     start: u64,
     end: u64,
     layers: Overlay,
 ) -> Result<Bytes, BlockError> {
     if layers.is_empty() {
-        return read_committed(client, nodes, root, start, end)
+        return read_committed(core, root, start, end)
             .await
             .map_err(block_error);
     }
     let mut buf = if layers.covers(start, end) {
         BytesMut::zeroed((end - start) as usize)
     } else {
-        let b = read_committed(client, nodes, root, start, end)
+        let b = read_committed(core, root, start, end)
             .await
             .map_err(block_error)?;
         BytesMut::from(&b[..])
@@ -999,16 +1024,7 @@ impl BlockDevice for Volume {
         }
         let started = std::time::Instant::now();
         let (root, layers) = self.view(offset, offset + len);
-        let core = &self.core;
-        let r = read(
-            &core.client,
-            &core.nodes,
-            root,
-            offset,
-            offset + len,
-            layers,
-        )
-        .await;
+        let r = read(&self.core, root, offset, offset + len, layers).await;
         stats.read_latency.observe_duration(started.elapsed());
         r
     }

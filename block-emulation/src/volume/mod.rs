@@ -10,6 +10,7 @@
 //! the object's metadata.
 
 mod backup;
+mod chunkcache;
 mod controller;
 mod nodecache;
 mod overlay;
@@ -27,7 +28,7 @@ use cairn_core::metrics::{self, Histogram, MetricsSource};
 use tokio::sync::{watch, Mutex};
 
 pub use backup::{LayoutPiece, Restore, SnapshotLayout};
-pub use controller::{Volume, VolumeConfig, VolumeStats, MAX_IO};
+pub use controller::{Volume, VolumeConfig, VolumeStats, DEFAULT_CHUNK_CACHE_BYTES, MAX_IO};
 
 use crate::device::{BlockDevice, BlockError, Exports};
 
@@ -142,6 +143,8 @@ pub struct Volumes {
     client: Client,
     config: VolumeConfig,
     open: Mutex<HashMap<String, Open>>,
+    /// Chunk bytes recently read or written, for every volume.
+    chunks: Arc<chunkcache::ChunkCache>,
     /// Counters of every volume opened since start, by name (for `/metrics`).
     stats: std::sync::Mutex<BTreeMap<String, Arc<VolumeStats>>>,
 }
@@ -151,6 +154,7 @@ impl Volumes {
     pub fn new(client: Client, config: VolumeConfig) -> Volumes {
         Volumes {
             client,
+            chunks: Arc::new(chunkcache::ChunkCache::new(config.chunk_cache_bytes)),
             config,
             open: Mutex::new(HashMap::new()),
             stats: std::sync::Mutex::new(BTreeMap::new()),
@@ -306,8 +310,13 @@ impl Volumes {
             let mut all = self.stats.lock().unwrap_or_else(|e| e.into_inner());
             all.entry(name.to_string()).or_default().clone()
         };
-        let (volume, exited) =
-            controller::spawn(self.client.clone(), start, self.config.clone(), stats);
+        let (volume, exited) = controller::spawn(
+            self.client.clone(),
+            start,
+            self.config.clone(),
+            stats,
+            self.chunks.clone(),
+        );
         open.insert(
             name.to_string(),
             Open {
