@@ -15,6 +15,7 @@ mod ops;
 mod serve;
 mod volume_backup;
 mod volume_cmd;
+mod volume_health;
 mod workers;
 
 use std::net::SocketAddr;

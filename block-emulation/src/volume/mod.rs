@@ -13,6 +13,7 @@ mod backup;
 mod controller;
 mod nodecache;
 mod overlay;
+mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,7 @@ use tokio::sync::{watch, Mutex};
 
 pub use backup::{LayoutPiece, Restore, SnapshotLayout};
 pub use controller::{Volume, VolumeConfig, VolumeStats, MAX_IO};
+pub use usage::{HealthState, MonitorReport, VolumeMonitor, VolumeUsage};
 
 use crate::device::{BlockDevice, BlockError, Exports};
 
