@@ -16,6 +16,7 @@ mod serve;
 mod volume_backup;
 mod volume_cmd;
 mod volume_health;
+mod volume_jobs;
 mod workers;
 
 use std::net::SocketAddr;

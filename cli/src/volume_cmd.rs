@@ -597,9 +597,35 @@ pub async fn handle_admin(
         let msg = format!("bad JSON: {e}");
         (StatusCode::BAD_REQUEST, serde_json::json!({ "error": msg }))
     };
+    let as_job = query.is_some_and(|q| q.split('&').any(|kv| kv == "job=true"));
     Some(match (method.clone(), parts.as_slice()) {
-        // Backups and restores run here, with the controllers that own the site's volumes;
-        // the request lasts as long as the copy.
+        // Backups and restores run here, with the controllers that own the site's volumes:
+        // as a job the command follows (`?job=true`), or for as long as the request lasts.
+        (Method::POST, ["backup"]) if as_job => {
+            match serde_json::from_slice::<BackupRequest>(body) {
+                Ok(r) => {
+                    let vols = vols.clone();
+                    let id = crate::volume_jobs::start("backup", move |pb| async move {
+                        crate::volume_backup::run_backup(&vols, &r, &pb).await
+                    });
+                    (StatusCode::ACCEPTED, serde_json::json!({ "id": id }))
+                }
+                Err(e) => bad(e),
+            }
+        }
+        (Method::POST, ["restore"]) if as_job => {
+            match serde_json::from_slice::<RestoreRequest>(body) {
+                Ok(r) => {
+                    let vols = vols.clone();
+                    let id = crate::volume_jobs::start("restore", move |pb| async move {
+                        crate::volume_backup::run_restore(&vols, &r, &pb).await
+                    });
+                    (StatusCode::ACCEPTED, serde_json::json!({ "id": id }))
+                }
+                Err(e) => bad(e),
+            }
+        }
+        (Method::GET, ["jobs", id]) => crate::volume_jobs::view(id),
         (Method::POST, ["backup"]) => match serde_json::from_slice::<BackupRequest>(body) {
             Ok(r) => transfer(
                 crate::volume_backup::run_backup(vols, &r, &indicatif::ProgressBar::hidden()).await,
