@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use cairn_core::codec::Codec;
+use cairn_core::placement::{ReplicaCensus, ReplicaCount};
 use cairn_core::ChunkId;
 
 use crate::{ChunkError, ChunkStats, ChunkStore, StoredChunk};
@@ -55,6 +56,26 @@ pub trait ChunkBackend: Send + Sync + 'static {
 
     /// Totals.
     fn stats(&self) -> Result<ChunkStats, ChunkError>;
+
+    /// How many of each id's placed replicas hold it, and how many could not be asked (what
+    /// volume health reports). A single store is the one replica of everything it holds.
+    fn replica_census(&self, ids: &[ChunkId]) -> Result<ReplicaCensus, ChunkError> {
+        let counts = self
+            .has_many(ids)?
+            .into_iter()
+            .map(|has| ReplicaCount {
+                wanted: 1,
+                held: u8::from(has),
+                unreachable: 0,
+            })
+            .collect();
+        Ok(ReplicaCensus {
+            counts,
+            write_quorum: 1,
+            nodes_down: Vec::new(),
+            chunk_nodes: 1,
+        })
+    }
 }
 
 impl ChunkBackend for ChunkStore {

@@ -64,7 +64,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_core::cluster::{node_id_hex, ClusterMap, NodeId, Role};
 use cairn_core::codec::Codec;
-use cairn_core::placement::Placer;
+use cairn_core::placement::{Placer, ReplicaCensus, ReplicaCount};
 use cairn_core::{ChunkId, ErrorKind, MAX_CHUNK_SIZE};
 use cairn_net::{Client, RpcError};
 use futures::stream::{self, StreamExt};
@@ -427,6 +427,102 @@ impl ReplicatedChunks {
             Some(e) if !answered => Err(e),
             _ => Ok(yes),
         }
+    }
+}
+
+impl ReplicatedChunks {
+    /// Whether `node` counts as down for a census: its last call failed on the transport
+    /// (the map gossip renews that every few seconds while it stays down).
+    fn seems_down(&self, node: &Node) -> bool {
+        if matches!(node.reach, Reach::Local(_)) {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        let suspected = self
+            .shared
+            .suspects
+            .lock()
+            .get(&node.id)
+            .is_some_and(|until| *until > now);
+        suspected || self.shared.client.is_suspect(&node.name)
+    }
+
+    /// See [`ChunkBackend::replica_census`]: each id's replicas under the current placement
+    /// (the one repair restores) are asked whether they hold it, batched per node as
+    /// `has_many` does; a node that seems down is not called (its replicas count as
+    /// unreachable, so a census costs no call timeout per stopped node), and one whose call
+    /// fails counts as unreachable for the ids it was asked about.
+    fn census(&self, ids: &[ChunkId]) -> Result<ReplicaCensus, ChunkError> {
+        let state = self.state();
+        let chunk_nodes: Vec<&cairn_core::NodeInfo> = state
+            .map
+            .nodes
+            .values()
+            .filter(|n| n.roles.has(Role::Chunk))
+            .collect();
+        let mut down: std::collections::BTreeSet<NodeId> = chunk_nodes
+            .iter()
+            .filter_map(|n| state.nodes.get(&n.id))
+            .filter(|n| self.seems_down(n))
+            .map(|n| n.id)
+            .collect();
+        let mut counts = vec![ReplicaCount::default(); ids.len()];
+        let mut by_node: HashMap<NodeId, Vec<usize>> = HashMap::new();
+        for (pos, id) in ids.iter().enumerate() {
+            let placed = state.placer.place(id.as_bytes(), state.rf);
+            counts[pos].wanted = u8::try_from(placed.len()).unwrap_or(u8::MAX);
+            for node in placed {
+                if down.contains(&node) || !state.nodes.contains_key(&node) {
+                    counts[pos].unreachable += 1;
+                } else {
+                    by_node.entry(node).or_default().push(pos);
+                }
+            }
+        }
+        let batches: Vec<(Arc<Node>, Vec<usize>)> = by_node
+            .into_iter()
+            .filter_map(|(n, positions)| state.nodes.get(&n).map(|node| (node.clone(), positions)))
+            .flat_map(|(node, positions)| {
+                positions
+                    .chunks(MAX_IDS_PER_CALL)
+                    .map(|p| (node.clone(), p.to_vec()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let shared = &self.shared;
+        self.handle.block_on(async {
+            let mut calls = stream::iter(batches)
+                .map(|(node, positions)| async move {
+                    let asked: Vec<ChunkId> = positions.iter().map(|&p| ids[p]).collect();
+                    let result = shared.have(&node, &asked, false).await;
+                    (node, positions, result)
+                })
+                .buffer_unordered(shared.config.max_calls_in_flight.max(1));
+            while let Some((node, positions, result)) = calls.next().await {
+                match result {
+                    Ok(present) => {
+                        for (&p, &has) in positions.iter().zip(&present) {
+                            counts[p].held += u8::from(has);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(node = %node.label(), error = %e,
+                            "census call failed; its replicas count as unreachable");
+                        down.insert(node.id);
+                        for &p in &positions {
+                            counts[p].unreachable += 1;
+                        }
+                    }
+                }
+            }
+        });
+        let nodes_down = down.iter().map(|id| self.node_label(*id)).collect();
+        Ok(ReplicaCensus {
+            counts,
+            write_quorum: u8::try_from(state.quorum).unwrap_or(u8::MAX),
+            nodes_down,
+            chunk_nodes: chunk_nodes.len(),
+        })
     }
 }
 
@@ -849,6 +945,10 @@ impl ChunkBackend for ReplicatedChunks {
     fn touch_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
         let holders = self.holders(&self.state(), ids, true)?;
         Ok(holders.into_iter().map(|n| n > 0).collect())
+    }
+
+    fn replica_census(&self, ids: &[ChunkId]) -> Result<ReplicaCensus, ChunkError> {
+        self.census(ids)
     }
 
     /// Physical totals: the sum of the stats of every chunk node of the map (drained ones

@@ -15,6 +15,8 @@ mod ops;
 mod serve;
 mod volume_backup;
 mod volume_cmd;
+mod volume_health;
+mod volume_jobs;
 mod workers;
 
 use std::net::SocketAddr;

@@ -109,6 +109,9 @@ pub struct ServeArgs {
     /// (0: none): reads that hit it skip the chunk store.
     #[arg(long, default_value_t = cairn_block::volume::DEFAULT_CHUNK_CACHE_BYTES >> 20, env = "CAIRN_VOLUME_CACHE_MIB")]
     pub volume_cache_mib: u64,
+    /// Seconds between checks of every volume's health and used bytes (for /metrics).
+    #[arg(long, default_value_t = 30, env = "CAIRN_VOLUME_HEALTH_INTERVAL")]
+    pub volume_health_interval: u64,
 }
 
 impl ServeArgs {
@@ -355,6 +358,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         workers.clone(),
         stop_rx.clone(),
     ));
+    let volume_monitor = Arc::new(cairn_block::volume::VolumeMonitor::new(volumes.clone()));
+    let monitor_task = tokio::spawn(crate::node::tasks::volume_monitor_loop(
+        volume_monitor.clone(),
+        workers.clone(),
+        Duration::from_secs(args.volume_health_interval.max(1)),
+        stop_rx.clone(),
+    ));
     let nbd_addr = nbd.as_ref().map(|n| n.local_addr()).transpose()?;
     let nbd_task = nbd.map(|n| tokio::spawn(n.serve(stopped(stop_rx.clone()))));
     let admin_task = tokio::spawn(admin::serve(
@@ -362,7 +372,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         client.clone(),
         token,
         workers.clone(),
-        vec![s3_metrics, disk.clone(), volumes.clone()],
+        vec![s3_metrics, disk.clone(), volumes.clone(), volume_monitor],
         Some(disk),
         Some(volumes.clone()),
         stopped(stop_rx.clone()),
@@ -378,14 +388,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.wait().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    let (s3_res, admin_res, _, _, _, _, _) = tokio::join!(
+    let (s3_res, admin_res, _, _, _, _, _, _) = tokio::join!(
         s3_task,
         admin_task,
         lifecycle_task,
         gc_task,
         scrub_task,
         trim_task,
-        disk_task
+        disk_task,
+        monitor_task
     );
     if let Some(task) = nbd_task {
         match task.await {

@@ -35,7 +35,6 @@ use cairn_core::extent::Target as Extent;
 use cairn_core::ChunkId;
 use clap::Args;
 use futures::{StreamExt, TryStreamExt};
-use http::Method;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -384,11 +383,12 @@ pub async fn backup(req: BackupRequest, target: &Target) -> anyhow::Result<()> {
             r?
         }
         Backend::Remote(admin) => {
-            eprintln!("Backing up through the running site (no progress shown)...");
+            // The site runs it with its own controllers; its progress is polled.
+            let pb = bar(0, "backup");
             let body = serde_json::to_value(&req)?;
-            admin
-                .call(Method::POST, "/v1/volumes/backup", Some(body))
-                .await?
+            let r = crate::volume_jobs::follow(&admin, "/v1/volumes/backup", body, &pb).await;
+            pb.finish_and_clear();
+            r?
         }
     };
     println!(
@@ -528,11 +528,11 @@ pub async fn restore(req: RestoreRequest, target: &Target) -> anyhow::Result<()>
             r?
         }
         Backend::Remote(admin) => {
-            eprintln!("Restoring through the running site (no progress shown)...");
+            let pb = bar(0, "restore");
             let body = serde_json::to_value(&req)?;
-            admin
-                .call(Method::POST, "/v1/volumes/restore", Some(body))
-                .await?
+            let r = crate::volume_jobs::follow(&admin, "/v1/volumes/restore", body, &pb).await;
+            pb.finish_and_clear();
+            r?
         }
     };
     println!(

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::bench::numbers::parse_size;
 use crate::ops::{backend, fmt_time, human, Backend};
 use crate::volume_backup::{BackupRequest, RestoreRequest, S3Args};
+use crate::volume_health::{list_with_usage, print_usage, with_usage, UsageJson};
 use crate::Target;
 
 /// `cairn volume ...`.
@@ -164,6 +165,9 @@ pub struct VolumeJson {
     pub extent_size: u32,
     /// Last commit, unix ms.
     pub committed_ms: u64,
+    /// Health and used bytes, in the answers that compute them (list, info).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageJson>,
 }
 
 impl From<VolumeInfo> for VolumeJson {
@@ -174,6 +178,7 @@ impl From<VolumeInfo> for VolumeJson {
             block_size: v.block_size,
             extent_size: v.extent_size,
             committed_ms: v.committed_ms,
+            usage: None,
         }
     }
 }
@@ -252,16 +257,29 @@ where
 
 fn print_volumes(vols: &[VolumeJson]) {
     println!(
-        "{:<24} {:>12} {:>6} {:>8}  COMMITTED",
-        "NAME", "SIZE", "BLOCK", "EXTENT"
+        "{:<24} {:>12} {:>12} {:>6} {:>8}  {:<18} COMMITTED",
+        "NAME", "SIZE", "USED", "BLOCK", "EXTENT", "HEALTH"
     );
     for v in vols {
+        let (used, health) = match &v.usage {
+            Some(u) => {
+                let health = if u.chunks_short > 0 {
+                    format!("{} {}/{}", u.state, u.replicas_min, u.replicas_wanted)
+                } else {
+                    u.state.clone()
+                };
+                (human(u.used_bytes), health)
+            }
+            None => ("-".to_string(), "-".to_string()),
+        };
         println!(
-            "{:<24} {:>12} {:>6} {:>8}  {}",
+            "{:<24} {:>12} {:>12} {:>6} {:>8}  {:<18} {}",
             v.name,
             human(v.size),
+            used,
             v.block_size,
             human(u64::from(v.extent_size)),
+            health,
             fmt_time(v.committed_ms)
         );
     }
@@ -323,7 +341,7 @@ pub async fn run(cmd: VolumeCommand) -> anyhow::Result<()> {
                 Method::GET,
                 "/v1/volumes",
                 None,
-                async |vols: &Volumes| Ok(vols.list().await?.into_iter().map(Into::into).collect()),
+                async |vols: &Volumes| list_with_usage(vols).await,
             )
             .await?;
             print_volumes(&vols);
@@ -331,7 +349,7 @@ pub async fn run(cmd: VolumeCommand) -> anyhow::Result<()> {
         VolumeCommand::Info { name, target } => {
             let path = format!("/v1/volumes/{name}");
             let v: VolumeJson = call(&target, Method::GET, &path, None, async |vols: &Volumes| {
-                vols.info(&name).await.map(Into::into)
+                with_usage(vols, vols.info(&name).await?).await
             })
             .await?;
             let path = format!("/v1/volumes/{name}/snapshots");
@@ -350,6 +368,9 @@ pub async fn run(cmd: VolumeCommand) -> anyhow::Result<()> {
             println!("Block size:  {} bytes", v.block_size);
             println!("Extent size: {}", human(u64::from(v.extent_size)));
             println!("Committed:   {}", fmt_time(v.committed_ms));
+            if let Some(u) = &v.usage {
+                print_usage(u);
+            }
             println!("Snapshots:   {}", snaps.len());
             if !snaps.is_empty() {
                 print_snapshots(&snaps);
@@ -576,9 +597,35 @@ pub async fn handle_admin(
         let msg = format!("bad JSON: {e}");
         (StatusCode::BAD_REQUEST, serde_json::json!({ "error": msg }))
     };
+    let as_job = query.is_some_and(|q| q.split('&').any(|kv| kv == "job=true"));
     Some(match (method.clone(), parts.as_slice()) {
-        // Backups and restores run here, with the controllers that own the site's volumes;
-        // the request lasts as long as the copy.
+        // Backups and restores run here, with the controllers that own the site's volumes:
+        // as a job the command follows (`?job=true`), or for as long as the request lasts.
+        (Method::POST, ["backup"]) if as_job => {
+            match serde_json::from_slice::<BackupRequest>(body) {
+                Ok(r) => {
+                    let vols = vols.clone();
+                    let id = crate::volume_jobs::start("backup", move |pb| async move {
+                        crate::volume_backup::run_backup(&vols, &r, &pb).await
+                    });
+                    (StatusCode::ACCEPTED, serde_json::json!({ "id": id }))
+                }
+                Err(e) => bad(e),
+            }
+        }
+        (Method::POST, ["restore"]) if as_job => {
+            match serde_json::from_slice::<RestoreRequest>(body) {
+                Ok(r) => {
+                    let vols = vols.clone();
+                    let id = crate::volume_jobs::start("restore", move |pb| async move {
+                        crate::volume_backup::run_restore(&vols, &r, &pb).await
+                    });
+                    (StatusCode::ACCEPTED, serde_json::json!({ "id": id }))
+                }
+                Err(e) => bad(e),
+            }
+        }
+        (Method::GET, ["jobs", id]) => crate::volume_jobs::view(id),
         (Method::POST, ["backup"]) => match serde_json::from_slice::<BackupRequest>(body) {
             Ok(r) => transfer(
                 crate::volume_backup::run_backup(vols, &r, &indicatif::ProgressBar::hidden()).await,
@@ -592,12 +639,7 @@ pub async fn handle_admin(
             ),
             Err(e) => bad(e),
         },
-        (Method::GET, []) => answer(
-            ok,
-            vols.list()
-                .await
-                .map(|v| v.into_iter().map(VolumeJson::from).collect::<Vec<_>>()),
-        ),
+        (Method::GET, []) => answer(ok, list_with_usage(vols).await),
         (Method::POST, []) => match req() {
             Ok(r) => answer(
                 StatusCode::CREATED,
@@ -612,7 +654,11 @@ pub async fn handle_admin(
             ),
             Err(e) => e,
         },
-        (Method::GET, [name]) => answer(ok, vols.info(name).await.map(VolumeJson::from)),
+        (Method::GET, [name]) => match vols.info(name).await {
+            Ok(info) => answer(ok, with_usage(vols, info).await),
+            Err(e) => volume_error(e),
+        },
+        (Method::GET, [name, "usage"]) => answer(ok, vols.usage(name).await.map(UsageJson::from)),
         (Method::DELETE, [name]) => {
             let with = query.is_some_and(|q| q.split('&').any(|kv| kv == "snapshots=true"));
             answer(ok, vols.delete(name, with).await.map(|()| Value::Null))

@@ -287,3 +287,96 @@ async fn backups_send_only_new_chunks_and_restores_verify_every_chunk() {
     stop(&mut site_a);
     stop(&mut site_b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_on_a_running_site_report_progress_and_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    std::fs::create_dir_all(&a).unwrap();
+    let ad = a.to_str().unwrap();
+    let (site, ep) = start_site(&a, &[]);
+    // Stopped even when an assertion fails, so no server outlives the test.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            stop(&mut self.0);
+        }
+    }
+    let _site = Stop(site);
+    let nbd = ep.nbd.expect("cairn serve serves NBD by default");
+    cli(&[
+        "volume",
+        "create",
+        "vol",
+        "--size",
+        "16MiB",
+        "--data-dir",
+        ad,
+    ]);
+    let image = tmp.path().join("v.raw");
+    let data = random_bytes(16 * MIB, 3);
+    std::fs::write(&image, &data).unwrap();
+    ok(
+        "nbdcopy",
+        &[image.to_str().unwrap(), &format!("nbd://{nbd}/vol")],
+        120,
+    );
+    cli(&[
+        "volume",
+        "snapshot",
+        "create",
+        "vol",
+        "s1",
+        "--data-dir",
+        ad,
+    ]);
+    // The site backs up into a bucket of its own S3 endpoint.
+    s3(&ep.s3)
+        .create_bucket()
+        .bucket("backups")
+        .send()
+        .await
+        .unwrap();
+    let keys = [
+        "--endpoint",
+        &ep.s3,
+        "--access-key",
+        KEY,
+        "--secret-key",
+        SECRET,
+    ];
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&keys);
+        all.extend_from_slice(&["--data-dir", ad]);
+        cairn(&all)
+    };
+
+    // Through the site's admin endpoint, as a job whose progress the command follows (as
+    // lines here: stderr is not a terminal).
+    let (done, out, err) = run(&["volume", "backup", "vol@s1", "s3://backups/p"]);
+    assert!(done, "{out}{err}");
+    assert!(out.contains("Backed up vol@s1"), "{out}");
+    assert!(err.contains("backup: 16.0 MiB of 16.0 MiB (100%)"), "{err}");
+    let (done, out, err) = run(&["volume", "restore", "s3://backups/p", "vol@s1", "back"]);
+    assert!(done, "{out}{err}");
+    assert!(err.contains("restore: ") && err.contains("(100%)"), "{err}");
+    let back = tmp.path().join("back.raw");
+    ok(
+        "nbdcopy",
+        &[&format!("nbd://{nbd}/back"), back.to_str().unwrap()],
+        120,
+    );
+    assert!(
+        std::fs::read(&back).unwrap() == data,
+        "the restored volume reads back"
+    );
+
+    // A job that fails reports why, with what to do.
+    let (done, _, err) = run(&["volume", "restore", "s3://backups/p", "vol@nope", "x"]);
+    assert!(!done);
+    assert!(err.contains("vol@nope"), "{err}");
+    let (done, _, err) = run(&["volume", "restore", "s3://backups/p", "vol@s1", "back"]);
+    assert!(!done);
+    assert!(err.contains("exists already"), "{err}");
+}

@@ -100,6 +100,16 @@ impl Client {
         self.read_chunk(id).await
     }
 
+    /// How many of each chunk's placed replicas hold it and how many could not be asked
+    /// (volume health); on a single node, whether the store holds it.
+    pub async fn replica_census(
+        &self,
+        ids: Vec<ChunkId>,
+    ) -> Result<cairn_core::placement::ReplicaCensus, ClientError> {
+        self.blocking(move |i| Ok(i.chunks.replica_census(&ids)?))
+            .await
+    }
+
     /// The bytes `[start, end)` of the tree at `root`, read whole.
     pub async fn read_tree(&self, root: Child, start: u64, end: u64) -> Result<Bytes, ClientError> {
         self.read_tree_via(self, root, start, end).await

@@ -40,6 +40,7 @@ pub use cairn_core::manifest::{
     AccessKey, Bucket, ChecksumType, Content, ContentHeaders, KeyGrant, Part, Upload,
     VersionManifest, Versioning,
 };
+pub use cairn_core::placement::{ReplicaCensus, ReplicaCount};
 pub use cairn_core::VersionId;
 pub use cairn_manifestserver::{
     Consumer, HistoryState, ListPage, ListQuery, TrimReport, UploadsPage, UploadsQuery,

@@ -182,6 +182,41 @@ pub fn place_chunk(map: &ClusterMap, id: &ChunkId) -> Vec<NodeId> {
     place(map, id.as_bytes(), usize::from(map.replication_factor))
 }
 
+/// What a census of one chunk's placement found: how many of the replicas placement names
+/// hold it, and how many could not be asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaCount {
+    /// Replicas placement names for it (the replication factor, or fewer chunk nodes).
+    pub wanted: u8,
+    /// Replicas that answered that they hold it.
+    pub held: u8,
+    /// Replicas that could not be asked (down, unreachable, or suspected so).
+    pub unreachable: u8,
+}
+
+impl ReplicaCount {
+    /// Replicas that answered but lack the chunk: what repair (or rebalance, after a map
+    /// change) has to copy there.
+    pub fn missing_on_reachable(&self) -> u8 {
+        self.wanted
+            .saturating_sub(self.held)
+            .saturating_sub(self.unreachable)
+    }
+}
+
+/// A census of several chunks' replicas (see `ChunkBackend::replica_census`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaCensus {
+    /// One count per id asked about, in order.
+    pub counts: Vec<ReplicaCount>,
+    /// Acknowledgements a write waits for.
+    pub write_quorum: u8,
+    /// Chunk nodes of the map that could not be asked, by name.
+    pub nodes_down: Vec<String>,
+    /// Chunk nodes of the map.
+    pub chunk_nodes: usize,
+}
+
 /// The bytes manifest placement hashes for an object: the bucket's length (u32 little-endian),
 /// the bucket, then the key, so no two (bucket, key) pairs give the same bytes.
 pub fn manifest_key(bucket: &str, key: &[u8]) -> Vec<u8> {

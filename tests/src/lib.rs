@@ -4,6 +4,7 @@
 
 pub mod gc;
 pub mod multi;
+pub mod nbd;
 pub mod scenario;
 pub mod smallfs;
 

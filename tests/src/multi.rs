@@ -62,7 +62,7 @@ fn config_for(
         .map_or("all", |n| n.3.as_str());
     let mut text = format!(
         "[node]\nname = \"{name}\"\ndata_dir = \"{data}\"\ncerts_dir = \"{certs}\"\n\
-         roles = [\"{roles}\"]\n[listen]\nrpc = \"127.0.0.1:{rpc}\"\ns3 = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         roles = [\"{roles}\"]\n[listen]\nrpc = \"127.0.0.1:{rpc}\"\ns3 = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nnbd = \"127.0.0.1:0\"\n\
          [site]\nreplication_factor = {rf}\n",
         data = dir.join(name).join("data").display(),
         certs = dir.join(name).join("certs").display(),
@@ -160,6 +160,9 @@ impl MultiSite {
                         slot.config.listen.s3 = s3;
                     }
                     slot.config.listen.admin = h.admin_addr;
+                    if let Some(nbd) = h.nbd_addr {
+                        slot.config.listen.nbd = nbd;
+                    }
                     slot.node = Some(h);
                     return;
                 }
@@ -281,6 +284,11 @@ impl MultiSite {
     /// The S3 endpoint of node `k`.
     pub fn s3_addr(&self, k: usize) -> SocketAddr {
         self.slots[k].config.listen.s3
+    }
+
+    /// The NBD endpoint of node `k` (kept across restarts).
+    pub fn nbd_addr(&self, k: usize) -> SocketAddr {
+        self.slots[k].config.listen.nbd
     }
 
     /// An AWS SDK client for node `k`'s gateway.

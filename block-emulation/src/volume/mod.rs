@@ -14,6 +14,7 @@ mod chunkcache;
 mod controller;
 mod nodecache;
 mod overlay;
+mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,7 @@ use tokio::sync::{watch, Mutex};
 
 pub use backup::{LayoutPiece, Restore, SnapshotLayout};
 pub use controller::{Volume, VolumeConfig, VolumeStats, DEFAULT_CHUNK_CACHE_BYTES, MAX_IO};
+pub use usage::{HealthState, MonitorReport, VolumeMonitor, VolumeUsage};
 
 use crate::device::{BlockDevice, BlockError, Exports};
 

@@ -27,6 +27,9 @@ pub struct NodeConfig {
     /// Free space of the data dirs: when new writes are refused.
     #[serde(default)]
     pub disk: crate::disk::DiskConfig,
+    /// Block volumes and their NBD server (with the s3 role).
+    #[serde(default)]
+    pub volumes: VolumesSection,
     /// Peers this node must not talk to (set by test harnesses to partition a site; not read
     /// from the file).
     #[serde(skip)]
@@ -64,6 +67,14 @@ pub struct ListenSection {
     /// Admin endpoint (/health, /metrics, /v1 with a token).
     #[serde(default = "default_admin")]
     pub admin: SocketAddr,
+    /// NBD server for block volumes (with the s3 role, unless `[volumes] nbd = false`):
+    /// `nbd://ADDR/VOLUME`.
+    #[serde(default = "default_nbd")]
+    pub nbd: SocketAddr,
+}
+
+fn default_nbd() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 10809))
 }
 
 fn default_s3() -> SocketAddr {
@@ -180,6 +191,44 @@ impl Default for WorkersSection {
     }
 }
 
+/// `[volumes]`: block volumes as a gateway node serves them.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VolumesSection {
+    /// Serve volumes over NBD on `[listen] nbd` (nodes with the s3 role only).
+    pub nbd: bool,
+    /// Seconds between commits of a volume's buffered writes when clients do not flush.
+    pub commit_interval: f64,
+    /// Seconds between checks of every volume's health and space use (for /metrics).
+    pub health_interval: u64,
+    /// MiB of recently read and written volume data kept in memory, for all volumes (0: none).
+    pub cache_mib: u64,
+}
+
+impl Default for VolumesSection {
+    fn default() -> Self {
+        VolumesSection {
+            nbd: true,
+            commit_interval: 1.0,
+            health_interval: 30,
+            cache_mib: cairn_block::volume::DEFAULT_CHUNK_CACHE_BYTES >> 20,
+        }
+    }
+}
+
+impl VolumesSection {
+    /// Checks the values.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.commit_interval.is_finite() && self.commit_interval > 0.0) {
+            bail!("[volumes] commit_interval must be a positive number of seconds");
+        }
+        if self.health_interval == 0 {
+            bail!("[volumes] health_interval must be at least 1 second");
+        }
+        Ok(())
+    }
+}
+
 /// `[s3]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -233,6 +282,7 @@ impl NodeConfig {
         let config: NodeConfig = toml::from_str(&text)
             .with_context(|| format!("config file {} is not valid", path.display()))?;
         config.roles()?;
+        config.volumes.validate()?;
         Ok(config)
     }
 
@@ -339,6 +389,8 @@ roles = ["chunk"]
             let me = map.node_by_name(&c.node.name).unwrap();
             assert_eq!(me.address, c.listen.rpc.to_string());
             assert_eq!(c.disk, crate::disk::DiskConfig::default());
+            assert_eq!(c.volumes, VolumesSection::default());
+            assert_eq!(c.listen.nbd.port(), 10809);
         }
     }
 

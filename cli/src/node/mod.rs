@@ -62,6 +62,10 @@ pub struct NodeHandle {
     pub s3_addr: Option<SocketAddr>,
     /// Its admin endpoint.
     pub admin_addr: SocketAddr,
+    /// Its NBD server for block volumes (s3 role, unless `[volumes] nbd = false`).
+    pub nbd_addr: Option<SocketAddr>,
+    /// The site's block volumes as this node serves them (NBD and `/v1/volumes`).
+    pub volumes: Arc<cairn_block::Volumes>,
     /// Its map and peers.
     pub cluster: Arc<ClusterState>,
     /// Its chunk store (chunk role).
@@ -91,6 +95,8 @@ impl NodeHandle {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
+        // Every front end has stopped: commit what the open volumes still buffer.
+        self.volumes.close().await;
         self.net.close().await;
     }
 
@@ -127,6 +133,9 @@ pub(crate) async fn run_config(
     if let Some(s3) = node.s3_addr {
         println!("S3 endpoint:    http://{s3}");
     }
+    if let Some(nbd) = node.nbd_addr {
+        println!("NBD endpoint:   nbd://{nbd}/VOLUME");
+    }
     println!("Admin endpoint: http://{}", node.admin_addr);
     println!("Node transport: {} (QUIC)", node.rpc_addr);
     shutdown.wait().await;
@@ -139,6 +148,7 @@ pub(crate) async fn run_config(
 /// Starts a node as `config` says and returns once it serves.
 pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let roles = config.roles()?;
+    config.volumes.validate()?;
     let identity = NodeIdentity::load(&config.node.certs_dir).with_context(|| {
         format!(
             "loading the node certificate from {} (create it with `cairn init`)",
@@ -359,6 +369,49 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         None
     };
 
+    // Block volumes: one set of controllers for NBD and `/v1/volumes`, so no volume is
+    // written by two controllers of this process.
+    let volumes = Arc::new(cairn_block::Volumes::new(
+        client.clone(),
+        cairn_block::VolumeConfig {
+            commit_interval: Duration::from_secs_f64(config.volumes.commit_interval),
+            chunk_cache_bytes: config.volumes.cache_mib.saturating_mul(1 << 20),
+            ..cairn_block::VolumeConfig::default()
+        },
+    ));
+    let nbd_addr = if roles.has(Role::S3) && config.volumes.nbd {
+        let exports: Arc<dyn cairn_block::Exports> = volumes.clone();
+        let server = cairn_block::NbdServer::bind(
+            config.listen.nbd,
+            exports,
+            cairn_block::NbdConfig::default(),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for NBD: change [listen] nbd, or set [volumes] nbd = false",
+                config.listen.nbd
+            )
+        })?;
+        let addr = server.local_addr()?;
+        let stop = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = server.serve(stop).await {
+                warn!(error = %e, "NBD server stopped");
+            }
+        }));
+        Some(addr)
+    } else {
+        None
+    };
+    let volume_monitor = Arc::new(cairn_block::volume::VolumeMonitor::new(volumes.clone()));
+    tasks.push(tokio::spawn(tasks::volume_monitor_loop(
+        volume_monitor.clone(),
+        workers.clone(),
+        Duration::from_secs(config.volumes.health_interval.max(1)),
+        stop_rx.clone(),
+    )));
+
     // Repair, rebalance and anti-entropy react to map changes and to nodes coming back.
     let kicks = Kicks::default();
     if w.react_to_changes {
@@ -524,10 +577,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     crate::admin::write_endpoint_file(&dir, admin_addr)?;
     {
         let (client, workers, stop) = (client.clone(), workers.clone(), stopped(stop_rx.clone()));
-        let volumes = Arc::new(cairn_block::Volumes::new(
-            client.clone(),
-            cairn_block::VolumeConfig::default(),
-        ));
+        let volumes = volumes.clone();
         let mut sources: Vec<Arc<dyn MetricsSource>> =
             vec![net.metrics(), Arc::new(ManifestMetrics(manifests.clone()))];
         if roles.has(Role::S3) {
@@ -540,6 +590,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             sources.push(Arc::new(NodeStoreMetrics(store.clone())));
         }
         sources.push(disk.clone());
+        sources.push(volumes.clone());
+        sources.push(volume_monitor.clone());
         let cluster_admin = admin::ClusterAdmin {
             cluster: cluster.clone(),
             status: status.clone(),
@@ -611,6 +663,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         rpc_addr,
         s3_addr,
         admin_addr,
+        nbd_addr,
+        volumes,
         cluster,
         chunks: chunk_store,
         manifests: manifest_store,

@@ -96,3 +96,39 @@ pub async fn maintenance_loop<F, Fut>(
         next = tokio::time::Instant::now() + interval;
     }
 }
+
+/// The `volume-health` worker: every `interval`, each volume's health and used bytes (what
+/// `/metrics` shows as `cairn_volume_health` and `cairn_volume_used_bytes`), the volumes that
+/// are not healthy as its findings.
+pub async fn volume_monitor_loop(
+    monitor: Arc<cairn_block::volume::VolumeMonitor>,
+    workers: Arc<Workers>,
+    interval: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    maintenance_loop(
+        "volume-health",
+        workers,
+        Duration::from_secs(5),
+        interval,
+        Arc::new(Kick::default()),
+        stop,
+        move || {
+            let monitor = monitor.clone();
+            async move {
+                let r = monitor.pass().await.map_err(|e| e.to_string())?;
+                let mut counters: BTreeMap<String, u64> =
+                    BTreeMap::from([("volumes".to_string(), r.volumes)]);
+                for (state, n) in &r.by_state {
+                    counters.insert(state.name().to_string(), *n);
+                }
+                Ok(PassOutcome {
+                    counters,
+                    last_error: None,
+                    findings: r.unhealthy,
+                })
+            }
+        },
+    )
+    .await;
+}
