@@ -45,6 +45,12 @@ pub trait ChunkBackend: Send + Sync + 'static {
     /// A chunk's bytes, verified against `id`; `None` if no copy exists.
     fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError>;
 
+    /// [`ChunkBackend::get`] of several chunks, in order, in one call (a caller on a blocking
+    /// thread makes one hand-off for all of them).
+    fn get_many(&self, ids: &[ChunkId]) -> Result<Vec<Option<Bytes>>, ChunkError> {
+        ids.iter().map(|id| self.get(id)).collect()
+    }
+
     /// Which of `ids` are stored.
     fn has_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError>;
 

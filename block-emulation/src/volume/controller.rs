@@ -9,7 +9,7 @@
 //! go to a fresh buffer, and reads see the committed tree under the committing buffer under
 //! the fresh one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +22,6 @@ use cairn_core::extent::{
 };
 use cairn_core::metrics::Histogram;
 use cairn_core::ChunkId;
-use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -39,8 +38,6 @@ pub const MAX_IO: u64 = 32 << 20;
 const NODE_CACHE_NODES: usize = 1024;
 /// Default bound of the chunk cache shared by a site's volumes.
 pub const DEFAULT_CHUNK_CACHE_BYTES: u64 = 256 << 20;
-/// Chunks one read fetches at once.
-const READ_PARALLEL: usize = 8;
 
 type Reply<T> = oneshot::Sender<Result<T, BlockError>>;
 
@@ -781,14 +778,57 @@ async fn read_committed(
         let p = pieces.into_iter().next().expect("one piece");
         return part(p).await;
     }
-    let parts: Vec<Bytes> = futures::stream::iter(pieces)
-        .map(part)
-        .buffered(READ_PARALLEL)
-        .try_collect()
-        .await?;
+    // Many pieces (a large read over small writes): the chunks the cache lacks are fetched
+    // together, then every piece is cut from the cache's or the fetched bytes.
+    let mut fetched: HashMap<ChunkId, Bytes> = HashMap::new();
+    let mut missing: Vec<ChunkId> = Vec::new();
+    let mut wanted: HashSet<ChunkId> = HashSet::new();
+    for p in &pieces {
+        if let Target::Chunk { id, .. } = p.target {
+            if fetched.contains_key(&id) {
+                continue;
+            }
+            match core.chunks.get(&id) {
+                Some(b) => {
+                    fetched.insert(id, b);
+                }
+                None => {
+                    if wanted.insert(id) {
+                        missing.push(id);
+                    }
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let got = client.read_chunks(missing.clone()).await?;
+        for (id, b) in missing.into_iter().zip(got) {
+            core.chunks.insert(id, b.clone());
+            fetched.insert(id, b);
+        }
+    }
     let mut out = BytesMut::with_capacity((end - start) as usize);
-    for p in parts {
-        out.extend_from_slice(&p);
+    for p in pieces {
+        let (off, len) = (p.offset as usize, p.len as usize);
+        let whole = match &p.target {
+            Target::Zeros => {
+                out.resize(out.len() + len, 0);
+                continue;
+            }
+            Target::Inline(b) => b,
+            Target::Chunk { id, .. } => fetched
+                .get(id)
+                .ok_or_else(|| ClientError::Storage(format!("chunk {id} was not read")))?,
+        };
+        match off.checked_add(len) {
+            Some(e) if e <= whole.len() => out.extend_from_slice(&whole[off..e]),
+            _ => {
+                return Err(ClientError::Corrupt(format!(
+                    "a volume's tree reaches past the end of a {}-byte piece",
+                    whole.len()
+                )))
+            }
+        }
     }
     Ok(out.freeze())
 }
