@@ -130,7 +130,7 @@ impl Client {
     /// The bytes of chunk `id`, verified against the id by the store; a missing chunk is an
     /// error (trees that reach it are corrupt). Backups copy chunks with it.
     pub async fn read_chunk_bytes(&self, id: ChunkId) -> Result<Bytes, ClientError> {
-        self.read_chunk(id).await
+        self.read_chunk_queued(id).await
     }
 
     /// How many of each chunk's placed replicas hold it and how many could not be asked

@@ -34,6 +34,8 @@ pub(crate) struct Inner {
     /// writes are refused while it says the disk is near full. A multi-node gateway has none:
     /// each chunk node's store refuses for itself, and placement avoids full nodes.
     pub space: Option<Arc<SpaceGate>>,
+    /// Threads that read chunks from a local store (started on first use).
+    pub readers: std::sync::OnceLock<crate::nodes::Readers>,
 }
 
 impl Client {
@@ -116,6 +118,7 @@ impl Client {
                 hlc: Hlc::new(site, node),
                 cdc: FastCdc::default(),
                 space: None,
+                readers: std::sync::OnceLock::new(),
             }),
         }
     }

@@ -1,9 +1,12 @@
 //! Extent-tree nodes live in the chunk store like any chunk.
 
+use std::sync::{Arc, Weak};
+
 use bytes::Bytes;
-use cairn_chunkserver::StoredChunk;
+use cairn_chunkserver::{ChunkBackend, StoredChunk};
 use cairn_core::extent::{NodeStore, TreeNode};
 use cairn_core::ChunkId;
+use parking_lot::Mutex;
 
 use crate::client::Client;
 use crate::ClientError;
@@ -26,7 +29,88 @@ impl NodeStore for Client {
     }
 }
 
+/// Threads reading single chunks from a local store. Many small reads at once (a block
+/// device's queue) would otherwise each take a blocking-pool thread, so that dozens of threads
+/// wake and sleep in turn; these few take what is queued in batches and go back to sleep only
+/// when the queue is empty.
+pub(crate) struct Readers {
+    tx: std::sync::mpsc::Sender<ReadJob>,
+}
+
+type ReadJob = (
+    ChunkId,
+    tokio::sync::oneshot::Sender<Result<Bytes, ClientError>>,
+);
+
+/// Reader threads per client.
+const READERS: usize = 2;
+/// Most queued reads one thread takes at a time.
+const READ_BATCH: usize = 32;
+
+impl Readers {
+    fn start(chunks: &Arc<dyn ChunkBackend>) -> Readers {
+        let (tx, rx) = std::sync::mpsc::channel::<ReadJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..READERS {
+            // Weak: the client's last handle going away closes the store, not these threads;
+            // they end when the queue's sender (in the client) is dropped.
+            let store: Weak<dyn ChunkBackend> = Arc::downgrade(chunks);
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("cairn-chunk-read-{n}"))
+                .spawn(move || loop {
+                    let batch: Vec<ReadJob> = {
+                        let rx = rx.lock();
+                        let Ok(first) = rx.recv() else {
+                            return;
+                        };
+                        let mut batch = vec![first];
+                        while batch.len() < READ_BATCH {
+                            match rx.try_recv() {
+                                Ok(job) => batch.push(job),
+                                Err(_) => break,
+                            }
+                        }
+                        batch
+                    };
+                    let Some(store) = store.upgrade() else {
+                        return;
+                    };
+                    for (id, reply) in batch {
+                        let r = store.get(&id).map_err(ClientError::from).and_then(|b| {
+                            b.ok_or_else(|| ClientError::Corrupt(format!("chunk {id} is missing")))
+                        });
+                        let _ = reply.send(r);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot start a chunk reader thread");
+            }
+        }
+        Readers { tx }
+    }
+}
+
 impl Client {
+    /// [`Client::read_chunk`] through the reader threads when the store is local: for many
+    /// small reads at once (block volumes).
+    pub(crate) async fn read_chunk_queued(&self, id: ChunkId) -> Result<Bytes, ClientError> {
+        if self.inner.chunks.groups_puts() {
+            let readers = self
+                .inner
+                .readers
+                .get_or_init(|| Readers::start(&self.inner.chunks));
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if readers.tx.send((id, tx)).is_ok() {
+                if let Ok(r) = rx.await {
+                    return r;
+                }
+            }
+            // No reader thread could be started: the blocking pool does it.
+        }
+        self.read_chunk(id).await
+    }
+
     /// A chunk's verified bytes; a missing chunk is corruption (a manifest reaches it).
     pub(crate) async fn read_chunk(&self, id: ChunkId) -> Result<Bytes, ClientError> {
         self.blocking(move |i| {
