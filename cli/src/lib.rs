@@ -207,3 +207,20 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     s.parse()
         .map_err(|_| format!("`{s}` is not an address: use IP:PORT, e.g. 127.0.0.1:3900"))
 }
+
+/// The volume chunk cache's bound: `mib` when given, else a share of this machine's memory
+/// (`/proc/meminfo`), else the library's default.
+pub fn volume_cache_bytes(mib: Option<u64>) -> u64 {
+    if let Some(mib) = mib {
+        return mib.saturating_mul(1 << 20);
+    }
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    });
+    match total_kib {
+        Some(kib) => cairn_block::volume::chunk_cache_for_memory(kib.saturating_mul(1024)),
+        None => cairn_block::volume::DEFAULT_CHUNK_CACHE_BYTES,
+    }
+}

@@ -106,9 +106,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1.0, env = "CAIRN_VOLUME_COMMIT_INTERVAL")]
     pub volume_commit_interval: f64,
     /// MiB of recently read and written volume data kept in memory, for all volumes together
-    /// (0: none): reads that hit it skip the chunk store.
-    #[arg(long, default_value_t = cairn_block::volume::DEFAULT_CHUNK_CACHE_BYTES >> 20, env = "CAIRN_VOLUME_CACHE_MIB")]
-    pub volume_cache_mib: u64,
+    /// (0: none): reads that hit it skip the chunk store. Default: a sixteenth of the
+    /// machine's memory, between 64 MiB and 4 GiB.
+    #[arg(long, env = "CAIRN_VOLUME_CACHE_MIB")]
+    pub volume_cache_mib: Option<u64>,
     /// Seconds between checks of every volume's health and used bytes (for /metrics).
     #[arg(long, default_value_t = 30, env = "CAIRN_VOLUME_HEALTH_INTERVAL")]
     pub volume_health_interval: u64,
@@ -282,7 +283,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         client.clone(),
         VolumeConfig {
             commit_interval: Duration::from_secs_f64(args.volume_commit_interval.max(0.001)),
-            chunk_cache_bytes: args.volume_cache_mib.saturating_mul(1 << 20),
+            chunk_cache_bytes: crate::volume_cache_bytes(args.volume_cache_mib),
             ..VolumeConfig::default()
         },
     ));

@@ -262,11 +262,17 @@ fn print_volumes(vols: &[VolumeJson]) {
     );
     for v in vols {
         let (used, health) = match &v.usage {
-            Some(u) => {
+            Some(json) => {
+                let u = &json.usage;
                 let health = if u.chunks_short > 0 {
-                    format!("{} {}/{}", u.state, u.replicas_min, u.replicas_wanted)
+                    format!(
+                        "{} {}/{}",
+                        u.state.name(),
+                        u.replicas_min,
+                        u.replicas_wanted
+                    )
                 } else {
-                    u.state.clone()
+                    u.state.name().to_string()
                 };
                 (human(u.used_bytes), health)
             }

@@ -36,8 +36,16 @@ pub const MAX_IO: u64 = 32 << 20;
 /// Decoded tree nodes a volume keeps per generation (a node holds at most 512 entries, about
 /// 24 KiB decoded; two generations of 1024 bound the cache near 48 MiB).
 const NODE_CACHE_NODES: usize = 1024;
-/// Default bound of the chunk cache shared by a site's volumes.
+/// Default bound of the chunk cache shared by a site's volumes when the machine's memory is
+/// not known (see [`chunk_cache_for_memory`]).
 pub const DEFAULT_CHUNK_CACHE_BYTES: u64 = 256 << 20;
+
+/// The chunk cache a machine with `mem_total` bytes of memory gets by default: a sixteenth of
+/// it, between 64 MiB and 4 GiB (a storage node's caches usually take a share of its memory,
+/// as a page cache would; the rest stays for the stores and the requests).
+pub fn chunk_cache_for_memory(mem_total: u64) -> u64 {
+    (mem_total / 16).clamp(64 << 20, 4 << 30)
+}
 
 type Reply<T> = oneshot::Sender<Result<T, BlockError>>;
 
@@ -1127,7 +1135,14 @@ impl BlockDevice for Volume {
 
 #[cfg(test)]
 mod tests {
-    use super::paint;
+    use super::{chunk_cache_for_memory, paint};
+
+    #[test]
+    fn the_chunk_cache_takes_a_bounded_share_of_memory() {
+        assert_eq!(chunk_cache_for_memory(24 << 30), 1536 << 20);
+        assert_eq!(chunk_cache_for_memory(512 << 20), 64 << 20);
+        assert_eq!(chunk_cache_for_memory(256 << 30), 4 << 30);
+    }
 
     #[test]
     fn painting_a_range_keeps_runs_ordered_and_contiguous() {

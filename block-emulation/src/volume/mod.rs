@@ -29,7 +29,9 @@ use cairn_core::metrics::{self, Histogram, MetricsSource};
 use tokio::sync::{watch, Mutex};
 
 pub use backup::{LayoutPiece, Restore, SnapshotLayout};
-pub use controller::{Volume, VolumeConfig, VolumeStats, DEFAULT_CHUNK_CACHE_BYTES, MAX_IO};
+pub use controller::{
+    chunk_cache_for_memory, Volume, VolumeConfig, VolumeStats, DEFAULT_CHUNK_CACHE_BYTES, MAX_IO,
+};
 pub use usage::{HealthState, MonitorReport, VolumeMonitor, VolumeUsage};
 
 use crate::device::{BlockDevice, BlockError, Exports};

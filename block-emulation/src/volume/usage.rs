@@ -27,7 +27,10 @@ const CENSUS_BATCH: usize = 4096;
 const MONITOR_CACHE_NODES: usize = 8192;
 
 /// A volume's health, worst first in [`HealthState::rank`] order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum HealthState {
     /// Every chunk the volume (head and snapshots) reaches has all its replicas.
     Healthy,
@@ -73,8 +76,8 @@ impl std::fmt::Display for HealthState {
     }
 }
 
-/// A volume's space use and health at one moment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A volume's space use and health at one moment (as the admin API's JSON, too).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VolumeUsage {
     /// The volume.
     pub name: String,

@@ -201,8 +201,9 @@ pub struct VolumesSection {
     pub commit_interval: f64,
     /// Seconds between checks of every volume's health and space use (for /metrics).
     pub health_interval: u64,
-    /// MiB of recently read and written volume data kept in memory, for all volumes (0: none).
-    pub cache_mib: u64,
+    /// MiB of recently read and written volume data kept in memory, for all volumes (0: none;
+    /// default: a sixteenth of the machine's memory, between 64 MiB and 4 GiB).
+    pub cache_mib: Option<u64>,
 }
 
 impl Default for VolumesSection {
@@ -211,7 +212,7 @@ impl Default for VolumesSection {
             nbd: true,
             commit_interval: 1.0,
             health_interval: 30,
-            cache_mib: cairn_block::volume::DEFAULT_CHUNK_CACHE_BYTES >> 20,
+            cache_mib: None,
         }
     }
 }

@@ -375,7 +375,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         client.clone(),
         cairn_block::VolumeConfig {
             commit_interval: Duration::from_secs_f64(config.volumes.commit_interval),
-            chunk_cache_bytes: config.volumes.cache_mib.saturating_mul(1 << 20),
+            chunk_cache_bytes: crate::volume_cache_bytes(config.volumes.cache_mib),
             ..cairn_block::VolumeConfig::default()
         },
     ));
