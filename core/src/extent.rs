@@ -451,6 +451,20 @@ impl RangeWalker {
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Appends `l` to `out`, merged into the last leaf when they are contiguous pieces of the same
+/// thing; empty leaves are dropped.
+fn push_merged(out: &mut Vec<Leaf>, l: Leaf) {
+    if l.len == 0 {
+        return;
+    }
+    if let Some(last) = out.last_mut() {
+        if last.try_merge(&l) {
+            return;
+        }
+    }
+    out.push(l);
+}
+
 /// Copy-on-write splice: replaces bytes `[start, end)` of the tree at `root` with `insert` and
 /// returns the new root. Nodes off the path are shared with the old tree. `root` may be `None`
 /// (empty content); `end` must not pass the content's end (append zeros first to grow).
@@ -510,35 +524,24 @@ fn splice_node<'a, S: NodeStore>(
                 let mut out: Vec<Leaf> = Vec::with_capacity(leaves.len() + 2);
                 let mut pos = 0;
                 let mut pending = insert;
-                let push = |out: &mut Vec<Leaf>, l: Leaf| {
-                    if l.len == 0 {
-                        return;
-                    }
-                    if let Some(last) = out.last_mut() {
-                        if last.try_merge(&l) {
-                            return;
-                        }
-                    }
-                    out.push(l);
-                };
                 for leaf in leaves {
                     let (ls, le) = (pos, pos + leaf.len);
                     pos = le;
                     if ls < start {
-                        push(&mut out, leaf.slice(0, start.min(le) - ls));
+                        push_merged(&mut out, leaf.slice(0, start.min(le) - ls));
                     }
                     if le >= start {
                         if let Some(new) = pending.take() {
-                            new.into_iter().for_each(|l| push(&mut out, l));
+                            new.into_iter().for_each(|l| push_merged(&mut out, l));
                         }
                     }
                     if le > end {
                         let from = end.max(ls) - ls;
-                        push(&mut out, leaf.slice(from, leaf.len - from));
+                        push_merged(&mut out, leaf.slice(from, leaf.len - from));
                     }
                 }
                 if let Some(new) = pending.take() {
-                    new.into_iter().for_each(|l| push(&mut out, l));
+                    new.into_iter().for_each(|l| push_merged(&mut out, l));
                 }
                 let mut children = Vec::with_capacity(out.len().div_ceil(FANOUT));
                 for group in out.chunks(FANOUT) {
@@ -664,17 +667,6 @@ fn overwrite_node<'a, S: NodeStore>(
         match s.load(at.node, at.len).await? {
             TreeNode::Leaves(leaves) => {
                 let mut out: Vec<Leaf> = Vec::with_capacity(leaves.len() + 2 * edits.len());
-                let push = |out: &mut Vec<Leaf>, l: Leaf| {
-                    if l.len == 0 {
-                        return;
-                    }
-                    if let Some(last) = out.last_mut() {
-                        if last.try_merge(&l) {
-                            return;
-                        }
-                    }
-                    out.push(l);
-                };
                 // Old leaves and edits both cover [0, at.len) in order: walk the old leaves,
                 // keeping what lies outside the edits and putting each edit in at its start.
                 let mut edits = edits.into_iter().peekable();
@@ -687,14 +679,14 @@ fn overwrite_node<'a, S: NodeStore>(
                         match edits.next_if(|e| e.at < le) {
                             Some(e) => {
                                 if e.at > cur {
-                                    push(&mut out, leaf.slice(cur - ls, e.at - cur));
+                                    push_merged(&mut out, leaf.slice(cur - ls, e.at - cur));
                                 }
                                 covered_to = e.at + e.len();
                                 cur = covered_to;
-                                e.leaves.into_iter().for_each(|l| push(&mut out, l));
+                                e.leaves.into_iter().for_each(|l| push_merged(&mut out, l));
                             }
                             None => {
-                                push(&mut out, leaf.slice(cur - ls, le - cur));
+                                push_merged(&mut out, leaf.slice(cur - ls, le - cur));
                                 cur = le;
                             }
                         }
