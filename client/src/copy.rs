@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_core::extent::{Leaf, Piece, RangeWalker, Target, TreeBuilder};
-use cairn_core::manifest::{Content, Grant, ObjectLock, Part, VersionManifest};
+use cairn_core::manifest::{Content, Grant, ObjectLock, Part, VersionManifest, Versioning};
 use cairn_core::ChunkId;
 use futures::StreamExt;
 use md5::{Digest, Md5};
@@ -81,7 +81,21 @@ impl Client {
         let content = m.content.clone();
         // Tests pause here to delete the source and run GC between the read and the apply.
         fail::fail_point!("copy-before-apply");
+        // Without versioning the apply replaces the key's null version, and taking back a copy
+        // that cannot stand would not bring that version back: there the copy's chunks are
+        // protected before the apply instead, and one already collected fails the copy with
+        // the destination as it was.
+        let replaces = db.versioning != Versioning::Enabled;
+        if replaces {
+            self.touch_copied_chunks(&src, &content).await?;
+        }
         let result = self.commit_version(&db, m).await?;
+        if replaces {
+            return Ok(CopyResult {
+                result,
+                source_version_id: shown_version(&sb, &src),
+            });
+        }
         if let Err(e) = self.keep_copied_chunks(&src, &content).await {
             // The copy cannot stand: take it back (nothing else refers to its version yet
             // that it could not refer to before) and let the client retry.
@@ -235,6 +249,19 @@ impl Client {
             .await?
             .is_some()
         {
+            return Ok(());
+        }
+        self.touch_copied_chunks(src, content).await
+    }
+
+    /// Touches every chunk `content` reaches, as a dedup put would, so GC's hold protects them
+    /// from now on; `Storage` (retryable) if a sweep took one already.
+    async fn touch_copied_chunks(
+        &self,
+        src: &VersionManifest,
+        content: &Content,
+    ) -> Result<(), ClientError> {
+        if content.tree().is_none() {
             return Ok(());
         }
         let mut ids = HashSet::new();

@@ -119,6 +119,52 @@ async fn a_copy_whose_source_was_collected_before_its_apply_fails_and_leaves_not
     .await;
 }
 
+/// The same interleaving onto a key that holds an object already, in a bucket without
+/// versioning (where the copy's apply replaces that object). The copy must fail and the object
+/// it would have replaced must still read back. Before the fix the copy was applied, found its
+/// chunks gone and took itself back: the earlier object was gone with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_copy_onto_an_existing_key_leaves_the_object_there() {
+    let _turn = SERIAL.lock().await;
+    bounded(BOUND, async {
+        let (site, _) = site_with_aged_source().await;
+        let s3 = site.s3(GATEWAY);
+        let earlier = random_bytes(1 << 20, 11);
+        s3.put_object()
+            .bucket("bkt")
+            .key("dst")
+            .body(ByteStream::from(earlier.clone()))
+            .send()
+            .await
+            .unwrap();
+        let copy = PausedCopy::start(&site).await;
+        s3.delete_object()
+            .bucket("bkt")
+            .key("src")
+            .send()
+            .await
+            .unwrap();
+        let reports = gc_all(&site).await;
+        assert!(reports.iter().all(|r| r.chunks_deleted > 0), "{reports:?}");
+        let answer = copy.resume().await;
+        assert!(
+            answer.is_err(),
+            "the copy of a collected source was acknowledged"
+        );
+        let got = s3
+            .get_object()
+            .bucket("bkt")
+            .key("dst")
+            .send()
+            .await
+            .expect("the object the failed copy would have replaced is still there");
+        let body = got.body.collect().await.unwrap().into_bytes();
+        assert!(body[..] == earlier[..], "it reads back unchanged");
+        site.shutdown().await;
+    })
+    .await;
+}
+
 /// Interleaving: the copy reads `src`; `src` is deleted; a GC pass on every node marks (and
 /// sees neither) and stops before its sweep; the copy is applied and answered; then the
 /// sweeps run. The acknowledged copy must read back. Before the fix the sweeps took every
