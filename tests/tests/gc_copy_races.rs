@@ -81,6 +81,27 @@ impl PausedCopy {
     }
 }
 
+/// Copies `bkt/src` to `bkt/dst`, deleting and collecting `src` (a GC pass on every node, whose
+/// mark sees neither `src` nor the copy) while the copy is held before its apply; the copy
+/// must fail.
+async fn copy_of_a_collected_source_fails(site: &MultiSite) {
+    let s3 = site.s3(GATEWAY);
+    let copy = PausedCopy::start(site).await;
+    s3.delete_object()
+        .bucket("bkt")
+        .key("src")
+        .send()
+        .await
+        .unwrap();
+    let reports = gc_all(site).await;
+    assert!(reports.iter().all(|r| r.chunks_deleted > 0), "{reports:?}");
+    let answer = copy.resume().await;
+    assert!(
+        answer.is_err(),
+        "the copy of a collected source was acknowledged"
+    );
+}
+
 /// Interleaving: the copy reads `src`; `src` is deleted; a GC pass runs on every node (its
 /// mark sees neither `src` nor the copy); only then is the copy applied. The chunks are gone,
 /// so the copy must fail and leave nothing behind. Before the fix the copy answered 200 and
@@ -91,20 +112,7 @@ async fn a_copy_whose_source_was_collected_before_its_apply_fails_and_leaves_not
     bounded(BOUND, async {
         let (site, _) = site_with_aged_source().await;
         let s3 = site.s3(GATEWAY);
-        let copy = PausedCopy::start(&site).await;
-        s3.delete_object()
-            .bucket("bkt")
-            .key("src")
-            .send()
-            .await
-            .unwrap();
-        let reports = gc_all(&site).await;
-        assert!(reports.iter().all(|r| r.chunks_deleted > 0), "{reports:?}");
-        let answer = copy.resume().await;
-        assert!(
-            answer.is_err(),
-            "the copy of a collected source was acknowledged"
-        );
+        copy_of_a_collected_source_fails(&site).await;
         assert!(
             s3.head_object()
                 .bucket("bkt")
@@ -137,20 +145,7 @@ async fn a_failed_copy_onto_an_existing_key_leaves_the_object_there() {
             .send()
             .await
             .unwrap();
-        let copy = PausedCopy::start(&site).await;
-        s3.delete_object()
-            .bucket("bkt")
-            .key("src")
-            .send()
-            .await
-            .unwrap();
-        let reports = gc_all(&site).await;
-        assert!(reports.iter().all(|r| r.chunks_deleted > 0), "{reports:?}");
-        let answer = copy.resume().await;
-        assert!(
-            answer.is_err(),
-            "the copy of a collected source was acknowledged"
-        );
+        copy_of_a_collected_source_fails(&site).await;
         let got = s3
             .get_object()
             .bucket("bkt")
