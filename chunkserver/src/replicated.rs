@@ -164,6 +164,21 @@ struct State {
 }
 
 impl State {
+    /// The calls that ask each node about its ids (positions into the caller's list), at most
+    /// `MAX_IDS_PER_CALL` ids each; nodes not in the map are left out.
+    fn calls_by_node(&self, by_node: HashMap<NodeId, Vec<usize>>) -> Vec<(Arc<Node>, Vec<usize>)> {
+        by_node
+            .into_iter()
+            .filter_map(|(n, positions)| self.nodes.get(&n).map(|node| (node.clone(), positions)))
+            .flat_map(|(node, positions)| {
+                positions
+                    .chunks(MAX_IDS_PER_CALL)
+                    .map(|p| (node.clone(), p.to_vec()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// The replica nodes of `id`, primary first.
     fn replicas(&self, id: &ChunkId) -> Vec<Arc<Node>> {
         self.placer
@@ -383,16 +398,7 @@ impl ReplicatedChunks {
                 by_node.entry(node).or_default().push(pos);
             }
         }
-        let batches: Vec<(Arc<Node>, Vec<usize>)> = by_node
-            .into_iter()
-            .filter_map(|(n, positions)| state.nodes.get(&n).map(|node| (node.clone(), positions)))
-            .flat_map(|(node, positions)| {
-                positions
-                    .chunks(MAX_IDS_PER_CALL)
-                    .map(|p| (node.clone(), p.to_vec()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let batches = state.calls_by_node(by_node);
         let mut yes = vec![0usize; ids.len()];
         let mut answered = false;
         let mut last_error = None;
@@ -479,16 +485,7 @@ impl ReplicatedChunks {
                 }
             }
         }
-        let batches: Vec<(Arc<Node>, Vec<usize>)> = by_node
-            .into_iter()
-            .filter_map(|(n, positions)| state.nodes.get(&n).map(|node| (node.clone(), positions)))
-            .flat_map(|(node, positions)| {
-                positions
-                    .chunks(MAX_IDS_PER_CALL)
-                    .map(|p| (node.clone(), p.to_vec()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let batches = state.calls_by_node(by_node);
         let shared = &self.shared;
         self.handle.block_on(async {
             let mut calls = stream::iter(batches)
