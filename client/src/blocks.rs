@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 use cairn_chunkserver::StoredChunk;
+use cairn_core::codec;
 use cairn_core::extent::{Child, Leaf, NodeStore, RangeWalker, Target};
 use cairn_core::manifest::{Content, ObjectLock};
 use cairn_core::ChunkId;
@@ -44,22 +45,34 @@ impl Client {
         self.store_chunk(data).await.map_err(|e| self.note_error(e))
     }
 
-    /// [`Client::store_extent`] of many extents, their leaves in the same order. On a local
-    /// store they are stored in groups, each one durable write, so a commit of thousands of
-    /// small extents costs a few syncs rather than one each.
-    pub async fn store_extents(&self, extents: Vec<Bytes>) -> Result<Vec<Leaf>, ClientError> {
+    /// Durably stores chunks (volume extents, tree nodes) whose ids the caller computed: each
+    /// id must be [`ChunkId::of`] its bytes, so nothing is hashed twice. On a local store they
+    /// go in groups, each one durable write, so a commit of thousands of small extents costs a
+    /// few syncs rather than one each; on a multi-node site one quorum put each, several at
+    /// once. Refused when the site is full.
+    pub async fn store_hashed(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<(), ClientError> {
         self.check_space()?;
+        debug_assert!(chunks.iter().all(|(id, b)| *id == ChunkId::of(b)));
         if !self.inner.chunks.groups_puts() {
-            return futures::stream::iter(extents)
-                .map(|b| self.store_chunk(b))
+            return futures::stream::iter(chunks)
+                .map(|(id, b)| {
+                    self.blocking(move |i| {
+                        let len = b.len() as u32;
+                        codec::encode_with(&b, |codec, payload| {
+                            i.chunks.put_encoded(&id, codec, len, payload)
+                        })?;
+                        Ok(())
+                    })
+                })
                 .buffered(STORE_PARALLEL)
-                .try_collect()
+                .try_collect::<Vec<()>>()
                 .await
+                .map(|_| ())
                 .map_err(|e| self.note_error(e));
         }
-        let mut groups: Vec<Vec<Bytes>> = Vec::new();
+        let mut groups: Vec<Vec<(ChunkId, Bytes)>> = Vec::new();
         let mut bytes = 0;
-        for b in extents {
+        for (id, b) in chunks {
             let full = groups
                 .last()
                 .is_none_or(|g| g.len() >= GROUP_EXTENTS || bytes + b.len() > GROUP_BYTES);
@@ -68,32 +81,24 @@ impl Client {
                 bytes = 0;
             }
             bytes += b.len();
-            groups.last_mut().expect("a group").push(b);
+            groups.last_mut().expect("a group").push((id, b));
         }
-        let leaves: Vec<Vec<Leaf>> = futures::stream::iter(groups)
+        futures::stream::iter(groups)
             .map(|group| {
                 self.blocking(move |i| {
-                    let mut leaves = Vec::with_capacity(group.len());
-                    let mut puts = Vec::with_capacity(group.len());
-                    for b in group {
-                        let len = b.len() as u64;
-                        if b.iter().all(|&x| x == 0) {
-                            leaves.push(Leaf::zeros(len));
-                            continue;
-                        }
-                        let id = ChunkId::of(&b);
-                        puts.push((id, StoredChunk::encode(b)));
-                        leaves.push(Leaf::chunk(id, len));
-                    }
+                    let puts: Vec<(ChunkId, StoredChunk)> = group
+                        .into_iter()
+                        .map(|(id, b)| (id, StoredChunk::encode(b)))
+                        .collect();
                     i.chunks.put_many(&puts)?;
-                    Ok(leaves)
+                    Ok(())
                 })
             })
             .buffered(GROUPS_PARALLEL)
-            .try_collect()
+            .try_collect::<Vec<()>>()
             .await
-            .map_err(|e| self.note_error(e))?;
-        Ok(leaves.into_iter().flatten().collect())
+            .map(|_| ())
+            .map_err(|e| self.note_error(e))
     }
 
     /// [`Client::read_chunk_bytes`] of many chunks, in order. From a local store they are read
