@@ -106,7 +106,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1.0, env = "CAIRN_VOLUME_COMMIT_INTERVAL")]
     pub volume_commit_interval: f64,
     /// MiB of recently read and written volume data kept in memory, for all volumes together
-    /// (0: none): reads that hit it skip the chunk store. Default: a sixteenth of the
+    /// (0: none): reads that hit it skip the chunk store. Default: an eighth of the
     /// machine's memory, between 64 MiB and 4 GiB.
     #[arg(long, env = "CAIRN_VOLUME_CACHE_MIB")]
     pub volume_cache_mib: Option<u64>,

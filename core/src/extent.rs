@@ -215,6 +215,29 @@ pub trait NodeStore: Sync {
         id: ChunkId,
         bytes: Vec<u8>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Most entries a node this store's edits write may hold (at most [`FANOUT`]). Trees
+    /// edited in place often (volumes) want smaller nodes: an edit rewrites whole nodes.
+    fn fanout(&self) -> usize {
+        FANOUT
+    }
+}
+
+/// `items` cut into the fewest groups of at most `fanout` (clamped to `2..=FANOUT`), of
+/// nearly equal sizes: a node that overflows by one entry splits in halves, not into a full
+/// node (which the next edit would split again) and a node of one entry.
+fn even_groups<T>(items: &[T], fanout: usize) -> impl Iterator<Item = &[T]> {
+    let fanout = fanout.clamp(2, FANOUT);
+    let groups = items.len().div_ceil(fanout);
+    let (base, extra) = match groups {
+        0 => (0, 0),
+        g => (items.len() / g, items.len() % g),
+    };
+    let mut rest = items;
+    (0..groups).map(move |g| {
+        let (head, tail) = rest.split_at(base + usize::from(g < extra));
+        rest = tail;
+        head
+    })
 }
 
 async fn store_node<S: NodeStore>(s: &S, node: TreeNode) -> Result<Child, S::Error> {
@@ -494,8 +517,8 @@ pub async fn splice<S: NodeStore>(
 }
 
 async fn pack_children<S: NodeStore>(s: &S, children: Vec<Child>) -> Result<Vec<Child>, S::Error> {
-    let mut out = Vec::with_capacity(children.len().div_ceil(FANOUT));
-    for group in children.chunks(FANOUT) {
+    let mut out = Vec::with_capacity(children.len().div_ceil(s.fanout()));
+    for group in even_groups(&children, s.fanout()) {
         out.push(store_node(s, TreeNode::Children(group.to_vec())).await?);
     }
     Ok(out)
@@ -543,8 +566,8 @@ fn splice_node<'a, S: NodeStore>(
                 if let Some(new) = pending.take() {
                     new.into_iter().for_each(|l| push_merged(&mut out, l));
                 }
-                let mut children = Vec::with_capacity(out.len().div_ceil(FANOUT));
-                for group in out.chunks(FANOUT) {
+                let mut children = Vec::with_capacity(out.len().div_ceil(s.fanout()));
+                for group in even_groups(&out, s.fanout()) {
                     children.push(store_node(s, TreeNode::Leaves(group.to_vec())).await?);
                 }
                 Ok(children)
@@ -569,7 +592,7 @@ fn splice_node<'a, S: NodeStore>(
                     let (ls, le) = (start.max(cs).min(ce) - cs, end.min(ce).max(cs) - cs);
                     out.extend(splice_node(s, kid, ls, le, ins, depth + 1).await?);
                 }
-                if out.len() > FANOUT {
+                if out.len() > s.fanout().clamp(2, FANOUT) {
                     return pack_children(s, out).await;
                 }
                 if out.is_empty() {
@@ -692,8 +715,8 @@ fn overwrite_node<'a, S: NodeStore>(
                         }
                     }
                 }
-                let mut children = Vec::with_capacity(out.len().div_ceil(FANOUT));
-                for group in out.chunks(FANOUT) {
+                let mut children = Vec::with_capacity(out.len().div_ceil(s.fanout()));
+                for group in even_groups(&out, s.fanout()) {
                     children.push(store_node(s, TreeNode::Leaves(group.to_vec())).await?);
                 }
                 Ok(children)
@@ -741,7 +764,7 @@ fn overwrite_node<'a, S: NodeStore>(
                         out.extend(overwrite_node(s, kid, mine, depth + 1).await?);
                     }
                 }
-                if out.len() > FANOUT {
+                if out.len() > s.fanout().clamp(2, FANOUT) {
                     return pack_children(s, out).await;
                 }
                 Ok(vec![store_node(s, TreeNode::Children(out)).await?])

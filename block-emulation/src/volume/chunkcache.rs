@@ -62,6 +62,21 @@ impl ChunkCache {
         }
     }
 
+    /// Drops chunks nothing is likely to read again (a commit's overwritten extents), so they
+    /// do not push out chunks that are still read.
+    pub(crate) fn forget(&self, ids: impl IntoIterator<Item = ChunkId>) {
+        if self.gen_bytes == 0 {
+            return;
+        }
+        let mut g = self.gens();
+        for id in ids {
+            if let Some(b) = g.hot.remove(&id) {
+                g.hot_bytes -= b.len() as u64;
+            }
+            g.cold.remove(&id);
+        }
+    }
+
     fn put(&self, g: &mut Gens, id: ChunkId, bytes: Bytes) {
         let len = bytes.len() as u64;
         if g.hot_bytes + len > self.gen_bytes {
@@ -115,6 +130,11 @@ mod tests {
         let (big, b) = chunk(99, 5000);
         c.insert(big, b);
         assert!(c.get(&big).is_none());
+        // Forgotten chunks are gone from either generation and free their room.
+        let before = c.held();
+        c.forget([last, first]);
+        assert!(c.get(&last).is_none());
+        assert_eq!(c.held(), before - 4096);
         let off = ChunkCache::new(0);
         let (id, b) = chunk(1, 10);
         off.insert(id, b);

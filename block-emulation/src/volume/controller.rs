@@ -33,18 +33,26 @@ use crate::device::{Allocation, BlockDevice, BlockError};
 
 /// Largest single read or write a front end may ask for.
 pub const MAX_IO: u64 = 32 << 20;
-/// Decoded tree nodes a volume keeps per generation (a node holds at most 512 entries, about
-/// 24 KiB decoded; two generations of 1024 bound the cache near 48 MiB).
-const NODE_CACHE_NODES: usize = 1024;
+/// Entries of the tree nodes a commit writes. A commit rewrites every node its writes land in,
+/// so small nodes keep a flush of a few scattered 4 KiB writes cheap; 64 was the best of 32,
+/// 64, 128 and 512 for flushed random writes, with reads unchanged (BENCHMARKS.md). Trees
+/// built otherwise (a restore, a clone) keep their nodes until a commit rewrites them.
+const VOLUME_NODE_FANOUT: usize = 64;
+/// Decoded tree node entries a volume keeps per generation (about 48 bytes each: two
+/// generations bound the cache near 48 MiB; a 1 GiB volume cut into 4 KiB pieces everywhere
+/// has 262,144 leaf entries).
+const NODE_CACHE_ENTRIES: usize = 512 << 10;
 /// Default bound of the chunk cache shared by a site's volumes when the machine's memory is
 /// not known (see [`chunk_cache_for_memory`]).
 pub const DEFAULT_CHUNK_CACHE_BYTES: u64 = 256 << 20;
 
-/// The chunk cache a machine with `mem_total` bytes of memory gets by default: a sixteenth of
+/// The chunk cache a machine with `mem_total` bytes of memory gets by default: an eighth of
 /// it, between 64 MiB and 4 GiB (a storage node's caches usually take a share of its memory,
-/// as a page cache would; the rest stays for the stores and the requests).
+/// as a page cache would; the rest stays for the stores and the requests). An eighth, because
+/// a volume's reads are only as fast as memory when its live data fits: a 1 GiB volume after
+/// random 4 KiB writes holds about 1.5 GiB of live pieces (BENCHMARKS.md).
 pub fn chunk_cache_for_memory(mem_total: u64) -> u64 {
-    (mem_total / 16).clamp(64 << 20, 4 << 30)
+    (mem_total / 8).clamp(64 << 20, 4 << 30)
 }
 
 type Reply<T> = oneshot::Sender<Result<T, BlockError>>;
@@ -235,7 +243,7 @@ pub(crate) fn spawn(
             flushing: None,
             fenced: None,
         }),
-        nodes: NodeCache::new(NODE_CACHE_NODES),
+        nodes: NodeCache::new(NODE_CACHE_ENTRIES),
         chunks,
         stats,
         max_dirty_bytes: config.max_dirty_bytes,
@@ -523,6 +531,8 @@ struct Staged<'a> {
     client: &'a Client,
     cache: &'a NodeCache,
     nodes: Mutex<HashMap<ChunkId, Vec<u8>>>,
+    /// Chunks the stored leaf nodes this commit rewrites refer to.
+    old_chunks: Mutex<HashSet<ChunkId>>,
 }
 
 impl Staged<'_> {
@@ -556,7 +566,14 @@ impl NodeStore for Staged<'_> {
     async fn load(&self, id: ChunkId, len: u64) -> Result<TreeNode, ClientError> {
         match self.staged(&id) {
             Some(bytes) => Ok(TreeNode::decode_checked(&bytes, len)?),
-            None => self.cache.load(self.client, id, len).await,
+            None => {
+                let node = self.cache.load(self.client, id, len).await?;
+                if let TreeNode::Leaves(_) = &node {
+                    let mut old = self.old_chunks.lock().unwrap_or_else(|e| e.into_inner());
+                    old.extend(node.referenced_chunks());
+                }
+                Ok(node)
+            }
         }
     }
 
@@ -564,6 +581,10 @@ impl NodeStore for Staged<'_> {
         let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
         nodes.insert(id, bytes);
         Ok(())
+    }
+
+    fn fanout(&self) -> usize {
+        VOLUME_NODE_FANOUT
     }
 }
 
@@ -643,6 +664,7 @@ impl CommitJob {
             client,
             cache: &self.core.nodes,
             nodes: Mutex::new(HashMap::new()),
+            old_chunks: Mutex::new(HashSet::new()),
         };
         // One pass over the tree for all runs: each node on their paths is rewritten once.
         let edits: Vec<Overwrite> = runs
@@ -673,9 +695,22 @@ impl CommitJob {
         // The next commit and reads start from these nodes: keep them decoded; and what was
         // just written is what is likely read next. (Copied: a window may be a slice of a
         // much larger write buffer, which the cache must not keep alive.)
+        // Extents the rewritten leaves referred to and the new ones do not were overwritten:
+        // they leave the chunk cache at once instead of pushing out data still read (a
+        // snapshot or another node of the tree may still hold one: it is read from the store).
+        let mut gone = staged
+            .old_chunks
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
         for (id, _, node) in nodes {
+            if let TreeNode::Leaves(_) = &node {
+                for kept in node.referenced_chunks() {
+                    gone.remove(&kept);
+                }
+            }
             self.core.nodes.insert_node(id, node);
         }
+        self.core.chunks.forget(gone);
         for (id, b) in written {
             self.core.chunks.insert(id, Bytes::copy_from_slice(&b));
         }
@@ -1135,11 +1170,75 @@ impl BlockDevice for Volume {
 
 #[cfg(test)]
 mod tests {
-    use super::{chunk_cache_for_memory, paint};
+    use super::*;
+    use crate::volume::{Volumes, DEFAULT_EXTENT_SIZE};
+
+    /// 64 KiB of bytes unique to `tag`.
+    fn extent(tag: u32) -> Bytes {
+        let mut b = Vec::with_capacity(64 << 10);
+        while b.len() < 64 << 10 {
+            b.extend_from_slice(&tag.to_le_bytes());
+            b.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        }
+        Bytes::from(b)
+    }
+
+    /// Commits write nodes of at most [`VOLUME_NODE_FANOUT`] entries, and an extent a commit
+    /// overwrites leaves the chunk cache while one still partly live stays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_write_small_nodes_and_forget_overwritten_extents() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::open_dir(dir.path()).unwrap();
+        let config = VolumeConfig {
+            commit_interval: Duration::from_secs(3600),
+            ..VolumeConfig::default()
+        };
+        let vols = Volumes::new(client.clone(), config);
+        vols.create("v", 64 << 20, 4096, DEFAULT_EXTENT_SIZE)
+            .await
+            .unwrap();
+        let v = vols.open("v").await.unwrap();
+        let ext = u64::from(DEFAULT_EXTENT_SIZE);
+        for i in 0..1024u32 {
+            v.write(u64::from(i) * ext, extent(i), false).await.unwrap();
+        }
+        v.flush().await.unwrap();
+        let cached = |i: u32| v.core.chunks.get(&ChunkId::of(&extent(i))).is_some();
+        assert!(cached(3) && cached(5));
+        v.write(3 * ext, extent(5000), false).await.unwrap();
+        v.write(5 * ext, Bytes::from(vec![7u8; 4096]), false)
+            .await
+            .unwrap();
+        v.flush().await.unwrap();
+        assert!(!cached(3), "the overwritten extent left the cache");
+        assert!(cached(5) && cached(5000), "live extents stay");
+        assert_eq!(
+            v.read(5 * ext + 4096, 4096).await.unwrap(),
+            extent(5).slice(4096..8192)
+        );
+
+        // Every node of the committed tree (all of it rewritten by the first commit) holds at
+        // most the volume fan-out, over more than one level.
+        let root = v.core.state().root;
+        let (mut todo, mut nodes) = (vec![root], 0);
+        while let Some(c) = todo.pop() {
+            let node = client.load(c.node, c.len).await.unwrap();
+            let n = match &node {
+                TreeNode::Leaves(l) => l.len(),
+                TreeNode::Children(k) => {
+                    todo.extend(k.iter().copied());
+                    k.len()
+                }
+            };
+            assert!(n <= VOLUME_NODE_FANOUT, "a node of {n} entries");
+            nodes += 1;
+        }
+        assert!(nodes > 1024 / VOLUME_NODE_FANOUT, "{nodes} nodes");
+    }
 
     #[test]
     fn the_chunk_cache_takes_a_bounded_share_of_memory() {
-        assert_eq!(chunk_cache_for_memory(24 << 30), 1536 << 20);
+        assert_eq!(chunk_cache_for_memory(24 << 30), 3 << 30);
         assert_eq!(chunk_cache_for_memory(512 << 20), 64 << 20);
         assert_eq!(chunk_cache_for_memory(256 << 30), 4 << 30);
     }

@@ -51,9 +51,10 @@ impl CachedNode {
     }
 }
 
-/// Two generations of at most `cap` nodes each: a lookup that hits the older one moves the
-/// node to the newer one, and when the newer one is full it becomes the older one. Nodes used
-/// since the last turn stay; memory stays below `2 × cap` nodes (a node is at most 512 entries).
+/// Two generations of at most `cap` node entries each (leaves or children: what a node's
+/// memory grows with, whatever the tree's node size): a lookup that hits the older one moves
+/// the node to the newer one, and when the newer one is full it becomes the older one. Nodes
+/// used since the last turn stay; memory stays below `2 × cap` entries.
 pub(crate) struct NodeCache {
     cap: usize,
     gens: Mutex<Gens>,
@@ -62,10 +63,12 @@ pub(crate) struct NodeCache {
 #[derive(Default)]
 struct Gens {
     hot: HashMap<ChunkId, Arc<CachedNode>>,
+    hot_entries: usize,
     cold: HashMap<ChunkId, Arc<CachedNode>>,
 }
 
 impl NodeCache {
+    /// A cache of at most `cap` entries per generation.
     pub(crate) fn new(cap: usize) -> NodeCache {
         NodeCache {
             cap: cap.max(1),
@@ -94,10 +97,15 @@ impl NodeCache {
     }
 
     fn put(&self, g: &mut Gens, id: ChunkId, node: Arc<CachedNode>) {
-        if g.hot.len() >= self.cap {
+        let entries = node.ends.len();
+        if g.hot_entries + entries > self.cap && !g.hot.is_empty() {
             g.cold = std::mem::take(&mut g.hot);
+            g.hot_entries = 0;
         }
-        g.hot.insert(id, node);
+        if let Some(old) = g.hot.insert(id, node) {
+            g.hot_entries -= old.ends.len();
+        }
+        g.hot_entries += entries;
     }
 
     /// The node store that reads through this cache from `client`.
@@ -283,6 +291,7 @@ mod tests {
 
     #[test]
     fn recently_used_nodes_stay_and_memory_is_bounded() {
+        // Four one-entry nodes per generation.
         let c = NodeCache::new(4);
         for i in 1..=4 {
             let (id, n) = node(i);
@@ -300,5 +309,6 @@ mod tests {
         );
         let g = c.gens.lock().unwrap();
         assert!(g.hot.len() + g.cold.len() <= 8);
+        assert_eq!(g.hot_entries, g.hot.len());
     }
 }

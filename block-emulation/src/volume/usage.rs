@@ -23,8 +23,8 @@ use super::{tree_root, VolumeError, Volumes};
 
 /// Ids per census call (each becomes at most one call per replica node and batch limit).
 const CENSUS_BATCH: usize = 4096;
-/// Tree nodes the periodic monitor keeps decoded between passes.
-const MONITOR_CACHE_NODES: usize = 8192;
+/// Tree node entries the periodic monitor keeps decoded between passes, per generation.
+const MONITOR_CACHE_ENTRIES: usize = 1 << 20;
 
 /// A volume's health, worst first in [`HealthState::rank`] order.
 #[derive(
@@ -358,7 +358,7 @@ impl VolumeMonitor {
     pub fn new(volumes: Arc<Volumes>) -> VolumeMonitor {
         VolumeMonitor {
             volumes,
-            cache: NodeCache::new(MONITOR_CACHE_NODES),
+            cache: NodeCache::new(MONITOR_CACHE_ENTRIES),
             last: std::sync::Mutex::new(BTreeMap::new()),
         }
     }

@@ -202,7 +202,7 @@ pub struct VolumesSection {
     /// Seconds between checks of every volume's health and space use (for /metrics).
     pub health_interval: u64,
     /// MiB of recently read and written volume data kept in memory, for all volumes (0: none;
-    /// default: a sixteenth of the machine's memory, between 64 MiB and 4 GiB).
+    /// default: an eighth of the machine's memory, between 64 MiB and 4 GiB).
     pub cache_mib: Option<u64>,
 }
 

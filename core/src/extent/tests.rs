@@ -10,6 +10,10 @@ use super::*;
 pub(super) struct Mem {
     chunks: Mutex<HashMap<ChunkId, Vec<u8>>>,
     pub(super) stores: Mutex<usize>,
+    /// Node size edits write (`None`: the default, [`FANOUT`]).
+    fanout: Option<usize>,
+    /// Most entries of a node stored since the last reset.
+    widest_stored: Mutex<usize>,
 }
 
 impl NodeStore for Mem {
@@ -22,8 +26,19 @@ impl NodeStore for Mem {
     async fn store(&self, id: ChunkId, bytes: Vec<u8>) -> Result<(), TreeError> {
         assert_eq!(ChunkId::of(&bytes), id);
         *self.stores.lock().unwrap() += 1;
+        let entries = match TreeNode::decode(&bytes) {
+            Ok(TreeNode::Leaves(l)) => l.len(),
+            Ok(TreeNode::Children(c)) => c.len(),
+            Err(_) => 0,
+        };
+        let mut widest = self.widest_stored.lock().unwrap();
+        *widest = (*widest).max(entries);
+        drop(widest);
         self.chunks.lock().unwrap().insert(id, bytes);
         Ok(())
+    }
+    fn fanout(&self) -> usize {
+        self.fanout.unwrap_or(FANOUT)
     }
 }
 
@@ -228,7 +243,19 @@ fn count_nodes(mem: &Mem, root: Child) -> usize {
 
 #[test]
 fn overwrites_match_a_byte_model_and_store_each_new_node_once() {
-    let mem = Mem::default();
+    overwrites_with_fanout(None);
+}
+
+#[test]
+fn overwrites_with_small_nodes_keep_every_node_within_the_fanout() {
+    overwrites_with_fanout(Some(8));
+}
+
+fn overwrites_with_fanout(fanout: Option<usize>) {
+    let mem = Mem {
+        fanout,
+        ..Mem::default()
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(21);
     let (leaves, mut model) = random_leaves(&mem, &mut rng, FANOUT * 6);
     let mut root = block_on(splice(&mem, None, 0, 0, leaves)).unwrap().unwrap();
@@ -254,12 +281,20 @@ fn overwrites_match_a_byte_model_and_store_each_new_node_once() {
             at = end;
         }
         let before = *mem.stores.lock().unwrap();
+        *mem.widest_stored.lock().unwrap() = 0;
         root = block_on(overwrite(&mem, root, edits)).unwrap();
         let stored = *mem.stores.lock().unwrap() - before;
+        let nodes = count_nodes(&mem, root);
         assert!(
-            stored <= count_nodes(&mem, root),
-            "round {round}: {stored} nodes stored for a tree of {}",
-            count_nodes(&mem, root)
+            stored <= nodes,
+            "round {round}: {stored} nodes stored for a tree of {nodes}"
+        );
+        // Nodes an edit writes hold at most the store's fan-out (the first tree was built at
+        // the default one).
+        let wrote = *mem.widest_stored.lock().unwrap();
+        assert!(
+            wrote <= fanout.unwrap_or(FANOUT),
+            "round {round}: a node of {wrote}"
         );
         assert_eq!(root.len, len);
         assert_eq!(
@@ -277,4 +312,22 @@ fn overwrites_match_a_byte_model_and_store_each_new_node_once() {
     assert!(block_on(overwrite(&mem, root, vec![one(100), one(105)])).is_err());
     assert!(block_on(overwrite(&mem, root, vec![one(len - 5)])).is_err());
     assert_eq!(block_on(overwrite(&mem, root, Vec::new())).unwrap(), root);
+}
+
+#[test]
+fn overflowing_nodes_split_into_nearly_equal_groups() {
+    let sizes = |n: usize, f: usize| -> Vec<usize> {
+        let items: Vec<usize> = (0..n).collect();
+        let groups: Vec<&[usize]> = even_groups(&items, f).collect();
+        assert_eq!(groups.concat(), items, "order and content kept");
+        groups.iter().map(|g| g.len()).collect()
+    };
+    assert_eq!(sizes(0, 8), Vec::<usize>::new());
+    assert_eq!(sizes(8, 8), vec![8]);
+    assert_eq!(sizes(9, 8), vec![5, 4]);
+    assert_eq!(sizes(17, 8), vec![6, 6, 5]);
+    assert_eq!(sizes(513, FANOUT), vec![257, 256]);
+    // A fan-out below 2 could not make progress; above FANOUT readers would refuse the node.
+    assert_eq!(sizes(3, 0), vec![2, 1]);
+    assert_eq!(sizes(FANOUT + 1, 10_000), vec![257, 256]);
 }
