@@ -236,6 +236,77 @@ async fn the_write_buffer_stays_bounded_and_commits_under_pressure() {
     .await
 }
 
+/// Writers that flush at once: a commit starts on the tree of the one still being stored
+/// (commits overlap), reads see every acknowledged write throughout, and every flush that
+/// returned is durable as a committed version: another manager opening the volume reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_flushes_overlap_commits_and_each_is_durable_when_it_returns() {
+    bounded(async {
+        let (_d, client) = site();
+        let vols = Volumes::new(client.clone(), manual());
+        let size = 16 * MIB;
+        vols.create("v", size, 4096, DEFAULT_EXTENT_SIZE)
+            .await
+            .unwrap();
+        let v = vols.open("v").await.unwrap();
+        let writers = 8u64;
+        let blocks = size / 4096 / writers;
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let (v, client) = (v.clone(), client.clone());
+            tasks.push(tokio::spawn(async move {
+                // Writer `w` owns the blocks `w` modulo `writers`; generation `round + 1`.
+                let mut rng = rand::rngs::StdRng::seed_from_u64(w);
+                let mut mine = std::collections::HashMap::new();
+                for round in 0..24u8 {
+                    let mut written = Vec::new();
+                    for _ in 0..4 {
+                        let b = rng.gen_range(0..blocks) * writers + w;
+                        let data = Bytes::from(vec![round + 1; 4096]);
+                        v.write(b * 4096, data, false).await.unwrap();
+                        mine.insert(b, round + 1);
+                        written.push(b);
+                    }
+                    v.flush().await.unwrap();
+                    let committed = Volumes::new(client.clone(), manual());
+                    let c = committed.open("v").await.unwrap();
+                    for b in written {
+                        let want = mine[&b];
+                        let (now, then) = (
+                            v.read(b * 4096, 4096).await.unwrap(),
+                            c.read(b * 4096, 4096).await.unwrap(),
+                        );
+                        assert!(now.iter().all(|&x| x == want), "writer {w} block {b}");
+                        assert!(
+                            then.iter().all(|&x| x == want),
+                            "writer {w} block {b} flushed"
+                        );
+                    }
+                }
+                mine
+            }));
+        }
+        let mut all = std::collections::HashMap::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let overlapped = v
+            .stats()
+            .commits_overlapped
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(overlapped > 0, "no commit started on a running one's tree");
+        drop(v);
+        let fresh = Volumes::new(client, manual());
+        let v = fresh.open("v").await.unwrap();
+        let whole = v.read(0, size as u32).await.unwrap();
+        for (b, want) in all {
+            let at = (b * 4096) as usize;
+            assert!(whole[at..at + 4096].iter().all(|&x| x == want), "block {b}");
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thin_volume_stores_only_what_was_written_and_maps_holes() {
     bounded(async {

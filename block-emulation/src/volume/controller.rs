@@ -9,7 +9,7 @@
 //! go to a fresh buffer, and reads see the committed tree under the committing buffer under
 //! the fresh one.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use cairn_client::{tree_etag, Client, ClientError, WriteCondition};
 use cairn_core::extent::{
-    overwrite, splice, Child, Leaf, NodeStore, Overwrite, Piece, Target, TreeNode,
+    overwrite, splice, Child, Leaf, NodeStore, Overwrite, Piece, Target, TreeError, TreeNode,
 };
 use cairn_core::metrics::Histogram;
 use cairn_core::ChunkId;
@@ -123,6 +123,9 @@ pub struct VolumeStats {
     pub commits: AtomicU64,
     /// Commits that failed (their writes stayed buffered).
     pub commit_errors: AtomicU64,
+    /// Commits started on the tree of the commit before them while that one was still being
+    /// stored and applied.
+    pub commits_overlapped: AtomicU64,
     /// Written bytes buffered and not yet committed.
     pub dirty_bytes: AtomicU64,
 }
@@ -143,6 +146,7 @@ impl Default for VolumeStats {
             discards: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             commit_errors: AtomicU64::new(0),
+            commits_overlapped: AtomicU64::new(0),
             dirty_bytes: AtomicU64::new(0),
         }
     }
@@ -150,28 +154,29 @@ impl Default for VolumeStats {
 
 /// What reads, buffered writes and the controller share, changed under one short lock: the
 /// committed tree and the buffered writes laid over it. A write is in `dirty` before it is
-/// acknowledged, and a commit moves the tree and clears `flushing` in one step, so a read
+/// acknowledged, and a commit moves the tree and drops its `flushing` entry in one step, so a read
 /// taken under the lock sees every acknowledged write exactly once.
 struct State {
     /// The tree of the newest committed version.
     root: Child,
-    /// Writes since the running commit began.
+    /// Writes since the newest running commit began.
     dirty: Overlay,
-    /// The writes the running commit is storing.
-    flushing: Option<Arc<Overlay>>,
+    /// The writes of the running commits, oldest first (each commit builds on the tree of
+    /// the one before it).
+    flushing: Vec<Arc<Overlay>>,
     /// Another writer committed this volume: writes are refused from now on.
     fenced: Option<String>,
 }
 
 impl State {
     fn buffered(&self) -> u64 {
-        self.dirty.data_bytes() + self.flushing.as_ref().map_or(0, |f| f.data_bytes())
+        self.dirty.data_bytes() + self.flushing.iter().map(|f| f.data_bytes()).sum::<u64>()
     }
 
     /// The buffered pieces of `[start, end)` to lay over the committed tree, oldest first.
     fn layers(&self, start: u64, end: u64) -> Overlay {
         let mut o = Overlay::default();
-        if let Some(f) = &self.flushing {
+        for f in &self.flushing {
             for (s, seg) in f.pieces(start, end) {
                 o.insert(s, seg);
             }
@@ -240,7 +245,7 @@ pub(crate) fn spawn(
         state: Mutex::new(State {
             root: start.root,
             dirty: Overlay::default(),
-            flushing: None,
+            flushing: Vec::new(),
             fenced: None,
         }),
         nodes: NodeCache::new(NODE_CACHE_ENTRIES),
@@ -263,8 +268,7 @@ pub(crate) fn spawn(
         extent: u64::from(start.extent_size),
         config,
         etag: start.etag,
-        commit: None,
-        on_current: Vec::new(),
+        running: VecDeque::new(),
         on_next: Vec::new(),
     };
     tokio::spawn(async move {
@@ -276,6 +280,46 @@ pub(crate) fn spawn(
 
 type CommitResult = Result<(Child, String), ClientError>;
 
+/// Commits under way at once at most: the next one builds its tree on the running one's and
+/// stores its chunks while that one's version is applied, so a stream of flushes does not
+/// wait for each commit's two durable writes in turn.
+const MAX_RUNNING: usize = 2;
+
+/// The tree a commit built, and its new nodes (not stored yet when the next commit starts
+/// from them).
+type Built = (Child, Arc<HashMap<ChunkId, TreeNode>>);
+
+/// A commit under way.
+struct Running {
+    task: JoinHandle<CommitResult>,
+    /// The tree it builds: known once built (the next commit starts from it).
+    root: Option<Built>,
+    built: Option<oneshot::Receiver<Built>>,
+    /// Its new ETag once applied (the next commit's condition), for the next commit to take.
+    etag: Option<oneshot::Receiver<String>>,
+    /// Flushes answered when it ends.
+    replies: Vec<Reply<()>>,
+}
+
+impl Running {
+    /// The tree this commit builds, waiting for it if needed; `None` if it failed first.
+    async fn root(&mut self) -> Option<Built> {
+        if self.root.is_none() {
+            self.root = self.built.take()?.await.ok();
+        }
+        self.root.clone()
+    }
+}
+
+/// The version a commit's apply is conditioned on.
+enum Prev {
+    /// The newest committed version's ETag.
+    Committed(String),
+    /// The ETag the running commit before this one will apply (the sender is dropped if it
+    /// fails, and this commit then fails without applying anything).
+    After(oneshot::Receiver<String>),
+}
+
 struct Controller {
     core: Arc<Core>,
     key: String,
@@ -283,19 +327,18 @@ struct Controller {
     meta: BTreeMap<String, String>,
     extent: u64,
     config: VolumeConfig,
-    /// The ETag of the newest committed version, the condition of the next commit.
+    /// The ETag of the newest committed version.
     etag: String,
-    commit: Option<JoinHandle<CommitResult>>,
-    /// Flushes answered when the running commit ends.
-    on_current: Vec<Reply<()>>,
+    /// Running commits, oldest first.
+    running: VecDeque<Running>,
     /// Flushes (and FUA writes) that need the next commit.
     on_next: Vec<Reply<()>>,
 }
 
-async fn wait_commit(h: &mut Option<JoinHandle<CommitResult>>) -> CommitResult {
-    match h {
-        Some(h) => match h.await {
-            Ok(r) => r,
+async fn wait_oldest(running: &mut VecDeque<Running>) -> CommitResult {
+    match running.front_mut() {
+        Some(r) => match (&mut r.task).await {
+            Ok(res) => res,
             Err(e) => Err(ClientError::Storage(format!(
                 "volume commit task failed: {e}"
             ))),
@@ -316,16 +359,16 @@ impl Controller {
         let mut tick = tokio::time::interval(self.config.commit_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let committing = self.commit.is_some();
+            let committing = !self.running.is_empty();
             tokio::select! {
-                res = wait_commit(&mut self.commit), if committing => self.commit_done(res, true),
+                res = wait_oldest(&mut self.running), if committing => self.commit_done(res, true).await,
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd).await,
                     None => break,
                 },
                 _ = tick.tick() => {
                     if !committing && !self.dirty_is_empty() {
-                        self.start_commit();
+                        self.start_commit().await;
                     }
                 }
             }
@@ -333,7 +376,7 @@ impl Controller {
         // Every handle is gone: commit what is buffered before ending.
         self.settle().await;
         if !self.dirty_is_empty() {
-            self.start_commit();
+            self.start_commit().await;
             self.settle().await;
         }
         let left = self.core.state().dirty.data_bytes();
@@ -347,32 +390,33 @@ impl Controller {
         self.core.state().dirty.is_empty()
     }
 
-    /// Waits for the running commit, if any.
+    /// Waits for every running commit.
     async fn settle(&mut self) {
-        if self.commit.is_some() {
-            let res = wait_commit(&mut self.commit).await;
-            self.commit_done(res, false);
+        while !self.running.is_empty() {
+            let res = wait_oldest(&mut self.running).await;
+            self.commit_done(res, false).await;
         }
     }
 
     async fn handle(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Kick => {
-                if self.commit.is_none() {
-                    self.start_commit();
+                if self.running.is_empty() {
+                    self.start_commit().await;
                 }
             }
             Cmd::Flush { reply } => {
                 if self.dirty_is_empty() {
-                    if self.commit.is_some() {
-                        self.on_current.push(reply);
-                    } else {
-                        let _ = reply.send(Ok(()));
+                    match self.running.back_mut() {
+                        Some(last) => last.replies.push(reply),
+                        None => {
+                            let _ = reply.send(Ok(()));
+                        }
                     }
                 } else {
                     self.on_next.push(reply);
-                    if self.commit.is_none() {
-                        self.start_commit();
+                    if self.running.len() < MAX_RUNNING {
+                        self.start_commit().await;
                     }
                 }
             }
@@ -382,48 +426,88 @@ impl Controller {
         }
     }
 
-    fn start_commit(&mut self) {
-        debug_assert!(self.commit.is_none());
-        let (snap, root) = {
+    /// Starts a commit of what is buffered, on the newest running commit's tree if one runs
+    /// (at most [`MAX_RUNNING`] at once; the caller checks).
+    async fn start_commit(&mut self) {
+        debug_assert!(self.running.len() < MAX_RUNNING);
+        let prev = match self.running.back_mut() {
+            Some(last) => match (last.root().await, last.etag.take()) {
+                (Some((root, nodes)), Some(etag)) => Some((root, Some(nodes), Prev::After(etag))),
+                // It failed before building its tree (its end says so), or a commit already
+                // builds on it: the next one starts after it ends.
+                _ => return,
+            },
+            None => None,
+        };
+        let (snap, root, parent, prev) = {
             let mut st = self.core.state();
             if st.dirty.is_empty() {
                 drop(st);
-                for r in self.on_next.drain(..) {
-                    let _ = r.send(Ok(()));
+                match self.running.back_mut() {
+                    Some(last) => last.replies.append(&mut self.on_next),
+                    None => {
+                        for r in self.on_next.drain(..) {
+                            let _ = r.send(Ok(()));
+                        }
+                    }
                 }
                 return;
             }
             let snap = Arc::new(std::mem::take(&mut st.dirty));
-            st.flushing = Some(snap.clone());
-            (snap, st.root)
+            st.flushing.push(snap.clone());
+            let (root, parent, prev) =
+                prev.unwrap_or((st.root, None, Prev::Committed(self.etag.clone())));
+            (snap, root, parent, prev)
         };
-        self.on_current = std::mem::take(&mut self.on_next);
+        if parent.is_some() {
+            self.core
+                .stats
+                .commits_overlapped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let (built_tx, built_rx) = oneshot::channel();
+        let (etag_tx, etag_rx) = oneshot::channel();
         let job = CommitJob {
             core: self.core.clone(),
             key: self.key.clone(),
             meta: self.meta.clone(),
             extent: self.extent,
             root,
-            etag: self.etag.clone(),
+            parent,
+            prev,
+            built: Some(built_tx),
+            applied: Some(etag_tx),
         };
         let stats = self.core.stats.clone();
-        self.commit = Some(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let started = std::time::Instant::now();
             let r = job.run(snap).await;
             stats.commit_latency.observe_duration(started.elapsed());
             r
-        }));
+        });
+        self.running.push_back(Running {
+            task,
+            root: None,
+            built: Some(built_rx),
+            etag: Some(etag_rx),
+            replies: std::mem::take(&mut self.on_next),
+        });
     }
 
-    fn commit_done(&mut self, res: CommitResult, go_on: bool) {
-        self.commit = None;
+    /// The oldest running commit ended with `res`. A failed one fails every commit started
+    /// on its tree too; their writes go back into the buffer under the newer ones.
+    async fn commit_done(&mut self, res: CommitResult, go_on: bool) {
+        let Some(done) = self.running.pop_front() else {
+            return;
+        };
         let stats = &self.core.stats;
+        let mut failed = vec![done];
         let (outcome, pressing) = {
             let mut st = self.core.state();
-            let flushed = st.flushing.take();
             let outcome = match res {
                 Ok((root, etag)) => {
                     st.root = root;
+                    st.flushing.remove(0);
                     self.etag = etag;
                     stats.commits.fetch_add(1, Ordering::Relaxed);
                     Ok(())
@@ -431,10 +515,13 @@ impl Controller {
                 Err(e) => {
                     stats.commit_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(volume = %self.name, error = %e, "volume commit failed; its writes stay buffered");
-                    if let Some(f) = flushed {
-                        let older = Arc::try_unwrap(f).unwrap_or_else(|a| (*a).clone());
-                        st.dirty = std::mem::take(&mut st.dirty).over(older);
+                    let mut back = Overlay::default();
+                    for f in st.flushing.drain(..) {
+                        let newer = Arc::try_unwrap(f).unwrap_or_else(|a| (*a).clone());
+                        back = newer.over(back);
                     }
+                    st.dirty = std::mem::take(&mut st.dirty).over(back);
+                    failed.extend(self.running.drain(..));
                     if matches!(e, ClientError::PreconditionFailed) {
                         st.fenced = Some(format!(
                             "volume {} was changed by another writer; reopen it",
@@ -451,12 +538,23 @@ impl Controller {
             )
         };
         self.core.commits_ended.send_modify(|n| *n += 1);
-        for r in self.on_current.drain(..) {
-            let _ = r.send(outcome.clone());
+        for (i, r) in failed.into_iter().enumerate() {
+            if i > 0 {
+                // Built on the failed one: it cannot apply (its condition never comes), and
+                // its writes are back in the buffer.
+                r.task.abort();
+            }
+            for reply in r.replies {
+                let _ = reply.send(outcome.clone());
+            }
         }
         // After a failure the next tick retries, so a store that keeps failing is not spun on.
-        if go_on && outcome.is_ok() && (!self.on_next.is_empty() || pressing) {
-            self.start_commit();
+        if go_on
+            && outcome.is_ok()
+            && self.running.len() < MAX_RUNNING
+            && (!self.on_next.is_empty() || (pressing && self.running.is_empty()))
+        {
+            self.start_commit().await;
         }
     }
 
@@ -467,7 +565,7 @@ impl Controller {
         }
         self.settle().await;
         if !self.dirty_is_empty() {
-            self.start_commit();
+            self.start_commit().await;
             self.settle().await;
             if !self.dirty_is_empty() {
                 return Err(BlockError::Io(
@@ -518,8 +616,15 @@ struct CommitJob {
     key: String,
     meta: BTreeMap<String, String>,
     extent: u64,
+    /// The tree the writes go onto.
     root: Child,
-    etag: String,
+    /// That tree's nodes still being stored by the running commit that built it.
+    parent: Option<Arc<HashMap<ChunkId, TreeNode>>>,
+    prev: Prev,
+    /// Told the new tree once built.
+    built: Option<oneshot::Sender<Built>>,
+    /// Told the new ETag once applied.
+    applied: Option<oneshot::Sender<String>>,
 }
 
 /// A contiguous run of buffered writes: start, end and its segments.
@@ -530,6 +635,8 @@ type Run = (u64, u64, Vec<(u64, Seg)>);
 struct Staged<'a> {
     client: &'a Client,
     cache: &'a NodeCache,
+    /// Nodes of the tree this commit starts from that the commit before it is storing.
+    parent: Option<&'a HashMap<ChunkId, TreeNode>>,
     nodes: Mutex<HashMap<ChunkId, Vec<u8>>>,
     /// Chunks the stored leaf nodes this commit rewrites refer to.
     old_chunks: Mutex<HashSet<ChunkId>>,
@@ -567,7 +674,16 @@ impl NodeStore for Staged<'_> {
         match self.staged(&id) {
             Some(bytes) => Ok(TreeNode::decode_checked(&bytes, len)?),
             None => {
-                let node = self.cache.load(self.client, id, len).await?;
+                let node = match self.parent.and_then(|p| p.get(&id)) {
+                    Some(n) if n.len() == len => n.clone(),
+                    Some(_) => {
+                        return Err(TreeError::Corrupt(format!(
+                            "node {id} does not cover the {len} bytes its parent says"
+                        ))
+                        .into())
+                    }
+                    None => self.cache.load(self.client, id, len).await?,
+                };
                 if let TreeNode::Leaves(_) = &node {
                     let mut old = self.old_chunks.lock().unwrap_or_else(|e| e.into_inner());
                     old.extend(node.referenced_chunks());
@@ -595,7 +711,7 @@ enum Window {
 }
 
 impl CommitJob {
-    async fn run(self, writes: Arc<Overlay>) -> CommitResult {
+    async fn run(mut self, writes: Arc<Overlay>) -> CommitResult {
         // Contiguous runs of buffered writes, each cut at extent boundaries into windows.
         let mut runs: Vec<(u64, u64, Vec<Window>)> = Vec::new();
         let mut cur: Option<Run> = None;
@@ -663,6 +779,7 @@ impl CommitJob {
         let staged = Staged {
             client,
             cache: &self.core.nodes,
+            parent: self.parent.as_deref(),
             nodes: Mutex::new(HashMap::new()),
             old_chunks: Mutex::new(HashSet::new()),
         };
@@ -681,6 +798,12 @@ impl CommitJob {
         // its bytes, like an extent, so both go through the same call, with the ids already
         // computed (nothing is hashed twice).
         let nodes = staged.reachable(spliced)?;
+        // The next commit may start from this tree now, while this one stores it.
+        if let Some(tx) = self.built.take() {
+            let new: HashMap<ChunkId, TreeNode> =
+                nodes.iter().map(|(id, _, n)| (*id, n.clone())).collect();
+            let _ = tx.send((spliced, Arc::new(new)));
+        }
         let written: Vec<(ChunkId, Bytes)> = hashed
             .iter()
             .zip(data)
@@ -714,20 +837,32 @@ impl CommitJob {
         for (id, b) in written {
             self.core.chunks.insert(id, Bytes::copy_from_slice(&b));
         }
-        if spliced == self.root {
-            return Ok((self.root, self.etag));
+        // The version goes after the one it builds on, and only if that one was applied.
+        let etag = match self.prev {
+            Prev::Committed(etag) => etag,
+            Prev::After(rx) => rx.await.map_err(|_| {
+                ClientError::Storage("the volume commit this one builds on failed".into())
+            })?,
+        };
+        let etag = if spliced == self.root {
+            etag
+        } else {
+            let put = client
+                .put_tree(
+                    VOLUME_BUCKET,
+                    &self.key,
+                    spliced,
+                    self.meta,
+                    Some(WriteCondition::IfMatch(etag)),
+                )
+                .await?;
+            debug_assert_eq!(put.manifest.etag, tree_etag(&spliced));
+            put.manifest.etag
+        };
+        if let Some(tx) = self.applied.take() {
+            let _ = tx.send(etag.clone());
         }
-        let put = client
-            .put_tree(
-                VOLUME_BUCKET,
-                &self.key,
-                spliced,
-                self.meta,
-                Some(WriteCondition::IfMatch(self.etag)),
-            )
-            .await?;
-        debug_assert_eq!(put.manifest.etag, tree_etag(&spliced));
-        Ok((spliced, put.manifest.etag))
+        Ok((spliced, etag))
     }
 
     /// `[start, end)` (covered by `segs`, in order) cut at extent boundaries.

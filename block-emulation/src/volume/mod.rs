@@ -590,7 +590,7 @@ impl MetricsSource for Volumes {
             let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
             stats.iter().map(|(n, s)| (n.clone(), s.clone())).collect()
         };
-        let counters: [Series<AtomicU64>; 8] = [
+        let counters: [Series<AtomicU64>; 9] = [
             ("cairn_volume_reads_total", "Read requests served.", |s| {
                 &s.reads
             }),
@@ -618,6 +618,11 @@ impl MetricsSource for Volumes {
                 "cairn_volume_commit_errors_total",
                 "Commits that failed; their writes stayed buffered.",
                 |s| &s.commit_errors,
+            ),
+            (
+                "cairn_volume_commits_overlapped_total",
+                "Commits started on the tree of a commit still being stored.",
+                |s| &s.commits_overlapped,
             ),
         ];
         for (name, help, get) in counters {
