@@ -35,6 +35,34 @@ impl ChunkId {
     }
 }
 
+/// Hasher for in-memory maps and sets keyed by chunk ids: an id is already a uniform hash, so
+/// folding its words is enough (SipHash over 32 bytes costs more than the lookup it serves
+/// in caches searched many times per request). Ids come from content hashes, so keys cannot
+/// be steered into one bucket without grinding BLAKE3.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChunkIdHasher(u64);
+
+impl std::hash::Hasher for ChunkIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for word in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..word.len()].copy_from_slice(word);
+            self.0 = self.0.rotate_left(23) ^ u64::from_le_bytes(w);
+        }
+    }
+}
+
+/// Builds [`ChunkIdHasher`]s.
+pub type ChunkIdBuildHasher = std::hash::BuildHasherDefault<ChunkIdHasher>;
+/// A map keyed by chunk ids, hashed with [`ChunkIdHasher`].
+pub type ChunkIdMap<V> = std::collections::HashMap<ChunkId, V, ChunkIdBuildHasher>;
+/// A set of chunk ids, hashed with [`ChunkIdHasher`].
+pub type ChunkIdSet = std::collections::HashSet<ChunkId, ChunkIdBuildHasher>;
+
 impl fmt::Display for ChunkId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))
@@ -69,6 +97,34 @@ mod tests {
         assert_eq!(s.len(), 64);
         assert_eq!(s.parse::<ChunkId>().unwrap(), id);
         assert!("zz".parse::<ChunkId>().is_err());
+    }
+
+    #[test]
+    fn id_maps_find_what_they_hold_and_spread_ids_over_buckets() {
+        use std::hash::BuildHasher;
+        let ids: Vec<ChunkId> = (0u32..2000)
+            .map(|i| ChunkId::of(&i.to_le_bytes()))
+            .collect();
+        let mut m = ChunkIdMap::default();
+        for (i, id) in ids.iter().enumerate() {
+            m.insert(*id, i);
+        }
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(m.get(id), Some(&i));
+        }
+        // Low bits (bucket choice) and high bits (hashbrown's tags) both vary.
+        let hashes: Vec<u64> = ids
+            .iter()
+            .map(|id| ChunkIdBuildHasher::default().hash_one(id))
+            .collect();
+        let low: std::collections::HashSet<u64> = hashes.iter().map(|h| h & 0xff).collect();
+        let high: std::collections::HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        assert!(
+            low.len() > 200 && high.len() > 100,
+            "{} {}",
+            low.len(),
+            high.len()
+        );
     }
 
     #[test]

@@ -1,34 +1,36 @@
 //! Recently read and written chunk bytes of every volume, decoded and verified: a read that
 //! hits costs no store call (no hand-off to a blocking thread, no decompression, no hash). A
 //! commit puts in what it stored, so data written a moment ago reads back from memory as it
-//! would from a page cache. Chunks are named by their content hash: an entry is never stale,
-//! the cache only bounds memory.
+//! would from a page cache, and drops the extents it overwrote. Chunks are named by their
+//! content hash: an entry is never stale, the cache only bounds memory.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use cairn_core::ChunkId;
+use cairn_core::{ChunkId, ChunkIdMap};
 
-/// Two generations of at most `cap / 2` bytes each, like the node cache: a hit in the older one
-/// moves the chunk to the newer one; a full newer one becomes the older one.
+/// Two generations holding at most `cap` bytes together: hits and inserts go to the newer
+/// one; when they would pass the bound, the older one (what nothing used since the last turn)
+/// is dropped, and a newer one past the bound alone becomes the older one. A working set up
+/// to the whole bound stays, however often it is read in turn.
 pub(crate) struct ChunkCache {
-    gen_bytes: u64,
+    cap: u64,
     gens: Mutex<Gens>,
 }
 
 #[derive(Default)]
 struct Gens {
-    hot: HashMap<ChunkId, Bytes>,
+    hot: ChunkIdMap<Bytes>,
     hot_bytes: u64,
-    cold: HashMap<ChunkId, Bytes>,
+    cold: ChunkIdMap<Bytes>,
+    cold_bytes: u64,
 }
 
 impl ChunkCache {
     /// A cache of at most `cap` bytes (0: off).
     pub(crate) fn new(cap: u64) -> ChunkCache {
         ChunkCache {
-            gen_bytes: cap / 2,
+            cap,
             gens: Mutex::new(Gens::default()),
         }
     }
@@ -38,26 +40,47 @@ impl ChunkCache {
     }
 
     pub(crate) fn get(&self, id: &ChunkId) -> Option<Bytes> {
-        if self.gen_bytes == 0 {
+        if self.cap == 0 {
             return None;
         }
         let mut g = self.gens();
+        self.lookup(&mut g, id)
+    }
+
+    /// [`ChunkCache::get`] of many ids under one lock, in order.
+    pub(crate) fn get_many<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a ChunkId>,
+    ) -> Vec<Option<Bytes>> {
+        let ids = ids.into_iter();
+        if self.cap == 0 {
+            return ids.map(|_| None).collect();
+        }
+        let mut g = self.gens();
+        ids.map(|id| self.lookup(&mut g, id)).collect()
+    }
+
+    fn lookup(&self, g: &mut Gens, id: &ChunkId) -> Option<Bytes> {
         if let Some(b) = g.hot.get(id) {
             return Some(b.clone());
         }
         let b = g.cold.remove(id)?;
-        self.put(&mut g, *id, b.clone());
+        g.cold_bytes -= b.len() as u64;
+        self.put(g, *id, b.clone());
         Some(b)
     }
 
-    /// Keeps `bytes`, the content of chunk `id`; chunks over an eighth of a generation are
-    /// not kept (one large read would otherwise push out everything else).
+    /// Keeps `bytes`, the content of chunk `id`; chunks over a sixteenth of the bound are not
+    /// kept (one large read would otherwise push out everything else).
     pub(crate) fn insert(&self, id: ChunkId, bytes: Bytes) {
-        if bytes.len() as u64 > self.gen_bytes / 8 {
+        if bytes.len() as u64 > self.cap / 16 {
             return;
         }
         let mut g = self.gens();
         if !g.hot.contains_key(&id) {
+            if let Some(old) = g.cold.remove(&id) {
+                g.cold_bytes -= old.len() as u64;
+            }
             self.put(&mut g, id, bytes);
         }
     }
@@ -65,7 +88,7 @@ impl ChunkCache {
     /// Drops chunks nothing is likely to read again (a commit's overwritten extents), so they
     /// do not push out chunks that are still read.
     pub(crate) fn forget(&self, ids: impl IntoIterator<Item = ChunkId>) {
-        if self.gen_bytes == 0 {
+        if self.cap == 0 {
             return;
         }
         let mut g = self.gens();
@@ -73,15 +96,33 @@ impl ChunkCache {
             if let Some(b) = g.hot.remove(&id) {
                 g.hot_bytes -= b.len() as u64;
             }
-            g.cold.remove(&id);
+            if let Some(b) = g.cold.remove(&id) {
+                g.cold_bytes -= b.len() as u64;
+            }
         }
     }
 
     fn put(&self, g: &mut Gens, id: ChunkId, bytes: Bytes) {
         let len = bytes.len() as u64;
-        if g.hot_bytes + len > self.gen_bytes {
-            g.cold = std::mem::take(&mut g.hot);
-            g.hot_bytes = 0;
+        if g.hot_bytes + g.cold_bytes + len > self.cap {
+            // What nothing used since the last turn goes first.
+            g.cold = ChunkIdMap::default();
+            g.cold_bytes = 0;
+            if g.hot_bytes + len > self.cap {
+                // The newer one is full: it becomes the older one, less room for this chunk.
+                g.cold = std::mem::take(&mut g.hot);
+                g.cold_bytes = std::mem::take(&mut g.hot_bytes);
+                let need = (g.cold_bytes + len).saturating_sub(self.cap);
+                let mut freed = 0;
+                g.cold.retain(|_, b| {
+                    if freed >= need {
+                        return true;
+                    }
+                    freed += b.len() as u64;
+                    false
+                });
+                g.cold_bytes -= freed;
+            }
         }
         g.hot_bytes += len;
         g.hot.insert(id, bytes);
@@ -91,11 +132,14 @@ impl ChunkCache {
     #[cfg(test)]
     fn held(&self) -> u64 {
         let g = self.gens();
-        g.hot
+        let counted: u64 = g
+            .hot
             .values()
             .chain(g.cold.values())
             .map(|b| b.len() as u64)
-            .sum()
+            .sum();
+        assert_eq!(counted, g.hot_bytes + g.cold_bytes);
+        counted
     }
 }
 
@@ -139,5 +183,25 @@ mod tests {
         let (id, b) = chunk(1, 10);
         off.insert(id, b);
         assert!(off.get(&id).is_none());
+    }
+
+    #[test]
+    fn a_working_set_up_to_the_bound_stays_when_read_in_turn() {
+        let c = ChunkCache::new(64 << 10);
+        // 60 KiB, more than half the bound.
+        let set: Vec<(ChunkId, Bytes)> = (0..15).map(|i| chunk(i, 4096)).collect();
+        for (id, b) in &set {
+            c.insert(*id, b.clone());
+        }
+        for round in 0..5 {
+            // Other chunks come and are overwritten (forgotten) meanwhile.
+            let (id, b) = chunk(100 + round, 4096);
+            c.insert(id, b);
+            c.forget([id]);
+            let hits = c.get_many(set.iter().map(|(id, _)| id));
+            assert!(hits.iter().all(Option::is_some), "round {round}");
+            assert_eq!(hits[3].as_ref(), Some(&set[3].1));
+            assert!(c.held() <= 64 << 10);
+        }
     }
 }

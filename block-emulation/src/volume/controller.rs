@@ -9,7 +9,7 @@
 //! go to a fresh buffer, and reads see the committed tree under the committing buffer under
 //! the fresh one.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use cairn_core::extent::{
     overwrite, splice, Child, Leaf, NodeStore, Overwrite, Piece, Target, TreeError, TreeNode,
 };
 use cairn_core::metrics::Histogram;
-use cairn_core::ChunkId;
+use cairn_core::{ChunkId, ChunkIdMap, ChunkIdSet};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -287,7 +287,7 @@ const MAX_RUNNING: usize = 2;
 
 /// The tree a commit built, and its new nodes (not stored yet when the next commit starts
 /// from them).
-type Built = (Child, Arc<HashMap<ChunkId, TreeNode>>);
+type Built = (Child, Arc<ChunkIdMap<TreeNode>>);
 
 /// A commit under way.
 struct Running {
@@ -619,7 +619,7 @@ struct CommitJob {
     /// The tree the writes go onto.
     root: Child,
     /// That tree's nodes still being stored by the running commit that built it.
-    parent: Option<Arc<HashMap<ChunkId, TreeNode>>>,
+    parent: Option<Arc<ChunkIdMap<TreeNode>>>,
     prev: Prev,
     /// Told the new tree once built.
     built: Option<oneshot::Sender<Built>>,
@@ -636,10 +636,10 @@ struct Staged<'a> {
     client: &'a Client,
     cache: &'a NodeCache,
     /// Nodes of the tree this commit starts from that the commit before it is storing.
-    parent: Option<&'a HashMap<ChunkId, TreeNode>>,
-    nodes: Mutex<HashMap<ChunkId, Vec<u8>>>,
+    parent: Option<&'a ChunkIdMap<TreeNode>>,
+    nodes: Mutex<ChunkIdMap<Vec<u8>>>,
     /// Chunks the stored leaf nodes this commit rewrites refer to.
-    old_chunks: Mutex<HashSet<ChunkId>>,
+    old_chunks: Mutex<ChunkIdSet>,
 }
 
 impl Staged<'_> {
@@ -780,8 +780,8 @@ impl CommitJob {
             client,
             cache: &self.core.nodes,
             parent: self.parent.as_deref(),
-            nodes: Mutex::new(HashMap::new()),
-            old_chunks: Mutex::new(HashSet::new()),
+            nodes: Mutex::new(ChunkIdMap::default()),
+            old_chunks: Mutex::new(ChunkIdSet::default()),
         };
         // One pass over the tree for all runs: each node on their paths is rewritten once.
         let edits: Vec<Overwrite> = runs
@@ -800,7 +800,7 @@ impl CommitJob {
         let nodes = staged.reachable(spliced)?;
         // The next commit may start from this tree now, while this one stores it.
         if let Some(tx) = self.built.take() {
-            let new: HashMap<ChunkId, TreeNode> =
+            let new: ChunkIdMap<TreeNode> =
                 nodes.iter().map(|(id, _, n)| (*id, n.clone())).collect();
             let _ = tx.send((spliced, Arc::new(new)));
         }
@@ -958,24 +958,22 @@ async fn read_committed(
     }
     // Many pieces (a large read over small writes): the chunks the cache lacks are fetched
     // together, then every piece is cut from the cache's or the fetched bytes.
-    let mut fetched: HashMap<ChunkId, Bytes> = HashMap::new();
+    let mut wanted = ChunkIdSet::default();
+    let ids: Vec<ChunkId> = pieces
+        .iter()
+        .filter_map(|p| match p.target {
+            Target::Chunk { id, .. } if wanted.insert(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    let mut fetched = ChunkIdMap::default();
     let mut missing: Vec<ChunkId> = Vec::new();
-    let mut wanted: HashSet<ChunkId> = HashSet::new();
-    for p in &pieces {
-        if let Target::Chunk { id, .. } = p.target {
-            if fetched.contains_key(&id) {
-                continue;
+    for (id, hit) in ids.iter().zip(core.chunks.get_many(&ids)) {
+        match hit {
+            Some(b) => {
+                fetched.insert(*id, b);
             }
-            match core.chunks.get(&id) {
-                Some(b) => {
-                    fetched.insert(id, b);
-                }
-                None => {
-                    if wanted.insert(id) {
-                        missing.push(id);
-                    }
-                }
-            }
+            None => missing.push(*id),
         }
     }
     if !missing.is_empty() {

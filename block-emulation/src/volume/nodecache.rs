@@ -2,12 +2,11 @@
 //! decompresses, verifies and decodes every node on its path from the root. Nodes are named by
 //! their content hash, so a cached node can never be stale; the cache only bounds memory.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cairn_client::{Client, ClientError};
 use cairn_core::extent::{Child, NodeStore, Piece, Target, TreeError, TreeNode, MAX_DEPTH};
-use cairn_core::ChunkId;
+use cairn_core::{ChunkId, ChunkIdMap};
 
 /// A decoded node with the end offset of each entry, for binary search.
 pub(crate) struct CachedNode {
@@ -62,9 +61,9 @@ pub(crate) struct NodeCache {
 
 #[derive(Default)]
 struct Gens {
-    hot: HashMap<ChunkId, Arc<CachedNode>>,
+    hot: ChunkIdMap<Arc<CachedNode>>,
     hot_entries: usize,
-    cold: HashMap<ChunkId, Arc<CachedNode>>,
+    cold: ChunkIdMap<Arc<CachedNode>>,
 }
 
 impl NodeCache {

@@ -10,13 +10,13 @@
 //! costs one call per node per batch, never a read of data. Nothing here takes a lock the
 //! volume's I/O path uses: the head and snapshots are read from the store as committed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use cairn_client::{now_ms, ClientError, ReplicaCount};
 use cairn_core::extent::{Child, NodeStore, Target, TreeNode, MAX_DEPTH};
 use cairn_core::metrics::{self, MetricsSource};
-use cairn_core::ChunkId;
+use cairn_core::{ChunkId, ChunkIdMap, ChunkIdSet};
 
 use super::nodecache::NodeCache;
 use super::{tree_root, VolumeError, Volumes};
@@ -137,8 +137,8 @@ impl VolumeUsage {
 /// the tree nodes, and inline bytes.
 #[derive(Default)]
 struct Reached {
-    data: HashMap<ChunkId, u64>,
-    nodes: HashSet<ChunkId>,
+    data: ChunkIdMap<u64>,
+    nodes: ChunkIdSet,
     inline_bytes: u64,
 }
 
@@ -153,7 +153,7 @@ impl Reached {
 async fn walk<S: NodeStore<Error = ClientError>>(
     nodes: &S,
     root: Child,
-    seen: &mut HashSet<ChunkId>,
+    seen: &mut ChunkIdSet,
     into: &mut Reached,
 ) -> Result<(), ClientError> {
     let mut stack: Vec<(Child, usize)> = vec![(root, 0)];
@@ -282,7 +282,7 @@ impl Volumes {
             Ok(s) => s,
             Err(e) => return offline(u, format!("its snapshots cannot be listed: {e}")),
         };
-        let mut seen = HashSet::new();
+        let mut seen = ChunkIdSet::default();
         let mut head_reached = Reached::default();
         if let Err(e) = walk(nodes, tree_root(&head)?, &mut seen, &mut head_reached).await {
             return offline(u, format!("its tree cannot be read: {e}"));
