@@ -236,6 +236,59 @@ async fn the_write_buffer_stays_bounded_and_commits_under_pressure() {
     .await
 }
 
+/// The bound is the site's, not each volume's: two volumes written at once hold at most the
+/// budget together (plus the writes just buffered and not yet acknowledged), and both finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_share_one_write_back_budget() {
+    bounded(async {
+        let (_d, client) = site();
+        let bound = MIB;
+        let vols = Arc::new(Volumes::new(
+            client.clone(),
+            VolumeConfig {
+                max_dirty_bytes: bound,
+                ..manual()
+            },
+        ));
+        let size = 16 * MIB;
+        let piece: u64 = 64 << 10;
+        let writers = 4u64;
+        for name in ["a", "b"] {
+            vols.create(name, size, 4096, 65536).await.unwrap();
+        }
+        let mut tasks = Vec::new();
+        for (n, name) in ["a", "b"].into_iter().enumerate() {
+            let v = vols.open(name).await.unwrap();
+            for w in 0..writers / 2 {
+                let (v, vols) = (v.clone(), vols.clone());
+                tasks.push(tokio::spawn(async move {
+                    for i in (w..size / piece).step_by(writers as usize / 2) {
+                        let data = Bytes::from(vec![(i % 251) as u8 + n as u8; piece as usize]);
+                        v.write(i * piece, data, false).await.unwrap();
+                        // Each other writer may have buffered one piece not yet acknowledged.
+                        let held = vols.dirty_bytes();
+                        assert!(held <= bound + writers * piece, "{held} bytes buffered");
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for (n, name) in ["a", "b"].into_iter().enumerate() {
+            let v = vols.open(name).await.unwrap();
+            for i in 0..size / piece {
+                let got = v.read(i * piece, piece as u32).await.unwrap();
+                assert!(
+                    got.iter().all(|&x| x == (i % 251) as u8 + n as u8),
+                    "{name} {i}"
+                );
+            }
+        }
+    })
+    .await
+}
+
 /// Writers that flush at once: a commit starts on the tree of the one still being stored
 /// (commits overlap), reads see every acknowledged write throughout, and every flush that
 /// returned is durable as a committed version: another manager opening the volume reads it.

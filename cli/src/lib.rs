@@ -211,6 +211,24 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 /// The volume chunk cache's bound: `mib` when given, else a share of this machine's memory
 /// (`/proc/meminfo`), else the library's default.
 pub fn volume_cache_bytes(mib: Option<u64>) -> u64 {
+    memory_share(
+        mib,
+        cairn_block::volume::chunk_cache_for_memory,
+        cairn_block::volume::DEFAULT_CHUNK_CACHE_BYTES,
+    )
+}
+
+/// The volumes' write-back budget: `mib` when given, else a share of this machine's memory,
+/// else the library's default.
+pub fn volume_dirty_bytes(mib: Option<u64>) -> u64 {
+    memory_share(
+        mib,
+        cairn_block::volume::dirty_for_memory,
+        cairn_block::volume::DEFAULT_DIRTY_BYTES,
+    )
+}
+
+fn memory_share(mib: Option<u64>, share: fn(u64) -> u64, unknown: u64) -> u64 {
     if let Some(mib) = mib {
         return mib.saturating_mul(1 << 20);
     }
@@ -219,8 +237,5 @@ pub fn volume_cache_bytes(mib: Option<u64>) -> u64 {
             .find_map(|l| l.strip_prefix("MemTotal:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
     });
-    match total_kib {
-        Some(kib) => cairn_block::volume::chunk_cache_for_memory(kib.saturating_mul(1024)),
-        None => cairn_block::volume::DEFAULT_CHUNK_CACHE_BYTES,
-    }
+    total_kib.map_or(unknown, |kib| share(kib.saturating_mul(1024)))
 }

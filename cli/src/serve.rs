@@ -110,6 +110,11 @@ pub struct ServeArgs {
     /// machine's memory, between 64 MiB and 4 GiB.
     #[arg(long, env = "CAIRN_VOLUME_CACHE_MIB")]
     pub volume_cache_mib: Option<u64>,
+    /// MiB of acknowledged writes all volumes together hold in memory before they are
+    /// committed (writers wait past it; a flush commits at once). Default: an eighth of the
+    /// machine's memory, between 64 MiB and 4 GiB.
+    #[arg(long, env = "CAIRN_VOLUME_DIRTY_MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub volume_dirty_mib: Option<u64>,
     /// Seconds between checks of every volume's health and used bytes (for /metrics).
     #[arg(long, default_value_t = 30, env = "CAIRN_VOLUME_HEALTH_INTERVAL")]
     pub volume_health_interval: u64,
@@ -284,6 +289,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         VolumeConfig {
             commit_interval: Duration::from_secs_f64(args.volume_commit_interval.max(0.001)),
             chunk_cache_bytes: crate::volume_cache_bytes(args.volume_cache_mib),
+            max_dirty_bytes: crate::volume_dirty_bytes(args.volume_dirty_mib),
             ..VolumeConfig::default()
         },
     ));

@@ -25,6 +25,7 @@ use cairn_core::{ChunkId, ChunkIdMap, ChunkIdSet};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::budget::DirtyBudget;
 use super::chunkcache::ChunkCache;
 use super::nodecache::NodeCache;
 use super::overlay::{Overlay, Seg};
@@ -45,6 +46,21 @@ const NODE_CACHE_ENTRIES: usize = 512 << 10;
 /// Default bound of the chunk cache shared by a site's volumes when the machine's memory is
 /// not known (see [`chunk_cache_for_memory`]).
 pub const DEFAULT_CHUNK_CACHE_BYTES: u64 = 256 << 20;
+
+/// Default write-back budget of a site's volumes when the machine's memory is not known (see
+/// [`dirty_for_memory`]).
+pub const DEFAULT_DIRTY_BYTES: u64 = 64 << 20;
+
+/// The write-back budget a machine with `mem_total` bytes of memory gets by default: an
+/// eighth of it, between 64 MiB and 4 GiB, shared by every volume (a page cache lets dirty
+/// pages take a fifth of memory by default). A volume rewritten faster than it commits
+/// absorbs the rewrites there, as a file does in the page cache.
+pub fn dirty_for_memory(mem_total: u64) -> u64 {
+    (mem_total / 8).clamp(64 << 20, 4 << 30)
+}
+
+/// Most a volume buffers before it commits in the background (less when the budget is small).
+const COMMIT_AFTER_BYTES: u64 = 64 << 20;
 
 /// The chunk cache a machine with `mem_total` bytes of memory gets by default: an eighth of
 /// it, between 64 MiB and 4 GiB (a storage node's caches usually take a share of its memory,
@@ -75,8 +91,9 @@ enum Cmd {
 pub struct VolumeConfig {
     /// A volume with buffered writes commits at least this often.
     pub commit_interval: Duration,
-    /// Most written bytes a volume buffers; writers wait (their acknowledgement is held) while
-    /// the buffer is over it. A commit starts in the background at half of it.
+    /// Most written bytes all volumes together buffer; writers wait (their acknowledgement
+    /// is held) while they are over it. A volume commits in the background once it buffers
+    /// half of it or 64 MiB, whichever is less, and every volume does past half of it.
     pub max_dirty_bytes: u64,
     /// Bytes of recently read and written chunks kept in memory for all volumes together
     /// (0: none).
@@ -87,7 +104,7 @@ impl Default for VolumeConfig {
     fn default() -> Self {
         VolumeConfig {
             commit_interval: Duration::from_secs(1),
-            max_dirty_bytes: 64 << 20,
+            max_dirty_bytes: DEFAULT_DIRTY_BYTES,
             chunk_cache_bytes: DEFAULT_CHUNK_CACHE_BYTES,
         }
     }
@@ -197,14 +214,20 @@ struct Core {
     /// Chunk bytes, shared with the site's other volumes.
     chunks: Arc<ChunkCache>,
     stats: Arc<VolumeStats>,
-    max_dirty_bytes: u64,
-    /// Bumped whenever a commit ends: writers held over the buffer bound look again.
-    commits_ended: watch::Sender<u64>,
+    /// The write-back budget shared with the site's other volumes.
+    budget: Arc<DirtyBudget>,
+    /// This volume commits in the background once it buffers this much.
+    commit_after: u64,
 }
 
 impl Core {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this volume, buffering `dirty` bytes not yet committing, should commit now.
+    fn should_commit(&self, dirty: u64) -> bool {
+        dirty > 0 && (dirty > self.commit_after || self.budget.pressing())
     }
 }
 
@@ -236,6 +259,7 @@ pub(crate) fn spawn(
     config: VolumeConfig,
     stats: Arc<VolumeStats>,
     chunks: Arc<ChunkCache>,
+    budget: Arc<DirtyBudget>,
 ) -> (Arc<Volume>, watch::Receiver<bool>) {
     let (tx, rx) = mpsc::channel(1024);
     stats.size.store(start.root.len, Ordering::Relaxed);
@@ -251,8 +275,8 @@ pub(crate) fn spawn(
         nodes: NodeCache::new(NODE_CACHE_ENTRIES),
         chunks,
         stats,
-        max_dirty_bytes: config.max_dirty_bytes,
-        commits_ended: watch::channel(0).0,
+        commit_after: (config.max_dirty_bytes / 2).min(COMMIT_AFTER_BYTES),
+        budget,
     });
     let volume = Arc::new(Volume {
         name: start.name.clone(),
@@ -379,7 +403,11 @@ impl Controller {
             self.start_commit().await;
             self.settle().await;
         }
-        let left = self.core.state().dirty.data_bytes();
+        let left = {
+            let st = self.core.state();
+            self.core.budget.change(st.buffered(), 0);
+            st.dirty.data_bytes()
+        };
         if left > 0 {
             tracing::error!(volume = %self.name, bytes = left,
                 "volume closed with writes that could not be committed");
@@ -504,6 +532,7 @@ impl Controller {
         let mut failed = vec![done];
         let (outcome, pressing) = {
             let mut st = self.core.state();
+            let before = st.buffered();
             let outcome = match res {
                 Ok((root, etag)) => {
                     st.root = root;
@@ -531,13 +560,11 @@ impl Controller {
                     Err(block_error(e))
                 }
             };
-            stats.dirty_bytes.store(st.buffered(), Ordering::Relaxed);
-            (
-                outcome,
-                st.dirty.data_bytes() > self.core.max_dirty_bytes / 2,
-            )
+            let after = st.buffered();
+            stats.dirty_bytes.store(after, Ordering::Relaxed);
+            self.core.budget.change(before, after);
+            (outcome, self.core.should_commit(st.dirty.data_bytes()))
         };
-        self.core.commits_ended.send_modify(|n| *n += 1);
         for (i, r) in failed.into_iter().enumerate() {
             if i > 0 {
                 // Built on the failed one: it cannot apply (its condition never comes), and
@@ -599,11 +626,13 @@ impl Controller {
         if size < len {
             // Writes buffered while the tree shrank (they passed the old size check) are cut
             // at the new end.
+            let before = st.buffered();
             let kept = st.dirty.pieces(0, size);
             st.dirty = Overlay::default();
             for (s, seg) in kept {
                 st.dirty.insert(s, seg);
             }
+            self.core.budget.change(before, st.buffered());
         }
         self.core.stats.size.store(size, Ordering::Relaxed);
         Ok(())
@@ -1160,12 +1189,14 @@ impl Volume {
                     size,
                 });
             }
+            let before = st.buffered();
             st.dirty.insert(at, seg);
             let buffered = st.buffered();
             core.stats.dirty_bytes.store(buffered, Ordering::Relaxed);
+            core.budget.change(before, buffered);
             (
-                buffered > core.max_dirty_bytes,
-                st.dirty.data_bytes() > core.max_dirty_bytes / 2,
+                core.budget.over(),
+                core.should_commit(st.dirty.data_bytes()),
             )
         };
         if fua {
@@ -1176,12 +1207,13 @@ impl Volume {
             let _ = self.tx.try_send(Cmd::Kick);
         }
         if over {
-            let mut ended = core.commits_ended.subscribe();
-            while core.state().buffered() > core.max_dirty_bytes {
+            // Held until the site's volumes together are back under the budget.
+            let mut released = core.budget.subscribe();
+            while core.budget.over() {
                 if self.tx.is_closed() {
                     return Err(self.gone());
                 }
-                if ended.changed().await.is_err() {
+                if released.changed().await.is_err() {
                     return Err(self.gone());
                 }
             }

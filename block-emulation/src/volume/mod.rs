@@ -10,6 +10,7 @@
 //! the object's metadata.
 
 mod backup;
+mod budget;
 mod chunkcache;
 mod controller;
 mod nodecache;
@@ -30,7 +31,8 @@ use tokio::sync::{watch, Mutex};
 
 pub use backup::{LayoutPiece, Restore, SnapshotLayout};
 pub use controller::{
-    chunk_cache_for_memory, Volume, VolumeConfig, VolumeStats, DEFAULT_CHUNK_CACHE_BYTES, MAX_IO,
+    chunk_cache_for_memory, dirty_for_memory, Volume, VolumeConfig, VolumeStats,
+    DEFAULT_CHUNK_CACHE_BYTES, DEFAULT_DIRTY_BYTES, MAX_IO,
 };
 pub use usage::{HealthState, MonitorReport, VolumeMonitor, VolumeUsage};
 
@@ -149,6 +151,8 @@ pub struct Volumes {
     open: Mutex<HashMap<String, Open>>,
     /// Chunk bytes recently read or written, for every volume.
     chunks: Arc<chunkcache::ChunkCache>,
+    /// The write-back budget every open volume shares.
+    budget: Arc<budget::DirtyBudget>,
     /// Counters of every volume opened since start, by name (for `/metrics`).
     stats: std::sync::Mutex<BTreeMap<String, Arc<VolumeStats>>>,
 }
@@ -159,10 +163,16 @@ impl Volumes {
         Volumes {
             client,
             chunks: Arc::new(chunkcache::ChunkCache::new(config.chunk_cache_bytes)),
+            budget: Arc::new(budget::DirtyBudget::new(config.max_dirty_bytes)),
             config,
             open: Mutex::new(HashMap::new()),
             stats: std::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Written bytes the open volumes buffer together (what the write-back budget bounds).
+    pub fn dirty_bytes(&self) -> u64 {
+        self.budget.used()
     }
 
     async fn ensure_bucket(&self) -> Result<(), VolumeError> {
@@ -320,6 +330,7 @@ impl Volumes {
             self.config.clone(),
             stats,
             self.chunks.clone(),
+            self.budget.clone(),
         );
         open.insert(
             name.to_string(),

@@ -204,6 +204,9 @@ pub struct VolumesSection {
     /// MiB of recently read and written volume data kept in memory, for all volumes (0: none;
     /// default: an eighth of the machine's memory, between 64 MiB and 4 GiB).
     pub cache_mib: Option<u64>,
+    /// MiB of acknowledged writes all volumes hold in memory before they are committed
+    /// (writers wait past it; default: an eighth of the machine's memory, 64 MiB to 4 GiB).
+    pub dirty_mib: Option<u64>,
 }
 
 impl Default for VolumesSection {
@@ -213,6 +216,7 @@ impl Default for VolumesSection {
             commit_interval: 1.0,
             health_interval: 30,
             cache_mib: None,
+            dirty_mib: None,
         }
     }
 }
@@ -225,6 +229,9 @@ impl VolumesSection {
         }
         if self.health_interval == 0 {
             bail!("[volumes] health_interval must be at least 1 second");
+        }
+        if self.dirty_mib == Some(0) {
+            bail!("[volumes] dirty_mib must be at least 1: writes wait for room in it");
         }
         Ok(())
     }
