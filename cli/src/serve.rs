@@ -290,7 +290,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             commit_interval: Duration::from_secs_f64(args.volume_commit_interval.max(0.001)),
             chunk_cache_bytes: crate::volume_cache_bytes(args.volume_cache_mib),
             max_dirty_bytes: crate::volume_dirty_bytes(args.volume_dirty_mib),
-            ..VolumeConfig::default()
         },
     ));
     let nbd = if args.no_nbd {

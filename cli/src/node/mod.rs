@@ -377,7 +377,6 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             commit_interval: Duration::from_secs_f64(config.volumes.commit_interval),
             chunk_cache_bytes: crate::volume_cache_bytes(config.volumes.cache_mib),
             max_dirty_bytes: crate::volume_dirty_bytes(config.volumes.dirty_mib),
-            ..cairn_block::VolumeConfig::default()
         },
     ));
     let nbd_addr = if roles.has(Role::S3) && config.volumes.nbd {
