@@ -129,6 +129,15 @@ pub struct StoredChunk {
 }
 
 impl StoredChunk {
+    /// Raw chunk bytes stored as they are (no compression attempt).
+    pub fn raw(raw: Bytes) -> StoredChunk {
+        StoredChunk {
+            codec: Codec::Raw,
+            raw_len: raw.len() as u32,
+            payload: raw,
+        }
+    }
+
     /// Encodes raw chunk bytes (compressing when it pays).
     pub fn encode(raw: Bytes) -> StoredChunk {
         let raw_len = raw.len() as u32;

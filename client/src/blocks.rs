@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 use cairn_chunkserver::StoredChunk;
-use cairn_core::codec;
+use cairn_core::codec::{self, Codec};
 use cairn_core::extent::{Child, Leaf, NodeStore, RangeWalker, Target};
 use cairn_core::manifest::{Content, ObjectLock};
 use cairn_core::ChunkId;
@@ -37,6 +37,18 @@ pub struct TreeRun {
     pub hole: bool,
 }
 
+/// A chunk for [`Client::store_hashed`]: its id (the hash of `bytes`), its bytes, and whether
+/// to store it without trying to compress it.
+#[derive(Clone, Debug)]
+pub struct Hashed {
+    /// [`ChunkId::of`] `bytes`.
+    pub id: ChunkId,
+    /// The chunk.
+    pub bytes: Bytes,
+    /// Store as is (no compression attempt).
+    pub raw: bool,
+}
+
 impl Client {
     /// Hashes, compresses and durably stores one extent of a volume (at the write quorum on a
     /// multi-node site); an all-zero extent is not stored. Refused when the site is full.
@@ -46,21 +58,26 @@ impl Client {
     }
 
     /// Durably stores chunks (volume extents, tree nodes) whose ids the caller computed: each
-    /// id must be [`ChunkId::of`] its bytes, so nothing is hashed twice. On a local store they
-    /// go in groups, each one durable write, so a commit of thousands of small extents costs a
-    /// few syncs rather than one each; on a multi-node site one quorum put each, several at
-    /// once. Refused when the site is full.
-    pub async fn store_hashed(&self, chunks: Vec<(ChunkId, Bytes)>) -> Result<(), ClientError> {
+    /// id must be [`ChunkId::of`] its bytes, so nothing is hashed twice. Chunks marked `raw`
+    /// are stored without a compression attempt (tree nodes: mostly chunk ids, which do not
+    /// compress). On a local store they go in groups, each one durable write, so a commit of
+    /// thousands of small extents costs a few syncs rather than one each; on a multi-node site
+    /// one quorum put each, several at once. Refused when the site is full.
+    pub async fn store_hashed(&self, chunks: Vec<Hashed>) -> Result<(), ClientError> {
         self.check_space()?;
-        debug_assert!(chunks.iter().all(|(id, b)| *id == ChunkId::of(b)));
+        debug_assert!(chunks.iter().all(|c| c.id == ChunkId::of(&c.bytes)));
         if !self.inner.chunks.groups_puts() {
             return futures::stream::iter(chunks)
-                .map(|(id, b)| {
+                .map(|c| {
                     self.blocking(move |i| {
-                        let len = b.len() as u32;
-                        codec::encode_with(&b, |codec, payload| {
-                            i.chunks.put_encoded(&id, codec, len, payload)
-                        })?;
+                        let len = c.bytes.len() as u32;
+                        if c.raw {
+                            i.chunks.put_encoded(&c.id, Codec::Raw, len, &c.bytes)?;
+                        } else {
+                            codec::encode_with(&c.bytes, |codec, payload| {
+                                i.chunks.put_encoded(&c.id, codec, len, payload)
+                            })?;
+                        }
                         Ok(())
                     })
                 })
@@ -70,25 +87,32 @@ impl Client {
                 .map(|_| ())
                 .map_err(|e| self.note_error(e));
         }
-        let mut groups: Vec<Vec<(ChunkId, Bytes)>> = Vec::new();
+        let mut groups: Vec<Vec<Hashed>> = Vec::new();
         let mut bytes = 0;
-        for (id, b) in chunks {
+        for c in chunks {
             let full = groups
                 .last()
-                .is_none_or(|g| g.len() >= GROUP_EXTENTS || bytes + b.len() > GROUP_BYTES);
+                .is_none_or(|g| g.len() >= GROUP_EXTENTS || bytes + c.bytes.len() > GROUP_BYTES);
             if full {
                 groups.push(Vec::new());
                 bytes = 0;
             }
-            bytes += b.len();
-            groups.last_mut().expect("a group").push((id, b));
+            bytes += c.bytes.len();
+            groups.last_mut().expect("a group").push(c);
         }
         futures::stream::iter(groups)
             .map(|group| {
                 self.blocking(move |i| {
                     let puts: Vec<(ChunkId, StoredChunk)> = group
                         .into_iter()
-                        .map(|(id, b)| (id, StoredChunk::encode(b)))
+                        .map(|c| {
+                            let stored = if c.raw {
+                                StoredChunk::raw(c.bytes)
+                            } else {
+                                StoredChunk::encode(c.bytes)
+                            };
+                            (c.id, stored)
+                        })
                         .collect();
                     i.chunks.put_many(&puts)?;
                     Ok(())

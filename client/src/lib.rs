@@ -24,7 +24,7 @@ mod read;
 mod scrub;
 mod types;
 
-pub use blocks::{tree_etag, TreeRun};
+pub use blocks::{tree_etag, Hashed, TreeRun};
 pub use checksum::{checksum_of, decode as decode_checksum, ChecksumAlgorithm};
 pub use client::{now_ms, Client};
 pub use copy::{CopyOptions, PartCopyResult};

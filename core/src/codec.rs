@@ -78,12 +78,33 @@ fn pays(compressed: usize, len: usize) -> bool {
     compressed < len - len / 16
 }
 
-/// The probe: compresses 16 KiB from the middle of a large chunk into `buf`; `false` when even
-/// that does not pay (media, archives, encrypted bytes), so the full attempt is skipped. The
-/// middle, because headers of media files often compress when the rest won't.
+/// Leading bytes of a small chunk whose byte frequencies are looked at before compressing it.
+const SMALL_PROBE_LEN: usize = 4096;
+
+/// Whether `sample`'s byte frequencies are as even as random bytes' (compressed, encrypted or
+/// random data, which zstd cannot shrink): the sum of squared byte counts of `n` random bytes
+/// is about n²/256 + n, and any skew (text, code, records, sparse data) raises it well above.
+/// Costs a histogram, a fraction of a failed zstd attempt on the same bytes.
+fn looks_random(sample: &[u8]) -> bool {
+    if sample.len() < 512 {
+        return false;
+    }
+    let mut counts = [0u32; 256];
+    for &b in sample {
+        counts[usize::from(b)] += 1;
+    }
+    let n = sample.len() as u64;
+    let sum_sq: u64 = counts.iter().map(|&c| u64::from(c) * u64::from(c)).sum();
+    sum_sq * 4 <= (n * n / 256 + n) * 5
+}
+
+/// The probe, so the full attempt is skipped for data that will not compress: for a large
+/// chunk, compresses 16 KiB from its middle into `buf` and says whether that paid (the middle,
+/// because headers of media files often compress when the rest won't); for a small one (a
+/// volume's 4 KiB write, say), whether its first bytes are not evenly spread like random ones.
 fn probe_pays(raw: &[u8], buf: &mut Vec<u8>) -> bool {
     if raw.len() <= 2 * PROBE_LEN {
-        return true;
+        return !looks_random(&raw[..raw.len().min(SMALL_PROBE_LEN)]);
     }
     let mid = raw.len() / 2 - PROBE_LEN / 2;
     let sample = &raw[mid..mid + PROBE_LEN];
@@ -185,6 +206,32 @@ mod tests {
             assert_eq!(codec, Codec::Raw);
             assert_eq!(payload, tiny);
         });
+    }
+
+    #[test]
+    fn small_chunks_are_probed_by_their_byte_frequencies() {
+        let mut random = vec![0u8; 4096];
+        rand::thread_rng().fill_bytes(&mut random);
+        assert!(looks_random(&random));
+        assert_eq!(encode(&random), (Codec::Raw, None));
+        // Text, sparse records and skewed binary data still compress.
+        let text: Vec<u8> = b"the quick brown fox jumps over the lazy dog. "
+            .iter()
+            .copied()
+            .cycle()
+            .take(4096)
+            .collect();
+        let sparse: Vec<u8> = (0..4096u32)
+            .map(|i| if i % 64 < 8 { i as u8 } else { 0 })
+            .collect();
+        let mut skewed = random.clone();
+        skewed.iter_mut().for_each(|b| *b &= 0x3f);
+        for data in [&text, &sparse, &skewed] {
+            assert!(!looks_random(data));
+            assert_eq!(encode(data).0, Codec::Zstd);
+        }
+        // Too small to judge: left to zstd.
+        assert!(!looks_random(&random[..100]));
     }
 
     #[test]

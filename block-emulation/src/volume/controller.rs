@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use cairn_client::{tree_etag, Client, ClientError, WriteCondition};
+use cairn_client::{tree_etag, Client, ClientError, Hashed, WriteCondition};
 use cairn_core::extent::{
     overwrite, splice, Child, Leaf, NodeStore, Overwrite, Piece, Target, TreeError, TreeNode,
 };
@@ -841,9 +841,18 @@ impl CommitJob {
                 _ => None,
             })
             .collect();
-        let mut chunks = written.clone();
-        chunks.extend(nodes.iter().map(|(id, b, _)| (*id, b.clone())));
-        client.store_hashed(chunks).await?;
+        let extents = written.iter().map(|(id, b)| Hashed {
+            id: *id,
+            bytes: b.clone(),
+            raw: false,
+        });
+        // Tree nodes are mostly chunk ids: compressing them costs a commit more than it saves.
+        let tree = nodes.iter().map(|(id, b, _)| Hashed {
+            id: *id,
+            bytes: b.clone(),
+            raw: true,
+        });
+        client.store_hashed(extents.chain(tree).collect()).await?;
         // The next commit and reads start from these nodes: keep them decoded; and what was
         // just written is what is likely read next. (Copied: a window may be a slice of a
         // much larger write buffer, which the cache must not keep alive.)
