@@ -66,6 +66,11 @@ pub trait BlockDevice: Send + Sync {
     fn read_only(&self) -> bool;
     /// `len` bytes from `offset`.
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, BlockError>;
+    /// The same bytes as [`BlockDevice::read`], as consecutive pieces a front end can send
+    /// without joining them first (a volume's read over many extents copies nothing).
+    async fn read_pieces(&self, offset: u64, len: u32) -> Result<Vec<Bytes>, BlockError> {
+        Ok(vec![self.read(offset, len).await?])
+    }
     /// Writes `data` at `offset`; with `fua`, returns once this write is durable.
     async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), BlockError>;
     /// Makes `[offset, offset + len)` read as zeros, storing nothing for it.

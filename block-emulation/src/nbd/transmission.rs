@@ -2,12 +2,13 @@
 //! own task (bounded per connection in number and in buffered bytes), and one writer task
 //! sends the replies whole, in the order they complete.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -22,7 +23,8 @@ use crate::device::{BlockDevice, BlockError};
 /// One reply, written whole; its permits are released once it is on the socket.
 struct Reply {
     head: Vec<u8>,
-    data: Bytes,
+    /// The data after `head`, in pieces sent as they are (vectored writes, no joining).
+    data: Vec<Bytes>,
     _permits: Vec<OwnedSemaphorePermit>,
 }
 
@@ -211,7 +213,7 @@ async fn run(
     let cookie = req.cookie;
     let dev = &ctx.device;
     let stats = op_stats(&ctx.shared, req.kind);
-    let result: Result<(Vec<u8>, Bytes), BlockError> = match cmd {
+    let result: Result<(Vec<u8>, Vec<Bytes>), BlockError> = match cmd {
         Command::Read { offset, len } => read(dev.as_ref(), offset, len).await.map(|data| {
             let head = if ctx.structured {
                 proto::offset_data_header(cookie, offset, len)
@@ -252,7 +254,7 @@ async fn run(
         } => dev.allocation(offset, u64::from(len)).await.map(|map| {
             (
                 proto::block_status_chunk(cookie, &map, len, req_one),
-                Bytes::new(),
+                Vec::new(),
             )
         }),
         Command::Disc => return,
@@ -293,28 +295,28 @@ async fn run(
 }
 
 /// A read that returned exactly `len` bytes (a simple reply cannot say otherwise).
-async fn read(dev: &dyn BlockDevice, offset: u64, len: u32) -> Result<Bytes, BlockError> {
+async fn read(dev: &dyn BlockDevice, offset: u64, len: u32) -> Result<Vec<Bytes>, BlockError> {
     if len == 0 {
-        return Ok(Bytes::new());
+        return Ok(Vec::new());
     }
-    let data = dev.read(offset, len).await?;
-    if data.len() != len as usize {
+    let data = dev.read_pieces(offset, len).await?;
+    let got: usize = data.iter().map(Bytes::len).sum();
+    if got != len as usize {
         return Err(BlockError::Io(format!(
-            "the device returned {} bytes for a {len}-byte read",
-            data.len()
+            "the device returned {got} bytes for a {len}-byte read"
         )));
     }
     Ok(data)
 }
 
 /// The success reply of a command without data.
-fn done(structured: bool, cookie: u64) -> (Vec<u8>, Bytes) {
+fn done(structured: bool, cookie: u64) -> (Vec<u8>, Vec<Bytes>) {
     let head = if structured {
         proto::chunk_header(proto::REPLY_FLAG_DONE, proto::REPLY_TYPE_NONE, cookie, 0).to_vec()
     } else {
         proto::simple_reply(cookie, 0).to_vec()
     };
-    (head, Bytes::new())
+    (head, Vec::new())
 }
 
 fn error_reply(structured: bool, cookie: u64, errno: u32, message: &str) -> Reply {
@@ -325,7 +327,7 @@ fn error_reply(structured: bool, cookie: u64, errno: u32, message: &str) -> Repl
     };
     Reply {
         head,
-        data: Bytes::new(),
+        data: Vec::new(),
         _permits: Vec::new(),
     }
 }
@@ -343,15 +345,51 @@ fn op_stats(shared: &Shared, kind: u16) -> Option<&OpStats> {
     })
 }
 
+/// Writes `head`, then `pieces`, whole: vectored writes, so a large read's pieces go to the
+/// socket without being joined (the buffered writer passes writes of its size or more through).
+async fn write_pieces<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    head: &[u8],
+    pieces: &[Bytes],
+) -> std::io::Result<()> {
+    let bufs: Vec<&[u8]> = std::iter::once(head)
+        .chain(pieces.iter().map(|p| &p[..]))
+        .filter(|b| !b.is_empty())
+        .collect();
+    // The first buffer not wholly written, and how much of it was.
+    let (mut first, mut skip) = (0, 0);
+    while first < bufs.len() {
+        let slices: Vec<IoSlice<'_>> = bufs[first..]
+            .iter()
+            .take(64)
+            .enumerate()
+            .map(|(i, b)| IoSlice::new(if i == 0 { &b[skip..] } else { b }))
+            .collect();
+        let mut n = w.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && first < bufs.len() {
+            let left = bufs[first].len() - skip;
+            if n >= left {
+                n -= left;
+                first += 1;
+                skip = 0;
+            } else {
+                skip += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes replies as they come, flushing whenever none is waiting; ends when every sender is
 /// gone (then closes the sending side) or the socket fails.
 async fn write_replies(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>) -> std::io::Result<()> {
     let mut w = BufWriter::with_capacity(64 << 10, wr);
     while let Some(reply) = rx.recv().await {
-        w.write_all(&reply.head).await?;
-        if !reply.data.is_empty() {
-            w.write_all(&reply.data).await?;
-        }
+        write_pieces(&mut w, &reply.head, &reply.data).await?;
         drop(reply);
         if rx.is_empty() {
             w.flush().await?;
@@ -359,4 +397,73 @@ async fn write_replies(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>) -> std
     }
     w.flush().await?;
     w.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// A socket that takes at most 7 bytes per write, vectored or not.
+    struct Trickle(Vec<u8>);
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(7);
+            self.0.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(7 - n);
+                self.0.extend_from_slice(&b[..take]);
+                n += take;
+                if n == 7 {
+                    break;
+                }
+            }
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn pieces_are_written_whole_and_in_order_through_short_writes() {
+        let pieces: Vec<Bytes> = (0..100u8)
+            .map(|i| Bytes::from(vec![i; usize::from(i % 13)]))
+            .collect();
+        let mut want = b"head".to_vec();
+        pieces.iter().for_each(|p| want.extend_from_slice(p));
+        let mut w = Trickle(Vec::new());
+        write_pieces(&mut w, b"head", &pieces).await.unwrap();
+        assert_eq!(w.0, want);
+        // Through the connection's buffered writer too, large and small.
+        let mut w = BufWriter::with_capacity(64, Trickle(Vec::new()));
+        write_pieces(&mut w, b"head", &pieces).await.unwrap();
+        w.flush().await.unwrap();
+        assert_eq!(w.into_inner().0, want);
+    }
 }

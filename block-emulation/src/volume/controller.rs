@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use cairn_client::{tree_etag, Client, ClientError, Hashed, WriteCondition};
 use cairn_core::extent::{
-    overwrite, splice, Child, Leaf, NodeStore, Overwrite, Piece, Target, TreeError, TreeNode,
+    overwrite, splice, Child, Leaf, NodeStore, Overwrite, Target, TreeError, TreeNode,
 };
 use cairn_core::metrics::Histogram;
 use cairn_core::{ChunkId, ChunkIdMap, ChunkIdSet};
@@ -959,40 +959,38 @@ fn zeros(len: usize) -> Bytes {
     }
 }
 
-/// `[start, end)` of the committed tree at `root`, several chunks fetched at once.
-async fn read_committed(
+/// `[start, end)` of the committed tree at `root` as the pieces it is made of, in order (slices
+/// of cached or fetched chunks, shared zeros; nothing copied), several chunks fetched at once.
+async fn committed_pieces(
     core: &Core,
     root: Child,
     start: u64,
     end: u64,
-) -> Result<Bytes, ClientError> {
+) -> Result<Vec<Bytes>, ClientError> {
     let client = &core.client;
     let pieces = core.nodes.pieces(client, root, start, end).await?;
-    let part = |p: Piece| async move {
+    let cut = |whole: &Bytes, off: usize, len: usize| match off.checked_add(len) {
+        Some(e) if e <= whole.len() => Ok(whole.slice(off..e)),
+        _ => Err(ClientError::Corrupt(format!(
+            "a volume's tree reaches past the end of a {}-byte piece",
+            whole.len()
+        ))),
+    };
+    if let [p] = pieces.as_slice() {
         let (off, len) = (p.offset as usize, p.len as usize);
-        let whole = match p.target {
-            Target::Zeros => return Ok(zeros(len)),
-            Target::Inline(b) => b,
-            Target::Chunk { id, .. } => match core.chunks.get(&id) {
+        let whole = match &p.target {
+            Target::Zeros => return Ok(vec![zeros(len)]),
+            Target::Inline(b) => b.clone(),
+            Target::Chunk { id, .. } => match core.chunks.get(id) {
                 Some(b) => b,
                 None => {
-                    let b = client.read_chunk_bytes(id).await?;
-                    core.chunks.insert(id, b.clone());
+                    let b = client.read_chunk_bytes(*id).await?;
+                    core.chunks.insert(*id, b.clone());
                     b
                 }
             },
         };
-        match off.checked_add(len) {
-            Some(e) if e <= whole.len() => Ok(whole.slice(off..e)),
-            _ => Err(ClientError::Corrupt(format!(
-                "a volume's tree reaches past the end of a {}-byte piece",
-                whole.len()
-            ))),
-        }
-    };
-    if let [_] = pieces.as_slice() {
-        let p = pieces.into_iter().next().expect("one piece");
-        return part(p).await;
+        return Ok(vec![cut(&whole, off, len)?]);
     }
     // Many pieces (a large read over small writes): the chunks the cache lacks are fetched
     // together, then every piece is cut from the cache's or the fetched bytes.
@@ -1021,30 +1019,43 @@ async fn read_committed(
             fetched.insert(id, b);
         }
     }
-    let mut out = BytesMut::with_capacity((end - start) as usize);
+    let mut out = Vec::with_capacity(pieces.len());
     for p in pieces {
         let (off, len) = (p.offset as usize, p.len as usize);
-        let whole = match &p.target {
-            Target::Zeros => {
-                out.resize(out.len() + len, 0);
-                continue;
+        out.push(match &p.target {
+            Target::Zeros => zeros(len),
+            Target::Inline(b) => cut(b, off, len)?,
+            Target::Chunk { id, .. } => {
+                let whole = fetched
+                    .get(id)
+                    .ok_or_else(|| ClientError::Storage(format!("chunk {id} was not read")))?;
+                cut(whole, off, len)?
             }
-            Target::Inline(b) => b,
-            Target::Chunk { id, .. } => fetched
-                .get(id)
-                .ok_or_else(|| ClientError::Storage(format!("chunk {id} was not read")))?,
-        };
-        match off.checked_add(len) {
-            Some(e) if e <= whole.len() => out.extend_from_slice(&whole[off..e]),
-            _ => {
-                return Err(ClientError::Corrupt(format!(
-                    "a volume's tree reaches past the end of a {}-byte piece",
-                    whole.len()
-                )))
-            }
-        }
+        });
     }
-    Ok(out.freeze())
+    Ok(out)
+}
+
+/// The pieces of a read as one buffer (copied only when there are several).
+fn joined(pieces: Vec<Bytes>) -> Bytes {
+    if pieces.len() == 1 {
+        return pieces.into_iter().next().unwrap_or_default();
+    }
+    let mut out = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+    for p in &pieces {
+        out.extend_from_slice(p);
+    }
+    out.freeze()
+}
+
+/// `[start, end)` of the committed tree at `root`.
+async fn read_committed(
+    core: &Core,
+    root: Child,
+    start: u64,
+    end: u64,
+) -> Result<Bytes, ClientError> {
+    committed_pieces(core, root, start, end).await.map(joined)
 }
 
 /// `[start, end)`: the committed tree with the buffered writes laid over it.
@@ -1063,10 +1074,14 @@ async fn read(
     let mut buf = if layers.covers(start, end) {
         BytesMut::zeroed((end - start) as usize)
     } else {
-        let b = read_committed(core, root, start, end)
+        let pieces = committed_pieces(core, root, start, end)
             .await
             .map_err(block_error)?;
-        BytesMut::from(&b[..])
+        let mut buf = BytesMut::with_capacity((end - start) as usize);
+        for p in &pieces {
+            buf.extend_from_slice(p);
+        }
+        buf
     };
     for (s, seg) in layers.iter() {
         let o = (s - start) as usize;
@@ -1266,6 +1281,10 @@ impl BlockDevice for Volume {
     }
 
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, BlockError> {
+        self.read_pieces(offset, len).await.map(joined)
+    }
+
+    async fn read_pieces(&self, offset: u64, len: u32) -> Result<Vec<Bytes>, BlockError> {
         let len = u64::from(len);
         self.check(offset, len)?;
         if len > MAX_IO {
@@ -1277,11 +1296,21 @@ impl BlockDevice for Volume {
         stats.reads.fetch_add(1, Ordering::Relaxed);
         stats.read_bytes.fetch_add(len, Ordering::Relaxed);
         if len == 0 {
-            return Ok(Bytes::new());
+            return Ok(Vec::new());
         }
         let started = std::time::Instant::now();
         let (root, layers) = self.view(offset, offset + len);
-        let r = read(&self.core, root, offset, offset + len, layers).await;
+        let (start, end) = (offset, offset + len);
+        let r = if layers.is_empty() {
+            // Nothing buffered here: the tree's pieces go out as they are.
+            committed_pieces(&self.core, root, start, end)
+                .await
+                .map_err(block_error)
+        } else {
+            read(&self.core, root, start, end, layers)
+                .await
+                .map(|b| vec![b])
+        };
         stats.read_latency.observe_duration(started.elapsed());
         r
     }
