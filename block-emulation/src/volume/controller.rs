@@ -1048,17 +1048,7 @@ fn joined(pieces: Vec<Bytes>) -> Bytes {
     out.freeze()
 }
 
-/// `[start, end)` of the committed tree at `root`.
-async fn read_committed(
-    core: &Core,
-    root: Child,
-    start: u64,
-    end: u64,
-) -> Result<Bytes, ClientError> {
-    committed_pieces(core, root, start, end).await.map(joined)
-}
-
-/// `[start, end)`: the committed tree with the buffered writes laid over it.
+/// `[start, end)`: the committed tree with the buffered writes (`layers`) laid over it.
 async fn read(
     core: &Core,
     root: Child,
@@ -1066,11 +1056,6 @@ async fn read(
     end: u64,
     layers: Overlay,
 ) -> Result<Bytes, BlockError> {
-    if layers.is_empty() {
-        return read_committed(core, root, start, end)
-            .await
-            .map_err(block_error);
-    }
     let mut buf = if layers.covers(start, end) {
         BytesMut::zeroed((end - start) as usize)
     } else {
