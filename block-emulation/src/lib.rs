@@ -6,8 +6,13 @@
 //! [`BlockDevice`] ([`device`]): the NBD server ([`nbd`]) today, the iSCSI target later.
 
 pub mod device;
+pub mod iscsi;
 pub mod nbd;
+pub mod scsi;
 pub mod volume;
+mod wire;
+
+pub use wire::ServerHandle;
 
 pub use device::{Allocation, BlockDevice, BlockError, Exports};
 pub use nbd::{NbdConfig, NbdHandle, NbdServer, NbdStats};

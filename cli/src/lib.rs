@@ -156,6 +156,8 @@ pub const DEFAULT_S3_LISTEN: &str = "127.0.0.1:3900";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3903";
 /// The default NBD listen address (NBD's registered port).
 pub const DEFAULT_NBD_LISTEN: &str = "127.0.0.1:10809";
+/// The default iSCSI portal address (iSCSI's registered port).
+pub const DEFAULT_ISCSI_LISTEN: &str = "127.0.0.1:3260";
 
 /// Runs the command line of `cairn`.
 pub fn run() -> anyhow::Result<()> {

@@ -15,7 +15,14 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::workers::{gc_loop, lifecycle_loop, Workers};
-use crate::{admin, parse_listen, DEFAULT_ADMIN_LISTEN, DEFAULT_NBD_LISTEN, DEFAULT_S3_LISTEN};
+use crate::{
+    admin, parse_listen, DEFAULT_ADMIN_LISTEN, DEFAULT_ISCSI_LISTEN, DEFAULT_NBD_LISTEN,
+    DEFAULT_S3_LISTEN,
+};
+
+fn parse_target_prefix(s: &str) -> Result<String, String> {
+    cairn_block::iscsi::check_target_prefix(s).map(|()| s.to_string())
+}
 
 /// Flags of `cairn serve`.
 #[derive(Args, Debug)]
@@ -102,6 +109,17 @@ pub struct ServeArgs {
     /// Do not serve volumes over NBD.
     #[arg(long, env = "CAIRN_NO_NBD")]
     pub no_nbd: bool,
+    /// Address of the iSCSI portal that serves block volumes: each volume is LUN 0 of target
+    /// `PREFIX:VOLUME` (`iscsi://ADDR/PREFIX:VOLUME/0`).
+    #[arg(long, default_value = DEFAULT_ISCSI_LISTEN, value_parser = parse_listen, env = "CAIRN_ISCSI_LISTEN")]
+    pub iscsi_listen: SocketAddr,
+    /// Do not serve volumes over iSCSI.
+    #[arg(long, env = "CAIRN_NO_ISCSI")]
+    pub no_iscsi: bool,
+    /// Prefix of the iSCSI target names, an iSCSI qualified name (default
+    /// iqn.2026-12.dev.cairn:local).
+    #[arg(long, env = "CAIRN_ISCSI_TARGET_PREFIX", value_parser = parse_target_prefix)]
+    pub iscsi_target_prefix: Option<String>,
     /// Seconds between commits of a volume's buffered writes when clients do not flush.
     #[arg(long, default_value_t = 1.0, env = "CAIRN_VOLUME_COMMIT_INTERVAL")]
     pub volume_commit_interval: f64,
@@ -306,6 +324,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             })?;
         Some(server)
     };
+    let iscsi_prefix = args
+        .iscsi_target_prefix
+        .clone()
+        .unwrap_or_else(|| cairn_block::iscsi::default_target_prefix(""));
+    let iscsi = if args.no_iscsi {
+        None
+    } else {
+        let exports: Arc<dyn cairn_block::Exports> = volumes.clone();
+        let server = cairn_block::iscsi::IscsiServer::bind(
+            args.iscsi_listen,
+            exports,
+            volumes.clone(),
+            cairn_block::iscsi::IscsiConfig {
+                target_prefix: iscsi_prefix.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for iSCSI: pass another --iscsi-listen, or --no-iscsi",
+                args.iscsi_listen
+            )
+        })?;
+        Some(server)
+    };
     let s3_addr = s3.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let token = admin::load_or_create_token(dir)?;
@@ -373,6 +417,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let nbd_addr = nbd.as_ref().map(|n| n.local_addr()).transpose()?;
     let nbd_task = nbd.map(|n| tokio::spawn(n.serve(stopped(stop_rx.clone()))));
+    let iscsi_addr = iscsi.as_ref().map(|n| n.local_addr()).transpose()?;
+    let iscsi_task = iscsi.map(|n| tokio::spawn(n.serve(stopped(stop_rx.clone()))));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         client.clone(),
@@ -387,6 +433,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("S3 endpoint:    http://{s3_addr}");
     if let Some(addr) = nbd_addr {
         println!("NBD endpoint:   nbd://{addr}/VOLUME");
+    }
+    if let Some(addr) = iscsi_addr {
+        println!("iSCSI endpoint: iscsi://{addr}/{iscsi_prefix}:VOLUME/0");
     }
     println!("Admin endpoint: http://{admin_addr}");
     println!("Data dir:       {}", dir.display());
@@ -409,6 +458,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, "NBD server stopped with an error"),
             Err(e) => warn!(error = %e, "NBD server task failed"),
+        }
+    }
+    if let Some(task) = iscsi_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "iSCSI target stopped with an error"),
+            Err(e) => warn!(error = %e, "iSCSI target task failed"),
         }
     }
     // Every front end has stopped: commit what the open volumes still buffer.

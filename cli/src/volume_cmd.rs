@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use cairn_block::iscsi::{ChapSecret, ExportAccess};
 use cairn_block::volume::{SnapshotInfo, VolumeInfo, DEFAULT_EXTENT_SIZE};
 use cairn_block::{VolumeConfig, VolumeError, Volumes};
 use clap::Subcommand;
@@ -120,6 +121,113 @@ pub enum VolumeCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Set who may log in to a volume's iSCSI target (`PREFIX:VOLUME`, LUN 0, as `cairn
+    /// serve` prints). Without options every initiator may, without CHAP (the default of a
+    /// new volume). Sessions already logged in stay. Example: cairn volume export db --iscsi
+    /// --initiator iqn.1993-08.org.debian:01:host1 --chap host1:a-secret-of-12+
+    Export {
+        /// Volume name.
+        name: String,
+        /// Set the iSCSI export (NBD serves every volume).
+        #[arg(long, required = true)]
+        iscsi: bool,
+        /// Only this initiator may log in (repeat for several; its name is in
+        /// /etc/iscsi/initiatorname.iscsi on the host).
+        #[arg(long = "initiator", value_name = "IQN")]
+        initiators: Vec<String>,
+        /// Initiators must answer CHAP as USER with SECRET (12-255 characters).
+        #[arg(long, value_name = "USER:SECRET")]
+        chap: Option<String>,
+        /// The target proves itself to initiators that ask (mutual CHAP) as USER with SECRET.
+        #[arg(long, value_name = "USER:SECRET", requires = "chap")]
+        mutual_chap: Option<String>,
+        /// Stop serving the volume over iSCSI: new logins are refused and discovery hides it.
+        #[arg(long, conflicts_with_all = ["initiators", "chap", "mutual_chap"])]
+        off: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// A volume's iSCSI export as the admin API takes it (`PUT /v1/volumes/NAME/export`) and
+/// shows it (without the secrets).
+#[derive(Serialize, Deserialize, Default)]
+pub struct ExportJson {
+    /// Served over iSCSI.
+    pub iscsi: bool,
+    /// Initiators that may log in (empty: any).
+    #[serde(default)]
+    pub initiators: Vec<String>,
+    /// CHAP user initiators answer as.
+    #[serde(default)]
+    pub chap_user: Option<String>,
+    /// Its secret (never shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chap_secret: Option<String>,
+    /// Mutual CHAP user the target answers as.
+    #[serde(default)]
+    pub mutual_chap_user: Option<String>,
+    /// Its secret (never shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutual_chap_secret: Option<String>,
+}
+
+impl ExportJson {
+    fn shown(a: &ExportAccess) -> ExportJson {
+        ExportJson {
+            iscsi: !a.disabled,
+            initiators: a.initiators.clone(),
+            chap_user: a.chap.as_ref().map(|c| c.user.clone()),
+            chap_secret: None,
+            mutual_chap_user: a.mutual_chap.as_ref().map(|c| c.user.clone()),
+            mutual_chap_secret: None,
+        }
+    }
+
+    fn access(self) -> Result<ExportAccess, VolumeError> {
+        let pair = |user: Option<String>, secret: Option<String>, what: &str| match (user, secret) {
+            (Some(user), Some(secret)) => Ok(Some(ChapSecret { user, secret })),
+            (None, None) => Ok(None),
+            _ => Err(VolumeError::Invalid(format!(
+                "{what} needs both a user and a secret"
+            ))),
+        };
+        Ok(ExportAccess {
+            disabled: !self.iscsi,
+            initiators: self.initiators,
+            chap: pair(self.chap_user, self.chap_secret, "CHAP")?,
+            mutual_chap: pair(
+                self.mutual_chap_user,
+                self.mutual_chap_secret,
+                "mutual CHAP",
+            )?,
+        })
+    }
+}
+
+fn split_chap(s: &str, flag: &str) -> anyhow::Result<(String, String)> {
+    s.split_once(':')
+        .filter(|(u, p)| !u.is_empty() && !p.is_empty())
+        .map(|(u, p)| (u.to_string(), p.to_string()))
+        .ok_or_else(|| anyhow::anyhow!("{flag} takes USER:SECRET"))
+}
+
+fn print_export(e: &ExportJson) {
+    if !e.iscsi {
+        println!("iSCSI:       not served (`cairn volume export NAME --iscsi` serves it)");
+        return;
+    }
+    let who = if e.initiators.is_empty() {
+        "any initiator".to_string()
+    } else {
+        e.initiators.join(", ")
+    };
+    let auth = match (&e.chap_user, &e.mutual_chap_user) {
+        (Some(u), Some(m)) => format!("CHAP as {u}, mutual as {m}"),
+        (Some(u), None) => format!("CHAP as {u}"),
+        _ => "no CHAP".to_string(),
+    };
+    println!("iSCSI:       {who}, {auth}");
 }
 
 /// `cairn volume snapshot ...`.
@@ -377,10 +485,54 @@ pub async fn run(cmd: VolumeCommand) -> anyhow::Result<()> {
             if let Some(u) = &v.usage {
                 print_usage(u);
             }
+            let path = format!("/v1/volumes/{name}/export");
+            let export: ExportJson =
+                call(&target, Method::GET, &path, None, async |vols: &Volumes| {
+                    Ok(ExportJson::shown(&vols.iscsi_export(&name).await?))
+                })
+                .await?;
+            print_export(&export);
             println!("Snapshots:   {}", snaps.len());
             if !snaps.is_empty() {
                 print_snapshots(&snaps);
             }
+        }
+        VolumeCommand::Export {
+            name,
+            iscsi: _,
+            initiators,
+            chap,
+            mutual_chap,
+            off,
+            target,
+        } => {
+            let chap = chap.map(|c| split_chap(&c, "--chap")).transpose()?;
+            let mutual = mutual_chap
+                .map(|c| split_chap(&c, "--mutual-chap"))
+                .transpose()?;
+            let body = ExportJson {
+                iscsi: !off,
+                initiators,
+                chap_user: chap.as_ref().map(|c| c.0.clone()),
+                chap_secret: chap.map(|c| c.1),
+                mutual_chap_user: mutual.as_ref().map(|c| c.0.clone()),
+                mutual_chap_secret: mutual.map(|c| c.1),
+            };
+            let path = format!("/v1/volumes/{name}/export");
+            let json = serde_json::to_value(&body)?;
+            let shown: ExportJson = call(
+                &target,
+                Method::PUT,
+                &path,
+                Some(json),
+                async |vols: &Volumes| {
+                    let access = vols.set_iscsi_export(&name, body.access()?).await?;
+                    Ok(ExportJson::shown(&access))
+                },
+            )
+            .await?;
+            println!("Volume {name}:");
+            print_export(&shown);
         }
         VolumeCommand::Resize {
             name,
@@ -665,6 +817,20 @@ pub async fn handle_admin(
             Err(e) => volume_error(e),
         },
         (Method::GET, [name, "usage"]) => answer(ok, vols.usage(name).await.map(UsageJson::from)),
+        (Method::GET, [name, "export"]) => answer(
+            ok,
+            vols.iscsi_export(name).await.map(|a| ExportJson::shown(&a)),
+        ),
+        (Method::PUT, [name, "export"]) => match serde_json::from_slice::<ExportJson>(body) {
+            Ok(e) => {
+                let r = match e.access() {
+                    Ok(a) => vols.set_iscsi_export(name, a).await,
+                    Err(e) => Err(e),
+                };
+                answer(ok, r.map(|a| ExportJson::shown(&a)))
+            }
+            Err(e) => bad(e),
+        },
         (Method::DELETE, [name]) => {
             let with = query.is_some_and(|q| q.split('&').any(|kv| kv == "snapshots=true"));
             answer(ok, vols.delete(name, with).await.map(|()| Value::Null))

@@ -10,14 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{oneshot, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::device::{BlockDevice, Exports};
-
-/// Pause after a failed accept (out of file descriptors, ...) so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+use crate::wire::ServerHandle;
 
 /// How the NBD server behaves. [`NbdConfig::default`] suits most uses.
 #[derive(Debug, Clone)]
@@ -178,60 +175,21 @@ impl NbdServer {
             stop: stop_rx,
             dirty: Arc::new(Mutex::new(HashMap::new())),
         };
-        let mut connections = JoinSet::new();
         let mut next_id = 0u64;
-        tokio::pin!(shutdown);
-        if let Ok(addr) = listener.local_addr() {
-            info!(%addr, "nbd server listening");
-        }
-
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = &mut shutdown => break,
-                Some(done) = connections.join_next(), if !connections.is_empty() => {
-                    if let Err(e) = done {
-                        error!(error = %e, "an nbd connection task failed");
-                    }
-                    continue;
-                }
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        warn!(error = %e, "accepting an nbd connection failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                },
-            };
-            if let Err(e) = stream.set_nodelay(true) {
-                debug!(%peer, error = %e, "setting TCP_NODELAY failed");
-            }
-            next_id += 1;
-            connections.spawn(connection(stream, peer, next_id, shared.clone()));
-        }
-
-        drop(listener);
-        let _ = stop_tx.send(true);
-        info!(
-            connections = connections.len(),
-            "nbd server stopping: no new connections, finishing in-flight commands"
-        );
         let grace = shared.config.shutdown_grace;
-        let drained = tokio::time::timeout(grace, async {
-            while let Some(done) = connections.join_next().await {
-                if let Err(e) = done {
-                    error!(error = %e, "an nbd connection task failed");
-                }
-            }
-        })
+        let conns = shared.clone();
+        crate::wire::serve_connections(
+            listener,
+            shutdown,
+            stop_tx,
+            grace,
+            "nbd server",
+            |stream, peer| {
+                next_id += 1;
+                connection(stream, peer, next_id, conns.clone())
+            },
+        )
         .await;
-        if drained.is_err() {
-            warn!(
-                grace_secs = grace.as_secs(),
-                "nbd commands still running after the grace period are cut off"
-            );
-            connections.shutdown().await;
-        }
         flush_dirty(&shared.dirty).await;
         info!("nbd server stopped");
         Ok(())
@@ -242,49 +200,12 @@ impl NbdServer {
     pub fn spawn(self) -> io::Result<NbdHandle> {
         let addr = self.local_addr()?;
         let stats = self.stats();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(self.serve(async move {
-            let _ = rx.await;
-        }));
-        Ok(NbdHandle {
-            addr,
-            stats,
-            stop: Some(tx),
-            task,
-        })
+        Ok(ServerHandle::spawn(addr, stats, |stop| self.serve(stop)))
     }
 }
 
-/// A server running on a task (see [`NbdServer::spawn`]).
-pub struct NbdHandle {
-    addr: SocketAddr,
-    stats: Arc<NbdStats>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<io::Result<()>>,
-}
-
-impl NbdHandle {
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The server's counters.
-    pub fn stats(&self) -> &Arc<NbdStats> {
-        &self.stats
-    }
-
-    /// Stops the server gracefully (see [`NbdServer::serve`]) and waits until it has.
-    pub async fn shutdown(mut self) -> io::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match (&mut self.task).await {
-            Ok(result) => result,
-            Err(e) => Err(io::Error::other(format!("the nbd server task failed: {e}"))),
-        }
-    }
-}
+/// An NBD server running on a task (see [`NbdServer::spawn`]).
+pub type NbdHandle = ServerHandle<NbdStats>;
 
 /// Flushes and forgets every device still marked written.
 pub(crate) async fn flush_dirty(dirty: &Dirty) {

@@ -2,13 +2,12 @@
 //! own task (bounded per connection in number and in buffered bytes), and one writer task
 //! sends the replies whole, in the order they complete.
 
-use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -19,6 +18,7 @@ use super::handshake::Session;
 use super::proto::{self, Command, ExportState, Request};
 use super::server::{OpStats, Shared};
 use crate::device::{BlockDevice, BlockError};
+use crate::wire::write_pieces;
 
 /// One reply, written whole; its permits are released once it is on the socket.
 struct Reply {
@@ -345,51 +345,12 @@ fn op_stats(shared: &Shared, kind: u16) -> Option<&OpStats> {
     })
 }
 
-/// Writes `head`, then `pieces`, whole: vectored writes, so a large read's pieces go to the
-/// socket without being joined (the buffered writer passes writes of its size or more through).
-async fn write_pieces<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    head: &[u8],
-    pieces: &[Bytes],
-) -> std::io::Result<()> {
-    let bufs: Vec<&[u8]> = std::iter::once(head)
-        .chain(pieces.iter().map(|p| &p[..]))
-        .filter(|b| !b.is_empty())
-        .collect();
-    // The first buffer not wholly written, and how much of it was.
-    let (mut first, mut skip) = (0, 0);
-    while first < bufs.len() {
-        let slices: Vec<IoSlice<'_>> = bufs[first..]
-            .iter()
-            .take(64)
-            .enumerate()
-            .map(|(i, b)| IoSlice::new(if i == 0 { &b[skip..] } else { b }))
-            .collect();
-        let mut n = w.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 && first < bufs.len() {
-            let left = bufs[first].len() - skip;
-            if n >= left {
-                n -= left;
-                first += 1;
-                skip = 0;
-            } else {
-                skip += n;
-                n = 0;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Writes replies as they come, flushing whenever none is waiting; ends when every sender is
 /// gone (then closes the sending side) or the socket fails.
 async fn write_replies(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>) -> std::io::Result<()> {
     let mut w = BufWriter::with_capacity(64 << 10, wr);
     while let Some(reply) = rx.recv().await {
-        write_pieces(&mut w, &reply.head, &reply.data).await?;
+        write_pieces(&mut w, &[&reply.head], &reply.data, &[]).await?;
         drop(reply);
         if rx.is_empty() {
             w.flush().await?;
@@ -401,8 +362,11 @@ async fn write_replies(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>) -> std
 
 #[cfg(test)]
 mod tests {
+    use std::io::IoSlice;
     use std::pin::Pin;
     use std::task::{Context, Poll};
+
+    use tokio::io::AsyncWrite;
 
     use super::*;
 
@@ -458,11 +422,15 @@ mod tests {
         let mut want = b"head".to_vec();
         pieces.iter().for_each(|p| want.extend_from_slice(p));
         let mut w = Trickle(Vec::new());
-        write_pieces(&mut w, b"head", &pieces).await.unwrap();
+        write_pieces(&mut w, &[b"head"], &pieces, &[])
+            .await
+            .unwrap();
         assert_eq!(w.0, want);
         // Through the connection's buffered writer too, large and small.
         let mut w = BufWriter::with_capacity(64, Trickle(Vec::new()));
-        write_pieces(&mut w, b"head", &pieces).await.unwrap();
+        write_pieces(&mut w, &[b"head"], &pieces, &[])
+            .await
+            .unwrap();
         w.flush().await.unwrap();
         assert_eq!(w.into_inner().0, want);
     }

@@ -13,6 +13,7 @@ mod backup;
 mod budget;
 mod chunkcache;
 mod controller;
+mod exports;
 mod nodecache;
 mod overlay;
 mod usage;
@@ -418,7 +419,7 @@ impl Volumes {
         self.client
             .delete_object(VOLUME_BUCKET, &head_key(name), &VersionSel::Current)
             .await?;
-        Ok(())
+        self.delete_export(name).await
     }
 
     /// Takes snapshot `snap` of volume `name`: what every write acknowledged before the call

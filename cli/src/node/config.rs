@@ -71,6 +71,14 @@ pub struct ListenSection {
     /// `nbd://ADDR/VOLUME`.
     #[serde(default = "default_nbd")]
     pub nbd: SocketAddr,
+    /// iSCSI portal for block volumes (with the s3 role, unless `[volumes] iscsi = false`):
+    /// each volume is LUN 0 of target `PREFIX:VOLUME`.
+    #[serde(default = "default_iscsi")]
+    pub iscsi: SocketAddr,
+}
+
+fn default_iscsi() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 3260))
 }
 
 fn default_nbd() -> SocketAddr {
@@ -197,6 +205,10 @@ impl Default for WorkersSection {
 pub struct VolumesSection {
     /// Serve volumes over NBD on `[listen] nbd` (nodes with the s3 role only).
     pub nbd: bool,
+    /// Serve volumes over iSCSI on `[listen] iscsi` (nodes with the s3 role only).
+    pub iscsi: bool,
+    /// iSCSI target names are `PREFIX:VOLUME` (default `iqn.2026-12.dev.cairn:SITE`).
+    pub iscsi_target_prefix: Option<String>,
     /// Seconds between commits of a volume's buffered writes when clients do not flush.
     pub commit_interval: f64,
     /// Seconds between checks of every volume's health and space use (for /metrics).
@@ -213,6 +225,8 @@ impl Default for VolumesSection {
     fn default() -> Self {
         VolumesSection {
             nbd: true,
+            iscsi: true,
+            iscsi_target_prefix: None,
             commit_interval: 1.0,
             health_interval: 30,
             cache_mib: None,
@@ -232,6 +246,10 @@ impl VolumesSection {
         }
         if self.dirty_mib == Some(0) {
             bail!("[volumes] dirty_mib must be at least 1: writes wait for room in it");
+        }
+        if let Some(p) = &self.iscsi_target_prefix {
+            cairn_block::iscsi::check_target_prefix(p)
+                .map_err(|e| anyhow::anyhow!("[volumes] iscsi_target_prefix: {e}"))?;
         }
         Ok(())
     }

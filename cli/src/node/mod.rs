@@ -64,6 +64,9 @@ pub struct NodeHandle {
     pub admin_addr: SocketAddr,
     /// Its NBD server for block volumes (s3 role, unless `[volumes] nbd = false`).
     pub nbd_addr: Option<SocketAddr>,
+    /// Its iSCSI portal, and the prefix of its target names (s3 role, unless `[volumes]
+    /// iscsi = false`).
+    pub iscsi: Option<(SocketAddr, String)>,
     /// The site's block volumes as this node serves them (NBD and `/v1/volumes`).
     pub volumes: Arc<cairn_block::Volumes>,
     /// Its map and peers.
@@ -135,6 +138,9 @@ pub(crate) async fn run_config(
     }
     if let Some(nbd) = node.nbd_addr {
         println!("NBD endpoint:   nbd://{nbd}/VOLUME");
+    }
+    if let Some((addr, prefix)) = &node.iscsi {
+        println!("iSCSI endpoint: iscsi://{addr}/{prefix}:VOLUME/0");
     }
     println!("Admin endpoint: http://{}", node.admin_addr);
     println!("Node transport: {} (QUIC)", node.rpc_addr);
@@ -404,6 +410,40 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     } else {
         None
     };
+    let iscsi = if roles.has(Role::S3) && config.volumes.iscsi {
+        let exports: Arc<dyn cairn_block::Exports> = volumes.clone();
+        let prefix = config
+            .volumes
+            .iscsi_target_prefix
+            .clone()
+            .unwrap_or_else(|| cairn_block::iscsi::default_target_prefix(&site));
+        let server = cairn_block::iscsi::IscsiServer::bind(
+            config.listen.iscsi,
+            exports,
+            volumes.clone(),
+            cairn_block::iscsi::IscsiConfig {
+                target_prefix: prefix.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for iSCSI: change [listen] iscsi, or set [volumes] iscsi = false",
+                config.listen.iscsi
+            )
+        })?;
+        let addr = server.local_addr()?;
+        let stop = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = server.serve(stop).await {
+                warn!(error = %e, "iSCSI target stopped");
+            }
+        }));
+        Some((addr, prefix))
+    } else {
+        None
+    };
     let volume_monitor = Arc::new(cairn_block::volume::VolumeMonitor::new(volumes.clone()));
     tasks.push(tokio::spawn(tasks::volume_monitor_loop(
         volume_monitor.clone(),
@@ -664,6 +704,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         s3_addr,
         admin_addr,
         nbd_addr,
+        iscsi,
         volumes,
         cluster,
         chunks: chunk_store,

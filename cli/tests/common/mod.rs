@@ -44,6 +44,8 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
             "127.0.0.1:0",
             "--nbd-listen",
             "127.0.0.1:0",
+            "--iscsi-listen",
+            "127.0.0.1:0",
         ])
         .args(extra)
         .arg("--data-dir")

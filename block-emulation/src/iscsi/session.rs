@@ -1,0 +1,1223 @@
+//! The full-feature phase of a connection (RFC 7143 §4.2, §11): one task reads PDUs, the
+//! dispatcher orders commands by CmdSN, gathers write data (immediate, unsolicited, and
+//! solicited with R2Ts), and runs each command as its own task (bounded per connection in
+//! buffered bytes); one writer task sends PDUs in the order they are queued, numbering
+//! statuses (StatSN) and announcing the command window (ExpCmdSN, MaxCmdSN) as it goes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::login::LoggedIn;
+use super::pdu::{self, op, reject, Bhs, Digests, OutPdu, Pdu, ReadError, NO_TAG};
+use super::server::{target_name, Shared};
+use super::text::{self, Params};
+use crate::scsi::{self, LogicalUnit, Nexus, ResetKind, Response};
+use crate::wire::write_pieces;
+
+/// SCSI status values the transport itself produces.
+const GOOD: u8 = 0x00;
+const CHECK_CONDITION: u8 = 0x02;
+
+/// Task management functions (RFC 7143 §11.5.1).
+mod tmf {
+    pub(super) const ABORT_TASK: u8 = 1;
+    pub(super) const ABORT_TASK_SET: u8 = 2;
+    pub(super) const CLEAR_ACA: u8 = 3;
+    pub(super) const CLEAR_TASK_SET: u8 = 4;
+    pub(super) const LUN_RESET: u8 = 5;
+    pub(super) const TARGET_WARM_RESET: u8 = 6;
+    pub(super) const TARGET_COLD_RESET: u8 = 7;
+    pub(super) const TASK_REASSIGN: u8 = 8;
+    // Responses.
+    pub(super) const COMPLETE: u8 = 0;
+    pub(super) const NO_TASK: u8 = 1;
+    pub(super) const NO_LUN: u8 = 2;
+    pub(super) const REASSIGN_UNSUPPORTED: u8 = 4;
+    pub(super) const UNSUPPORTED: u8 = 5;
+}
+
+/// Largest extended CDB taken from an additional header segment.
+const MAX_CDB_LEN: usize = 260;
+
+/// The command window of the session, read by the writer when it stamps a PDU.
+struct Window {
+    exp_cmd_sn: AtomicU32,
+    /// Commands received and not yet answered.
+    in_flight: AtomicU32,
+    depth: u32,
+}
+
+impl Window {
+    fn exp(&self) -> u32 {
+        self.exp_cmd_sn.load(Ordering::Acquire)
+    }
+
+    fn max(&self) -> u32 {
+        let free = self
+            .depth
+            .saturating_sub(self.in_flight.load(Ordering::Acquire));
+        self.exp().wrapping_add(free).wrapping_sub(1)
+    }
+
+    /// Whether `sn` is in `[exp, max]` (serial number arithmetic).
+    fn admits(&self, sn: u32) -> bool {
+        let exp = self.exp();
+        sn.wrapping_sub(exp) <= self.max().wrapping_sub(exp)
+            && self.max().wrapping_sub(exp) < 1 << 31
+    }
+}
+
+/// A PDU queued for the writer, with the buffer budget it holds until it is on the socket.
+struct Out {
+    pdu: OutPdu,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// A command running on its own task.
+struct Running {
+    lun: u64,
+    aborted: Arc<AtomicBool>,
+    done: watch::Receiver<()>,
+}
+
+/// One burst of solicited data.
+struct R2tState {
+    ttt: u32,
+    offset: u32,
+    len: u32,
+    received: u32,
+    next_sn: u32,
+}
+
+/// A write command gathering its data.
+struct PendingWrite {
+    cmd: Command,
+    buf: BytesMut,
+    received: u32,
+    /// Where unsolicited data ends, once known, and where the next unsolicited PDU starts.
+    unsolicited_done: bool,
+    unsolicited_to: u32,
+    unsolicited_end: u32,
+    unsolicited_sn: u32,
+    next_r2t_offset: u32,
+    r2t_sn: u32,
+    r2ts: Vec<R2tState>,
+    permit: OwnedSemaphorePermit,
+}
+
+/// What a command task needs from its PDU.
+#[derive(Clone)]
+struct Command {
+    itt: u32,
+    lun: u64,
+    immediate: bool,
+    read: bool,
+    write: bool,
+    edtl: u32,
+    cdb: Vec<u8>,
+}
+
+/// Why the connection ends.
+enum End {
+    /// The initiator logged out (the response is queued) or closed the connection.
+    Closed,
+    /// The initiator broke the protocol: the connection is dropped.
+    Protocol(String),
+}
+
+struct Conn {
+    shared: Shared,
+    peer: SocketAddr,
+    initiator: String,
+    target: Option<String>,
+    portal: String,
+    unit: Option<Arc<LogicalUnit>>,
+    nexus: Nexus,
+    params: Params,
+    window: Arc<Window>,
+    out: mpsc::Sender<Out>,
+    running: Arc<Mutex<HashMap<u32, Running>>>,
+    pending: HashMap<u32, PendingWrite>,
+    /// Commands that arrived ahead of ExpCmdSN, by CmdSN.
+    ahead: BTreeMap<u32, Pdu>,
+    next_ttt: u32,
+    budget: Arc<Semaphore>,
+    wrote: Arc<AtomicBool>,
+    /// Text answer still to send in pieces: its target transfer tag and the rest.
+    text_rest: Option<(u32, u32, Vec<u8>)>,
+}
+
+/// Decodes a LUN field (SAM single-level, peripheral or flat addressing); `None` for formats
+/// this target never hands out.
+fn lun_number(raw: u64) -> Option<u64> {
+    let b = raw.to_be_bytes();
+    if b[2..].iter().any(|&x| x != 0) {
+        return None;
+    }
+    match b[0] >> 6 {
+        0 if b[0] & 0x3f == 0 => Some(u64::from(b[1])),
+        1 => Some((u64::from(b[0] & 0x3f) << 8) | u64::from(b[1])),
+        _ => None,
+    }
+}
+
+/// Serves the full-feature phase until logout, a protocol error, the initiator's close, a
+/// reinstating login or the server's stop; then waits for running commands and, if the
+/// connection wrote, flushes the volume.
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, s: LoggedIn, shared: Shared) {
+    let (rd, wr) = stream.into_split();
+    let digests = Digests {
+        header: s.params.header_digest,
+        data: s.params.data_digest,
+    };
+    let window = Arc::new(Window {
+        exp_cmd_sn: AtomicU32::new(s.exp_cmd_sn),
+        in_flight: AtomicU32::new(0),
+        depth: shared.config.queue_depth,
+    });
+    let (tx, rx) = mpsc::channel::<Out>(256);
+    let writer = tokio::spawn(write_pdus(wr, rx, window.clone(), digests, s.stat_sn));
+    let max_recv = s.params.target_max_recv as usize;
+    let (pdu_tx, mut pdu_rx) = mpsc::channel::<Result<Pdu, ReadError>>(4);
+    let reader = tokio::spawn(async move {
+        let mut rd = BufReader::with_capacity(64 << 10, rd);
+        loop {
+            let r = pdu::read_pdu(&mut rd, digests, max_recv).await;
+            let fatal = matches!(
+                r,
+                Err(ReadError::Closed
+                    | ReadError::Io(_)
+                    | ReadError::HeaderDigest
+                    | ReadError::TooLong { .. })
+            );
+            if pdu_tx.send(r).await.is_err() || fatal {
+                break;
+            }
+        }
+    });
+    let nexus = Nexus {
+        initiator_name: s.initiator.clone(),
+        isid: s.isid,
+        target_port: 1,
+    };
+    let mut conn = Conn {
+        budget: Arc::new(Semaphore::new(shared.config.max_buffered_bytes)),
+        shared: shared.clone(),
+        peer,
+        initiator: s.initiator.clone(),
+        target: s.target.clone(),
+        portal: s.portal.clone(),
+        unit: s.unit.clone(),
+        nexus,
+        params: s.params.clone(),
+        window,
+        out: tx,
+        running: Arc::default(),
+        pending: HashMap::new(),
+        ahead: BTreeMap::new(),
+        next_ttt: 1,
+        wrote: Arc::new(AtomicBool::new(false)),
+        text_rest: None,
+    };
+    let mut kill = s.kill.clone();
+    let mut stop = shared.stop.clone();
+    let nop_interval = shared.config.nop_interval;
+    let nop_timeout = shared.config.nop_timeout;
+    let mut last_heard = Instant::now();
+    let mut ping: Option<Instant> = None;
+    let end = loop {
+        let wake = match ping {
+            Some(sent) => sent + nop_timeout,
+            None => last_heard + nop_interval,
+        };
+        let r = tokio::select! {
+            r = pdu_rx.recv() => r,
+            () = async {
+                // A discovery session has no reinstating login: its sender is gone.
+                if kill.wait_for(|k| *k).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                info!(peer = %conn.peer, initiator = %conn.initiator, "session reinstated by a new login; closing the old connection");
+                break End::Closed;
+            }
+            () = async { let _ = stop.wait_for(|s| *s).await; } => break End::Closed,
+            () = tokio::time::sleep_until(wake) => {
+                if ping.is_some() {
+                    warn!(peer = %conn.peer, initiator = %conn.initiator, "initiator did not answer a NOP-In ping; closing the connection");
+                    break End::Closed;
+                }
+                let ttt = conn.ttt();
+                let mut b = Bhs::new(op::NOP_IN);
+                b.set_itt(NO_TAG);
+                b.set_u32(20, ttt);
+                conn.send(OutPdu::new(b), None).await;
+                ping = Some(Instant::now());
+                continue;
+            }
+        };
+        let pdu = match r {
+            None | Some(Err(ReadError::Closed)) => break End::Closed,
+            Some(Err(ReadError::DataDigest(bhs))) => {
+                // The PDU is dropped and rejected; a command whose data was lost cannot
+                // complete at error recovery level 0, and the initiator recovers it.
+                conn.reject(&bhs, reject::DATA_DIGEST).await;
+                continue;
+            }
+            Some(Err(e)) => break End::Protocol(e.to_string()),
+            Some(Ok(p)) => p,
+        };
+        last_heard = Instant::now();
+        ping = None;
+        match conn.dispatch(pdu).await {
+            Ok(true) => {}
+            Ok(false) => break End::Closed,
+            Err(e) => break e,
+        }
+    };
+    if let End::Protocol(why) = &end {
+        shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        warn!(peer = %conn.peer, initiator = %conn.initiator, error = %why, "iscsi protocol error; closing the connection");
+    }
+    reader.abort();
+    // Commands that were gathering data never ran; running ones finish (their replies are
+    // still sent if the socket is up).
+    conn.pending.clear();
+    conn.wait_running(|_, _| true, false).await;
+    let Conn {
+        out,
+        unit,
+        nexus,
+        wrote,
+        target,
+        ..
+    } = conn;
+    drop(out);
+    match writer.await {
+        Ok(Err(e)) => debug!(%peer, error = %e, "iscsi connection write failed"),
+        Err(e) => warn!(%peer, error = %e, "iscsi writer task failed"),
+        Ok(Ok(())) => {}
+    }
+    if let Some(unit) = unit {
+        unit.nexus_lost(&nexus);
+        if wrote.load(Ordering::Relaxed) {
+            if let Err(e) = unit.device().flush().await {
+                warn!(%peer, error = %e, "flushing the volume after the session ended failed: writes not synchronised by the initiator may be lost");
+            }
+        }
+    }
+    if let Some(t) = target {
+        let mut sessions = shared.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (s.initiator.to_ascii_lowercase(), s.isid, t);
+        if sessions.get(&key).is_some_and(|e| e.tsih == s.tsih) {
+            sessions.remove(&key);
+        }
+    }
+}
+
+/// Sends queued PDUs, stamping StatSN, ExpCmdSN and MaxCmdSN, flushing whenever none waits.
+async fn write_pdus(
+    wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Out>,
+    window: Arc<Window>,
+    digests: Digests,
+    mut stat_sn: u32,
+) -> std::io::Result<()> {
+    let mut w = BufWriter::with_capacity(64 << 10, wr);
+    while let Some(mut o) = rx.recv().await {
+        let b = &mut o.pdu.bhs;
+        let (carries, advance) = match b.opcode() {
+            op::SCSI_RESP | op::TMF_RESP | op::TEXT_RESP | op::LOGOUT_RESP | op::REJECT => {
+                (true, true)
+            }
+            op::DATA_IN => {
+                let status = b.flags() & 0x01 != 0;
+                (status, status)
+            }
+            // A NOP-In answering a NOP-Out takes a StatSN; a ping does not.
+            op::NOP_IN => (true, b.itt() != NO_TAG),
+            op::R2T => (true, false),
+            _ => (false, false),
+        };
+        if carries {
+            b.set_u32(24, stat_sn);
+            if advance {
+                stat_sn = stat_sn.wrapping_add(1);
+            }
+        }
+        b.set_u32(28, window.exp());
+        b.set_u32(32, window.max());
+        let (head, hl, tail, tl) = o.pdu.finish(digests);
+        write_pieces(&mut w, &[&head[..hl]], &o.pdu.data, &[&tail[..tl]]).await?;
+        drop(o);
+        if rx.is_empty() {
+            w.flush().await?;
+        }
+    }
+    w.flush().await?;
+    w.shutdown().await
+}
+
+/// Cuts `len` bytes starting at `off` out of `pieces` (without copying).
+fn slice_pieces(pieces: &[Bytes], mut off: usize, mut len: usize) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    for p in pieces {
+        if len == 0 {
+            break;
+        }
+        if off >= p.len() {
+            off -= p.len();
+            continue;
+        }
+        let take = (p.len() - off).min(len);
+        out.push(p.slice(off..off + take));
+        off = 0;
+        len -= take;
+    }
+    out
+}
+
+impl Conn {
+    fn ttt(&mut self) -> u32 {
+        let t = self.next_ttt;
+        self.next_ttt = self.next_ttt.wrapping_add(1);
+        if self.next_ttt == NO_TAG {
+            self.next_ttt = 1;
+        }
+        t
+    }
+
+    async fn send(&self, pdu: OutPdu, permit: Option<OwnedSemaphorePermit>) {
+        // The writer has gone only if the socket failed; the read side ends soon after.
+        let _ = self
+            .out
+            .send(Out {
+                pdu,
+                _permit: permit,
+            })
+            .await;
+    }
+
+    async fn reject(&self, bad: &Bhs, reason: u8) {
+        self.shared
+            .stats
+            .protocol_errors
+            .fetch_add(1, Ordering::Relaxed);
+        let mut b = Bhs::new(op::REJECT);
+        b.0[2] = reason;
+        b.set_itt(NO_TAG);
+        self.send(
+            OutPdu::with_data(b, vec![Bytes::copy_from_slice(&bad.0)]),
+            None,
+        )
+        .await;
+    }
+
+    /// Takes the CmdSN of a non-immediate request: `Some(true)` in order, `Some(false)` ahead
+    /// of ExpCmdSN (held back until the gap fills), `None` outside the window (dropped, as
+    /// RFC 7143 §4.2.2.1 says).
+    fn order(&self, pdu: &Pdu) -> Option<bool> {
+        if pdu.bhs.immediate() {
+            return Some(true);
+        }
+        let sn = pdu.bhs.u32_at(24);
+        if !self.window.admits(sn) {
+            debug!(peer = %self.peer, cmd_sn = sn, exp = self.window.exp(), "command outside the CmdSN window dropped");
+            return None;
+        }
+        Some(sn == self.window.exp())
+    }
+
+    /// Handles one PDU; `Ok(false)` ends the connection cleanly (after logout).
+    async fn dispatch(&mut self, pdu: Pdu) -> Result<bool, End> {
+        let opcode = pdu.bhs.opcode();
+        let ordered = matches!(
+            opcode,
+            op::SCSI_CMD | op::NOP_OUT | op::TMF_REQ | op::TEXT_REQ | op::LOGOUT_REQ
+        );
+        if !ordered {
+            return self.handle(pdu).await;
+        }
+        // A NOP-Out answering a ping (no task tag) is not a command.
+        if opcode == op::NOP_OUT && pdu.bhs.itt() == NO_TAG {
+            return Ok(true);
+        }
+        match self.order(&pdu) {
+            None => return Ok(true),
+            Some(false) => {
+                if self.ahead.len() < self.window.depth as usize {
+                    self.ahead.insert(pdu.bhs.u32_at(24), pdu);
+                }
+                return Ok(true);
+            }
+            Some(true) => {}
+        }
+        let immediate = pdu.bhs.immediate();
+        if !immediate {
+            self.advance();
+        }
+        if !self.handle(pdu).await? {
+            return Ok(false);
+        }
+        // Commands that were waiting for this one.
+        while let Some(next) = self.ahead.remove(&self.window.exp()) {
+            self.advance();
+            if !self.handle(next).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn advance(&self) {
+        self.window
+            .exp_cmd_sn
+            .store(self.window.exp().wrapping_add(1), Ordering::Release);
+    }
+
+    async fn handle(&mut self, pdu: Pdu) -> Result<bool, End> {
+        match pdu.bhs.opcode() {
+            op::SCSI_CMD => self.command(pdu).await?,
+            op::DATA_OUT => self.data_out(pdu).await?,
+            op::NOP_OUT => {
+                let mut b = Bhs::new(op::NOP_IN);
+                b.set_itt(pdu.bhs.itt());
+                b.set_lun(pdu.bhs.lun());
+                b.set_u32(20, NO_TAG);
+                let len = pdu.data.len().min(self.params.initiator_max_recv as usize);
+                let data = if len > 0 {
+                    vec![pdu.data.slice(..len)]
+                } else {
+                    Vec::new()
+                };
+                self.send(OutPdu::with_data(b, data), None).await;
+            }
+            op::TEXT_REQ => self.text(pdu).await?,
+            op::TMF_REQ => return self.task_management(pdu).await,
+            op::LOGOUT_REQ => {
+                self.logout(&pdu).await;
+                return Ok(false);
+            }
+            op::SNACK => self.reject(&pdu.bhs, reject::SNACK).await,
+            op::LOGIN_REQ => {
+                self.reject(&pdu.bhs, reject::PROTOCOL_ERROR).await;
+                return Err(End::Protocol(
+                    "login request in the full-feature phase".into(),
+                ));
+            }
+            _ => self.reject(&pdu.bhs, reject::NOT_SUPPORTED).await,
+        }
+        Ok(true)
+    }
+
+    async fn command(&mut self, pdu: Pdu) -> Result<(), End> {
+        let b = &pdu.bhs;
+        let Some(unit) = self.unit.clone() else {
+            // A discovery session carries text and logout only.
+            self.reject(b, reject::PROTOCOL_ERROR).await;
+            return Ok(());
+        };
+        let mut cdb = b.0[32..48].to_vec();
+        let mut ahs = &pdu.ahs[..];
+        while ahs.len() >= 4 {
+            let len = usize::from(u16::from_be_bytes([ahs[0], ahs[1]]));
+            let kind = ahs[2];
+            let padded = (len + 3 + 3) & !3;
+            if len == 0 || padded > ahs.len() {
+                self.reject(b, reject::INVALID_FIELD).await;
+                return Ok(());
+            }
+            if kind == 1 {
+                // Extended CDB: the bytes past the first sixteen (the length counts a
+                // reserved byte).
+                cdb.extend_from_slice(&ahs[4..3 + len]);
+                if cdb.len() > MAX_CDB_LEN {
+                    self.reject(b, reject::INVALID_FIELD).await;
+                    return Ok(());
+                }
+            }
+            ahs = &ahs[padded..];
+        }
+        let flags = b.flags();
+        let cmd = Command {
+            itt: b.itt(),
+            lun: b.lun(),
+            immediate: b.immediate(),
+            read: flags & 0x40 != 0,
+            write: flags & 0x20 != 0,
+            edtl: b.u32_at(20),
+            cdb,
+        };
+        let immediate_len = pdu.data.len() as u32;
+        if immediate_len > 0
+            && (!cmd.write
+                || !self.params.immediate_data
+                || immediate_len > cmd.edtl
+                || immediate_len > self.params.first_burst_length)
+        {
+            self.reject(b, reject::PROTOCOL_ERROR).await;
+            return Err(End::Protocol(format!(
+                "{immediate_len} bytes of immediate data not allowed here"
+            )));
+        }
+        if self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&cmd.itt)
+            || self.pending.contains_key(&cmd.itt)
+        {
+            self.reject(b, 0x07).await;
+            return Ok(());
+        }
+        self.shared
+            .stats
+            .write_bytes
+            .fetch_add(u64::from(immediate_len), Ordering::Relaxed);
+        if !cmd.immediate {
+            self.window.in_flight.fetch_add(1, Ordering::AcqRel);
+        }
+        let max = self.shared.config.max_transfer;
+        if cmd.write && cmd.edtl > immediate_len {
+            if cmd.edtl > max {
+                // Not gathered: answered at once; unsolicited data for it is dropped.
+                let resp = unit.check(scsi::sense::INVALID_FIELD_IN_IU);
+                self.spawn(cmd, Some(unit), Bytes::new(), Some(resp), None);
+                return Ok(());
+            }
+            let permit = self.acquire(cmd.edtl).await;
+            let mut buf = BytesMut::zeroed(cmd.edtl as usize);
+            buf[..immediate_len as usize].copy_from_slice(&pdu.data);
+            // The F bit of the command: no unsolicited Data-Out follows.
+            let unsolicited_done = flags & 0x80 != 0 || self.params.initial_r2t;
+            let unsolicited_end = if unsolicited_done {
+                immediate_len
+            } else {
+                cmd.edtl.min(self.params.first_burst_length)
+            };
+            let itt = cmd.itt;
+            let mut pw = PendingWrite {
+                cmd,
+                buf,
+                received: immediate_len,
+                unsolicited_done: unsolicited_done || immediate_len >= unsolicited_end,
+                unsolicited_to: immediate_len,
+                unsolicited_end,
+                unsolicited_sn: 0,
+                next_r2t_offset: unsolicited_end.max(immediate_len),
+                r2t_sn: 0,
+                r2ts: Vec::new(),
+                permit,
+            };
+            if pw.unsolicited_done {
+                pw.next_r2t_offset = pw.unsolicited_to;
+                self.issue_r2ts(&mut pw).await;
+            }
+            self.pending.insert(itt, pw);
+            return Ok(());
+        }
+        let permit = if cmd.read {
+            Some(self.acquire(cmd.edtl.min(max)).await)
+        } else {
+            None
+        };
+        self.spawn(cmd, Some(unit), pdu.data, None, permit);
+        Ok(())
+    }
+
+    async fn acquire(&self, bytes: u32) -> OwnedSemaphorePermit {
+        let n = bytes.clamp(1, self.shared.config.max_buffered_bytes as u32);
+        match self.budget.clone().acquire_many_owned(n).await {
+            Ok(p) => p,
+            // The semaphore is never closed.
+            Err(_) => unreachable!("connection budget closed"),
+        }
+    }
+
+    async fn issue_r2ts(&mut self, pw: &mut PendingWrite) {
+        while pw.r2ts.len() < usize::from(self.params.max_outstanding_r2t)
+            && pw.next_r2t_offset < pw.cmd.edtl
+        {
+            let len = (pw.cmd.edtl - pw.next_r2t_offset).min(self.params.max_burst_length);
+            let ttt = self.ttt();
+            let mut b = Bhs::new(op::R2T);
+            b.set_lun(pw.cmd.lun);
+            b.set_itt(pw.cmd.itt);
+            b.set_u32(20, ttt);
+            b.set_u32(36, pw.r2t_sn);
+            b.set_u32(40, pw.next_r2t_offset);
+            b.set_u32(44, len);
+            pw.r2ts.push(R2tState {
+                ttt,
+                offset: pw.next_r2t_offset,
+                len,
+                received: 0,
+                next_sn: 0,
+            });
+            pw.r2t_sn += 1;
+            pw.next_r2t_offset += len;
+            self.send(OutPdu::new(b), None).await;
+        }
+    }
+
+    async fn data_out(&mut self, pdu: Pdu) -> Result<(), End> {
+        let b = &pdu.bhs;
+        let itt = b.itt();
+        let Some(mut pw) = self.pending.remove(&itt) else {
+            // Unsolicited data of a command already answered (or aborted): dropped.
+            debug!(peer = %self.peer, itt, "Data-Out for no pending command dropped");
+            return Ok(());
+        };
+        let (ttt, sn, offset) = (b.u32_at(20), b.u32_at(36), b.u32_at(40));
+        let len = pdu.data.len() as u32;
+        let last = b.final_bit();
+        if ttt == NO_TAG {
+            if pw.unsolicited_done
+                || offset != pw.unsolicited_to
+                || sn != pw.unsolicited_sn
+                || offset + len > pw.unsolicited_end
+            {
+                self.data_sequence_error(pw, format!(
+                    "unsolicited Data-Out (DataSN {sn}, offset {offset}, {len} bytes) out of sequence"
+                ));
+                return Ok(());
+            }
+            pw.unsolicited_sn += 1;
+            pw.unsolicited_to += len;
+            if last || pw.unsolicited_to == pw.unsolicited_end {
+                pw.unsolicited_done = true;
+                pw.next_r2t_offset = pw.unsolicited_to;
+            }
+        } else {
+            let Some(i) = pw.r2ts.iter().position(|r| r.ttt == ttt) else {
+                self.data_sequence_error(pw, format!("Data-Out for unknown transfer tag {ttt:#x}"));
+                return Ok(());
+            };
+            let r = &mut pw.r2ts[i];
+            if offset != r.offset + r.received
+                || sn != r.next_sn
+                || r.received + len > r.len
+                || (last && r.received + len < r.len)
+            {
+                let why = format!(
+                    "Data-Out (DataSN {sn}, offset {offset}, {len} bytes) out of sequence for an R2T of {} bytes at {}",
+                    r.len, r.offset
+                );
+                self.data_sequence_error(pw, why);
+                return Ok(());
+            }
+            r.received += len;
+            r.next_sn += 1;
+            if r.received == r.len {
+                pw.r2ts.remove(i);
+            }
+        }
+        pw.buf[offset as usize..(offset + len) as usize].copy_from_slice(&pdu.data);
+        pw.received += len;
+        self.shared
+            .stats
+            .write_bytes
+            .fetch_add(u64::from(len), Ordering::Relaxed);
+        if pw.received == pw.cmd.edtl {
+            let PendingWrite {
+                cmd, buf, permit, ..
+            } = pw;
+            let unit = self.unit.clone();
+            self.spawn(cmd, unit, buf.freeze(), None, Some(permit));
+            return Ok(());
+        }
+        if pw.unsolicited_done {
+            self.issue_r2ts(&mut pw).await;
+        }
+        self.pending.insert(itt, pw);
+        Ok(())
+    }
+
+    /// A write whose data arrived out of sequence (a wrong DataSN or offset, a burst cut
+    /// short): nothing of it is written; it ends with ABORTED COMMAND, DATA PHASE ERROR, and
+    /// the rest of its data is dropped as it comes. The session goes on.
+    fn data_sequence_error(&self, pw: PendingWrite, why: String) {
+        self.shared
+            .stats
+            .protocol_errors
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(peer = %self.peer, itt = pw.cmd.itt, error = %why, "write data out of sequence; the command fails");
+        let PendingWrite { cmd, permit, .. } = pw;
+        let answer = self.unit.as_ref().map(|u| {
+            u.check(scsi::sense::Sense::new(
+                scsi::sense::key::ABORTED_COMMAND,
+                0x4b,
+                0x00,
+            ))
+        });
+        let unit = self.unit.clone();
+        self.spawn(cmd, unit, Bytes::new(), answer, Some(permit));
+    }
+
+    /// Runs a command on its own task. `answer`: a response already decided (the command
+    /// is not executed).
+    fn spawn(
+        &self,
+        cmd: Command,
+        unit: Option<Arc<LogicalUnit>>,
+        data: Bytes,
+        answer: Option<Response>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        let aborted = Arc::new(AtomicBool::new(false));
+        let (done_tx, done_rx) = watch::channel(());
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                cmd.itt,
+                Running {
+                    lun: cmd.lun,
+                    aborted: aborted.clone(),
+                    done: done_rx,
+                },
+            );
+        let task = Task {
+            out: self.out.clone(),
+            running: self.running.clone(),
+            window: self.window.clone(),
+            shared: self.shared.clone(),
+            nexus: self.nexus.clone(),
+            params: self.params.clone(),
+            wrote: self.wrote.clone(),
+        };
+        tokio::spawn(async move {
+            let _done = done_tx;
+            task.run(cmd, unit, data, answer, permit, aborted).await;
+        });
+    }
+
+    /// Marks the running commands `which` selects aborted (when `abort`) and waits for them
+    /// to end.
+    async fn wait_running(&self, which: impl Fn(u32, &Running) -> bool, abort: bool) {
+        let waits: Vec<watch::Receiver<()>> = {
+            let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            running
+                .iter()
+                .filter(|(itt, r)| which(**itt, r))
+                .map(|(_, r)| {
+                    if abort {
+                        r.aborted.store(true, Ordering::Release);
+                    }
+                    r.done.clone()
+                })
+                .collect()
+        };
+        for mut w in waits {
+            // Ends when the task drops its sender.
+            while w.changed().await.is_ok() {}
+        }
+    }
+
+    async fn task_management(&mut self, pdu: Pdu) -> Result<bool, End> {
+        self.shared
+            .stats
+            .task_management
+            .fetch_add(1, Ordering::Relaxed);
+        let b = &pdu.bhs;
+        let function = b.flags() & 0x7f;
+        let lun = b.lun();
+        let referenced = b.u32_at(20);
+        let ref_cmd_sn = b.u32_at(32);
+        let lun_ok = self.unit.is_some() && lun_number(lun) == Some(0);
+        let mut close = false;
+        let response = match function {
+            tmf::ABORT_TASK => {
+                if let Some(p) = self.pending.remove(&referenced) {
+                    if !p.cmd.immediate {
+                        self.window.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    tmf::COMPLETE
+                } else {
+                    let found = self
+                        .running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains_key(&referenced);
+                    if found {
+                        self.wait_running(|itt, _| itt == referenced, true).await;
+                        tmf::COMPLETE
+                    } else if self.window.admits(ref_cmd_sn) {
+                        tmf::COMPLETE
+                    } else {
+                        tmf::NO_TASK
+                    }
+                }
+            }
+            tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET | tmf::LUN_RESET if !lun_ok => tmf::NO_LUN,
+            tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET | tmf::LUN_RESET => {
+                self.abort_all(Some(lun)).await;
+                if function == tmf::LUN_RESET {
+                    if let Some(u) = &self.unit {
+                        u.reset(ResetKind::LogicalUnit);
+                    }
+                }
+                tmf::COMPLETE
+            }
+            tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET => {
+                self.abort_all(None).await;
+                if let Some(u) = &self.unit {
+                    let kind = if function == tmf::TARGET_COLD_RESET {
+                        ResetKind::TargetCold
+                    } else {
+                        ResetKind::TargetWarm
+                    };
+                    u.reset(kind);
+                }
+                close = function == tmf::TARGET_COLD_RESET;
+                tmf::COMPLETE
+            }
+            tmf::CLEAR_ACA => tmf::UNSUPPORTED,
+            tmf::TASK_REASSIGN => tmf::REASSIGN_UNSUPPORTED,
+            _ => tmf::UNSUPPORTED,
+        };
+        let mut r = Bhs::new(op::TMF_RESP);
+        r.0[2] = response;
+        r.set_itt(b.itt());
+        self.send(OutPdu::new(r), None).await;
+        Ok(!close)
+    }
+
+    /// Aborts this connection's commands on `lun` (all with `None`): those gathering data
+    /// are dropped, running ones end without a reply.
+    async fn abort_all(&mut self, lun: Option<u64>) {
+        let mut dropped = 0;
+        self.pending.retain(|_, p| {
+            let keep = lun.is_some_and(|l| l != p.cmd.lun);
+            if !keep && !p.cmd.immediate {
+                dropped += 1;
+            }
+            keep
+        });
+        self.window.in_flight.fetch_sub(dropped, Ordering::AcqRel);
+        self.wait_running(|_, r| lun.is_none_or(|l| l == r.lun), true)
+            .await;
+    }
+
+    async fn text(&mut self, pdu: Pdu) -> Result<(), End> {
+        let b = &pdu.bhs;
+        let ttt = b.u32_at(20);
+        let mut reply = Bhs::new(op::TEXT_RESP);
+        reply.set_itt(b.itt());
+        reply.set_lun(b.lun());
+        // The next piece of a long answer.
+        if ttt != NO_TAG {
+            let Some((t, itt, rest)) = self.text_rest.take() else {
+                self.reject(b, reject::INVALID_FIELD).await;
+                return Ok(());
+            };
+            if t != ttt || itt != b.itt() {
+                self.reject(b, reject::INVALID_FIELD).await;
+                return Ok(());
+            }
+            self.send_text(reply, b.itt(), rest).await;
+            return Ok(());
+        }
+        self.text_rest = None;
+        if b.flags() & 0x40 != 0 {
+            // Continued requests are not needed by any key this target takes.
+            self.reject(b, reject::NOT_SUPPORTED).await;
+            return Ok(());
+        }
+        let pairs = match text::parse(&pdu.data) {
+            Ok(p) => p,
+            Err(e) => {
+                debug!(peer = %self.peer, error = %e, "bad text request");
+                self.reject(b, reject::PROTOCOL_ERROR).await;
+                return Ok(());
+            }
+        };
+        let mut answers: Vec<(String, String)> = Vec::new();
+        for (k, v) in &pairs {
+            match k.as_str() {
+                "SendTargets" => answers.extend(self.send_targets(v).await),
+                "MaxRecvDataSegmentLength" => match v.parse::<u32>() {
+                    Ok(n) if (512..1 << 24).contains(&n) => self.params.initiator_max_recv = n,
+                    _ => answers.push((k.clone(), "Reject".into())),
+                },
+                _ => answers.push((k.clone(), "NotUnderstood".into())),
+            }
+        }
+        self.send_text(reply, b.itt(), text::encode(&answers)).await;
+        Ok(())
+    }
+
+    /// Sends `data` as a text response, in pieces the initiator can take: all but the last
+    /// have the C bit and a transfer tag the initiator returns to get the next.
+    async fn send_text(&mut self, mut reply: Bhs, itt: u32, mut data: Vec<u8>) {
+        let max = self.params.initiator_max_recv as usize;
+        if data.len() > max {
+            let rest = data.split_off(max);
+            let ttt = self.ttt();
+            reply.0[1] = 0x40;
+            reply.set_u32(20, ttt);
+            self.text_rest = Some((ttt, itt, rest));
+        } else {
+            reply.set_u32(20, NO_TAG);
+        }
+        self.send(OutPdu::with_data(reply, vec![Bytes::from(data)]), None)
+            .await;
+    }
+
+    /// The answer to `SendTargets=value`.
+    async fn send_targets(&self, value: &str) -> Vec<(String, String)> {
+        let prefix = &self.shared.config.target_prefix;
+        let wanted: Option<String> = match value {
+            "All" => None,
+            "" => match &self.target {
+                Some(t) => Some(t.clone()),
+                None => return vec![("SendTargets".into(), "Reject".into())],
+            },
+            name if text::valid_iscsi_name(name) => Some(name.to_string()),
+            _ => return vec![("SendTargets".into(), "Reject".into())],
+        };
+        let volumes = match self.shared.exports.list().await {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(error = %e, "listing volumes for SendTargets failed");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for (volume, _) in volumes {
+            let name = target_name(prefix, &volume);
+            if wanted.as_ref().is_some_and(|w| *w != name) {
+                continue;
+            }
+            match self.shared.access.access(&volume).await {
+                Ok(a) if a.allows(&self.initiator) => {}
+                _ => continue,
+            }
+            out.push(("TargetName".to_string(), name));
+            out.push(("TargetAddress".to_string(), self.portal.clone()));
+        }
+        out
+    }
+
+    async fn logout(&mut self, pdu: &Pdu) {
+        let b = &pdu.bhs;
+        let reason = b.flags() & 0x7f;
+        // Pending writes never ran; running commands are answered before the logout is.
+        self.pending.clear();
+        self.wait_running(|_, _| true, false).await;
+        let mut r = Bhs::new(op::LOGOUT_RESP);
+        // 2 ("connection recovery is not supported") for removals for recovery.
+        r.0[2] = if reason == 2 { 2 } else { 0 };
+        r.set_itt(b.itt());
+        self.send(OutPdu::new(r), None).await;
+        debug!(peer = %self.peer, reason, "iscsi logout");
+    }
+}
+
+/// What a command task holds.
+struct Task {
+    out: mpsc::Sender<Out>,
+    running: Arc<Mutex<HashMap<u32, Running>>>,
+    window: Arc<Window>,
+    shared: Shared,
+    nexus: Nexus,
+    params: Params,
+    wrote: Arc<AtomicBool>,
+}
+
+impl Task {
+    async fn run(
+        self,
+        cmd: Command,
+        unit: Option<Arc<LogicalUnit>>,
+        data: Bytes,
+        answer: Option<Response>,
+        permit: Option<OwnedSemaphorePermit>,
+        aborted: Arc<AtomicBool>,
+    ) {
+        // (flag, residual): 0x04 overflow, 0x02 underflow.
+        let mut residual: (u8, u32) = (0, 0);
+        let resp = if let Some(r) = answer {
+            r
+        } else {
+            self.execute(&cmd, unit, data, &mut residual).await
+        };
+        if !cmd.immediate {
+            self.window.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&cmd.itt);
+        if aborted.load(Ordering::Acquire) {
+            return;
+        }
+        let stats = &self.shared.stats;
+        stats.commands.fetch_add(1, Ordering::Relaxed);
+        if resp.status == CHECK_CONDITION {
+            stats.check_conditions.fetch_add(1, Ordering::Relaxed);
+        }
+        let total: usize = resp.data.iter().map(Bytes::len).sum();
+        let send = if cmd.read {
+            total.min(cmd.edtl as usize)
+        } else {
+            0
+        };
+        if !cmd.write {
+            if total > send {
+                residual = (0x04, (total - send) as u32);
+            } else if cmd.read && (send as u32) < cmd.edtl {
+                residual = (0x02, cmd.edtl - send as u32);
+            }
+        }
+        stats.read_bytes.fetch_add(send as u64, Ordering::Relaxed);
+        // Data-In, in PDUs the initiator can take, sequences of at most MaxBurstLength;
+        // a good status rides on the last one.
+        let mrdsl = self.params.initiator_max_recv as usize;
+        let burst = self.params.max_burst_length as usize;
+        let collapse = resp.status == GOOD && resp.sense.is_none() && send > 0;
+        let mut off = 0usize;
+        let mut data_sn = 0u32;
+        let mut permit = permit;
+        while off < send {
+            let seq_end = ((off / burst) + 1) * burst;
+            let len = mrdsl.min(send - off).min(seq_end - off);
+            let end = off + len;
+            let mut b = Bhs::new(op::DATA_IN);
+            let last = end == send;
+            b.0[1] = if last || end == seq_end { 0x80 } else { 0 };
+            b.set_lun(cmd.lun);
+            b.set_itt(cmd.itt);
+            b.set_u32(20, NO_TAG);
+            b.set_u32(36, data_sn);
+            b.set_u32(40, off as u32);
+            if last && collapse {
+                b.0[1] |= 0x01 | residual.0;
+                b.0[3] = resp.status;
+                b.set_u32(44, residual.1);
+            }
+            let pieces = slice_pieces(&resp.data, off, len);
+            let p = if last { permit.take() } else { None };
+            let _ = self
+                .out
+                .send(Out {
+                    pdu: OutPdu::with_data(b, pieces),
+                    _permit: p,
+                })
+                .await;
+            data_sn += 1;
+            off = end;
+        }
+        if collapse {
+            return;
+        }
+        let mut b = Bhs::new(op::SCSI_RESP);
+        b.0[1] = 0x80 | residual.0;
+        b.0[3] = resp.status;
+        b.set_itt(cmd.itt);
+        b.set_u32(36, data_sn);
+        b.set_u32(44, residual.1);
+        let data = match resp.sense {
+            Some(sense) if resp.status == CHECK_CONDITION => {
+                let len = (sense.len() as u16).to_be_bytes();
+                vec![Bytes::copy_from_slice(&len), sense]
+            }
+            _ => Vec::new(),
+        };
+        let _ = self
+            .out
+            .send(Out {
+                pdu: OutPdu::with_data(b, data),
+                _permit: permit,
+            })
+            .await;
+    }
+
+    async fn execute(
+        &self,
+        cmd: &Command,
+        unit: Option<Arc<LogicalUnit>>,
+        data: Bytes,
+        residual: &mut (u8, u32),
+    ) -> Response {
+        // REPORT LUNS answers for the target, whatever LUN it is sent to.
+        if cmd.cdb.first() == Some(&0xa0) {
+            return scsi::report_luns(&cmd.cdb, &[0]);
+        }
+        let Some(unit) = unit.filter(|_| lun_number(cmd.lun) == Some(0)) else {
+            return scsi::no_such_lun(&cmd.cdb);
+        };
+        if cmd.write {
+            let expected = match unit.data_out_len(&cmd.cdb) {
+                Ok(n) => n,
+                Err(r) => return r,
+            };
+            // A transfer length that disagrees with the CDB's: the command runs with what
+            // came, and the difference is a residual (FCP-4 9.4.2 a; initiators check both).
+            // COMPARE AND WRITE cannot run on part of its data: the CDB's length is the field
+            // in error, as tgt and LIO answer.
+            if expected != cmd.edtl {
+                *residual = if expected > cmd.edtl {
+                    (0x04, expected - cmd.edtl)
+                } else {
+                    (0x02, cmd.edtl - expected)
+                };
+                if cmd.cdb.first() == Some(&0x89) {
+                    return unit.check(scsi::sense::INVALID_FIELD_IN_CDB.at_cdb(13, None));
+                }
+            }
+            self.wrote.store(true, Ordering::Relaxed);
+        }
+        unit.execute(&self.nexus, &cmd.cdb, data).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luns_decode_in_peripheral_and_flat_addressing() {
+        assert_eq!(lun_number(0), Some(0));
+        assert_eq!(lun_number(0x0001_0000_0000_0000), Some(1));
+        assert_eq!(lun_number(0x4101_0000_0000_0000), Some(0x101));
+        assert_eq!(lun_number(0x0100_0000_0000_0000), None);
+        assert_eq!(lun_number(0x0000_0000_0000_0001), None);
+    }
+
+    #[test]
+    fn the_window_admits_serial_numbers_between_exp_and_max() {
+        let w = Window {
+            exp_cmd_sn: AtomicU32::new(u32::MAX - 1),
+            in_flight: AtomicU32::new(0),
+            depth: 4,
+        };
+        assert_eq!(w.max(), 1);
+        assert!(w.admits(u32::MAX - 1) && w.admits(u32::MAX) && w.admits(0) && w.admits(1));
+        assert!(!w.admits(2) && !w.admits(u32::MAX - 2));
+        w.in_flight.store(4, Ordering::Relaxed);
+        // A full window: nothing is admitted until a command completes.
+        assert!(!w.admits(u32::MAX - 1));
+    }
+
+    #[test]
+    fn pieces_are_sliced_without_copying() {
+        let pieces = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defgh")];
+        let s = slice_pieces(&pieces, 2, 4);
+        assert_eq!(
+            s,
+            vec![Bytes::from_static(b"c"), Bytes::from_static(b"def")]
+        );
+        assert!(slice_pieces(&pieces, 8, 4).is_empty());
+    }
+}
