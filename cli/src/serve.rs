@@ -418,13 +418,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let nbd_addr = nbd.as_ref().map(|n| n.local_addr()).transpose()?;
     let nbd_task = nbd.map(|n| tokio::spawn(n.serve(stopped(stop_rx.clone()))));
     let iscsi_addr = iscsi.as_ref().map(|n| n.local_addr()).transpose()?;
+    let mut metric_sources: Vec<Arc<dyn cairn_core::metrics::MetricsSource>> =
+        vec![s3_metrics, disk.clone(), volumes.clone(), volume_monitor];
+    if let Some(i) = &iscsi {
+        metric_sources.push(i.stats());
+    }
     let iscsi_task = iscsi.map(|n| tokio::spawn(n.serve(stopped(stop_rx.clone()))));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         client.clone(),
         token,
         workers.clone(),
-        vec![s3_metrics, disk.clone(), volumes.clone(), volume_monitor],
+        metric_sources,
         Some(disk),
         Some(volumes.clone()),
         stopped(stop_rx.clone()),

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cairn_ok as cli, run_tool as run, start_site, tool_ok as ok};
+use common::{admin_metrics, cairn_ok as cli, run_tool as run, start_site, tool_ok as ok};
 
 fn random_file(path: &Path, len: usize, seed: u64) {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -191,22 +191,6 @@ fn nbd_clients_read_write_copy_and_map_volumes() {
     assert!(cmp.contains("identical"), "{cmp}");
     site.kill().unwrap();
     site.wait().unwrap();
-}
-
-/// `/metrics` of the site running on `dir` (its admin endpoint is in `admin.json`).
-fn admin_metrics(dir: &Path) -> String {
-    use std::io::{Read, Write};
-    let file = std::fs::read_to_string(dir.join("admin.json")).unwrap();
-    let url: serde_json::Value = serde_json::from_str(&file).unwrap();
-    let addr = url["url"].as_str().unwrap().trim_start_matches("http://");
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    text
 }
 
 /// A background process that must be stopped: killed on drop if still running.

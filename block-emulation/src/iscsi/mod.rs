@@ -14,11 +14,13 @@
 //! units that connections share. SCSI itself is [`crate::scsi`]'s.
 
 mod login;
+mod metrics;
 mod pdu;
 mod server;
 mod session;
 mod text;
 
+pub use metrics::LunStats;
 pub use server::{
     check_target_prefix, default_target_prefix, target_name, ChapSecret, ExportAccess, IscsiAccess,
     IscsiConfig, IscsiHandle, IscsiServer, IscsiStats, OpenAccess,

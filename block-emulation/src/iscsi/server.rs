@@ -239,7 +239,7 @@ pub fn check_target_prefix(prefix: &str) -> Result<(), String> {
 }
 
 /// Counters of the target, for metrics. Every field only grows except `active_sessions`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct IscsiStats {
     /// Connections accepted.
     pub connections: AtomicU64,
@@ -259,6 +259,8 @@ pub struct IscsiStats {
     pub task_management: AtomicU64,
     /// PDUs rejected, and connections dropped for breaking the protocol.
     pub protocol_errors: AtomicU64,
+    /// Per target and LUN.
+    pub(crate) units: super::metrics::Units,
 }
 
 /// A running session, for reinstatement: a new login with the same initiator port (name and

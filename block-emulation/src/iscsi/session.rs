@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::login::LoggedIn;
+use super::metrics::{sense_key, LunStats};
 use super::pdu::{self, op, reject, Bhs, Digests, OutPdu, Pdu, ReadError, NO_TAG};
 use super::server::{target_name, Shared};
 use super::text::{self, Params};
@@ -153,6 +154,8 @@ struct Conn {
     next_ttt: u32,
     budget: Arc<Semaphore>,
     wrote: Arc<AtomicBool>,
+    /// The target's LUN 0 statistics (none for a discovery session).
+    lun_stats: Option<Arc<LunStats>>,
     /// Text answer still to send in pieces: its target transfer tag and the rest.
     text_rest: Option<(u32, u32, Vec<u8>)>,
 }
@@ -227,6 +230,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, s: LoggedIn, shar
         ahead: BTreeMap::new(),
         next_ttt: 1,
         wrote: Arc::new(AtomicBool::new(false)),
+        lun_stats: s.target.as_ref().map(|t| shared.stats.units.get(t, 0)),
         text_rest: None,
     };
     let mut kill = s.kill.clone();
@@ -795,6 +799,7 @@ impl Conn {
             nexus: self.nexus.clone(),
             params: self.params.clone(),
             wrote: self.wrote.clone(),
+            lun_stats: self.lun_stats.clone(),
         };
         tokio::spawn(async move {
             let _done = done_tx;
@@ -1033,6 +1038,7 @@ struct Task {
     nexus: Nexus,
     params: Params,
     wrote: Arc<AtomicBool>,
+    lun_stats: Option<Arc<LunStats>>,
 }
 
 impl Task {
@@ -1047,6 +1053,8 @@ impl Task {
     ) {
         // (flag, residual): 0x04 overflow, 0x02 underflow.
         let mut residual: (u8, u32) = (0, 0);
+        let started = std::time::Instant::now();
+        let written = if cmd.write { data.len() as u64 } else { 0 };
         let resp = if let Some(r) = answer {
             r
         } else {
@@ -1081,6 +1089,15 @@ impl Task {
             }
         }
         stats.read_bytes.fetch_add(send as u64, Ordering::Relaxed);
+        if let Some(l) = &self.lun_stats {
+            let key = if resp.status == CHECK_CONDITION {
+                resp.sense.as_deref().and_then(sense_key)
+            } else {
+                None
+            };
+            let opcode = cmd.cdb.first().copied().unwrap_or(0);
+            l.record(opcode, key, send as u64, written, started.elapsed());
+        }
         // Data-In, in PDUs the initiator can take, sequences of at most MaxBurstLength;
         // a good status rides on the last one.
         let mrdsl = self.params.initiator_max_recv as usize;

@@ -410,6 +410,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     } else {
         None
     };
+    let mut iscsi_stats = None;
     let iscsi = if roles.has(Role::S3) && config.volumes.iscsi {
         let exports: Arc<dyn cairn_block::Exports> = volumes.clone();
         let prefix = config
@@ -434,6 +435,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             )
         })?;
         let addr = server.local_addr()?;
+        iscsi_stats = Some(server.stats());
         let stop = stopped(stop_rx.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = server.serve(stop).await {
@@ -632,6 +634,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         sources.push(disk.clone());
         sources.push(volumes.clone());
         sources.push(volume_monitor.clone());
+        if let Some(i) = &iscsi_stats {
+            sources.push(i.clone());
+        }
         let cluster_admin = admin::ClusterAdmin {
             cluster: cluster.clone(),
             status: status.clone(),

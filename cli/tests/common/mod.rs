@@ -30,6 +30,9 @@ pub struct Endpoints {
     pub s3: String,
     /// `ADDR` of the NBD server (`nbd://ADDR/VOLUME`), if it serves NBD.
     pub nbd: Option<String>,
+    /// `ADDR` of the iSCSI portal and the target name prefix (`iscsi://ADDR/PREFIX:VOLUME/0`),
+    /// if it serves iSCSI.
+    pub iscsi: Option<(String, String)>,
 }
 
 /// Starts `cairn serve` on `dir` (loopback ports chosen by the OS) with extra flags; returns
@@ -59,7 +62,7 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
         .expect("spawn cairn serve");
     let out = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(out).lines();
-    let (mut s3, mut nbd) = (None, None);
+    let (mut s3, mut nbd, mut iscsi) = (None, None, None);
     loop {
         let line = lines
             .next()
@@ -72,6 +75,13 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
             let addr = url.trim().trim_start_matches("nbd://");
             nbd = Some(addr.trim_end_matches("/VOLUME").to_string());
         }
+        if let Some(url) = line.strip_prefix("iSCSI endpoint:") {
+            let rest = url.trim().trim_start_matches("iscsi://");
+            if let Some((addr, target)) = rest.split_once('/') {
+                let prefix = target.trim_end_matches(":VOLUME/0").to_string();
+                iscsi = Some((addr.to_string(), prefix));
+            }
+        }
         if line.starts_with("Data dir:") {
             break;
         }
@@ -79,7 +89,7 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     let s3 = s3.expect("cairn serve printed its S3 endpoint");
-    (child, Endpoints { s3, nbd })
+    (child, Endpoints { s3, nbd, iscsi })
 }
 
 /// An AWS SDK client for `endpoint` with the test key.
@@ -154,4 +164,22 @@ pub fn tool_ok(bin: &str, args: &[&str], secs: u64) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `GET /metrics` from the admin endpoint of the site on `dir` (its address from
+/// `DATA_DIR/admin.json`).
+#[allow(dead_code)] // not every test binary reads metrics
+pub fn admin_metrics(dir: &std::path::Path) -> String {
+    use std::io::{Read, Write};
+    let file = std::fs::read_to_string(dir.join("admin.json")).unwrap();
+    let url: serde_json::Value = serde_json::from_str(&file).unwrap();
+    let addr = url["url"].as_str().unwrap().trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    text
 }
