@@ -516,3 +516,82 @@ async fn fuzzed_pdus_never_break_the_target() {
     assert!(ok, "{out}{err}");
     h.shutdown().await.unwrap();
 }
+
+/// Waits (bounded) until the target has no session left: nothing is stuck on a connection
+/// that went away.
+async fn no_sessions_left(h: &IscsiHandle) {
+    use std::sync::atomic::Ordering;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while h.stats().active_sessions.load(Ordering::Relaxed) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a session outlived its connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_logins_and_dropped_writes_leave_nothing_behind() {
+    let dev = mem(1 << 20, 512);
+    let exports = MemExports::default().with("vol", "", dev.clone());
+    let config = IscsiConfig {
+        target_prefix: PREFIX.to_string(),
+        login_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let h = IscsiServer::bind(
+        "127.0.0.1:0",
+        Arc::new(exports),
+        Arc::new(OpenAccess),
+        config,
+    )
+    .await
+    .unwrap()
+    .spawn()
+    .unwrap();
+    let addr = h.local_addr();
+    let target = cairn_block::iscsi::target_name(PREFIX, "vol");
+
+    // A login that never finishes: half a header, then silence. The target hangs up.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&[0x43, 0x87, 0, 0]).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
+        .await
+        .expect("the target closes a login that does not finish")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+
+    // A write whose data never all arrives: 4 KiB announced, 512 bytes sent, connection gone.
+    let before = dev.data();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    raw_full_login(&mut s, &target).await;
+    let cdb = [0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0];
+    // F clear: more (unsolicited) data was to follow.
+    let pdu = scsi_pdu(0, 1, 0x21, 4096, &cdb, &[0xab; 512]);
+    s.write_all(&pdu).await.unwrap();
+    drop(s);
+    no_sessions_left(&h).await;
+
+    // A data segment longer than its header says (the rest is garbage to the target): the
+    // connection is dropped, nothing is written.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    raw_full_login(&mut s, &target).await;
+    let mut pdu = scsi_pdu(0, 2, 0xa1, 512, &cdb[..], &[0xcd; 512]);
+    pdu[7] = 0xff; // claims 0x0002ff bytes where 512 follow: the next "header" is data
+    pdu[6] = 0x02;
+    pdu.extend_from_slice(&[0xee; 4096]);
+    let _ = s.write_all(&pdu).await;
+    drop(s);
+    no_sessions_left(&h).await;
+    assert!(
+        dev.data() == before,
+        "a write with missing or lying data changed the device"
+    );
+
+    // The target still serves.
+    let (ok, out, err) = tool("iscsi-inq", &[&url(&h, "vol")]).await;
+    assert!(ok, "{out}{err}");
+    h.shutdown().await.unwrap();
+}
