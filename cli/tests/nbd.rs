@@ -33,7 +33,8 @@ fn nbd_clients_read_write_copy_and_map_volumes() {
     let d = dir.path().join("data");
     let ds = d.to_str().unwrap();
     std::fs::create_dir_all(&d).unwrap();
-    let (mut site, ep) = start_site(&d, &[]);
+    let (site, ep) = start_site(&d, &[]);
+    let mut site = Killed(site);
     let nbd = ep.nbd.expect("cairn serve serves NBD by default");
     cli(&[
         "volume",
@@ -171,9 +172,10 @@ fn nbd_clients_read_write_copy_and_map_volumes() {
     );
 
     // nbdcopy flushed at its end: the image survives kill -9 and reads back after a restart.
-    site.kill().unwrap();
-    site.wait().unwrap();
-    let (mut site, ep) = start_site(&d, &[]);
+    site.0.kill().unwrap();
+    site.0.wait().unwrap();
+    let (site, ep) = start_site(&d, &[]);
+    let mut site = Killed(site);
     let nbd2 = ep.nbd.unwrap();
     let cmp = ok(
         "qemu-img",
@@ -189,8 +191,19 @@ fn nbd_clients_read_write_copy_and_map_volumes() {
         120,
     );
     assert!(cmp.contains("identical"), "{cmp}");
-    site.kill().unwrap();
-    site.wait().unwrap();
+    site.0.kill().unwrap();
+    site.0.wait().unwrap();
+}
+
+/// A `cairn serve` child, killed on drop: a failing assertion must not leave it running
+/// (it would hold the test runner's output pipe open).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A background process that must be stopped: killed on drop if still running.
@@ -266,7 +279,8 @@ fn an_ext4_file_system_on_a_volume_survives_snapshot_and_clone() {
     let d = dir.path().join("data");
     let ds = d.to_str().unwrap();
     std::fs::create_dir_all(&d).unwrap();
-    let (mut site, ep) = start_site(&d, &[]);
+    let (site, ep) = start_site(&d, &[]);
+    let mut site = Killed(site);
     let nbd = ep.nbd.unwrap();
     cli(&[
         "volume",
@@ -331,6 +345,6 @@ fn an_ext4_file_system_on_a_volume_survives_snapshot_and_clone() {
     unmount(&fs, ext);
     ok("fusermount3", &["-u", mnt.to_str().unwrap()], 60);
     nbdfuse.wait_exit(60);
-    site.kill().unwrap();
-    site.wait().unwrap();
+    site.0.kill().unwrap();
+    site.0.wait().unwrap();
 }
