@@ -75,7 +75,12 @@ fn nbd_clients_read_write_copy_and_map_volumes() {
     // A 256 MiB image in and out with nbdcopy, compared byte for byte and by qemu-img.
     let image = dir.path().join("image.raw");
     random_file(&image, 256 << 20, 1);
-    ok("nbdcopy", &[image.to_str().unwrap(), &url("img")], 120);
+    // --flush: nbdcopy does not flush by default, and only acknowledged flushes are durable.
+    ok(
+        "nbdcopy",
+        &["--flush", image.to_str().unwrap(), &url("img")],
+        120,
+    );
     let back = dir.path().join("back.raw");
     ok("nbdcopy", &[&url("img"), back.to_str().unwrap()], 120);
     assert!(
@@ -171,7 +176,8 @@ fn nbd_clients_read_write_copy_and_map_volumes() {
         0.0
     );
 
-    // nbdcopy flushed at its end: the image survives kill -9 and reads back after a restart.
+    // nbdcopy --flush flushed at its end: the image survives kill -9 and reads back after a
+    // restart.
     site.0.kill().unwrap();
     site.0.wait().unwrap();
     let (site, ep) = start_site(&d, &[]);
