@@ -9,7 +9,8 @@ use std::net::TcpStream;
 use std::process::Child;
 use std::time::Duration;
 
-use common::{admin_metrics, cairn, cairn_ok, run_tool, start_site};
+use common::fuse::{fuse2fs, nbdfuse, unmount};
+use common::{admin_metrics, cairn, cairn_ok, run_tool, start_site, tool_ok};
 
 /// A running `cairn serve`, killed when dropped (so a failing test leaves no process).
 struct Site {
@@ -389,4 +390,216 @@ fn writes_synchronized_before_a_kill_9_read_back_after_restart() {
             &data[..16]
         );
     }
+}
+
+/// qemu's iSCSI initiator (its block-iscsi module; scripts/test points QEMU_MODULE_DIR at one
+/// matching qemu-utils): fails with what to do when the module is missing.
+fn qemu_iscsi() {
+    let out = run_tool("qemu-img", &["--help"], 60);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.split_whitespace().any(|w| w == "iscsi"),
+        "qemu-img has no iscsi driver: run the tests with scripts/test, or set QEMU_MODULE_DIR \
+         to the directory scripts/qemu-iscsi-module prints"
+    );
+}
+
+#[test]
+fn qemu_and_an_ext4_file_system_over_iscsi_survive_kill_9() {
+    qemu_iscsi();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let slow = ["--volume-commit-interval", "3600"];
+    let site = Site::start(tmp.path(), &slow);
+    for (name, size) in [("qimg", "32MiB"), ("fsvol", "128MiB")] {
+        cairn_ok(&["volume", "create", name, "--size", size, "--data-dir", dir]);
+    }
+
+    // qemu-img convert in and out, compare, and qemu-io pattern writes.
+    let img = tmp.path().join("in.img");
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..32usize << 20)
+        .map(|i| {
+            if (i >> 20) % 4 == 3 {
+                return 0; // every fourth MiB a hole
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&img, &data).unwrap();
+    let img = img.to_str().unwrap();
+    let url = site.url("qimg");
+    tool_ok(
+        "qemu-img",
+        &["convert", "-n", "-f", "raw", "-O", "raw", img, &url],
+        300,
+    );
+    let cmp = tool_ok(
+        "qemu-img",
+        &["compare", "-f", "raw", "-F", "raw", img, &url],
+        300,
+    );
+    assert!(cmp.contains("identical"), "{cmp}");
+    let io = tool_ok(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            "-c",
+            "write -P 0x5a 1M 64k",
+            "-c",
+            "write -z 4M 1M",
+            "-c",
+            "flush",
+            "-c",
+            "read -P 0x5a 1M 64k",
+            "-c",
+            "read -P 0 4M 1M",
+            &url,
+        ],
+        120,
+    );
+    assert!(!io.contains("Pattern verification failed"), "{io}");
+    let out = tmp.path().join("out.img");
+    let out = out.to_str().unwrap();
+    tool_ok(
+        "qemu-img",
+        &["convert", "-f", "raw", "-O", "raw", &url, out],
+        300,
+    );
+    let back = std::fs::read(out).unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back[1 << 20..(1 << 20) + 65536].iter().all(|&b| b == 0x5a));
+    assert!(back[4 << 20..5 << 20].iter().all(|&b| b == 0));
+    assert!(back[5 << 20..] == data[5 << 20..] && back[..1 << 20] == data[..1 << 20]);
+
+    // ext4 through qemu's initiator: qemu-nbd opens the LUN over iSCSI and nbdfuse shows it
+    // as a file; mkfs, files written through fuse2fs, both unmounted (flushes reach the
+    // target as SYNCHRONIZE CACHE), then kill -9 of the target.
+    let (mnt, fs) = (tmp.path().join("mnt"), tmp.path().join("fs"));
+    let lun = site.url("fsvol");
+    let export = ["[", "qemu-nbd", "-f", "raw", &lun, "]"];
+    let fuse = nbdfuse(&export, &mnt, &fs);
+    let image = mnt.join("nbd");
+    tool_ok("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()], 120);
+    let ext = fuse2fs(&image, &fs);
+    let mut files = Vec::new();
+    for i in 0..12u64 {
+        let len = 4096 + (i as usize) * 70_000;
+        let body: Vec<u8> = (0..len).map(|j| (j as u64 * 131 + i) as u8).collect();
+        std::fs::write(fs.join(format!("f{i}")), &body).unwrap();
+        files.push((format!("f{i}"), body));
+    }
+    std::fs::create_dir(fs.join("dir")).unwrap();
+    std::fs::write(fs.join("dir/note"), b"written through iSCSI").unwrap();
+    unmount(&fs, ext);
+    unmount(&mnt, fuse);
+    site.sigkill();
+
+    // After the restart: e2fsck finds it clean and every file reads back.
+    let site = Site::start(tmp.path(), &slow);
+    let lun = site.url("fsvol");
+    let export = ["[", "qemu-nbd", "-f", "raw", &lun, "]"];
+    let fuse = nbdfuse(&export, &mnt, &fs);
+    let fsck = run_tool("e2fsck", &["-f", "-n", image.to_str().unwrap()], 120);
+    assert!(
+        fsck.status.success(),
+        "e2fsck after kill -9: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let ext = fuse2fs(&image, &fs);
+    for (name, body) in &files {
+        assert!(
+            std::fs::read(fs.join(name)).unwrap() == *body,
+            "{name} differs"
+        );
+    }
+    assert_eq!(
+        std::fs::read(fs.join("dir/note")).unwrap(),
+        b"written through iSCSI"
+    );
+    unmount(&fs, ext);
+    unmount(&mnt, fuse);
+}
+
+/// PERSISTENT RESERVE OUT with a 24-byte parameter list.
+fn prout(i: &mut Initiator, action: u8, kind: u8, key: u64, sa_key: u64) -> u8 {
+    let mut param = [0u8; 24];
+    param[..8].copy_from_slice(&key.to_be_bytes());
+    param[8..16].copy_from_slice(&sa_key.to_be_bytes());
+    let cdb = [0x5f, action, kind, 0, 0, 0, 0, 0, 24, 0];
+    i.command(&cdb, Some(&param), 0).unwrap().0
+}
+
+/// PERSISTENT RESERVE IN: the registered keys, and the reservation's key and type.
+fn prin(i: &mut Initiator) -> (Vec<u64>, Option<(u64, u8)>) {
+    let (status, keys) = i
+        .command(&[0x5e, 0, 0, 0, 0, 0, 0, 0x01, 0, 0], None, 256)
+        .unwrap();
+    assert_eq!(status, 0, "READ KEYS");
+    let n = u32::from_be_bytes(keys[4..8].try_into().unwrap()) as usize / 8;
+    let keys = (0..n)
+        .map(|k| u64::from_be_bytes(keys[8 + 8 * k..16 + 8 * k].try_into().unwrap()))
+        .collect();
+    let (status, r) = i
+        .command(&[0x5e, 1, 0, 0, 0, 0, 0, 0x01, 0, 0], None, 256)
+        .unwrap();
+    assert_eq!(status, 0, "READ RESERVATION");
+    let held = u32::from_be_bytes(r[4..8].try_into().unwrap()) >= 16;
+    let reservation = held.then(|| {
+        (
+            u64::from_be_bytes(r[8..16].try_into().unwrap()),
+            r[21] & 0x0f,
+        )
+    });
+    (keys, reservation)
+}
+
+#[test]
+fn persistent_reservations_outlive_every_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let site = Site::start(tmp.path(), &[]);
+    cairn_ok(&[
+        "volume",
+        "create",
+        "shared",
+        "--size",
+        "16MiB",
+        "--data-dir",
+        dir,
+    ]);
+    let target = format!("{}:shared", site.prefix);
+    let mut init = Initiator::login(&site.portal, &target).expect("login");
+    assert_eq!(prout(&mut init, 0, 0, 0, 0xc1a5), 0, "REGISTER");
+    assert_eq!(
+        prout(&mut init, 1, 1, 0xc1a5, 0),
+        0,
+        "RESERVE write exclusive"
+    );
+    assert_eq!(prin(&mut init), (vec![0xc1a5], Some((0xc1a5, 1))));
+    drop(init);
+    // Wait until the target has ended the session (the volume is closed when no session uses
+    // it), then log in again: the registration and the reservation are still there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !admin_metrics(tmp.path())
+        .lines()
+        .any(|l| l == "cairn_iscsi_sessions 0")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut init = Initiator::login(&site.portal, &target).expect("login again");
+    assert_eq!(prin(&mut init), (vec![0xc1a5], Some((0xc1a5, 1))));
+    // The holder (same initiator and ISID) releases and unregisters; nothing is left.
+    assert_eq!(prout(&mut init, 2, 1, 0xc1a5, 0), 0, "RELEASE");
+    assert_eq!(prout(&mut init, 0, 0, 0xc1a5, 0), 0, "unREGISTER");
+    assert_eq!(prin(&mut init), (vec![], None));
 }

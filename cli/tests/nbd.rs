@@ -6,9 +6,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
 
+use common::fuse::{fuse2fs, nbdfuse, unmount};
 use common::{admin_metrics, cairn_ok as cli, run_tool as run, start_site, tool_ok as ok};
 
 fn random_file(path: &Path, len: usize, seed: u64) {
@@ -212,73 +212,6 @@ impl Drop for Killed {
     }
 }
 
-/// A background process that must be stopped: killed on drop if still running.
-struct Bg(Child, &'static str);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Bg {
-    /// Waits for the process to exit by itself (after an unmount), within `secs`.
-    fn wait_exit(mut self, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while self.0.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "{} did not exit", self.1);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// Waits until `path` exists (a FUSE mount came up), within `secs`.
-fn wait_for(path: &Path, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} did not appear",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// nbdfuse exposes a volume as MNT/nbd (FS is made ready for [`fuse2fs`]).
-fn mount(url: &str, mnt: &Path, fs: &Path) -> Bg {
-    std::fs::create_dir_all(mnt).unwrap();
-    std::fs::create_dir_all(fs).unwrap();
-    let nbdfuse = Command::new("nbdfuse")
-        .arg(mnt)
-        .arg(url)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("nbdfuse (Debian: libnbd-bin, fuse3)");
-    let nbdfuse = Bg(nbdfuse, "nbdfuse");
-    wait_for(&mnt.join("nbd"), 30);
-    nbdfuse
-}
-
-fn fuse2fs(image: &Path, fs: &Path) -> Bg {
-    let child = Command::new("fuse2fs")
-        .args(["-f", "-o", "fakeroot"])
-        .arg(image)
-        .arg(fs)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("fuse2fs (Debian: fuse2fs)");
-    let bg = Bg(child, "fuse2fs");
-    wait_for(&fs.join("lost+found"), 30);
-    bg
-}
-
-fn unmount(fs: &Path, fuse: Bg) {
-    ok("fusermount3", &["-u", fs.to_str().unwrap()], 60);
-    fuse.wait_exit(60);
-}
-
 #[test]
 fn an_ext4_file_system_on_a_volume_survives_snapshot_and_clone() {
     let dir = tempfile::tempdir().unwrap();
@@ -300,7 +233,7 @@ fn an_ext4_file_system_on_a_volume_survives_snapshot_and_clone() {
     let (mnt, fs) = (dir.path().join("mnt"), dir.path().join("fs"));
 
     // mkfs, mount, write files, unmount.
-    let nbdfuse = mount(&format!("nbd://{nbd}/fsvol"), &mnt, &fs);
+    let fuse = nbdfuse(&[&format!("nbd://{nbd}/fsvol")], &mnt, &fs);
     let image = mnt.join("nbd");
     ok("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()], 120);
     let ext = fuse2fs(&image, &fs);
@@ -315,8 +248,7 @@ fn an_ext4_file_system_on_a_volume_survives_snapshot_and_clone() {
     std::fs::create_dir(fs.join("sub")).unwrap();
     std::fs::write(fs.join("sub/note"), b"written through NBD").unwrap();
     unmount(&fs, ext);
-    ok("fusermount3", &["-u", mnt.to_str().unwrap()], 60);
-    nbdfuse.wait_exit(60);
+    unmount(&mnt, fuse);
 
     // Snapshot and clone; the clone is mounted and checked, and e2fsck finds it clean.
     cli(&[
@@ -329,7 +261,7 @@ fn an_ext4_file_system_on_a_volume_survives_snapshot_and_clone() {
         ds,
     ]);
     cli(&["volume", "clone", "fsvol@s1", "fsclone", "--data-dir", ds]);
-    let nbdfuse = mount(&format!("nbd://{nbd}/fsclone"), &mnt, &fs);
+    let fuse = nbdfuse(&[&format!("nbd://{nbd}/fsclone")], &mnt, &fs);
     let fsck = run("e2fsck", &["-f", "-n", image.to_str().unwrap()], 120);
     assert!(
         fsck.status.success(),
@@ -349,8 +281,7 @@ fn an_ext4_file_system_on_a_volume_survives_snapshot_and_clone() {
         b"written through NBD"
     );
     unmount(&fs, ext);
-    ok("fusermount3", &["-u", mnt.to_str().unwrap()], 60);
-    nbdfuse.wait_exit(60);
+    unmount(&mnt, fuse);
     site.0.kill().unwrap();
     site.0.wait().unwrap();
 }

@@ -488,8 +488,15 @@ pub(crate) async fn login<S: AsyncRead + AsyncWrite + Unpin>(
                 },
                 None => None,
             };
-            l.send(T_BIT | (csg << 2) | FULL_FEATURE, tsih, 0, &answers)
-                .await?;
+            if let Err(e) = l
+                .send(T_BIT | (csg << 2) | FULL_FEATURE, tsih, 0, &answers)
+                .await
+            {
+                if let Some(u) = unit {
+                    shared.release_unit(u);
+                }
+                return Err(e.into());
+            }
             let portal = local.map_or_else(|| "127.0.0.1:3260".to_string(), |a| a.to_string());
             return Ok(Some(LoggedIn {
                 initiator,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::text::TargetLimits;
 use crate::device::{BlockError, Exports};
-use crate::scsi::{LogicalUnit, LunIdentity};
+use crate::scsi::{LogicalUnit, LunIdentity, Reservations};
 use crate::wire::ServerHandle;
 
 /// How the target behaves. [`IscsiConfig::default`] suits most uses; the CLI sets the name
@@ -281,10 +281,19 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<IscsiConfig>,
     pub(crate) stats: Arc<IscsiStats>,
     pub(crate) stop: watch::Receiver<bool>,
-    /// Logical units by volume, while some session uses them.
-    pub(crate) units: Arc<Mutex<HashMap<String, Weak<LogicalUnit>>>>,
+    /// Logical units by volume, while some session uses them, and the persistent
+    /// reservations of volumes no session uses.
+    pub(crate) units: Arc<Mutex<OpenUnits>>,
     pub(crate) sessions: Sessions,
     pub(crate) next_tsih: Arc<Mutex<u16>>,
+}
+
+/// The logical units sessions use, by volume, and the persistent reservations of volumes no
+/// session uses now (at most one of the two per volume).
+#[derive(Default)]
+pub(crate) struct OpenUnits {
+    live: HashMap<String, Arc<LogicalUnit>>,
+    parked: HashMap<String, Reservations>,
 }
 
 impl Shared {
@@ -310,10 +319,11 @@ impl Shared {
         Ok(first)
     }
 
-    /// The logical unit of `volume`, opening the volume if no session has it.
+    /// The logical unit of `volume`, opening the volume if no session has it. A session
+    /// that got one hands it back with [`Shared::release_unit`].
     pub(crate) async fn unit(&self, volume: &str) -> Result<Arc<LogicalUnit>, BlockError> {
-        if let Some(lu) = self.lock_units().get(volume).and_then(Weak::upgrade) {
-            return Ok(lu);
+        if let Some(lu) = self.lock_units().live.get(volume) {
+            return Ok(lu.clone());
         }
         let device = self.exports.open(volume).await?;
         let target = target_name(&self.config.target_prefix, volume);
@@ -331,16 +341,38 @@ impl Shared {
         };
         let mut units = self.lock_units();
         // Another login may have opened it meanwhile: one unit per volume.
-        if let Some(lu) = units.get(volume).and_then(Weak::upgrade) {
-            return Ok(lu);
+        if let Some(lu) = units.live.get(volume) {
+            return Ok(lu.clone());
         }
-        units.retain(|_, w| w.strong_count() > 0);
         let lu = Arc::new(LogicalUnit::new(device, identity));
-        units.insert(volume.to_string(), Arc::downgrade(&lu));
+        if let Some(pr) = units.parked.remove(volume) {
+            lu.restore_reservations(pr);
+        }
+        units.live.insert(volume.to_string(), lu.clone());
         Ok(lu)
     }
 
-    fn lock_units(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<LogicalUnit>>> {
+    /// A session is done with `unit`: when no other session uses it, the volume is closed
+    /// and its persistent reservations are kept for the next session (SPC-5 5.14.7:
+    /// registrations survive the loss of every I_T nexus; only a power loss, here a restart
+    /// of the target, clears them).
+    pub(crate) fn release_unit(&self, unit: Arc<LogicalUnit>) {
+        let volume = unit.identity().volume.clone();
+        drop(unit);
+        let mut units = self.lock_units();
+        let Some(lu) = units.live.get(&volume) else {
+            return;
+        };
+        if Arc::strong_count(lu) > 1 {
+            return;
+        }
+        let lu = units.live.remove(&volume).expect("present");
+        if let Some(pr) = lu.take_reservations() {
+            units.parked.insert(volume, pr);
+        }
+    }
+
+    fn lock_units(&self) -> std::sync::MutexGuard<'_, OpenUnits> {
         self.units.lock().unwrap_or_else(|e| e.into_inner())
     }
 

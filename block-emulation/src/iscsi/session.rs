@@ -177,7 +177,7 @@ fn lun_number(raw: u64) -> Option<u64> {
 /// Serves the full-feature phase until logout, a protocol error, the initiator's close, a
 /// reinstating login or the server's stop; then waits for running commands and, if the
 /// connection wrote, flushes the volume.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, s: LoggedIn, shared: Shared) {
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, mut s: LoggedIn, shared: Shared) {
     let (rd, wr) = stream.into_split();
     let digests = Digests {
         header: s.params.header_digest,
@@ -220,7 +220,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, s: LoggedIn, shar
         initiator: s.initiator.clone(),
         target: s.target.clone(),
         portal: s.portal.clone(),
-        unit: s.unit.clone(),
+        unit: s.unit.take(),
         nexus,
         params: s.params.clone(),
         window,
@@ -319,6 +319,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, s: LoggedIn, shar
                 warn!(%peer, error = %e, "flushing the volume after the session ended failed: writes not synchronised by the initiator may be lost");
             }
         }
+        shared.release_unit(unit);
     }
     if let Some(t) = target {
         let mut sessions = shared.sessions.lock().unwrap_or_else(|e| e.into_inner());

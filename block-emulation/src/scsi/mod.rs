@@ -49,6 +49,7 @@ use tracing::debug;
 use crate::device::BlockDevice;
 use cdb::{op, Cmd};
 pub use luns::{no_such_lun, report_luns};
+use pr::PrState;
 use sense::Sense;
 use state::UnitState;
 
@@ -189,6 +190,11 @@ fn truncated(mut data: Vec<u8>, alloc: u32) -> Vec<Bytes> {
     }
 }
 
+/// The persistent reservations of a device no logical unit serves now (see
+/// [`LogicalUnit::take_reservations`]).
+#[derive(Debug)]
+pub struct Reservations(PrState);
+
 /// A logical unit over a block device, shared by every session and connection that reaches it
 /// (persistent reservations, unit attentions and mode page settings are per logical unit).
 pub struct LogicalUnit {
@@ -320,6 +326,19 @@ impl LogicalUnit {
         let mut st = self.state();
         st.reserved_by = None;
         st.queue_ua_all(None, ua);
+    }
+
+    /// Takes the persistent reservation state out of the unit (which is being closed), if
+    /// there is any: registrations survive the loss of every nexus (SPC-5 5.14.7), so the
+    /// transport keeps them for the next unit of the same device.
+    pub fn take_reservations(&self) -> Option<Reservations> {
+        let pr = std::mem::take(&mut self.state().pr);
+        (!pr.is_empty()).then_some(Reservations(pr))
+    }
+
+    /// Puts back what [`LogicalUnit::take_reservations`] took from the device's last unit.
+    pub fn restore_reservations(&self, reservations: Reservations) {
+        self.state().pr = reservations.0;
     }
 
     /// The nexus is gone (session closed, connection lost): releases its RESERVE(6/10)

@@ -1,6 +1,8 @@
 //! Reservations: RESERVE/RELEASE (6/10) as SPC-2 defines them, and persistent reservations
 //! (PERSISTENT RESERVE IN/OUT, SPC-5 5.14 and 6.15-6.16), with the conflict rules of SPC-5
-//! table 77 and SBC-4 table 13. State is in memory only: APTPL is refused.
+//! table 77 and SBC-4 table 13. The state lives as long as the target process: it survives
+//! the loss of every I_T nexus (the transport keeps it while no session uses the device), not a
+//! restart, so APTPL is refused.
 
 use bytes::Bytes;
 
@@ -42,6 +44,11 @@ pub(super) struct PrState {
 }
 
 impl PrState {
+    /// No registrations (so no reservation either).
+    pub(super) fn is_empty(&self) -> bool {
+        self.registrations.is_empty() && self.reservation.is_none()
+    }
+
     fn key_of(&self, nexus: &Nexus) -> Option<u64> {
         self.registrations
             .iter()

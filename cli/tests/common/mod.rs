@@ -5,6 +5,8 @@ use std::process::{Child, Command, Stdio};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 
+pub mod fuse;
+
 /// Access key the test sites are started with.
 pub const KEY: &str = "CKCLITEST00000000001";
 /// Its secret.
