@@ -135,11 +135,15 @@ pub enum VolumeCommand {
         /// /etc/iscsi/initiatorname.iscsi on the host).
         #[arg(long = "initiator", value_name = "IQN")]
         initiators: Vec<String>,
-        /// Initiators must answer CHAP as USER with SECRET (12-255 characters).
-        #[arg(long, value_name = "USER:SECRET")]
+        /// Initiators must answer CHAP as USER with SECRET (12-255 characters). Given as USER
+        /// alone, the secret comes from $CAIRN_CHAP_SECRET or else a line of standard input,
+        /// so that it stays out of the process list and the shell history.
+        #[arg(long, value_name = "USER[:SECRET]")]
         chap: Option<String>,
-        /// The target proves itself to initiators that ask (mutual CHAP) as USER with SECRET.
-        #[arg(long, value_name = "USER:SECRET", requires = "chap")]
+        /// The target proves itself to initiators that ask (mutual CHAP) as USER with SECRET;
+        /// USER alone takes the secret from $CAIRN_MUTUAL_CHAP_SECRET or standard input (the
+        /// line after --chap's, when both are read).
+        #[arg(long, value_name = "USER[:SECRET]", requires = "chap")]
         mutual_chap: Option<String>,
         /// Stop serving the volume over iSCSI: new logins are refused and discovery hides it.
         #[arg(long, conflicts_with_all = ["initiators", "chap", "mutual_chap"])]
@@ -205,11 +209,34 @@ impl ExportJson {
     }
 }
 
-fn split_chap(s: &str, flag: &str) -> anyhow::Result<(String, String)> {
-    s.split_once(':')
-        .filter(|(u, p)| !u.is_empty() && !p.is_empty())
-        .map(|(u, p)| (u.to_string(), p.to_string()))
-        .ok_or_else(|| anyhow::anyhow!("{flag} takes USER:SECRET"))
+/// `USER:SECRET`, or `USER` with the secret from the environment variable `env` or else one
+/// line of standard input.
+fn chap_arg(arg: &str, flag: &str, env: &str) -> anyhow::Result<(String, String)> {
+    let (user, secret) = match arg.split_once(':') {
+        Some((u, p)) => (u, Some(p.to_string())),
+        None => (arg, None),
+    };
+    anyhow::ensure!(!user.is_empty(), "{flag} takes USER:SECRET, or USER alone");
+    let secret = match secret {
+        Some(s) => s,
+        None => match std::env::var(env) {
+            Ok(s) if !s.is_empty() => s,
+            _ => {
+                use std::io::IsTerminal;
+                if std::io::stdin().is_terminal() {
+                    eprint!("{flag} secret for {user}: ");
+                }
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                line.trim_end_matches(['\n', '\r']).to_string()
+            }
+        },
+    };
+    anyhow::ensure!(
+        !secret.is_empty(),
+        "{flag} {user}: no secret: give USER:SECRET, set {env}, or write it on standard input"
+    );
+    Ok((user.to_string(), secret))
 }
 
 fn print_export(e: &ExportJson) {
@@ -506,9 +533,11 @@ pub async fn run(cmd: VolumeCommand) -> anyhow::Result<()> {
             off,
             target,
         } => {
-            let chap = chap.map(|c| split_chap(&c, "--chap")).transpose()?;
+            let chap = chap
+                .map(|c| chap_arg(&c, "--chap", "CAIRN_CHAP_SECRET"))
+                .transpose()?;
             let mutual = mutual_chap
-                .map(|c| split_chap(&c, "--mutual-chap"))
+                .map(|c| chap_arg(&c, "--mutual-chap", "CAIRN_MUTUAL_CHAP_SECRET"))
                 .transpose()?;
             let body = ExportJson {
                 iscsi: !off,

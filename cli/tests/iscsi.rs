@@ -118,18 +118,27 @@ fn conformance_suite_and_exports_on_a_running_site() {
 
     // Only host1, with CHAP.
     let host1 = "iqn.2026-12.dev.example:host1";
-    let out = cairn_ok(&[
-        "volume",
-        "export",
-        "conf",
-        "--iscsi",
-        "--initiator",
-        host1,
-        "--chap",
-        "host1:host1-secret-42",
-        "--data-dir",
-        dir,
-    ]);
+    // The secret on standard input, out of the command line.
+    let mut export = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["volume", "export", "conf", "--iscsi", "--initiator", host1])
+        .args(["--chap", "host1", "--data-dir", dir])
+        .env_remove("CAIRN_CHAP_SECRET")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    export
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"host1-secret-42\n")
+        .unwrap();
+    let done = export.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "cairn volume export with the secret on stdin"
+    );
+    let out = String::from_utf8_lossy(&done.stdout);
     assert!(
         out.contains(host1) && out.contains("CHAP as host1"),
         "{out}"
