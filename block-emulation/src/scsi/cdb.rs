@@ -71,6 +71,20 @@ pub(super) enum Cmd {
         blocks: u32,
         fua: bool,
     },
+    /// ORWRITE (16): the Data-Out is ORed into the blocks on the medium.
+    OrWrite {
+        lba: u64,
+        blocks: u32,
+        fua: bool,
+    },
+    /// READ DEFECT DATA (10/12): the lists asked for (primary, grown) and their format.
+    ReadDefectData {
+        twelve: bool,
+        plist: bool,
+        glist: bool,
+        format: u8,
+        alloc: u32,
+    },
     ModeSense {
         ten: bool,
         dbd: bool,
@@ -118,6 +132,7 @@ impl Cmd {
                 | Cmd::WriteSame { .. }
                 | Cmd::Unmap { .. }
                 | Cmd::CompareAndWrite { .. }
+                | Cmd::OrWrite { .. }
         )
     }
 
@@ -125,7 +140,9 @@ impl Cmd {
     pub(super) fn data_out_len(&self, block_size: u32) -> u32 {
         // Every product here was bounded by `parse` (transfer lengths by the block limits).
         match *self {
-            Cmd::Write { blocks, .. } | Cmd::WriteVerify { blocks, .. } => blocks * block_size,
+            Cmd::Write { blocks, .. }
+            | Cmd::WriteVerify { blocks, .. }
+            | Cmd::OrWrite { blocks, .. } => blocks * block_size,
             Cmd::Verify {
                 bytchk: 1, blocks, ..
             } => blocks * block_size,
@@ -374,6 +391,30 @@ pub(super) fn parse(cdb: &[u8], block_size: u32) -> Result<Cmd, Sense> {
                 lba: be64(c, 2),
                 blocks,
                 fua: fua(c),
+            }
+        }
+        op::ORWRITE_16 => {
+            no_protect(c)?;
+            let (lba, blocks) = transfer(rw16(c))?;
+            Cmd::OrWrite {
+                lba,
+                blocks,
+                fua: fua(c),
+            }
+        }
+        op::READ_DEFECT_DATA_10 | op::READ_DEFECT_DATA_12 => {
+            let twelve = opcode == op::READ_DEFECT_DATA_12;
+            let flags = if twelve { c[1] } else { c[2] };
+            Cmd::ReadDefectData {
+                twelve,
+                plist: flags & 0x10 != 0,
+                glist: flags & 0x08 != 0,
+                format: flags & 0x07,
+                alloc: if twelve {
+                    be32(c, 6)
+                } else {
+                    u32::from(be16(c, 7))
+                },
             }
         }
         op::MODE_SENSE_6 | op::MODE_SENSE_10 => {

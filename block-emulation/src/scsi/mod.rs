@@ -414,6 +414,14 @@ impl LogicalUnit {
             Cmd::CompareAndWrite { lba, blocks, fua } => {
                 self.compare_and_write(lba, blocks, fua, data).await
             }
+            Cmd::OrWrite { lba, blocks, fua } => self.or_write(lba, blocks, fua, data).await,
+            Cmd::ReadDefectData {
+                twelve,
+                plist,
+                glist,
+                format,
+                alloc,
+            } => Ok(rw::read_defect_data(twelve, plist, glist, format, alloc)),
             Cmd::WriteSame {
                 lba,
                 blocks,

@@ -17,6 +17,7 @@ pub(super) mod op {
     pub const MODE_SENSE_6: u8 = 0x1A;
     pub const START_STOP_UNIT: u8 = 0x1B;
     pub const PREVENT_ALLOW: u8 = 0x1E;
+    pub const READ_DEFECT_DATA_10: u8 = 0x37;
     pub const READ_CAPACITY_10: u8 = 0x25;
     pub const READ_10: u8 = 0x28;
     pub const WRITE_10: u8 = 0x2A;
@@ -33,6 +34,7 @@ pub(super) mod op {
     pub const PR_IN: u8 = 0x5E;
     pub const PR_OUT: u8 = 0x5F;
     pub const READ_16: u8 = 0x88;
+    pub const ORWRITE_16: u8 = 0x8B;
     pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8A;
     pub const WRITE_VERIFY_16: u8 = 0x8E;
@@ -47,6 +49,7 @@ pub(super) mod op {
     pub const WRITE_12: u8 = 0xAA;
     pub const WRITE_VERIFY_12: u8 = 0xAE;
     pub const VERIFY_12: u8 = 0xAF;
+    pub const READ_DEFECT_DATA_12: u8 = 0xB7;
 
     /// SERVICE ACTION IN (16) service actions.
     pub const SA_READ_CAPACITY_16: u8 = 0x10;
@@ -87,6 +90,7 @@ pub(super) const KNOWN: &[u8] = &[
     op::VERIFY_10,
     op::PRE_FETCH_10,
     op::SYNC_CACHE_10,
+    op::READ_DEFECT_DATA_10,
     op::WRITE_SAME_10,
     op::UNMAP,
     op::MODE_SELECT_10,
@@ -98,6 +102,7 @@ pub(super) const KNOWN: &[u8] = &[
     op::READ_16,
     op::COMPARE_AND_WRITE,
     op::WRITE_16,
+    op::ORWRITE_16,
     op::WRITE_VERIFY_16,
     op::VERIFY_16,
     op::PRE_FETCH_16,
@@ -110,6 +115,7 @@ pub(super) const KNOWN: &[u8] = &[
     op::WRITE_12,
     op::WRITE_VERIFY_12,
     op::VERIFY_12,
+    op::READ_DEFECT_DATA_12,
 ];
 
 /// The service actions an operation code has, if it has them.

@@ -121,12 +121,14 @@ fn access(cmd: &Cmd) -> Access {
         | Cmd::Verify { .. }
         | Cmd::PreFetch { .. }
         | Cmd::GetLbaStatus { .. }
+        | Cmd::ReadDefectData { .. }
         | Cmd::ModeSense { .. } => Access::Read,
         Cmd::Write { .. }
         | Cmd::WriteVerify { .. }
         | Cmd::WriteSame { .. }
         | Cmd::Unmap { .. }
         | Cmd::CompareAndWrite { .. }
+        | Cmd::OrWrite { .. }
         | Cmd::SyncCache { .. }
         | Cmd::ModeSelect { .. }
         | Cmd::PreventAllow { prevent: true } => Access::Write,

@@ -160,4 +160,51 @@ impl LogicalUnit {
             .map_err(|e| from_block_error(&e, true))?;
         Ok(Vec::new())
     }
+
+    /// ORWRITE (16) (SBC-4 5.10): each byte of the Data-Out is ORed into the medium's, under
+    /// the unit's write lock like COMPARE AND WRITE, so no other write lands in between.
+    pub(super) async fn or_write(
+        &self,
+        lba: u64,
+        blocks: u32,
+        fua: bool,
+        data: Bytes,
+    ) -> CmdResult {
+        let (offset, len) = self.byte_range(lba, u64::from(blocks))?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let len32 = u32::try_from(len).map_err(|_| Sense::invalid_cdb(10, None))?;
+        let fua = fua || self.write_through();
+        let _order = self.write_order.write().await;
+        let medium = self
+            .device
+            .read(offset, len32)
+            .await
+            .map_err(|e| from_block_error(&e, false))?;
+        let ored: Vec<u8> = medium.iter().zip(&data[..]).map(|(a, b)| a | b).collect();
+        self.device
+            .write(offset, Bytes::from(ored), fua)
+            .await
+            .map_err(|e| from_block_error(&e, true))?;
+        Ok(Vec::new())
+    }
+}
+
+/// READ DEFECT DATA (10/12) (SBC-4 5.19-5.20): a volume has no defects, so both lists are
+/// valid and empty, in the format asked for.
+pub(super) fn read_defect_data(
+    twelve: bool,
+    plist: bool,
+    glist: bool,
+    format: u8,
+    alloc: u32,
+) -> Vec<Bytes> {
+    let flags = (u8::from(plist) << 4) | (u8::from(glist) << 3) | format;
+    let header = if twelve {
+        vec![0, flags, 0, 0, 0, 0, 0, 0]
+    } else {
+        vec![0, flags, 0, 0]
+    };
+    truncated(header, alloc)
 }
