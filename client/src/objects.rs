@@ -162,17 +162,27 @@ impl Client {
         m.null_version = bucket.versioning != Versioning::Enabled;
         // Reading the key's newest version, naming this one after it and applying it in one
         // trip to the blocking pool: a small PUT is mostly thread hand-offs otherwise.
-        let m = self
+        // The WAL sync it waits for is waited on here, not on the pool thread.
+        let (m, ticket) = self
             .blocking(move |i| {
                 let prev = i.meta.head(&m.bucket, &m.key)?;
                 m.parent = prev.as_ref().map(|p| p.version);
                 m.version = i.hlc.tick_after(m.parent);
-                i.meta
-                    .apply_when(&m, upload_id.as_deref(), condition.as_ref())?;
-                Ok(m)
+                let (_, ticket) =
+                    i.meta
+                        .apply_when_deferred(&m, upload_id.as_deref(), condition.as_ref())?;
+                Ok((m, ticket))
             })
             .await
             .map_err(|e| self.note_error(e))?;
+        if let Some(t) = ticket {
+            self.inner
+                .meta
+                .clone()
+                .durable(t)
+                .await
+                .map_err(|e| self.note_error(e.into()))?;
+        }
         Ok(PutResult {
             version_id: shown_version(bucket, &m),
             manifest: m,

@@ -45,6 +45,14 @@ pub struct ObjectLookup {
     pub version: Option<VersionManifest>,
 }
 
+/// What [`ManifestBackend::apply_when`] returns: whether the version was new, and the null
+/// versions it replaced.
+pub type Applied = (bool, Vec<VersionManifest>);
+
+/// A durability wait of [`ManifestBackend::durable`].
+pub type DurableWait =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ManifestError>> + Send>>;
+
 /// A metadata store as the client library sees it (see [`ManifestStore`] for what each
 /// operation means).
 pub trait ManifestBackend: Send + Sync + 'static {
@@ -74,6 +82,23 @@ pub trait ManifestBackend: Send + Sync + 'static {
         upload_id: Option<&str>,
         condition: Option<&WriteCondition>,
     ) -> Result<(bool, Vec<VersionManifest>), ManifestError>;
+    /// [`ManifestBackend::apply_when`], returning before the write is durable when the backend
+    /// can tell when it is: `Some(ticket)` must then be awaited with
+    /// [`ManifestBackend::durable`] before anything is acknowledged. The default is
+    /// `apply_when` (durable on return) and `None`.
+    fn apply_when_deferred(
+        &self,
+        m: &VersionManifest,
+        upload_id: Option<&str>,
+        condition: Option<&WriteCondition>,
+    ) -> Result<(Applied, Option<u64>), ManifestError> {
+        self.apply_when(m, upload_id, condition).map(|r| (r, None))
+    }
+    /// Returns once the write of `ticket` (from [`ManifestBackend::apply_when_deferred`]) is
+    /// durable.
+    fn durable(self: std::sync::Arc<Self>, _ticket: u64) -> DurableWait {
+        Box::pin(std::future::ready(Ok(())))
+    }
     /// The newest version of a key, delete markers included.
     fn head(&self, bucket: &str, key: &str) -> Result<Option<VersionManifest>, ManifestError>;
     /// The current object: the newest version unless it is a delete marker.
@@ -276,6 +301,19 @@ impl ManifestBackend for ManifestStore {
             (None, Some(u)) => ManifestStore::complete_upload(self, u, m).map(|r| (true, r)),
             (None, None) => ManifestStore::apply(self, m),
         }
+    }
+    fn apply_when_deferred(
+        &self,
+        m: &VersionManifest,
+        upload_id: Option<&str>,
+        condition: Option<&WriteCondition>,
+    ) -> Result<(Applied, Option<u64>), ManifestError> {
+        let (r, ticket) =
+            self.deferring(|| ManifestBackend::apply_when(self, m, upload_id, condition));
+        r.map(|r| (r, ticket))
+    }
+    fn durable(self: std::sync::Arc<Self>, ticket: u64) -> DurableWait {
+        Box::pin(ManifestStore::durable(self, ticket))
     }
     fn head(&self, bucket: &str, key: &str) -> Result<Option<VersionManifest>, ManifestError> {
         ManifestStore::head(self, bucket, key)

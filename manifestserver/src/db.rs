@@ -76,6 +76,23 @@ pub(crate) struct GroupSync {
     sync: bool,
     state: Mutex<SyncState>,
     done: Condvar,
+    /// Wakes the committers that wait on a task rather than a thread.
+    done_async: tokio::sync::Notify,
+}
+
+thread_local! {
+    /// Inside [`ManifestStore::deferring`]: `Some(last ticket written)`, and commits return
+    /// once written instead of once durable.
+    static DEFERRED: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Ends a deferring scope, on unwinding too (a pool thread must not keep deferring).
+struct DeferScope;
+
+impl Drop for DeferScope {
+    fn drop(&mut self) {
+        DEFERRED.set(None);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +120,7 @@ impl GroupSync {
                 ..SyncState::default()
             }),
             done: Condvar::new(),
+            done_async: tokio::sync::Notify::new(),
         }
     }
 
@@ -148,6 +166,60 @@ impl GroupSync {
                 s.synced_seq = s.synced_seq.max(target_seq);
             }
             self.done.notify_all();
+            self.done_async.notify_waiters();
+            result?;
+        }
+    }
+
+    /// [`GroupSync::wait_durable`] on a task: waits for the running sync without holding a
+    /// thread, and runs `sync_wal` on the blocking pool when none runs.
+    pub(crate) async fn wait_durable_async<F>(
+        &self,
+        ticket: u64,
+        sync_wal: F,
+    ) -> Result<(), ManifestError>
+    where
+        F: Fn() -> Result<(), ManifestError> + Clone + Send + 'static,
+    {
+        loop {
+            let notified = self.done_async.notified();
+            tokio::pin!(notified);
+            // Registered before the state is looked at, so a sync ending in between wakes it.
+            notified.as_mut().enable();
+            let target = {
+                let mut s = self.state.lock();
+                if s.synced >= ticket {
+                    return Ok(());
+                }
+                if s.syncing {
+                    None
+                } else {
+                    s.syncing = true;
+                    Some((s.written, s.written_seq))
+                }
+            };
+            let Some((target, target_seq)) = target else {
+                notified.await;
+                continue;
+            };
+            let f = sync_wal.clone();
+            let result = match tokio::task::spawn_blocking(f).await {
+                Ok(r) => r,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => Err(ManifestError::Invalid(format!(
+                    "the WAL sync did not run: {e}"
+                ))),
+            };
+            {
+                let mut s = self.state.lock();
+                s.syncing = false;
+                if result.is_ok() {
+                    s.synced = s.synced.max(target);
+                    s.synced_seq = s.synced_seq.max(target_seq);
+                }
+            }
+            self.done.notify_all();
+            self.done_async.notify_waiters();
             result?;
         }
     }
@@ -232,8 +304,36 @@ impl ManifestStore {
         *guard = state;
         let ticket = self.group.written(state.last_seq);
         drop(guard);
+        if let Some(last) = DEFERRED.get() {
+            DEFERRED.set(Some(last.max(ticket)));
+            return Ok(());
+        }
         self.group
             .wait_durable(ticket, || Ok(self.db.flush_wal(true)?))
+    }
+
+    /// Runs `f` (mutations of this store) with the waits for durability deferred: its commits
+    /// return once their batches are written (visible to later mutations and reads, as a
+    /// written batch always is), and the ticket to wait for comes back with `f`'s result.
+    /// Nothing may be acknowledged before [`ManifestStore::durable`] of that ticket returns.
+    pub(crate) fn deferring<T>(&self, f: impl FnOnce() -> T) -> (T, Option<u64>) {
+        let _scope = DeferScope;
+        DEFERRED.set(Some(0));
+        let out = f();
+        let ticket = DEFERRED.get().filter(|&t| t > 0);
+        (out, ticket)
+    }
+
+    /// Returns once the batch of `ticket` is durable, without holding a thread while the
+    /// group's WAL sync runs.
+    pub(crate) async fn durable(
+        self: std::sync::Arc<Self>,
+        ticket: u64,
+    ) -> Result<(), ManifestError> {
+        let store = self.clone();
+        self.group
+            .wait_durable_async(ticket, move || Ok(store.db.flush_wal(true)?))
+            .await
     }
 
     /// The last change-log seq whose entry is durable: what log readers may see (an entry
@@ -382,5 +482,90 @@ mod tests {
         group
             .wait_durable(ticket, || panic!("no sync without synced writes"))
             .unwrap();
+    }
+
+    /// Committers waiting on tasks share syncs like threads do: batches written while a sync
+    /// runs are covered by one more, and none returns before a sync covering it has ended.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tasks_waiting_for_durability_share_syncs() {
+        let group = Arc::new(GroupSync::new(true, 0));
+        let syncs = Arc::new(AtomicU64::new(0));
+        let (entered_tx, entered) = mpsc::channel::<()>();
+        let entered_tx = Arc::new(parking_lot::Mutex::new(entered_tx));
+        let (release, release_rx) = mpsc::channel::<()>();
+        let release_rx = Arc::new(parking_lot::Mutex::new(release_rx));
+        let sync_wal = {
+            let syncs = syncs.clone();
+            move || {
+                if syncs.fetch_add(1, Ordering::SeqCst) == 0 {
+                    entered_tx.lock().send(()).unwrap();
+                    release_rx.lock().recv().unwrap();
+                }
+                Ok(())
+            }
+        };
+        let first = group.written(1);
+        let leader = {
+            let (group, sync_wal) = (group.clone(), sync_wal.clone());
+            tokio::spawn(async move { group.wait_durable_async(first, sync_wal).await })
+        };
+        tokio::task::spawn_blocking(move || entered.recv().unwrap())
+            .await
+            .unwrap();
+        let followers: Vec<_> = (2..10)
+            .map(|seq| {
+                let ticket = group.written(seq);
+                let (group, sync_wal) = (group.clone(), sync_wal.clone());
+                tokio::spawn(async move { group.wait_durable_async(ticket, sync_wal).await })
+            })
+            .collect();
+        assert_eq!(
+            group.durable_seq(),
+            0,
+            "nothing durable while the first sync runs"
+        );
+        release.send(()).unwrap();
+        leader.await.unwrap().unwrap();
+        for f in followers {
+            f.await.unwrap().unwrap();
+        }
+        assert_eq!(syncs.load(Ordering::SeqCst), 2, "nine batches, two syncs");
+        assert_eq!(group.durable_seq(), 9);
+    }
+
+    /// Inside a deferring scope a commit returns once written and hands back its ticket;
+    /// the scope ends even when its closure panics, so the pool thread waits again after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deferred_commits_return_their_ticket_and_the_scope_always_ends() {
+        use cairn_core::manifest::Bucket;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            crate::ManifestStore::open(dir.path(), crate::ManifestConfig::default()).unwrap(),
+        );
+        let (r, ticket) = store.deferring(|| store.create_bucket(&Bucket::new("b1", "owner", 0)));
+        r.unwrap();
+        let ticket = ticket.expect("a deferred commit hands back its ticket");
+        assert!(
+            store.group.state.lock().synced < ticket,
+            "the commit returned before its sync"
+        );
+        store.clone().durable(ticket).await.unwrap();
+        assert!(store.group.state.lock().synced >= ticket);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.deferring(|| panic!("a mutation that panics"))
+        }));
+        assert!(caught.is_err());
+        assert_eq!(
+            super::DEFERRED.get(),
+            None,
+            "the scope ended with the panic"
+        );
+        // Outside a scope a commit returns durable again.
+        store.create_bucket(&Bucket::new("b2", "owner", 0)).unwrap();
+        let s = store.group.state.lock();
+        assert_eq!(
+            s.synced, s.written,
+            "a commit outside the scope waited for its sync"
+        );
     }
 }
