@@ -25,9 +25,9 @@ use super::text::{self, Params};
 use crate::scsi::{self, LogicalUnit, Nexus, ResetKind, Response};
 use crate::wire::write_pieces;
 
-/// SCSI status values the transport itself produces.
-const GOOD: u8 = 0x00;
-const CHECK_CONDITION: u8 = 0x02;
+/// SCSI status values, as the logical unit's responses carry them.
+const GOOD: u8 = scsi::Status::GOOD.0;
+const CHECK_CONDITION: u8 = scsi::Status::CHECK_CONDITION.0;
 
 /// Task management functions (RFC 7143 §11.5.1).
 mod tmf {
