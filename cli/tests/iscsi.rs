@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::Child;
 use std::time::Duration;
 
-use common::fuse::{fuse2fs, nbdfuse, unmount};
+use common::fuse::{check_file_system, fuse2fs, nbdfuse, unmount};
 use common::{admin_metrics, cairn, cairn_ok, run_tool, start_site, tool_ok};
 
 /// A running `cairn serve`, killed when dropped (so a failing test leaves no process).
@@ -521,6 +521,7 @@ fn qemu_and_an_ext4_file_system_over_iscsi_survive_kill_9() {
     }
     std::fs::create_dir(fs.join("dir")).unwrap();
     std::fs::write(fs.join("dir/note"), b"written through iSCSI").unwrap();
+    files.push(("dir/note".into(), b"written through iSCSI".to_vec()));
     unmount(&fs, ext);
     unmount(&mnt, fuse);
     site.sigkill();
@@ -530,25 +531,7 @@ fn qemu_and_an_ext4_file_system_over_iscsi_survive_kill_9() {
     let lun = site.url("fsvol");
     let export = ["[", "qemu-nbd", "-f", "raw", &lun, "]"];
     let fuse = nbdfuse(&export, &mnt, &fs);
-    let fsck = run_tool("e2fsck", &["-f", "-n", image.to_str().unwrap()], 120);
-    assert!(
-        fsck.status.success(),
-        "e2fsck after kill -9: {}{}",
-        String::from_utf8_lossy(&fsck.stdout),
-        String::from_utf8_lossy(&fsck.stderr)
-    );
-    let ext = fuse2fs(&image, &fs);
-    for (name, body) in &files {
-        assert!(
-            std::fs::read(fs.join(name)).unwrap() == *body,
-            "{name} differs"
-        );
-    }
-    assert_eq!(
-        std::fs::read(fs.join("dir/note")).unwrap(),
-        b"written through iSCSI"
-    );
-    unmount(&fs, ext);
+    check_file_system(&image, &fs, &files, "after kill -9");
     unmount(&mnt, fuse);
 }
 

@@ -160,13 +160,7 @@ impl GroupSync {
             s.syncing = true;
             let (target, target_seq) = (s.written, s.written_seq);
             let result = MutexGuard::unlocked(&mut s, &sync_wal);
-            s.syncing = false;
-            if result.is_ok() {
-                s.synced = s.synced.max(target);
-                s.synced_seq = s.synced_seq.max(target_seq);
-            }
-            self.done.notify_all();
-            self.done_async.notify_waiters();
+            self.sync_ended(&mut s, (target, target_seq), result.is_ok());
             result?;
         }
     }
@@ -210,18 +204,21 @@ impl GroupSync {
                     "the WAL sync did not run: {e}"
                 ))),
             };
-            {
-                let mut s = self.state.lock();
-                s.syncing = false;
-                if result.is_ok() {
-                    s.synced = s.synced.max(target);
-                    s.synced_seq = s.synced_seq.max(target_seq);
-                }
-            }
-            self.done.notify_all();
-            self.done_async.notify_waiters();
+            self.sync_ended(&mut self.state.lock(), (target, target_seq), result.is_ok());
             result?;
         }
+    }
+
+    /// Records the end of a WAL sync that covered tickets up to `target` (and its seq), and
+    /// wakes every waiter, on threads and on tasks.
+    fn sync_ended(&self, s: &mut SyncState, (target, target_seq): (u64, u64), ok: bool) {
+        s.syncing = false;
+        if ok {
+            s.synced = s.synced.max(target);
+            s.synced_seq = s.synced_seq.max(target_seq);
+        }
+        self.done.notify_all();
+        self.done_async.notify_waiters();
     }
 }
 

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::sense::{self, from_block_error, Sense};
-use super::{truncated, CmdResult, LogicalUnit};
+use super::{truncated, CmdResult, Fail, LogicalUnit};
 
 impl LogicalUnit {
     /// The device's capacity in logical blocks.
@@ -124,6 +124,32 @@ impl LogicalUnit {
         Ok(Vec::new())
     }
 
+    /// The read half of the read-modify-write commands: the unit's write lock (no other write
+    /// lands until it is dropped) and what the medium holds in `blocks` blocks at `lba`, with
+    /// their byte offset; `None` for no blocks. `field` is the CDB byte of the length.
+    async fn read_for_update(
+        &self,
+        lba: u64,
+        blocks: u32,
+        field: u16,
+    ) -> Result<Option<(tokio::sync::RwLockWriteGuard<'_, ()>, u64, Bytes)>, Fail> {
+        let (offset, len) = self.byte_range(lba, u64::from(blocks))?;
+        if len == 0 {
+            return Ok(None);
+        }
+        if self.device.read_only() {
+            return Err(sense::WRITE_PROTECTED.into());
+        }
+        let len32 = u32::try_from(len).map_err(|_| Sense::invalid_cdb(field, None))?;
+        let order = self.write_order.write().await;
+        let medium = self
+            .device
+            .read(offset, len32)
+            .await
+            .map_err(|e| from_block_error(&e, false))?;
+        Ok(Some((order, offset, medium)))
+    }
+
     /// COMPARE AND WRITE: the first half of the Data-Out is compared with the medium and, if
     /// equal, the second half written, with no other write of this unit in between.
     pub(super) async fn compare_and_write(
@@ -133,22 +159,11 @@ impl LogicalUnit {
         fua: bool,
         data: Bytes,
     ) -> CmdResult {
-        let (offset, len) = self.byte_range(lba, u64::from(blocks))?;
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        if self.device.read_only() {
-            return Err(sense::WRITE_PROTECTED.into());
-        }
-        let half = data.len() / 2;
-        let len32 = u32::try_from(len).map_err(|_| Sense::invalid_cdb(13, None))?;
         let fua = fua || self.write_through();
-        let _order = self.write_order.write().await;
-        let medium = self
-            .device
-            .read(offset, len32)
-            .await
-            .map_err(|e| from_block_error(&e, false))?;
+        let Some((_order, offset, medium)) = self.read_for_update(lba, blocks, 13).await? else {
+            return Ok(Vec::new());
+        };
+        let half = data.len() / 2;
         let expected = &data[..half];
         if let Some(at) = medium.iter().zip(expected).position(|(a, b)| a != b) {
             // SBC-4 5.3: INFORMATION is the offset of the first differing byte.
@@ -170,18 +185,10 @@ impl LogicalUnit {
         fua: bool,
         data: Bytes,
     ) -> CmdResult {
-        let (offset, len) = self.byte_range(lba, u64::from(blocks))?;
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let len32 = u32::try_from(len).map_err(|_| Sense::invalid_cdb(10, None))?;
         let fua = fua || self.write_through();
-        let _order = self.write_order.write().await;
-        let medium = self
-            .device
-            .read(offset, len32)
-            .await
-            .map_err(|e| from_block_error(&e, false))?;
+        let Some((_order, offset, medium)) = self.read_for_update(lba, blocks, 10).await? else {
+            return Ok(Vec::new());
+        };
         let ored: Vec<u8> = medium.iter().zip(&data[..]).map(|(a, b)| a | b).collect();
         self.device
             .write(offset, Bytes::from(ored), fua)

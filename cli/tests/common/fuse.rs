@@ -78,3 +78,24 @@ pub fn unmount(mnt: &Path, fuse: Bg) {
     tool_ok("fusermount3", &["-u", mnt.to_str().unwrap()], 60);
     fuse.wait_exit(60);
 }
+
+/// Checks the ext4 file system in `image`: e2fsck finds nothing to fix, and mounted on `fs`,
+/// every file of `files` (path under the mount, bytes) reads back; then unmounts it. `when`
+/// names the moment in failure messages.
+pub fn check_file_system(image: &Path, fs: &Path, files: &[(String, Vec<u8>)], when: &str) {
+    let fsck = super::run_tool("e2fsck", &["-f", "-n", image.to_str().unwrap()], 120);
+    assert!(
+        fsck.status.success(),
+        "e2fsck {when}: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let ext = fuse2fs(image, fs);
+    for (name, body) in files {
+        assert!(
+            std::fs::read(fs.join(name)).unwrap() == *body,
+            "{name} differs {when}"
+        );
+    }
+    unmount(fs, ext);
+}
