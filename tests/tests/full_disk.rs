@@ -345,6 +345,11 @@ async fn placement_goes_around_a_full_node() {
             .unwrap_or_else(|e| panic!("put o{i} with one full node of four: {e:?}"));
     }
     read_back(&s3, "around", &seeds).await;
+    // With one node of four full, every bucket still has a write quorum of metadata replicas
+    // with space: small (metadata-only) objects are taken.
+    put(&s3, "around", "small-ok", random_bytes(1000, 97))
+        .await
+        .expect("a small object with one full node of four");
     assert_eq!(
         full.stats().unwrap().chunks,
         0,
@@ -381,6 +386,29 @@ async fn placement_goes_around_a_full_node() {
         (507, "InsufficientStorage"),
         "{message}"
     );
+    // A small object is metadata only (inline in its manifest): it is refused too, since at
+    // most one of its bucket's three metadata replicas has space, under the write quorum.
+    let m1 = site.node(0).manifest_backend.clone();
+    wait_for(30, "n1 to count three metadata nodes full", || {
+        m1.full_nodes().len() == 3
+    })
+    .await;
+    let (status, code, message) = put(&s3, "around", "small", random_bytes(1000, 98))
+        .await
+        .expect_err("a metadata-only write with one node of four with space");
+    assert_eq!(
+        (status, code.as_str()),
+        (507, "InsufficientStorage"),
+        "{message}"
+    );
+    assert!(message.contains("free space"), "{message}");
     read_back(&s3, "around", &seeds).await;
+    // Deletes still work, and free what they can.
+    s3.delete_object()
+        .bucket("around")
+        .key("o0")
+        .send()
+        .await
+        .expect("a delete with three nodes full");
     site.shutdown().await;
 }

@@ -322,19 +322,25 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         stop_rx.clone(),
     )));
     {
-        let c = chunks.clone();
-        cluster.on_full(move |id| c.set_node_full(id));
+        let (c, m) = (chunks.clone(), manifests.clone());
+        cluster.on_full(move |id| {
+            c.set_node_full(id);
+            m.set_node_full(id);
+        });
     }
-    if chunk_store.is_some() {
-        // While this node's disk is near full, its own puts place around its store and its
-        // peers are told to (every 5 s; they forget it 30 s after the last report).
+    if chunk_store.is_some() || manifest_store.is_some() {
+        // While this node's disk is near full, its own puts place around its store, metadata
+        // writes need a quorum of other replicas, and its peers are told (every 5 s; they
+        // forget it 30 s after the last report).
         let (gate, chunks, cluster) = (disk.gate(), chunks.clone(), cluster.clone());
+        let manifests = manifests.clone();
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let state = gate.state();
                 if state.refuses_writes() {
                     chunks.set_node_full(me);
+                    manifests.set_node_full(me);
                     cluster.announce_space(state).await;
                 }
                 tokio::select! {

@@ -327,7 +327,13 @@ pub(crate) struct Shared {
     pub(crate) hlc: Hlc,
     /// Bounds how fast anti-entropy reads records from peers.
     pub(crate) anti_entropy_limiter: cairn_net::RateLimiter,
+    /// Nodes whose disks are near full, until when (renewed by each report).
+    pub(crate) full: parking_lot::Mutex<HashMap<NodeId, Instant>>,
 }
+
+/// How long a node reported near full counts as full (its disk worker reports it every few
+/// seconds while it is).
+const FULL_FOR: Duration = Duration::from_secs(30);
 
 /// One map's placement and nodes.
 pub(crate) struct State {
@@ -592,6 +598,7 @@ impl ReplicatedManifests {
             local,
             counters: Counters::default(),
             hlc: Hlc::new(0, clock_node),
+            full: parking_lot::Mutex::default(),
         });
         let state = build_state(&shared, map, None, Instant::now());
         ReplicatedManifests {
@@ -599,6 +606,24 @@ impl ReplicatedManifests {
             shared,
             state: RwLock::new(Arc::new(state)),
         }
+    }
+
+    /// Notes that `node`'s disk is near full (it reported so, or this is that node): writes
+    /// that add records are refused while fewer than a write quorum of their replicas have
+    /// space, so metadata never fills a disk to the end.
+    pub fn set_node_full(&self, node: NodeId) {
+        self.shared
+            .full
+            .lock()
+            .insert(node, Instant::now() + FULL_FOR);
+    }
+
+    /// The nodes counted as near full now.
+    pub fn full_nodes(&self) -> Vec<NodeId> {
+        let now = Instant::now();
+        let mut full = self.shared.full.lock();
+        full.retain(|_, until| *until > now);
+        full.keys().copied().collect()
     }
 
     /// Takes `map` as the current map if its epoch is newer than the current one's (returns

@@ -54,6 +54,30 @@ impl ReplicatedManifests {
         writes: Vec<StampedWrite>,
     ) -> Result<Vec<(usize, Vec<WriteOutcome>)>, ManifestError> {
         let w = self.state().w;
+        let adds = |x: &StampedWrite| match &x.record {
+            Some(Record::Version(m)) => !m.delete_marker,
+            Some(_) => true,
+            None => false,
+        };
+        if writes.iter().any(adds) {
+            // New records need a write quorum of replicas with space; removals and delete
+            // markers never do (deletes keep working on full disks, as on a single node).
+            let full = self.full_nodes();
+            let with_space = replicas.iter().filter(|n| !full.contains(&n.id)).count();
+            if with_space < w {
+                return Err(Refusal::Remote {
+                    kind: ErrorKind::NoSpace,
+                    message: format!(
+                        "{what}: {} of the {} metadata replicas are near full (free space below \
+                         the threshold), under the write quorum of {w}: free space on them or \
+                         add nodes",
+                        replicas.len() - with_space,
+                        replicas.len()
+                    ),
+                }
+                .into());
+            }
+        }
         self.block_on(self.shared.write_replicas(what, replicas, writes, w, None))
     }
 
