@@ -23,6 +23,10 @@ const CF_META: &str = "meta";
 const STAT_CHUNKS: &[u8] = b"chunks";
 const STAT_RAW: &[u8] = b"raw_bytes";
 const STAT_STORED: &[u8] = b"stored_bytes";
+
+/// The WAL is capped at this many write buffers, and a store opens with memtables that large
+/// so that replaying a WAL after a crash needs no flush (and no free disk space).
+const RECOVERY_WAL_FACTOR: usize = 4;
 /// The longest payload a chunk may be stored as: a compressed payload is only kept when it is
 /// shorter than the raw bytes, so this leaves room for codec framing and nothing more.
 pub const MAX_STORED_LEN: usize = MAX_CHUNK_SIZE + 1024;
@@ -255,7 +259,7 @@ impl ChunkStore {
         // A WAL file is deleted only once every column family flushed what it logged; the
         // small ones rarely fill a write buffer, so without a cap they would keep gigabytes of
         // WAL (RocksDB's default: 4 × the sum of all write buffers) on disk.
-        opts.set_max_total_wal_size(4 * write_buffer);
+        opts.set_max_total_wal_size(RECOVERY_WAL_FACTOR as u64 * write_buffer);
 
         let mut index = Options::default();
         let mut table = BlockBasedOptions::default();
@@ -278,8 +282,11 @@ impl ChunkStore {
         let mut meta = Options::default();
         meta.set_merge_operator_associative("add_i64", add_merge);
 
+        // Opened with memtables that hold the whole WAL (at most `max_total_wal_size`), so
+        // replaying it after a crash never flushes (see `avoid_flush_during_recovery` below);
+        // the write buffer is set back once open.
         for cf in [&mut index, &mut data, &mut meta] {
-            cf.set_write_buffer_size(write_buffer as usize);
+            cf.set_write_buffer_size(RECOVERY_WAL_FACTOR * write_buffer as usize);
             cf.set_target_file_size_base(write_buffer);
         }
         // Chunk ids are random: a read of an older chunk would otherwise search every memtable
@@ -296,7 +303,22 @@ impl ChunkStore {
             ColumnFamilyDescriptor::new(CF_DATA, data),
             ColumnFamilyDescriptor::new(CF_META, meta),
         ];
+        // A store killed on a full disk must open again: replaying the WAL into memtables is
+        // enough, while flushing them at open would need free space that is not there (the
+        // WAL stays until the next flush).
+        let opts = opts.get_options_from_string("avoid_flush_during_recovery=true")?;
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        let size = write_buffer.to_string();
+        for name in [CF_INDEX, CF_DATA, CF_META] {
+            let cf = db.cf_handle(name).expect("opened with the database");
+            db.set_options_cf(&cf, &[("write_buffer_size", size.as_str())])?;
+            // What the WAL replayed is flushed now when there is room, as a plain open would
+            // have; on a full disk it stays in memory (and in the WAL) until space is freed.
+            if let Err(e) = db.flush_cf(&cf) {
+                tracing::warn!(dir = %dir.display(), error = %e,
+                    "the chunk store could not flush what it recovered: it stays in the WAL until space is freed");
+            }
+        }
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(config.sync_writes);
         Ok(ChunkStore {

@@ -83,11 +83,31 @@ impl ManifestStore {
         // small ones rarely fill a write buffer, so without a cap they would keep gigabytes of
         // WAL (RocksDB's default: 4 × the sum of all write buffers) on disk.
         opts.set_max_total_wal_size(4 * write_buffer);
-        // Each column family gets the same sizes (`open_cf` would give them the defaults).
+        // Each column family gets the same sizes (`open_cf` would give them the defaults),
+        // with memtables that hold the whole WAL at open, so that replaying it after a crash
+        // never flushes (see `avoid_flush_during_recovery` below); set back once open.
+        let mut cf_opts = opts.clone();
+        cf_opts.set_write_buffer_size(4 * write_buffer as usize);
         let cfs = std::iter::once(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
             .chain(ALL_CFS)
-            .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, opts.clone()));
+            .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, cf_opts.clone()))
+            .collect::<Vec<_>>();
+        // A store killed on a full disk must open again: replaying the WAL into memtables is
+        // enough, while flushing them at open would need free space that is not there (the
+        // WAL stays until the next flush).
+        let opts = opts.get_options_from_string("avoid_flush_during_recovery=true")?;
         let db = DBWithThreadMode::<SingleThreaded>::open_cf_descriptors(&opts, dir, cfs)?;
+        let size = write_buffer.to_string();
+        for name in std::iter::once(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).chain(ALL_CFS) {
+            let cf = db.cf_handle(name).expect("opened with the database");
+            db.set_options_cf(cf, &[("write_buffer_size", size.as_str())])?;
+            // What the WAL replayed is flushed now when there is room, as a plain open would
+            // have; on a full disk it stays in memory (and in the WAL) until space is freed.
+            if let Err(e) = db.flush_cf(cf) {
+                tracing::warn!(dir = %dir.display(), error = %e,
+                    "the metadata store could not flush what it recovered: it stays in the WAL until space is freed");
+            }
+        }
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(config.sync_writes);
         let mut store = ManifestStore {
