@@ -52,12 +52,21 @@ impl Drop for Site {
     }
 }
 
+/// Held by the two tests that load both cores (the conformance suite, with its 600 s budget,
+/// and qemu's image copies and file system): they run one after the other, not side by side.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn ok(bin: &str, args: &[&str]) -> bool {
     run_tool(bin, args, 120).status.success()
 }
 
 #[test]
 fn conformance_suite_and_exports_on_a_running_site() {
+    let _heavy = heavy();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_str().unwrap();
     let site = Site::start(tmp.path(), &[]);
@@ -432,6 +441,7 @@ fn qemu_iscsi() {
 
 #[test]
 fn qemu_and_an_ext4_file_system_over_iscsi_survive_kill_9() {
+    let _heavy = heavy();
     qemu_iscsi();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_str().unwrap();
