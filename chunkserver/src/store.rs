@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use cairn_core::codec::{self, Codec};
 use cairn_core::format::{decode_body, FormatError, Versioned};
-use cairn_core::space::{is_no_space_message, write_buffer_for, SpaceGate, MAX_WRITE_BUFFER};
+use cairn_core::space::{
+    is_no_space_message, write_buffer_for, SpaceGate, MAX_WRITE_BUFFER, WAL_WRITE_BUFFERS,
+};
 use cairn_core::{ChunkId, MAX_CHUNK_SIZE};
 use parking_lot::Mutex;
 use rocksdb::{
@@ -23,10 +25,6 @@ const CF_META: &str = "meta";
 const STAT_CHUNKS: &[u8] = b"chunks";
 const STAT_RAW: &[u8] = b"raw_bytes";
 const STAT_STORED: &[u8] = b"stored_bytes";
-
-/// The WAL is capped at this many write buffers, and a store opens with memtables that large
-/// so that replaying a WAL after a crash needs no flush (and no free disk space).
-const RECOVERY_WAL_FACTOR: usize = 4;
 /// The longest payload a chunk may be stored as: a compressed payload is only kept when it is
 /// shorter than the raw bytes, so this leaves room for codec framing and nothing more.
 pub const MAX_STORED_LEN: usize = MAX_CHUNK_SIZE + 1024;
@@ -259,7 +257,7 @@ impl ChunkStore {
         // A WAL file is deleted only once every column family flushed what it logged; the
         // small ones rarely fill a write buffer, so without a cap they would keep gigabytes of
         // WAL (RocksDB's default: 4 × the sum of all write buffers) on disk.
-        opts.set_max_total_wal_size(RECOVERY_WAL_FACTOR as u64 * write_buffer);
+        opts.set_max_total_wal_size(WAL_WRITE_BUFFERS * write_buffer);
 
         let mut index = Options::default();
         let mut table = BlockBasedOptions::default();
@@ -286,7 +284,7 @@ impl ChunkStore {
         // replaying it after a crash never flushes (see `avoid_flush_during_recovery` below);
         // the write buffer is set back once open.
         for cf in [&mut index, &mut data, &mut meta] {
-            cf.set_write_buffer_size(RECOVERY_WAL_FACTOR * write_buffer as usize);
+            cf.set_write_buffer_size((WAL_WRITE_BUFFERS * write_buffer) as usize);
             cf.set_target_file_size_base(write_buffer);
         }
         // Chunk ids are random: a read of an older chunk would otherwise search every memtable

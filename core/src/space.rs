@@ -185,6 +185,10 @@ impl SpaceGate {
 /// The largest RocksDB write buffer (memtable) the stores use: RocksDB's default.
 pub const MAX_WRITE_BUFFER: u64 = 64 << 20;
 
+/// A store's WAL is capped at this many write buffers, and the store opens with memtables that
+/// large, so that replaying a WAL after a crash needs no flush (and no free disk space).
+pub const WAL_WRITE_BUFFERS: u64 = 4;
+
 /// The write buffer (memtable) size, and target SST file size, of a store on a file system of
 /// `total` bytes: 64 MiB, but at most 1/32 of the file system (at least 4 MiB). RocksDB
 /// preallocates 1.1 × the write buffer for each WAL and the target size for each compaction

@@ -82,12 +82,13 @@ impl ManifestStore {
         // A WAL file is deleted only once every column family flushed what it logged; the
         // small ones rarely fill a write buffer, so without a cap they would keep gigabytes of
         // WAL (RocksDB's default: 4 × the sum of all write buffers) on disk.
-        opts.set_max_total_wal_size(4 * write_buffer);
+        opts.set_max_total_wal_size(cairn_core::space::WAL_WRITE_BUFFERS * write_buffer);
         // Each column family gets the same sizes (`open_cf` would give them the defaults),
         // with memtables that hold the whole WAL at open, so that replaying it after a crash
         // never flushes (see `avoid_flush_during_recovery` below); set back once open.
         let mut cf_opts = opts.clone();
-        cf_opts.set_write_buffer_size(4 * write_buffer as usize);
+        cf_opts
+            .set_write_buffer_size((cairn_core::space::WAL_WRITE_BUFFERS * write_buffer) as usize);
         let cfs = std::iter::once(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
             .chain(ALL_CFS)
             .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, cf_opts.clone()))
