@@ -595,3 +595,119 @@ async fn stalled_logins_and_dropped_writes_leave_nothing_behind() {
     assert!(ok, "{out}{err}");
     h.shutdown().await.unwrap();
 }
+
+/// Reads one PDU from the target: its header and data segment.
+async fn read_pdu(s: &mut TcpStream) -> ([u8; 48], Vec<u8>) {
+    let mut head = [0u8; 48];
+    tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut head))
+        .await
+        .expect("the target answers within 30 s")
+        .expect("read a PDU header");
+    let dlen = (usize::from(head[5]) << 16) | (usize::from(head[6]) << 8) | usize::from(head[7]);
+    let mut data = vec![0u8; dlen.div_ceil(4) * 4];
+    s.read_exact(&mut data).await.expect("read a data segment");
+    data.truncate(dlen);
+    (head, data)
+}
+
+/// A Data-Out PDU answering an R2T.
+fn data_out_pdu(itt: u32, ttt: u32, data_sn: u32, offset: u32, last: bool, data: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 48];
+    b[0] = 0x05;
+    b[1] = if last { 0x80 } else { 0 };
+    let len = data.len();
+    b[5] = (len >> 16) as u8;
+    b[6] = (len >> 8) as u8;
+    b[7] = len as u8;
+    b[16..20].copy_from_slice(&itt.to_be_bytes());
+    b[20..24].copy_from_slice(&ttt.to_be_bytes());
+    b[36..40].copy_from_slice(&data_sn.to_be_bytes());
+    b[40..44].copy_from_slice(&offset.to_be_bytes());
+    b.extend_from_slice(data);
+    b.resize(b.len().div_ceil(4) * 4, 0);
+    b
+}
+
+/// The connection's buffer budget is spent on a write still waiting for its data when the
+/// next write arrives: that one waits for budget, but the target goes on reading, so the
+/// first write's Data-Out still arrives, its budget comes back and both complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waiting_for_budget_does_not_stall_the_data_of_others() {
+    const MIB: u32 = 1 << 20;
+    let dev = mem(4 << 20, 512);
+    let exports = MemExports::default().with("vol", "", dev.clone());
+    let config = IscsiConfig {
+        target_prefix: PREFIX.to_string(),
+        max_transfer: MIB,
+        max_buffered_bytes: MIB as usize,
+        ..Default::default()
+    };
+    let h = IscsiServer::bind(
+        "127.0.0.1:0",
+        Arc::new(exports),
+        Arc::new(OpenAccess),
+        config,
+    )
+    .await
+    .unwrap()
+    .spawn()
+    .unwrap();
+    let target = cairn_block::iscsi::target_name(PREFIX, "vol");
+    let mut s = TcpStream::connect(h.local_addr()).await.unwrap();
+    raw_full_login(&mut s, &target).await;
+
+    // Two writes of 1 MiB (the whole budget each), F set: all their data goes by R2T.
+    let blocks = (MIB / 512) as u16;
+    let write = |lba: u32| {
+        let mut cdb = vec![0x2a, 0];
+        cdb.extend_from_slice(&lba.to_be_bytes());
+        cdb.extend_from_slice(&[0, (blocks >> 8) as u8, blocks as u8, 0]);
+        cdb
+    };
+    let fill = |itt: u32| vec![itt as u8; MIB as usize];
+    // TEST UNIT READY takes the unit attention of the new session first.
+    s.write_all(&scsi_pdu(0, 9, 0x81, 0, &[0; 6], &[]))
+        .await
+        .unwrap();
+    while read_pdu(&mut s).await.0[0] & 0x3f != 0x21 {}
+    let mut cmds = scsi_pdu(1, 1, 0xa1, MIB, &write(0), &[]);
+    cmds.extend(scsi_pdu(2, 2, 0xa1, MIB, &write(2048), &[]));
+    s.write_all(&cmds).await.unwrap();
+
+    // Answer every R2T until both commands have their status.
+    let mut status = std::collections::HashMap::new();
+    while status.len() < 2 {
+        let (head, _) = read_pdu(&mut s).await;
+        let itt = u32::from_be_bytes(head[16..20].try_into().unwrap());
+        match head[0] & 0x3f {
+            0x31 => {
+                let ttt = u32::from_be_bytes(head[20..24].try_into().unwrap());
+                let offset = u32::from_be_bytes(head[40..44].try_into().unwrap());
+                let len = u32::from_be_bytes(head[44..48].try_into().unwrap());
+                let data = fill(itt);
+                let mut pdus = Vec::new();
+                let (mut at, mut sn) = (offset, 0);
+                while at < offset + len {
+                    let n = (offset + len - at).min(8192);
+                    let last = at + n == offset + len;
+                    let piece = &data[at as usize..(at + n) as usize];
+                    pdus.extend(data_out_pdu(itt, ttt, sn, at, last, piece));
+                    at += n;
+                    sn += 1;
+                }
+                s.write_all(&pdus).await.unwrap();
+            }
+            0x21 => {
+                status.insert(itt, head[3]);
+            }
+            // NOP-In pings and anything else: not part of this exchange.
+            _ => {}
+        }
+    }
+    assert_eq!(status.get(&1), Some(&0), "first write: GOOD");
+    assert_eq!(status.get(&2), Some(&0), "second write: GOOD");
+    let data = dev.data();
+    assert!(data[..MIB as usize].iter().all(|&b| b == 1));
+    assert!(data[MIB as usize..2 * MIB as usize].iter().all(|&b| b == 2));
+    h.shutdown().await.unwrap();
+}

@@ -172,12 +172,13 @@ async fn the_change_log_is_bounded_by_the_slowest_live_reader() {
         // A map change (a fourth node) does not make the others re-read their peers' logs:
         // they go on from their cursors; the new node fills the buckets placed on it from
         // listings, since the logs no longer start at the beginning.
-        anti_entropy(&site, &[0, 1, 2]).await;
+        eprintln!("DBG pre-join {:?}", anti_entropy(&site, &[0, 1, 2]).await);
         let (k, map, _) = site.join_new_node().await;
         for j in 0..=k {
             assert_eq!(site.node(j).cluster.map().epoch, map.epoch);
         }
         for report in anti_entropy(&site, &[0, 1, 2]).await {
+            eprintln!("DBG post-join {report:?}");
             assert!(
                 report.changes_read < (BUCKETS * KEYS) as u64,
                 "a map change re-read a whole log: {report:?}"

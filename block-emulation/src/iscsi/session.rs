@@ -4,9 +4,9 @@
 //! buffered bytes); one writer task sends PDUs in the order they are queued, numbering
 //! statuses (StatSN) and announcing the command window (ExpCmdSN, MaxCmdSN) as it goes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -51,23 +51,53 @@ mod tmf {
 const MAX_CDB_LEN: usize = 260;
 
 /// The command window of the session, read by the writer when it stamps a PDU.
+///
+/// ExpCmdSN and the count of commands in flight are one atomic word (ExpCmdSN in the high
+/// half), changed together when a command is taken: read apart, a stamp taken between the
+/// two changes would advertise a MaxCmdSN one too far, the initiator (which keeps the
+/// largest MaxCmdSN it saw) would send a command the window then refuses, and every later
+/// command would wait behind it for ever.
 struct Window {
-    exp_cmd_sn: AtomicU32,
-    /// Commands received and not yet answered.
-    in_flight: AtomicU32,
+    /// `exp_cmd_sn << 32 | in_flight`.
+    word: AtomicU64,
     depth: u32,
 }
 
 impl Window {
+    fn new(exp_cmd_sn: u32, depth: u32) -> Window {
+        Window {
+            word: AtomicU64::new(u64::from(exp_cmd_sn) << 32),
+            depth,
+        }
+    }
+
+    /// (ExpCmdSN, commands received and not yet answered), read together.
+    fn load(&self) -> (u32, u32) {
+        let w = self.word.load(Ordering::Acquire);
+        ((w >> 32) as u32, w as u32)
+    }
+
     fn exp(&self) -> u32 {
-        self.exp_cmd_sn.load(Ordering::Acquire)
+        self.load().0
     }
 
     fn max(&self) -> u32 {
-        let free = self
-            .depth
-            .saturating_sub(self.in_flight.load(Ordering::Acquire));
-        self.exp().wrapping_add(free).wrapping_sub(1)
+        let (exp, in_flight) = self.load();
+        let free = self.depth.saturating_sub(in_flight);
+        exp.wrapping_add(free).wrapping_sub(1)
+    }
+
+    /// Takes the command at ExpCmdSN: advances ExpCmdSN and, for a command that stays in
+    /// flight until its answer (`counted`), counts it in the same step.
+    fn take(&self, counted: bool) {
+        // ExpCmdSN wraps at 2^32: the carry out of the high half is lost, as it should be.
+        self.word
+            .fetch_add((1 << 32) + u64::from(counted), Ordering::AcqRel);
+    }
+
+    /// `n` counted commands are answered (or dropped).
+    fn done(&self, n: u32) {
+        self.word.fetch_sub(u64::from(n), Ordering::AcqRel);
     }
 
     /// Whether `sn` is in `[exp, max]` (serial number arithmetic).
@@ -116,6 +146,23 @@ struct PendingWrite {
     permit: OwnedSemaphorePermit,
 }
 
+/// A command waiting for buffer budget, which writes still gathering data and answers still
+/// being sent hold. The dispatcher goes on reading PDUs meanwhile, so the Data-Out those
+/// writes wait for still arrives and their budget comes back.
+struct Parked {
+    cmd: Command,
+    unit: Arc<LogicalUnit>,
+    /// Immediate data.
+    data: Bytes,
+    /// The command's F bit: no unsolicited Data-Out follows.
+    final_bit: bool,
+    /// Budget units it needs (0: none).
+    need: u32,
+    /// Unsolicited Data-Out that came for it meanwhile, and their bytes.
+    data_outs: Vec<Pdu>,
+    data_out_bytes: u32,
+}
+
 /// What a command task needs from its PDU.
 #[derive(Clone)]
 struct Command {
@@ -149,6 +196,8 @@ struct Conn {
     out: mpsc::Sender<Out>,
     running: Arc<Mutex<HashMap<u32, Running>>>,
     pending: HashMap<u32, PendingWrite>,
+    /// Commands waiting for budget, in arrival order (at most a window's worth).
+    parked: VecDeque<Parked>,
     /// Commands that arrived ahead of ExpCmdSN, by CmdSN.
     ahead: BTreeMap<u32, Pdu>,
     next_ttt: u32,
@@ -183,11 +232,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, mut s: LoggedIn, 
         header: s.params.header_digest,
         data: s.params.data_digest,
     };
-    let window = Arc::new(Window {
-        exp_cmd_sn: AtomicU32::new(s.exp_cmd_sn),
-        in_flight: AtomicU32::new(0),
-        depth: shared.config.queue_depth,
-    });
+    let window = Arc::new(Window::new(s.exp_cmd_sn, shared.config.queue_depth));
     let (tx, rx) = mpsc::channel::<Out>(256);
     let writer = tokio::spawn(write_pdus(wr, rx, window.clone(), digests, s.stat_sn));
     let max_recv = s.params.target_max_recv as usize;
@@ -227,6 +272,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, mut s: LoggedIn, 
         out: tx,
         running: Arc::default(),
         pending: HashMap::new(),
+        parked: VecDeque::new(),
         ahead: BTreeMap::new(),
         next_ttt: 1,
         wrote: Arc::new(AtomicBool::new(false)),
@@ -244,8 +290,17 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, mut s: LoggedIn, 
             Some(sent) => sent + nop_timeout,
             None => last_heard + nop_interval,
         };
+        let parked_need = conn.parked.front().map(|p| conn.units(p.need));
+        let budget = conn.budget.clone();
         let r = tokio::select! {
             r = pdu_rx.recv() => r,
+            permit = budget.acquire_many_owned(parked_need.unwrap_or(0)), if parked_need.is_some() => {
+                // The semaphore is never closed.
+                if let Ok(permit) = permit {
+                    conn.unpark(permit).await;
+                }
+                continue;
+            }
             () = async {
                 // A discovery session has no reinstating login: its sender is gone.
                 if kill.wait_for(|k| *k).await.is_err() {
@@ -297,6 +352,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, mut s: LoggedIn, 
     // Commands that were gathering data never ran; running ones finish (their replies are
     // still sent if the socket is up).
     conn.pending.clear();
+    conn.parked.clear();
     conn.wait_running(|_, _| true, false).await;
     let Conn {
         out,
@@ -437,7 +493,7 @@ impl Conn {
         }
         let sn = pdu.bhs.u32_at(24);
         if !self.window.admits(sn) {
-            debug!(peer = %self.peer, cmd_sn = sn, exp = self.window.exp(), "command outside the CmdSN window dropped");
+            warn!(peer = %self.peer, cmd_sn = sn, exp = self.window.exp(), max = self.window.max(), "command outside the CmdSN window dropped");
             return None;
         }
         Some(sn == self.window.exp())
@@ -467,16 +523,15 @@ impl Conn {
             }
             Some(true) => {}
         }
-        let immediate = pdu.bhs.immediate();
-        if !immediate {
-            self.advance();
+        if !pdu.bhs.immediate() {
+            self.take(&pdu);
         }
         if !self.handle(pdu).await? {
             return Ok(false);
         }
         // Commands that were waiting for this one.
         while let Some(next) = self.ahead.remove(&self.window.exp()) {
-            self.advance();
+            self.take(&next);
             if !self.handle(next).await? {
                 return Ok(false);
             }
@@ -484,10 +539,17 @@ impl Conn {
         Ok(true)
     }
 
-    fn advance(&self) {
-        self.window
-            .exp_cmd_sn
-            .store(self.window.exp().wrapping_add(1), Ordering::Release);
+    /// Takes a non-immediate request at ExpCmdSN; a SCSI command is in flight from here
+    /// until its answer (or until [`Conn::command`] refuses it).
+    fn take(&self, pdu: &Pdu) {
+        self.window.take(pdu.bhs.opcode() == op::SCSI_CMD);
+    }
+
+    /// A counted command that ends without a task: it no longer holds a place in the window.
+    fn uncount(&self, immediate: bool) {
+        if !immediate {
+            self.window.done(1);
+        }
     }
 
     async fn handle(&mut self, pdu: Pdu) -> Result<bool, End> {
@@ -527,8 +589,11 @@ impl Conn {
 
     async fn command(&mut self, pdu: Pdu) -> Result<(), End> {
         let b = &pdu.bhs;
+        // Taken into the window by `dispatch`; every refusal below gives its place back.
+        let immediate = b.immediate();
         let Some(unit) = self.unit.clone() else {
             // A discovery session carries text and logout only.
+            self.uncount(immediate);
             self.reject(b, reject::PROTOCOL_ERROR).await;
             return Ok(());
         };
@@ -539,6 +604,7 @@ impl Conn {
             let kind = ahs[2];
             let padded = (len + 3 + 3) & !3;
             if len == 0 || padded > ahs.len() {
+                self.uncount(immediate);
                 self.reject(b, reject::INVALID_FIELD).await;
                 return Ok(());
             }
@@ -547,6 +613,7 @@ impl Conn {
                 // reserved byte).
                 cdb.extend_from_slice(&ahs[4..3 + len]);
                 if cdb.len() > MAX_CDB_LEN {
+                    self.uncount(immediate);
                     self.reject(b, reject::INVALID_FIELD).await;
                     return Ok(());
                 }
@@ -581,7 +648,9 @@ impl Conn {
             .unwrap_or_else(|e| e.into_inner())
             .contains_key(&cmd.itt)
             || self.pending.contains_key(&cmd.itt)
+            || self.parked.iter().any(|p| p.cmd.itt == cmd.itt)
         {
+            self.uncount(immediate);
             self.reject(b, 0x07).await;
             return Ok(());
         }
@@ -589,64 +658,123 @@ impl Conn {
             .stats
             .write_bytes
             .fetch_add(u64::from(immediate_len), Ordering::Relaxed);
-        if !cmd.immediate {
-            self.window.in_flight.fetch_add(1, Ordering::AcqRel);
-        }
         let max = self.shared.config.max_transfer;
-        if cmd.write && cmd.edtl > immediate_len {
-            if cmd.edtl > max {
-                // Not gathered: answered at once; unsolicited data for it is dropped.
-                let resp = unit.check(scsi::sense::INVALID_FIELD_IN_IU);
-                self.spawn(cmd, Some(unit), Bytes::new(), Some(resp), None);
-                return Ok(());
-            }
-            let permit = self.acquire(cmd.edtl).await;
-            let mut buf = BytesMut::zeroed(cmd.edtl as usize);
-            buf[..immediate_len as usize].copy_from_slice(&pdu.data);
-            // The F bit of the command: no unsolicited Data-Out follows.
-            let unsolicited_done = flags & 0x80 != 0 || self.params.initial_r2t;
-            let unsolicited_end = if unsolicited_done {
-                immediate_len
-            } else {
-                cmd.edtl.min(self.params.first_burst_length)
-            };
-            let itt = cmd.itt;
-            let mut pw = PendingWrite {
-                cmd,
-                buf,
-                received: immediate_len,
-                unsolicited_done: unsolicited_done || immediate_len >= unsolicited_end,
-                unsolicited_to: immediate_len,
-                unsolicited_end,
-                unsolicited_sn: 0,
-                next_r2t_offset: unsolicited_end.max(immediate_len),
-                r2t_sn: 0,
-                r2ts: Vec::new(),
-                permit,
-            };
-            if pw.unsolicited_done {
-                pw.next_r2t_offset = pw.unsolicited_to;
-                self.issue_r2ts(&mut pw).await;
-            }
-            self.pending.insert(itt, pw);
+        if cmd.write && cmd.edtl > immediate_len && cmd.edtl > max {
+            // Not gathered: answered at once; unsolicited data for it is dropped.
+            let resp = unit.check(scsi::sense::INVALID_FIELD_IN_IU);
+            self.spawn(cmd, Some(unit), Bytes::new(), Some(resp), None);
             return Ok(());
         }
-        let permit = if cmd.read {
-            Some(self.acquire(cmd.edtl.min(max)).await)
+        let need = if cmd.write && cmd.edtl > immediate_len {
+            cmd.edtl
+        } else if cmd.read {
+            cmd.edtl.min(max)
+        } else {
+            0
+        };
+        let p = Parked {
+            cmd,
+            unit,
+            data: pdu.data,
+            final_bit: flags & 0x80 != 0,
+            need,
+            data_outs: Vec::new(),
+            data_out_bytes: 0,
+        };
+        // Behind commands already waiting, a command waits too (they keep their order).
+        let permit = if self.parked.is_empty() {
+            self.budget
+                .clone()
+                .try_acquire_many_owned(self.units(need))
+                .ok()
         } else {
             None
         };
-        self.spawn(cmd, Some(unit), pdu.data, None, permit);
+        match permit {
+            Some(permit) => self.start(p, permit).await?,
+            None => self.parked.push_back(p),
+        }
         Ok(())
     }
 
-    async fn acquire(&self, bytes: u32) -> OwnedSemaphorePermit {
-        let n = bytes.clamp(1, self.shared.config.max_buffered_bytes as u32);
-        match self.budget.clone().acquire_many_owned(n).await {
-            Ok(p) => p,
-            // The semaphore is never closed.
-            Err(_) => unreachable!("connection budget closed"),
+    /// The budget units of `bytes` (a transfer larger than the whole budget takes all of it).
+    fn units(&self, bytes: u32) -> u32 {
+        bytes.min(self.shared.config.max_buffered_bytes as u32)
+    }
+
+    /// Starts the first parked command with the budget it waited for, and those after it
+    /// that the budget left covers.
+    async fn unpark(&mut self, permit: OwnedSemaphorePermit) {
+        let mut permit = Some(permit);
+        while let Some(front) = self.parked.front() {
+            let permit = match permit.take() {
+                Some(p) => p,
+                None => match self
+                    .budget
+                    .clone()
+                    .try_acquire_many_owned(self.units(front.need))
+                {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            let Some(p) = self.parked.pop_front() else {
+                return;
+            };
+            // A Data-Out that fails its command ends it, not the connection (see
+            // `data_out`): nothing here ends the connection.
+            let _ = self.start(p, permit).await;
         }
+    }
+
+    /// Runs a command that has its budget: a write that needs more data gathers it (R2Ts),
+    /// anything else runs now.
+    async fn start(&mut self, p: Parked, permit: OwnedSemaphorePermit) -> Result<(), End> {
+        let Parked {
+            cmd,
+            unit,
+            data,
+            final_bit,
+            data_outs,
+            ..
+        } = p;
+        let immediate_len = data.len() as u32;
+        if !(cmd.write && cmd.edtl > immediate_len) {
+            self.spawn(cmd, Some(unit), data, None, Some(permit));
+            return Ok(());
+        }
+        let mut buf = BytesMut::zeroed(cmd.edtl as usize);
+        buf[..data.len()].copy_from_slice(&data);
+        let unsolicited_done = final_bit || self.params.initial_r2t;
+        let unsolicited_end = if unsolicited_done {
+            immediate_len
+        } else {
+            cmd.edtl.min(self.params.first_burst_length)
+        };
+        let itt = cmd.itt;
+        let mut pw = PendingWrite {
+            cmd,
+            buf,
+            received: immediate_len,
+            unsolicited_done: unsolicited_done || immediate_len >= unsolicited_end,
+            unsolicited_to: immediate_len,
+            unsolicited_end,
+            unsolicited_sn: 0,
+            next_r2t_offset: unsolicited_end.max(immediate_len),
+            r2t_sn: 0,
+            r2ts: Vec::new(),
+            permit,
+        };
+        if pw.unsolicited_done {
+            pw.next_r2t_offset = pw.unsolicited_to;
+            self.issue_r2ts(&mut pw).await;
+        }
+        self.pending.insert(itt, pw);
+        // Unsolicited data that came while it waited.
+        for d in data_outs {
+            self.data_out(d).await?;
+        }
+        Ok(())
     }
 
     async fn issue_r2ts(&mut self, pw: &mut PendingWrite) {
@@ -678,6 +806,21 @@ impl Conn {
     async fn data_out(&mut self, pdu: Pdu) -> Result<(), End> {
         let b = &pdu.bhs;
         let itt = b.itt();
+        if !self.pending.contains_key(&itt) {
+            let first_burst = self.params.first_burst_length;
+            if let Some(p) = self.parked.iter_mut().find(|p| p.cmd.itt == itt) {
+                // Kept for when it starts; no more than unsolicited data can be (more is
+                // out of sequence anyway, and the command then fails).
+                let len = pdu.data.len() as u32;
+                if p.data_out_bytes.saturating_add(len) <= first_burst {
+                    p.data_out_bytes += len;
+                    p.data_outs.push(pdu);
+                } else {
+                    debug!(peer = %self.peer, itt, "unsolicited Data-Out past FirstBurstLength dropped");
+                }
+                return Ok(());
+            }
+        }
         let Some(mut pw) = self.pending.remove(&itt) else {
             // Unsolicited data of a command already answered (or aborted): dropped.
             debug!(peer = %self.peer, itt, "Data-Out for no pending command dropped");
@@ -844,10 +987,12 @@ impl Conn {
         let mut close = false;
         let response = match function {
             tmf::ABORT_TASK => {
+                let parked = self.parked.iter().position(|p| p.cmd.itt == referenced);
                 if let Some(p) = self.pending.remove(&referenced) {
-                    if !p.cmd.immediate {
-                        self.window.in_flight.fetch_sub(1, Ordering::AcqRel);
-                    }
+                    self.uncount(p.cmd.immediate);
+                    tmf::COMPLETE
+                } else if let Some(p) = parked.and_then(|i| self.parked.remove(i)) {
+                    self.uncount(p.cmd.immediate);
                     tmf::COMPLETE
                 } else {
                     let found = self
@@ -903,14 +1048,16 @@ impl Conn {
     /// are dropped, running ones end without a reply.
     async fn abort_all(&mut self, lun: Option<u64>) {
         let mut dropped = 0;
-        self.pending.retain(|_, p| {
-            let keep = lun.is_some_and(|l| l != p.cmd.lun);
-            if !keep && !p.cmd.immediate {
+        let mut keep = |cmd: &Command| {
+            let keep = lun.is_some_and(|l| l != cmd.lun);
+            if !keep && !cmd.immediate {
                 dropped += 1;
             }
             keep
-        });
-        self.window.in_flight.fetch_sub(dropped, Ordering::AcqRel);
+        };
+        self.pending.retain(|_, p| keep(&p.cmd));
+        self.parked.retain(|p| keep(&p.cmd));
+        self.window.done(dropped);
         self.wait_running(|_, r| lun.is_none_or(|l| l == r.lun), true)
             .await;
     }
@@ -1062,7 +1209,7 @@ impl Task {
             self.execute(&cmd, unit, data, &mut residual).await
         };
         if !cmd.immediate {
-            self.window.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.window.done(1);
         }
         self.running
             .lock()
@@ -1215,17 +1362,53 @@ mod tests {
 
     #[test]
     fn the_window_admits_serial_numbers_between_exp_and_max() {
-        let w = Window {
-            exp_cmd_sn: AtomicU32::new(u32::MAX - 1),
-            in_flight: AtomicU32::new(0),
-            depth: 4,
-        };
+        let w = Window::new(u32::MAX - 1, 4);
         assert_eq!(w.max(), 1);
         assert!(w.admits(u32::MAX - 1) && w.admits(u32::MAX) && w.admits(0) && w.admits(1));
         assert!(!w.admits(2) && !w.admits(u32::MAX - 2));
-        w.in_flight.store(4, Ordering::Relaxed);
+        for _ in 0..4 {
+            w.take(true);
+        }
+        assert_eq!(w.exp(), 2);
+        // Taking a command moves ExpCmdSN, not MaxCmdSN.
+        assert_eq!(w.max(), 1);
         // A full window: nothing is admitted until a command completes.
-        assert!(!w.admits(u32::MAX - 1));
+        assert!(!w.admits(2));
+        w.done(1);
+        assert_eq!(w.max(), 2);
+        assert!(w.admits(2) && !w.admits(3));
+    }
+
+    /// The writer stamps MaxCmdSN while the dispatcher takes commands and tasks answer them:
+    /// what it reads never goes back (an initiator keeps the largest MaxCmdSN it saw, so one
+    /// stamp too far would leave a command the window refuses).
+    #[test]
+    fn max_cmd_sn_never_goes_back_while_commands_come_and_go() {
+        let w = Arc::new(Window::new(7, 8));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (w, stop) = (w.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut last = w.max();
+                while !stop.load(Ordering::Relaxed) {
+                    let m = w.max();
+                    assert!(
+                        m.wrapping_sub(last) < 1 << 31,
+                        "MaxCmdSN went back: {last} then {m}"
+                    );
+                    last = m;
+                }
+            })
+        };
+        for _ in 0..200_000 {
+            // Keep the window about half full, as a busy initiator does.
+            w.take(true);
+            if w.load().1 > 4 {
+                w.done(1);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
     }
 
     #[test]

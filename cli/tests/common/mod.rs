@@ -130,9 +130,11 @@ pub fn cairn_ok(args: &[&str]) -> String {
 }
 
 /// Runs a client binary (nbdinfo, qemu-io, ...) to completion within `secs`; a missing binary
-/// names the Debian packages scripts/test installs.
+/// names the Debian packages scripts/test installs. Its output is read as it comes (a full
+/// pipe would stall it), and one that overruns shows what it printed so far.
 #[allow(dead_code)] // not every test binary drives external clients
 pub fn run_tool(bin: &str, args: &[&str], secs: u64) -> std::process::Output {
+    use std::io::Read;
     use std::time::{Duration, Instant};
     let mut child = Command::new(bin)
         .args(args)
@@ -142,16 +144,53 @@ pub fn run_tool(bin: &str, args: &[&str], secs: u64) -> std::process::Output {
         .unwrap_or_else(|e| {
             panic!("cannot run {bin} ({e}): scripts/test installs it (Debian: libnbd-bin, qemu-utils, fuse3, fuse2fs, e2fsprogs)")
         });
+    fn drain(mut r: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            let _ = tx.send(buf);
+        });
+        rx
+    }
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
     let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("{bin} {args:?} did not finish within {secs} s");
+            let _ = child.wait();
+            break None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    // A process it started may still hold the pipes after it was killed: not waited for long.
+    let grace = if status.is_some() { 3600 } else { 5 };
+    let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(Duration::from_secs(grace))
+            .unwrap_or_default()
+    };
+    let stdout = collect(stdout);
+    let stderr = collect(stderr);
+    let Some(status) = status else {
+        let tail = |b: &[u8]| {
+            let t = String::from_utf8_lossy(b);
+            let lines: Vec<&str> = t.lines().collect();
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        };
+        panic!(
+            "{bin} {args:?} did not finish within {secs} s; the end of its output:\n{}\n--- stderr:\n{}",
+            tail(&stdout),
+            tail(&stderr)
+        );
+    };
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
     }
 }
 
