@@ -329,6 +329,10 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Full<Bytes>> 
     let create = || serde_json::from_slice::<CreateRequest>(&body);
     match (method, path.as_str()) {
         (Method::GET, "/v1/workers") => json(StatusCode::OK, &workers.statuses()),
+        (Method::GET, "/v1/site") => json(
+            StatusCode::OK,
+            &serde_json::json!({ "id": client.site_id(), "id_hex": format!("{:04x}", client.site_id()) }),
+        ),
         (Method::GET, "/v1/disk") => match &ctx.disk {
             Some(d) => json(StatusCode::OK, &d.status()),
             None => error(StatusCode::NOT_FOUND, "this process watches no data dir"),

@@ -156,8 +156,8 @@ fn disk_line(d: &crate::disk::DiskStatus) -> String {
 async fn status(t: &Target) -> anyhow::Result<()> {
     let v: ClusterView = admin_of(t)?.call(Method::GET, "/v1/cluster", None).await?;
     println!(
-        "site {}  epoch {}  replication factor {}  write quorum {}",
-        v.site, v.epoch, v.replication_factor, v.write_quorum
+        "site {} (id {:04x})  epoch {}  replication factor {}  write quorum {}",
+        v.site, v.site_id, v.epoch, v.replication_factor, v.write_quorum
     );
     println!();
     println!(

@@ -444,6 +444,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     println!("Admin endpoint: http://{admin_addr}");
     println!("Data dir:       {}", dir.display());
+    println!("Site id:        {:04x}", client.site_id());
 
     shutdown.wait().await;
     info!("shutting down");

@@ -455,3 +455,71 @@ async fn a_near_full_site_refuses_writes_and_shows_it_in_the_admin_api_and_metri
         "{workers}"
     );
 }
+
+/// The site id `/v1/site` reports, and the site id of a version id as S3 shows it.
+async fn site_id(dir: &std::path::Path) -> u16 {
+    let text = admin_get(dir, "/v1/site").await;
+    let body = text.split("\r\n\r\n").nth(1).expect("an HTTP body");
+    let v: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    v["id"].as_u64().expect("an id") as u16
+}
+
+async fn put_version(c: &aws_sdk_s3::Client, body: &str) -> String {
+    c.put_object()
+        .bucket("sid")
+        .key("k")
+        .body(body.as_bytes().to_vec().into())
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .expect("a version id")
+        .to_string()
+}
+
+fn site_of(version_id: &str) -> u16 {
+    let v = u128::from_str_radix(version_id, 16).expect("a hex version id");
+    (v >> 48) as u16
+}
+
+/// A single-node site makes its site id on first start, keeps it across a kill -9, and every
+/// version it writes carries it (versions from different sites never share an id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_site_id_is_made_once_and_every_version_carries_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, endpoint) = start(dir.path());
+    let id = site_id(dir.path()).await;
+    assert_ne!(
+        id, 0,
+        "0 is the id of versions written before sites had ids"
+    );
+    let kept = std::fs::read_to_string(dir.path().join("site-id")).unwrap();
+    assert_eq!(kept.trim(), format!("{id:04x}"));
+
+    let c = s3(&endpoint);
+    c.create_bucket().bucket("sid").send().await.unwrap();
+    c.put_bucket_versioning()
+        .bucket("sid")
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(site_of(&put_version(&c, "one").await), id);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (mut child, endpoint) = start(dir.path());
+    assert_eq!(
+        site_id(dir.path()).await,
+        id,
+        "the id changed across a restart"
+    );
+    let c = s3(&endpoint);
+    assert_eq!(site_of(&put_version(&c, "two").await), id);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

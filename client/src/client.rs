@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_chunkserver::{ChunkBackend, ChunkConfig, ChunkStore};
 use cairn_core::chunker::FastCdc;
-use cairn_core::{Hlc, NodeId, SpaceGate};
+use cairn_core::{Hlc, NodeId, SiteId, SpaceGate};
 use cairn_manifestserver::{ManifestBackend, ManifestConfig, ManifestStore};
 
 use crate::ClientError;
@@ -40,7 +40,7 @@ pub(crate) struct Inner {
 
 impl Client {
     /// Opens (creating if needed) a single-node store in `dir` (chunks in `dir/chunks`,
-    /// metadata in `dir/meta`, the node's id in `dir/node-id`).
+    /// metadata in `dir/meta`, the node's id in `dir/node-id`, the site's in `dir/site-id`).
     pub fn open_dir(dir: &Path) -> Result<Client, ClientError> {
         Client::open_dir_with_space(dir, None)
     }
@@ -56,13 +56,14 @@ impl Client {
             ClientError::Storage(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
         let node = load_or_create_node_id(dir)?;
+        let site = load_or_create_site_id(dir)?;
         let config = ChunkConfig {
             space: space.clone(),
             ..ChunkConfig::default()
         };
         let chunks = Arc::new(ChunkStore::open(&dir.join("chunks"), config)?);
         let meta = ManifestStore::open(&dir.join("meta"), ManifestConfig::default())?;
-        let mut client = Client::build(chunks.clone(), Some(chunks), Arc::new(meta), 0, node);
+        let mut client = Client::build(chunks.clone(), Some(chunks), Arc::new(meta), site, node);
         if let Some(inner) = Arc::get_mut(&mut client.inner) {
             inner.space = space;
         }
@@ -123,6 +124,11 @@ impl Client {
         }
     }
 
+    /// The site id every version this client makes carries.
+    pub fn site_id(&self) -> SiteId {
+        self.inner.hlc.site()
+    }
+
     /// The node's space state, when this client has a gate (single-node sites).
     pub fn space_gate(&self) -> Option<&Arc<SpaceGate>> {
         self.inner.space.as_ref()
@@ -160,22 +166,56 @@ impl Client {
 }
 
 fn load_or_create_node_id(dir: &Path) -> Result<NodeId, ClientError> {
-    let path = dir.join("node-id");
+    load_or_create_id(dir, "node-id", 12, || {
+        rand::random::<u64>() & ((1 << 48) - 1)
+    })
+}
+
+/// The site id of a single-node site, made on first start (random, never 0: 0 is the id of
+/// versions written before sites had ids) and kept in `dir/site-id`. Every version the site
+/// makes carries it, so versions made at different sites never share an id.
+fn load_or_create_site_id(dir: &Path) -> Result<SiteId, ClientError> {
+    let id = load_or_create_id(dir, "site-id", 4, || {
+        u64::from(rand::random::<u16>().max(1))
+    })?;
+    SiteId::try_from(id).map_err(|_| {
+        ClientError::Storage(format!(
+            "{} holds {id:#x}, more than a site id's 16 bits: restore it",
+            dir.join("site-id").display()
+        ))
+    })
+}
+
+/// Reads the hex id kept in `dir/name`, or makes one with `make` and writes it (`digits`
+/// wide) before returning it.
+fn load_or_create_id(
+    dir: &Path,
+    name: &str,
+    digits: usize,
+    make: impl FnOnce() -> u64,
+) -> Result<u64, ClientError> {
+    let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(s) => u64::from_str_radix(s.trim(), 16).map_err(|_| {
             ClientError::Storage(format!(
-                "{} does not hold a hex node id: restore it or remove it to make a new one",
+                "{} does not hold a hex id: restore it or remove it to make a new one",
                 path.display()
             ))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id = rand::random::<u64>() & ((1 << 48) - 1);
-            let tmp = dir.join("node-id.tmp");
-            std::fs::write(&tmp, format!("{id:012x}\n"))
-                .and_then(|_| std::fs::rename(&tmp, &path))
-                .map_err(|e| {
-                    ClientError::Storage(format!("cannot write {}: {e}", path.display()))
-                })?;
+            let id = make();
+            let tmp = dir.join(format!("{name}.tmp"));
+            let write = || -> std::io::Result<()> {
+                let mut f = std::fs::File::create(&tmp)?;
+                std::io::Write::write_all(&mut f, format!("{id:0digits$x}\n").as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                // The rename itself is durable once the directory is.
+                std::fs::File::open(dir)?.sync_all()
+            };
+            write().map_err(|e| {
+                ClientError::Storage(format!("cannot write {}: {e}", path.display()))
+            })?;
             Ok(id)
         }
         Err(e) => Err(ClientError::Storage(format!(

@@ -126,6 +126,11 @@ impl Hlc {
         self.node
     }
 
+    /// The site this clock names versions for.
+    pub fn site(&self) -> SiteId {
+        self.site
+    }
+
     /// A clock with an explicit wall-clock source (tests use it to step time back).
     pub fn with_wall_clock(
         site: SiteId,

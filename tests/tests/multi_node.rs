@@ -1018,3 +1018,44 @@ async fn a_small_get_or_head_costs_one_metadata_round_trip() {
     })
     .await;
 }
+
+/// Every node of a multi-node site derives the same site id from the site's CA, and the
+/// versions written through any of them carry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_node_names_versions_with_the_site_id_of_its_ca() {
+    bounded(BOUND, async {
+        let site = MultiSite::start(3, 3, 3, MANUAL_WORKERS).await;
+        let id = cairn::node::config::site_id(site.ca.cert_pem());
+        assert_ne!(id, 0);
+        for k in 0..3 {
+            assert_eq!(site.node(k).client.site_id(), id, "n{}", k + 1);
+        }
+        let s3 = site.s3(1);
+        s3.create_bucket().bucket("sid").send().await.unwrap();
+        s3.put_bucket_versioning()
+            .bucket("sid")
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        for k in 0..3 {
+            let out = site
+                .s3(k)
+                .put_object()
+                .bucket("sid")
+                .key(format!("k{k}"))
+                .body(ByteStream::from_static(b"v"))
+                .send()
+                .await
+                .unwrap();
+            let v = u128::from_str_radix(out.version_id().unwrap(), 16).unwrap();
+            assert_eq!((v >> 48) as u16, id, "a version written through n{}", k + 1);
+        }
+        site.shutdown().await;
+    })
+    .await;
+}

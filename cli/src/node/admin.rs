@@ -17,6 +17,8 @@ pub struct ClusterAdmin {
     pub cluster: Arc<ClusterState>,
     /// The node's own status.
     pub status: StatusFn,
+    /// The site's id (in every version id it makes).
+    pub site_id: cairn_core::SiteId,
 }
 
 /// A node as `/v1/cluster` shows it.
@@ -47,6 +49,9 @@ pub struct NodeView {
 pub struct ClusterView {
     /// Site name.
     pub site: String,
+    /// Site id (absent from nodes that predate it).
+    #[serde(default)]
+    pub site_id: cairn_core::SiteId,
     /// Map epoch.
     pub epoch: u64,
     /// Replication factor.
@@ -195,6 +200,7 @@ impl ClusterAdmin {
             .collect();
         ok(&ClusterView {
             site: map.site.clone(),
+            site_id: self.site_id,
             epoch: map.epoch,
             replication_factor: map.replication_factor,
             write_quorum: map.write_quorum(),

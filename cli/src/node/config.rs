@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use cairn_core::cluster::{ClusterMap, NodeId, NodeInfo, Role, Roles, StagedChanges, WriteQuorum};
+use cairn_core::SiteId;
 use serde::Deserialize;
 
 /// A node's configuration file.
@@ -283,6 +284,21 @@ pub fn node_id(site: &str, name: &str) -> NodeId {
     u64::from_be_bytes(b).max(1)
 }
 
+/// A multi-node site's id: 16 bits of BLAKE3 over its CA certificate, which every node of the
+/// site holds (so they agree without a registry) and which `cairn init` makes anew for each
+/// site (so two sites rarely share an id; linking two that do is refused). Never 0, the id of
+/// versions written before sites had ids.
+pub fn site_id(ca_pem: &str) -> SiteId {
+    // The certificate's base64 body: line breaks and the armour do not change the id.
+    let body: String = ca_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .flat_map(|l| l.trim().chars())
+        .collect();
+    let h = blake3::hash(format!("cairn-site:{body}").as_bytes());
+    u16::from_be_bytes([h.as_bytes()[0], h.as_bytes()[1]]).max(1)
+}
+
 /// Parses roles as the map writes them ("chunk", "manifest", "s3", "all").
 pub fn parse_roles(list: &[String]) -> anyhow::Result<Roles> {
     list.join(",")
@@ -398,6 +414,11 @@ roles = ["chunk"]
         assert_eq!((n3.weight, n3.roles.has(Role::Manifest)), (2, false));
         assert_eq!(n3.id, node_id("site", "n3"));
         assert_ne!(node_id("site", "n1"), node_id("other", "n1"));
+        let ca = "-----BEGIN CERTIFICATE-----\nMIIBabc\ndef==\n-----END CERTIFICATE-----\n";
+        let rewrapped = "-----BEGIN CERTIFICATE-----\r\nMIIBabcdef==\r\n-----END CERTIFICATE-----";
+        assert_eq!(site_id(ca), site_id(rewrapped));
+        assert_ne!(site_id(ca), site_id(&ca.replace("abc", "abd")));
+        assert_ne!(site_id(ca), 0);
         assert!(c.runs(Role::S3));
     }
 

@@ -171,6 +171,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     }
     let site = identity.site().to_string();
     let me = config::node_id(&site, &config.node.name);
+    let site_id = config::site_id(identity.ca_pem());
     // Checked before anything is created on disk.
     let first_map = config.first_map(&site)?;
     let dir = config.node.data_dir.clone();
@@ -252,6 +253,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         ManifestReplicationConfig {
             call_timeout: MANIFEST_CALL_TIMEOUT,
             clock_node: Some(me),
+            clock_site: site_id,
             anti_entropy_records_per_sec: config.workers.anti_entropy_records_per_sec,
             map_settle: Duration::from_secs(config.workers.map_settle),
             ..ManifestReplicationConfig::default()
@@ -268,7 +270,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         chunks.clone(),
         chunk_store.clone(),
         manifests.clone(),
-        0,
+        site_id,
         me,
     );
 
@@ -644,6 +646,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             sources.push(i.clone());
         }
         let cluster_admin = admin::ClusterAdmin {
+            site_id,
             cluster: cluster.clone(),
             status: status.clone(),
         };

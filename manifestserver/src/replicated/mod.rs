@@ -174,7 +174,7 @@ use std::time::{Duration, Instant};
 use cairn_core::cluster::{ClusterMap, NodeId, Role};
 use cairn_core::manifest::{AccessKey, Bucket, Change, Part, Upload, VersionManifest};
 use cairn_core::placement::{manifest_key, Placer};
-use cairn_core::{ErrorKind, Hlc, VersionId};
+use cairn_core::{ErrorKind, Hlc, SiteId, VersionId};
 use cairn_net::{Client, RpcError};
 use parking_lot::RwLock;
 use tokio::runtime::Handle;
@@ -220,6 +220,8 @@ pub struct ManifestReplicationConfig {
     /// The node id in this backend's revision stamps: this node's id by default (0 on a node
     /// without a local store). Coordinators should not share one.
     pub clock_node: Option<NodeId>,
+    /// The site id in this backend's revision stamps (see [`cairn_core::SiteId`]).
+    pub clock_site: SiteId,
     /// How long after this node takes a new map an anti-entropy pass must start to count as
     /// caught up under it: nodes that take the map later write to the old placement until
     /// they do (the map reaches every node within a few seconds of being applied).
@@ -235,6 +237,7 @@ impl Default for ManifestReplicationConfig {
             anti_entropy_pages: 16,
             anti_entropy_records_per_sec: 0,
             clock_node: None,
+            clock_site: 0,
             map_settle: Duration::from_secs(15),
         }
     }
@@ -590,6 +593,7 @@ impl ReplicatedManifests {
             .clock_node
             .or(local.as_ref().map(|(id, _)| *id))
             .unwrap_or(0);
+        let clock_site = config.clock_site;
         let shared = Arc::new(Shared {
             client,
             background: Arc::new(Semaphore::new(config.max_background.max(1))),
@@ -597,7 +601,7 @@ impl ReplicatedManifests {
             config,
             local,
             counters: Counters::default(),
-            hlc: Hlc::new(0, clock_node),
+            hlc: Hlc::new(clock_site, clock_node),
             full: parking_lot::Mutex::default(),
         });
         let state = build_state(&shared, map, None, Instant::now());
