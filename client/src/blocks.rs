@@ -280,6 +280,7 @@ impl Client {
             acl: Vec::new(),
             lock: ObjectLock::default(),
             checksum_type: None,
+            owner_grant: true,
         };
         self.commit_if(&b, m, condition).await
     }

@@ -66,6 +66,8 @@ impl Client {
         m.mtime_ms = now_ms();
         m.owner = opts.owner;
         m.acl = opts.acl;
+        // A copy's ACL is the request's, whatever the source's was.
+        m.owner_grant = true;
         m.lock = opts.lock;
         if let MetadataDirective::Replace {
             headers,

@@ -105,6 +105,7 @@ impl Client {
             acl: opts.acl,
             lock: opts.lock,
             checksum_type: None,
+            owner_grant: true,
         };
         self.commit(&b, m, None, opts.condition).await
     }

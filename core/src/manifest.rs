@@ -47,6 +47,9 @@ pub struct Bucket {
     pub tags: BTreeMap<String, String>,
     /// Object lock configuration; `None` when the bucket was created without object lock.
     pub object_lock: Option<ObjectLockConfig>,
+    /// The ACL lists the owner's FULL_CONTROL first (always, unless an ACL was put whose
+    /// grants leave it out: S3 then shows only the grants given).
+    pub owner_grant: bool,
 }
 
 impl Bucket {
@@ -63,21 +66,24 @@ impl Bucket {
             lifecycle: None,
             tags: BTreeMap::new(),
             object_lock: None,
+            owner_grant: true,
         }
     }
 }
 
 impl Versioned for Bucket {
-    const FORMAT: u8 = 2;
+    const FORMAT: u8 = 3;
     const WHAT: &'static str = "bucket";
 
     fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
-        (version == 1).then(|| {
-            decode_body::<v1::Bucket>(Self::WHAT, body).map(|b| Bucket {
+        match version {
+            1 => Some(decode_body::<v1::Bucket>(Self::WHAT, body).map(|b| Bucket {
                 versioning: b.versioning,
                 ..Bucket::new(&b.name, &b.owner, b.created_ms)
-            })
-        })
+            })),
+            2 => Some(decode_body::<v2::Bucket>(Self::WHAT, body).map(Into::into)),
+            _ => None,
+        }
     }
 }
 
@@ -167,6 +173,9 @@ pub struct LifecycleRule {
     pub newer_noncurrent_versions: Option<u32>,
     /// Abort multipart uploads this many days after they were started.
     pub abort_incomplete_multipart_days: Option<u32>,
+    /// The rule named its prefix the older way (a `Prefix` beside `Status`, not in a
+    /// `Filter`), and is shown back that way.
+    pub legacy_prefix: bool,
 }
 
 /// Object lock retention mode.
@@ -351,14 +360,25 @@ pub struct VersionManifest {
     pub lock: ObjectLock,
     /// How `checksums` were computed, for multipart objects.
     pub checksum_type: Option<ChecksumType>,
+    /// The ACL lists the owner's FULL_CONTROL first (see [`Bucket::owner_grant`]).
+    pub owner_grant: bool,
 }
 
 impl Versioned for VersionManifest {
-    const FORMAT: u8 = 2;
+    const FORMAT: u8 = 3;
     const WHAT: &'static str = "version manifest";
 
     fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
-        (version == 1).then(|| decode_body::<v1::VersionManifest>(Self::WHAT, body).map(Into::into))
+        match version {
+            1 => Some(decode_body::<v1::VersionManifest>(Self::WHAT, body).map(Into::into)),
+            // Format 3 added one last field, `owner_grant`, which every older record had on.
+            2 => {
+                let mut full = body.to_vec();
+                full.push(1);
+                Some(decode_body::<VersionManifest>(Self::WHAT, &full))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -392,6 +412,7 @@ impl VersionManifest {
             acl: Vec::new(),
             lock: ObjectLock::default(),
             checksum_type: None,
+            owner_grant: true,
         }
     }
 }
@@ -603,6 +624,7 @@ mod v1 {
                 acl: Vec::new(),
                 lock: ObjectLock::default(),
                 checksum_type: None,
+                owner_grant: true,
             }
         }
     }
@@ -637,6 +659,73 @@ mod v1 {
     }
 }
 
+/// Format 2 of the bucket record (before `owner_grant` and the lifecycle rules'
+/// `legacy_prefix`).
+mod v2 {
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Bucket {
+        pub name: String,
+        pub created_ms: u64,
+        pub owner: String,
+        pub versioning: Versioning,
+        pub acl: Vec<Grant>,
+        pub policy: Option<String>,
+        pub cors: Option<Vec<CorsRule>>,
+        pub lifecycle: Option<Vec<LifecycleRule>>,
+        pub tags: BTreeMap<String, String>,
+        pub object_lock: Option<ObjectLockConfig>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct LifecycleRule {
+        pub id: Option<String>,
+        pub enabled: bool,
+        pub filter: LifecycleFilter,
+        pub expiration_days: Option<u32>,
+        pub expiration_date_ms: Option<u64>,
+        pub expired_object_delete_marker: bool,
+        pub noncurrent_days: Option<u32>,
+        pub newer_noncurrent_versions: Option<u32>,
+        pub abort_incomplete_multipart_days: Option<u32>,
+    }
+
+    impl From<Bucket> for super::Bucket {
+        fn from(b: Bucket) -> Self {
+            super::Bucket {
+                name: b.name,
+                created_ms: b.created_ms,
+                owner: b.owner,
+                versioning: b.versioning,
+                acl: b.acl,
+                policy: b.policy,
+                cors: b.cors,
+                lifecycle: b.lifecycle.map(|rules| {
+                    rules
+                        .into_iter()
+                        .map(|r| super::LifecycleRule {
+                            id: r.id,
+                            enabled: r.enabled,
+                            filter: r.filter,
+                            expiration_days: r.expiration_days,
+                            expiration_date_ms: r.expiration_date_ms,
+                            expired_object_delete_marker: r.expired_object_delete_marker,
+                            noncurrent_days: r.noncurrent_days,
+                            newer_noncurrent_versions: r.newer_noncurrent_versions,
+                            abort_incomplete_multipart_days: r.abort_incomplete_multipart_days,
+                            legacy_prefix: false,
+                        })
+                        .collect()
+                }),
+                tags: b.tags,
+                object_lock: b.object_lock,
+                owner_grant: true,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,6 +756,62 @@ mod tests {
         let now = Bucket::new("b2", "K", 9);
         assert_eq!(Bucket::decode(&now.encode()).unwrap(), now);
         assert!(Bucket::decode(&[3, 0]).is_err());
+    }
+
+    #[test]
+    fn format_2_records_still_decode() {
+        let old = v2::Bucket {
+            name: "b1".into(),
+            created_ms: 5,
+            owner: "K".into(),
+            versioning: Versioning::Enabled,
+            acl: vec![Grant {
+                grantee: Grantee::AllUsers,
+                permission: Permission::Read,
+            }],
+            policy: Some("{}".into()),
+            cors: None,
+            lifecycle: Some(vec![v2::LifecycleRule {
+                id: Some("r".into()),
+                enabled: true,
+                filter: LifecycleFilter {
+                    prefix: "logs/".into(),
+                    ..Default::default()
+                },
+                expiration_days: Some(3),
+                expiration_date_ms: None,
+                expired_object_delete_marker: false,
+                noncurrent_days: None,
+                newer_noncurrent_versions: None,
+                abort_incomplete_multipart_days: Some(1),
+            }]),
+            tags: BTreeMap::new(),
+            object_lock: None,
+        };
+        let mut bytes = vec![2u8];
+        bytes.extend(postcard::to_allocvec(&old).unwrap());
+        let b = Bucket::decode(&bytes).unwrap();
+        assert!(b.owner_grant);
+        assert_eq!(b.acl.len(), 1);
+        let rule = &b.lifecycle.as_ref().unwrap()[0];
+        assert_eq!(rule.filter.prefix, "logs/");
+        assert_eq!(rule.abort_incomplete_multipart_days, Some(1));
+        assert!(!rule.legacy_prefix);
+        let now = Bucket {
+            owner_grant: false,
+            ..b.clone()
+        };
+        assert_eq!(Bucket::decode(&now.encode()).unwrap(), now);
+
+        // A format-2 version manifest is a format-3 one without its last field.
+        let mut m = VersionManifest::delete_marker("b1", "k", VersionId(7), None, false, 9);
+        m.owner = "K".into();
+        let mut bytes = m.encode();
+        bytes[0] = 2;
+        assert_eq!(bytes.pop(), Some(1), "owner_grant is last");
+        assert_eq!(VersionManifest::decode(&bytes).unwrap(), m);
+        m.owner_grant = false;
+        assert_eq!(VersionManifest::decode(&m.encode()).unwrap(), m);
     }
 
     #[test]

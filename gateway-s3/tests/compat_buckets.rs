@@ -1,12 +1,13 @@
 //! Bucket behaviours that must match S3: deleting a bucket that only holds unfinished uploads,
 //! re-creating an owned bucket in us-east-1, owner display names, ACL grant lists, the
-//! expected-bucket-owner check and lifecycle transition dates.
+//! expected-bucket-owner check, lifecycle transition dates and the older rule-level Prefix.
 
 mod common;
 
 use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, ExpirationStatus, LifecycleRule, ObjectCannedAcl, Owner,
-    Permission, Transition, TransitionStorageClass, Type,
+    AccessControlPolicy, BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration,
+    LifecycleRule, LifecycleRuleFilter, ObjectCannedAcl, Owner, Permission, Transition,
+    TransitionStorageClass, Type,
 };
 use common::*;
 
@@ -221,5 +222,114 @@ async fn lifecycle_transitions_with_a_bad_date_are_bad_requests() {
         .await
         .unwrap_err();
     assert_eq!(error_of(&e), (400, "InvalidArgument".to_string()));
+    server.stop().await.unwrap();
+}
+
+/// An AccessControlPolicy with no grants leaves an ACL with no grants (S3 does not keep the
+/// owner's FULL_CONTROL unless the body lists it); a canned ACL afterwards lists it again.
+#[tokio::test]
+async fn an_acl_body_without_grants_lists_none() {
+    let server = start().await;
+    let s3 = server.s3();
+    s3.create_bucket().bucket("noacl").send().await.unwrap();
+    put(&s3, "noacl", "k", b"x").await;
+    let empty = || {
+        AccessControlPolicy::builder()
+            .owner(Owner::builder().id(KEY_ID).build())
+            .build()
+    };
+    s3.put_object_acl()
+        .bucket("noacl")
+        .key("k")
+        .access_control_policy(empty())
+        .send()
+        .await
+        .unwrap();
+    let acl = s3
+        .get_object_acl()
+        .bucket("noacl")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert!(acl.grants().is_empty(), "{:?}", acl.grants());
+    assert_eq!(acl.owner().and_then(|o| o.id()), Some(KEY_ID));
+    s3.put_bucket_acl()
+        .bucket("noacl")
+        .access_control_policy(empty())
+        .send()
+        .await
+        .unwrap();
+    let acl = s3.get_bucket_acl().bucket("noacl").send().await.unwrap();
+    assert!(acl.grants().is_empty(), "{:?}", acl.grants());
+
+    s3.put_object_acl()
+        .bucket("noacl")
+        .key("k")
+        .acl(ObjectCannedAcl::Private)
+        .send()
+        .await
+        .unwrap();
+    let acl = s3
+        .get_object_acl()
+        .bucket("noacl")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acl.grants().len(), 1);
+    assert_eq!(acl.grants()[0].permission(), Some(&Permission::FullControl));
+    server.stop().await.unwrap();
+}
+
+/// A lifecycle rule given with the older rule-level Prefix is shown back with it, and one
+/// given with a Filter with its Filter, as S3 does.
+#[tokio::test]
+#[allow(deprecated)] // the rule-level Prefix is what this test is about
+async fn a_lifecycle_rule_keeps_the_form_of_its_prefix() {
+    let server = start().await;
+    let s3 = server.s3();
+    s3.create_bucket().bucket("lcprefix").send().await.unwrap();
+    let expire = || LifecycleExpiration::builder().days(3).build();
+    let legacy = LifecycleRule::builder()
+        .id("legacy")
+        .status(ExpirationStatus::Enabled)
+        .prefix("logs/")
+        .expiration(expire())
+        .build()
+        .unwrap();
+    let filtered = LifecycleRule::builder()
+        .id("filtered")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("tmp/").build())
+        .expiration(expire())
+        .build()
+        .unwrap();
+    s3.put_bucket_lifecycle_configuration()
+        .bucket("lcprefix")
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(legacy)
+                .rules(filtered)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket("lcprefix")
+        .send()
+        .await
+        .unwrap();
+    let rules = got.rules();
+    assert_eq!(rules.len(), 2);
+    let legacy = rules.iter().find(|r| r.id() == Some("legacy")).unwrap();
+    assert_eq!(legacy.prefix(), Some("logs/"));
+    assert!(legacy.filter().is_none(), "{legacy:?}");
+    let filtered = rules.iter().find(|r| r.id() == Some("filtered")).unwrap();
+    assert_eq!(filtered.prefix(), None);
+    assert_eq!(filtered.filter().and_then(|f| f.prefix()), Some("tmp/"));
     server.stop().await.unwrap();
 }

@@ -169,6 +169,7 @@ impl Client {
             acl: upload.acl,
             lock: upload.lock,
             checksum_type: upload.checksum_type,
+            owner_grant: true,
         };
         self.commit_upload(&bucket_rec, upload_id, m, opts.condition)
             .await

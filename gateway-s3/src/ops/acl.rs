@@ -170,9 +170,11 @@ pub(crate) fn object_grants(
     )
 }
 
-/// The grants of an AccessControlPolicy body. The owner's own full control is implicit, so it
-/// is dropped; the Owner, when given, must be the resource's owner (ownership never changes).
-fn grants_from_body(body: dto::AccessControlPolicy, owner: &str) -> S3Result<Vec<Grant>> {
+/// The grants of an AccessControlPolicy body, and whether it grants the owner FULL_CONTROL
+/// (kept as a flag: the owner's full control is listed first when it does, and the owner's
+/// access does not depend on it). The Owner, when given, must be the resource's owner
+/// (ownership never changes).
+fn grants_from_body(body: dto::AccessControlPolicy, owner: &str) -> S3Result<AclGrants> {
     if let Some(id) = body.owner.as_ref().and_then(|o| o.id.as_deref()) {
         if id != owner {
             return Err(s3_error!(
@@ -182,6 +184,7 @@ fn grants_from_body(body: dto::AccessControlPolicy, owner: &str) -> S3Result<Vec
         }
     }
     let mut grants = Vec::new();
+    let mut owner_grant = false;
     for g in body.grants.into_iter().flatten() {
         let (Some(grantee), Some(permission)) = (g.grantee, g.permission) else {
             return Err(s3_error!(
@@ -232,6 +235,7 @@ fn grants_from_body(body: dto::AccessControlPolicy, owner: &str) -> S3Result<Vec
             }
         };
         if grantee == Grantee::Key(owner.to_string()) && permission == Permission::FullControl {
+            owner_grant = true;
             continue;
         }
         push_grant(
@@ -242,7 +246,18 @@ fn grants_from_body(body: dto::AccessControlPolicy, owner: &str) -> S3Result<Vec
             },
         )?;
     }
-    Ok(grants)
+    Ok(AclGrants {
+        grants,
+        owner_grant,
+    })
+}
+
+/// An ACL as stored: the grants besides the owner's FULL_CONTROL, and whether that one is
+/// listed.
+#[derive(Debug)]
+struct AclGrants {
+    grants: Vec<Grant>,
+    owner_grant: bool,
 }
 
 /// The one ACL source of a Put*Acl request: canned header, grant headers or body.
@@ -257,7 +272,7 @@ struct AclSource<'a> {
 }
 
 impl AclSource<'_> {
-    fn grants(self, owner: &str) -> S3Result<Vec<Grant>> {
+    fn grants(self, owner: &str) -> S3Result<AclGrants> {
         let headers = self.canned.is_some()
             || [
                 self.full_control,
@@ -287,7 +302,11 @@ impl AclSource<'_> {
                 self.write,
                 self.read_acp,
                 self.write_acp,
-            ),
+            )
+            .map(|grants| AclGrants {
+                grants,
+                owner_grant: true,
+            }),
         }
     }
 }
@@ -307,8 +326,14 @@ pub(crate) async fn check_grantees(gw: &Gateway, grants: &[Grant]) -> S3Result<(
     Ok(())
 }
 
-/// An ACL as S3 shows it: the owner's full control first, then the stored grants.
-async fn acl_grants(gw: &Gateway, owner: &dto::Owner, acl: &[Grant]) -> S3Result<dto::Grants> {
+/// An ACL as S3 shows it: the owner's full control first (unless the ACL put left it out),
+/// then the stored grants.
+async fn acl_grants(
+    gw: &Gateway,
+    owner: &dto::Owner,
+    acl: &[Grant],
+    owner_grant: bool,
+) -> S3Result<dto::Grants> {
     let user = |id: Option<String>, display_name: Option<String>| dto::Grantee {
         display_name,
         email_address: None,
@@ -332,10 +357,13 @@ async fn acl_grants(gw: &Gateway, owner: &dto::Owner, acl: &[Grant]) -> S3Result
             Permission::FullControl => dto::Permission::FULL_CONTROL,
         })
     };
-    let mut out = vec![dto::Grant {
-        grantee: Some(user(owner.id.clone(), owner.display_name.clone())),
-        permission: Some(permission(Permission::FullControl)),
-    }];
+    let mut out = Vec::new();
+    if owner_grant {
+        out.push(dto::Grant {
+            grantee: Some(user(owner.id.clone(), owner.display_name.clone())),
+            permission: Some(permission(Permission::FullControl)),
+        });
+    }
     for g in acl {
         let grantee = match &g.grantee {
             Grantee::Key(id) => {
@@ -364,7 +392,7 @@ pub(super) async fn get_bucket_acl(
         .await
         .map_err(client_error)?;
     let owner = owner_of(gw, &bucket.owner).await?;
-    let grants = acl_grants(gw, &owner, &bucket.acl).await?;
+    let grants = acl_grants(gw, &owner, &bucket.acl, bucket.owner_grant).await?;
     Ok(S3Response::new(dto::GetBucketAclOutput {
         grants: Some(grants),
         owner: Some(owner),
@@ -392,10 +420,11 @@ pub(super) async fn put_bucket_acl(
         body: input.access_control_policy,
     }
     .grants(&bucket.owner)?;
-    check_grantees(gw, &grants).await?;
+    check_grantees(gw, &grants.grants).await?;
     gw.client
         .update_bucket(&input.bucket, move |b| {
-            b.acl = grants;
+            b.acl = grants.grants;
+            b.owner_grant = grants.owner_grant;
             Ok(())
         })
         .await
@@ -428,7 +457,7 @@ pub(super) async fn get_object_acl(
         .await
         .map_err(client_error)?;
     let owner = owner_of(gw, &object_owner(&req, &head.manifest.owner)?).await?;
-    let grants = acl_grants(gw, &owner, &head.manifest.acl).await?;
+    let grants = acl_grants(gw, &owner, &head.manifest.acl, head.manifest.owner_grant).await?;
     let mut resp = S3Response::new(dto::GetObjectAclOutput {
         grants: Some(grants),
         owner: Some(owner),
@@ -477,13 +506,18 @@ pub(super) async fn put_object_acl(
         body: input.access_control_policy,
     }
     .grants(&owner)?;
-    if !canned && grants.iter().any(|g| g.permission == Permission::Write) {
+    if !canned
+        && grants
+            .grants
+            .iter()
+            .any(|g| g.permission == Permission::Write)
+    {
         return Err(s3_error!(
             InvalidArgument,
             "WRITE cannot be granted on an object: grant it on the bucket"
         ));
     }
-    check_grantees(gw, &grants).await?;
+    check_grantees(gw, &grants.grants).await?;
     // Pin the version resolved above, so a concurrent write cannot move the ACL elsewhere.
     let pinned = head.manifest.version;
     gw.client
@@ -492,7 +526,8 @@ pub(super) async fn put_object_acl(
             &input.key,
             &cairn_client::VersionSel::Id(pinned),
             move |m| {
-                m.acl = grants;
+                m.acl = grants.grants;
+                m.owner_grant = grants.owner_grant;
                 Ok(())
             },
         )
@@ -742,13 +777,17 @@ mod tests {
             "OWNER",
         )
         .unwrap();
+        assert!(grants.owner_grant);
         assert_eq!(
-            grants,
+            grants.grants,
             vec![Grant {
                 grantee: Grantee::AllUsers,
                 permission: Permission::Read
             }]
         );
+        // No grants at all: not even the owner's is listed.
+        let none = grants_from_body(body(vec![]), "OWNER").unwrap();
+        assert!(!none.owner_grant && none.grants.is_empty());
         let err = grants_from_body(body(vec![]), "SOMEONE-ELSE").unwrap_err();
         assert_eq!(err.code().as_str(), "AccessDenied");
         let err = grants_from_body(

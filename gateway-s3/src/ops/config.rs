@@ -337,6 +337,7 @@ fn lifecycle_rule(r: LifecycleRule_) -> S3Result<LifecycleRule> {
         ));
     }
     let mut filter = LifecycleFilter::default();
+    let legacy_prefix = r.prefix.is_some();
     match (r.prefix, r.filter) {
         (Some(_), Some(_)) => {
             return Err(s3_error!(
@@ -376,6 +377,7 @@ fn lifecycle_rule(r: LifecycleRule_) -> S3Result<LifecycleRule> {
         id: r.id,
         enabled,
         filter,
+        legacy_prefix,
         ..Default::default()
     };
     if let Some(e) = r.expiration {
@@ -524,29 +526,11 @@ pub(super) async fn get_bucket_lifecycle_configuration(
 /// A stored lifecycle rule in S3's form.
 fn s3_lifecycle_rule(r: LifecycleRule) -> LifecycleRule_ {
     let f = r.filter;
-    let conditions = usize::from(!f.prefix.is_empty())
-        + f.tags.len()
-        + usize::from(f.size_greater_than.is_some())
-        + usize::from(f.size_less_than.is_some());
-    let size = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
-    let filter = if conditions > 1 {
-        LifecycleRuleFilter {
-            and: Some(LifecycleRuleAndOperator {
-                object_size_greater_than: size(f.size_greater_than),
-                object_size_less_than: size(f.size_less_than),
-                prefix: (!f.prefix.is_empty()).then_some(f.prefix),
-                tags: (!f.tags.is_empty()).then(|| tag_set(&f.tags)),
-            }),
-            ..Default::default()
-        }
+    // A rule given with the older rule-level Prefix is shown back that way, as S3 does.
+    let (filter, prefix) = if r.legacy_prefix {
+        (None, Some(f.prefix.clone()))
     } else {
-        LifecycleRuleFilter {
-            prefix: Some(f.prefix),
-            tag: tag_set(&f.tags).into_iter().next(),
-            object_size_greater_than: size(f.size_greater_than),
-            object_size_less_than: size(f.size_less_than),
-            and: None,
-        }
+        (Some(s3_lifecycle_filter(f)), None)
     };
     let days = |d: Option<u32>| d.map(|d| i32::try_from(d).unwrap_or(i32::MAX));
     let expiration = (r.expiration_days.is_some()
@@ -564,7 +548,7 @@ fn s3_lifecycle_rule(r: LifecycleRule) -> LifecycleRule_ {
             }
         }),
         expiration,
-        filter: Some(filter),
+        filter,
         id: r.id,
         noncurrent_version_expiration: r.noncurrent_days.map(|d| NoncurrentVersionExpiration {
             noncurrent_days: days(Some(d)),
@@ -573,13 +557,41 @@ fn s3_lifecycle_rule(r: LifecycleRule) -> LifecycleRule_ {
                 .map(|v| i32::try_from(v).unwrap_or(i32::MAX)),
         }),
         noncurrent_version_transitions: None,
-        prefix: None,
+        prefix,
         status: ExpirationStatus::from_static(if r.enabled {
             ExpirationStatus::ENABLED
         } else {
             ExpirationStatus::DISABLED
         }),
         transitions: None,
+    }
+}
+
+/// A stored rule's filter in S3's form.
+fn s3_lifecycle_filter(f: LifecycleFilter) -> LifecycleRuleFilter {
+    let conditions = usize::from(!f.prefix.is_empty())
+        + f.tags.len()
+        + usize::from(f.size_greater_than.is_some())
+        + usize::from(f.size_less_than.is_some());
+    let size = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+    if conditions > 1 {
+        LifecycleRuleFilter {
+            and: Some(LifecycleRuleAndOperator {
+                object_size_greater_than: size(f.size_greater_than),
+                object_size_less_than: size(f.size_less_than),
+                prefix: (!f.prefix.is_empty()).then_some(f.prefix),
+                tags: (!f.tags.is_empty()).then(|| tag_set(&f.tags)),
+            }),
+            ..Default::default()
+        }
+    } else {
+        LifecycleRuleFilter {
+            prefix: Some(f.prefix),
+            tag: tag_set(&f.tags).into_iter().next(),
+            object_size_greater_than: size(f.size_greater_than),
+            object_size_less_than: size(f.size_less_than),
+            and: None,
+        }
     }
 }
 

@@ -33,6 +33,7 @@ pub(crate) fn version(key: &str, n: u64) -> VersionManifest {
         acl: Vec::new(),
         lock: Default::default(),
         checksum_type: None,
+        owner_grant: true,
     }
 }
 

@@ -70,6 +70,7 @@ pub fn version(bucket: &str, key: &str, n: u64, size: u64) -> VersionManifest {
         acl: Vec::new(),
         lock: Default::default(),
         checksum_type: None,
+        owner_grant: true,
     }
 }
 
