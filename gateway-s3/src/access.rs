@@ -24,6 +24,7 @@ use cairn_core::manifest::{Grant, Grantee, KeyGrant, Permission};
 use s3s::{s3_error, S3Error, S3Result};
 use tracing::error;
 
+use crate::condition::RequestContext;
 use crate::error::client_error;
 use crate::policy::{Decision, Policy, Resource};
 
@@ -265,6 +266,8 @@ pub(crate) struct AccessRequest<'a> {
     pub(crate) version_id: Option<&'a str>,
     /// The `x-amz-copy-source` header, decoded.
     pub(crate) copy_source: Option<&'a str>,
+    /// The request's condition keys, for bucket policies' `Condition` blocks.
+    pub(crate) ctx: &'a RequestContext,
 }
 
 impl Authorizer {
@@ -298,11 +301,11 @@ impl Authorizer {
             Some(key) => Resource::Object(req.bucket, key),
             None => Resource::Bucket(req.bucket),
         };
-        self.decide(bucket, req.who, req.op, r, resource, version)
+        self.decide(bucket, req.who, req.op, resource, version, req.ctx)
             .await?;
         if r.copies {
             if let Some(source) = req.copy_source {
-                self.authorize_copy_source(req.who, source).await?;
+                self.authorize_copy_source(req.who, source, req.ctx).await?;
             }
         }
         Ok(checked)
@@ -320,15 +323,20 @@ impl Authorizer {
         bucket: &Bucket,
         who: Option<&str>,
         op: &str,
-        r: OpRule,
         resource: Resource<'_>,
         version: ObjectVersion<'_>,
+        ctx: &RequestContext,
     ) -> S3Result<()> {
+        let r = rule(op);
         let is_owner = who == Some(bucket.owner.as_str());
         let decision = match self.policy(bucket) {
             None => Decision::NoOpinion,
             Some(parsed) => match parsed.as_ref() {
-                Some(p) => p.evaluate(who, r.action, resource),
+                Some(p) if p.needs_existing_tags() => {
+                    let ctx = self.with_existing_tags(ctx, resource, &version).await?;
+                    p.evaluate_in(who, r.action, resource, &ctx)
+                }
+                Some(p) => p.evaluate_in(who, r.action, resource, ctx),
                 // Validated when stored, so this takes a format change or corruption; without
                 // knowing its Denys, only the owner gets through.
                 None => Decision::Deny,
@@ -390,7 +398,7 @@ impl Authorizer {
                         let may_list = acl_allows(&bucket.acl, who, Permission::Read)
                             || self.policy(bucket).is_some_and(|p| {
                                 p.as_ref().as_ref().is_some_and(|p| {
-                                    p.evaluate(who, "s3:ListBucket", Resource::Bucket(b))
+                                    p.evaluate_in(who, "s3:ListBucket", Resource::Bucket(b), ctx)
                                         == Decision::Allow
                                 })
                             });
@@ -407,7 +415,12 @@ impl Authorizer {
     }
 
     /// A copy needs read access to its source (`bucket/key[?versionId=...]`).
-    async fn authorize_copy_source(&self, who: Option<&str>, source: &str) -> S3Result<()> {
+    async fn authorize_copy_source(
+        &self,
+        who: Option<&str>,
+        source: &str,
+        ctx: &RequestContext,
+    ) -> S3Result<()> {
         let source = source.strip_prefix('/').unwrap_or(source);
         let (path, version) = match source.split_once("?versionId=") {
             Some((p, v)) => (p, Some(v)),
@@ -423,16 +436,44 @@ impl Authorizer {
             Err(ClientError::NoSuchBucket(_)) => return Ok(()),
             Err(e) => return Err(client_error(e)),
         };
-        let r = rule("GetObject");
         self.decide(
             &bucket,
             who,
             "GetObject",
-            r,
             Resource::Object(&bucket.name, key),
             ObjectVersion::Named(version),
+            ctx,
         )
         .await
+    }
+
+    /// `ctx` with `s3:ExistingObjectTag/KEY` of the object `resource` names (none for a
+    /// missing object or another resource).
+    async fn with_existing_tags(
+        &self,
+        ctx: &RequestContext,
+        resource: Resource<'_>,
+        version: &ObjectVersion<'_>,
+    ) -> S3Result<RequestContext> {
+        let mut ctx = ctx.clone();
+        let Resource::Object(b, key) = resource else {
+            return Ok(ctx);
+        };
+        let tags = match version {
+            ObjectVersion::Read(read) => read.manifest().map(|m| m.tags.clone()).ok(),
+            ObjectVersion::Named(version_id) => {
+                let sel = VersionSel::parse(*version_id).map_err(client_error)?;
+                self.client
+                    .head_object(b, key, &sel)
+                    .await
+                    .map(|head| head.manifest.tags)
+                    .ok()
+            }
+        };
+        for (k, v) in tags.unwrap_or_default() {
+            ctx.set_one(&format!("s3:ExistingObjectTag/{k}"), v);
+        }
+        Ok(ctx)
     }
 
     /// The bucket's parsed policy, from the cache when its text is unchanged.

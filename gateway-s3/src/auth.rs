@@ -16,6 +16,7 @@ use s3s::{s3_error, S3Request, S3Result};
 use tracing::error;
 
 use crate::access::{AccessRequest, Authorizer, BucketOwner, Checked, CheckedObject};
+use crate::condition::RequestContext;
 use crate::form::{self, tagging_query, FormHead, PostForm};
 use crate::S3Config;
 
@@ -114,6 +115,7 @@ impl S3Access for Access {
                 }
             }
         }
+        let remote = cx.extensions_mut().get::<RemoteAddr>().map(|r| r.0);
         let op = cx.s3_op().name();
         let who = cx.credentials().map(|c| c.access_key.clone());
         let (bucket, key) = match cx.s3_path() {
@@ -155,6 +157,7 @@ impl S3Access for Access {
             return Ok(());
         }
         let version_id = query_param(cx.uri(), "versionId");
+        let ctx = request_context(cx.headers(), cx.uri(), remote, who.as_deref());
         let copy_source = cx
             .headers()
             .get("x-amz-copy-source")
@@ -169,6 +172,7 @@ impl S3Access for Access {
                 key: key.as_deref(),
                 version_id: version_id.as_deref(),
                 copy_source: copy_source.as_deref(),
+                ctx: &ctx,
             })
             .await?;
         let owner = checked.bucket().owner.clone();
@@ -190,6 +194,16 @@ impl S3Access for Access {
             apply_form(&head.form(), req)?;
         }
         let who = req.credentials.as_ref().map(|c| c.access_key.clone());
+        let remote = req.extensions.get::<RemoteAddr>().map(|r| r.0);
+        let mut ctx = request_context(&req.headers, &req.uri, remote, who.as_deref());
+        // The form's fields, which s3s moved into the input.
+        ctx.set_one("s3:authType", "POST");
+        if let Some(acl) = &req.input.acl {
+            ctx.set_one("s3:x-amz-acl", acl.as_str());
+        }
+        if let Some(tagging) = &req.input.tagging {
+            request_tags(&mut ctx, tagging);
+        }
         let checked = self
             .authorizer
             .authorize(&AccessRequest {
@@ -199,6 +213,7 @@ impl S3Access for Access {
                 key: Some(&req.input.key),
                 version_id: None,
                 copy_source: None,
+                ctx: &ctx,
             })
             .await?;
         req.extensions
@@ -252,6 +267,96 @@ fn apply_form(form: &PostForm, req: &mut S3Request<PutObjectInput>) -> S3Result<
 struct PendingPost;
 
 /// A query parameter, percent-decoded.
+/// The client's address, as the S3 server accepted its connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RemoteAddr(pub(crate) std::net::SocketAddr);
+
+/// The condition keys of a request (see [`crate::condition`]).
+fn request_context(
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+    remote: Option<std::net::SocketAddr>,
+    who: Option<&str>,
+) -> RequestContext {
+    let mut ctx = RequestContext::default();
+    if let Some(addr) = remote {
+        ctx.set_one("aws:SourceIp", addr.ip().to_string());
+    }
+    // The S3 listener speaks plain HTTP.
+    ctx.set_one("aws:SecureTransport", "false");
+    let now = time::OffsetDateTime::now_utc();
+    if let Ok(iso) = now.format(&time::format_description::well_known::Rfc3339) {
+        ctx.set_one("aws:CurrentTime", iso);
+    }
+    ctx.set_one("aws:EpochTime", now.unix_timestamp().to_string());
+    match who {
+        Some(id) => {
+            ctx.set_one("aws:username", id);
+            ctx.set_one("aws:userid", id);
+            ctx.set_one("aws:PrincipalType", "User");
+        }
+        None => ctx.set_one("aws:PrincipalType", "Anonymous"),
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    for (key, name) in [
+        ("aws:Referer", "referer"),
+        ("aws:UserAgent", "user-agent"),
+        ("s3:x-amz-acl", "x-amz-acl"),
+        (
+            "s3:x-amz-server-side-encryption",
+            "x-amz-server-side-encryption",
+        ),
+        (
+            "s3:x-amz-server-side-encryption-aws-kms-key-id",
+            "x-amz-server-side-encryption-aws-kms-key-id",
+        ),
+        ("s3:x-amz-content-sha256", "x-amz-content-sha256"),
+        ("s3:x-amz-copy-source", "x-amz-copy-source"),
+        ("s3:x-amz-metadata-directive", "x-amz-metadata-directive"),
+        ("s3:x-amz-storage-class", "x-amz-storage-class"),
+    ] {
+        if let Some(v) = header(name) {
+            ctx.set_one(key, v);
+        }
+    }
+    for (key, name) in [
+        ("s3:prefix", "prefix"),
+        ("s3:delimiter", "delimiter"),
+        ("s3:max-keys", "max-keys"),
+        ("s3:VersionId", "versionId"),
+    ] {
+        if let Some(v) = query_param(uri, name) {
+            ctx.set_one(key, v);
+        }
+    }
+    let presigned = query_param(uri, "X-Amz-Signature").is_some();
+    if who.is_some() {
+        ctx.set_one("s3:signatureversion", "AWS4-HMAC-SHA256");
+        let auth = if presigned {
+            "REST-QUERY-STRING"
+        } else {
+            "REST-HEADER"
+        };
+        ctx.set_one("s3:authType", auth);
+    }
+    if let Some(tagging) = header("x-amz-tagging") {
+        request_tags(&mut ctx, tagging);
+    }
+    ctx
+}
+
+/// `s3:RequestObjectTag/KEY` and `s3:RequestObjectTagKeys` of a URL-encoded tag set.
+fn request_tags(ctx: &mut RequestContext, tagging: &str) {
+    let mut keys = Vec::new();
+    for pair in tagging.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (percent_decode(k), percent_decode(v));
+        ctx.set_one(&format!("s3:RequestObjectTag/{k}"), v);
+        keys.push(k);
+    }
+    ctx.set("s3:RequestObjectTagKeys", keys);
+}
+
 fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|pair| {
         let (n, v) = pair.split_once('=').unwrap_or((pair, ""));

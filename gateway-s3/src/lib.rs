@@ -27,6 +27,7 @@
 mod access;
 mod auth;
 mod compat;
+mod condition;
 mod convert;
 mod cors;
 mod error;

@@ -3,14 +3,17 @@
 //! Supported: `Version`, `Id`, and statements with `Sid`, `Effect` (Allow or Deny), `Principal`
 //! (`"*"`, `{"AWS": "*"}`, `{"AWS": [key ids or arn:aws:iam::ACCOUNT:user/KEYID]}`, the same
 //! under `CanonicalUser`), `Action` (`s3:...` names with `*` and `?` wildcards, or `*`) and
-//! `Resource` (`arn:aws:s3:::bucket`, `arn:aws:s3:::bucket/prefix*`, wildcards). `NotPrincipal`,
-//! `NotAction`, `NotResource` and `Condition` are refused rather than ignored, since ignoring
-//! them would grant more than the policy says.
+//! `Resource` (`arn:aws:s3:::bucket`, `arn:aws:s3:::bucket/prefix*`, wildcards) and
+//! `Condition` (see [`crate::condition`]: the operators and keys the gateway evaluates; others
+//! are refused). `NotPrincipal`, `NotAction` and `NotResource` are refused rather than
+//! ignored, since ignoring them would grant more than the policy says.
 //!
 //! Evaluation follows IAM: an explicit Deny wins over any Allow; without a matching statement
 //! the policy has no say and the caller falls back to grants and ACLs.
 
 use serde_json::{Map, Value};
+
+use crate::condition::{self, Condition, RequestContext};
 
 /// Largest policy document accepted (S3's limit).
 pub(crate) const MAX_POLICY_BYTES: usize = 20 * 1024;
@@ -47,6 +50,8 @@ struct Statement {
     actions: Vec<String>,
     /// `Resource` patterns.
     resources: Vec<String>,
+    /// `Condition`: all must hold for the statement to apply.
+    conditions: Vec<Condition>,
 }
 
 /// A validated bucket policy.
@@ -162,18 +167,39 @@ impl Policy {
 
     /// Whether the policy allows something to everyone (GetBucketPolicyStatus's IsPublic).
     pub(crate) fn is_public(&self) -> bool {
-        self.statements
-            .iter()
-            .any(|s| s.allow && s.principals == Principals::Anyone)
+        self.statements.iter().any(|s| {
+            s.allow
+                && s.principals == Principals::Anyone
+                && !condition::limits_source(&s.conditions)
+        })
     }
 
-    /// The verdict on `action` (e.g. `s3:GetObject`) over `resource` by `principal` (an access
-    /// key id; `None` for anonymous requests).
+    /// Whether a statement's conditions read an existing object's tags.
+    pub(crate) fn needs_existing_tags(&self) -> bool {
+        self.statements
+            .iter()
+            .any(|s| condition::needs_existing_tags(&s.conditions))
+    }
+
+    /// [`Policy::evaluate_in`] of a request that carries no condition keys.
+    #[cfg(test)]
     pub(crate) fn evaluate(
         &self,
         principal: Option<&str>,
         action: &str,
         resource: Resource<'_>,
+    ) -> Decision {
+        self.evaluate_in(principal, action, resource, &RequestContext::default())
+    }
+
+    /// The verdict on `action` (e.g. `s3:GetObject`) over `resource` by `principal` (an access
+    /// key id; `None` for anonymous requests), whose condition keys are in `ctx`.
+    pub(crate) fn evaluate_in(
+        &self,
+        principal: Option<&str>,
+        action: &str,
+        resource: Resource<'_>,
+        ctx: &RequestContext,
     ) -> Decision {
         let action = action.to_ascii_lowercase();
         let mut allowed = false;
@@ -197,7 +223,7 @@ impl Policy {
                     }
                 }
             });
-            if !resource_matches {
+            if !resource_matches || !condition::all_hold(&s.conditions, ctx) {
                 continue;
             }
             if !s.allow {
@@ -216,17 +242,17 @@ impl Policy {
 fn parse_statement(bucket: &str, s: &Map<String, Value>) -> Result<Statement, PolicyError> {
     for name in s.keys() {
         match name.as_str() {
-            "Sid" | "Effect" | "Principal" | "Action" | "Resource" => {}
-            "NotPrincipal" | "NotAction" | "NotResource" | "Condition" => {
+            "Sid" | "Effect" | "Principal" | "Action" | "Resource" | "Condition" => {}
+            "NotPrincipal" | "NotAction" | "NotResource" => {
                 return Err(PolicyError::Unsupported(format!(
                     "bucket policies with `{name}` are not supported: write the statement with \
-                     Principal, Action and Resource only"
+                     Principal, Action, Resource and Condition"
                 )))
             }
             other => {
                 return Err(malformed(format!(
                     "unknown statement element `{other}`: a statement has Sid, Effect, \
-                     Principal, Action and Resource"
+                     Principal, Action, Resource and Condition"
                 )))
             }
         }
@@ -269,11 +295,13 @@ fn parse_statement(bucket: &str, s: &Map<String, Value>) -> Result<Statement, Po
             )));
         }
     }
+    let conditions = condition::parse_statement_conditions(s)?;
     Ok(Statement {
         allow,
         principals,
         actions,
         resources,
+        conditions,
     })
 }
 
@@ -601,7 +629,7 @@ mod tests {
 
     #[test]
     fn unsupported_elements_are_refused() {
-        for element in ["NotPrincipal", "NotAction", "NotResource", "Condition"] {
+        for element in ["NotPrincipal", "NotAction", "NotResource"] {
             let text = format!(
                 r#"{{"Statement":{{"Effect":"Allow","Principal":"*","Action":"s3:*",
                     "Resource":"arn:aws:s3:::photos","{element}":{{}}}}}}"#

@@ -182,6 +182,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         let form = (method == http::Method::POST)
             .then(|| FormHead::for_request(req.headers()))
             .flatten();
+        req.extensions_mut().insert(crate::auth::RemoteAddr(peer));
         let mut req = match form {
             Some(head) => {
                 req.extensions_mut().insert(head.clone());

@@ -540,13 +540,22 @@ async fn malformed_and_unsupported_policies_are_refused() {
     .await;
     assert_eq!((status, code.as_str()), (400, "MalformedPolicy"));
     assert!(message.contains("Invalid principal"), "{message}");
-    let (status, code, _) = try_put(policy_for(
+    // A condition on a key the gateway never sets would silently switch a Deny off: refused.
+    let (status, code, message) = try_put(policy_for(
         "bad",
-        r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::bad/*",
-            "Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}"#,
+        r#"{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::bad/*",
+            "Condition":{"StringNotEquals":{"aws:SourceVpce":"vpce-1"}}}"#,
     ))
     .await;
     assert_eq!((status, code.as_str()), (501, "NotImplemented"));
+    assert!(message.contains("aws:sourcevpce"), "{message}");
+    let (status, code, _) = try_put(policy_for(
+        "bad",
+        r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::bad/*",
+            "Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/99"}}}"#,
+    ))
+    .await;
+    assert_eq!((status, code.as_str()), (400, "MalformedPolicy"));
     let huge = policy_for(
         "bad",
         &format!(
@@ -817,5 +826,114 @@ async fn browser_post_uploads_enforce_their_policy() {
     )
     .await;
     assert_eq!(resp.status, 403, "{}", resp.text());
+    server.stop().await.unwrap();
+}
+
+/// Conditions as AWS policies write them: an Allow for anonymous reads only from loopback
+/// addresses with the right Referer, a Deny of listings outside a prefix, a Deny of uploads
+/// that ask for a public canned ACL, and one of reads of objects tagged secret.
+#[tokio::test]
+async fn policy_conditions_decide_with_the_request() {
+    let server = start().await;
+    let s3 = server.s3();
+    let other = second_key(&server).await;
+    s3.create_bucket().bucket("cond").send().await.unwrap();
+    put(&s3, "cond", "pub/a", b"public").await;
+    s3.put_object()
+        .bucket("cond")
+        .key("pub/secret")
+        .tagging("class=secret")
+        .body(b"hush".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let policy = policy_for(
+        "cond",
+        &format!(
+            r#"{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject",
+                 "Resource":"arn:aws:s3:::cond/pub/*",
+                 "Condition":{{"IpAddress":{{"aws:SourceIp":["127.0.0.0/8","::1"]}},
+                              "StringLike":{{"aws:Referer":"https://*.example.com/*"}}}}}},
+               {{"Effect":"Allow","Principal":{{"AWS":"{KEY2}"}},"Action":["s3:ListBucket","s3:PutObject"],
+                 "Resource":["arn:aws:s3:::cond","arn:aws:s3:::cond/*"]}},
+               {{"Effect":"Deny","Principal":"*","Action":"s3:ListBucket","Resource":"arn:aws:s3:::cond",
+                 "Condition":{{"StringNotLike":{{"s3:prefix":"pub/*"}}}}}},
+               {{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::cond/*",
+                 "Condition":{{"StringEquals":{{"s3:x-amz-acl":["public-read","public-read-write","authenticated-read"]}}}}}},
+               {{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::cond/*",
+                 "Condition":{{"StringEquals":{{"s3:ExistingObjectTag/class":"secret"}}}}}}"#
+        ),
+    );
+    s3.put_bucket_policy()
+        .bucket("cond")
+        .policy(policy)
+        .send()
+        .await
+        .unwrap();
+
+    // Anonymous reads: allowed with the Referer, from this (loopback) address.
+    let with_referer = |target: &str| {
+        format!(
+            "GET {target} HTTP/1.1\nHost: {}\nReferer: https://www.example.com/page\nContent-Length: 0",
+            server.addr
+        )
+    };
+    let r = raw_request(server.addr, &with_referer("/cond/pub/a"), b"").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = anonymous(&server, "GET", "/cond/pub/a", b"").await;
+    assert_eq!(r.status, 403, "no Referer, no Allow");
+    // A secret-tagged object stays denied, even to the owner's policy-allowed readers.
+    let r = raw_request(server.addr, &with_referer("/cond/pub/secret"), b"").await;
+    assert_eq!(r.status, 403);
+
+    // Listings: only under pub/.
+    other
+        .list_objects_v2()
+        .bucket("cond")
+        .prefix("pub/")
+        .send()
+        .await
+        .unwrap();
+    let e = other
+        .list_objects_v2()
+        .bucket("cond")
+        .prefix("etc/")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_of(&e), (403, "AccessDenied".into()));
+    let e = other
+        .list_objects_v2()
+        .bucket("cond")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_of(&e),
+        (403, "AccessDenied".into()),
+        "no prefix is not pub/"
+    );
+
+    // Uploads: without an ACL or with private, yes; public-read, no.
+    put(&other, "cond", "up/1", b"x").await;
+    other
+        .put_object()
+        .bucket("cond")
+        .key("up/2")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::Private)
+        .body(b"y".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let e = other
+        .put_object()
+        .bucket("cond")
+        .key("up/3")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead)
+        .body(b"z".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_of(&e), (403, "AccessDenied".into()));
     server.stop().await.unwrap();
 }
