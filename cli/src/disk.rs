@@ -20,6 +20,12 @@ use crate::workers::Workers;
 /// Name of the reserve file kept in each data dir.
 pub const RESERVE_FILE: &str = "space.reserve";
 
+/// The second reserve file of a data dir, kept for the next start: a write that runs out of
+/// space never releases it (the space [`RESERVE_FILE`] frees may be taken again before the
+/// node stops); only a start on a full disk does, because opening a store after a crash
+/// writes (its manifest, its options, a new log).
+pub const OPEN_RESERVE_FILE: &str = "open.reserve";
+
 /// `[disk]` of a node's config and the `--disk-*` flags of `cairn serve`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -35,7 +41,8 @@ pub struct DiskConfig {
     pub check_interval: u64,
     /// Bytes of the reserve file kept in each data dir and released when a write runs out of
     /// space (default: twice the chunk store's write buffer for that file system, 8–128 MiB;
-    /// 0: no reserve).
+    /// 0: no reserve), and of the one released by a start on a full disk (default: three
+    /// write buffers).
     pub reserve_bytes: Option<u64>,
 }
 
@@ -155,6 +162,7 @@ impl DiskMonitor {
             dirs,
             holds_reserve,
         });
+        monitor.release_to_open();
         monitor.check();
         monitor
     }
@@ -237,7 +245,15 @@ impl DiskMonitor {
                     dir.total_bytes = total;
                     dir.state = state.as_str().into();
                     dir.reserve_bytes = if holds {
-                        self.keep_reserve(path, state, free, total, reserve)
+                        let open = self.open_reserve_size(total);
+                        self.keep_reserve(&path.join(RESERVE_FILE), state, free, total, reserve)
+                            + self.keep_reserve(
+                                &path.join(OPEN_RESERVE_FILE),
+                                state,
+                                free.saturating_sub(reserve),
+                                total,
+                                open,
+                            )
                     } else {
                         0
                     };
@@ -263,17 +279,60 @@ impl DiskMonitor {
     }
 
     /// The reserve file's size on a file system of `total` bytes.
+    /// Before the stores open: a file system with less room left than the reserves' worth
+    /// (filled to the end before a crash, by writes or by the stores' own flushes and
+    /// compactions) gives its reserves back, since opening a store after a crash writes and
+    /// would fail for want of a few kilobytes. Writes then wait until the space reserve can
+    /// be made again.
+    fn release_to_open(&self) {
+        for (i, (_, path)) in self.dirs.iter().enumerate() {
+            if !self.holds_reserve.get(i).copied().unwrap_or(true) {
+                continue;
+            }
+            let Ok((free, total)) = measure(path) else {
+                continue;
+            };
+            let needed = self.reserve_size(total) + self.open_reserve_size(total);
+            if free >= needed {
+                continue;
+            }
+            for file in [OPEN_RESERVE_FILE, RESERVE_FILE] {
+                if std::fs::remove_file(path.join(file)).is_ok() {
+                    warn!(dir = %path.display(), free_bytes = free, file,
+                        "the disk is nearly full at start: released a space reserve so the \
+                         stores can open; writes resume once deletes and garbage collection \
+                         free enough space");
+                }
+            }
+        }
+    }
+
+    /// Room to open the stores of one file system: each preallocates a new log of 1.1 write
+    /// buffers, and writes its manifest and options; `reserve_bytes`, when set, sizes both
+    /// reserves (0: none).
+    fn open_reserve_size(&self, total: u64) -> u64 {
+        self.config
+            .reserve_bytes
+            .unwrap_or_else(|| 3 * cairn_core::space::write_buffer_for(total))
+    }
+
     fn reserve_size(&self, total: u64) -> u64 {
         self.config
             .reserve_bytes
             .unwrap_or_else(|| 2 * cairn_core::space::write_buffer_for(total))
     }
 
-    /// Makes the reserve file when the dir takes writes and has room for it over the point
-    /// where it would leave the refusing state again; returns its size now.
-    fn keep_reserve(&self, dir: &Path, state: SpaceState, free: u64, total: u64, size: u64) -> u64 {
-        let path = dir.join(RESERVE_FILE);
-        let held = std::fs::metadata(&path).map_or(0, |m| m.len());
+    /// Makes the reserve file `path` when its dir takes writes and has room for it over the
+    /// point where it would leave the refusing state again; returns its size now.
+    fn keep_reserve(
+        &self,
+        path: &Path,
+        state: SpaceState,
+        free: u64,
+        total: u64,
+        size: u64,
+    ) -> u64 {
+        let held = std::fs::metadata(path).map_or(0, |m| m.len());
         if held > 0 || size == 0 || state != SpaceState::Ok {
             return held;
         }
@@ -286,11 +345,11 @@ impl DiskMonitor {
         {
             return 0;
         }
-        match make_reserve(&path, size) {
+        match make_reserve(path, size) {
             Ok(()) => size,
             Err(e) => {
                 warn!(path = %path.display(), error = %e, "cannot make the space reserve file");
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(path);
                 0
             }
         }
@@ -446,10 +505,13 @@ mod tests {
         let s = m.status();
         assert_eq!(s.state, "ok");
         assert!(s.dirs[0].total_bytes > 0);
-        assert_eq!(s.dirs[0].reserve_bytes, 1 << 20);
-        // A write that runs out of space releases the reserve and refuses writes...
+        // The space reserve and the one kept for the next start.
+        assert_eq!(s.dirs[0].reserve_bytes, 2 << 20);
+        // A write that runs out of space releases the space reserve (not the other) and
+        // refuses writes...
         m.gate().note_no_space("test");
         assert!(!dir.path().join(RESERVE_FILE).exists());
+        assert!(dir.path().join(OPEN_RESERVE_FILE).exists());
         assert!(m.gate().check_write().is_err());
         // ...until a measurement sees the space (the threshold is off here).
         m.check();
@@ -460,6 +522,33 @@ mod tests {
             text.contains("cairn_disk_near_full{dir=\"chunks\"} 0"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn reserves_larger_than_the_free_space_are_released_before_the_stores_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(RESERVE_FILE), b"held").unwrap();
+        let config = DiskConfig {
+            reserve_bytes: Some(u64::MAX / 4),
+            min_free_percent: 0.0,
+            ..DiskConfig::default()
+        };
+        std::fs::write(dir.path().join(OPEN_RESERVE_FILE), b"held").unwrap();
+        let m = DiskMonitor::new(config, vec![("chunks".into(), dir.path().to_path_buf())]);
+        assert!(!dir.path().join(RESERVE_FILE).exists());
+        assert!(!dir.path().join(OPEN_RESERVE_FILE).exists());
+        // It cannot be made again here, so writes wait.
+        assert!(m.gate().check_write().is_err());
+        // With room for it, a reserve stays.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(RESERVE_FILE), b"held").unwrap();
+        let config = DiskConfig {
+            reserve_bytes: Some(1 << 20),
+            min_free_percent: 0.0,
+            ..DiskConfig::default()
+        };
+        let _m = DiskMonitor::new(config, vec![("chunks".into(), dir.path().to_path_buf())]);
+        assert!(dir.path().join(RESERVE_FILE).exists());
     }
 
     #[test]

@@ -98,8 +98,9 @@ pub struct ServeArgs {
     /// Seconds between measurements of the data dirs' free space.
     #[arg(long, default_value_t = 10, env = "CAIRN_DISK_CHECK_INTERVAL")]
     pub disk_check_interval: u64,
-    /// Bytes of the reserve file kept in each data dir, released when a write runs out of
-    /// space so deletes and GC can run (default: sized to the file system, 8-128 MiB).
+    /// Bytes of each of the two reserve files kept per file system: one released when a write
+    /// runs out of space so deletes and GC can run, one released by a start on a full disk so
+    /// the stores can open (default: sized to the file system, 8-128 MiB and 12-192 MiB).
     #[arg(long, env = "CAIRN_DISK_RESERVE_BYTES")]
     pub disk_reserve_bytes: Option<u64>,
     /// Address of the NBD server that serves block volumes (`cairn volume create`), one
