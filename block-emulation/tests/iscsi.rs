@@ -26,6 +26,14 @@ async fn start(exports: MemExports, access: Arc<dyn IscsiAccess>) -> IscsiHandle
         target_prefix: PREFIX.to_string(),
         ..Default::default()
     };
+    start_with(exports, access, config).await
+}
+
+async fn start_with(
+    exports: MemExports,
+    access: Arc<dyn IscsiAccess>,
+    config: IscsiConfig,
+) -> IscsiHandle {
     IscsiServer::bind("127.0.0.1:0", Arc::new(exports), access, config)
         .await
         .expect("binding 127.0.0.1:0")
@@ -540,16 +548,7 @@ async fn stalled_logins_and_dropped_writes_leave_nothing_behind() {
         login_timeout: Duration::from_millis(500),
         ..Default::default()
     };
-    let h = IscsiServer::bind(
-        "127.0.0.1:0",
-        Arc::new(exports),
-        Arc::new(OpenAccess),
-        config,
-    )
-    .await
-    .unwrap()
-    .spawn()
-    .unwrap();
+    let h = start_with(exports, Arc::new(OpenAccess), config).await;
     let addr = h.local_addr();
     let target = cairn_block::iscsi::target_name(PREFIX, "vol");
 
@@ -642,16 +641,7 @@ async fn a_write_waiting_for_budget_does_not_stall_the_data_of_others() {
         max_buffered_bytes: MIB as usize,
         ..Default::default()
     };
-    let h = IscsiServer::bind(
-        "127.0.0.1:0",
-        Arc::new(exports),
-        Arc::new(OpenAccess),
-        config,
-    )
-    .await
-    .unwrap()
-    .spawn()
-    .unwrap();
+    let h = start_with(exports, Arc::new(OpenAccess), config).await;
     let target = cairn_block::iscsi::target_name(PREFIX, "vol");
     let mut s = TcpStream::connect(h.local_addr()).await.unwrap();
     raw_full_login(&mut s, &target).await;
