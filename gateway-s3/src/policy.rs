@@ -5,8 +5,9 @@
 //! under `CanonicalUser`), `Action` (`s3:...` names with `*` and `?` wildcards, or `*`) and
 //! `Resource` (`arn:aws:s3:::bucket`, `arn:aws:s3:::bucket/prefix*`, wildcards) and
 //! `Condition` (see [`crate::condition`]: the operators and keys the gateway evaluates; others
-//! are refused). `NotPrincipal`, `NotAction` and `NotResource` are refused rather than
-//! ignored, since ignoring them would grant more than the policy says.
+//! are refused), and their complements `NotPrincipal` (with Deny), `NotAction` and
+//! `NotResource` (the statement applies to every principal, action or resource but those
+//! listed; one of each pair per statement).
 //!
 //! Evaluation follows IAM: an explicit Deny wins over any Allow; without a matching statement
 //! the policy has no say and the caller falls back to grants and ACLs.
@@ -44,12 +45,16 @@ enum Principals {
 struct Statement {
     /// `Effect: Allow` (else Deny).
     allow: bool,
-    /// `Principal`.
+    /// `Principal` (or `NotPrincipal`, when `not_principal`).
     principals: Principals,
-    /// `Action` patterns, lowercased (actions match case-insensitively).
+    not_principal: bool,
+    /// `Action` patterns, lowercased (actions match case-insensitively); `NotAction` ones when
+    /// `not_action`.
     actions: Vec<String>,
-    /// `Resource` patterns.
+    not_action: bool,
+    /// `Resource` patterns; `NotResource` ones when `not_resource`.
     resources: Vec<String>,
+    not_resource: bool,
     /// `Condition`: all must hold for the statement to apply.
     conditions: Vec<Condition>,
 }
@@ -170,6 +175,7 @@ impl Policy {
         self.statements.iter().any(|s| {
             s.allow
                 && s.principals == Principals::Anyone
+                && !s.not_principal
                 && !condition::limits_source(&s.conditions)
         })
     }
@@ -204,26 +210,15 @@ impl Policy {
         let action = action.to_ascii_lowercase();
         let mut allowed = false;
         for s in &self.statements {
-            let principal_matches = match &s.principals {
+            let listed = match &s.principals {
                 Principals::Anyone => true,
                 Principals::Keys(keys) => principal.is_some_and(|p| keys.iter().any(|k| k == p)),
             };
-            if !principal_matches || !s.actions.iter().any(|a| glob(a, &action)) {
+            let action_listed = s.actions.iter().any(|a| glob(a, &action));
+            if listed == s.not_principal || action_listed == s.not_action {
                 continue;
             }
-            let resource_matches = s.resources.iter().any(|r| match resource {
-                Resource::Bucket(b) => glob(r, &format!("arn:aws:s3:::{b}")),
-                Resource::Object(b, k) => glob(r, &format!("arn:aws:s3:::{b}/{k}")),
-                Resource::AnyObject(b) => {
-                    let prefix = format!("arn:aws:s3:::{b}/");
-                    if s.allow {
-                        covers_all_after(r, &prefix)
-                    } else {
-                        may_match_after(r, &prefix)
-                    }
-                }
-            });
-            if !resource_matches || !condition::all_hold(&s.conditions, ctx) {
+            if !s.covers(resource) || !condition::all_hold(&s.conditions, ctx) {
                 continue;
             }
             if !s.allow {
@@ -239,20 +234,58 @@ impl Policy {
     }
 }
 
+impl Statement {
+    /// Whether the statement applies to `resource`: one of its Resource patterns matches it
+    /// (with NotResource: none does). For the objects a batch names later (DeleteObjects) an
+    /// Allow must apply to every key of the bucket, and a Deny applies if it may apply to one.
+    fn covers(&self, resource: Resource<'_>) -> bool {
+        let one = |arn: &str| self.resources.iter().any(|r| glob(r, arn)) != self.not_resource;
+        match resource {
+            Resource::Bucket(b) => one(&format!("arn:aws:s3:::{b}")),
+            Resource::Object(b, k) => one(&format!("arn:aws:s3:::{b}/{k}")),
+            Resource::AnyObject(b) => {
+                let prefix = format!("arn:aws:s3:::{b}/");
+                let rs = &self.resources;
+                match (self.allow, self.not_resource) {
+                    (true, false) => rs.iter().any(|r| covers_all_after(r, &prefix)),
+                    // Every key: no excluded pattern may match any of them.
+                    (true, true) => !rs.iter().any(|r| may_match_after(r, &prefix)),
+                    (false, false) => rs.iter().any(|r| may_match_after(r, &prefix)),
+                    // Some key: unless the excluded patterns take every key.
+                    (false, true) => !rs.iter().any(|r| covers_all_after(r, &prefix)),
+                }
+            }
+        }
+    }
+}
+
+/// The one element of a pair a statement has (`Action` or `NotAction`, ...): its value and
+/// whether it is the negated one.
+fn one_of<'a>(
+    s: &'a Map<String, Value>,
+    name: &str,
+) -> Result<(Option<&'a Value>, bool), PolicyError> {
+    let not = format!("Not{name}");
+    match (s.get(name), s.get(&not)) {
+        (Some(_), Some(_)) => Err(malformed(format!(
+            "a statement has either {name} or {not}, not both"
+        ))),
+        (Some(v), None) => Ok((Some(v), false)),
+        (None, Some(v)) => Ok((Some(v), true)),
+        (None, None) => Ok((None, false)),
+    }
+}
+
 fn parse_statement(bucket: &str, s: &Map<String, Value>) -> Result<Statement, PolicyError> {
     for name in s.keys() {
         match name.as_str() {
-            "Sid" | "Effect" | "Principal" | "Action" | "Resource" | "Condition" => {}
-            "NotPrincipal" | "NotAction" | "NotResource" => {
-                return Err(PolicyError::Unsupported(format!(
-                    "bucket policies with `{name}` are not supported: write the statement with \
-                     Principal, Action, Resource and Condition"
-                )))
-            }
+            "Sid" | "Effect" | "Principal" | "Action" | "Resource" | "Condition"
+            | "NotPrincipal" | "NotAction" | "NotResource" => {}
             other => {
                 return Err(malformed(format!(
                     "unknown statement element `{other}`: a statement has Sid, Effect, \
-                     Principal, Action, Resource and Condition"
+                     Principal (or NotPrincipal), Action (or NotAction), Resource (or \
+                     NotResource) and Condition"
                 )))
             }
         }
@@ -265,11 +298,20 @@ fn parse_statement(bucket: &str, s: &Map<String, Value>) -> Result<Statement, Po
         Some("Deny") => false,
         _ => return Err(malformed("each statement needs an Effect of Allow or Deny")),
     };
+    let (principal, not_principal) = one_of(s, "Principal")?;
     let principals = parse_principal(
-        s.get("Principal")
-            .ok_or_else(|| malformed("each statement needs a Principal"))?,
+        principal.ok_or_else(|| malformed("each statement needs a Principal (or NotPrincipal)"))?,
     )?;
-    let actions = string_list(s.get("Action"), "Action")?
+    if not_principal && allow {
+        // IAM takes it but warns against it: an Allow to everyone but a few is almost always
+        // a Deny written the wrong way round.
+        return Err(malformed(
+            "NotPrincipal goes with Effect Deny: to allow everyone but some keys, allow \
+             \"*\" and deny those keys",
+        ));
+    }
+    let (action, not_action) = one_of(s, "Action")?;
+    let actions = string_list(action, "Action")?
         .into_iter()
         .map(|a| {
             let lower = a.to_ascii_lowercase();
@@ -283,7 +325,8 @@ fn parse_statement(bucket: &str, s: &Map<String, Value>) -> Result<Statement, Po
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let resources = string_list(s.get("Resource"), "Resource")?;
+    let (resource, not_resource) = one_of(s, "Resource")?;
+    let resources = string_list(resource, "Resource")?;
     for r in &resources {
         let in_bucket = r
             .strip_prefix("arn:aws:s3:::")
@@ -299,8 +342,11 @@ fn parse_statement(bucket: &str, s: &Map<String, Value>) -> Result<Statement, Po
     Ok(Statement {
         allow,
         principals,
+        not_principal,
         actions,
+        not_action,
         resources,
+        not_resource,
         conditions,
     })
 }
@@ -628,16 +674,89 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_elements_are_refused() {
-        for element in ["NotPrincipal", "NotAction", "NotResource"] {
-            let text = format!(
-                r#"{{"Statement":{{"Effect":"Allow","Principal":"*","Action":"s3:*",
-                    "Resource":"arn:aws:s3:::photos","{element}":{{}}}}}}"#
-            );
+    fn complements_apply_to_everything_but_what_they_list() {
+        // Everyone but the owner's key is denied deletes; other actions are untouched.
+        let p = parse(
+            r#"{"Statement":[{"Effect":"Deny","NotPrincipal":{"AWS":"OWNERKEY"},
+                "Action":"s3:DeleteObject","Resource":"arn:aws:s3:::photos/*"}]}"#,
+        )
+        .unwrap();
+        let obj = Resource::Object("photos", "a");
+        assert_eq!(
+            p.evaluate(Some("OTHER"), "s3:DeleteObject", obj),
+            Decision::Deny
+        );
+        assert_eq!(p.evaluate(None, "s3:DeleteObject", obj), Decision::Deny);
+        assert_eq!(
+            p.evaluate(Some("OWNERKEY"), "s3:DeleteObject", obj),
+            Decision::NoOpinion
+        );
+        assert!(!p.is_public());
+        // Anyone may do anything but write, and anywhere but under private/.
+        let p = parse(
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","NotAction":["s3:Put*","s3:Delete*"],
+                "NotResource":"arn:aws:s3:::photos/private/*"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.evaluate(None, "s3:GetObject", Resource::Object("photos", "pub/a")),
+            Decision::Allow
+        );
+        assert_eq!(
+            p.evaluate(
+                None,
+                "s3:GetObject",
+                Resource::Object("photos", "private/a")
+            ),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            p.evaluate(None, "s3:PutObject", Resource::Object("photos", "pub/a")),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            p.evaluate(None, "s3:ListBucket", Resource::Bucket("photos")),
+            Decision::Allow
+        );
+        // A batch delete names its keys later: an Allow that leaves some out covers none,
+        // a Deny that leaves some out may apply.
+        let deny = parse(
+            r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:DeleteObject",
+                "NotResource":"arn:aws:s3:::photos/tmp/*"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            deny.evaluate(None, "s3:DeleteObject", Resource::AnyObject("photos")),
+            Decision::Deny
+        );
+        let allow_all = parse(
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:DeleteObject",
+                "NotResource":"arn:aws:s3:::other/*"}]}"#,
+        );
+        assert!(allow_all.is_err(), "resources stay within the bucket");
+    }
+
+    #[test]
+    fn pairs_and_allows_to_everyone_but_are_refused() {
+        for (a, b) in [
+            ("Principal", "NotPrincipal"),
+            ("Action", "NotAction"),
+            ("Resource", "NotResource"),
+        ] {
+            let mut st = serde_json::json!({"Effect":"Deny","Principal":"*","Action":"s3:*",
+                "Resource":"arn:aws:s3:::photos"});
+            st[b] = st[a].clone();
+            if a == "Principal" {
+                st[b] = serde_json::json!({"AWS": "SOMEKEY"});
+            }
+            let text = serde_json::json!({"Statement": [st]}).to_string();
             assert!(
-                matches!(parse(&text), Err(PolicyError::Unsupported(m)) if m.contains(element)),
-                "{element}"
+                matches!(parse(&text), Err(PolicyError::Malformed(m)) if m.contains(b)),
+                "{b}"
             );
         }
+        let text = r#"{"Statement":{"Effect":"Allow","NotPrincipal":{"AWS":"SOMEKEY"},
+            "Action":"s3:*","Resource":"arn:aws:s3:::photos"}}"#;
+        assert!(matches!(parse(text), Err(PolicyError::Malformed(m)) if m.contains("Deny")));
     }
 }

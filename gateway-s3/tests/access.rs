@@ -937,3 +937,71 @@ async fn policy_conditions_decide_with_the_request() {
     assert_eq!(error_of(&e), (403, "AccessDenied".into()));
     server.stop().await.unwrap();
 }
+
+/// NotAction and NotResource: a second key may do anything but delete, anywhere but under
+/// private/; NotPrincipal: everyone but the owner is denied reading pub/secret*.
+#[tokio::test]
+async fn policy_complements_apply_to_everything_but_what_they_list() {
+    let server = start().await;
+    let s3 = server.s3();
+    let other = second_key(&server).await;
+    s3.create_bucket().bucket("nots").send().await.unwrap();
+    put(&s3, "nots", "pub/a", b"a").await;
+    put(&s3, "nots", "private/b", b"b").await;
+    let policy = policy_for(
+        "nots",
+        &format!(
+            r#"{{"Effect":"Allow","Principal":{{"AWS":"{KEY2}"}},"NotAction":"s3:Delete*",
+                 "NotResource":"arn:aws:s3:::nots/private/*"}},
+               {{"Effect":"Deny","NotPrincipal":{{"AWS":"{KEY_ID}"}},"Action":"s3:GetObject",
+                 "Resource":"arn:aws:s3:::nots/pub/secret*"}}"#
+        ),
+    );
+    s3.put_bucket_policy()
+        .bucket("nots")
+        .policy(policy)
+        .send()
+        .await
+        .unwrap();
+    let body = other
+        .get_object()
+        .bucket("nots")
+        .key("pub/a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(&body.body.collect().await.unwrap().into_bytes()[..], b"a");
+    put(&other, "nots", "pub/new", b"n").await;
+    let e = other
+        .get_object()
+        .bucket("nots")
+        .key("private/b")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_of(&e), (403, "AccessDenied".into()));
+    let e = other
+        .delete_object()
+        .bucket("nots")
+        .key("pub/a")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_of(&e), (403, "AccessDenied".into()));
+    put(&s3, "nots", "pub/secret1", b"s").await;
+    let e = other
+        .get_object()
+        .bucket("nots")
+        .key("pub/secret1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_of(&e), (403, "AccessDenied".into()));
+    s3.get_object()
+        .bucket("nots")
+        .key("pub/secret1")
+        .send()
+        .await
+        .unwrap();
+    server.stop().await.unwrap();
+}
