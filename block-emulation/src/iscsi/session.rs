@@ -297,7 +297,9 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, mut s: LoggedIn, 
             permit = budget.acquire_many_owned(parked_need.unwrap_or(0)), if parked_need.is_some() => {
                 // The semaphore is never closed.
                 if let Ok(permit) = permit {
-                    conn.unpark(permit).await;
+                    if let Err(e) = conn.unpark(permit).await {
+                        break e;
+                    }
                 }
                 continue;
             }
@@ -704,7 +706,7 @@ impl Conn {
 
     /// Starts the first parked command with the budget it waited for, and those after it
     /// that the budget left covers.
-    async fn unpark(&mut self, permit: OwnedSemaphorePermit) {
+    async fn unpark(&mut self, permit: OwnedSemaphorePermit) -> Result<(), End> {
         let mut permit = Some(permit);
         while let Some(front) = self.parked.front() {
             let permit = match permit.take() {
@@ -715,16 +717,15 @@ impl Conn {
                     .try_acquire_many_owned(self.units(front.need))
                 {
                     Ok(p) => p,
-                    Err(_) => return,
+                    Err(_) => return Ok(()),
                 },
             };
             let Some(p) = self.parked.pop_front() else {
-                return;
+                return Ok(());
             };
-            // A Data-Out that fails its command ends it, not the connection (see
-            // `data_out`): nothing here ends the connection.
-            let _ = self.start(p, permit).await;
+            self.start(p, permit).await?;
         }
+        Ok(())
     }
 
     /// Runs a command that has its budget: a write that needs more data gathers it (R2Ts),
