@@ -24,6 +24,7 @@ use cairn_core::manifest::{Grant, Grantee, KeyGrant, Permission};
 use s3s::{s3_error, S3Error, S3Result};
 use tracing::error;
 
+use crate::auth::RequestFacts;
 use crate::condition::RequestContext;
 use crate::error::client_error;
 use crate::policy::{Decision, Policy, Resource};
@@ -266,8 +267,8 @@ pub(crate) struct AccessRequest<'a> {
     pub(crate) version_id: Option<&'a str>,
     /// The `x-amz-copy-source` header, decoded.
     pub(crate) copy_source: Option<&'a str>,
-    /// The request's condition keys, for bucket policies' `Condition` blocks.
-    pub(crate) ctx: &'a RequestContext,
+    /// What bucket policies' `Condition` blocks read of the request.
+    pub(crate) facts: &'a RequestFacts<'a>,
 }
 
 impl Authorizer {
@@ -301,11 +302,12 @@ impl Authorizer {
             Some(key) => Resource::Object(req.bucket, key),
             None => Resource::Bucket(req.bucket),
         };
-        self.decide(bucket, req.who, req.op, resource, version, req.ctx)
+        self.decide(bucket, req.who, req.op, resource, version, req.facts)
             .await?;
         if r.copies {
             if let Some(source) = req.copy_source {
-                self.authorize_copy_source(req.who, source, req.ctx).await?;
+                self.authorize_copy_source(req.who, source, req.facts)
+                    .await?;
             }
         }
         Ok(checked)
@@ -325,18 +327,20 @@ impl Authorizer {
         op: &str,
         resource: Resource<'_>,
         version: ObjectVersion<'_>,
-        ctx: &RequestContext,
+        facts: &RequestFacts<'_>,
     ) -> S3Result<()> {
         let r = rule(op);
         let is_owner = who == Some(bucket.owner.as_str());
         let decision = match self.policy(bucket) {
             None => Decision::NoOpinion,
             Some(parsed) => match parsed.as_ref() {
-                Some(p) if p.needs_existing_tags() => {
-                    let ctx = self.with_existing_tags(ctx, resource, &version).await?;
+                Some(p) => {
+                    let mut ctx = facts.context(who);
+                    if p.needs_existing_tags() {
+                        self.add_existing_tags(&mut ctx, resource, &version).await?;
+                    }
                     p.evaluate_in(who, r.action, resource, &ctx)
                 }
-                Some(p) => p.evaluate_in(who, r.action, resource, ctx),
                 // Validated when stored, so this takes a format change or corruption; without
                 // knowing its Denys, only the owner gets through.
                 None => Decision::Deny,
@@ -398,7 +402,8 @@ impl Authorizer {
                         let may_list = acl_allows(&bucket.acl, who, Permission::Read)
                             || self.policy(bucket).is_some_and(|p| {
                                 p.as_ref().as_ref().is_some_and(|p| {
-                                    p.evaluate_in(who, "s3:ListBucket", Resource::Bucket(b), ctx)
+                                    let ctx = facts.context(who);
+                                    p.evaluate_in(who, "s3:ListBucket", Resource::Bucket(b), &ctx)
                                         == Decision::Allow
                                 })
                             });
@@ -419,7 +424,7 @@ impl Authorizer {
         &self,
         who: Option<&str>,
         source: &str,
-        ctx: &RequestContext,
+        facts: &RequestFacts<'_>,
     ) -> S3Result<()> {
         let source = source.strip_prefix('/').unwrap_or(source);
         let (path, version) = match source.split_once("?versionId=") {
@@ -442,38 +447,46 @@ impl Authorizer {
             "GetObject",
             Resource::Object(&bucket.name, key),
             ObjectVersion::Named(version),
-            ctx,
+            facts,
         )
         .await
     }
 
-    /// `ctx` with `s3:ExistingObjectTag/KEY` of the object `resource` names (none for a
-    /// missing object or another resource).
-    async fn with_existing_tags(
+    /// Adds `s3:ExistingObjectTag/KEY` of the object `resource` names to `ctx` (none for a
+    /// missing object or another resource). A failure to read it is the request's error: a
+    /// Deny on a tag must not lapse because the read failed.
+    async fn add_existing_tags(
         &self,
-        ctx: &RequestContext,
+        ctx: &mut RequestContext,
         resource: Resource<'_>,
         version: &ObjectVersion<'_>,
-    ) -> S3Result<RequestContext> {
-        let mut ctx = ctx.clone();
+    ) -> S3Result<()> {
         let Resource::Object(b, key) = resource else {
-            return Ok(ctx);
+            return Ok(());
         };
-        let tags = match version {
-            ObjectVersion::Read(read) => read.manifest().map(|m| m.tags.clone()).ok(),
+        let found = match version {
+            ObjectVersion::Read(read) => read.manifest().cloned(),
             ObjectVersion::Named(version_id) => {
                 let sel = VersionSel::parse(*version_id).map_err(client_error)?;
                 self.client
                     .head_object(b, key, &sel)
                     .await
-                    .map(|head| head.manifest.tags)
-                    .ok()
+                    .map(|head| head.manifest)
             }
         };
-        for (k, v) in tags.unwrap_or_default() {
+        let tags = match found {
+            Ok(m) => m.tags,
+            Err(
+                ClientError::NoSuchKey { .. }
+                | ClientError::NoSuchVersion { .. }
+                | ClientError::MethodNotAllowed { .. },
+            ) => return Ok(()),
+            Err(e) => return Err(client_error(e)),
+        };
+        for (k, v) in tags {
             ctx.set_one(&format!("s3:ExistingObjectTag/{k}"), v);
         }
-        Ok(ctx)
+        Ok(())
     }
 
     /// The bucket's parsed policy, from the cache when its text is unchanged.

@@ -157,7 +157,12 @@ impl S3Access for Access {
             return Ok(());
         }
         let version_id = query_param(cx.uri(), "versionId");
-        let ctx = request_context(cx.headers(), cx.uri(), remote, who.as_deref());
+        let facts = RequestFacts {
+            headers: cx.headers(),
+            uri: cx.uri(),
+            remote,
+            post: None,
+        };
         let copy_source = cx
             .headers()
             .get("x-amz-copy-source")
@@ -172,7 +177,7 @@ impl S3Access for Access {
                 key: key.as_deref(),
                 version_id: version_id.as_deref(),
                 copy_source: copy_source.as_deref(),
-                ctx: &ctx,
+                facts: &facts,
             })
             .await?;
         let owner = checked.bucket().owner.clone();
@@ -194,16 +199,16 @@ impl S3Access for Access {
             apply_form(&head.form(), req)?;
         }
         let who = req.credentials.as_ref().map(|c| c.access_key.clone());
-        let remote = req.extensions.get::<RemoteAddr>().map(|r| r.0);
-        let mut ctx = request_context(&req.headers, &req.uri, remote, who.as_deref());
-        // The form's fields, which s3s moved into the input.
-        ctx.set_one("s3:authType", "POST");
-        if let Some(acl) = &req.input.acl {
-            ctx.set_one("s3:x-amz-acl", acl.as_str());
-        }
-        if let Some(tagging) = &req.input.tagging {
-            request_tags(&mut ctx, tagging);
-        }
+        let facts = RequestFacts {
+            headers: &req.headers,
+            uri: &req.uri,
+            remote: req.extensions.get::<RemoteAddr>().map(|r| r.0),
+            // The form's fields, which s3s moved into the input.
+            post: Some(PostFields {
+                acl: req.input.acl.as_ref().map(|a| a.as_str()),
+                tagging: req.input.tagging.as_deref(),
+            }),
+        };
         let checked = self
             .authorizer
             .authorize(&AccessRequest {
@@ -213,7 +218,7 @@ impl S3Access for Access {
                 key: Some(&req.input.key),
                 version_id: None,
                 copy_source: None,
-                ctx: &ctx,
+                facts: &facts,
             })
             .await?;
         req.extensions
@@ -271,7 +276,39 @@ struct PendingPost;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RemoteAddr(pub(crate) std::net::SocketAddr);
 
-/// The condition keys of a request (see [`crate::condition`]).
+/// What a request carries that bucket policies' conditions read. The condition keys are made
+/// from it only when a policy is evaluated ([`RequestFacts::context`]), not on every request.
+pub(crate) struct RequestFacts<'a> {
+    pub(crate) headers: &'a http::HeaderMap,
+    pub(crate) uri: &'a http::Uri,
+    pub(crate) remote: Option<std::net::SocketAddr>,
+    /// A browser POST upload's form fields.
+    pub(crate) post: Option<PostFields<'a>>,
+}
+
+/// The form fields of a browser POST upload that conditions read.
+pub(crate) struct PostFields<'a> {
+    pub(crate) acl: Option<&'a str>,
+    pub(crate) tagging: Option<&'a str>,
+}
+
+impl RequestFacts<'_> {
+    /// The request's condition keys (see [`crate::condition`]), `who` signing it.
+    pub(crate) fn context(&self, who: Option<&str>) -> RequestContext {
+        let mut ctx = request_context(self.headers, self.uri, self.remote, who);
+        if let Some(post) = &self.post {
+            ctx.set_one("s3:authType", "POST");
+            if let Some(acl) = post.acl {
+                ctx.set_one("s3:x-amz-acl", acl);
+            }
+            if let Some(tagging) = post.tagging {
+                request_tags(&mut ctx, tagging);
+            }
+        }
+        ctx
+    }
+}
+
 fn request_context(
     headers: &http::HeaderMap,
     uri: &http::Uri,
