@@ -278,7 +278,6 @@ impl DiskMonitor {
         self.gate.set(worst.0, worst.1);
     }
 
-    /// The reserve file's size on a file system of `total` bytes.
     /// Before the stores open: a file system with less room left than the reserves' worth
     /// (filled to the end before a crash, by writes or by the stores' own flushes and
     /// compactions) gives its reserves back, since opening a store after a crash writes and
@@ -316,6 +315,7 @@ impl DiskMonitor {
             .unwrap_or_else(|| 3 * cairn_core::space::write_buffer_for(total))
     }
 
+    /// The reserve file's size on a file system of `total` bytes.
     fn reserve_size(&self, total: u64) -> u64 {
         self.config
             .reserve_bytes
