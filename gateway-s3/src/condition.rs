@@ -534,6 +534,122 @@ mod tests {
         assert!(!all_hold(&c, &ctx(&[("s3:requestobjecttagkeys", &["a"])])));
     }
 
+    /// Random blocks built from real and made-up operators, keys and values, nested at
+    /// random: parsing never panics, and whatever parses evaluates without panicking on
+    /// random request values. Bounded: 3000 blocks.
+    #[test]
+    fn any_block_parses_or_fails_cleanly() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        // Mostly what parses (so evaluation runs too), now and then what must not.
+        let ops = [
+            "StringEquals",
+            "StringNotLikeIfExists",
+            "NumericLessThan",
+            "DateGreaterThan",
+            "Bool",
+            "IpAddress",
+            "NotIpAddress",
+            "Null",
+            "StringLike",
+            "ForAllValues:StringLike",
+            "ForAnyValue:StringEquals",
+        ];
+        let bad_ops = [
+            "NullIfExists",
+            "ForAnyValue:",
+            "IfExists",
+            "Date",
+            "Numeric",
+            "",
+        ];
+        let keys = [
+            "aws:SourceIp",
+            "s3:prefix",
+            "s3:max-keys",
+            "aws:CurrentTime",
+            "aws:EpochTime",
+            "s3:RequestObjectTag/x",
+            "aws:SecureTransport",
+            "s3:RequestObjectTagKeys",
+        ];
+        let bad_keys = ["s3:ExistingObjectTag/", "nope"];
+        let values = [
+            "",
+            "*",
+            "10.0.0.0/8",
+            "::1/128",
+            "1.2.3.4/33",
+            "2026-12-07",
+            "-1",
+            "1e308",
+            "NaN",
+            "true",
+            "FALSE",
+            "a*b?c",
+            "2026-13-40T99:00:00Z",
+            "18446744073709551616",
+            "5",
+        ];
+        fn pick<'a>(rng: &mut impl Rng, from: &[&'a str]) -> &'a str {
+            from[rng.gen_range(0..from.len())]
+        }
+        fn mostly<'a>(rng: &mut impl Rng, good: &[&'a str], bad: &[&'a str]) -> &'a str {
+            if rng.gen_range(0..20) == 0 {
+                pick(rng, bad)
+            } else {
+                pick(rng, good)
+            }
+        }
+        fn value(rng: &mut impl Rng, values: &[&str], depth: u32) -> Value {
+            match rng.gen_range(0..16) {
+                0 => Value::from(rng.gen::<i64>()),
+                1 => Value::Bool(rng.gen()),
+                2 | 3 if depth < 3 => Value::Array(
+                    (0..rng.gen_range(0..4))
+                        .map(|_| value(rng, values, depth + 1))
+                        .collect(),
+                ),
+                3 if depth < 3 => {
+                    serde_json::json!({ pick(rng, values): value(rng, values, depth + 1) })
+                }
+                5 => Value::Null,
+                _ => Value::from(pick(rng, values)),
+            }
+        }
+        let mut parsed = 0;
+        for _ in 0..3000 {
+            let mut block = Map::new();
+            for _ in 0..rng.gen_range(1..3) {
+                let mut inner = Map::new();
+                for _ in 0..rng.gen_range(1..3) {
+                    let key = mostly(&mut rng, &keys, &bad_keys);
+                    inner.insert(key.to_string(), value(&mut rng, &values, 0));
+                }
+                let entry = if rng.gen_range(0..20) == 0 {
+                    value(&mut rng, &values, 0)
+                } else {
+                    Value::Object(inner)
+                };
+                block.insert(mostly(&mut rng, &ops, &bad_ops).to_string(), entry);
+            }
+            let Ok(conditions) = parse_block(&Value::Object(block)) else {
+                continue;
+            };
+            let mut ctx = RequestContext::default();
+            for _ in 0..rng.gen_range(0..4) {
+                let vs = (0..rng.gen_range(0..3))
+                    .map(|_| pick(&mut rng, &values).to_string())
+                    .collect();
+                ctx.set(pick(&mut rng, &keys), vs);
+            }
+            let _ = all_hold(&conditions, &ctx);
+            parsed += 1;
+        }
+        // The evaluation half ran, not only the refusals.
+        assert!(parsed > 100, "only {parsed} of 3000 blocks parsed");
+    }
+
     #[test]
     fn bad_blocks_are_refused_with_their_reason() {
         let err = |json: &str| parse_block(&serde_json::from_str(json).unwrap()).unwrap_err();
