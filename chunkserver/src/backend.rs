@@ -45,6 +45,15 @@ pub trait ChunkBackend: Send + Sync + 'static {
     /// A chunk's bytes, verified against `id`; `None` if no copy exists.
     fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError>;
 
+    /// A chunk in its stored (possibly compressed) form, to ship as it is (site links); `None`
+    /// if no copy exists. A copy read from another node is checked against `id` (so a corrupt
+    /// one is skipped for the next replica); this node's own copy may not be, and whoever
+    /// receives it checks it ([`StoredChunk::decode_verified`]). The default re-encodes the
+    /// verified bytes.
+    fn get_stored(&self, id: &ChunkId) -> Result<Option<StoredChunk>, ChunkError> {
+        Ok(self.get(id)?.map(StoredChunk::encode))
+    }
+
     /// [`ChunkBackend::get`] of several chunks, in order, in one call (a caller on a blocking
     /// thread makes one hand-off for all of them).
     fn get_many(&self, ids: &[ChunkId]) -> Result<Vec<Option<Bytes>>, ChunkError> {
@@ -105,6 +114,10 @@ impl ChunkBackend for ChunkStore {
 
     fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError> {
         ChunkStore::get(self, id)
+    }
+
+    fn get_stored(&self, id: &ChunkId) -> Result<Option<StoredChunk>, ChunkError> {
+        ChunkStore::get_stored(self, id)
     }
 
     fn has_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {

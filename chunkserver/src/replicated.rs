@@ -815,6 +815,86 @@ impl ReplicatedChunks {
             ),
         ))
     }
+
+    /// The first replica's answer that `local` (this node's store) or `remote` (a stored copy
+    /// fetched from another node) turns into a good copy; corrupt, missing or unreachable
+    /// copies are skipped.
+    fn first_good<T>(
+        &self,
+        id: &ChunkId,
+        local: impl Fn(&ChunkStore) -> Result<Option<T>, ChunkError>,
+        remote: impl Fn(StoredChunk) -> Result<T, ChunkError>,
+    ) -> Result<Option<T>, ChunkError> {
+        let state = self.state();
+        let mut names = Vec::new();
+        let mut kinds = Vec::new();
+        let mut details = Vec::new();
+        let mut skipped = 0u64;
+        let mut order = state.read_order(id);
+        {
+            // Suspected nodes go last (a stable sort keeps placement order otherwise).
+            let now = std::time::Instant::now();
+            let mut suspects = self.shared.suspects.lock();
+            suspects.retain(|_, until| *until > now);
+            order.sort_by_key(|n| {
+                suspects.contains_key(&n.id)
+                    || (!matches!(n.reach, Reach::Local(_))
+                        && self.shared.client.is_suspect(&n.name))
+            });
+        }
+        for node in order {
+            let result = match &node.reach {
+                Reach::Local(store) => local(store),
+                _ => self
+                    .handle
+                    .block_on(async {
+                        let remote = self.shared.connect(&node).await?;
+                        remote.get(id).await
+                    })
+                    // Decoded and checked here, on this blocking thread.
+                    .and_then(|c| c.map(&remote).transpose()),
+            };
+            match result {
+                Ok(Some(found)) => {
+                    self.shared
+                        .counters
+                        .read_fallbacks
+                        .fetch_add(skipped, Ordering::Relaxed);
+                    return Ok(Some(found));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(chunk = %id, node = %node.label(), error = %e,
+                        "replica read failed, trying the next one");
+                    if e.kind() == ErrorKind::Io {
+                        self.shared
+                            .suspects
+                            .lock()
+                            .insert(node.id, std::time::Instant::now() + SUSPECT_FOR);
+                    }
+                    names.push(node.name.clone());
+                    kinds.push(e.kind());
+                    details.push(format!("{}: {e}", node.label()));
+                }
+            }
+            skipped += 1;
+        }
+        self.shared
+            .counters
+            .read_fallbacks
+            .fetch_add(skipped, Ordering::Relaxed);
+        if names.is_empty() {
+            return Ok(None);
+        }
+        Err(replicas_error(
+            names,
+            &kinds,
+            format!(
+                "get of chunk {id}: no replica returned a good copy; {}",
+                details.join("; ")
+            ),
+        ))
+    }
 }
 
 impl ChunkBackend for ReplicatedChunks {
@@ -853,75 +933,18 @@ impl ChunkBackend for ReplicatedChunks {
 
     /// The first good copy among the replicas (see the module docs).
     fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError> {
-        let state = self.state();
-        let mut names = Vec::new();
-        let mut kinds = Vec::new();
-        let mut details = Vec::new();
-        let mut skipped = 0u64;
-        let mut order = state.read_order(id);
-        {
-            // Suspected nodes go last (a stable sort keeps placement order otherwise).
-            let now = std::time::Instant::now();
-            let mut suspects = self.shared.suspects.lock();
-            suspects.retain(|_, until| *until > now);
-            order.sort_by_key(|n| {
-                suspects.contains_key(&n.id)
-                    || (!matches!(n.reach, Reach::Local(_))
-                        && self.shared.client.is_suspect(&n.name))
-            });
-        }
-        for node in order {
-            let result = match &node.reach {
-                Reach::Local(store) => store.get(id),
-                _ => self
-                    .handle
-                    .block_on(async {
-                        let remote = self.shared.connect(&node).await?;
-                        remote.get(id).await
-                    })
-                    // Decoded and checked here, on this blocking thread.
-                    .and_then(|c| c.map(|c| c.decode_verified(id)).transpose()),
-            };
-            match result {
-                Ok(Some(bytes)) => {
-                    self.shared
-                        .counters
-                        .read_fallbacks
-                        .fetch_add(skipped, Ordering::Relaxed);
-                    return Ok(Some(bytes));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::debug!(chunk = %id, node = %node.label(), error = %e,
-                        "replica read failed, trying the next one");
-                    if e.kind() == ErrorKind::Io {
-                        self.shared
-                            .suspects
-                            .lock()
-                            .insert(node.id, std::time::Instant::now() + SUSPECT_FOR);
-                    }
-                    names.push(node.name.clone());
-                    kinds.push(e.kind());
-                    details.push(format!("{}: {e}", node.label()));
-                }
-            }
-            skipped += 1;
-        }
-        self.shared
-            .counters
-            .read_fallbacks
-            .fetch_add(skipped, Ordering::Relaxed);
-        if names.is_empty() {
-            return Ok(None);
-        }
-        Err(replicas_error(
-            names,
-            &kinds,
-            format!(
-                "get of chunk {id}: no replica returned a good copy; {}",
-                details.join("; ")
-            ),
-        ))
+        self.first_good(id, |store| store.get(id), |c| c.decode_verified(id))
+    }
+
+    /// The first good copy among the replicas in stored form, checked against `id` (a site
+    /// link ships it as it is).
+    fn get_stored(&self, id: &ChunkId) -> Result<Option<StoredChunk>, ChunkError> {
+        let check = |c: StoredChunk| c.decode_verified(id).map(|_| c);
+        self.first_good(
+            id,
+            |store| store.get_stored(id)?.map(check).transpose(),
+            check,
+        )
     }
 
     /// True for an id when at least the write quorum of its replicas answered that they hold

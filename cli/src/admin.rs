@@ -284,6 +284,8 @@ struct Ctx {
     disk: Option<Arc<crate::disk::DiskMonitor>>,
     /// The site's block volumes as this process serves them (`/v1/volumes`).
     volumes: Option<Arc<cairn_block::Volumes>>,
+    /// The site's links (`/v1/links`).
+    links: Option<cairn_isgw::Links>,
 }
 
 async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -333,6 +335,10 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Full<Bytes>> 
             StatusCode::OK,
             &serde_json::json!({ "id": client.site_id(), "id_hex": format!("{:04x}", client.site_id()) }),
         ),
+        (Method::GET, "/v1/links") => match &ctx.links {
+            Some(l) => json(StatusCode::OK, &l.status()),
+            None => error(StatusCode::NOT_FOUND, "this process runs no links"),
+        },
         (Method::GET, "/v1/disk") => match &ctx.disk {
             Some(d) => json(StatusCode::OK, &d.status()),
             None => error(StatusCode::NOT_FOUND, "this process watches no data dir"),
@@ -415,38 +421,37 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serves the admin API until `shutdown` resolves. `/metrics` has the store's gauges, the
-/// workers' lines, then each of `sources` in order.
-#[allow(clippy::too_many_arguments)]
+/// What an admin endpoint serves besides keys, buckets and stats.
+#[derive(Default)]
+pub struct AdminParts {
+    /// `/metrics` sources besides the site's totals and the workers.
+    pub sources: Vec<Arc<dyn MetricsSource>>,
+    /// A node of a multi-node site: `/v1/cluster` calls go here.
+    pub cluster: Option<crate::node::admin::ClusterAdmin>,
+    /// This node's disk worker (`/v1/disk`).
+    pub disk: Option<Arc<crate::disk::DiskMonitor>>,
+    /// The site's block volumes as this process serves them (`/v1/volumes`).
+    pub volumes: Option<Arc<cairn_block::Volumes>>,
+    /// The site's links (`/v1/links`).
+    pub links: Option<cairn_isgw::Links>,
+}
+
+/// Serves the admin endpoint on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     client: Client,
     token: String,
     workers: Arc<Workers>,
-    sources: Vec<Arc<dyn MetricsSource>>,
-    disk: Option<Arc<crate::disk::DiskMonitor>>,
-    volumes: Option<Arc<cairn_block::Volumes>>,
+    parts: AdminParts,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_node(
-        listener, client, token, workers, sources, None, disk, volumes, shutdown,
-    )
-    .await
-}
-
-/// [`serve`] on a node of a multi-node site: `/v1/cluster` calls go to `cluster`.
-#[allow(clippy::too_many_arguments)]
-pub async fn serve_node(
-    listener: tokio::net::TcpListener,
-    client: Client,
-    token: String,
-    workers: Arc<Workers>,
-    sources: Vec<Arc<dyn MetricsSource>>,
-    cluster: Option<crate::node::admin::ClusterAdmin>,
-    disk: Option<Arc<crate::disk::DiskMonitor>>,
-    volumes: Option<Arc<cairn_block::Volumes>>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+    let AdminParts {
+        sources,
+        cluster,
+        disk,
+        volumes,
+        links,
+    } = parts;
     let mut shutdown = std::pin::pin!(shutdown);
     let ctx = Arc::new(Ctx {
         client,
@@ -456,6 +461,7 @@ pub async fn serve_node(
         cluster,
         disk,
         volumes,
+        links,
     });
     loop {
         let (stream, _) = tokio::select! {

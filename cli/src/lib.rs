@@ -10,6 +10,7 @@ mod bench;
 mod cluster_cmd;
 pub mod disk;
 mod init;
+mod link_cmd;
 pub mod node;
 mod ops;
 mod serve;
@@ -59,6 +60,10 @@ enum Command {
     /// Manage block volumes: thin volumes served over NBD, their snapshots and clones.
     #[command(subcommand)]
     Volume(volume_cmd::VolumeCommand),
+    /// Link this site with other sites: buckets that sync both ways, shipping only what the
+    /// other side lacks.
+    #[command(subcommand)]
+    Link(link_cmd::LinkCommand),
 }
 
 /// Where an admin command acts: a data dir (directly, or through the site running on it), or a
@@ -158,6 +163,8 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3903";
 pub const DEFAULT_NBD_LISTEN: &str = "127.0.0.1:10809";
 /// The default iSCSI portal address (iSCSI's registered port).
 pub const DEFAULT_ISCSI_LISTEN: &str = "127.0.0.1:3260";
+/// Default address (UDP) of the link listener, where other sites connect.
+pub const DEFAULT_LINK_LISTEN: &str = "127.0.0.1:3905";
 
 /// Runs the command line of `cairn`.
 pub fn run() -> anyhow::Result<()> {
@@ -200,6 +207,7 @@ pub fn run() -> anyhow::Result<()> {
             Command::Init(args) => init::run(args),
             Command::Cluster(cmd) => cluster_cmd::run(cmd).await,
             Command::Volume(cmd) => volume_cmd::run(cmd).await,
+            Command::Link(cmd) => link_cmd::run(cmd).await,
         }
     })
 }

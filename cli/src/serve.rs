@@ -16,8 +16,8 @@ use tracing::{info, warn};
 
 use crate::workers::{gc_loop, lifecycle_loop, Workers};
 use crate::{
-    admin, parse_listen, DEFAULT_ADMIN_LISTEN, DEFAULT_ISCSI_LISTEN, DEFAULT_NBD_LISTEN,
-    DEFAULT_S3_LISTEN,
+    admin, parse_listen, DEFAULT_ADMIN_LISTEN, DEFAULT_ISCSI_LISTEN, DEFAULT_LINK_LISTEN,
+    DEFAULT_NBD_LISTEN, DEFAULT_S3_LISTEN,
 };
 
 fn parse_target_prefix(s: &str) -> Result<String, String> {
@@ -134,6 +134,13 @@ pub struct ServeArgs {
     /// machine's memory, between 64 MiB and 4 GiB.
     #[arg(long, env = "CAIRN_VOLUME_DIRTY_MIB", value_parser = clap::value_parser!(u64).range(1..))]
     pub volume_dirty_mib: Option<u64>,
+    /// Address (UDP, QUIC) where this site accepts links from other sites (`cairn link`):
+    /// only sites whose CA was trusted with `cairn link trust` get past the handshake.
+    #[arg(long, default_value = DEFAULT_LINK_LISTEN, value_parser = parse_listen, env = "CAIRN_LINK_LISTEN")]
+    pub link_listen: SocketAddr,
+    /// Neither accept links nor run the configured ones.
+    #[arg(long, env = "CAIRN_NO_LINKS")]
+    pub no_links: bool,
     /// Seconds between checks of every volume's health and used bytes (for /metrics).
     #[arg(long, default_value_t = 30, env = "CAIRN_VOLUME_HEALTH_INTERVAL")]
     pub volume_health_interval: u64,
@@ -351,6 +358,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })?;
         Some(server)
     };
+    let links = if args.no_links {
+        None
+    } else {
+        let (data_dir, site) = (dir.to_path_buf(), client.site_id());
+        let identity: cairn_isgw::IdentitySource =
+            Arc::new(move || cairn_isgw::identity::single_node_identity(&data_dir, site));
+        // Makes the site CA and link certificate now, so `cairn link ca` can show them.
+        identity().map_err(|e| anyhow::anyhow!("links: {e}"))?;
+        let listener =
+            cairn_isgw::LinkListener::bind(args.link_listen, identity.clone(), client.clone())
+                .map_err(|e| anyhow::anyhow!("{e}: pass another --link-listen, or --no-links"))?;
+        let runner = cairn_isgw::Links::new(client.clone(), dir.to_path_buf(), identity);
+        Some((listener, runner))
+    };
     let s3_addr = s3.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let token = admin::load_or_create_token(dir)?;
@@ -425,14 +446,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metric_sources.push(i.stats());
     }
     let iscsi_task = iscsi.map(|n| tokio::spawn(n.serve(stopped(stop_rx.clone()))));
+    let link_addr = links.as_ref().map(|(l, _)| l.local_addr());
+    let link_runner = links.as_ref().map(|(_, r)| r.clone());
+    if let Some(r) = &link_runner {
+        metric_sources.push(Arc::new(r.clone()));
+    }
+    let link_tasks = links.map(|(listener, runner)| {
+        (
+            tokio::spawn(listener.run(stop_rx.clone())),
+            tokio::spawn(runner.run(stop_rx.clone())),
+        )
+    });
+    let admin_parts = admin::AdminParts {
+        sources: metric_sources,
+        cluster: None,
+        disk: Some(disk),
+        volumes: Some(volumes.clone()),
+        links: link_runner,
+    };
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         client.clone(),
         token,
         workers.clone(),
-        metric_sources,
-        Some(disk),
-        Some(volumes.clone()),
+        admin_parts,
         stopped(stop_rx.clone()),
     ));
     info!(data_dir = %dir.display(), "cairn is running");
@@ -442,6 +479,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(addr) = iscsi_addr {
         println!("iSCSI endpoint: iscsi://{addr}/{iscsi_prefix}:VOLUME/0");
+    }
+    if let Some(addr) = link_addr {
+        println!(
+            "Link listener:  quic://{addr} (site CA: {})",
+            dir.join("ca.pem").display()
+        );
     }
     println!("Admin endpoint: http://{admin_addr}");
     println!("Data dir:       {}", dir.display());
@@ -473,6 +516,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Ok(Err(e)) => warn!(error = %e, "iSCSI target stopped with an error"),
             Err(e) => warn!(error = %e, "iSCSI target task failed"),
         }
+    }
+    if let Some((listener, runner)) = link_tasks {
+        let _ = tokio::join!(listener, runner);
     }
     // Every front end has stopped: commit what the open volumes still buffer.
     volumes.close().await;

@@ -16,6 +16,7 @@ mod gc;
 mod get;
 mod keys;
 mod lifecycle;
+mod link;
 mod multipart;
 mod nodes;
 mod objects;
@@ -31,17 +32,20 @@ pub use copy::{CopyOptions, PartCopyResult};
 pub use error::ClientError;
 pub use gc::{GcPhase, GcReport, DEFAULT_GC_HOLD_MS};
 pub use lifecycle::LifecycleReport;
+pub use link::ChunkRef;
 pub use objects::shown_version;
 pub use read::ObjectRead;
 pub use scrub::ScrubReport;
 pub use types::*;
 
+pub use cairn_chunkserver::StoredChunk;
+pub use cairn_core::manifest::Change;
 pub use cairn_core::manifest::{
     AccessKey, Bucket, ChecksumType, Content, ContentHeaders, KeyGrant, Part, Upload,
     VersionManifest, Versioning,
 };
 pub use cairn_core::placement::{ReplicaCensus, ReplicaCount};
-pub use cairn_core::VersionId;
+pub use cairn_core::{ChunkId, VersionId};
 pub use cairn_manifestserver::{
     Consumer, HistoryState, ListPage, ListQuery, TrimReport, UploadsPage, UploadsQuery,
     VersionsPage, VersionsQuery, WriteCondition,

@@ -129,6 +129,20 @@ impl SiteCa {
         &self.site
     }
 
+    /// The site a CA certificate (PEM, as [`SiteCa::cert_pem`] gives it) is for, from its
+    /// `cairn://SITE` name; an error if it is not a Cairn site CA certificate.
+    pub fn site_of_cert(pem: &str) -> Result<String, NetError> {
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(cert_err)?;
+        let cert = webpki::EndEntityCert::try_from(&der).map_err(cert_err)?;
+        let site = cert.valid_uri_names().find_map(|u| {
+            let site = u.strip_prefix("cairn://")?;
+            validate_name("site", site)
+                .is_ok()
+                .then(|| site.to_string())
+        });
+        site.ok_or_else(|| NetError::Cert("the certificate names no cairn://SITE".into()))
+    }
+
     /// The CA certificate, PEM.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
@@ -183,6 +197,7 @@ impl SiteCa {
             ca_pem: self.cert_pem.clone(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            trusted: Vec::new(),
         };
         // Prove the new certificate chains to the CA as peers will check it, so a CA loaded
         // from files it was not made from fails here rather than at every handshake.
@@ -251,6 +266,8 @@ pub struct NodeIdentity {
     ca_pem: String,
     cert_pem: String,
     key_pem: String,
+    /// CA certificates of other sites this identity also accepts (site links), PEM.
+    trusted: Vec<String>,
 }
 
 impl fmt::Debug for NodeIdentity {
@@ -281,6 +298,21 @@ impl NodeIdentity {
     /// The certificate of the CA this node trusts, PEM.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// This identity, also accepting peers whose certificates other sites' CAs signed
+    /// (`cas`, PEM): what the two ends of a site link use. A server built on it accepts
+    /// callers of those sites as well as of its own ([`PeerInfo::site`](crate::PeerInfo)
+    /// says which), and a client accepts servers of those sites.
+    pub fn trusting(mut self, cas: Vec<String>) -> NodeIdentity {
+        self.trusted = cas;
+        self
+    }
+
+    /// The other sites' CA certificates this identity accepts (see
+    /// [`NodeIdentity::trusting`]).
+    pub fn trusted(&self) -> &[String] {
+        &self.trusted
     }
 
     /// The files [`NodeIdentity::save`] writes in `dir`.
@@ -323,6 +355,7 @@ impl NodeIdentity {
             ca_pem: read_pem(&ca)?,
             cert_pem,
             key_pem: read_pem(&key)?,
+            trusted: Vec::new(),
         };
         crate::tls::check_chains(&identity)?;
         Ok(identity)
@@ -352,6 +385,18 @@ impl NodeIdentity {
     pub(crate) fn ca(&self) -> Result<CertificateDer<'static>, NetError> {
         CertificateDer::from_pem_slice(self.ca_pem.as_bytes())
             .map_err(|e| NetError::Cert(format!("ca certificate: {e}")))
+    }
+
+    /// Every CA certificate this identity accepts: its own site's, then the trusted ones.
+    pub(crate) fn roots(&self) -> Result<Vec<CertificateDer<'static>>, NetError> {
+        let mut out = vec![self.ca()?];
+        for pem in &self.trusted {
+            out.push(
+                CertificateDer::from_pem_slice(pem.as_bytes())
+                    .map_err(|e| NetError::Cert(format!("trusted site CA certificate: {e}")))?,
+            );
+        }
+        Ok(out)
     }
 }
 

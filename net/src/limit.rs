@@ -39,6 +39,13 @@ impl Bucket {
     }
 }
 
+impl Default for RateLimiter {
+    /// An unlimited limiter.
+    fn default() -> Self {
+        RateLimiter::new(0)
+    }
+}
+
 impl RateLimiter {
     /// A limiter of `bytes_per_sec` (0 = unlimited) whose burst is one second's worth.
     pub fn new(bytes_per_sec: u64) -> Self {

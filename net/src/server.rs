@@ -55,6 +55,9 @@ pub struct PeerInfo {
     pub node: String,
     /// The caller's address.
     pub addr: SocketAddr,
+    /// The caller's certificate, as verified (for servers that trust several sites: see
+    /// [`crate::tls::signed_by`]).
+    pub cert: Arc<CertificateDer<'static>>,
 }
 
 /// The identity of the peer of an established connection.
@@ -63,11 +66,13 @@ pub(crate) fn peer_info(conn: &quinn::Connection) -> Option<PeerInfo> {
         .peer_identity()?
         .downcast::<Vec<CertificateDer<'static>>>()
         .ok()?;
-    let (site, node) = peer_names(certs.first()?)?;
+    let cert = certs.first()?;
+    let (site, node) = peer_names(cert)?;
     Some(PeerInfo {
         site,
         node,
         addr: conn.remote_address(),
+        cert: Arc::new(cert.clone().into_owned()),
     })
 }
 
@@ -164,9 +169,15 @@ impl ServerBuilder {
         let cfg = crate::tls::quic_server_config(&self.identity, transport)?;
         let endpoint = quinn::Endpoint::server(cfg, addr)
             .map_err(|e| NetError::Endpoint(format!("binding {addr}: {e}")))?;
+        // An identity that trusts other sites' CAs serves their callers too.
+        let site = self
+            .identity
+            .trusted()
+            .is_empty()
+            .then(|| self.identity.site().to_string());
         Ok(Server {
             endpoint,
-            site: self.identity.site().to_string(),
+            site,
             services: Arc::new(self.services),
             config: Arc::new(self.config),
             stats: Arc::new(ServerStats::default()),
@@ -178,8 +189,9 @@ impl ServerBuilder {
 pub struct Server {
     /// The QUIC endpoint connections arrive on.
     endpoint: quinn::Endpoint,
-    /// This node's site: peers of other sites are turned away even with a valid certificate.
-    site: String,
+    /// This node's site: peers of other sites are turned away even with a valid certificate
+    /// (`None`: the identity trusts other sites' CAs, and their callers are served).
+    site: Option<String>,
     /// Handlers by service name.
     services: Arc<Services>,
     /// Limits and timers.
@@ -255,7 +267,7 @@ impl Server {
 /// Serves one connection: a task per stream, bounded by the per-connection stream limit.
 async fn serve_connection(
     incoming: quinn::Incoming,
-    site: String,
+    site: Option<String>,
     services: Arc<Services>,
     config: Arc<NetConfig>,
     stats: Arc<ServerStats>,
@@ -270,7 +282,7 @@ async fn serve_connection(
         }
     };
     let peer = match peer_info(&conn) {
-        Some(p) if p.site == site => p,
+        Some(p) if site.as_ref().is_none_or(|s| *s == p.site) => p,
         other => {
             stats.refused.fetch_add(1, Ordering::Relaxed);
             debug!(%remote, ?other, "peer certificate names no node of this site");

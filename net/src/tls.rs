@@ -12,7 +12,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
-use rustls_pki_types::{ServerName, UnixTime};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::error::NetError;
 use crate::identity::NodeIdentity;
@@ -30,8 +31,30 @@ fn tls_err(e: impl std::fmt::Display) -> NetError {
 
 fn roots(identity: &NodeIdentity) -> Result<Arc<RootCertStore>, NetError> {
     let mut roots = RootCertStore::empty();
-    roots.add(identity.ca()?).map_err(tls_err)?;
+    for ca in identity.roots()? {
+        roots.add(ca).map_err(tls_err)?;
+    }
     Ok(Arc::new(roots))
+}
+
+/// Whether `cert` (a peer's end-entity certificate, DER) chains to the CA `ca_pem` alone: which
+/// of several trusted sites a caller belongs to.
+pub fn signed_by(cert: &CertificateDer<'_>, ca_pem: &str) -> bool {
+    let Ok(ca) = CertificateDer::from_pem_slice(ca_pem.as_bytes()) else {
+        return false;
+    };
+    let mut roots = RootCertStore::empty();
+    if roots.add(ca).is_err() {
+        return false;
+    }
+    let Ok(verifier) =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()
+    else {
+        return false;
+    };
+    verifier
+        .verify_client_cert(cert, &[], UnixTime::now())
+        .is_ok()
 }
 
 fn client_verifier(identity: &NodeIdentity) -> Result<Arc<dyn ClientCertVerifier>, NetError> {

@@ -143,3 +143,49 @@ async fn a_client_without_a_certificate_is_refused() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_trusting_another_site_serves_it_and_nobody_else() {
+    bounded(async {
+        let (_paris, paris) = site("paris", &["link"]);
+        let (_lyon, lyon) = site("lyon", &["link"]);
+        let (_nice, nice) = site("nice", &["link"]);
+        // Paris's link end trusts Lyon's CA, and Lyon's trusts Paris's.
+        let server_id = paris[0]
+            .clone()
+            .trusting(vec![lyon[0].ca_pem().to_string()]);
+        let server = start(&server_id);
+        let caller_id = lyon[0]
+            .clone()
+            .trusting(vec![paris[0].ca_pem().to_string()]);
+        let caller = client(&caller_id, NetConfig::default());
+        let who = caller
+            .peer(server.addr, "link")
+            .call(&TestRpc::WhoAmI)
+            .await
+            .expect("a trusted site's call");
+        assert!(
+            matches!(&who, TestResp::Peer(site, node) if site == "lyon" && node == "link"),
+            "{who:?}"
+        );
+        // Which CA signed a caller, as a server trusting several asks.
+        use rustls_pki_types::pem::PemObject;
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(lyon[0].cert_pem().as_bytes())
+            .expect("certificate");
+        assert!(cairn_net::tls::signed_by(&der, lyon[0].ca_pem()));
+        assert!(!cairn_net::tls::signed_by(&der, paris[0].ca_pem()));
+        // Nice is trusted by nobody: refused at the handshake.
+        let stranger_id = nice[0]
+            .clone()
+            .trusting(vec![paris[0].ca_pem().to_string()]);
+        let stranger = client(&stranger_id, NetConfig::default());
+        let err = stranger
+            .peer(server.addr, "link")
+            .call(&TestRpc::Echo("let me in".into()))
+            .await
+            .unwrap_err();
+        assert_tls(&err);
+        server.stop().await;
+    })
+    .await
+}

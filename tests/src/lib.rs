@@ -3,6 +3,7 @@
 //! AWS SDK clients for it. Scenarios can stop it and start it again on the same data.
 
 pub mod gc;
+pub mod link;
 pub mod multi;
 pub mod nbd;
 pub mod scenario;

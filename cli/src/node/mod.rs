@@ -651,18 +651,15 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             status: status.clone(),
         };
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::admin::serve_node(
-                admin_listener,
-                client,
-                token,
-                workers,
+            let parts = crate::admin::AdminParts {
                 sources,
-                Some(cluster_admin),
-                Some(disk),
-                Some(volumes),
-                stop,
-            )
-            .await
+                cluster: Some(cluster_admin),
+                disk: Some(disk),
+                volumes: Some(volumes),
+                links: None,
+            };
+            if let Err(e) =
+                crate::admin::serve(admin_listener, client, token, workers, parts, stop).await
             {
                 warn!(error = %e, "admin server stopped");
             }

@@ -1,0 +1,254 @@
+//! What a site link (`cairn-isgw`) needs of a site: its change logs read under a consumer name,
+//! versions as stored, chunks in stored form, and the receiving side — which chunks and whole
+//! subtrees are already here, storing shipped chunks bottom-up, and applying versions made at
+//! another site under their own ids.
+//!
+//! **Bottom-up storage.** A link asks the receiver about an interior tree node before
+//! descending into it, and does not descend where the answer is yes. That is only sound if a
+//! stored node implies its whole subtree is stored, so [`Client::put_shipped`] stores a node
+//! only once every chunk it references is here, and [`Client::have_shipped`] answers yes for a
+//! node only after walking its subtree here.
+//!
+//! **GC.** Everything [`Client::have_shipped`] answers yes for is touched (every chunk of a
+//! node's subtree, not only the node), and shipped chunks are new writes, so GC's hold
+//! protects all of a version's data from the question until its manifest is applied, as it
+//! protects a PUT's chunks until its manifest (invariant I6).
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use cairn_chunkserver::StoredChunk;
+use cairn_core::extent::{Child, TreeNode};
+use cairn_core::manifest::{Bucket, Change, Content, VersionManifest};
+use cairn_core::{ChunkId, VersionId};
+use serde::{Deserialize, Serialize};
+
+use crate::client::Client;
+use crate::error::ClientError;
+use cairn_manifestserver::ManifestError;
+
+/// A chunk a link asks about or ships: data, or an interior tree node covering `node_len`
+/// bytes (which the receiver checks as a node and whose subtree it must hold).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// The chunk.
+    pub id: ChunkId,
+    /// `Some(len)`: an extent-tree node covering `len` bytes.
+    pub node_len: Option<u64>,
+}
+
+impl ChunkRef {
+    /// The root node of a tree.
+    pub fn node(child: Child) -> ChunkRef {
+        ChunkRef {
+            id: child.node,
+            node_len: Some(child.len),
+        }
+    }
+
+    /// A data chunk.
+    pub fn data(id: ChunkId) -> ChunkRef {
+        ChunkRef { id, node_len: None }
+    }
+}
+
+/// Chunk ids touched per store call.
+const TOUCH_BATCH: usize = 1000;
+
+impl Client {
+    /// Where each change log of the site ends now, as (log, last sequence number), each held
+    /// for `holder` from there (see `ManifestBackend::hold_change_logs`).
+    pub async fn hold_logs(&self, holder: &str) -> Result<Vec<(u64, u64)>, ClientError> {
+        let holder = holder.to_string();
+        self.blocking(move |i| Ok(i.meta.hold_change_logs(&holder)?))
+            .await
+    }
+
+    /// Changes of log `log` after `after` (at most `max`), read by `holder`, which thereby
+    /// acknowledges `after`; empty at the end. Fails if the log was trimmed past `after`.
+    pub async fn log_changes(
+        &self,
+        log: u64,
+        holder: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Change>, ClientError> {
+        let holder = holder.to_string();
+        self.blocking(move |i| Ok(i.meta.log_changes_for(log, &holder, after, max)?))
+            .await
+    }
+
+    /// One version as stored (delete markers included), `None` if absent.
+    pub async fn stored_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+    ) -> Result<Option<VersionManifest>, ClientError> {
+        let (b, k) = (bucket.to_string(), key.to_string());
+        self.blocking(move |i| Ok(i.meta.get_version(&b, &k, version)?))
+            .await
+    }
+
+    /// Chunks in stored form, to ship as they are (`None` where no copy exists).
+    pub async fn stored_chunks(
+        &self,
+        ids: Vec<ChunkId>,
+    ) -> Result<Vec<Option<StoredChunk>>, ClientError> {
+        self.blocking(move |i| {
+            ids.iter()
+                .map(|id| i.chunks.get_stored(id).map_err(ClientError::from))
+                .collect()
+        })
+        .await
+    }
+
+    /// A tree node read and checked here (`len`: the bytes its parent says it covers).
+    pub async fn tree_node(&self, id: ChunkId, len: u64) -> Result<TreeNode, ClientError> {
+        cairn_core::extent::NodeStore::load(self, id, len).await
+    }
+
+    /// Which of `refs` this site holds, for a link deciding what to ship: a data chunk when it
+    /// is stored, a node when its whole subtree is (walked here). Everything answered yes is
+    /// touched, so GC's hold protects it until the version that needs it is applied.
+    pub async fn have_shipped(&self, refs: Vec<ChunkRef>) -> Result<Vec<bool>, ClientError> {
+        let mut out = vec![false; refs.len()];
+        let data: Vec<(usize, ChunkId)> = refs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.node_len.is_none())
+            .map(|(n, r)| (n, r.id))
+            .collect();
+        for batch in data.chunks(TOUCH_BATCH) {
+            let ids: Vec<ChunkId> = batch.iter().map(|(_, id)| *id).collect();
+            let found = self
+                .blocking(move |i| Ok(i.chunks.touch_many(&ids)?))
+                .await?;
+            for ((n, _), f) in batch.iter().zip(found) {
+                out[*n] = f;
+            }
+        }
+        for (n, r) in refs.iter().enumerate() {
+            if let Some(len) = r.node_len {
+                out[n] = self.have_subtree(Child { len, node: r.id }).await?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether every chunk of the subtree under `root` is here, touching them all.
+    async fn have_subtree(&self, root: Child) -> Result<bool, ClientError> {
+        if !self
+            .blocking(move |i| Ok(i.chunks.has_many(&[root.node])?))
+            .await?[0]
+        {
+            return Ok(false);
+        }
+        let mut ids = HashSet::new();
+        match self.collect_tree_ids(&Content::Tree(root), &mut ids).await {
+            Ok(_) => {}
+            // A node of the subtree is missing or bad here: ship it again.
+            Err(ClientError::Corrupt(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let ids: Vec<ChunkId> = ids.into_iter().collect();
+        for batch in ids.chunks(TOUCH_BATCH) {
+            let batch = batch.to_vec();
+            let found = self
+                .blocking(move |i| Ok(i.chunks.touch_many(&batch)?))
+                .await?;
+            if found.iter().any(|f| !f) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Stores chunks shipped by another site, each checked against its id first (`Corrupt`
+    /// otherwise, and nothing of the call is stored after it). A node must decode as one
+    /// covering its `node_len` and is stored only when everything it references is here
+    /// (`InvalidRequest` otherwise: ship children before their parents). Durable on return.
+    pub async fn put_shipped(
+        &self,
+        chunks: Vec<(ChunkRef, StoredChunk)>,
+    ) -> Result<(), ClientError> {
+        self.check_space()?;
+        let checked = tokio::task::spawn_blocking(move || -> Result<_, ClientError> {
+            let mut out = Vec::with_capacity(chunks.len());
+            for (r, c) in chunks {
+                let raw: Bytes = c.decode_verified(&r.id)?;
+                let refs = match r.node_len {
+                    Some(len) => TreeNode::decode_checked(&raw, len)?.referenced_chunks(),
+                    None => Vec::new(),
+                };
+                out.push((r, c, refs));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| ClientError::Storage(format!("checking shipped chunks failed: {e}")))??;
+        let mut stored: HashSet<ChunkId> = HashSet::new();
+        for (r, c, refs) in checked {
+            let wanted: Vec<ChunkId> = refs.into_iter().filter(|id| !stored.contains(id)).collect();
+            if !wanted.is_empty() {
+                let found = self
+                    .blocking({
+                        let wanted = wanted.clone();
+                        move |i| Ok(i.chunks.touch_many(&wanted)?)
+                    })
+                    .await?;
+                if let Some((missing, _)) = wanted.iter().zip(found).find(|(_, f)| !f) {
+                    return Err(ClientError::InvalidRequest(format!(
+                        "tree node {} references chunk {missing}, which is not stored here: \
+                         a node is stored only after everything below it",
+                        r.id
+                    )));
+                }
+            }
+            let id = r.id;
+            self.blocking(move |i| Ok(i.chunks.put(&id, &c)?))
+                .await
+                .map_err(|e| self.note_error(e))?;
+            stored.insert(id);
+        }
+        Ok(())
+    }
+
+    /// Applies a version made at another site under its own id, after its data was made
+    /// durable here: idempotent (`false` if it was here already, was removed here, or a newer
+    /// null version supersedes it). The clock moves past it, so later writes here sort after.
+    pub async fn apply_shipped(&self, m: VersionManifest) -> Result<bool, ClientError> {
+        self.inner.hlc.observe(m.version);
+        self.blocking(move |i| Ok(i.meta.apply_when(&m, None, None)?.0))
+            .await
+            .map_err(|e| self.note_error(e))
+    }
+
+    /// Removes a version another site removed; `false` if it was not here.
+    pub async fn remove_shipped(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+    ) -> Result<bool, ClientError> {
+        let (b, k) = (bucket.to_string(), key.to_string());
+        self.blocking(move |i| Ok(i.meta.remove_version(&b, &k, version, None)?.is_some()))
+            .await
+    }
+
+    /// Creates a bucket another site has, with its record, unless one of that name is here;
+    /// returns whether it was created.
+    pub async fn ensure_shipped_bucket(&self, bucket: Bucket) -> Result<bool, ClientError> {
+        self.blocking(move |i| match i.meta.create_bucket(&bucket) {
+            Ok(()) => Ok(true),
+            Err(ManifestError::BucketExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        })
+        .await
+    }
+
+    /// Every bucket's record.
+    pub async fn bucket_records(&self) -> Result<Vec<Bucket>, ClientError> {
+        self.blocking(|i| Ok(i.meta.list_buckets()?)).await
+    }
+}

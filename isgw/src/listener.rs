@@ -1,0 +1,117 @@
+//! Where a site accepts links: a QUIC endpoint serving only the link service, with the link
+//! identity and the trusted CAs of the moment. When the set of trusted CAs changes (`cairn link
+//! trust`), the endpoint is rebuilt on the same address, so trust takes effect without a
+//! restart (connections in progress end and their links reconnect).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cairn_client::Client;
+use cairn_net::{NetConfig, Server};
+use tokio::sync::watch;
+
+use crate::runner::IdentitySource;
+use crate::service::LinkService;
+
+/// How often the trusted CAs are looked at.
+const TRUST_CHECK: Duration = Duration::from_secs(1);
+
+/// A bound link listener.
+pub struct LinkListener {
+    server: Server,
+    addr: SocketAddr,
+    identity: IdentitySource,
+    client: Client,
+}
+
+impl LinkListener {
+    /// Binds `addr` for the links of this site (`client`), presenting `identity`.
+    pub fn bind(
+        addr: SocketAddr,
+        identity: IdentitySource,
+        client: Client,
+    ) -> Result<LinkListener, String> {
+        let server = build(addr, &identity, &client)?;
+        let addr = server.local_addr().map_err(|e| e.to_string())?;
+        Ok(LinkListener {
+            server,
+            addr,
+            identity,
+            client,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `stop` is set.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let LinkListener {
+            mut server,
+            addr,
+            identity,
+            client,
+        } = self;
+        let trusted = |i: &IdentitySource| i().map(|id| id.trusted().to_vec()).ok();
+        let mut current = trusted(&identity);
+        loop {
+            let (restart_tx, restart_rx) = watch::channel(false);
+            let mut stop2 = stop.clone();
+            let mut restart = restart_rx.clone();
+            let serving = tokio::spawn(server.run(async move {
+                tokio::select! {
+                    _ = stop2.wait_for(|s| *s) => {}
+                    _ = restart.wait_for(|s| *s) => {}
+                }
+            }));
+            loop {
+                let stopping = tokio::select! {
+                    r = stop.wait_for(|s| *s) => r.is_ok(),
+                    _ = tokio::time::sleep(TRUST_CHECK) => false,
+                };
+                if stopping || stop.has_changed().is_err() {
+                    let _ = serving.await;
+                    return;
+                }
+                let now = trusted(&identity);
+                if now != current {
+                    current = now;
+                    break;
+                }
+            }
+            let _ = restart_tx.send(true);
+            let _ = serving.await;
+            // The old endpoint's socket is released once it is dropped; retry briefly.
+            let mut rebuilt = None;
+            for _ in 0..50 {
+                match build(addr, &identity, &client) {
+                    Ok(s) => {
+                        rebuilt = Some(s);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+            match rebuilt {
+                Some(s) => {
+                    tracing::info!(%addr, "link listener now trusts the new set of site CAs");
+                    server = s;
+                }
+                None => {
+                    tracing::error!(%addr, "cannot listen for links again after a trust change");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn build(addr: SocketAddr, identity: &IdentitySource, client: &Client) -> Result<Server, String> {
+    let identity = identity()?;
+    Server::builder(&identity, NetConfig::default())
+        .service(LinkService::new(client.clone()))
+        .bind(addr)
+        .map_err(|e| format!("cannot listen for links on {addr}: {e}"))
+}

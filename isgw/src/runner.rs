@@ -1,0 +1,604 @@
+//! Running the configured links: one task per link, started, re-configured and stopped as the
+//! links file changes, each keeping its progress in its state file after every batch.
+//!
+//! A link's task dials the remote site's link listener, introduces itself (`Hello`: the two
+//! site ids must differ), then loops: bucket records first, then for each direction it
+//! carries, the initial copy (bucket by bucket, a page of versions at a time) and then the
+//! source's change logs from the persisted cursors. A batch is shipped (`crate::ship`) before
+//! its cursor moves, so after a crash or a lost connection the batch is shipped again, which
+//! is harmless: shipping is idempotent. Versions made at the site a direction ships to are
+//! never shipped back to it. A failed session is retried with backoff (1 s doubling to 30 s).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_client::{Client, VersionId};
+use cairn_net::{NetConfig, NodeIdentity};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::config::{LinkConfig, LinkDir, Progress};
+use crate::error::{LinkError, LinkResult};
+use crate::identity::LINK_SERVER_NAME;
+use crate::proto::{VersionKey, MAX_BUCKETS, MAX_VERSIONS};
+use crate::remote::RemoteSite;
+use crate::ship::{ship, Traffic, TrafficSnapshot};
+use crate::site::{holder_for, LocalSite, Sink, Source};
+
+/// How often an idle link looks for new changes.
+pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
+/// How often bucket records are compared.
+const BUCKET_SYNC: Duration = Duration::from_secs(5);
+/// Longest wait between attempts to reach a remote that cannot be reached.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Makes the identity a link presents (reloaded at every connection, so newly trusted CAs
+/// apply).
+pub type IdentitySource = Arc<dyn Fn() -> Result<NodeIdentity, String> + Send + Sync>;
+
+/// Where a link is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkPhase {
+    /// Not connected yet.
+    Connecting,
+    /// Connected and moving data, or caught up.
+    Connected,
+    /// The remote cannot be reached, or a session failed; retried with backoff.
+    Offline,
+    /// Paused by an operator.
+    Paused,
+}
+
+/// What `cairn link status`, the admin API and `/metrics` show of a link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// The link as configured.
+    pub config: LinkConfig,
+    /// Where it is.
+    pub phase: LinkPhase,
+    /// The remote site's id, once known.
+    pub remote_site: Option<u16>,
+    /// Age of the oldest change read and not yet shipped (0 when caught up), ms, per
+    /// direction.
+    pub send_lag_ms: u64,
+    /// The same for the receiving direction.
+    pub receive_lag_ms: u64,
+    /// Buckets whose initial copy is still to do, per direction.
+    pub send_initial_left: Vec<String>,
+    /// The same for the receiving direction.
+    pub receive_initial_left: Vec<String>,
+    /// What this site sent.
+    pub sent: TrafficSnapshot,
+    /// What this site received.
+    pub received: TrafficSnapshot,
+    /// The last error, if the last session failed.
+    pub last_error: Option<String>,
+}
+
+/// One link's live state.
+struct Run {
+    config: Mutex<LinkConfig>,
+    phase: Mutex<LinkPhase>,
+    remote_site: Mutex<Option<u16>>,
+    last_error: Mutex<Option<String>>,
+    lag: Mutex<(u64, u64)>,
+    initial_left: Mutex<(Vec<String>, Vec<String>)>,
+    sent: Traffic,
+    received: Traffic,
+}
+
+impl Run {
+    fn status(&self) -> LinkStatus {
+        let lag = *self.lag.lock();
+        let initial = self.initial_left.lock().clone();
+        LinkStatus {
+            config: self.config.lock().clone(),
+            phase: *self.phase.lock(),
+            remote_site: *self.remote_site.lock(),
+            send_lag_ms: lag.0,
+            receive_lag_ms: lag.1,
+            send_initial_left: initial.0,
+            receive_initial_left: initial.1,
+            sent: self.sent.snapshot(),
+            received: self.received.snapshot(),
+            last_error: self.last_error.lock().clone(),
+        }
+    }
+
+    fn set_rate(&self, rate: u64) {
+        self.sent.limit.set_rate(rate);
+        self.received.limit.set_rate(rate);
+    }
+}
+
+struct Running {
+    run: Arc<Run>,
+    config: watch::Sender<LinkConfig>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The links of this site: a supervisor that follows the links file, and their status.
+#[derive(Clone)]
+pub struct Links {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: Client,
+    dir: LinkDir,
+    identity: IdentitySource,
+    poll: Duration,
+    running: Mutex<BTreeMap<String, Running>>,
+}
+
+impl Links {
+    /// The links of the site at `data_dir` (through `client`), presenting `identity`.
+    pub fn new(client: Client, data_dir: PathBuf, identity: IdentitySource) -> Links {
+        Links {
+            shared: Arc::new(Shared {
+                client,
+                dir: LinkDir::new(&data_dir),
+                identity,
+                poll: DEFAULT_POLL,
+                running: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    /// Every link's status, by name.
+    pub fn status(&self) -> Vec<LinkStatus> {
+        self.shared
+            .running
+            .lock()
+            .values()
+            .map(|r| r.run.status())
+            .collect()
+    }
+
+    /// Follows the links file (every second) until `stop` is set, then stops every link.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.reconcile(&stop) {
+                tracing::warn!("links file: {e}");
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        let running = std::mem::take(&mut *self.shared.running.lock());
+        for (_, r) in running {
+            r.task.abort();
+            let _ = r.task.await;
+        }
+    }
+
+    /// Starts, re-configures and stops link tasks to match the links file.
+    fn reconcile(&self, stop: &watch::Receiver<bool>) -> std::io::Result<()> {
+        let file = self.shared.dir.load()?;
+        let mut running = self.shared.running.lock();
+        let names: Vec<String> = running.keys().cloned().collect();
+        for name in names {
+            if !file.links.iter().any(|l| l.name == name) {
+                if let Some(r) = running.remove(&name) {
+                    r.task.abort();
+                    tracing::info!(link = %name, "link removed");
+                }
+            }
+        }
+        for cfg in file.links {
+            if let Some(r) = running.get(&cfg.name) {
+                if *r.config.borrow() != cfg {
+                    *r.run.config.lock() = cfg.clone();
+                    r.run.set_rate(cfg.rate_bytes_per_sec);
+                    let _ = r.config.send(cfg);
+                }
+                continue;
+            }
+            let run = Arc::new(Run {
+                config: Mutex::new(cfg.clone()),
+                phase: Mutex::new(LinkPhase::Connecting),
+                remote_site: Mutex::new(None),
+                last_error: Mutex::new(None),
+                lag: Mutex::new((0, 0)),
+                initial_left: Mutex::new((Vec::new(), Vec::new())),
+                sent: Traffic::default(),
+                received: Traffic::default(),
+            });
+            run.set_rate(cfg.rate_bytes_per_sec);
+            let (tx, rx) = watch::channel(cfg.clone());
+            let task = tokio::spawn(run_link(self.shared.clone(), run.clone(), rx, stop.clone()));
+            tracing::info!(link = %cfg.name, remote = %cfg.remote, "link started");
+            running.insert(
+                cfg.name.clone(),
+                Running {
+                    run,
+                    config: tx,
+                    task,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Why a session ended without an error.
+enum Ended {
+    Stopped,
+    Reconfigured,
+}
+
+async fn run_link(
+    shared: Arc<Shared>,
+    run: Arc<Run>,
+    mut config: watch::Receiver<LinkConfig>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let cfg = config.borrow_and_update().clone();
+        if cfg.paused {
+            *run.phase.lock() = LinkPhase::Paused;
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                r = config.changed() => if r.is_err() { return },
+            }
+            continue;
+        }
+        *run.phase.lock() = LinkPhase::Connecting;
+        match session(&shared, &run, &cfg, &mut config, &mut stop).await {
+            Ok(Ended::Stopped) => return,
+            Ok(Ended::Reconfigured) => backoff = Duration::from_secs(1),
+            Err(e) => {
+                let e = e.to_string();
+                tracing::warn!(link = %cfg.name, remote = %cfg.remote, error = %e,
+                    "link session failed; retrying in {} s", backoff.as_secs());
+                *run.last_error.lock() = Some(e);
+                *run.phase.lock() = LinkPhase::Offline;
+                *run.lag.lock() = (0, 0);
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    r = config.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// One connection's worth of work: until the link is stopped or re-configured, or fails.
+async fn session(
+    shared: &Shared,
+    run: &Run,
+    cfg: &LinkConfig,
+    config: &mut watch::Receiver<LinkConfig>,
+    stop: &mut watch::Receiver<bool>,
+) -> LinkResult<Ended> {
+    let identity = (shared.identity)().map_err(LinkError::Refused)?;
+    let addr = cairn_net::resolve(&cfg.remote, Duration::from_secs(10)).await?;
+    let bind: SocketAddr = if addr.is_ipv6() {
+        "[::]:0".parse().expect("address")
+    } else {
+        "0.0.0.0:0".parse().expect("address")
+    };
+    let net_config = NetConfig {
+        call_timeout: Duration::from_secs(120),
+        ..NetConfig::default()
+    };
+    let net = cairn_net::Client::new(&identity, net_config, bind)
+        .map_err(|e| LinkError::Refused(format!("link endpoint: {e}")))?;
+    let own_site = shared.client.site_id();
+    let remote = RemoteSite::new(net.peer(addr, LINK_SERVER_NAME), own_site);
+    let result = async {
+        let remote_site = remote.hello(&cfg.name).await.map_err(explain_refusal)?;
+        if remote_site == own_site {
+            return Err(LinkError::Refused(format!(
+                "both sites have site id {own_site:04x}: they cannot be linked (one was probably \
+                 copied from the other). Give one a new id: stop it, delete site-id in its data \
+                 dir (single-node sites) and start it again"
+            )));
+        }
+        *run.remote_site.lock() = Some(remote_site);
+        *run.phase.lock() = LinkPhase::Connected;
+        *run.last_error.lock() = None;
+        tracing::info!(link = %cfg.name, remote_site = format!("{remote_site:04x}"), "link connected");
+        let local = LocalSite::new(shared.client.clone(), holder_for(remote_site));
+        let mut state = shared
+            .dir
+            .load_state(&cfg.name)
+            .map_err(|e| LinkError::Refused(format!("link state: {e}")))?;
+        for p in [&mut state.send, &mut state.receive] {
+            if p.remote_site.is_some_and(|s| s != remote_site) {
+                // The link now reaches another site: start over.
+                *p = Progress::default();
+            }
+        }
+        let mut last_buckets: Option<Instant> = None;
+        loop {
+            if *stop.borrow() {
+                return Ok(Ended::Stopped);
+            }
+            if config.has_changed().unwrap_or(true) {
+                return Ok(Ended::Reconfigured);
+            }
+            if last_buckets.is_none_or(|t| t.elapsed() >= BUCKET_SYNC) {
+                if cfg.direction.sends() {
+                    sync_buckets(&local, &remote, cfg).await?;
+                }
+                if cfg.direction.receives() {
+                    sync_buckets(&remote, &local, cfg).await?;
+                }
+                last_buckets = Some(Instant::now());
+            }
+            let mut worked = false;
+            if cfg.direction.sends() {
+                let dir = Direction {
+                    src: &local,
+                    dst: &remote,
+                    dst_site: remote_site,
+                    traffic: &run.sent,
+                };
+                let lag;
+                (worked, lag) = dir.step(cfg, &mut state.send, remote_site).await?;
+                run.lag.lock().0 = lag;
+                save(shared, cfg, &state)?;
+            }
+            if cfg.direction.receives() {
+                let dir = Direction {
+                    src: &remote,
+                    dst: &local,
+                    dst_site: own_site,
+                    traffic: &run.received,
+                };
+                let (w, lag) = dir.step(cfg, &mut state.receive, remote_site).await?;
+                worked |= w;
+                run.lag.lock().1 = lag;
+                save(shared, cfg, &state)?;
+            }
+            *run.initial_left.lock() = (state.send.initial.clone(), state.receive.initial.clone());
+            if !worked {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return Ok(Ended::Stopped),
+                    _ = config.changed() => return Ok(Ended::Reconfigured),
+                    _ = tokio::time::sleep(shared.poll) => {}
+                }
+            }
+        }
+    }
+    .await;
+    net.close().await;
+    result
+}
+
+/// A handshake refused by either side says what to do about it.
+fn explain_refusal(e: LinkError) -> LinkError {
+    match e {
+        LinkError::Remote(r) if r.to_string().contains("handshake") => LinkError::Refused(format!(
+            "the two sites do not trust each other ({r}): each must trust the other's CA — run \
+             `cairn link ca` at one site and `cairn link trust FILE` at the other, both ways"
+        )),
+        e => e,
+    }
+}
+
+fn save(shared: &Shared, cfg: &LinkConfig, state: &crate::config::LinkState) -> LinkResult<()> {
+    shared
+        .dir
+        .save_state(&cfg.name, state)
+        .map_err(|e| LinkError::Refused(format!("cannot keep the link's progress: {e}")))
+}
+
+/// Creates at `dst` the buckets of `src` the link carries that `dst` lacks.
+async fn sync_buckets(src: &dyn Source, dst: &dyn Sink, cfg: &LinkConfig) -> LinkResult<()> {
+    let buckets: Vec<_> = src
+        .buckets()
+        .await?
+        .into_iter()
+        .filter(|b| cfg.carries(&b.name))
+        .collect();
+    for part in buckets.chunks(MAX_BUCKETS) {
+        dst.ensure_buckets(part.to_vec()).await?;
+    }
+    Ok(())
+}
+
+/// One direction of a link.
+struct Direction<'a> {
+    src: &'a dyn Source,
+    dst: &'a dyn Sink,
+    /// The site `dst` is: versions made there are not shipped to it.
+    dst_site: u16,
+    traffic: &'a Traffic,
+}
+
+impl Direction<'_> {
+    /// Ships one batch, if there is one; returns whether there was, and the age in ms of the
+    /// oldest change read (0 if none).
+    async fn step(
+        &self,
+        cfg: &LinkConfig,
+        p: &mut Progress,
+        remote_site: u16,
+    ) -> LinkResult<(bool, u64)> {
+        if !p.started {
+            if cfg.mode.continuous() {
+                p.cursors = self.src.logs().await?.into_iter().collect();
+            }
+            if cfg.mode.initial() {
+                p.initial = self
+                    .src
+                    .buckets()
+                    .await?
+                    .into_iter()
+                    .map(|b| b.name)
+                    .filter(|b| cfg.carries(b))
+                    .collect();
+                p.initial_after = None;
+            }
+            p.started = true;
+            p.remote_site = Some(remote_site);
+            return Ok((true, 0));
+        }
+        if let Some(bucket) = p.initial.first().cloned() {
+            let listed = self
+                .src
+                .list_versions(&bucket, p.initial_after.clone(), MAX_VERSIONS)
+                .await;
+            let (page, truncated) = match listed {
+                Ok(r) => r,
+                // The bucket went away at the source meanwhile: nothing to copy.
+                Err(LinkError::Local(cairn_client::ClientError::NoSuchBucket(_))) => {
+                    (Vec::new(), false)
+                }
+                Err(LinkError::Remote(e)) if e.kind() == cairn_core::ErrorKind::NotFound => {
+                    (Vec::new(), false)
+                }
+                Err(e) => return Err(e),
+            };
+            let last = page.last().map(|m| (m.key.clone(), Some(m.version)));
+            let adds = page
+                .iter()
+                .filter(|m| m.version.site() != self.dst_site)
+                .map(VersionKey::of)
+                .collect();
+            ship(self.src, self.dst, adds, Vec::new(), self.traffic).await?;
+            if truncated {
+                p.initial_after = last;
+            } else {
+                p.initial.remove(0);
+                p.initial_after = None;
+            }
+            return Ok((true, 0));
+        }
+        if !cfg.mode.continuous() {
+            return Ok((false, 0));
+        }
+        let mut worked = false;
+        let mut lag = 0;
+        for (log, cursor) in p.cursors.clone() {
+            let changes = self.src.changes(log, cursor, MAX_VERSIONS).await?;
+            let Some(last) = changes.last() else {
+                continue;
+            };
+            let last_seq = last.seq;
+            if let Some(first) = changes.first() {
+                lag = lag.max(age_ms(first.version));
+            }
+            let (removals, adds): (Vec<_>, Vec<_>) = changes
+                .into_iter()
+                .filter(|c| cfg.carries(&c.bucket))
+                .partition(|c| c.removed);
+            let adds = adds
+                .iter()
+                .filter(|c| c.version.site() != self.dst_site)
+                .map(VersionKey::of_change)
+                .collect();
+            let removals = removals.iter().map(VersionKey::of_change).collect();
+            ship(self.src, self.dst, adds, removals, self.traffic).await?;
+            p.cursors.insert(log, last_seq);
+            worked = true;
+        }
+        Ok((worked, lag))
+    }
+}
+
+/// Milliseconds since the version was made (by its clock).
+fn age_ms(v: VersionId) -> u64 {
+    cairn_client::now_ms().saturating_sub(v.millis())
+}
+
+impl cairn_core::metrics::MetricsSource for Links {
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let links = self.status();
+        if links.is_empty() {
+            return;
+        }
+        let gauge = |out: &mut String, name: &str, help: &str, kind: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        gauge(
+            out,
+            "cairn_link_connected",
+            "Whether the link is connected (1) or not (0).",
+            "gauge",
+        );
+        for l in &links {
+            let up = u8::from(l.phase == LinkPhase::Connected);
+            let _ = writeln!(
+                out,
+                "cairn_link_connected{{link=\"{}\"}} {up}",
+                l.config.name
+            );
+        }
+        gauge(
+            out,
+            "cairn_link_lag_seconds",
+            "Age of the oldest change read and not yet shipped.",
+            "gauge",
+        );
+        for l in &links {
+            for (dir, ms) in [("send", l.send_lag_ms), ("receive", l.receive_lag_ms)] {
+                let _ = writeln!(
+                    out,
+                    "cairn_link_lag_seconds{{link=\"{}\",direction=\"{dir}\"}} {}",
+                    l.config.name,
+                    ms as f64 / 1000.0
+                );
+            }
+        }
+        type Field = fn(&TrafficSnapshot) -> u64;
+        let counters: [(&str, &str, Field); 7] = [
+            (
+                "cairn_link_versions_total",
+                "Versions applied at the other end.",
+                |t| t.versions,
+            ),
+            (
+                "cairn_link_versions_present_total",
+                "Versions offered that the other end had.",
+                |t| t.versions_present,
+            ),
+            (
+                "cairn_link_removals_total",
+                "Version removals applied at the other end.",
+                |t| t.removals,
+            ),
+            (
+                "cairn_link_nodes_total",
+                "Extent-tree nodes shipped.",
+                |t| t.nodes,
+            ),
+            ("cairn_link_chunks_total", "Data chunks shipped.", |t| {
+                t.chunks
+            }),
+            ("cairn_link_bytes_total", "Stored bytes shipped.", |t| {
+                t.bytes
+            }),
+            (
+                "cairn_link_bytes_skipped_total",
+                "Logical bytes not shipped because the other end had them.",
+                |t| t.bytes_skipped,
+            ),
+        ];
+        for (name, help, field) in counters {
+            gauge(out, name, help, "counter");
+            for l in &links {
+                for (dir, t) in [("send", &l.sent), ("receive", &l.received)] {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{link=\"{}\",direction=\"{dir}\"}} {}",
+                        l.config.name,
+                        field(t)
+                    );
+                }
+            }
+        }
+    }
+}

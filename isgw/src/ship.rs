@@ -1,0 +1,294 @@
+//! The transfer engine: given versions and removals a source has, makes the sink hold them,
+//! sending only the tree nodes and chunks it lacks.
+//!
+//! For each batch: the source's manifests are read (a version gone since it was logged is
+//! skipped: its removal follows in the log), the sink says which versions it lacks, then for
+//! each lacking version's tree the sink is asked about the root. A node it holds stands for
+//! its whole subtree (the sink checks that, and protects it from its GC); a node it lacks is
+//! read from the source, its children asked about in one call, the data chunks it lacks
+//! shipped, the child nodes it lacks handled the same way (depth first, so what is held in
+//! memory is one path of nodes), and the node itself shipped last. Chunks travel in stored
+//! form, as the source keeps them. Only then are the manifests applied, so a version is never
+//! visible at the sink before its data is durable there.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cairn_client::{ChunkId, ChunkRef, Content, StoredChunk, VersionManifest};
+use cairn_core::extent::{Target, TreeNode, MAX_DEPTH};
+
+use crate::error::{LinkError, LinkResult};
+use crate::proto::{VersionKey, MAX_BODY, MAX_REFS, MAX_VERSIONS};
+use crate::site::{Sink, Source};
+
+/// What a link has moved, one set per direction, and how fast it may move it.
+#[derive(Default)]
+pub struct Traffic {
+    /// Bounds the stored bytes shipped per second (0: no bound).
+    pub limit: cairn_net::RateLimiter,
+    /// Versions applied at the sink.
+    pub versions: AtomicU64,
+    /// Versions offered that the sink had already.
+    pub versions_present: AtomicU64,
+    /// Removals applied at the sink.
+    pub removals: AtomicU64,
+    /// Tree nodes shipped.
+    pub nodes: AtomicU64,
+    /// Data chunks shipped.
+    pub chunks: AtomicU64,
+    /// Stored (compressed) bytes of the chunks and nodes shipped.
+    pub bytes: AtomicU64,
+    /// Logical bytes of data the sink already held, so they were not shipped.
+    pub bytes_skipped: AtomicU64,
+}
+
+impl Traffic {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> TrafficSnapshot {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TrafficSnapshot {
+            versions: l(&self.versions),
+            versions_present: l(&self.versions_present),
+            removals: l(&self.removals),
+            nodes: l(&self.nodes),
+            chunks: l(&self.chunks),
+            bytes: l(&self.bytes),
+            bytes_skipped: l(&self.bytes_skipped),
+        }
+    }
+}
+
+/// The counters of [`Traffic`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrafficSnapshot {
+    /// Versions applied at the sink.
+    pub versions: u64,
+    /// Versions the sink had already.
+    pub versions_present: u64,
+    /// Removals applied.
+    pub removals: u64,
+    /// Tree nodes shipped.
+    pub nodes: u64,
+    /// Data chunks shipped.
+    pub chunks: u64,
+    /// Stored bytes shipped.
+    pub bytes: u64,
+    /// Logical bytes not shipped because the sink had them.
+    pub bytes_skipped: u64,
+}
+
+/// Makes `dst` hold the versions `adds` (read from `src`) and apply `removals`. Idempotent:
+/// a batch that failed half-way is simply shipped again.
+pub async fn ship(
+    src: &dyn Source,
+    dst: &dyn Sink,
+    adds: Vec<VersionKey>,
+    removals: Vec<VersionKey>,
+    traffic: &Traffic,
+) -> LinkResult<()> {
+    let mut wanted: Vec<VersionManifest> = Vec::new();
+    for part in adds.chunks(MAX_VERSIONS) {
+        let found = src.versions(part.to_vec()).await?;
+        if found.len() != part.len() {
+            return Err(LinkError::Protocol(format!(
+                "asked for {} versions, got {}",
+                part.len(),
+                found.len()
+            )));
+        }
+        let found: Vec<VersionManifest> = found.into_iter().flatten().collect();
+        let keys = found.iter().map(VersionKey::of).collect();
+        let lacks = dst.lacks(keys).await?;
+        if lacks.len() != found.len() {
+            return Err(LinkError::Protocol(
+                "the sink answered for other versions".into(),
+            ));
+        }
+        for (m, lacks) in found.into_iter().zip(lacks) {
+            if lacks {
+                wanted.push(m);
+            } else {
+                Traffic::add(&traffic.versions_present, 1);
+            }
+        }
+    }
+    ship_versions(src, dst, wanted, traffic).await?;
+    for part in removals.chunks(MAX_VERSIONS) {
+        let (_, removed) = dst.apply(Vec::new(), part.to_vec()).await?;
+        Traffic::add(&traffic.removals, u64::from(removed));
+    }
+    Ok(())
+}
+
+/// Ships the data of `versions` (which the sink lacks), then applies them there.
+pub async fn ship_versions(
+    src: &dyn Source,
+    dst: &dyn Sink,
+    versions: Vec<VersionManifest>,
+    traffic: &Traffic,
+) -> LinkResult<()> {
+    let mut mover = Mover {
+        src,
+        dst,
+        traffic,
+        shipped: HashSet::new(),
+    };
+    for part in versions.chunks(MAX_REFS) {
+        let roots: Vec<(ChunkRef, u64)> = part
+            .iter()
+            .filter_map(|m| match &m.content {
+                Content::Tree(root) => Some((ChunkRef::node(*root), root.len)),
+                _ => None,
+            })
+            .collect();
+        mover.ensure(roots, 1).await?;
+        let (applied, _) = dst.apply(part.to_vec(), Vec::new()).await?;
+        Traffic::add(&traffic.versions, u64::from(applied));
+    }
+    Ok(())
+}
+
+/// One batch's descent.
+struct Mover<'a> {
+    src: &'a dyn Source,
+    dst: &'a dyn Sink,
+    traffic: &'a Traffic,
+    /// Chunks shipped (or found held) in this batch: not asked about again.
+    shipped: HashSet<ChunkId>,
+}
+
+impl Mover<'_> {
+    /// Makes the sink hold every chunk of `refs` (nodes: their whole subtree); `depth` is the
+    /// tree level of `refs` (roots are 1).
+    /// Each ref comes with the logical bytes it stands for, counted as not shipped when the
+    /// sink holds it.
+    async fn ensure(&mut self, refs: Vec<(ChunkRef, u64)>, depth: usize) -> LinkResult<()> {
+        if depth > MAX_DEPTH {
+            return Err(LinkError::Protocol(format!(
+                "extent tree deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        let mut seen = HashSet::new();
+        let refs: Vec<(ChunkRef, u64)> = refs
+            .into_iter()
+            .filter(|(r, _)| !self.shipped.contains(&r.id) && seen.insert(r.id))
+            .collect();
+        let mut lacking = Vec::new();
+        for part in refs.chunks(MAX_REFS) {
+            let have = self
+                .dst
+                .have(part.iter().map(|(r, _)| *r).collect())
+                .await?;
+            if have.len() != part.len() {
+                return Err(LinkError::Protocol(
+                    "the sink answered for other chunks".into(),
+                ));
+            }
+            for ((r, len), have) in part.iter().zip(have) {
+                if have {
+                    self.shipped.insert(r.id);
+                    Traffic::add(&self.traffic.bytes_skipped, *len);
+                } else {
+                    lacking.push(*r);
+                }
+            }
+        }
+        let (nodes, data): (Vec<ChunkRef>, Vec<ChunkRef>) =
+            lacking.into_iter().partition(|r| r.node_len.is_some());
+        self.send(data).await?;
+        for node in nodes {
+            self.ensure_node(node, depth).await?;
+        }
+        Ok(())
+    }
+
+    /// Ships a node the sink lacks: what is below it first, then the node.
+    async fn ensure_node(&mut self, node: ChunkRef, depth: usize) -> LinkResult<()> {
+        let len = node.node_len.unwrap_or_default();
+        let stored = self.fetch(vec![node.id]).await?.remove(0);
+        let raw = stored
+            .decode_verified(&node.id)
+            .map_err(|e| LinkError::Protocol(format!("tree node from the source: {e}")))?;
+        let tree = TreeNode::decode_checked(&raw, len).map_err(|e| {
+            LinkError::Protocol(format!("tree node {} from the source: {e}", node.id))
+        })?;
+        let below: Vec<(ChunkRef, u64)> = match &tree {
+            TreeNode::Children(children) => children
+                .iter()
+                .map(|c| (ChunkRef::node(*c), c.len))
+                .collect(),
+            TreeNode::Leaves(leaves) => leaves
+                .iter()
+                .filter_map(|l| match l.target {
+                    Target::Chunk { id, .. } => Some((ChunkRef::data(id), l.len)),
+                    _ => None,
+                })
+                .collect(),
+        };
+        Box::pin(self.ensure(below, depth + 1)).await?;
+        Traffic::add(&self.traffic.nodes, 1);
+        Traffic::add(&self.traffic.bytes, stored.payload.len() as u64);
+        self.traffic
+            .limit
+            .acquire(stored.payload.len() as u64)
+            .await;
+        self.dst.put(vec![(node, stored)]).await?;
+        self.shipped.insert(node.id);
+        Ok(())
+    }
+
+    /// Ships data chunks, in bodies of at most [`MAX_BODY`] bytes.
+    async fn send(&mut self, data: Vec<ChunkRef>) -> LinkResult<()> {
+        for part in data.chunks(64) {
+            let ids = part.iter().map(|r| r.id).collect();
+            let stored = self.fetch(ids).await?;
+            let mut batch: Vec<(ChunkRef, StoredChunk)> = Vec::new();
+            let mut bytes = 0u64;
+            for (r, c) in part.iter().zip(stored) {
+                let len = c.payload.len() as u64;
+                if bytes + len > MAX_BODY && !batch.is_empty() {
+                    self.dst.put(std::mem::take(&mut batch)).await?;
+                    bytes = 0;
+                }
+                bytes += len;
+                self.traffic.limit.acquire(len).await;
+                Traffic::add(&self.traffic.chunks, 1);
+                Traffic::add(&self.traffic.bytes, len);
+                batch.push((*r, c));
+            }
+            if !batch.is_empty() {
+                self.dst.put(batch).await?;
+            }
+            self.shipped.extend(part.iter().map(|r| r.id));
+        }
+        Ok(())
+    }
+
+    /// Chunks from the source; one it no longer holds fails the batch (the version it
+    /// belongs to was removed and collected there meanwhile: the next pass skips it).
+    async fn fetch(&self, ids: Vec<ChunkId>) -> LinkResult<Vec<StoredChunk>> {
+        let found = self.src.stored(ids.clone()).await?;
+        if found.len() != ids.len() {
+            return Err(LinkError::Protocol(format!(
+                "asked the source for {} chunks, got {}",
+                ids.len(),
+                found.len()
+            )));
+        }
+        ids.iter()
+            .zip(found)
+            .map(|(id, c)| {
+                c.ok_or_else(|| {
+                    LinkError::Local(cairn_client::ClientError::Storage(format!(
+                        "chunk {id} is no longer at the source (its version was removed \
+                         meanwhile?)"
+                    )))
+                })
+            })
+            .collect()
+    }
+}
