@@ -88,6 +88,8 @@ fn first_start_without_keys_prints_one_and_saves_it_privately() {
             "127.0.0.1:0",
             "--iscsi-listen",
             "127.0.0.1:0",
+            "--link-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(dir.path())

@@ -35,6 +35,8 @@ pub struct Endpoints {
     /// `ADDR` of the iSCSI portal and the target name prefix (`iscsi://ADDR/PREFIX:VOLUME/0`),
     /// if it serves iSCSI.
     pub iscsi: Option<(String, String)>,
+    /// `ADDR` of the link listener, if it accepts links.
+    pub link: Option<String>,
 }
 
 /// Starts `cairn serve` on `dir` (loopback ports chosen by the OS) with extra flags; returns
@@ -52,6 +54,11 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
             "--iscsi-listen",
             "127.0.0.1:0",
         ])
+        .args(if extra.contains(&"--link-listen") {
+            &[][..]
+        } else {
+            &["--link-listen", "127.0.0.1:0"][..]
+        })
         .args(extra)
         .arg("--data-dir")
         .arg(dir)
@@ -64,7 +71,7 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
         .expect("spawn cairn serve");
     let out = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(out).lines();
-    let (mut s3, mut nbd, mut iscsi) = (None, None, None);
+    let (mut s3, mut nbd, mut iscsi, mut link) = (None, None, None, None);
     loop {
         let line = lines
             .next()
@@ -84,6 +91,10 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
                 iscsi = Some((addr.to_string(), prefix));
             }
         }
+        if let Some(rest) = line.strip_prefix("Link listener:") {
+            let addr = rest.trim().trim_start_matches("quic://");
+            link = addr.split_whitespace().next().map(str::to_string);
+        }
         if line.starts_with("Data dir:") {
             break;
         }
@@ -91,7 +102,15 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     let s3 = s3.expect("cairn serve printed its S3 endpoint");
-    (child, Endpoints { s3, nbd, iscsi })
+    (
+        child,
+        Endpoints {
+            s3,
+            nbd,
+            iscsi,
+            link,
+        },
+    )
 }
 
 /// An AWS SDK client for `endpoint` with the test key.
