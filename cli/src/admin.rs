@@ -409,6 +409,15 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Full<Bytes>> 
             }
             Err(e) => error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
         },
+        (Method::POST, "/v1/siblings") => {
+            match serde_json::from_slice::<crate::object_cmd::SiblingsRequest>(&body) {
+                Ok(r) => match crate::object_cmd::siblings_of(client, &r.bucket, &r.key).await {
+                    Ok(list) => json(StatusCode::OK, &list),
+                    Err(e) => client_error(e),
+                },
+                Err(e) => error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
+            }
+        }
         (Method::GET, "/v1/stats") => match client.stats().await {
             Ok(s) => json(StatusCode::OK, &stats_info(&s)),
             Err(e) => client_error(e),

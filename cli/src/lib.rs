@@ -12,6 +12,7 @@ pub mod disk;
 mod init;
 mod link_cmd;
 pub mod node;
+mod object_cmd;
 mod ops;
 mod serve;
 mod volume_backup;
@@ -64,6 +65,9 @@ enum Command {
     /// other side lacks.
     #[command(subcommand)]
     Link(link_cmd::LinkCommand),
+    /// Look at one object's versions: siblings written at two linked sites at once.
+    #[command(subcommand)]
+    Object(object_cmd::ObjectCommand),
 }
 
 /// Where an admin command acts: a data dir (directly, or through the site running on it), or a
@@ -208,6 +212,7 @@ pub fn run() -> anyhow::Result<()> {
             Command::Cluster(cmd) => cluster_cmd::run(cmd).await,
             Command::Volume(cmd) => volume_cmd::run(cmd).await,
             Command::Link(cmd) => link_cmd::run(cmd).await,
+            Command::Object(cmd) => object_cmd::run(cmd).await,
         }
     })
 }

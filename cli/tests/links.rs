@@ -39,6 +39,14 @@ fn kill(site: &mut Site) {
     site.child.wait().expect("wait");
 }
 
+impl Drop for Site {
+    /// A failing test must not leave its sites running (they hold the test's output open).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 async fn put(s3: &aws_sdk_s3::Client, key: &str, data: Vec<u8>) {
     s3.put_object()
         .bucket("shared")
@@ -155,7 +163,16 @@ async fn linked_processes_converge_after_either_side_is_killed() {
     a = start(&a_dir, "127.0.0.1:0");
     let sa = s3(&a.s3);
     let sb = s3(&b.s3);
-    // And writes at b travel back.
+    // And writes at b travel back, once b has the bucket (it may not have had it when it
+    // was killed).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while sb.head_bucket().bucket("shared").send().await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bucket never reached b"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for i in 0..5 {
         put(&sb, &format!("at-b/{i}"), random(100 << 10, 500 + i)).await;
     }
@@ -204,6 +221,18 @@ async fn linked_processes_converge_after_either_side_is_killed() {
             assert!(got == random(len, seed), "{key} differs at {name}");
         }
     }
+    let sib = cairn_ok(&[
+        "object",
+        "siblings",
+        "shared",
+        "at-b/0",
+        "--data-dir",
+        a_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        sib.contains("has no siblings") && sib.contains("current"),
+        "{sib}"
+    );
     let status = cairn_ok(&["link", "status", "--data-dir", a_dir.to_str().unwrap()]);
     assert!(status.contains("state Connected"), "{status}");
     let metrics = common::admin_metrics(&a_dir);

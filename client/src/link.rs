@@ -52,6 +52,16 @@ impl ChunkRef {
     }
 }
 
+/// What applying a shipped version did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShippedApply {
+    /// It was new here.
+    pub applied: bool,
+    /// It was written over the same version as a write made here (see
+    /// [`Client::apply_shipped`]).
+    pub conflict: bool,
+}
+
 /// Chunk ids touched per store call.
 const TOUCH_BATCH: usize = 1000;
 
@@ -215,13 +225,67 @@ impl Client {
     }
 
     /// Applies a version made at another site under its own id, after its data was made
-    /// durable here: idempotent (`false` if it was here already, was removed here, or a newer
-    /// null version supersedes it). The clock moves past it, so later writes here sort after.
-    pub async fn apply_shipped(&self, m: VersionManifest) -> Result<bool, ClientError> {
+    /// durable here: idempotent (not applied if it was here already, was removed here, or a
+    /// newer null version supersedes it). The clock moves past it, so later writes here sort
+    /// after. Says whether it conflicts with a write made here: a version of the key with the
+    /// same parent (both sites wrote over the same version), kept as a sibling in a versioned
+    /// bucket; in an unversioned one the greater of the two null versions is kept everywhere.
+    pub async fn apply_shipped(&self, m: VersionManifest) -> Result<ShippedApply, ClientError> {
         self.inner.hlc.observe(m.version);
-        self.blocking(move |i| Ok(i.meta.apply_when(&m, None, None)?.0))
-            .await
-            .map_err(|e| self.note_error(e))
+        self.blocking(move |i| {
+            let (applied, replaced) = i.meta.apply_when(&m, None, None)?;
+            let conflict = if m.null_version {
+                if applied {
+                    replaced.iter().any(|r| r.parent == m.parent)
+                } else {
+                    i.meta
+                        .get_null_version(&m.bucket, &m.key)?
+                        .is_some_and(|n| n.version > m.version && n.parent == m.parent)
+                }
+            } else {
+                applied && i.meta.count_siblings(&m)? > 0
+            };
+            Ok(ShippedApply { applied, conflict })
+        })
+        .await
+        .map_err(|e| self.note_error(e))
+    }
+
+    /// How many siblings the version `m` has here (see [`Client::apply_shipped`]).
+    pub async fn count_siblings(&self, m: &VersionManifest) -> Result<u32, ClientError> {
+        let m = m.clone();
+        self.blocking(move |i| Ok(i.meta.count_siblings(&m)?)).await
+    }
+
+    /// The key's current version and its siblings (versions written over the same parent at
+    /// another site), newest first; empty if the key has no version.
+    pub async fn siblings(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<VersionManifest>, ClientError> {
+        let (b, k) = (bucket.to_string(), key.to_string());
+        self.blocking(move |i| {
+            let Some(head) = i.meta.head(&b, &k)? else {
+                return Ok(Vec::new());
+            };
+            let q = crate::VersionsQuery {
+                prefix: k.clone(),
+                max_keys: 1000,
+                ..Default::default()
+            };
+            let page = i.meta.list_versions(&b, &q)?;
+            Ok(page
+                .versions
+                .into_iter()
+                .filter(|v| {
+                    v.key == k
+                        && (v.version == head.version
+                            || (v.parent == head.parent && v.version.site() != head.version.site()))
+                })
+                .collect())
+        })
+        .await
     }
 
     /// Removes a version another site removed; `false` if it was not here.

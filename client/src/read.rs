@@ -22,6 +22,9 @@ pub struct ObjectRead {
     /// [`VersionSel::Current`]: the key's newest version, delete markers included; otherwise
     /// the version named, if it exists.
     found: Option<VersionManifest>,
+    /// [`VersionSel::Current`]: how many siblings the newest version has (written over the
+    /// same parent at another site; the S3 gateway shows it as `x-cairn-siblings`).
+    pub siblings: u32,
 }
 
 impl ObjectRead {
@@ -88,6 +91,7 @@ impl Client {
             key: key.to_string(),
             version: version.clone(),
             found: found.version,
+            siblings: found.siblings,
         })
     }
 

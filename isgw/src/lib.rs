@@ -27,4 +27,4 @@ pub use remote::RemoteSite;
 pub use runner::{IdentitySource, LinkPhase, LinkStatus, Links, DEFAULT_POLL};
 pub use service::LinkService;
 pub use ship::{Traffic, TrafficSnapshot};
-pub use site::{LocalSite, Sink, Source};
+pub use site::{Applied, LocalSite, Sink, Source};

@@ -191,6 +191,8 @@ pub enum LinkResponse {
         applied: u32,
         /// Removals that removed something.
         removed: u32,
+        /// Versions that conflicted with a write made at the callee (same parent).
+        conflicts: u32,
     },
     /// Answer to `Logs`: (log, last sequence number).
     Logs {

@@ -7,7 +7,7 @@ use cairn_net::{Peer, SendBody};
 
 use crate::error::{LinkError, LinkResult};
 use crate::proto::{LinkRequest, LinkResponse, Shipped, VersionKey, MAX_BODY, PROTOCOL};
-use crate::site::{Sink, Source};
+use crate::site::{Applied, Sink, Source};
 
 /// Another site's link service, reached through `peer`; `site` is this site's id (the remote
 /// keeps its change logs for it under that name).
@@ -216,9 +216,17 @@ impl Sink for RemoteSite {
         &self,
         versions: Vec<VersionManifest>,
         removals: Vec<VersionKey>,
-    ) -> LinkResult<(u32, u32)> {
+    ) -> LinkResult<Applied> {
         match self.call(LinkRequest::Apply { versions, removals }).await? {
-            LinkResponse::Apply { applied, removed } => Ok((applied, removed)),
+            LinkResponse::Apply {
+                applied,
+                removed,
+                conflicts,
+            } => Ok(Applied {
+                applied,
+                removed,
+                conflicts,
+            }),
             r => Err(unexpected("apply", &r)),
         }
     }

@@ -554,7 +554,7 @@ impl cairn_core::metrics::MetricsSource for Links {
             }
         }
         type Field = fn(&TrafficSnapshot) -> u64;
-        let counters: [(&str, &str, Field); 7] = [
+        let counters: [(&str, &str, Field); 8] = [
             (
                 "cairn_link_versions_total",
                 "Versions applied at the other end.",
@@ -569,6 +569,11 @@ impl cairn_core::metrics::MetricsSource for Links {
                 "cairn_link_removals_total",
                 "Version removals applied at the other end.",
                 |t| t.removals,
+            ),
+            (
+                "cairn_link_conflicts_total",
+                "Versions written at both ends over the same version.",
+                |t| t.conflicts,
             ),
             (
                 "cairn_link_nodes_total",

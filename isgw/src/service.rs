@@ -155,8 +155,12 @@ impl Service for LinkService {
             LinkRequest::Apply { versions, removals } => {
                 bound("apply", versions.len(), MAX_VERSIONS)?;
                 bound("apply", removals.len(), MAX_VERSIONS)?;
-                let (applied, removed) = local.apply(versions, removals).await.map_err(remote)?;
-                LinkResponse::Apply { applied, removed }
+                let a = local.apply(versions, removals).await.map_err(remote)?;
+                LinkResponse::Apply {
+                    applied: a.applied,
+                    removed: a.removed,
+                    conflicts: a.conflicts,
+                }
             }
             LinkRequest::Logs { reader } => LinkResponse::Logs {
                 logs: self.site(reader).logs().await.map_err(remote)?,

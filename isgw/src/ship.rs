@@ -32,6 +32,8 @@ pub struct Traffic {
     pub versions_present: AtomicU64,
     /// Removals applied at the sink.
     pub removals: AtomicU64,
+    /// Versions that conflicted with a write made at the sink (same parent).
+    pub conflicts: AtomicU64,
     /// Tree nodes shipped.
     pub nodes: AtomicU64,
     /// Data chunks shipped.
@@ -54,6 +56,7 @@ impl Traffic {
             versions: l(&self.versions),
             versions_present: l(&self.versions_present),
             removals: l(&self.removals),
+            conflicts: l(&self.conflicts),
             nodes: l(&self.nodes),
             chunks: l(&self.chunks),
             bytes: l(&self.bytes),
@@ -71,6 +74,8 @@ pub struct TrafficSnapshot {
     pub versions_present: u64,
     /// Removals applied.
     pub removals: u64,
+    /// Versions that conflicted with a write made at the sink.
+    pub conflicts: u64,
     /// Tree nodes shipped.
     pub nodes: u64,
     /// Data chunks shipped.
@@ -118,8 +123,8 @@ pub async fn ship(
     }
     ship_versions(src, dst, wanted, traffic).await?;
     for part in removals.chunks(MAX_VERSIONS) {
-        let (_, removed) = dst.apply(Vec::new(), part.to_vec()).await?;
-        Traffic::add(&traffic.removals, u64::from(removed));
+        let a = dst.apply(Vec::new(), part.to_vec()).await?;
+        Traffic::add(&traffic.removals, u64::from(a.removed));
     }
     Ok(())
 }
@@ -146,8 +151,9 @@ pub async fn ship_versions(
             })
             .collect();
         mover.ensure(roots, 1).await?;
-        let (applied, _) = dst.apply(part.to_vec(), Vec::new()).await?;
-        Traffic::add(&traffic.versions, u64::from(applied));
+        let a = dst.apply(part.to_vec(), Vec::new()).await?;
+        Traffic::add(&traffic.versions, u64::from(a.applied));
+        Traffic::add(&traffic.conflicts, u64::from(a.conflicts));
     }
     Ok(())
 }

@@ -46,12 +46,23 @@ pub trait Sink: Send + Sync {
     async fn have(&self, refs: Vec<ChunkRef>) -> LinkResult<Vec<bool>>;
     /// Stores chunks durably (each checked against its id; nodes after their children).
     async fn put(&self, chunks: Vec<(ChunkRef, StoredChunk)>) -> LinkResult<()>;
-    /// Applies versions whose data it holds, and removals; returns (applied, removed).
+    /// Applies versions whose data it holds, and removals.
     async fn apply(
         &self,
         versions: Vec<VersionManifest>,
         removals: Vec<VersionKey>,
-    ) -> LinkResult<(u32, u32)>;
+    ) -> LinkResult<Applied>;
+}
+
+/// What a sink did with an `Apply`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Versions that were new.
+    pub applied: u32,
+    /// Removals that removed something.
+    pub removed: u32,
+    /// Versions written over the same version as a write made at the sink.
+    pub conflicts: u32,
 }
 
 /// This site, as one end of a link to the site whose consumer name is `holder`.
@@ -166,12 +177,12 @@ impl Sink for LocalSite {
         &self,
         versions: Vec<VersionManifest>,
         removals: Vec<VersionKey>,
-    ) -> LinkResult<(u32, u32)> {
-        let (mut applied, mut removed) = (0, 0);
+    ) -> LinkResult<Applied> {
+        let mut out = Applied::default();
         for m in versions {
-            if self.client.apply_shipped(m).await? {
-                applied += 1;
-            }
+            let r = self.client.apply_shipped(m).await?;
+            out.applied += u32::from(r.applied);
+            out.conflicts += u32::from(r.conflict);
         }
         for k in removals {
             if self
@@ -179,9 +190,9 @@ impl Sink for LocalSite {
                 .remove_shipped(&k.bucket, &k.key, k.version)
                 .await?
             {
-                removed += 1;
+                out.removed += 1;
             }
         }
-        Ok((applied, removed))
+        Ok(out)
     }
 }

@@ -43,6 +43,9 @@ pub struct ObjectLookup {
     pub bucket: Option<Bucket>,
     /// The version asked for, if it exists.
     pub version: Option<VersionManifest>,
+    /// For the newest version: how many siblings it has (versions of the key written over
+    /// the same parent at another site); 0 where the backend does not track them.
+    pub siblings: u32,
 }
 
 /// What [`ManifestBackend::apply_when`] returns: whether the version was new, and the null
@@ -136,6 +139,12 @@ pub trait ManifestBackend: Send + Sync + 'static {
         version: VersionId,
         lock_check: Option<(u64, bool)>,
     ) -> Result<Option<VersionManifest>, ManifestError>;
+    /// How many other versions of `m`'s key share its parent (siblings: concurrent writes at
+    /// two linked sites). A backend that does not track them answers 0.
+    fn count_siblings(&self, m: &VersionManifest) -> Result<u32, ManifestError> {
+        let _ = m;
+        Ok(0)
+    }
     /// Changes a version's metadata in place; `None` if it does not exist.
     fn update_version(
         &self,
@@ -356,9 +365,14 @@ impl ManifestBackend for ManifestStore {
             WantedVersion::Null => ManifestStore::get_null_version(self, bucket, key)?,
             WantedVersion::Id(v) => ManifestStore::get_version(self, bucket, key, v)?,
         };
+        let siblings = match (&version, wanted) {
+            (Some(m), WantedVersion::Newest) => ManifestStore::count_siblings(self, m)?,
+            _ => 0,
+        };
         Ok(ObjectLookup {
             bucket: Some(b),
             version,
+            siblings,
         })
     }
     fn remove_version(
@@ -375,6 +389,10 @@ impl ManifestBackend for ManifestStore {
             None => ManifestStore::remove_version(self, bucket, key, version),
         }
     }
+    fn count_siblings(&self, m: &VersionManifest) -> Result<u32, ManifestError> {
+        ManifestStore::count_siblings(self, m)
+    }
+
     fn update_version(
         &self,
         bucket: &str,

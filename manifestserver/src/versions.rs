@@ -10,6 +10,9 @@ use crate::db::{Txn, CF_CURRENT, CF_REMOVED, CF_STAMPS, CF_VERSIONS};
 use crate::keys;
 use crate::{ManifestError, ManifestStore};
 
+/// Most versions [`ManifestStore::count_siblings`] reads.
+pub const MAX_SIBLING_SCAN: usize = 1000;
+
 impl ManifestStore {
     /// Adds `m` to the mutation; `(false, [])` (and nothing added) if `m` is already stored,
     /// was removed (it has a tombstone), or a newer null version supersedes it. Otherwise
@@ -173,6 +176,37 @@ impl ManifestStore {
     }
 
     /// Every stored version of a key, newest first.
+    /// How many versions of `m`'s key made at another site share its parent (its *siblings*:
+    /// versions written at two sites at once, each over the same version; two writes at one
+    /// site are ordered by its clock, the later one wins as in S3). Reads the key's versions
+    /// newer than that parent, newest first, at most [`MAX_SIBLING_SCAN`]; in the usual case
+    /// (no concurrent write) that is `m` and its parent alone.
+    pub fn count_siblings(&self, m: &VersionManifest) -> Result<u32, ManifestError> {
+        keys::check_bucket(&m.bucket)?;
+        keys::check_key(&m.key)?;
+        let (start, ro) = Self::key_versions_opts(&m.bucket, &m.key);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_VERSIONS), ro);
+        it.seek(&start);
+        let mut n = 0;
+        let mut read = 0;
+        while let Some(v) = it.value() {
+            read += 1;
+            if read > MAX_SIBLING_SCAN {
+                break;
+            }
+            let other = VersionManifest::decode(v)?;
+            if m.parent.is_some_and(|p| other.version <= p) {
+                break;
+            }
+            if other.version.site() != m.version.site() && other.parent == m.parent {
+                n += 1;
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(n)
+    }
+
     pub(crate) fn versions_of(
         &self,
         bucket: &str,

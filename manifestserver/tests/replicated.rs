@@ -561,6 +561,7 @@ async fn an_object_read_gets_the_bucket_and_the_version_from_one_quorum_read() {
             let want = ObjectLookup {
                 bucket: record.clone(),
                 version: expected.cloned(),
+                siblings: 0,
             };
             assert_eq!(
                 read_object(&gw, "b", key, wanted).await,
@@ -626,7 +627,8 @@ async fn an_object_read_gets_the_bucket_and_the_version_from_one_quorum_read() {
             got,
             ObjectLookup {
                 bucket: Some(updated.clone()),
-                version: None
+                version: None,
+                siblings: 0,
             }
         );
         eventually("n3 repaired by the reads", || {

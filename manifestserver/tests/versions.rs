@@ -300,3 +300,39 @@ fn concurrent_applies_keep_the_log_gap_free() {
         assert_eq!(s.current("b", &key).unwrap().unwrap().version, vid(newest));
     }
 }
+
+#[test]
+fn siblings_are_versions_of_other_sites_over_the_same_parent() {
+    use cairn_core::VersionId;
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let at = |n: u64, site: u16, parent: Option<VersionId>| {
+        let mut m = version("b", "k", n, 1);
+        m.version = VersionId::new(1_700_000_000_000 + n, 0, site, 7);
+        m.parent = parent;
+        m
+    };
+    let v1 = at(1, 1, None);
+    s.apply(&v1).unwrap();
+    let local = at(2, 1, Some(v1.version));
+    s.apply(&local).unwrap();
+    assert_eq!(
+        s.count_siblings(&local).unwrap(),
+        0,
+        "a plain chain of writes"
+    );
+    // Another write at the same site over v1 (two writers racing here): not a sibling.
+    let racing = at(3, 1, Some(v1.version));
+    s.apply(&racing).unwrap();
+    assert_eq!(s.count_siblings(&racing).unwrap(), 0);
+    // A write at site 2 over v1: a sibling of both site 1's writes over v1.
+    let remote = at(4, 2, Some(v1.version));
+    s.apply(&remote).unwrap();
+    assert_eq!(s.count_siblings(&remote).unwrap(), 2);
+    assert_eq!(s.count_siblings(&local).unwrap(), 1);
+    // A later write over the newest has none; nor has v1.
+    let next = at(5, 1, Some(remote.version));
+    s.apply(&next).unwrap();
+    assert_eq!(s.count_siblings(&next).unwrap(), 0);
+    assert_eq!(s.count_siblings(&v1).unwrap(), 0);
+}

@@ -354,3 +354,237 @@ async fn a_link_resumes_after_the_receiver_restarts_and_applies_nothing_twice() 
     b.stop().await;
     drop(b_tmp);
 }
+
+/// Sets whether link `name` of `site` is paused, as `cairn link pause|resume` does.
+fn set_paused(site: &LinkedSite, name: &str, paused: bool) {
+    let dir = cairn_isgw::LinkDir::new(site.site.dir());
+    let mut file = dir.load().expect("links");
+    for l in &mut file.links {
+        if l.name == name {
+            l.paused = paused;
+        }
+    }
+    dir.save(&file).expect("save links");
+}
+
+/// The `x-cairn-siblings` header of a HEAD of the key's current version, sent over a raw
+/// connection from a presigned URL (the SDK does not show headers it does not model).
+async fn raw_head(site: &LinkedSite, bucket: &str, key: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let presigned = site
+        .site
+        .s3()
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(300))
+                .expect("presigning"),
+        )
+        .await
+        .expect("presign");
+    let uri: http::Uri = presigned.uri().parse().expect("uri");
+    let mut req = format!(
+        "HEAD {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+        uri.path_and_query().expect("path").as_str(),
+        uri.authority().expect("authority")
+    );
+    for (name, value) in presigned.headers() {
+        if !name.eq_ignore_ascii_case("host") {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    req.push_str("\r\n");
+    let mut conn = tokio::net::TcpStream::connect(site.site.addr)
+        .await
+        .expect("connect");
+    conn.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("x-cairn-siblings")
+            .then(|| value.trim().to_string())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_of_one_key_at_both_sites_keep_both_versions_as_siblings() {
+    let (a, b) = pair().await;
+    let (sa, sb) = (a.site.s3(), b.site.s3());
+    versioned_bucket(&sa, "docs").await;
+    put(&sa, "docs", "plan", b"v1".to_vec()).await;
+    a.link_to("to-b", &b, None);
+    wait_for(CONVERGE, "v1 at b", || async {
+        get(&sb, "docs", "plan").await.filter(|(d, _)| d == b"v1")
+    })
+    .await;
+    // The link goes down; both sites write the key over v1.
+    set_paused(&a, "to-b", true);
+    wait_for(CONVERGE, "the link to pause", || async {
+        a.status("to-b").filter(|s| s.phase == LinkPhase::Paused)
+    })
+    .await;
+    let va = put(&sa, "docs", "plan", b"from a".to_vec()).await;
+    let vb = put(&sb, "docs", "plan", b"from b".to_vec()).await;
+    set_paused(&a, "to-b", false);
+    let want = wait_for(CONVERGE, "both sites to list the same versions", || async {
+        let (la, lb) = (versions(&sa, "docs").await, versions(&sb, "docs").await);
+        (la == lb && la.len() == 3).then_some(la)
+    })
+    .await;
+    assert!(want.iter().any(|(_, v, _)| *v == va) && want.iter().any(|(_, v, _)| *v == vb));
+    // The greater version id is current at both sites; the other is its sibling.
+    let (winner, body) = if va > vb {
+        (&va, "from a")
+    } else {
+        (&vb, "from b")
+    };
+    for (name, site) in [("a", &a), ("b", &b)] {
+        let (got, v) = get(&site.site.s3(), "docs", "plan").await.expect("current");
+        assert_eq!(
+            (v.as_str(), got.as_slice()),
+            (winner.as_str(), body.as_bytes()),
+            "at {name}"
+        );
+        let head = raw_head(site, "docs", "plan").await;
+        assert_eq!(head.as_deref(), Some("1"), "x-cairn-siblings at {name}");
+        let listed = site
+            .site
+            .client
+            .siblings("docs", "plan")
+            .await
+            .expect("siblings");
+        assert_eq!(
+            listed.len(),
+            2,
+            "the current version and one sibling at {name}"
+        );
+    }
+    let conflicts = a.status("to-b").expect("status");
+    assert!(
+        conflicts.sent.conflicts + conflicts.received.conflicts >= 1,
+        "the link counts the conflict: {conflicts:?}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_an_unversioned_bucket_the_greater_write_wins_at_both_sites() {
+    let (a, b) = pair().await;
+    let (sa, sb) = (a.site.s3(), b.site.s3());
+    sa.create_bucket()
+        .bucket("plain")
+        .send()
+        .await
+        .expect("bucket");
+    put(&sa, "plain", "k", b"first".to_vec()).await;
+    a.link_to("to-b", &b, None);
+    wait_for(CONVERGE, "first at b", || async {
+        get(&sb, "plain", "k").await.filter(|(d, _)| d == b"first")
+    })
+    .await;
+    set_paused(&a, "to-b", true);
+    wait_for(CONVERGE, "the link to pause", || async {
+        a.status("to-b").filter(|s| s.phase == LinkPhase::Paused)
+    })
+    .await;
+    put(&sa, "plain", "k", b"from a".to_vec()).await;
+    put(&sb, "plain", "k", b"from b".to_vec()).await;
+    // Which write is greater: the version ids the sites gave them.
+    let ida = a.site.client.siblings("plain", "k").await.expect("a")[0].version;
+    let idb = b.site.client.siblings("plain", "k").await.expect("b")[0].version;
+    let winner: &[u8] = if ida > idb { b"from a" } else { b"from b" };
+    set_paused(&a, "to-b", false);
+    wait_for(CONVERGE, "both sites to keep the greater write", || async {
+        let (ga, gb) = (get(&sa, "plain", "k").await, get(&sb, "plain", "k").await);
+        (ga.is_some_and(|(d, _)| d == winner) && gb.is_some_and(|(d, _)| d == winner)).then_some(())
+    })
+    .await;
+    for site in [&a, &b] {
+        let all = site
+            .site
+            .client
+            .siblings("plain", "k")
+            .await
+            .expect("versions");
+        assert_eq!(all.len(), 1, "one version of an unversioned key: {all:?}");
+    }
+    let s = a.status("to-b").expect("status");
+    assert!(s.sent.conflicts + s.received.conflicts >= 1, "{s:?}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_triangle_of_sites_converges_and_applies_each_version_once_per_site() {
+    let a = LinkedSite::start().await;
+    let b = LinkedSite::start().await;
+    let c = LinkedSite::start().await;
+    for (x, y) in [(&a, &b), (&a, &c), (&b, &a), (&b, &c), (&c, &a), (&c, &b)] {
+        x.trust(y);
+    }
+    versioned_bucket(&a.site.s3(), "mesh").await;
+    a.link_to("ab", &b, None);
+    b.link_to("bc", &c, None);
+    a.link_to("ac", &c, None);
+    // The bucket reaches every site before they write.
+    for site in [&b, &c] {
+        wait_for(CONVERGE, "the bucket everywhere", || async {
+            site.site
+                .s3()
+                .head_bucket()
+                .bucket("mesh")
+                .send()
+                .await
+                .ok()
+        })
+        .await;
+    }
+    for (n, site) in [&a, &b, &c].into_iter().enumerate() {
+        let s3 = site.site.s3();
+        for i in 0..5u64 {
+            let seed = 1000 * n as u64 + i;
+            put(
+                &s3,
+                "mesh",
+                &format!("s{n}/{i}"),
+                random_bytes(300 << 10, seed),
+            )
+            .await;
+        }
+    }
+    wait_for(
+        CONVERGE,
+        "every site to list the same 15 versions",
+        || async {
+            let la = versions(&a.site.s3(), "mesh").await;
+            let lb = versions(&b.site.s3(), "mesh").await;
+            let lc = versions(&c.site.s3(), "mesh").await;
+            (la.len() == 15 && la == lb && lb == lc).then_some(())
+        },
+    )
+    .await;
+    // Versions applied at each site, over all its links: exactly the ten made elsewhere.
+    let (ab, ac, bc) = (
+        a.status("ab").expect("ab"),
+        a.status("ac").expect("ac"),
+        b.status("bc").expect("bc"),
+    );
+    let at_a = ab.received.versions + ac.received.versions;
+    let at_b = ab.sent.versions + bc.received.versions;
+    let at_c = ac.sent.versions + bc.sent.versions;
+    assert_eq!((at_a, at_b, at_c), (10, 10, 10), "{ab:?}\n{ac:?}\n{bc:?}");
+    for (n, site) in [&a, &b, &c].into_iter().enumerate() {
+        let (got, _) = get(&site.site.s3(), "mesh", &format!("s{}/4", (n + 1) % 3))
+            .await
+            .expect("object");
+        assert!(got == random_bytes(300 << 10, 1000 * ((n as u64 + 1) % 3) + 4));
+    }
+    a.stop().await;
+    b.stop().await;
+    c.stop().await;
+}

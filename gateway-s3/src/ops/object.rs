@@ -217,6 +217,7 @@ pub(super) async fn get_object(
     let part = part_number(input.part_number, input.range.as_ref())?;
     let version = version_sel(input.version_id.as_deref())?;
     let read = read_object(gw, checked, &input.bucket, &input.key, &version).await?;
+    let siblings = read.siblings;
     let (got, parts_count) = match part {
         Some(n) => gw
             .client
@@ -278,11 +279,12 @@ pub(super) async fn get_object(
         ..Default::default()
     };
     // A response-expires override must win over the stored value.
-    let headers = if input.response_expires.is_some() {
+    let mut headers = if input.response_expires.is_some() {
         http::HeaderMap::new()
     } else {
         raw_headers(m)
     };
+    siblings_header(&mut headers, siblings);
     let body = response_body(got.body, length);
     let mut resp = S3Response::with_headers(output, headers);
     resp.output.body = Some(body);
@@ -301,6 +303,7 @@ pub(super) async fn head_object(
     let part = part_number(input.part_number, input.range.as_ref())?;
     let version = version_sel(input.version_id.as_deref())?;
     let read = read_object(gw, checked, &input.bucket, &input.key, &version).await?;
+    let siblings = read.siblings;
     let head = gw.client.head_object_from(read).map_err(client_error)?;
     let m = &head.manifest;
     Conditions {
@@ -374,7 +377,16 @@ pub(super) async fn head_object(
     if !m.tags.is_empty() {
         headers.insert("x-amz-tagging-count", http::HeaderValue::from(m.tags.len()));
     }
+    siblings_header(&mut headers, siblings);
     Ok(S3Response::with_headers(output, headers))
+}
+
+/// `x-cairn-siblings: N` on the current version of a key that linked sites wrote at once: N
+/// other versions were written over the same parent (ListObjectVersions lists them).
+fn siblings_header(headers: &mut http::HeaderMap, siblings: u32) {
+    if siblings > 0 {
+        headers.insert("x-cairn-siblings", http::HeaderValue::from(siblings));
+    }
 }
 
 /// DeleteObject: 204; a marker in versioned buckets, removal otherwise. Missing keys succeed.

@@ -215,6 +215,7 @@ impl ReplicatedManifests {
             Ok(ObjectLookup {
                 bucket: record.record.map(as_bucket).transpose()?,
                 version,
+                siblings: 0,
             })
         })
     }
