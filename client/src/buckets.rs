@@ -29,10 +29,11 @@ impl Client {
     }
 
     /// Creates a bucket with its initial configuration (ACL, object lock) already set.
-    pub async fn create_bucket_with(&self, bucket: Bucket) -> Result<Bucket, ClientError> {
+    pub async fn create_bucket_with(&self, mut bucket: Bucket) -> Result<Bucket, ClientError> {
         if !valid_bucket_name(&bucket.name) {
             return Err(ClientError::InvalidBucketName(bucket.name));
         }
+        bucket.revision = Some(self.inner.hlc.tick());
         let b = bucket.clone();
         let owner = bucket.owner.clone();
         self.blocking(move |i| match i.meta.create_bucket(&b) {
@@ -127,7 +128,8 @@ impl Client {
     }
 
     /// Changes a bucket's configuration: `change` sees the stored record under the store's
-    /// write lock and may refuse. Returns the new record.
+    /// write lock and may refuse. Returns the new record, with a new revision (what linked
+    /// sites compare).
     pub async fn update_bucket(
         &self,
         name: &str,
@@ -135,8 +137,13 @@ impl Client {
     ) -> Result<Bucket, ClientError> {
         let n = name.to_string();
         self.blocking(move |i| {
-            Ok(i.meta
-                .update_bucket(&n, &mut crate::objects::once(change))?)
+            let mut change = crate::objects::once(change);
+            let mut revised = |b: &mut Bucket| {
+                change(b)?;
+                b.revision = Some(i.hlc.tick_after(b.revision));
+                Ok(())
+            };
+            Ok(i.meta.update_bucket(&n, &mut revised)?)
         })
         .await
     }

@@ -32,7 +32,7 @@ pub use copy::{CopyOptions, PartCopyResult};
 pub use error::ClientError;
 pub use gc::{GcPhase, GcReport, DEFAULT_GC_HOLD_MS};
 pub use lifecycle::LifecycleReport;
-pub use link::{ChunkRef, ShippedApply};
+pub use link::{BucketReceived, ChunkRef, ShippedApply};
 pub use objects::shown_version;
 pub use read::ObjectRead;
 pub use scrub::ScrubReport;

@@ -62,6 +62,17 @@ pub struct ShippedApply {
     pub conflict: bool,
 }
 
+/// What [`Client::receive_bucket`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BucketReceived {
+    /// The bucket was not here: created with the other site's record.
+    Created,
+    /// This site's record was older: replaced.
+    Updated,
+    /// This site's record is as new or newer: kept.
+    Unchanged,
+}
+
 /// Chunk ids touched per store call.
 const TOUCH_BATCH: usize = 1000;
 
@@ -300,13 +311,42 @@ impl Client {
             .await
     }
 
-    /// Creates a bucket another site has, with its record, unless one of that name is here;
-    /// returns whether it was created.
-    pub async fn ensure_shipped_bucket(&self, bucket: Bucket) -> Result<bool, ClientError> {
-        self.blocking(move |i| match i.meta.create_bucket(&bucket) {
-            Ok(()) => Ok(true),
-            Err(ManifestError::BucketExists { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
+    /// Takes a bucket record another site has: creates the bucket if it is not here, or
+    /// replaces this site's record when the other's revision is greater (the newest change
+    /// of its settings wins at every site). Says which it did.
+    pub async fn receive_bucket(&self, bucket: Bucket) -> Result<BucketReceived, ClientError> {
+        if let Some(r) = bucket.revision {
+            self.inner.hlc.observe(r);
+        }
+        self.blocking(move |i| {
+            match i.meta.get_bucket(&bucket.name)? {
+                None => {}
+                Some(here) if here.revision >= bucket.revision => {
+                    return Ok(BucketReceived::Unchanged)
+                }
+                Some(_) => {
+                    let mut replace = |b: &mut Bucket| {
+                        if b.revision >= bucket.revision {
+                            return Err(ManifestError::refused(
+                                cairn_manifestserver::Refusal::Conflict("newer here".into()),
+                            ));
+                        }
+                        *b = bucket.clone();
+                        Ok(())
+                    };
+                    return match i.meta.update_bucket(&bucket.name, &mut replace) {
+                        Ok(_) => Ok(BucketReceived::Updated),
+                        Err(e) if e.is_conflict() => Ok(BucketReceived::Unchanged),
+                        Err(e) => Err(e.into()),
+                    };
+                }
+            }
+            match i.meta.create_bucket(&bucket) {
+                Ok(()) => Ok(BucketReceived::Created),
+                // Created here meanwhile: the next exchange compares revisions.
+                Err(ManifestError::BucketExists { .. }) => Ok(BucketReceived::Unchanged),
+                Err(e) => Err(e.into()),
+            }
         })
         .await
     }

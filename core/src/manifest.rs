@@ -50,6 +50,9 @@ pub struct Bucket {
     /// The ACL lists the owner's FULL_CONTROL first (always, unless an ACL was put whose
     /// grants leave it out: S3 then shows only the grants given).
     pub owner_grant: bool,
+    /// When the record was last created or changed, by the writing site's clock: linked
+    /// sites keep the record with the greatest revision (`None`: written before revisions).
+    pub revision: Option<VersionId>,
 }
 
 impl Bucket {
@@ -67,12 +70,13 @@ impl Bucket {
             tags: BTreeMap::new(),
             object_lock: None,
             owner_grant: true,
+            revision: None,
         }
     }
 }
 
 impl Versioned for Bucket {
-    const FORMAT: u8 = 3;
+    const FORMAT: u8 = 4;
     const WHAT: &'static str = "bucket";
 
     fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
@@ -82,6 +86,12 @@ impl Versioned for Bucket {
                 ..Bucket::new(&b.name, &b.owner, b.created_ms)
             })),
             2 => Some(decode_body::<v2::Bucket>(Self::WHAT, body).map(Into::into)),
+            // Format 4 added one last field, `revision`, unknown for older records.
+            3 => {
+                let mut full = body.to_vec();
+                full.push(0);
+                Some(decode_body::<Bucket>(Self::WHAT, &full))
+            }
             _ => None,
         }
     }
@@ -721,6 +731,7 @@ mod v2 {
                 tags: b.tags,
                 object_lock: b.object_lock,
                 owner_grant: true,
+                revision: None,
             }
         }
     }
@@ -802,6 +813,16 @@ mod tests {
             ..b.clone()
         };
         assert_eq!(Bucket::decode(&now.encode()).unwrap(), now);
+        // A format-3 bucket is a format-4 one without its last field (no revision).
+        let mut bytes = now.encode();
+        bytes[0] = 3;
+        assert_eq!(bytes.pop(), Some(0), "revision is last");
+        assert_eq!(Bucket::decode(&bytes).unwrap(), now);
+        let revised = Bucket {
+            revision: Some(VersionId(9)),
+            ..now
+        };
+        assert_eq!(Bucket::decode(&revised.encode()).unwrap(), revised);
 
         // A format-2 version manifest is a format-3 one without its last field.
         let mut m = VersionManifest::delete_marker("b1", "k", VersionId(7), None, false, 9);

@@ -51,6 +51,14 @@ pub fn single_node_identity(data_dir: &Path, site: u16) -> Result<NodeIdentity, 
     Ok(identity.trusting(trusted_cas(data_dir)?.into_iter().map(|t| t.pem).collect()))
 }
 
+/// The link identity of a node of a multi-node site: its node certificate (in `certs_dir`),
+/// trusting the CAs in its data dir's trust directory.
+pub fn node_identity(certs_dir: &Path, data_dir: &Path) -> Result<NodeIdentity, String> {
+    let identity = NodeIdentity::load(certs_dir)
+        .map_err(|e| format!("node certificate in {}: {e}", certs_dir.display()))?;
+    Ok(identity.trusting(trusted_cas(data_dir)?.into_iter().map(|t| t.pem).collect()))
+}
+
 /// A CA this site trusts for links.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrustedCa {

@@ -80,7 +80,8 @@ pub enum LinkRequest {
         /// The link's name at the caller.
         link: String,
     },
-    /// Bucket records the caller has: the callee creates those it lacks.
+    /// Bucket records the caller has: the callee creates those it lacks and takes those with
+    /// a greater revision than its own.
     Buckets {
         /// At most [`MAX_BUCKETS`].
         buckets: Vec<Bucket>,
@@ -168,9 +169,9 @@ pub enum LinkResponse {
         /// The callee's site id.
         site: u16,
     },
-    /// Answer to `Buckets`: how many were created.
+    /// Answer to `Buckets`: how many were created or changed.
     Buckets {
-        /// Buckets created.
+        /// Buckets created or changed.
         created: u32,
     },
     /// Answer to `Lacks`: one flag per version.

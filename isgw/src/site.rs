@@ -38,7 +38,8 @@ pub trait Source: Send + Sync {
 /// Where versions and data go.
 #[async_trait]
 pub trait Sink: Send + Sync {
-    /// Creates the buckets it lacks; returns how many.
+    /// Creates the buckets it lacks and takes the records newer than its own; returns how
+    /// many it created or changed.
     async fn ensure_buckets(&self, buckets: Vec<Bucket>) -> LinkResult<u32>;
     /// Which versions it lacks.
     async fn lacks(&self, keys: Vec<VersionKey>) -> LinkResult<Vec<bool>>;
@@ -147,13 +148,13 @@ impl Source for LocalSite {
 #[async_trait]
 impl Sink for LocalSite {
     async fn ensure_buckets(&self, buckets: Vec<Bucket>) -> LinkResult<u32> {
-        let mut created = 0;
+        let mut changed = 0;
         for b in buckets {
-            if self.client.ensure_shipped_bucket(b).await? {
-                created += 1;
+            if self.client.receive_bucket(b).await? != cairn_client::BucketReceived::Unchanged {
+                changed += 1;
             }
         }
-        Ok(created)
+        Ok(changed)
     }
 
     async fn lacks(&self, keys: Vec<VersionKey>) -> LinkResult<Vec<bool>> {

@@ -78,16 +78,82 @@ pub fn rustls_server_config(identity: &NodeIdentity) -> Result<rustls::ServerCon
 }
 
 /// The rustls client configuration of a node: presents its certificate, accepts only servers
-/// with a certificate from the site CA (the name is checked per connection).
+/// with a certificate from the site CA (the name is checked per connection) or, for an
+/// identity trusting other sites, from one of their CAs; such an identity accepts a server of
+/// another site under any node name (a site link dials an address, and the CA it trusts for
+/// that site is what authenticates the server).
 pub fn rustls_client_config(identity: &NodeIdentity) -> Result<rustls::ClientConfig, NetError> {
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_err)?
-        .with_root_certificates(roots(identity)?)
+        .map_err(tls_err)?;
+    let builder = if identity.trusted().is_empty() {
+        builder.with_root_certificates(roots(identity)?)
+    } else {
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots(identity)?,
+            provider(),
+        )
+        .build()
+        .map_err(tls_err)?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyNodeName(verifier)))
+    };
+    let mut cfg = builder
         .with_client_auth_cert(identity.cert_chain()?, identity.key()?)
         .map_err(tls_err)?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     Ok(cfg)
+}
+
+/// A server verifier that checks the chain to the trusted roots as WebPKI does but accepts
+/// any name in a certificate that chains: the name check comes after the chain check, so a
+/// name mismatch means the chain was good.
+#[derive(Debug)]
+struct AnyNodeName(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyNodeName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// The quinn server configuration for `identity` with `transport`.

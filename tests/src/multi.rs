@@ -62,7 +62,7 @@ fn config_for(
         .map_or("all", |n| n.3.as_str());
     let mut text = format!(
         "[node]\nname = \"{name}\"\ndata_dir = \"{data}\"\ncerts_dir = \"{certs}\"\n\
-         roles = [\"{roles}\"]\n[listen]\nrpc = \"127.0.0.1:{rpc}\"\ns3 = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nnbd = \"127.0.0.1:0\"\niscsi = \"127.0.0.1:0\"\n\
+         roles = [\"{roles}\"]\n[listen]\nrpc = \"127.0.0.1:{rpc}\"\ns3 = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nnbd = \"127.0.0.1:0\"\niscsi = \"127.0.0.1:0\"\nlink = \"127.0.0.1:0\"\n\
          [site]\nreplication_factor = {rf}\n",
         data = dir.join(name).join("data").display(),
         certs = dir.join(name).join("certs").display(),
@@ -165,6 +165,9 @@ impl MultiSite {
                     }
                     if let Some((iscsi, _)) = &h.iscsi {
                         slot.config.listen.iscsi = *iscsi;
+                    }
+                    if h.link_addr.is_some() {
+                        slot.config.listen.link = h.link_addr;
                     }
                     slot.node = Some(h);
                     return;

@@ -588,3 +588,161 @@ async fn a_triangle_of_sites_converges_and_applies_each_version_once_per_site() 
     b.stop().await;
     c.stop().await;
 }
+
+/// The bucket's tags at a site, sorted (empty if none or no bucket).
+async fn bucket_tags(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, String)> {
+    let Ok(out) = s3.get_bucket_tagging().bucket(bucket).send().await else {
+        return Vec::new();
+    };
+    let mut tags: Vec<(String, String)> = out
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    tags.sort();
+    tags
+}
+
+async fn tag_bucket(s3: &aws_sdk_s3::Client, bucket: &str, value: &str) {
+    use aws_sdk_s3::types::{Tag, Tagging};
+    s3.put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(
+            Tagging::builder()
+                .tag_set(
+                    Tag::builder()
+                        .key("owner")
+                        .value(value)
+                        .build()
+                        .expect("tag"),
+                )
+                .build()
+                .expect("tagging"),
+        )
+        .send()
+        .await
+        .expect("tag bucket");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_settings_travel_and_the_newest_change_wins() {
+    let (a, b) = pair().await;
+    let (sa, sb) = (a.site.s3(), b.site.s3());
+    sa.create_bucket()
+        .bucket("conf")
+        .send()
+        .await
+        .expect("bucket");
+    a.link_to("to-b", &b, None);
+    wait_for(CONVERGE, "the bucket at b", || async {
+        sb.head_bucket().bucket("conf").send().await.ok()
+    })
+    .await;
+    // A change at a reaches b; versioning too.
+    tag_bucket(&sa, "conf", "team-a").await;
+    versioned_bucket_settings(&sa, "conf").await;
+    wait_for(CONVERGE, "a's settings at b", || async {
+        let tags = bucket_tags(&sb, "conf").await;
+        let v = sb
+            .get_bucket_versioning()
+            .bucket("conf")
+            .send()
+            .await
+            .ok()?
+            .status;
+        (tags == vec![("owner".to_string(), "team-a".to_string())]
+            && v == Some(BucketVersioningStatus::Enabled))
+        .then_some(())
+    })
+    .await;
+    // A later change at b comes back to a.
+    tag_bucket(&sb, "conf", "team-b").await;
+    wait_for(CONVERGE, "b's change at a", || async {
+        (bucket_tags(&sa, "conf").await == vec![("owner".to_string(), "team-b".to_string())])
+            .then_some(())
+    })
+    .await;
+    // Changes at both while the link is paused: the newest wins at both sites.
+    set_paused(&a, "to-b", true);
+    wait_for(CONVERGE, "the link to pause", || async {
+        a.status("to-b").filter(|s| s.phase == LinkPhase::Paused)
+    })
+    .await;
+    tag_bucket(&sa, "conf", "first").await;
+    tag_bucket(&sb, "conf", "second").await;
+    // Which is newest: the revisions the two sites gave their changes.
+    let ra = a.site.client.head_bucket("conf").await.expect("a").revision;
+    let rb = b.site.client.head_bucket("conf").await.expect("b").revision;
+    let newest = if ra > rb { "first" } else { "second" };
+    set_paused(&a, "to-b", false);
+    wait_for(CONVERGE, "both sites to keep the newest change", || async {
+        let want = vec![("owner".to_string(), newest.to_string())];
+        (bucket_tags(&sa, "conf").await == want && bucket_tags(&sb, "conf").await == want)
+            .then_some(())
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn versioned_bucket_settings(s3: &aws_sdk_s3::Client, bucket: &str) {
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_site_and_a_three_node_site_sync_both_ways() {
+    let multi = cairn_tests::multi::MultiSite::start(3, 3, 3, "").await;
+    let single = LinkedSite::start().await;
+    // Each trusts the other's CA: the single node's file, and the three-node site's CA on the
+    // node that accepts the link.
+    let multi_ca = single.site.dir().join("multi-ca.pem");
+    std::fs::write(&multi_ca, multi.ca.cert_pem()).expect("write CA");
+    cairn_isgw::identity::trust_ca(single.site.dir(), &multi_ca).expect("trust multi");
+    cairn_isgw::identity::trust_ca(&multi.data_dir(0), &single.site.dir().join("ca.pem"))
+        .expect("trust single");
+    let remote = multi.node(0).link_addr.expect("n1 accepts links");
+    single.add_link(cairn_isgw::LinkConfig {
+        name: "dc".into(),
+        remote: remote.to_string(),
+        buckets: None,
+        direction: cairn_isgw::Direction::Both,
+        mode: cairn_isgw::Mode::Both,
+        data: cairn_isgw::DataMode::Full,
+        rate_bytes_per_sec: 0,
+        paused: false,
+    });
+    let (ss, sm) = (single.site.s3(), multi.s3(1));
+    versioned_bucket(&ss, "edge").await;
+    let big = random_bytes(3 << 20, 31);
+    let v = put(&ss, "edge", "from-edge", big.clone()).await;
+    wait_for(
+        CONVERGE,
+        "the edge's write at the three-node site",
+        || async {
+            get(&sm, "edge", "from-edge")
+                .await
+                .filter(|(d, id)| *d == big && *id == v)
+        },
+    )
+    .await;
+    let vm = put(&sm, "edge", "from-dc", b"made in the data centre".to_vec()).await;
+    wait_for(CONVERGE, "the data centre's write at the edge", || async {
+        get(&ss, "edge", "from-dc")
+            .await
+            .filter(|(_, id)| *id == vm)
+    })
+    .await;
+    let status = single.status("dc").expect("status");
+    assert_eq!(status.remote_site, Some(multi.node(0).client.site_id()));
+    single.stop().await;
+    multi.shutdown().await;
+}

@@ -76,6 +76,11 @@ pub struct ListenSection {
     /// each volume is LUN 0 of target `PREFIX:VOLUME`.
     #[serde(default = "default_iscsi")]
     pub iscsi: SocketAddr,
+    /// Where this node accepts links from other sites (QUIC, UDP), if it does: sites whose
+    /// CA was trusted with `cairn link trust --data-dir DATA_DIR` on this node. Links
+    /// configured in this node's data dir (`cairn link add`) run on this node either way.
+    #[serde(default)]
+    pub link: Option<SocketAddr>,
 }
 
 fn default_iscsi() -> SocketAddr {

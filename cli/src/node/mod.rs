@@ -69,6 +69,8 @@ pub struct NodeHandle {
     pub iscsi: Option<(SocketAddr, String)>,
     /// The site's block volumes as this node serves them (NBD and `/v1/volumes`).
     pub volumes: Arc<cairn_block::Volumes>,
+    /// Where it accepts links from other sites (`[listen] link`).
+    pub link_addr: Option<SocketAddr>,
     /// Its map and peers.
     pub cluster: Arc<ClusterState>,
     /// Its chunk store (chunk role).
@@ -141,6 +143,9 @@ pub(crate) async fn run_config(
     }
     if let Some((addr, prefix)) = &node.iscsi {
         println!("iSCSI endpoint: iscsi://{addr}/{prefix}:VOLUME/0");
+    }
+    if let Some(addr) = node.link_addr {
+        println!("Link listener:  quic://{addr}");
     }
     println!("Admin endpoint: http://{}", node.admin_addr);
     println!("Node transport: {} (QUIC)", node.rpc_addr);
@@ -613,6 +618,26 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         )));
     }
 
+    // Site links: this node accepts them where `[listen] link` says, and runs the links
+    // configured in its data dir.
+    let link_identity: cairn_isgw::IdentitySource = {
+        let (certs, data) = (config.node.certs_dir.clone(), dir.clone());
+        Arc::new(move || cairn_isgw::identity::node_identity(&certs, &data))
+    };
+    let link_addr = match config.listen.link {
+        Some(addr) => {
+            let listener =
+                cairn_isgw::LinkListener::bind(addr, link_identity.clone(), client.clone())
+                    .map_err(|e| anyhow::anyhow!("{e}: change [listen] link"))?;
+            let addr = listener.local_addr();
+            tasks.push(tokio::spawn(listener.run(stop_rx.clone())));
+            Some(addr)
+        }
+        None => None,
+    };
+    let links = cairn_isgw::Links::new(client.clone(), dir.clone(), link_identity);
+    tasks.push(tokio::spawn(links.clone().run(stop_rx.clone())));
+
     // Admin endpoint.
     let admin_listener = tokio::net::TcpListener::bind(config.listen.admin)
         .await
@@ -640,6 +665,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             sources.push(Arc::new(NodeStoreMetrics(store.clone())));
         }
         sources.push(disk.clone());
+        sources.push(Arc::new(links.clone()));
         sources.push(volumes.clone());
         sources.push(volume_monitor.clone());
         if let Some(i) = &iscsi_stats {
@@ -656,7 +682,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                 cluster: Some(cluster_admin),
                 disk: Some(disk),
                 volumes: Some(volumes),
-                links: None,
+                links: Some(links),
             };
             if let Err(e) =
                 crate::admin::serve(admin_listener, client, token, workers, parts, stop).await
@@ -717,6 +743,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         nbd_addr,
         iscsi,
         volumes,
+        link_addr,
         cluster,
         chunks: chunk_store,
         manifests: manifest_store,
