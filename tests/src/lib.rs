@@ -6,6 +6,7 @@ pub mod gc;
 pub mod link;
 pub mod multi;
 pub mod nbd;
+pub mod relay;
 pub mod scenario;
 pub mod smallfs;
 
