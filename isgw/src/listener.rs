@@ -108,9 +108,21 @@ impl LinkListener {
     }
 }
 
+/// The transport settings of both ends of a link: calls that carry up to 64 MiB over a slow
+/// path get two minutes, and congestion control is BBR, which keeps a long path with a little
+/// random loss busy (`CAIRN_LINK_CONGESTION=cubic` chooses QUIC's default instead).
+pub(crate) fn link_net_config() -> NetConfig {
+    let cubic = std::env::var("CAIRN_LINK_CONGESTION").is_ok_and(|v| v == "cubic");
+    NetConfig {
+        call_timeout: Duration::from_secs(120),
+        bbr: !cubic,
+        ..NetConfig::default()
+    }
+}
+
 fn build(addr: SocketAddr, identity: &IdentitySource, client: &Client) -> Result<Server, String> {
     let identity = identity()?;
-    Server::builder(&identity, NetConfig::default())
+    Server::builder(&identity, link_net_config())
         .service(LinkService::new(client.clone()))
         .bind(addr)
         .map_err(|e| format!("cannot listen for links on {addr}: {e}"))

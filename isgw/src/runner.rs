@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_client::{Client, VersionId};
-use cairn_net::{NetConfig, NodeIdentity};
+use cairn_client::Client;
+use cairn_net::NodeIdentity;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -30,7 +30,7 @@ use crate::ship::{ship, Traffic, TrafficSnapshot};
 use crate::site::{holder_for, LocalSite, Sink, Source};
 
 /// How often an idle link looks for new changes.
-pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
+pub const DEFAULT_POLL: Duration = Duration::from_millis(200);
 /// How often bucket records are compared.
 const BUCKET_SYNC: Duration = Duration::from_secs(5);
 /// Longest wait between attempts to reach a remote that cannot be reached.
@@ -63,8 +63,9 @@ pub struct LinkStatus {
     pub phase: LinkPhase,
     /// The remote site's id, once known.
     pub remote_site: Option<u16>,
-    /// Age of the oldest change read and not yet shipped (0 when caught up), ms, per
-    /// direction.
+    /// Age (by the clock of the site that made it) of the oldest version read from the
+    /// source's change log and not yet applied at the other end, ms (0 when caught up; the
+    /// initial copy is not counted), per direction.
     pub send_lag_ms: u64,
     /// The same for the receiving direction.
     pub receive_lag_ms: u64,
@@ -86,7 +87,8 @@ struct Run {
     phase: Mutex<LinkPhase>,
     remote_site: Mutex<Option<u16>>,
     last_error: Mutex<Option<String>>,
-    lag: Mutex<(u64, u64)>,
+    /// Per direction: the make time (unix ms) of the oldest version being shipped.
+    pending: (Mutex<Option<u64>>, Mutex<Option<u64>>),
     initial_left: Mutex<(Vec<String>, Vec<String>)>,
     sent: Traffic,
     received: Traffic,
@@ -94,7 +96,11 @@ struct Run {
 
 impl Run {
     fn status(&self) -> LinkStatus {
-        let lag = *self.lag.lock();
+        let age = |p: &Mutex<Option<u64>>| {
+            p.lock()
+                .map_or(0, |ms| cairn_client::now_ms().saturating_sub(ms))
+        };
+        let lag = (age(&self.pending.0), age(&self.pending.1));
         let initial = self.initial_left.lock().clone();
         LinkStatus {
             config: self.config.lock().clone(),
@@ -205,7 +211,7 @@ impl Links {
                 phase: Mutex::new(LinkPhase::Connecting),
                 remote_site: Mutex::new(None),
                 last_error: Mutex::new(None),
-                lag: Mutex::new((0, 0)),
+                pending: (Mutex::new(None), Mutex::new(None)),
                 initial_left: Mutex::new((Vec::new(), Vec::new())),
                 sent: Traffic::default(),
                 received: Traffic::default(),
@@ -260,7 +266,6 @@ async fn run_link(
                     "link session failed; retrying in {} s", backoff.as_secs());
                 *run.last_error.lock() = Some(e);
                 *run.phase.lock() = LinkPhase::Offline;
-                *run.lag.lock() = (0, 0);
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
                     r = config.changed() => if r.is_err() { return },
@@ -287,10 +292,7 @@ async fn session(
     } else {
         "0.0.0.0:0".parse().expect("address")
     };
-    let net_config = NetConfig {
-        call_timeout: Duration::from_secs(120),
-        ..NetConfig::default()
-    };
+    let net_config = crate::listener::link_net_config();
     let net = cairn_net::Client::new(&identity, net_config, bind)
         .map_err(|e| LinkError::Refused(format!("link endpoint: {e}")))?;
     let own_site = shared.client.site_id();
@@ -343,10 +345,9 @@ async fn session(
                     dst: &remote,
                     dst_site: remote_site,
                     traffic: &run.sent,
+                    pending: &run.pending.0,
                 };
-                let lag;
-                (worked, lag) = dir.step(cfg, &mut state.send, remote_site).await?;
-                run.lag.lock().0 = lag;
+                worked = dir.step(cfg, &mut state.send, remote_site).await?;
                 save(shared, cfg, &state)?;
             }
             if cfg.direction.receives() {
@@ -355,10 +356,9 @@ async fn session(
                     dst: &local,
                     dst_site: own_site,
                     traffic: &run.received,
+                    pending: &run.pending.1,
                 };
-                let (w, lag) = dir.step(cfg, &mut state.receive, remote_site).await?;
-                worked |= w;
-                run.lag.lock().1 = lag;
+                worked |= dir.step(cfg, &mut state.receive, remote_site).await?;
                 save(shared, cfg, &state)?;
             }
             *run.initial_left.lock() = (state.send.initial.clone(), state.receive.initial.clone());
@@ -415,17 +415,13 @@ struct Direction<'a> {
     /// The site `dst` is: versions made there are not shipped to it.
     dst_site: u16,
     traffic: &'a Traffic,
+    /// The make time of the oldest version of the batch in flight (for the lag).
+    pending: &'a Mutex<Option<u64>>,
 }
 
 impl Direction<'_> {
-    /// Ships one batch, if there is one; returns whether there was, and the age in ms of the
-    /// oldest change read (0 if none).
-    async fn step(
-        &self,
-        cfg: &LinkConfig,
-        p: &mut Progress,
-        remote_site: u16,
-    ) -> LinkResult<(bool, u64)> {
+    /// Ships one batch, if there is one; returns whether there was.
+    async fn step(&self, cfg: &LinkConfig, p: &mut Progress, remote_site: u16) -> LinkResult<bool> {
         if !p.started {
             if cfg.mode.continuous() {
                 p.cursors = self.src.logs().await?.into_iter().collect();
@@ -443,7 +439,7 @@ impl Direction<'_> {
             }
             p.started = true;
             p.remote_site = Some(remote_site);
-            return Ok((true, 0));
+            return Ok(true);
         }
         if let Some(bucket) = p.initial.first().cloned() {
             let listed = self
@@ -474,43 +470,38 @@ impl Direction<'_> {
                 p.initial.remove(0);
                 p.initial_after = None;
             }
-            return Ok((true, 0));
+            return Ok(true);
         }
         if !cfg.mode.continuous() {
-            return Ok((false, 0));
+            return Ok(false);
         }
         let mut worked = false;
-        let mut lag = 0;
         for (log, cursor) in p.cursors.clone() {
             let changes = self.src.changes(log, cursor, MAX_VERSIONS).await?;
             let Some(last) = changes.last() else {
                 continue;
             };
             let last_seq = last.seq;
-            if let Some(first) = changes.first() {
-                lag = lag.max(age_ms(first.version));
-            }
             let (removals, adds): (Vec<_>, Vec<_>) = changes
                 .into_iter()
                 .filter(|c| cfg.carries(&c.bucket))
                 .partition(|c| c.removed);
-            let adds = adds
+            let adds: Vec<_> = adds
                 .iter()
                 .filter(|c| c.version.site() != self.dst_site)
-                .map(VersionKey::of_change)
                 .collect();
+            // A removal's entry names the removed version, whose make time says nothing of
+            // when it was removed: the lag counts versions only.
+            *self.pending.lock() = adds.iter().map(|c| c.version.millis()).min();
+            let adds = adds.into_iter().map(VersionKey::of_change).collect();
             let removals = removals.iter().map(VersionKey::of_change).collect();
             ship(self.src, self.dst, adds, removals, self.traffic).await?;
+            *self.pending.lock() = None;
             p.cursors.insert(log, last_seq);
             worked = true;
         }
-        Ok((worked, lag))
+        Ok(worked)
     }
-}
-
-/// Milliseconds since the version was made (by its clock).
-fn age_ms(v: VersionId) -> u64 {
-    cairn_client::now_ms().saturating_sub(v.millis())
 }
 
 impl cairn_core::metrics::MetricsSource for Links {

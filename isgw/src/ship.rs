@@ -6,13 +6,19 @@
 //! each lacking version's tree the sink is asked about the root. A node it holds stands for
 //! its whole subtree (the sink checks that, and protects it from its GC); a node it lacks is
 //! read from the source, its children asked about in one call, the data chunks it lacks
-//! shipped, the child nodes it lacks handled the same way (depth first, so what is held in
-//! memory is one path of nodes), and the node itself shipped last. Chunks travel in stored
-//! form, as the source keeps them. Only then are the manifests applied, so a version is never
-//! visible at the sink before its data is durable there.
+//! shipped (the node with the last of them), the child nodes it lacks handled the same way,
+//! and the node itself shipped after them. Subtrees are shipped several at a time
+//! ([`PARALLEL_NODES`] per level) so that round trips overlap, and the payload read and not
+//! yet stored is bounded ([`IN_FLIGHT_KIB`]). Chunks travel in stored form, as the source
+//! keeps them. Only then are the manifests applied, so a version is never visible at the sink
+//! before its data is durable there.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::{StreamExt, TryStreamExt};
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
 
 use cairn_client::{ChunkId, ChunkRef, Content, StoredChunk, VersionManifest};
 use cairn_core::extent::{Target, TreeNode, MAX_DEPTH};
@@ -136,11 +142,12 @@ pub async fn ship_versions(
     versions: Vec<VersionManifest>,
     traffic: &Traffic,
 ) -> LinkResult<()> {
-    let mut mover = Mover {
+    let mover = Mover {
         src,
         dst,
         traffic,
-        shipped: HashSet::new(),
+        shipped: Mutex::new(HashSet::new()),
+        in_flight: Semaphore::new(IN_FLIGHT_KIB),
     };
     for part in versions.chunks(MAX_REFS) {
         let roots: Vec<(ChunkRef, u64)> = part
@@ -158,31 +165,59 @@ pub async fn ship_versions(
     Ok(())
 }
 
+/// Subtrees shipped at once (per level of a tree), so round trips overlap.
+const PARALLEL_NODES: usize = 8;
+/// Data chunks read from the source and shipped per call.
+const CHUNKS_PER_PUT: usize = 16;
+/// Payload held in memory at once by one batch's transfers, in KiB.
+const IN_FLIGHT_KIB: usize = 64 << 10;
+/// Most bytes one chunk can stand for when its size is estimated.
+const MAX_CHUNK_ESTIMATE: u64 = 4 << 20;
+
 /// One batch's descent.
 struct Mover<'a> {
     src: &'a dyn Source,
     dst: &'a dyn Sink,
     traffic: &'a Traffic,
-    /// Chunks shipped (or found held) in this batch: not asked about again.
-    shipped: HashSet<ChunkId>,
+    /// Chunks the sink holds (shipped in this batch, or found held): not asked about again.
+    /// A chunk is added only once it is stored, so a node shipped by one subtree's task never
+    /// relies on a chunk another task is still sending.
+    shipped: Mutex<HashSet<ChunkId>>,
+    /// Bounds the payload read from the source and not yet stored at the sink.
+    in_flight: Semaphore,
 }
 
 impl Mover<'_> {
     /// Makes the sink hold every chunk of `refs` (nodes: their whole subtree); `depth` is the
-    /// tree level of `refs` (roots are 1).
-    /// Each ref comes with the logical bytes it stands for, counted as not shipped when the
-    /// sink holds it.
-    async fn ensure(&mut self, refs: Vec<(ChunkRef, u64)>, depth: usize) -> LinkResult<()> {
+    /// tree level of `refs` (roots are 1). Each ref comes with the logical bytes it stands
+    /// for, counted as not shipped when the sink holds it. Nodes the sink lacks are shipped
+    /// [`PARALLEL_NODES`] at a time.
+    async fn ensure(&self, refs: Vec<(ChunkRef, u64)>, depth: usize) -> LinkResult<()> {
         if depth > MAX_DEPTH {
             return Err(LinkError::Protocol(format!(
                 "extent tree deeper than {MAX_DEPTH} levels"
             )));
         }
-        let mut seen = HashSet::new();
-        let refs: Vec<(ChunkRef, u64)> = refs
-            .into_iter()
-            .filter(|(r, _)| !self.shipped.contains(&r.id) && seen.insert(r.id))
-            .collect();
+        let lacking = self.lacking(refs).await?;
+        let (nodes, data): (Vec<_>, Vec<_>) =
+            lacking.into_iter().partition(|(r, _)| r.node_len.is_some());
+        self.send(data, None).await?;
+        futures::stream::iter(nodes)
+            .map(|(node, _)| self.ensure_node(node, depth))
+            .buffer_unordered(PARALLEL_NODES)
+            .try_collect::<()>()
+            .await
+    }
+
+    /// Which of `refs` the sink lacks (asking only about those not known to be there).
+    async fn lacking(&self, refs: Vec<(ChunkRef, u64)>) -> LinkResult<Vec<(ChunkRef, u64)>> {
+        let refs: Vec<(ChunkRef, u64)> = {
+            let shipped = self.shipped.lock();
+            let mut seen = HashSet::new();
+            refs.into_iter()
+                .filter(|(r, _)| !shipped.contains(&r.id) && seen.insert(r.id))
+                .collect()
+        };
         let mut lacking = Vec::new();
         for part in refs.chunks(MAX_REFS) {
             let have = self
@@ -194,26 +229,22 @@ impl Mover<'_> {
                     "the sink answered for other chunks".into(),
                 ));
             }
+            let mut shipped = self.shipped.lock();
             for ((r, len), have) in part.iter().zip(have) {
                 if have {
-                    self.shipped.insert(r.id);
+                    shipped.insert(r.id);
                     Traffic::add(&self.traffic.bytes_skipped, *len);
                 } else {
-                    lacking.push(*r);
+                    lacking.push((*r, *len));
                 }
             }
         }
-        let (nodes, data): (Vec<ChunkRef>, Vec<ChunkRef>) =
-            lacking.into_iter().partition(|r| r.node_len.is_some());
-        self.send(data).await?;
-        for node in nodes {
-            self.ensure_node(node, depth).await?;
-        }
-        Ok(())
+        Ok(lacking)
     }
 
-    /// Ships a node the sink lacks: what is below it first, then the node.
-    async fn ensure_node(&mut self, node: ChunkRef, depth: usize) -> LinkResult<()> {
+    /// Ships a node the sink lacks: what is below it first, then the node (with the last of
+    /// its data chunks, when its children are data).
+    async fn ensure_node(&self, node: ChunkRef, depth: usize) -> LinkResult<()> {
         let len = node.node_len.unwrap_or_default();
         let stored = self.fetch(vec![node.id]).await?.remove(0);
         let raw = stored
@@ -222,39 +253,63 @@ impl Mover<'_> {
         let tree = TreeNode::decode_checked(&raw, len).map_err(|e| {
             LinkError::Protocol(format!("tree node {} from the source: {e}", node.id))
         })?;
-        let below: Vec<(ChunkRef, u64)> = match &tree {
-            TreeNode::Children(children) => children
-                .iter()
-                .map(|c| (ChunkRef::node(*c), c.len))
-                .collect(),
-            TreeNode::Leaves(leaves) => leaves
-                .iter()
-                .filter_map(|l| match l.target {
-                    Target::Chunk { id, .. } => Some((ChunkRef::data(id), l.len)),
-                    _ => None,
-                })
-                .collect(),
-        };
-        Box::pin(self.ensure(below, depth + 1)).await?;
-        Traffic::add(&self.traffic.nodes, 1);
-        Traffic::add(&self.traffic.bytes, stored.payload.len() as u64);
-        self.traffic
-            .limit
-            .acquire(stored.payload.len() as u64)
-            .await;
-        self.dst.put(vec![(node, stored)]).await?;
-        self.shipped.insert(node.id);
+        match &tree {
+            TreeNode::Children(children) => {
+                let below = children
+                    .iter()
+                    .map(|c| (ChunkRef::node(*c), c.len))
+                    .collect();
+                Box::pin(self.ensure(below, depth + 1)).await?;
+                Traffic::add(&self.traffic.nodes, 1);
+                Traffic::add(&self.traffic.bytes, stored.payload.len() as u64);
+                self.traffic
+                    .limit
+                    .acquire(stored.payload.len() as u64)
+                    .await;
+                self.dst.put(vec![(node, stored)]).await?;
+                self.shipped.lock().insert(node.id);
+            }
+            TreeNode::Leaves(leaves) => {
+                let below = leaves
+                    .iter()
+                    .filter_map(|l| match l.target {
+                        Target::Chunk { id, .. } => Some((ChunkRef::data(id), l.len)),
+                        _ => None,
+                    })
+                    .collect();
+                let lacking = self.lacking(below).await?;
+                self.send(lacking, Some((node, stored))).await?;
+            }
+        }
         Ok(())
     }
 
-    /// Ships data chunks, in bodies of at most [`MAX_BODY`] bytes.
-    async fn send(&mut self, data: Vec<ChunkRef>) -> LinkResult<()> {
-        for part in data.chunks(64) {
-            let ids = part.iter().map(|r| r.id).collect();
+    /// Ships data chunks, [`CHUNKS_PER_PUT`] per call, then `node` (with the last call), all
+    /// stored before the call returns.
+    async fn send(
+        &self,
+        data: Vec<(ChunkRef, u64)>,
+        mut node: Option<(ChunkRef, StoredChunk)>,
+    ) -> LinkResult<()> {
+        let node_id = node.as_ref().map(|(r, _)| r.id);
+        let parts: Vec<&[(ChunkRef, u64)]> = data.chunks(CHUNKS_PER_PUT).collect();
+        let last = parts.len();
+        for (n, part) in parts.into_iter().enumerate() {
+            let estimate: u64 = part
+                .iter()
+                .map(|(_, len)| (*len).clamp(1, MAX_CHUNK_ESTIMATE))
+                .sum();
+            let kib = (estimate.div_ceil(1024) as usize).clamp(1, IN_FLIGHT_KIB);
+            let _permit = self
+                .in_flight
+                .acquire_many(kib as u32)
+                .await
+                .map_err(|_| LinkError::Protocol("transfer closed".into()))?;
+            let ids = part.iter().map(|(r, _)| r.id).collect();
             let stored = self.fetch(ids).await?;
-            let mut batch: Vec<(ChunkRef, StoredChunk)> = Vec::new();
+            let mut batch: Vec<(ChunkRef, StoredChunk)> = Vec::with_capacity(part.len() + 1);
             let mut bytes = 0u64;
-            for (r, c) in part.iter().zip(stored) {
+            for ((r, _), c) in part.iter().zip(stored) {
                 let len = c.payload.len() as u64;
                 if bytes + len > MAX_BODY && !batch.is_empty() {
                     self.dst.put(std::mem::take(&mut batch)).await?;
@@ -266,10 +321,28 @@ impl Mover<'_> {
                 Traffic::add(&self.traffic.bytes, len);
                 batch.push((*r, c));
             }
+            if n + 1 == last {
+                if let Some((r, c)) = node.take() {
+                    Traffic::add(&self.traffic.nodes, 1);
+                    Traffic::add(&self.traffic.bytes, c.payload.len() as u64);
+                    self.traffic.limit.acquire(c.payload.len() as u64).await;
+                    batch.push((r, c));
+                }
+            }
             if !batch.is_empty() {
                 self.dst.put(batch).await?;
             }
-            self.shipped.extend(part.iter().map(|r| r.id));
+            self.shipped.lock().extend(part.iter().map(|(r, _)| r.id));
+        }
+        if let Some((r, c)) = node {
+            // Every data chunk was held already: the node goes alone.
+            Traffic::add(&self.traffic.nodes, 1);
+            Traffic::add(&self.traffic.bytes, c.payload.len() as u64);
+            self.traffic.limit.acquire(c.payload.len() as u64).await;
+            self.dst.put(vec![(r, c)]).await?;
+        }
+        if let Some(id) = node_id {
+            self.shipped.lock().insert(id);
         }
         Ok(())
     }

@@ -35,6 +35,9 @@ pub struct NetConfig {
     pub send_window: u64,
     /// Peers this node must not talk to (a deliberate partition); `None`: every peer.
     pub fence: Option<Arc<crate::Fence>>,
+    /// Congestion control by BBR instead of CUBIC: for links between sites, where a little
+    /// random loss on a long path would otherwise halve the window again and again.
+    pub bbr: bool,
 }
 
 impl Default for NetConfig {
@@ -51,6 +54,7 @@ impl Default for NetConfig {
             connection_window: 16 << 20,
             send_window: 8 << 20,
             fence: None,
+            bbr: false,
         }
     }
 }
@@ -87,6 +91,9 @@ impl NetConfig {
             .stream_receive_window(quinn::VarInt::from_u32(self.stream_window))
             .receive_window(quinn::VarInt::from_u32(self.connection_window))
             .send_window(self.send_window);
+        if self.bbr {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+        }
         Ok(Arc::new(t))
     }
 }
