@@ -299,7 +299,9 @@ impl Client {
         .await
     }
 
-    /// Removes a version another site removed; `false` if it was not here.
+    /// Removes a version another site removed; `false` if it was not here, in which case a
+    /// tombstone keeps it from being applied if it arrives later (single-node sites; see
+    /// `ManifestBackend::remove_shipped`).
     pub async fn remove_shipped(
         &self,
         bucket: &str,
@@ -307,7 +309,7 @@ impl Client {
         version: VersionId,
     ) -> Result<bool, ClientError> {
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.blocking(move |i| Ok(i.meta.remove_version(&b, &k, version, None)?.is_some()))
+        self.blocking(move |i| Ok(i.meta.remove_shipped(&b, &k, version)?))
             .await
     }
 

@@ -139,6 +139,17 @@ pub trait ManifestBackend: Send + Sync + 'static {
         version: VersionId,
         lock_check: Option<(u64, bool)>,
     ) -> Result<Option<VersionManifest>, ManifestError>;
+    /// Removes a version another site removed, leaving a tombstone when it is not here yet
+    /// (see [`ManifestStore::remove_shipped`]); returns whether a stored version was removed.
+    /// The default only removes a stored version.
+    fn remove_shipped(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+    ) -> Result<bool, ManifestError> {
+        Ok(self.remove_version(bucket, key, version, None)?.is_some())
+    }
     /// How many other versions of `m`'s key share its parent (siblings: concurrent writes at
     /// two linked sites). A backend that does not track them answers 0.
     fn count_siblings(&self, m: &VersionManifest) -> Result<u32, ManifestError> {
@@ -389,6 +400,15 @@ impl ManifestBackend for ManifestStore {
             None => ManifestStore::remove_version(self, bucket, key, version),
         }
     }
+    fn remove_shipped(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+    ) -> Result<bool, ManifestError> {
+        ManifestStore::remove_shipped(self, bucket, key, version)
+    }
+
     fn count_siblings(&self, m: &VersionManifest) -> Result<u32, ManifestError> {
         ManifestStore::count_siblings(self, m)
     }

@@ -323,6 +323,34 @@ impl ManifestStore {
     ) -> Result<Option<VersionManifest>, ManifestError> {
         self.remove_version_if(bucket, key, version, |_| Ok(()))
     }
+    /// Removes a version that another site removed; when the version is not here (the removal
+    /// overtook it on its way), leaves a tombstone instead, so that it is never applied when it
+    /// arrives later (over another link). Returns whether a stored version was removed.
+    pub fn remove_shipped(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+    ) -> Result<bool, ManifestError> {
+        keys::check_bucket(bucket)?;
+        keys::check_key(key)?;
+        let mut txn = self.begin();
+        self.require_bucket(bucket)?;
+        if self.remove_in(&mut txn, bucket, key, version)?.is_some() {
+            self.commit(txn)?;
+            return Ok(true);
+        }
+        let vkey = keys::version_key(bucket, key, version);
+        if self
+            .db
+            .get_pinned_cf(self.cf(crate::db::CF_REMOVED), &vkey)?
+            .is_none()
+        {
+            self.tombstone_in(&mut txn, &vkey);
+            self.commit(txn)?;
+        }
+        Ok(false)
+    }
     /// Like [`ManifestStore::remove_version`], if `allow` accepts the stored version; it runs
     /// under the write lock, so nothing changes the version between the check and the removal
     /// (object lock uses this).

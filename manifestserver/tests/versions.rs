@@ -336,3 +336,20 @@ fn siblings_are_versions_of_other_sites_over_the_same_parent() {
     assert_eq!(s.count_siblings(&next).unwrap(), 0);
     assert_eq!(s.count_siblings(&v1).unwrap(), 0);
 }
+
+#[test]
+fn a_removal_that_overtakes_its_version_keeps_it_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let v = version("b", "k", 1, 10);
+    // The removal arrives first (over one link), the version later (over another).
+    assert!(!s.remove_shipped("b", "k", v.version).unwrap());
+    assert_eq!(s.apply(&v).unwrap(), (false, vec![]), "the tombstone keeps it out");
+    assert_eq!(s.get_version("b", "k", v.version).unwrap(), None);
+    // A stored version is removed as usual.
+    let w = version("b", "k", 2, 10);
+    s.apply(&w).unwrap();
+    assert!(s.remove_shipped("b", "k", w.version).unwrap());
+    assert_eq!(s.current("b", "k").unwrap(), None);
+    assert!(!s.remove_shipped("b", "k", w.version).unwrap(), "twice is harmless");
+}
