@@ -27,9 +27,21 @@ pub enum LinkCommand {
     Add {
         /// A name for the link (a DNS label, e.g. `paris`).
         name: String,
-        /// The other site's link listener, HOST:PORT (its `cairn serve --link-listen`).
+        /// The other site's link listener, HOST:PORT (its `cairn serve --link-listen`); or the
+        /// endpoint URL (http:// or https://) of any S3 store to mirror the buckets to (with
+        /// --direction send: current objects are written there as ordinary objects and deletes
+        /// follow).
         #[arg(long)]
         remote: String,
+        /// Access key id at an S3 endpoint given as --remote.
+        #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+        s3_access_key: Option<String>,
+        /// Its secret.
+        #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+        s3_secret_key: Option<String>,
+        /// Region to sign requests to an S3 endpoint for.
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+        s3_region: String,
         /// Buckets to sync, comma-separated.
         #[arg(
             long,
@@ -108,6 +120,9 @@ pub async fn run(cmd: LinkCommand) -> anyhow::Result<()> {
         LinkCommand::Add {
             name,
             remote,
+            s3_access_key,
+            s3_secret_key,
+            s3_region,
             buckets,
             all,
             direction,
@@ -138,6 +153,22 @@ pub async fn run(cmd: LinkCommand) -> anyhow::Result<()> {
                 );
             }
             links.remove_state(&cfg.name)?;
+            if cfg.is_s3() {
+                let (Some(access_key_id), Some(secret_access_key)) = (s3_access_key, s3_secret_key)
+                else {
+                    anyhow::bail!(
+                        "a link to an S3 endpoint needs its credentials: --s3-access-key and \
+                         --s3-secret-key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                    );
+                };
+                let target = cairn_isgw::mirror::S3Target {
+                    endpoint: cfg.remote.clone(),
+                    region: s3_region,
+                    access_key_id,
+                    secret_access_key,
+                };
+                links.save_s3_target(&cfg.name, &target)?;
+            }
             println!("Added link {} to {}", cfg.name, cfg.remote);
             file.links.push(cfg);
             links.save(&file)?;

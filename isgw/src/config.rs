@@ -72,7 +72,9 @@ pub enum DataMode {
 pub struct LinkConfig {
     /// The link's name at this site (a DNS label).
     pub name: String,
-    /// The remote site's link listener, HOST:PORT.
+    /// The remote site's link listener, HOST:PORT; or, for a send-only mirror to a plain S3
+    /// store, its endpoint URL (`http://` or `https://`; credentials in
+    /// `DATA_DIR/link/s3/NAME.json`).
     pub remote: String,
     /// Buckets carried; `None`: every bucket.
     pub buckets: Option<Vec<String>>,
@@ -98,10 +100,21 @@ impl LinkConfig {
             .is_none_or(|b| b.iter().any(|b| b == bucket))
     }
 
+    /// Whether the remote is a plain S3 endpoint (a mirror link).
+    pub fn is_s3(&self) -> bool {
+        self.remote.starts_with("http://") || self.remote.starts_with("https://")
+    }
+
     /// Checks the fields a user typed.
     pub fn validate(&self) -> Result<(), String> {
         cairn_net::identity::validate_name("link", &self.name).map_err(|e| e.to_string())?;
-        if !self.remote.contains(':') {
+        if self.is_s3() {
+            if self.direction != Direction::Send {
+                return Err(
+                    "a link to a plain S3 endpoint only sends: pass --direction send".to_string(),
+                );
+            }
+        } else if !self.remote.contains(':') {
             return Err(format!(
                 "--remote {} has no port: give HOST:PORT of the remote site's link listener \
                  (its `cairn serve --link-listen`)",
@@ -194,24 +207,65 @@ impl LinkDir {
         write_atomic(&self.state_path(name), &bytes)
     }
 
-    /// Forgets a link's progress.
+    fn s3_path(&self, name: &str) -> PathBuf {
+        self.dir.join("s3").join(format!("{name}.json"))
+    }
+
+    /// Keeps the endpoint and credentials of mirror link `name` (readable by the owner only).
+    pub fn save_s3_target(
+        &self,
+        name: &str,
+        target: &crate::mirror::S3Target,
+    ) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(target).map_err(std::io::Error::other)?;
+        write_atomic_mode(&self.s3_path(name), &bytes, 0o600)
+    }
+
+    /// The endpoint and credentials of mirror link `name`.
+    pub fn load_s3_target(&self, name: &str) -> std::io::Result<crate::mirror::S3Target> {
+        let path = self.s3_path(name);
+        let b = std::fs::read(&path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        serde_json::from_slice(&b).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })
+    }
+
+    /// Forgets a link's progress (and a mirror link's credentials).
     pub fn remove_state(&self, name: &str) -> std::io::Result<()> {
-        match std::fs::remove_file(self.state_path(name)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        for path in [self.state_path(name), self.s3_path(name)] {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
+        Ok(())
     }
 }
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename, then syncs the
 /// directory, so a crash leaves the old or the new file, whole.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// [`write_atomic`] with the file's permission bits.
+pub(crate) fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("tmp");
     {
         use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }

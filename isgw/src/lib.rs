@@ -13,6 +13,7 @@ pub mod config;
 mod error;
 pub mod identity;
 mod listener;
+pub mod mirror;
 pub mod proto;
 mod remote;
 mod runner;

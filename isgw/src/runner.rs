@@ -285,6 +285,9 @@ async fn session(
     config: &mut watch::Receiver<LinkConfig>,
     stop: &mut watch::Receiver<bool>,
 ) -> LinkResult<Ended> {
+    if cfg.is_s3() {
+        return mirror_session(shared, run, cfg, config, stop).await;
+    }
     let identity = (shared.identity)().map_err(LinkError::Refused)?;
     let addr = cairn_net::resolve(&cfg.remote, Duration::from_secs(10)).await?;
     let bind: SocketAddr = if addr.is_ipv6() {
@@ -384,6 +387,46 @@ fn explain_refusal(e: LinkError) -> LinkError {
              `cairn link ca` at one site and `cairn link trust FILE` at the other, both ways"
         )),
         e => e,
+    }
+}
+
+/// A session of a link to a plain S3 endpoint (see `crate::mirror`).
+async fn mirror_session(
+    shared: &Shared,
+    run: &Run,
+    cfg: &LinkConfig,
+    config: &mut watch::Receiver<LinkConfig>,
+    stop: &mut watch::Receiver<bool>,
+) -> LinkResult<Ended> {
+    let target = shared
+        .dir
+        .load_s3_target(&cfg.name)
+        .map_err(|e| LinkError::Refused(format!("the link's S3 credentials: {e}")))?;
+    let mut mirror = crate::mirror::Mirror::new(&shared.client, cfg, &target, &run.sent);
+    mirror.hello().await?;
+    *run.phase.lock() = LinkPhase::Connected;
+    *run.last_error.lock() = None;
+    let mut state = shared
+        .dir
+        .load_state(&cfg.name)
+        .map_err(|e| LinkError::Refused(format!("link state: {e}")))?;
+    loop {
+        if *stop.borrow() {
+            return Ok(Ended::Stopped);
+        }
+        if config.has_changed().unwrap_or(true) {
+            return Ok(Ended::Reconfigured);
+        }
+        let worked = mirror.step(cfg, &mut state.send).await?;
+        save(shared, cfg, &state)?;
+        *run.initial_left.lock() = (state.send.initial.clone(), Vec::new());
+        if !worked {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return Ok(Ended::Stopped),
+                _ = config.changed() => return Ok(Ended::Reconfigured),
+                _ = tokio::time::sleep(shared.poll) => {}
+            }
+        }
     }
 }
 

@@ -51,7 +51,7 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 

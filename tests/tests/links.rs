@@ -746,3 +746,72 @@ async fn a_single_node_site_and_a_three_node_site_sync_both_ways() {
     single.stop().await;
     multi.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_is_mirrored_to_a_plain_s3_endpoint_and_deletes_follow() {
+    let a = LinkedSite::start().await;
+    // The mirror's target is any S3 endpoint; here another site's, used as a plain S3 store.
+    let target = cairn_tests::TestSite::start().await;
+    let (sa, st) = (a.site.s3(), target.s3());
+    versioned_bucket(&sa, "pics").await;
+    put(&sa, "pics", "before", b"made before the link".to_vec()).await;
+    put(&sa, "pics", "gone-soon", b"deleted later".to_vec()).await;
+    let dir = cairn_isgw::LinkDir::new(a.site.dir());
+    dir.save_s3_target(
+        "backup",
+        &cairn_isgw::mirror::S3Target {
+            endpoint: format!("http://{}", target.addr),
+            region: "us-east-1".into(),
+            access_key_id: cairn_tests::ACCESS_KEY.into(),
+            secret_access_key: cairn_tests::SECRET_KEY.into(),
+        },
+    )
+    .expect("credentials");
+    a.add_link(cairn_isgw::LinkConfig {
+        name: "backup".into(),
+        remote: format!("http://{}", target.addr),
+        buckets: Some(vec!["pics".into()]),
+        direction: cairn_isgw::Direction::Send,
+        mode: cairn_isgw::Mode::Both,
+        data: cairn_isgw::DataMode::Full,
+        rate_bytes_per_sec: 0,
+        paused: false,
+    });
+    wait_for(CONVERGE, "the initial copy at the endpoint", || async {
+        get(&st, "pics", "before")
+            .await
+            .filter(|(d, _)| d == b"made before the link")
+    })
+    .await;
+    // Changes follow: a new object (large enough for a multipart upload), an overwrite, and a
+    // delete.
+    let big = random_bytes(
+        (cairn_isgw::mirror::SINGLE_PUT_MAX + (3 << 20)) as usize,
+        41,
+    );
+    put(&sa, "pics", "big", big.clone()).await;
+    put(&sa, "pics", "before", b"changed".to_vec()).await;
+    sa.delete_object()
+        .bucket("pics")
+        .key("gone-soon")
+        .send()
+        .await
+        .expect("delete");
+    wait_for(CONVERGE, "the changes at the endpoint", || async {
+        let changed = get(&st, "pics", "before")
+            .await
+            .is_some_and(|(d, _)| d == b"changed");
+        let gone = get(&st, "pics", "gone-soon").await.is_none();
+        let big_there = get(&st, "pics", "big").await.is_some_and(|(d, _)| d == big);
+        (changed && gone && big_there).then_some(())
+    })
+    .await;
+    let status = a.status("backup").expect("status");
+    assert_eq!(status.phase, LinkPhase::Connected, "{status:?}");
+    assert!(
+        status.sent.removals >= 1 && status.sent.versions >= 3,
+        "{status:?}"
+    );
+    a.stop().await;
+    target.stop().await;
+}
