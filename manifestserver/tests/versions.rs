@@ -344,12 +344,19 @@ fn a_removal_that_overtakes_its_version_keeps_it_out() {
     let v = version("b", "k", 1, 10);
     // The removal arrives first (over one link), the version later (over another).
     assert!(!s.remove_shipped("b", "k", v.version).unwrap());
-    assert_eq!(s.apply(&v).unwrap(), (false, vec![]), "the tombstone keeps it out");
+    assert_eq!(
+        s.apply(&v).unwrap(),
+        (false, vec![]),
+        "the tombstone keeps it out"
+    );
     assert_eq!(s.get_version("b", "k", v.version).unwrap(), None);
     // A stored version is removed as usual.
     let w = version("b", "k", 2, 10);
     s.apply(&w).unwrap();
     assert!(s.remove_shipped("b", "k", w.version).unwrap());
     assert_eq!(s.current("b", "k").unwrap(), None);
-    assert!(!s.remove_shipped("b", "k", w.version).unwrap(), "twice is harmless");
+    assert!(
+        !s.remove_shipped("b", "k", w.version).unwrap(),
+        "twice is harmless"
+    );
 }
