@@ -116,20 +116,7 @@ impl<'a> Mirror<'a> {
     /// Mirrors one batch, if there is one; returns whether there was.
     pub(crate) async fn step(&mut self, cfg: &LinkConfig, p: &mut Progress) -> LinkResult<bool> {
         if !p.started {
-            if cfg.mode.continuous() {
-                p.cursors = self.local.logs().await?.into_iter().collect();
-            }
-            if cfg.mode.initial() {
-                p.initial = self
-                    .local
-                    .buckets()
-                    .await?
-                    .into_iter()
-                    .map(|b| b.name)
-                    .filter(|b| cfg.carries(b))
-                    .collect();
-            }
-            p.started = true;
+            crate::runner::begin(&self.local, cfg, p).await?;
             return Ok(true);
         }
         if let Some(bucket) = p.initial.first().cloned() {

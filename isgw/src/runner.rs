@@ -7,7 +7,7 @@
 //! source's change logs from the persisted cursors. A batch is shipped (`crate::ship`) before
 //! its cursor moves, so after a crash or a lost connection the batch is shipped again, which
 //! is harmless: shipping is idempotent. Versions made at the site a direction ships to are
-//! never shipped back to it. A failed session is retried with backoff (1 s doubling to 30 s).
+//! never shipped back to it. A failed session is retried with backoff (1 s doubling to 10 s).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,7 +34,7 @@ pub const DEFAULT_POLL: Duration = Duration::from_millis(200);
 /// How often bucket records are compared.
 const BUCKET_SYNC: Duration = Duration::from_secs(5);
 /// Longest wait between attempts to reach a remote that cannot be reached.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Makes the identity a link presents (reloaded at every connection, so newly trusted CAs
 /// apply).
@@ -366,10 +366,8 @@ async fn session(
             }
             *run.initial_left.lock() = (state.send.initial.clone(), state.receive.initial.clone());
             if !worked {
-                tokio::select! {
-                    _ = stop.wait_for(|s| *s) => return Ok(Ended::Stopped),
-                    _ = config.changed() => return Ok(Ended::Reconfigured),
-                    _ = tokio::time::sleep(shared.poll) => {}
+                if let Some(ended) = idle(shared, config, stop).await {
+                    return Ok(ended);
                 }
             }
         }
@@ -421,12 +419,44 @@ async fn mirror_session(
         save(shared, cfg, &state)?;
         *run.initial_left.lock() = (state.send.initial.clone(), Vec::new());
         if !worked {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return Ok(Ended::Stopped),
-                _ = config.changed() => return Ok(Ended::Reconfigured),
-                _ = tokio::time::sleep(shared.poll) => {}
+            if let Some(ended) = idle(shared, config, stop).await {
+                return Ok(ended);
             }
         }
+    }
+}
+
+/// Takes a direction's starting point: where the source's change logs end now (held for the
+/// link from there) when it follows changes, and the buckets to copy first when it copies what
+/// exists.
+pub(crate) async fn begin(src: &dyn Source, cfg: &LinkConfig, p: &mut Progress) -> LinkResult<()> {
+    if cfg.mode.continuous() {
+        p.cursors = src.logs().await?.into_iter().collect();
+    }
+    if cfg.mode.initial() {
+        p.initial = src
+            .buckets()
+            .await?
+            .into_iter()
+            .map(|b| b.name)
+            .filter(|b| cfg.carries(b))
+            .collect();
+        p.initial_after = None;
+    }
+    p.started = true;
+    Ok(())
+}
+
+/// Waits one polling interval, or until the link is stopped or re-configured.
+async fn idle(
+    shared: &Shared,
+    config: &mut watch::Receiver<LinkConfig>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Ended> {
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => Some(Ended::Stopped),
+        _ = config.changed() => Some(Ended::Reconfigured),
+        _ = tokio::time::sleep(shared.poll) => None,
     }
 }
 
@@ -466,21 +496,7 @@ impl Direction<'_> {
     /// Ships one batch, if there is one; returns whether there was.
     async fn step(&self, cfg: &LinkConfig, p: &mut Progress, remote_site: u16) -> LinkResult<bool> {
         if !p.started {
-            if cfg.mode.continuous() {
-                p.cursors = self.src.logs().await?.into_iter().collect();
-            }
-            if cfg.mode.initial() {
-                p.initial = self
-                    .src
-                    .buckets()
-                    .await?
-                    .into_iter()
-                    .map(|b| b.name)
-                    .filter(|b| cfg.carries(b))
-                    .collect();
-                p.initial_after = None;
-            }
-            p.started = true;
+            begin(self.src, cfg, p).await?;
             p.remote_site = Some(remote_site);
             return Ok(true);
         }

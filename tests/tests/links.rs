@@ -10,7 +10,7 @@ use cairn_tests::link::{wait_for, LinkedSite};
 use cairn_tests::random_bytes;
 
 /// How long a scenario waits for a link to converge.
-const CONVERGE: Duration = Duration::from_secs(60);
+const CONVERGE: Duration = Duration::from_secs(120);
 
 async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Vec<u8>) -> String {
     s3.put_object()
