@@ -16,15 +16,9 @@
 //! controllers own its volumes, to do the same work, and prints its report.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use base64::Engine;
@@ -66,32 +60,13 @@ pub struct S3Args {
 
 impl S3Args {
     fn client(&self) -> aws_sdk_s3::Client {
-        let creds = Credentials::new(
-            &self.access_key,
-            &self.secret_key,
-            None,
-            None,
-            "cairn-backup",
-        );
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(self.region.clone()))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(creds)
-            .force_path_style(true)
-            .retry_config(RetryConfig::standard().with_max_attempts(4))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_secs(300))
-                    .connect_timeout(Duration::from_secs(10))
-                    .build(),
-            )
-            // Only what every S3 implementation takes; chunk bytes are verified by their
-            // BLAKE3 name anyway.
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+        cairn_isgw::mirror::S3Target {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id: self.access_key.clone(),
+            secret_access_key: self.secret_key.clone(),
+        }
+        .client()
     }
 }
 

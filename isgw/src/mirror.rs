@@ -12,7 +12,13 @@
 
 use std::collections::BTreeSet;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use std::time::Duration;
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -46,13 +52,16 @@ pub struct S3Target {
 }
 
 impl S3Target {
-    fn client(&self) -> aws_sdk_s3::Client {
+    /// A client for any S3 store (volume backups use it too): path-style, retried, bounded
+    /// in time, and sending checksums only where S3 requires them, which every implementation
+    /// takes (what is stored is checked by its BLAKE3 name or its ETag anyway).
+    pub fn client(&self) -> aws_sdk_s3::Client {
         let creds = Credentials::new(
             &self.access_key_id,
             &self.secret_access_key,
             None,
             None,
-            "cairn-link",
+            "cairn",
         );
         let config = aws_sdk_s3::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
@@ -60,6 +69,15 @@ impl S3Target {
             .endpoint_url(&self.endpoint)
             .credentials_provider(creds)
             .force_path_style(true)
+            .retry_config(RetryConfig::standard().with_max_attempts(4))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(300))
+                    .connect_timeout(Duration::from_secs(10))
+                    .build(),
+            )
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
         aws_sdk_s3::Client::from_conf(config)
     }

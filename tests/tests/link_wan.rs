@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use cairn_isgw::{DataMode, Direction, LinkConfig, LinkPhase, Mode};
-use cairn_tests::link::{wait_for, LinkedSite};
+use cairn_tests::link::{versioned_bucket, wait_for, LinkedSite};
 use cairn_tests::random_bytes;
 use cairn_tests::relay::{Relay, RelayConfig, RelayStats};
 
@@ -19,24 +18,6 @@ const OBJECT: usize = 256 << 10;
 
 /// Time between two writes: 256 KiB every 50 ms is 5 MiB/s, 40 % of the WAN's 100 Mbit/s.
 const WRITE_EVERY: Duration = Duration::from_millis(50);
-
-async fn versioned_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
-    s3.create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("create bucket");
-    s3.put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("versioning");
-}
 
 /// The keys of `bucket` (at most 1000), sorted; none if the bucket is not there yet.
 async fn keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {

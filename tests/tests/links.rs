@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use aws_sdk_s3::types::BucketVersioningStatus;
 use cairn_isgw::LinkPhase;
-use cairn_tests::link::{wait_for, LinkedSite};
+use cairn_tests::link::{enable_versioning, versioned_bucket, wait_for, LinkedSite};
 use cairn_tests::random_bytes;
 
 /// How long a scenario waits for a link to converge.
@@ -63,24 +63,6 @@ async fn versions(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, String,
         .collect();
     all.sort();
     all
-}
-
-async fn versioned_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
-    s3.create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("create bucket");
-    s3.put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("versioning");
 }
 
 /// Two sites that trust each other.
@@ -640,7 +622,7 @@ async fn bucket_settings_travel_and_the_newest_change_wins() {
     .await;
     // A change at a reaches b; versioning too.
     tag_bucket(&sa, "conf", "team-a").await;
-    versioned_bucket_settings(&sa, "conf").await;
+    enable_versioning(&sa, "conf").await;
     wait_for(CONVERGE, "a's settings at b", || async {
         let tags = bucket_tags(&sb, "conf").await;
         let v = sb
@@ -683,19 +665,6 @@ async fn bucket_settings_travel_and_the_newest_change_wins() {
     .await;
     a.stop().await;
     b.stop().await;
-}
-
-async fn versioned_bucket_settings(s3: &aws_sdk_s3::Client, bucket: &str) {
-    s3.put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("versioning");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
