@@ -8,7 +8,8 @@ use bytes::Bytes;
 use cairn_core::codec::{self, Codec};
 use cairn_core::format::{decode_body, FormatError, Versioned};
 use cairn_core::space::{
-    is_no_space_message, write_buffer_for, SpaceGate, MAX_WRITE_BUFFER, WAL_WRITE_BUFFERS,
+    free_bytes, is_no_space_message, room_to_flush, write_buffer_for, SpaceGate, MAX_WRITE_BUFFER,
+    ROCKSDB_OPEN_OPTIONS, WAL_WRITE_BUFFERS,
 };
 use cairn_core::{ChunkId, MAX_CHUNK_SIZE};
 use parking_lot::Mutex;
@@ -303,15 +304,34 @@ impl ChunkStore {
         ];
         // A store killed on a full disk must open again: replaying the WAL into memtables is
         // enough, while flushing them at open would need free space that is not there (the
-        // WAL stays until the next flush).
-        let opts = opts.get_options_from_string("avoid_flush_during_recovery=true")?;
+        // WAL stays until the next flush); and no file space is preallocated (see
+        // `ROCKSDB_OPEN_OPTIONS`).
+        let opts = opts.get_options_from_string(ROCKSDB_OPEN_OPTIONS)?;
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let size = write_buffer.to_string();
         for name in [CF_INDEX, CF_DATA, CF_META] {
             let cf = db.cf_handle(name).expect("opened with the database");
-            db.set_options_cf(&cf, &[("write_buffer_size", size.as_str())])?;
-            // What the WAL replayed is flushed now when there is room, as a plain open would
-            // have; on a full disk it stays in memory (and in the WAL) until space is freed.
+            // In effect at once; only writing the OPTIONS file can fail (a full disk), which
+            // costs nothing but the file.
+            if let Err(e) = db.set_options_cf(&cf, &[("write_buffer_size", size.as_str())]) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot record the chunk store's options");
+            }
+        }
+        // What the WAL replayed is flushed now when there is room, as a plain open would have;
+        // on a full disk it stays in memory (and in the WAL) until space is freed.
+        for name in [CF_INDEX, CF_DATA, CF_META] {
+            let cf = db.cf_handle(name).expect("opened with the database");
+            let pending = db
+                .property_int_value_cf(&cf, "rocksdb.cur-size-all-mem-tables")
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+            let free = free_bytes(dir).unwrap_or(u64::MAX);
+            if !room_to_flush(free, pending, write_buffer) {
+                tracing::warn!(dir = %dir.display(), pending_bytes = pending, free_bytes = free,
+                    "the chunk store keeps what it recovered in its WAL until space is freed");
+                continue;
+            }
             if let Err(e) = db.flush_cf(&cf) {
                 tracing::warn!(dir = %dir.display(), error = %e,
                     "the chunk store could not flush what it recovered: it stays in the WAL until space is freed");

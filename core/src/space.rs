@@ -198,6 +198,36 @@ pub fn write_buffer_for(total: u64) -> u64 {
     (total / 32).clamp(4 << 20, MAX_WRITE_BUFFER)
 }
 
+/// Whether a store may flush `pending` bytes of memtables (what it replayed at open) with
+/// `free` bytes left on its file system: the flush writes about that much (payloads into blob
+/// files, keys into SSTs) before the WAL it empties is deleted, and a flush that fails for want
+/// of space has taken the room first (the stores' OPTIONS and MANIFEST writes, and the other
+/// store's open, would then fail). A write buffer is kept spare.
+pub fn room_to_flush(free: u64, pending: u64, write_buffer: u64) -> bool {
+    free >= pending
+        .saturating_add(pending / 4)
+        .saturating_add(write_buffer)
+}
+
+/// Bytes free for an unprivileged writer on the file system of `dir` (`None` if unknown).
+pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// RocksDB options both stores open with, beside their own:
+/// - `avoid_flush_during_recovery`: a store killed on a full disk must open again, and
+///   replaying its WAL into memtables needs no space where flushing them would;
+/// - `allow_fallocate=false`: no file space is preallocated. RocksDB would preallocate each
+///   new WAL at 1.1 × the largest memtable, each MANIFEST at 4 MiB and each compaction output
+///   at 1.1 × its target size, and on ext4 a preallocation that runs out of space keeps what it
+///   got, taking the room the next write needs. The stores open with memtables
+///   [`WAL_WRITE_BUFFERS`] times larger (so the replay does not flush), so the WAL made at open
+///   would take four write buffers of a disk that may have only the node's open reserve left,
+///   and the MANIFEST written next failed. A WAL append costs one journal commit per sync
+///   either way (a preallocated extent is converted to written, a new one allocated).
+pub const ROCKSDB_OPEN_OPTIONS: &str = "avoid_flush_during_recovery=true;allow_fallocate=false";
+
 /// The message a refused write gets: what happened and what to do.
 pub fn no_space_message(state: SpaceState, detail: &str) -> String {
     let what = match state {

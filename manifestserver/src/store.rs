@@ -95,15 +95,35 @@ impl ManifestStore {
             .collect::<Vec<_>>();
         // A store killed on a full disk must open again: replaying the WAL into memtables is
         // enough, while flushing them at open would need free space that is not there (the
-        // WAL stays until the next flush).
-        let opts = opts.get_options_from_string("avoid_flush_during_recovery=true")?;
+        // WAL stays until the next flush); and no file space is preallocated (see
+        // `ROCKSDB_OPEN_OPTIONS`).
+        let opts = opts.get_options_from_string(cairn_core::space::ROCKSDB_OPEN_OPTIONS)?;
         let db = DBWithThreadMode::<SingleThreaded>::open_cf_descriptors(&opts, dir, cfs)?;
         let size = write_buffer.to_string();
-        for name in std::iter::once(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).chain(ALL_CFS) {
+        let all = || std::iter::once(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).chain(ALL_CFS);
+        for name in all() {
             let cf = db.cf_handle(name).expect("opened with the database");
-            db.set_options_cf(cf, &[("write_buffer_size", size.as_str())])?;
-            // What the WAL replayed is flushed now when there is room, as a plain open would
-            // have; on a full disk it stays in memory (and in the WAL) until space is freed.
+            // In effect at once; only writing the OPTIONS file can fail (a full disk), which
+            // costs nothing but the file.
+            if let Err(e) = db.set_options_cf(cf, &[("write_buffer_size", size.as_str())]) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot record the metadata store's options");
+            }
+        }
+        // What the WAL replayed is flushed now when there is room, as a plain open would have;
+        // on a full disk it stays in memory (and in the WAL) until space is freed.
+        for name in all() {
+            let cf = db.cf_handle(name).expect("opened with the database");
+            let pending = db
+                .property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables")
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+            let free = cairn_core::space::free_bytes(dir).unwrap_or(u64::MAX);
+            if !cairn_core::space::room_to_flush(free, pending, write_buffer) {
+                tracing::warn!(dir = %dir.display(), pending_bytes = pending, free_bytes = free,
+                    "the metadata store keeps what it recovered in its WAL until space is freed");
+                continue;
+            }
             if let Err(e) = db.flush_cf(cf) {
                 tracing::warn!(dir = %dir.display(), error = %e,
                     "the metadata store could not flush what it recovered: it stays in the WAL until space is freed");
