@@ -11,6 +11,7 @@ mod cluster_cmd;
 pub mod disk;
 mod init;
 mod link_cmd;
+mod nfs_cmd;
 pub mod node;
 mod object_cmd;
 mod ops;
@@ -34,6 +35,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of `serve`'s arguments costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a site. With no flags: a single-node site with data in ./cairn-data and S3 on
@@ -68,6 +71,9 @@ enum Command {
     /// Look at one object's versions: siblings written at two linked sites at once.
     #[command(subcommand)]
     Object(object_cmd::ObjectCommand),
+    /// Export buckets over NFS (NFSv3): files are objects, directories key prefixes.
+    #[command(subcommand)]
+    Nfs(nfs_cmd::NfsCommand),
 }
 
 /// Where an admin command acts: a data dir (directly, or through the site running on it), or a
@@ -167,6 +173,9 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3903";
 pub const DEFAULT_NBD_LISTEN: &str = "127.0.0.1:10809";
 /// The default iSCSI portal address (iSCSI's registered port).
 pub const DEFAULT_ISCSI_LISTEN: &str = "127.0.0.1:3260";
+/// The default NFS listen address (NFS's registered port; MOUNT and the port mapper answer
+/// there too).
+pub const DEFAULT_NFS_LISTEN: &str = "127.0.0.1:2049";
 /// Default address (UDP) of the link listener, where other sites connect.
 pub const DEFAULT_LINK_LISTEN: &str = "127.0.0.1:3905";
 
@@ -212,6 +221,7 @@ pub fn run() -> anyhow::Result<()> {
             Command::Cluster(cmd) => cluster_cmd::run(cmd).await,
             Command::Volume(cmd) => volume_cmd::run(cmd).await,
             Command::Link(cmd) => link_cmd::run(cmd).await,
+            Command::Nfs(cmd) => nfs_cmd::run(cmd).await,
             Command::Object(cmd) => object_cmd::run(cmd).await,
         }
     })

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use crate::workers::{gc_loop, lifecycle_loop, Workers};
 use crate::{
     admin, parse_listen, DEFAULT_ADMIN_LISTEN, DEFAULT_ISCSI_LISTEN, DEFAULT_LINK_LISTEN,
-    DEFAULT_NBD_LISTEN, DEFAULT_S3_LISTEN,
+    DEFAULT_NBD_LISTEN, DEFAULT_NFS_LISTEN, DEFAULT_S3_LISTEN,
 };
 
 fn parse_target_prefix(s: &str) -> Result<String, String> {
@@ -110,6 +110,13 @@ pub struct ServeArgs {
     /// Do not serve volumes over NBD.
     #[arg(long, env = "CAIRN_NO_NBD")]
     pub no_nbd: bool,
+    /// Address of the NFS server (NFSv3, with MOUNT and a port mapper on the same TCP port)
+    /// that serves the buckets exported with `cairn nfs export`: `HOST:/BUCKET`.
+    #[arg(long, default_value = DEFAULT_NFS_LISTEN, value_parser = parse_listen, env = "CAIRN_NFS_LISTEN")]
+    pub nfs_listen: SocketAddr,
+    /// Do not serve NFS.
+    #[arg(long, env = "CAIRN_NO_NFS")]
+    pub no_nfs: bool,
     /// Address of the iSCSI portal that serves block volumes: each volume is LUN 0 of target
     /// `PREFIX:VOLUME` (`iscsi://ADDR/PREFIX:VOLUME/0`).
     #[arg(long, default_value = DEFAULT_ISCSI_LISTEN, value_parser = parse_listen, env = "CAIRN_ISCSI_LISTEN")]
@@ -336,6 +343,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .iscsi_target_prefix
         .clone()
         .unwrap_or_else(|| cairn_block::iscsi::default_target_prefix(""));
+    let nfs = if args.no_nfs {
+        None
+    } else {
+        let exports_file = cairn_nfs::ExportsFile::in_data_dir(dir);
+        let exports = exports_file.load().map_err(anyhow::Error::msg)?;
+        let fs = Arc::new(cairn_nfs::Fs::new(
+            client.clone(),
+            exports,
+            crate::volume_dirty_bytes(None),
+        ));
+        let config = cairn_nfs::NfsConfig {
+            exports_file: Some(exports_file.path().to_path_buf()),
+            ..Default::default()
+        };
+        let server = cairn_nfs::NfsServer::bind(args.nfs_listen, fs, config)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} for NFS: pass another --nfs-listen, or --no-nfs",
+                    args.nfs_listen
+                )
+            })?;
+        Some(server)
+    };
     let iscsi = if args.no_iscsi {
         None
     } else {
@@ -446,6 +477,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metric_sources.push(i.stats());
     }
     let iscsi_task = iscsi.map(|n| tokio::spawn(n.serve(stopped(stop_rx.clone()))));
+    let nfs_addr = nfs.as_ref().map(|n| n.local_addr()).transpose()?;
+    if let Some(n) = &nfs {
+        metric_sources.push(n.metrics_source());
+    }
+    let nfs_task = nfs.map(|n| tokio::spawn(n.run(stopped(stop_rx.clone()))));
     let link_addr = links.as_ref().map(|(l, _)| l.local_addr());
     let link_runner = links.as_ref().map(|(_, r)| r.clone());
     if let Some(r) = &link_runner {
@@ -479,6 +515,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(addr) = iscsi_addr {
         println!("iSCSI endpoint: iscsi://{addr}/{iscsi_prefix}:VOLUME/0");
+    }
+    if let Some(addr) = nfs_addr {
+        println!("NFS endpoint:   nfs://{addr}/BUCKET (export one with `cairn nfs export BUCKET`)");
     }
     if let Some(addr) = link_addr {
         println!(
@@ -515,6 +554,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, "iSCSI target stopped with an error"),
             Err(e) => warn!(error = %e, "iSCSI target task failed"),
+        }
+    }
+    if let Some(task) = nfs_task {
+        // It commits every buffered write before it ends.
+        if let Err(e) = task.await {
+            warn!(error = %e, "NFS server task failed");
         }
     }
     if let Some((listener, runner)) = link_tasks {

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use cairn_chunkserver::StoredChunk;
 use cairn_core::codec::{self, Codec};
 use cairn_core::extent::{Child, Leaf, NodeStore, RangeWalker, Target};
-use cairn_core::manifest::{Content, ObjectLock};
+use cairn_core::manifest::{Content, ContentHeaders, ObjectLock};
 use cairn_core::ChunkId;
 use futures::{StreamExt, TryStreamExt};
 
@@ -258,8 +258,34 @@ impl Client {
         user_metadata: BTreeMap<String, String>,
         condition: Option<WriteCondition>,
     ) -> Result<PutResult, ClientError> {
+        self.put_tree_with(
+            bucket,
+            key,
+            Some(root),
+            ContentHeaders::default(),
+            user_metadata,
+            condition,
+        )
+        .await
+    }
+
+    /// [`Client::put_tree`] with content headers, and of an empty object when `root` is
+    /// `None` (its ETag is then the MD5 of no bytes, as S3 gives it).
+    pub async fn put_tree_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        root: Option<Child>,
+        headers: ContentHeaders,
+        user_metadata: BTreeMap<String, String>,
+        condition: Option<WriteCondition>,
+    ) -> Result<PutResult, ClientError> {
         self.check_space()?;
         let b = self.head_bucket(bucket).await?;
+        let (size, etag, content) = match root {
+            Some(root) if root.len > 0 => (root.len, tree_etag(&root), Content::Tree(root)),
+            _ => (0, EMPTY_MD5.to_string(), Content::Empty),
+        };
         let m = VersionManifest {
             bucket: bucket.to_string(),
             key: key.to_string(),
@@ -268,14 +294,14 @@ impl Client {
             null_version: false,
             delete_marker: false,
             mtime_ms: now_ms(),
-            size: root.len,
-            etag: tree_etag(&root),
-            headers: Default::default(),
+            size,
+            etag,
+            headers,
             user_metadata,
             tags: BTreeMap::new(),
             checksums: BTreeMap::new(),
             parts: None,
-            content: Content::Tree(root),
+            content,
             owner: b.owner.clone(),
             acl: Vec::new(),
             lock: ObjectLock::default(),
@@ -285,6 +311,9 @@ impl Client {
         self.commit_if(&b, m, condition).await
     }
 }
+
+/// The MD5 of no bytes: the ETag of an empty object.
+const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 
 /// The ETag [`Client::put_tree`] gives a version with tree `root`.
 pub fn tree_etag(root: &Child) -> String {

@@ -37,6 +37,8 @@ pub struct Endpoints {
     pub iscsi: Option<(String, String)>,
     /// `ADDR` of the link listener, if it accepts links.
     pub link: Option<String>,
+    /// `ADDR` of the NFS server (NFS, MOUNT and the port mapper), if it serves NFS.
+    pub nfs: Option<String>,
 }
 
 /// Starts `cairn serve` on `dir` (loopback ports chosen by the OS) with extra flags; returns
@@ -59,6 +61,13 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
         } else {
             &["--link-listen", "127.0.0.1:0"][..]
         })
+        .args(
+            if extra.contains(&"--nfs-listen") || extra.contains(&"--no-nfs") {
+                &[][..]
+            } else {
+                &["--nfs-listen", "127.0.0.1:0"][..]
+            },
+        )
         .args(extra)
         .arg("--data-dir")
         .arg(dir)
@@ -71,12 +80,14 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
         .expect("spawn cairn serve");
     let out = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(out).lines();
-    let (mut s3, mut nbd, mut iscsi, mut link) = (None, None, None, None);
+    let (mut s3, mut nbd, mut iscsi, mut link, mut nfs) = (None, None, None, None, None);
     loop {
         let line = lines
             .next()
             .expect("cairn serve exited before printing its endpoints")
             .expect("read stdout");
+        // Its log (warnings and errors at this level): shown when a test fails.
+        eprintln!("[serve] {line}");
         if let Some(url) = line.strip_prefix("S3 endpoint:") {
             s3 = Some(url.trim().to_string());
         }
@@ -91,6 +102,10 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
                 iscsi = Some((addr.to_string(), prefix));
             }
         }
+        if let Some(rest) = line.strip_prefix("NFS endpoint:") {
+            let rest = rest.trim().trim_start_matches("nfs://");
+            nfs = rest.split('/').next().map(str::to_string);
+        }
         if let Some(rest) = line.strip_prefix("Link listener:") {
             let addr = rest.trim().trim_start_matches("quic://");
             link = addr.split_whitespace().next().map(str::to_string);
@@ -99,8 +114,13 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
             break;
         }
     }
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    // Keep draining stdout so the child never blocks on a full pipe; its log lines go where
+    // the test's output goes.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("[serve] {line}");
+        }
+    });
     let s3 = s3.expect("cairn serve printed its S3 endpoint");
     (
         child,
@@ -109,6 +129,7 @@ pub fn start_site(dir: &std::path::Path, extra: &[&str]) -> (Child, Endpoints) {
             nbd,
             iscsi,
             link,
+            nfs,
         },
     )
 }
