@@ -125,8 +125,8 @@ mod tests {
         s.write(0, Bytes::from(vec![1u8; 10]));
         s.write(5, Bytes::from(vec![2u8; 10]));
         s.write(2, Bytes::from(vec![3u8; 2]));
-        let mut want = vec![1u8; 10];
-        want.extend(vec![2u8; 5]);
+        let mut want = vec![1u8; 5];
+        want.extend(vec![2u8; 10]);
         want[2] = 3;
         want[3] = 3;
         assert_eq!(flat(&s, 15), want);

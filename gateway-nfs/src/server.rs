@@ -39,6 +39,9 @@ pub struct NfsConfig {
     pub commit_after: Duration,
     /// Where the exports file is read from (again within a second of a change), if anywhere.
     pub exports_file: Option<PathBuf>,
+    /// Exports served whatever the file says (a node's config); the file's exports of other
+    /// buckets are served beside them.
+    pub fixed_exports: Vec<crate::ExportConfig>,
 }
 
 impl Default for NfsConfig {
@@ -47,6 +50,7 @@ impl Default for NfsConfig {
             max_dirty_bytes: 256 << 20,
             commit_after: Duration::from_secs(5),
             exports_file: None,
+            fixed_exports: Vec::new(),
         }
     }
 }
@@ -269,7 +273,15 @@ async fn background(fs: Arc<Fs>, config: NfsConfig) {
         tick.tick().await;
         if let Some(f) = &file {
             match f.load() {
-                Ok(e) => fs.set_exports(e),
+                Ok(from_file) => {
+                    let mut all = config.fixed_exports.clone();
+                    for e in from_file {
+                        if !all.iter().any(|x| x.bucket == e.bucket) {
+                            all.push(e);
+                        }
+                    }
+                    fs.set_exports(all)
+                }
                 Err(e) => {
                     warn!(error = %e, "NFS: the exports file is not valid; keeping the exports as they were")
                 }

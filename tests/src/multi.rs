@@ -62,7 +62,7 @@ fn config_for(
         .map_or("all", |n| n.3.as_str());
     let mut text = format!(
         "[node]\nname = \"{name}\"\ndata_dir = \"{data}\"\ncerts_dir = \"{certs}\"\n\
-         roles = [\"{roles}\"]\n[listen]\nrpc = \"127.0.0.1:{rpc}\"\ns3 = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nnbd = \"127.0.0.1:0\"\niscsi = \"127.0.0.1:0\"\nlink = \"127.0.0.1:0\"\n\
+         roles = [\"{roles}\"]\n[listen]\nrpc = \"127.0.0.1:{rpc}\"\ns3 = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nnbd = \"127.0.0.1:0\"\niscsi = \"127.0.0.1:0\"\nlink = \"127.0.0.1:0\"\nnfs = \"127.0.0.1:0\"\n\
          [site]\nreplication_factor = {rf}\n",
         data = dir.join(name).join("data").display(),
         certs = dir.join(name).join("certs").display(),
@@ -162,6 +162,9 @@ impl MultiSite {
                     slot.config.listen.admin = h.admin_addr;
                     if let Some(nbd) = h.nbd_addr {
                         slot.config.listen.nbd = nbd;
+                    }
+                    if let Some(nfs) = h.nfs_addr {
+                        slot.config.listen.nfs = nfs;
                     }
                     if let Some((iscsi, _)) = &h.iscsi {
                         slot.config.listen.iscsi = *iscsi;

@@ -31,6 +31,9 @@ pub struct NodeConfig {
     /// Block volumes and their NBD server (with the s3 role).
     #[serde(default)]
     pub volumes: VolumesSection,
+    /// Buckets exported over NFS (with the s3 role).
+    #[serde(default)]
+    pub nfs: NfsSection,
     /// Peers this node must not talk to (set by test harnesses to partition a site; not read
     /// from the file).
     #[serde(skip)]
@@ -76,11 +79,19 @@ pub struct ListenSection {
     /// each volume is LUN 0 of target `PREFIX:VOLUME`.
     #[serde(default = "default_iscsi")]
     pub iscsi: SocketAddr,
+    /// NFS server (NFSv3, MOUNT and a port mapper on one TCP port) for exported buckets
+    /// (with the s3 role, unless `[nfs] enabled = false`): `HOST:/BUCKET`.
+    #[serde(default = "default_nfs")]
+    pub nfs: SocketAddr,
     /// Where this node accepts links from other sites (QUIC, UDP), if it does: sites whose
     /// CA was trusted with `cairn link trust --data-dir DATA_DIR` on this node. Links
     /// configured in this node's data dir (`cairn link add`) run on this node either way.
     #[serde(default)]
     pub link: Option<SocketAddr>,
+}
+
+fn default_nfs() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 2049))
 }
 
 fn default_iscsi() -> SocketAddr {
@@ -202,6 +213,39 @@ impl Default for WorkersSection {
             history_trim_interval: 600,
             history_retention: 7 * 86_400,
         }
+    }
+}
+
+/// `[nfs]`: buckets a gateway node exports over NFS. Exports added with `cairn nfs export
+/// --data-dir DATA_DIR` on this node are served too (those of the config win for a bucket in
+/// both).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NfsSection {
+    /// Serve NFS on `[listen] nfs`.
+    pub enabled: bool,
+    /// `[[nfs.exports]]`: `bucket`, `read_only`, `clients` (addresses or networks; empty:
+    /// any), `root_squash`.
+    pub exports: Vec<cairn_nfs::ExportConfig>,
+}
+
+impl Default for NfsSection {
+    fn default() -> Self {
+        NfsSection {
+            enabled: true,
+            exports: Vec::new(),
+        }
+    }
+}
+
+impl NfsSection {
+    /// Checks every export.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for e in &self.exports {
+            e.validate()
+                .map_err(|m| anyhow::anyhow!("[[nfs.exports]] {}: {m}", e.bucket))?;
+        }
+        Ok(())
     }
 }
 
@@ -330,6 +374,7 @@ impl NodeConfig {
             .with_context(|| format!("config file {} is not valid", path.display()))?;
         config.roles()?;
         config.volumes.validate()?;
+        config.nfs.validate()?;
         Ok(config)
     }
 
@@ -443,7 +488,26 @@ roles = ["chunk"]
             assert_eq!(c.disk, crate::disk::DiskConfig::default());
             assert_eq!(c.volumes, VolumesSection::default());
             assert_eq!(c.listen.nbd.port(), 10809);
+            assert_eq!(c.listen.nfs.port(), 2049);
+            assert_eq!(c.nfs, NfsSection::default());
         }
+    }
+
+    #[test]
+    fn nfs_exports_in_the_config_are_read_and_checked() {
+        let text = format!(
+            "{EXAMPLE}\n[nfs]\n[[nfs.exports]]\nbucket = \"shared\"\nclients = [\"10.0.0.0/24\"]\n\
+             root_squash = true\n[[nfs.exports]]\nbucket = \"ro\"\nread_only = true\n"
+        );
+        let c: NodeConfig = toml::from_str(&text).unwrap();
+        c.nfs.validate().unwrap();
+        assert!(c.nfs.enabled);
+        assert_eq!(c.nfs.exports.len(), 2);
+        assert!(c.nfs.exports[0].root_squash && !c.nfs.exports[0].read_only);
+        assert!(c.nfs.exports[1].read_only && c.nfs.exports[1].clients.is_empty());
+        let bad: NodeConfig = toml::from_str(&text.replace("10.0.0.0/24", "10.0.0.0/99")).unwrap();
+        let e = bad.nfs.validate().unwrap_err();
+        assert!(format!("{e:#}").contains("shared"), "{e:#}");
     }
 
     #[test]

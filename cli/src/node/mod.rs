@@ -71,6 +71,8 @@ pub struct NodeHandle {
     pub volumes: Arc<cairn_block::Volumes>,
     /// Where it accepts links from other sites (`[listen] link`).
     pub link_addr: Option<SocketAddr>,
+    /// Its NFS server (s3 role, unless `[nfs] enabled = false`).
+    pub nfs_addr: Option<SocketAddr>,
     /// Its map and peers.
     pub cluster: Arc<ClusterState>,
     /// Its chunk store (chunk role).
@@ -143,6 +145,9 @@ pub(crate) async fn run_config(
     }
     if let Some((addr, prefix)) = &node.iscsi {
         println!("iSCSI endpoint: iscsi://{addr}/{prefix}:VOLUME/0");
+    }
+    if let Some(addr) = node.nfs_addr {
+        println!("NFS endpoint:   nfs://{addr}/BUCKET");
     }
     if let Some(addr) = node.link_addr {
         println!("Link listener:  quic://{addr}");
@@ -459,6 +464,34 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     } else {
         None
     };
+    let mut nfs_metrics = None;
+    let nfs_addr = if roles.has(Role::S3) && config.nfs.enabled {
+        let exports_file = cairn_nfs::ExportsFile::in_data_dir(&dir);
+        let fs = Arc::new(cairn_nfs::Fs::new(
+            client.clone(),
+            config.nfs.exports.clone(),
+            crate::volume_dirty_bytes(config.volumes.dirty_mib),
+        ));
+        let nfs_config = cairn_nfs::NfsConfig {
+            exports_file: Some(exports_file.path().to_path_buf()),
+            fixed_exports: config.nfs.exports.clone(),
+            ..Default::default()
+        };
+        let server = cairn_nfs::NfsServer::bind(config.listen.nfs, fs, nfs_config)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} for NFS: change [listen] nfs, or set [nfs] enabled = false",
+                    config.listen.nfs
+                )
+            })?;
+        let addr = server.local_addr()?;
+        nfs_metrics = Some(server.metrics_source());
+        tasks.push(tokio::spawn(server.run(stopped(stop_rx.clone()))));
+        Some(addr)
+    } else {
+        None
+    };
     let volume_monitor = Arc::new(cairn_block::volume::VolumeMonitor::new(volumes.clone()));
     tasks.push(tokio::spawn(tasks::volume_monitor_loop(
         volume_monitor.clone(),
@@ -668,6 +701,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         sources.push(Arc::new(links.clone()));
         sources.push(volumes.clone());
         sources.push(volume_monitor.clone());
+        if let Some(n) = &nfs_metrics {
+            sources.push(n.clone());
+        }
         if let Some(i) = &iscsi_stats {
             sources.push(i.clone());
         }
@@ -744,6 +780,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         iscsi,
         volumes,
         link_addr,
+        nfs_addr,
         cluster,
         chunks: chunk_store,
         manifests: manifest_store,
