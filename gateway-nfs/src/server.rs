@@ -228,7 +228,11 @@ impl NfsServer {
         let port = self.listener.local_addr().map_or(0, |a| a.port());
         let conns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let fs = self.fs.clone();
-        let background = tokio::spawn(background(fs.clone(), self.config.clone()));
+        // Every task holding the file systems (and so the stores) ends before this returns,
+        // or is aborted when this future is dropped (a JoinSet aborts its tasks then), so a
+        // node stopped in-process can be started again on the same data dir at once.
+        let mut running = tokio::task::JoinSet::new();
+        running.spawn(background(Arc::downgrade(&fs), self.config.clone()));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -248,22 +252,24 @@ impl NfsServer {
                     };
                     self.metrics.connections.fetch_add(1, Ordering::Relaxed);
                     let (fs, metrics) = (fs.clone(), self.metrics.clone());
-                    tokio::spawn(async move {
+                    running.spawn(async move {
                         let _permit = permit;
                         if let Err(e) = connection(sock, peer, port, fs, metrics).await {
                             debug!(%peer, error = %e, "NFS: connection ended");
                         }
                     });
+                    // Reap the connections that ended.
+                    while running.try_join_next().is_some() {}
                 }
             }
         }
-        background.abort();
+        running.shutdown().await;
         fs.commit_all().await;
     }
 }
 
-/// Commits idle buffers and reloads the exports file.
-async fn background(fs: Arc<Fs>, config: NfsConfig) {
+/// Commits idle buffers and reloads the exports file, while the server's file systems exist.
+async fn background(fs: std::sync::Weak<Fs>, config: NfsConfig) {
     let file = config
         .exports_file
         .as_ref()
@@ -271,6 +277,9 @@ async fn background(fs: Arc<Fs>, config: NfsConfig) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        let Some(fs) = fs.upgrade() else {
+            return;
+        };
         if let Some(f) = &file {
             match f.load() {
                 Ok(from_file) => {
@@ -311,6 +320,7 @@ async fn connection(
         }
     });
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut calls = tokio::task::JoinSet::new();
     let addr = peer.ip();
     loop {
         let Some(record) = rpc::read_record(&mut rd, rpc::MAX_RECORD).await? else {
@@ -323,13 +333,16 @@ async fn connection(
             .await
             .map_err(|_| std::io::Error::other("closed"))?;
         let (fs, metrics, tx) = (fs.clone(), metrics.clone(), tx.clone());
-        tokio::spawn(async move {
+        // Owned by this connection: they end with it (a server stopping aborts it).
+        calls.spawn(async move {
             let _permit = permit;
             if let Some(reply) = handle(&fs, &metrics, addr, port, &record).await {
                 let _ = tx.send(reply.into_inner()).await;
             }
         });
+        while calls.try_join_next().is_some() {}
     }
+    while calls.join_next().await.is_some() {}
     drop(tx);
     let _ = writer.await;
     Ok(())
