@@ -151,12 +151,16 @@ pub fn fileid_of(bucket: &str, key: &str) -> u64 {
     (u64::from_be_bytes(x) >> 1).max(2)
 }
 
-/// The file id of the version at `key`: the one it kept through a rename, or its key's.
-pub fn fileid_for(bucket: &str, key: &str, meta: &BTreeMap<String, String>) -> u64 {
+/// The file id a version keeps in its metadata (through renames, or given at creation).
+pub fn stored_ino(meta: &BTreeMap<String, String>) -> Option<u64> {
     meta.get(META_INO)
         .and_then(|s| u64::from_str_radix(s, 16).ok())
         .filter(|&x| x >= 2)
-        .unwrap_or_else(|| fileid_of(bucket, key))
+}
+
+/// The file id of the version at `key`: the one it keeps, or its key's.
+pub fn fileid_for(bucket: &str, key: &str, meta: &BTreeMap<String, String>) -> u64 {
+    stored_ino(meta).unwrap_or_else(|| fileid_of(bucket, key))
 }
 
 /// Attributes of a stored version (a file, a symlink or a directory marker) of `key`.
@@ -244,9 +248,13 @@ pub fn wcc_of(a: &Fattr3) -> WccAttr {
 }
 
 /// Metadata of a new file, directory or symlink.
+/// A new file gets an id of its own (random, kept in its metadata): never one a renamed file
+/// took with it from the same key.
 pub fn new_meta(kind: Kind, perm: u32, uid: u32, gid: u32) -> BTreeMap<String, String> {
     let t = format_time(now());
+    let ino = (rand::random::<u64>() >> 1).max(2);
     BTreeMap::from([
+        (META_INO.to_string(), format!("{ino:x}")),
         (META_MODE.to_string(), (kind.type_bits() | perm).to_string()),
         (META_UID.to_string(), uid.to_string()),
         (META_GID.to_string(), gid.to_string()),

@@ -43,8 +43,8 @@ const ID_OWNER: &str = "cairn-system";
 const PAGE: usize = 256;
 /// Cookies remembered for READDIR resumption.
 const MAX_COOKIES: usize = 100_000;
-/// File ids remembered from the id table.
-const MAX_IDS: usize = 100_000;
+/// How often an export's id table is read again (renames made through other gateways).
+const IDS_RELOAD: Duration = Duration::from_secs(10);
 
 /// The caller, from its AUTH_SYS credential (after root squash).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,7 +201,10 @@ pub struct Fs {
     exports: RwLock<Vec<Arc<Export>>>,
     files: Mutex<HashMap<(u32, u64), Arc<OpenFile>>>,
     cookies: Mutex<Cookies>,
+    /// Each export's id table (file id → key), loaded when an export is first used and
+    /// again every [`IDS_RELOAD`] (other gateways' renames); kept up to date by this one.
     ids: Mutex<HashMap<(u32, u64), String>>,
+    ids_loaded: Mutex<HashMap<u32, Instant>>,
     /// This server instance's write verifier (new at each start, so clients resend what was
     /// not committed) and cookie verifier.
     verf: [u8; 8],
@@ -290,6 +293,7 @@ impl Fs {
             files: Mutex::new(HashMap::new()),
             cookies: Mutex::new(Cookies::default()),
             ids: Mutex::new(HashMap::new()),
+            ids_loaded: Mutex::new(HashMap::new()),
             verf,
             max_dirty: max_dirty.max(8 << 20),
             dirty_changed: tokio::sync::Notify::new(),
@@ -368,8 +372,9 @@ impl Fs {
             .await
             .map_err(io)?;
         let found = read.manifest().ok().cloned();
+        self.ensure_ids(export).await?;
         if let Some(m) = found {
-            let fileid = attr::fileid_for(bucket, key, &m.user_metadata);
+            let fileid = self.fileid(export, key, Some(&m));
             let mut node = Node {
                 export: export.clone(),
                 key: key.to_string(),
@@ -395,7 +400,7 @@ impl Fs {
                 .await
                 .map_err(io)?;
             if !page.objects.is_empty() {
-                let fileid = attr::fileid_of(bucket, key);
+                let fileid = self.fileid(export, key, None);
                 return Ok(Node {
                     export: export.clone(),
                     key: key.to_string(),
@@ -484,11 +489,78 @@ impl Fs {
     }
 
     fn remember_id(&self, export: u32, fileid: u64, key: &str) {
-        let mut ids = self.ids.lock();
-        if ids.len() >= MAX_IDS {
-            ids.clear();
+        self.ids.lock().insert((export, fileid), key.to_string());
+    }
+
+    /// Loads the export's id table when it was not read in the last [`IDS_RELOAD`].
+    async fn ensure_ids(&self, export: &Export) -> Result<(), Nfsstat3> {
+        let fresh = self
+            .ids_loaded
+            .lock()
+            .get(&export.id)
+            .is_some_and(|t| t.elapsed() < IDS_RELOAD);
+        if fresh {
+            return Ok(());
         }
-        ids.insert((export, fileid), key.to_string());
+        let prefix = format!("ids/{:08x}/", export.id);
+        let (mut after, mut found) = (None, Vec::new());
+        loop {
+            let q = ListQuery {
+                prefix: prefix.clone(),
+                delimiter: None,
+                start_after: after.clone(),
+                max_keys: 1000,
+            };
+            let page = match self.client.list_objects(ID_BUCKET, &q).await {
+                Ok(p) => p,
+                Err(ClientError::NoSuchBucket(_)) => break,
+                Err(e) => return Err(io(e)),
+            };
+            for m in &page.objects {
+                let id = m
+                    .key
+                    .strip_prefix(&prefix)
+                    .and_then(|h| u64::from_str_radix(h, 16).ok());
+                let key = attr::inline_bytes(m).and_then(|b| String::from_utf8(b.to_vec()).ok());
+                if let (Some(id), Some(key)) = (id, key) {
+                    found.push((id, key));
+                }
+            }
+            match page.objects.last() {
+                Some(m) if page.is_truncated => after = Some(m.key.clone()),
+                _ => break,
+            }
+        }
+        let mut ids = self.ids.lock();
+        for (id, key) in found {
+            ids.insert((export.id, id), key);
+        }
+        self.ids_loaded.lock().insert(export.id, Instant::now());
+        Ok(())
+    }
+
+    /// The file id of `key` (holding version `m`, or an implicit directory when `None`): the
+    /// id the version keeps, else its key's, unless a file renamed away from this key took
+    /// that one (the id table says it lives elsewhere): then one of its own, from its version
+    /// (or, for an implicit directory, from the key alone).
+    fn fileid(&self, export: &Export, key: &str, m: Option<&VersionManifest>) -> u64 {
+        if let Some(id) = m.and_then(|m| attr::stored_ino(&m.user_metadata)) {
+            return id;
+        }
+        let bucket = export.bucket();
+        let own = attr::fileid_of(bucket, key);
+        let moved = self
+            .ids
+            .lock()
+            .get(&(export.id, own))
+            .is_some_and(|k| k != key);
+        if !moved {
+            return own;
+        }
+        match m {
+            Some(m) => attr::fileid_of(bucket, &format!("{key}\0{}", m.version)),
+            None => attr::fileid_of(bucket, &format!("{key}\0implicit")),
+        }
     }
 
     /// Records that `fileid` is at `key` now (a rename, or a key its handle cannot carry).
@@ -836,6 +908,12 @@ impl Fs {
                 }
             };
             let mut meta = base.user_metadata.clone();
+            if attr::stored_ino(&meta).is_none()
+                && f.fileid != attr::fileid_of(f.export.bucket(), &f.key)
+            {
+                // An id of its own (see `Fs::fileid`): kept, so the next versions keep it.
+                meta.insert(attr::META_INO.into(), format!("{:x}", f.fileid));
+            }
             meta.insert(attr::META_MTIME.into(), attr::format_time(mtime));
             meta.insert(attr::META_CTIME.into(), attr::format_time(attr::now()));
             let put = self
@@ -1074,6 +1152,7 @@ impl Fs {
         if node.version.is_none() {
             // A directory with no marker gets one, holding the attributes.
             let mut meta = attr::new_meta(Kind::Dir, attr::DEFAULT_DIR_MODE, 0, 0);
+            meta.insert(attr::META_INO.into(), format!("{:x}", node.attr.fileid));
             change(&mut meta);
             return self
                 .put_empty(&node.export, &node.key, meta, dir_headers(), None)
@@ -1448,7 +1527,7 @@ impl Fs {
             for m in &page.objects {
                 let rest = &m.key[src.key.len()..];
                 let new_key = format!("{dst_prefix}{rest}");
-                let fileid = attr::fileid_for(export.bucket(), &m.key, &m.user_metadata);
+                let fileid = self.fileid(&export, &m.key, Some(m));
                 had_marker |= rest.is_empty();
                 self.move_object(&export, &m.key, &new_key, fileid).await?;
             }
@@ -1533,6 +1612,7 @@ impl Fs {
         if cookie != 0 && verf != self.verf && verf != [0; 8] {
             return Err(Nfsstat3::BadCookie);
         }
+        self.ensure_ids(&dir.export).await?;
         let mut out: Vec<DirEntry> = Vec::new();
         // "." and ".." come first, with cookies 1 and 2.
         let mut after: Option<String> = match cookie {
@@ -1603,7 +1683,7 @@ impl Fs {
                 }
                 let (fileid, plus_attrs) = match m {
                     Some(m) => {
-                        let id = attr::fileid_for(&bucket, &key, &m.user_metadata);
+                        let id = self.fileid(&dir.export, &key, Some(m));
                         let node = Node {
                             export: dir.export.clone(),
                             key: key.clone(),
@@ -1615,9 +1695,9 @@ impl Fs {
                     }
                     None if plus => match self.stat(&dir.export, &key).await {
                         Ok(n) => (n.attr.fileid, Some(n)),
-                        Err(_) => (attr::fileid_of(&bucket, &key), None),
+                        Err(_) => (self.fileid(&dir.export, &key, None), None),
                     },
-                    None => (attr::fileid_of(&bucket, &key), None),
+                    None => (self.fileid(&dir.export, &key, None), None),
                 };
                 let plus_attrs = match plus_attrs {
                     Some(mut n) => {

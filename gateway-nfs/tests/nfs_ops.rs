@@ -284,6 +284,45 @@ async fn the_namespace_maps_to_keys_and_errors_are_nfs_statuses() {
         Err(Nfsstat3::Inval)
     );
 
+    // An object S3 puts under a name a file (itself put by S3: its id is its key's) was
+    // renamed away from is another file: its own id, and the renamed file's handle still
+    // finds the renamed file.
+    let put = |key: &'static str, body: &'static [u8]| {
+        let client = s.client.clone();
+        async move {
+            client
+                .put_object(
+                    "bkt",
+                    key,
+                    Box::pin(futures::stream::once(async move {
+                        Ok(bytes::Bytes::from_static(body))
+                    })),
+                    PutOptions {
+                        content_length: Some(body.len() as u64),
+                        owner: "owner".into(),
+                        ..PutOptions::default()
+                    },
+                )
+                .await
+                .unwrap()
+        }
+    };
+    put("papers/x-old", b"from s3").await;
+    let (moved, moved_attr) = c.lookup(&p, "x-old").await.unwrap();
+    c.rename(&p, "x-old", &p, "x-new").await.unwrap();
+    put("papers/x-old", b"other").await;
+    let (again, other) = c.lookup(&p, "x-old").await.unwrap();
+    assert_ne!(other.fileid, moved_attr.fileid);
+    assert_eq!(c.getattr(&moved).await.unwrap().fileid, moved_attr.fileid);
+    assert_eq!(c.read_all(&moved).await, b"from s3");
+    assert_eq!(c.read_all(&again).await, b"other");
+    // Written through NFS, it keeps its own id across commits.
+    c.write(&again, 5, b"!", StableHow::FileSync).await.unwrap();
+    assert_eq!(c.getattr(&again).await.unwrap().fileid, other.fileid);
+    assert_eq!(get(&s.client, "bkt", "papers/x-old").await, b"other!");
+    c.remove(&p, "x-old", false).await.unwrap();
+    c.remove(&p, "x-new", false).await.unwrap();
+
     // Removal: the old handle goes stale.
     c.remove(&p, "b.txt", false).await.unwrap();
     assert_eq!(c.getattr(&f).await.unwrap_err(), Nfsstat3::Stale);
