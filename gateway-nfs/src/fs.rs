@@ -43,6 +43,8 @@ const ID_OWNER: &str = "cairn-system";
 const PAGE: usize = 256;
 /// Cookies remembered for READDIR resumption.
 const MAX_COOKIES: usize = 100_000;
+/// Bytes of chunks (and an eighth of that of tree nodes) reads keep in memory.
+const READ_CACHE_BYTES: usize = 128 << 20;
 /// How often an export's id table is read again (renames made through other gateways).
 const IDS_RELOAD: Duration = Duration::from_secs(10);
 
@@ -213,6 +215,8 @@ pub struct Fs {
     dirty_changed: tokio::sync::Notify,
     /// Counters.
     pub counters: FsCounters,
+    /// Tree nodes and chunks recently read.
+    cache: crate::cache::ReadCache,
 }
 
 /// The NFS status for a client error.
@@ -282,6 +286,7 @@ impl Fs {
     pub fn new(client: Client, exports: Vec<ExportConfig>, max_dirty: u64) -> Fs {
         let mut verf = [0u8; 8];
         rand::Rng::fill(&mut rand::thread_rng(), &mut verf);
+        let cache = crate::cache::ReadCache::new(client.clone(), READ_CACHE_BYTES);
         Fs {
             client,
             exports: RwLock::new(
@@ -298,6 +303,7 @@ impl Fs {
             max_dirty: max_dirty.max(8 << 20),
             dirty_changed: tokio::sync::Notify::new(),
             counters: FsCounters::default(),
+            cache,
         }
     }
 
@@ -721,7 +727,7 @@ impl Fs {
         match &m.content {
             Content::Empty => Ok(Bytes::new()),
             Content::Inline(b) => Ok(b.slice(start as usize..(end as usize).min(b.len()))),
-            Content::Tree(root) => self.client.read_tree(*root, start, end).await.map_err(io),
+            Content::Tree(root) => self.cache.read(*root, start, end).await.map_err(io),
         }
     }
 

@@ -4,6 +4,7 @@
 //! `cairn_client::Client`, like the S3 gateway.
 
 pub mod attr;
+pub mod cache;
 pub mod export;
 pub mod fs;
 pub mod handle;

@@ -1,0 +1,165 @@
+//! What reads keep in memory: decoded tree nodes and chunk bytes (both named by their content
+//! hash, so never stale), each in two bounded generations: entries used since the last turn
+//! stay, the others go when the current generation fills.
+
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
+use cairn_client::{Client, ClientError};
+use cairn_core::extent::{Child, NodeStore, RangeWalker, Target, TreeNode};
+use cairn_core::ChunkId;
+use parking_lot::Mutex;
+
+/// Two generations of entries with a cost each, within `budget`.
+struct Generations<V> {
+    current: HashMap<ChunkId, (V, usize)>,
+    previous: HashMap<ChunkId, (V, usize)>,
+    used: usize,
+    budget: usize,
+}
+
+impl<V: Clone> Generations<V> {
+    fn new(budget: usize) -> Self {
+        Generations {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            used: 0,
+            budget,
+        }
+    }
+
+    fn get(&mut self, id: &ChunkId) -> Option<V> {
+        if let Some((v, _)) = self.current.get(id) {
+            return Some(v.clone());
+        }
+        let (v, cost) = self.previous.remove(id)?;
+        self.insert(*id, v.clone(), cost);
+        Some(v)
+    }
+
+    fn insert(&mut self, id: ChunkId, v: V, cost: usize) {
+        if cost > self.budget / 2 {
+            return;
+        }
+        if self.used + cost > self.budget / 2 {
+            self.previous = std::mem::take(&mut self.current);
+            self.used = 0;
+        }
+        self.used += cost;
+        self.current.insert(id, (v, cost));
+    }
+}
+
+/// Tree nodes and chunks recently read through NFS.
+pub struct ReadCache {
+    client: Client,
+    nodes: Mutex<Generations<TreeNode>>,
+    chunks: Mutex<Generations<Bytes>>,
+}
+
+/// The node store reads walk: nodes from the cache, else from the client (then cached).
+struct Nodes<'a>(&'a ReadCache);
+
+impl NodeStore for Nodes<'_> {
+    type Error = ClientError;
+
+    async fn load(&self, id: ChunkId, len: u64) -> Result<TreeNode, ClientError> {
+        if let Some(n) = self.0.nodes.lock().get(&id) {
+            return Ok(n);
+        }
+        let node = self.0.client.load(id, len).await?;
+        let cost = 64 + node_entries(&node) * 48;
+        self.0.nodes.lock().insert(id, node.clone(), cost);
+        Ok(node)
+    }
+
+    async fn store(&self, id: ChunkId, bytes: Vec<u8>) -> Result<(), ClientError> {
+        self.0.client.store(id, bytes).await
+    }
+}
+
+fn node_entries(n: &TreeNode) -> usize {
+    match n {
+        TreeNode::Leaves(l) => l.len(),
+        TreeNode::Children(c) => c.len(),
+    }
+}
+
+impl ReadCache {
+    /// A cache over `client` holding about `budget` bytes of chunks (and an eighth of that
+    /// of tree nodes).
+    pub fn new(client: Client, budget: usize) -> ReadCache {
+        ReadCache {
+            client,
+            nodes: Mutex::new(Generations::new(budget / 8)),
+            chunks: Mutex::new(Generations::new(budget)),
+        }
+    }
+
+    async fn chunk(&self, id: ChunkId) -> Result<Bytes, ClientError> {
+        if let Some(b) = self.chunks.lock().get(&id) {
+            return Ok(b);
+        }
+        let b = self.client.read_chunk_bytes(id).await?;
+        self.chunks.lock().insert(id, b.clone(), b.len() + 64);
+        Ok(b)
+    }
+
+    /// Bytes `[start, end)` of the tree at `root`.
+    pub async fn read(&self, root: Child, start: u64, end: u64) -> Result<Bytes, ClientError> {
+        let mut walker = RangeWalker::new(root, start, end)?;
+        let nodes = Nodes(self);
+        let mut parts: Vec<Bytes> = Vec::new();
+        while let Some(p) = walker.next(&nodes).await? {
+            let (off, len) = (p.offset as usize, p.len as usize);
+            let bytes = match p.target {
+                Target::Zeros => Bytes::from(vec![0u8; len]),
+                Target::Inline(b) => slice(&b, off, len)?,
+                Target::Chunk { id, .. } => slice(&self.chunk(id).await?, off, len)?,
+            };
+            parts.push(bytes);
+        }
+        if parts.len() == 1 {
+            return Ok(parts.pop().unwrap_or_default());
+        }
+        let mut out = BytesMut::with_capacity((end - start) as usize);
+        for p in parts {
+            out.extend_from_slice(&p);
+        }
+        Ok(out.freeze())
+    }
+}
+
+fn slice(b: &Bytes, off: usize, len: usize) -> Result<Bytes, ClientError> {
+    if off.checked_add(len).is_none_or(|e| e > b.len()) {
+        return Err(ClientError::Corrupt(format!(
+            "a tree piece [{off}, +{len}) passes the end of its {}-byte chunk",
+            b.len()
+        )));
+    }
+    Ok(b.slice(off..off + len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_keep_what_is_used_and_stay_within_budget() {
+        let mut g: Generations<u32> = Generations::new(100);
+        let id = |n: u8| ChunkId::of(&[n]);
+        for n in 0..15u8 {
+            g.insert(id(n), n as u32, 10);
+        }
+        // Half the budget per generation: the oldest generation is gone, the previous one
+        // is still found (and moves to the current one), the newest stays.
+        assert!(g.current.len() + g.previous.len() <= 10);
+        assert_eq!(g.get(&id(14)), Some(14));
+        assert_eq!(g.get(&id(0)), None);
+        assert_eq!(g.get(&id(5)), Some(5));
+        assert!(g.current.contains_key(&id(5)));
+        // Too large for the cache at all: not kept.
+        g.insert(id(42), 42, 60);
+        assert_eq!(g.get(&id(42)), None);
+    }
+}
