@@ -258,7 +258,8 @@ impl ChunkStore {
         // A WAL file is deleted only once every column family flushed what it logged; the
         // small ones rarely fill a write buffer, so without a cap they would keep gigabytes of
         // WAL (RocksDB's default: 4 × the sum of all write buffers) on disk.
-        opts.set_max_total_wal_size(WAL_WRITE_BUFFERS * write_buffer);
+        opts.set_max_total_wal_size(cairn_core::space::wal_cap(write_buffer));
+        opts.set_manifest_preallocation_size(cairn_core::space::MANIFEST_PREALLOCATION);
 
         let mut index = Options::default();
         let mut table = BlockBasedOptions::default();
@@ -304,8 +305,7 @@ impl ChunkStore {
         ];
         // A store killed on a full disk must open again: replaying the WAL into memtables is
         // enough, while flushing them at open would need free space that is not there (the
-        // WAL stays until the next flush); and no file space is preallocated (see
-        // `ROCKSDB_OPEN_OPTIONS`).
+        // WAL stays until the next flush).
         let opts = opts.get_options_from_string(ROCKSDB_OPEN_OPTIONS)?;
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let size = write_buffer.to_string();

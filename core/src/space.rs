@@ -185,8 +185,9 @@ impl SpaceGate {
 /// The largest RocksDB write buffer (memtable) the stores use: RocksDB's default.
 pub const MAX_WRITE_BUFFER: u64 = 64 << 20;
 
-/// A store's WAL is capped at this many write buffers, and the store opens with memtables that
-/// large, so that replaying a WAL after a crash needs no flush (and no free disk space).
+/// A store opens with memtables this many write buffers large, so that replaying its WAL (at
+/// most [`wal_cap`], and what was appended while flushes failed) after a crash needs no flush
+/// (and no free disk space).
 pub const WAL_WRITE_BUFFERS: u64 = 4;
 
 /// The write buffer (memtable) size, and target SST file size, of a store on a file system of
@@ -215,18 +216,26 @@ pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-/// RocksDB options both stores open with, beside their own:
-/// - `avoid_flush_during_recovery`: a store killed on a full disk must open again, and
-///   replaying its WAL into memtables needs no space where flushing them would;
-/// - `allow_fallocate=false`: no file space is preallocated. RocksDB would preallocate each
-///   new WAL at 1.1 × the largest memtable, each MANIFEST at 4 MiB and each compaction output
-///   at 1.1 × its target size, and on ext4 a preallocation that runs out of space keeps what it
-///   got, taking the room the next write needs. The stores open with memtables
-///   [`WAL_WRITE_BUFFERS`] times larger (so the replay does not flush), so the WAL made at open
-///   would take four write buffers of a disk that may have only the node's open reserve left,
-///   and the MANIFEST written next failed. A WAL append costs one journal commit per sync
-///   either way (a preallocated extent is converted to written, a new one allocated).
-pub const ROCKSDB_OPEN_OPTIONS: &str = "avoid_flush_during_recovery=true;allow_fallocate=false";
+/// RocksDB options both stores open with, beside their own: a store killed on a full disk
+/// must open again, and replaying its WAL into memtables needs no space where flushing them
+/// would (`avoid_flush_during_recovery`).
+pub const ROCKSDB_OPEN_OPTIONS: &str = "avoid_flush_during_recovery=true";
+
+/// A store's WAL cap (`max_total_wal_size`): past it, RocksDB switches to a new WAL and
+/// flushes the column families the oldest one still holds. It also caps the preallocation of
+/// each new WAL, which RocksDB makes 1.1 × the largest memtable: the stores open with memtables
+/// [`WAL_WRITE_BUFFERS`] times larger (so the replay does not flush), and without the cap the
+/// WAL made at open would take four write buffers of a disk that may have only the node's open
+/// reserve (three, for both stores) left; on ext4 a preallocation that runs out of space keeps
+/// what it got and the next write (the MANIFEST at open) failed. (The preallocation is kept:
+/// on a full disk a WAL's preallocated tail is where deletes and GC still append.)
+pub fn wal_cap(write_buffer: u64) -> u64 {
+    write_buffer + write_buffer / 10
+}
+
+/// RocksDB's MANIFEST preallocation (its default, 4 MiB, is a whole write buffer of a small
+/// disk, taken again at each open).
+pub const MANIFEST_PREALLOCATION: usize = 1 << 20;
 
 /// The message a refused write gets: what happened and what to do.
 pub fn no_space_message(state: SpaceState, detail: &str) -> String {
