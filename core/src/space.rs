@@ -185,9 +185,8 @@ impl SpaceGate {
 /// The largest RocksDB write buffer (memtable) the stores use: RocksDB's default.
 pub const MAX_WRITE_BUFFER: u64 = 64 << 20;
 
-/// A store opens with memtables this many write buffers large, so that replaying its WAL (at
-/// most [`wal_cap`], and what was appended while flushes failed) after a crash needs no flush
-/// (and no free disk space).
+/// A store's WAL is capped at this many write buffers, and the store opens with memtables that
+/// large, so that replaying a WAL after a crash needs no flush (and no free disk space).
 pub const WAL_WRITE_BUFFERS: u64 = 4;
 
 /// The write buffer (memtable) size, and target SST file size, of a store on a file system of
@@ -221,20 +220,8 @@ pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
 /// would (`avoid_flush_during_recovery`).
 pub const ROCKSDB_OPEN_OPTIONS: &str = "avoid_flush_during_recovery=true";
 
-/// A store's WAL cap (`max_total_wal_size`): past it, RocksDB switches to a new WAL and
-/// flushes the column families the oldest one still holds. It also caps the preallocation of
-/// each new WAL, which RocksDB makes 1.1 × the largest memtable: the stores open with memtables
-/// [`WAL_WRITE_BUFFERS`] times larger (so the replay does not flush), and without the cap the
-/// WAL made at open would take four write buffers of a disk that may have only the node's open
-/// reserve (three, for both stores) left; on ext4 a preallocation that runs out of space keeps
-/// what it got and the next write (the MANIFEST at open) failed. (The preallocation is kept:
-/// on a full disk a WAL's preallocated tail is where deletes and GC still append.)
-pub fn wal_cap(write_buffer: u64) -> u64 {
-    write_buffer + write_buffer / 10
-}
-
 /// RocksDB's MANIFEST preallocation (its default, 4 MiB, is a whole write buffer of a small
-/// disk, taken again at each open).
+/// disk, taken again at each open, from the room a start on a full disk has).
 pub const MANIFEST_PREALLOCATION: usize = 1 << 20;
 
 /// The message a refused write gets: what happened and what to do.

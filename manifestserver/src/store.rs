@@ -82,7 +82,7 @@ impl ManifestStore {
         // A WAL file is deleted only once every column family flushed what it logged; the
         // small ones rarely fill a write buffer, so without a cap they would keep gigabytes of
         // WAL (RocksDB's default: 4 × the sum of all write buffers) on disk.
-        opts.set_max_total_wal_size(cairn_core::space::wal_cap(write_buffer));
+        opts.set_max_total_wal_size(cairn_core::space::WAL_WRITE_BUFFERS * write_buffer);
         opts.set_manifest_preallocation_size(cairn_core::space::MANIFEST_PREALLOCATION);
         // Each column family gets the same sizes (`open_cf` would give them the defaults),
         // with memtables that hold the whole WAL at open, so that replaying it after a crash

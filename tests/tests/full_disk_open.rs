@@ -1,10 +1,9 @@
 //! Opening the stores on a disk filled to the last byte after a crash, with only the room the
 //! node keeps for that (its open reserve: three write buffers per file system) given back.
 //! The chunk store left records in its WAL (nothing flushed before the crash), so opening it
-//! replays them. RocksDB's preallocations are bounded (a 1 MiB MANIFEST rather than 4 MiB, a
-//! WAL of at most the WAL cap rather than 1.1 × the memtables a store opens with), since on
-//! ext4 a preallocation that runs out of space keeps what it got and leaves the next write
-//! (the MANIFEST at open) nothing.
+//! replays them. The MANIFEST a store writes at open is preallocated at 1 MiB rather than
+//! RocksDB's 4 MiB: on ext4 a preallocation that runs out of space keeps what it got and
+//! leaves the next write nothing.
 
 use cairn_chunkserver::{ChunkConfig, ChunkStore, StoredChunk};
 use cairn_core::space::write_buffer_for;
@@ -75,9 +74,8 @@ fn both_stores_open_on_a_full_disk_with_the_open_reserve_given_back() {
     eprintln!("free after the chunk store opened: {free} bytes");
     let _meta = ManifestStore::open(&meta_dir, ManifestConfig::default())
         .unwrap_or_else(|e| panic!("the metadata store did not open on the full disk: {e}"));
-    // Opening a store takes what it writes (a MANIFEST, OPTIONS) and its bounded
-    // preallocations: a 1 MiB MANIFEST (RocksDB's default is 4 MiB) and a WAL of at most the
-    // WAL cap (not 1.1 × the memtables it opens with, four write buffers).
+    // Opening a store takes what it writes (a MANIFEST, OPTIONS) and the MANIFEST's
+    // preallocation: 1 MiB (RocksDB's default is 4 MiB).
     let taken = free.saturating_sub(fs.free_bytes());
     eprintln!("the metadata store's open took {taken} bytes");
     assert!(
