@@ -87,4 +87,3 @@ fn both_stores_open_on_a_full_disk_with_the_open_reserve_given_back() {
         assert!(got[..] == random_bytes(CHUNK, i as u64)[..]);
     }
 }
-
