@@ -30,17 +30,6 @@ fn content(i: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Writes `path` until its file system has no byte left.
-fn fill_to_the_end(path: &std::path::Path) {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).unwrap();
-    for size in [1 << 20, 4096, 1] {
-        let block = vec![0x5a; size];
-        while f.write_all(&block).is_ok() {}
-    }
-    let _ = f.sync_all();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_killed_mid_write_keeps_every_acknowledged_object() {
     let fs = smallfs::SmallFs::new(160);
@@ -101,7 +90,7 @@ async fn a_full_disk_killed_mid_write_keeps_every_acknowledged_object() {
     // Whatever room the stores' background work left, something else takes: the disk is
     // full to the last block when the site starts again (opening a store after a crash
     // writes, so the start must make room from its reserve).
-    fill_to_the_end(&dir.join("filler"));
+    smallfs::fill_to_the_end(&dir.join("filler"));
 
     // Restarted on the full disk: every acknowledged object reads back intact.
     let (mut child, endpoint) = start_with(&dir, &flags);

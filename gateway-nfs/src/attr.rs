@@ -158,11 +158,6 @@ pub fn stored_ino(meta: &BTreeMap<String, String>) -> Option<u64> {
         .filter(|&x| x >= 2)
 }
 
-/// The file id of the version at `key`: the one it keeps, or its key's.
-pub fn fileid_for(bucket: &str, key: &str, meta: &BTreeMap<String, String>) -> u64 {
-    stored_ino(meta).unwrap_or_else(|| fileid_of(bucket, key))
-}
-
 /// Attributes of a stored version (a file, a symlink or a directory marker) of `key`.
 pub fn attr_of(fsid: u64, fileid: u64, key: &str, m: &VersionManifest) -> Fattr3 {
     let kind = kind_of(key, m);
@@ -317,10 +312,7 @@ mod tests {
         assert_ne!(a, fileid_of("c", "a/b"));
         assert!((2..1 << 63).contains(&a));
         let kept = BTreeMap::from([(META_INO.to_string(), format!("{a:x}"))]);
-        assert_eq!(fileid_for("b", "elsewhere", &kept), a);
-        assert_eq!(
-            fileid_for("b", "elsewhere", &BTreeMap::new()),
-            fileid_of("b", "elsewhere")
-        );
+        assert_eq!(stored_ino(&kept), Some(a));
+        assert_eq!(stored_ino(&BTreeMap::new()), None);
     }
 }

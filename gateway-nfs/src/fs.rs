@@ -28,6 +28,7 @@ use crate::handle::Handle;
 use crate::nfs3::{
     name_too_long, CreateHow, Fattr3, NfsFh3, Nfsstat3, Nfstime3, Sattr3, SetTime, WccData,
 };
+use crate::segments::Segments;
 
 /// Extent size of files written over NFS (as volumes': a write stores only its bytes, cut at
 /// these boundaries).
@@ -159,8 +160,6 @@ struct FileState {
     /// When the buffer last changed.
     touched: Instant,
 }
-
-use crate::segments::Segments;
 
 /// Remembered READDIR positions: cookie → (directory file id, key to resume after).
 #[derive(Default)]

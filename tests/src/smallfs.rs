@@ -105,3 +105,15 @@ impl Drop for SmallFs {
         let _ = run(Command::new("umount").arg("-l").arg(&self.mount));
     }
 }
+
+/// Writes `path` until its file system has no byte left (1 MiB, then 4 KiB, then single-byte
+/// writes), as a disk filled to the very end.
+pub fn fill_to_the_end(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("create the filler file");
+    for size in [1 << 20, 4096, 1] {
+        let block = vec![0x5a; size];
+        while f.write_all(&block).is_ok() {}
+    }
+    let _ = f.sync_all();
+}

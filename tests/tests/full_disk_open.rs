@@ -10,21 +10,10 @@ use cairn_core::space::write_buffer_for;
 use cairn_core::ChunkId;
 use cairn_manifestserver::{ManifestConfig, ManifestStore};
 use cairn_tests::random_bytes;
-use cairn_tests::smallfs::SmallFs;
+use cairn_tests::smallfs::{fill_to_the_end, SmallFs};
 
 /// Chunk size of the fill.
 const CHUNK: usize = 128 << 10;
-
-/// Writes `path` until its file system has no byte left.
-fn fill_to_the_end(path: &std::path::Path) {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).unwrap();
-    for size in [1 << 20, 4096, 1] {
-        let block = vec![0x5a; size];
-        while f.write_all(&block).is_ok() {}
-    }
-    let _ = f.sync_all();
-}
 
 /// Allocates `size` bytes at `path` (written, so the blocks are really taken).
 fn reserve(path: &std::path::Path, size: u64) {
