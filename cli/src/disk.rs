@@ -20,11 +20,17 @@ use crate::workers::Workers;
 /// Name of the reserve file kept in each data dir.
 pub const RESERVE_FILE: &str = "space.reserve";
 
-/// The second reserve file of a data dir, kept for the next start: a write that runs out of
-/// space never releases it (the space [`RESERVE_FILE`] frees may be taken again before the
-/// node stops); only a start on a full disk does, because opening a store after a crash
-/// writes (its manifest, its options, a new log).
+/// The second reserve file of a data dir, kept for the next start: a start on a full disk
+/// releases it, because opening a store after a crash writes (its manifest, its options, a new
+/// log, and the flush of what it replayed when there is room), while [`RESERVE_FILE`] stays
+/// for the deletes and GC that come after. A write that runs out of space releases it only
+/// once [`RESERVE_FILE`] is gone: deletes that cannot log would keep the disk full for good.
 pub const OPEN_RESERVE_FILE: &str = "open.reserve";
+
+/// How long writes go on running out of space after the space reserve was given back before
+/// the open reserve goes too (RocksDB retries its recovery from running out of space every few
+/// seconds, and refuses writes until then).
+const OPEN_RESERVE_AFTER: Duration = Duration::from_secs(if cfg!(test) { 0 } else { 15 });
 
 /// `[disk]` of a node's config and the `--disk-*` flags of `cairn serve`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -150,9 +156,25 @@ impl DiskMonitor {
             })
             .collect();
         let paths: Vec<PathBuf> = dirs.iter().map(|(_, p)| p.clone()).collect();
+        // When the space reserve went (or was first found gone): a store that ran out of
+        // space refuses writes until its recovery, so failures go on for seconds after the
+        // reserve was given back, and only a shortage that outlasts that takes the other.
+        let since: Mutex<Option<std::time::Instant>> = Mutex::new(None);
         gate.set_on_no_space(Box::new(move || {
+            let mut since = since.lock();
+            let mut released = false;
             for p in &paths {
-                release_reserve(p);
+                released |= release_reserve(p, RESERVE_FILE);
+            }
+            if released {
+                *since = Some(std::time::Instant::now());
+                return;
+            }
+            let first = *since.get_or_insert_with(std::time::Instant::now);
+            if first.elapsed() >= OPEN_RESERVE_AFTER {
+                for p in &paths {
+                    release_reserve(p, OPEN_RESERVE_FILE);
+                }
             }
         }));
         let monitor = Arc::new(DiskMonitor {
@@ -280,9 +302,10 @@ impl DiskMonitor {
 
     /// Before the stores open: a file system with less room left than the reserves' worth
     /// (filled to the end before a crash, by writes or by the stores' own flushes and
-    /// compactions) gives its reserves back, since opening a store after a crash writes and
-    /// would fail for want of a few kilobytes. Writes then wait until the space reserve can
-    /// be made again.
+    /// compactions) gives its open reserve back, since opening a store after a crash writes
+    /// and would fail for want of a few kilobytes; the space reserve stays for the deletes and
+    /// GC that free space afterwards, unless the open reserve was missing too. Writes then wait
+    /// until the reserves can be made again.
     fn release_to_open(&self) {
         for (i, (_, path)) in self.dirs.iter().enumerate() {
             if !self.holds_reserve.get(i).copied().unwrap_or(true) {
@@ -291,11 +314,16 @@ impl DiskMonitor {
             let Ok((free, total)) = measure(path) else {
                 continue;
             };
-            let needed = self.reserve_size(total) + self.open_reserve_size(total);
-            if free >= needed {
+            let open = self.open_reserve_size(total);
+            if free >= self.reserve_size(total) + open {
                 continue;
             }
-            for file in [OPEN_RESERVE_FILE, RESERVE_FILE] {
+            let released = std::fs::metadata(path.join(OPEN_RESERVE_FILE)).map_or(0, |m| m.len());
+            let mut files = vec![OPEN_RESERVE_FILE];
+            if free.saturating_add(released) < open {
+                files.push(RESERVE_FILE);
+            }
+            for file in files {
                 if std::fs::remove_file(path.join(file)).is_ok() {
                     warn!(dir = %path.display(), free_bytes = free, file,
                         "the disk is nearly full at start: released a space reserve so the \
@@ -306,9 +334,9 @@ impl DiskMonitor {
         }
     }
 
-    /// Room to open the stores of one file system: each preallocates a new log of 1.1 write
-    /// buffers, and writes its manifest and options; `reserve_bytes`, when set, sizes both
-    /// reserves (0: none).
+    /// Room to open the stores of one file system: each writes its manifest, its options and
+    /// a new log, and flushes what it replayed when that leaves a write buffer free;
+    /// `reserve_bytes`, when set, sizes both reserves (0: none).
     fn open_reserve_size(&self, total: u64) -> u64 {
         self.config
             .reserve_bytes
@@ -375,14 +403,20 @@ fn make_reserve(path: &Path, size: u64) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Gives the reserve file of `dir` back to the file system.
-fn release_reserve(dir: &Path) {
-    match std::fs::remove_file(dir.join(RESERVE_FILE)) {
-        Ok(()) => warn!(dir = %dir.display(),
-            "a write ran out of disk space: released the space reserve so deletes and garbage \
-             collection can run"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!(dir = %dir.display(), error = %e, "cannot release the space reserve"),
+/// Gives the reserve file `file` of `dir` back to the file system; whether there was one.
+fn release_reserve(dir: &Path, file: &str) -> bool {
+    match std::fs::remove_file(dir.join(file)) {
+        Ok(()) => {
+            warn!(dir = %dir.display(), file,
+                "a write ran out of disk space: released a space reserve so deletes and \
+                 garbage collection can run");
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            warn!(dir = %dir.display(), file, error = %e, "cannot release the space reserve");
+            false
+        }
     }
 }
 
@@ -513,6 +547,10 @@ mod tests {
         assert!(!dir.path().join(RESERVE_FILE).exists());
         assert!(dir.path().join(OPEN_RESERVE_FILE).exists());
         assert!(m.gate().check_write().is_err());
+        // Running out again with the space reserve gone gives back the other one: deletes
+        // that cannot log would keep the disk full.
+        m.gate().note_no_space("test");
+        assert!(!dir.path().join(OPEN_RESERVE_FILE).exists());
         // ...until a measurement sees the space (the threshold is off here).
         m.check();
         assert!(m.gate().check_write().is_ok());
@@ -548,6 +586,20 @@ mod tests {
             ..DiskConfig::default()
         };
         let _m = DiskMonitor::new(config, vec![("chunks".into(), dir.path().to_path_buf())]);
+        assert!(dir.path().join(RESERVE_FILE).exists());
+        // Room for the stores' open once the open reserve is given back: the space reserve
+        // stays for the deletes that come after.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(RESERVE_FILE), b"held").unwrap();
+        std::fs::write(dir.path().join(OPEN_RESERVE_FILE), b"held").unwrap();
+        let (free, _) = measure(dir.path()).unwrap();
+        let config = DiskConfig {
+            reserve_bytes: Some(free / 4 * 3),
+            min_free_percent: 0.0,
+            ..DiskConfig::default()
+        };
+        let _m = DiskMonitor::new(config, vec![("chunks".into(), dir.path().to_path_buf())]);
+        assert!(!dir.path().join(OPEN_RESERVE_FILE).exists());
         assert!(dir.path().join(RESERVE_FILE).exists());
     }
 

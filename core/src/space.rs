@@ -217,8 +217,12 @@ pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
 
 /// RocksDB options both stores open with, beside their own: a store killed on a full disk
 /// must open again, and replaying its WAL into memtables needs no space where flushing them
-/// would (`avoid_flush_during_recovery`).
-pub const ROCKSDB_OPEN_OPTIONS: &str = "avoid_flush_during_recovery=true";
+/// would (`avoid_flush_during_recovery`); and no file is preallocated (`allow_fallocate`):
+/// RocksDB preallocates each new WAL at 1.1 × the memtables it may log (four write buffers
+/// while a store opens) and each compaction output at a whole target file, and on ext4 a
+/// preallocation that runs out of space keeps what it got, so the start on a full disk that
+/// had a few write buffers given back for it found them gone before its first MANIFEST write.
+pub const ROCKSDB_OPEN_OPTIONS: &str = "avoid_flush_during_recovery=true;allow_fallocate=false";
 
 /// RocksDB's MANIFEST preallocation (its default, 4 MiB, is a whole write buffer of a small
 /// disk, taken again at each open, from the room a start on a full disk has).
