@@ -328,6 +328,12 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Full<Bytes>> 
             return json(status, &answer);
         }
     }
+    if let Some(answer) = crate::kms_cmd::handle_admin(client, &method, &path, &body).await {
+        return match answer {
+            Ok((status, v)) => json(status, &v),
+            Err(e) => client_error(e),
+        };
+    }
     let create = || serde_json::from_slice::<CreateRequest>(&body);
     match (method, path.as_str()) {
         (Method::GET, "/v1/workers") => json(StatusCode::OK, &workers.statuses()),

@@ -19,9 +19,11 @@ Examples:
   cairn init --dir site --site paris --nodes n1,n2,n3 --address n1=10.0.0.1
   cairn init --dir site --add-nodes --nodes n4      (one more node, same CA)
 
-Writes DIR/ca.pem and DIR/ca.key (the site CA), and for each node DIR/NODE/node.pem,
-DIR/NODE/node.key and DIR/NODE/ca.pem. Copy each node's directory to that node; keep
-DIR/ca.key offline, it is only needed to add nodes.")]
+Writes DIR/ca.pem and DIR/ca.key (the site CA), DIR/sse-master.keys (the site's keys for
+server-side encryption), and for each node DIR/NODE/node.pem, DIR/NODE/node.key, DIR/NODE/ca.pem
+and DIR/NODE/sse-master.keys. Copy each node's directory to that node; keep DIR/ca.key offline,
+it is only needed to add nodes; back up sse-master.keys: encrypted objects cannot be read
+without it.")]
 pub struct InitArgs {
     /// Directory to write the CA and the node directories into (created if missing).
     #[arg(long, value_name = "DIR")]
@@ -112,13 +114,29 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         written.push((ca_files[0].clone(), "site CA certificate"));
         written.push((ca_files[1].clone(), "site CA key (0600): keep it offline"));
     }
+    // The site's encryption keys (SSE-S3): one set, made with the CA, copied to every node.
+    let keys_path = args.dir.join(cairn_client::crypt::KEYS_FILE);
+    let new_keys = !keys_path.exists();
+    let keys = cairn_client::crypt::SiteKeys::load_or_create(&args.dir)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if new_keys {
+        written.push((
+            keys_path,
+            "site encryption keys (0600): back them up, encrypted objects need them",
+        ));
+    }
     for id in &identities {
         let dir = args.dir.join(id.node());
         id.save(&dir, args.force)?;
+        keys.save_to(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
         let [cert, key, ca_copy] = NodeIdentity::files(&dir);
         written.push((cert, "node certificate"));
         written.push((key, "node key (0600)"));
         written.push((ca_copy, "site CA certificate (copy)"));
+        written.push((
+            dir.join(cairn_client::crypt::KEYS_FILE),
+            "site encryption keys (copy, 0600)",
+        ));
     }
     report(&args.dir, ca.site(), &written, &nodes);
     Ok(())

@@ -10,12 +10,14 @@ mod bench;
 mod cluster_cmd;
 pub mod disk;
 mod init;
+mod kms_cmd;
 mod link_cmd;
 mod nfs_cmd;
 pub mod node;
 mod object_cmd;
 mod ops;
 mod serve;
+mod sse_cmd;
 mod volume_backup;
 mod volume_cmd;
 mod volume_health;
@@ -74,6 +76,12 @@ enum Command {
     /// Export buckets over NFS (NFSv3): files are objects, directories key prefixes.
     #[command(subcommand)]
     Nfs(nfs_cmd::NfsCommand),
+    /// The site's master keys for server-side encryption (AES256): list them, rotate them.
+    #[command(subcommand)]
+    Sse(sse_cmd::SseCommand),
+    /// The site's key manager for SSE-KMS (aws:kms): create, list, disable and enable keys.
+    #[command(subcommand)]
+    Kms(kms_cmd::KmsCommand),
 }
 
 /// Where an admin command acts: a data dir (directly, or through the site running on it), or a
@@ -222,6 +230,8 @@ pub fn run() -> anyhow::Result<()> {
             Command::Volume(cmd) => volume_cmd::run(cmd).await,
             Command::Link(cmd) => link_cmd::run(cmd).await,
             Command::Nfs(cmd) => nfs_cmd::run(cmd).await,
+            Command::Sse(cmd) => sse_cmd::run(cmd),
+            Command::Kms(cmd) => kms_cmd::run(cmd).await,
             Command::Object(cmd) => object_cmd::run(cmd).await,
         }
     })

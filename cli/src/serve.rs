@@ -51,6 +51,10 @@ pub struct ServeArgs {
         env = "CAIRN_S3_DOMAIN"
     )]
     pub domains: Vec<String>,
+    /// Refuse requests signed with Signature Version 2 (`Authorization: AWS ...` and presigned
+    /// URLs with `AWSAccessKeyId`), as S3 regions that take only SigV4 do.
+    #[arg(long = "no-sigv2", env = "CAIRN_S3_NO_SIGV2")]
+    pub no_sigv2: bool,
     /// Seconds between passes of the lifecycle worker (which applies buckets' lifecycle rules).
     #[arg(long, default_value_t = 3600, env = "CAIRN_LIFECYCLE_INTERVAL")]
     pub lifecycle_interval: u64,
@@ -415,6 +419,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = cairn_s3::S3Config {
         region: args.region.clone(),
         domains: args.domains.clone(),
+        signature_v2: !args.no_sigv2,
         ..Default::default()
     };
     let s3_metrics = config.metrics.clone();
@@ -459,6 +464,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let disk_task = tokio::spawn(crate::disk::disk_worker(
         disk.clone(),
         workers.clone(),
+        stop_rx.clone(),
+    ));
+    let keys_task = tokio::spawn(crate::sse_cmd::reload_loop(
+        client.clone(),
+        dir.clone(),
         stop_rx.clone(),
     ));
     let volume_monitor = Arc::new(cairn_block::volume::VolumeMonitor::new(volumes.clone()));
@@ -532,7 +542,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.wait().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    let (s3_res, admin_res, _, _, _, _, _, _) = tokio::join!(
+    let (s3_res, admin_res, _, _, _, _, _, _, _) = tokio::join!(
         s3_task,
         admin_task,
         lifecycle_task,
@@ -540,7 +550,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         scrub_task,
         trim_task,
         disk_task,
-        monitor_task
+        monitor_task,
+        keys_task
     );
     if let Some(task) = nbd_task {
         match task.await {

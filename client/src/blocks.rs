@@ -307,6 +307,7 @@ impl Client {
             lock: ObjectLock::default(),
             checksum_type: None,
             owner_grant: true,
+            encryption: None,
         };
         self.commit_if(&b, m, condition).await
     }

@@ -36,6 +36,10 @@ pub(crate) struct Inner {
     pub space: Option<Arc<SpaceGate>>,
     /// Threads that read chunks from a local store (started on first use).
     pub readers: std::sync::OnceLock<crate::nodes::Readers>,
+    /// Seals and opens SSE-S3 content (the site's master keys), once given.
+    pub site_sealer: parking_lot::RwLock<Option<crate::crypt::Sealer>>,
+    /// KMS keys opened lately (SSE-KMS).
+    pub kms: crate::kms::KmsCache,
 }
 
 impl Client {
@@ -67,6 +71,7 @@ impl Client {
         if let Some(inner) = Arc::get_mut(&mut client.inner) {
             inner.space = space;
         }
+        client.set_site_keys(&crate::crypt::SiteKeys::load_or_create(dir)?);
         Ok(client)
     }
 
@@ -120,6 +125,8 @@ impl Client {
                 cdc: FastCdc::default(),
                 space: None,
                 readers: std::sync::OnceLock::new(),
+                site_sealer: parking_lot::RwLock::new(None),
+                kms: crate::kms::KmsCache::default(),
             }),
         }
     }

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use cairn_core::extent::{Leaf, Piece, RangeWalker, Target, TreeBuilder};
 use cairn_core::manifest::{Content, Grant, ObjectLock, Part, VersionManifest, Versioning};
 use cairn_core::ChunkId;
@@ -13,6 +12,7 @@ use futures::StreamExt;
 use md5::{Digest, Md5};
 
 use crate::client::{now_ms, Client};
+use crate::crypt::{same_domain, shown_md5, CustomerKey, Sealer, Sse};
 use crate::multipart::{MAX_PARTS, MAX_PART_SIZE};
 use crate::objects::{check_key, shown_version};
 use crate::put::IngestLimits;
@@ -32,6 +32,19 @@ pub struct CopyOptions {
     /// Lock of the copy (a copy does not inherit the source's lock; the destination bucket's
     /// default retention applies).
     pub lock: ObjectLock,
+    /// Server-side encryption of the copy (a copy does not inherit the source's).
+    pub encryption: Option<Sse>,
+    /// The source's customer key (SSE-C), when it was stored with one.
+    pub source_key: Option<CustomerKey>,
+}
+
+/// The customer keys (SSE-C) of an UploadPartCopy: the source's, and the upload's.
+#[derive(Clone, Debug, Default)]
+pub struct PartCopyKeys {
+    /// The source's key, when it was stored with one.
+    pub source: Option<CustomerKey>,
+    /// The upload's key, when it was started with one.
+    pub part: Option<CustomerKey>,
 }
 
 /// An UploadPartCopy's outcome.
@@ -60,6 +73,20 @@ impl Client {
             .resolve_version(src_bucket, src_key, src_version)
             .await?;
         let db = self.head_bucket(dst_bucket).await?;
+        let src_sealer = self
+            .open_for(src.encryption.as_ref(), opts.source_key.as_ref())
+            .await?;
+        let dest = self.seal_for_bucket(&db, opts.encryption.as_ref()).await?;
+        let dest_key = match &opts.encryption {
+            Some(Sse::Customer(k)) => Some(k),
+            _ => None,
+        };
+        let by_reference = same_domain(
+            src.encryption.as_ref(),
+            dest.as_ref().map(|d| &d.1),
+            opts.source_key.as_ref(),
+            dest_key,
+        );
         let mut m = src.clone();
         m.bucket = dst_bucket.to_string();
         m.key = dst_key.to_string();
@@ -79,6 +106,27 @@ impl Client {
         }
         if let Some(t) = opts.tags {
             m.tags = t;
+        }
+        if !by_reference {
+            // Another encryption domain: the bytes are read (opened) and stored again
+            // (sealed for the copy), as a new single-part object with the same checksums.
+            let (sealer, encryption) = dest.unzip();
+            let data = self
+                .ingest_range(&src, 0, src.size, src_sealer, sealer.clone(), true)
+                .await?;
+            m.content = data.content;
+            m.etag = hex::encode(shown_md5(&data.md5, sealer.as_ref(), encryption.as_ref()));
+            m.parts = None;
+            m.encryption = encryption;
+            return Ok(CopyResult {
+                result: self.commit_version(&db, m).await?,
+                source_version_id: shown_version(&sb, &src),
+            });
+        }
+        // The same domain: the copy records what its request asked (a new digest of the same
+        // customer key, or the same KMS key with the request's context).
+        if let Some((_, enc)) = dest {
+            m.encryption = Some(enc);
         }
         let content = m.content.clone();
         // Tests pause here to delete the source and run GC between the read and the apply.
@@ -129,6 +177,7 @@ impl Client {
         src_key: &str,
         src_version: &VersionSel,
         range: Option<(u64, u64)>,
+        keys: PartCopyKeys,
     ) -> Result<PartCopyResult, ClientError> {
         self.check_space()?;
         if !(1..=MAX_PARTS).contains(&part_number) {
@@ -136,10 +185,22 @@ impl Client {
                 "part number must be an integer between 1 and {MAX_PARTS}"
             )));
         }
-        self.upload_of(bucket, key, upload_id).await?;
+        let upload = self.upload_of(bucket, key, upload_id).await?;
         let (sb, src) = self
             .resolve_version(src_bucket, src_key, src_version)
             .await?;
+        let src_sealer = self
+            .open_for(src.encryption.as_ref(), keys.source.as_ref())
+            .await?;
+        let part_sealer = self
+            .open_for(upload.encryption.as_ref(), keys.part.as_ref())
+            .await?;
+        let by_reference = same_domain(
+            src.encryption.as_ref(),
+            upload.encryption.as_ref(),
+            keys.source.as_ref(),
+            keys.part.as_ref(),
+        );
         let (start, end) = match range {
             None => (0, src.size),
             Some((first, last)) if first > last => {
@@ -159,9 +220,10 @@ impl Client {
             )));
         }
         let whole = start == 0 && end == src.size;
+        let mut md5 = None;
         let content = match &src.content {
-            Content::Tree(root) if whole => Content::Tree(*root),
-            Content::Tree(root) => {
+            Content::Tree(root) if by_reference && whole => Content::Tree(*root),
+            Content::Tree(root) if by_reference => {
                 let mut walker = RangeWalker::new(*root, start, end)?;
                 let mut builder = TreeBuilder::new();
                 while let Some(piece) = walker.next(self).await? {
@@ -173,30 +235,34 @@ impl Client {
                 }
             }
             Content::Empty => Content::Empty,
-            // Parts are trees: a small inline source is stored as a chunk of its own.
-            Content::Inline(b) => {
-                let bytes: Bytes = b.slice(start as usize..end as usize);
-                let body = futures::stream::once(async move { Ok(bytes) }).boxed();
-                let limits = IngestLimits {
-                    max_len: MAX_PART_SIZE,
-                    expected_len: Some(end - start),
-                    allow_inline: false,
-                    checksum: None,
-                };
-                self.ingest(body, Arc::new(self.inner.cdc.clone()), limits)
-                    .await?
-                    .content
+            // Another encryption domain, or inline bytes (parts are trees): stored again.
+            Content::Tree(_) | Content::Inline(_) => {
+                let data = self
+                    .ingest_range(
+                        &src,
+                        start,
+                        end,
+                        src_sealer.clone(),
+                        part_sealer.clone(),
+                        false,
+                    )
+                    .await?;
+                md5 = Some(data.md5);
+                data.content
             }
         };
-        let md5 = match parse_md5(&src.etag) {
-            Some(md5) if whole && src.parts.is_none() => md5,
+        let md5 = match (md5, parse_md5(&src.etag)) {
+            (Some(md5), _) => shown_md5(&md5, part_sealer.as_ref(), upload.encryption.as_ref()),
+            // The source's ETag is its MD5 (masked under the same key for SSE-C).
+            (None, Some(md5)) if whole && src.parts.is_none() => md5,
             _ => {
                 let mut hasher = Md5::new();
-                let mut body = self.read_range(&src.content, start, end);
+                let mut body = self.read_range(&src.content, start, end, src_sealer);
                 while let Some(piece) = body.next().await {
                     hasher.update(piece?);
                 }
-                hasher.finalize().into()
+                let md5: [u8; 16] = hasher.finalize().into();
+                shown_md5(&md5, part_sealer.as_ref(), upload.encryption.as_ref())
             }
         };
         let part = Part {
@@ -226,6 +292,52 @@ impl Client {
 }
 
 impl Client {
+    /// Bytes `[start, end)` of `src` (opened by `src_sealer`) stored again as new content
+    /// (sealed by `sealer`): a copy across encryption domains, or of inline bytes into a part.
+    async fn ingest_range(
+        &self,
+        src: &VersionManifest,
+        start: u64,
+        end: u64,
+        src_sealer: Option<Sealer>,
+        sealer: Option<Sealer>,
+        allow_inline: bool,
+    ) -> Result<crate::put::Ingested, ClientError> {
+        // A read error (a chunk that does not open, a missing one) is the copy's error, not
+        // the body's.
+        let failed = Arc::new(parking_lot::Mutex::new(None));
+        let slot = failed.clone();
+        let body = self
+            .read_range(&src.content, start, end, src_sealer)
+            .map(move |r| {
+                r.map_err(|e| {
+                    let io = std::io::Error::other(e.to_string());
+                    slot.lock().get_or_insert(e);
+                    io
+                })
+            })
+            .boxed();
+        let limits = IngestLimits {
+            max_len: if allow_inline {
+                crate::objects::MAX_PUT_SIZE.max(src.size)
+            } else {
+                MAX_PART_SIZE
+            },
+            expected_len: Some(end - start),
+            allow_inline,
+            checksum: None,
+            sealer,
+        };
+        let ingested = self
+            .ingest(body, Arc::new(self.inner.cdc.clone()), limits)
+            .await;
+        let failed = failed.lock().take();
+        match failed {
+            Some(e) => Err(e),
+            None => ingested,
+        }
+    }
+
     /// Called once a copy by reference (`content`, sharing chunks with `src`) is applied:
     /// makes sure garbage collection cannot collect those chunks (invariant I6).
     ///

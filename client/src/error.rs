@@ -103,6 +103,12 @@ pub enum ClientError {
     /// what to do. Removals are never refused for it.
     #[error("{0}")]
     NoSpace(String),
+    /// The KMS key a request uses is disabled (S3's `KMS.DisabledException`).
+    #[error("{0}")]
+    KmsDisabled(String),
+    /// The KMS key a request names does not exist (S3's `KMS.NotFoundException`).
+    #[error("{0}")]
+    KmsNotFound(String),
 }
 
 impl ClientError {

@@ -7,6 +7,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::client::Client;
+use crate::crypt::Sealer;
 use crate::{ByteStream, ClientError, RangeSpec};
 
 /// Chunks fetched ahead of the one being sent.
@@ -39,13 +40,25 @@ pub(crate) fn resolve_range(range: RangeSpec, size: u64) -> Result<(u64, u64), C
 }
 
 impl Client {
-    /// The bytes `[start, end)` of `content` as a stream.
-    pub(crate) fn read_range(&self, content: &Content, start: u64, end: u64) -> ByteStream {
+    /// The bytes `[start, end)` of `content` as a stream; content sealed by `sealer` (an
+    /// encrypted object's) has each chunk, or its inline bytes, opened before the range is cut.
+    pub(crate) fn read_range(
+        &self,
+        content: &Content,
+        start: u64,
+        end: u64,
+        sealer: Option<Sealer>,
+    ) -> ByteStream {
         match content {
             Content::Empty => Box::pin(futures::stream::empty()),
             Content::Inline(b) => {
-                let piece = b.slice(start as usize..end as usize);
-                Box::pin(futures::stream::once(async move { Ok(piece) }))
+                let piece = match &sealer {
+                    Some(s) => s
+                        .open(b)
+                        .and_then(|b| slice(&b, start as usize, (end - start) as usize)),
+                    None => Ok(b.slice(start as usize..end as usize)),
+                };
+                Box::pin(futures::stream::once(async move { piece }))
             }
             Content::Tree(root) => {
                 let walker = match RangeWalker::new(*root, start, end) {
@@ -88,7 +101,8 @@ impl Client {
                     let bytes = pieces
                         .map(|p: Result<Piece, ClientError>| {
                             let c = c2.clone();
-                            async move { c.fetch_piece(p?).await }
+                            let sealer = sealer.clone();
+                            async move { c.fetch_piece(p?, sealer.as_ref()).await }
                         })
                         .buffered(READ_AHEAD);
                     let mut bytes = std::pin::pin!(bytes);
@@ -119,7 +133,11 @@ impl Client {
     }
 
     /// The bytes of one piece (zeros come as several pieces of at most 1 MiB).
-    async fn fetch_piece(&self, p: Piece) -> Result<Vec<Bytes>, ClientError> {
+    async fn fetch_piece(
+        &self,
+        p: Piece,
+        sealer: Option<&Sealer>,
+    ) -> Result<Vec<Bytes>, ClientError> {
         let (off, len) = (p.offset as usize, p.len as usize);
         match p.target {
             Target::Zeros => {
@@ -134,7 +152,16 @@ impl Client {
             }
             Target::Inline(b) => slice(&b, off, len).map(|b| vec![b]),
             Target::Chunk { id, .. } => {
-                let chunk = self.read_chunk(id).await?;
+                let mut chunk = self.read_chunk(id).await?;
+                if let Some(s) = sealer {
+                    let sealed = chunk;
+                    let s = s.clone();
+                    chunk = tokio::task::spawn_blocking(move || s.open(&sealed))
+                        .await
+                        .map_err(|e| {
+                            ClientError::Storage(format!("opening a chunk failed: {e}"))
+                        })??;
+                }
                 slice(&chunk, off, len).map(|b| vec![b])
             }
         }

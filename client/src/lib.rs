@@ -11,10 +11,12 @@ mod buckets;
 mod checksum;
 mod client;
 mod copy;
+pub mod crypt;
 mod error;
 mod gc;
 mod get;
 mod keys;
+pub mod kms;
 mod lifecycle;
 mod link;
 mod multipart;
@@ -28,7 +30,7 @@ mod types;
 pub use blocks::{tree_etag, Hashed, TreeRun};
 pub use checksum::{checksum_of, decode as decode_checksum, ChecksumAlgorithm};
 pub use client::{now_ms, Client};
-pub use copy::{CopyOptions, PartCopyResult};
+pub use copy::{CopyOptions, PartCopyKeys, PartCopyResult};
 pub use error::ClientError;
 pub use gc::{GcPhase, GcReport, DEFAULT_GC_HOLD_MS};
 pub use lifecycle::LifecycleReport;
@@ -41,8 +43,8 @@ pub use types::*;
 pub use cairn_chunkserver::StoredChunk;
 pub use cairn_core::manifest::Change;
 pub use cairn_core::manifest::{
-    AccessKey, Bucket, ChecksumType, Content, ContentHeaders, KeyGrant, Part, Upload,
-    VersionManifest, Versioning,
+    AccessKey, Bucket, ChecksumType, Content, ContentHeaders, DefaultEncryption, Encryption,
+    KeyGrant, Part, Upload, VersionManifest, Versioning,
 };
 pub use cairn_core::placement::{ReplicaCensus, ReplicaCount};
 pub use cairn_core::{ChunkId, VersionId};

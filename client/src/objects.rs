@@ -70,11 +70,16 @@ impl Client {
             )));
         }
         let cdc = Arc::new(self.inner.cdc.clone());
+        let (sealer, encryption) = self
+            .seal_for_bucket(&b, opts.encryption.as_ref())
+            .await?
+            .unzip();
         let limits = IngestLimits {
             max_len: MAX_PUT_SIZE,
             expected_len: opts.content_length,
             allow_inline: true,
             checksum: opts.checksum.as_ref().map(|c| c.algorithm),
+            sealer: sealer.clone(),
         };
         let data = self.ingest(body, cdc, limits).await?;
         if opts.content_md5.is_some_and(|m| m != data.md5) {
@@ -94,7 +99,11 @@ impl Client {
             delete_marker: false,
             mtime_ms: now_ms(),
             size: data.size,
-            etag: hex::encode(data.md5),
+            etag: hex::encode(crate::crypt::shown_md5(
+                &data.md5,
+                sealer.as_ref(),
+                encryption.as_ref(),
+            )),
             headers: opts.headers,
             user_metadata: opts.user_metadata,
             tags: opts.tags,
@@ -106,6 +115,7 @@ impl Client {
             lock: opts.lock,
             checksum_type: None,
             owner_grant: true,
+            encryption,
         };
         self.commit(&b, m, None, opts.condition).await
     }

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::checksum::{ChecksumAlgorithm, Hasher};
 use crate::client::Client;
+use crate::crypt::Sealer;
 use crate::{BodyStream, ClientError};
 
 /// Chunks being hashed, compressed and stored at once per upload.
@@ -50,6 +51,8 @@ pub(crate) struct IngestLimits {
     pub allow_inline: bool,
     /// Additional checksum to compute in the sequential pass.
     pub checksum: Option<ChecksumAlgorithm>,
+    /// Seals chunks and inline bytes when the object is encrypted at rest.
+    pub sealer: Option<Sealer>,
 }
 
 /// Output of the sequential stage.
@@ -102,7 +105,7 @@ async fn ingest_inline(
     let content = if buf.is_empty() {
         Content::Empty
     } else {
-        Content::Inline(buf.freeze())
+        inline_content(buf.freeze(), limits.sealer.as_ref())
     };
     Ok(Ingested {
         size: expected,
@@ -231,7 +234,7 @@ impl Client {
             Ok(total)
         };
 
-        let store = self.store_cuts(cut_rx);
+        let store = self.store_cuts(cut_rx, limits.sealer);
         let (total, stored) = tokio::join!(read, store);
         let _ = cutter.await;
         let total = total?;
@@ -248,6 +251,7 @@ impl Client {
     async fn store_cuts(
         &self,
         cut_rx: mpsc::Receiver<Cut>,
+        sealer: Option<Sealer>,
     ) -> Result<([u8; 16], Option<Vec<u8>>, Content), ClientError> {
         let mut done = None;
         let cuts =
@@ -273,7 +277,7 @@ impl Client {
                     };
                     async move { r }
                 })
-                .map(|chunk| self.store_chunk(chunk))
+                .map(|chunk| self.store_chunk_sealed(chunk, sealer.clone()))
                 .buffered(IN_FLIGHT);
             let mut leaves = std::pin::pin!(leaves);
             while let Some(leaf) = leaves.try_next().await? {
@@ -288,7 +292,7 @@ impl Client {
         };
         let content = match inline {
             Some(b) if b.is_empty() => Content::Empty,
-            Some(b) => Content::Inline(b),
+            Some(b) => inline_content(b, sealer.as_ref()),
             None if !any => Content::Empty,
             None => match builder.finish(self).await? {
                 Some(root) => Content::Tree(root),
@@ -300,7 +304,25 @@ impl Client {
 
     /// Hashes, compresses and durably stores one chunk; all-zero chunks are not stored.
     pub(crate) async fn store_chunk(&self, chunk: Bytes) -> Result<Leaf, ClientError> {
+        self.store_chunk_sealed(chunk, None).await
+    }
+
+    /// [`Client::store_chunk`], sealed by `sealer` when there is one: the sealed bytes are
+    /// the stored chunk (named by their hash), the leaf keeps the plaintext's length, and zeros
+    /// are sealed too (a hole would tell where the plaintext is zero).
+    pub(crate) async fn store_chunk_sealed(
+        &self,
+        chunk: Bytes,
+        sealer: Option<Sealer>,
+    ) -> Result<Leaf, ClientError> {
         self.blocking(move |i| {
+            if let Some(sealer) = &sealer {
+                let sealed = sealer.seal(&chunk);
+                let id = ChunkId::of(&sealed);
+                i.chunks
+                    .put_encoded(&id, codec::Codec::Raw, sealed.len() as u32, &sealed)?;
+                return Ok(Leaf::chunk(id, chunk.len() as u64));
+            }
             let len = chunk.len() as u64;
             if chunk.iter().all(|&b| b == 0) {
                 return Ok(Leaf::zeros(len));
@@ -312,5 +334,13 @@ impl Client {
             Ok(Leaf::chunk(id, len))
         })
         .await
+    }
+}
+
+/// The inline content of a small body: its bytes, sealed when the object is encrypted.
+fn inline_content(body: Bytes, sealer: Option<&Sealer>) -> Content {
+    match sealer {
+        Some(s) => Content::Inline(Bytes::from(s.seal(&body))),
+        None => Content::Inline(body),
     }
 }

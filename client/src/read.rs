@@ -6,6 +6,7 @@ use cairn_core::manifest::{Bucket, VersionManifest};
 use cairn_manifestserver::WantedVersion;
 
 use crate::client::Client;
+use crate::crypt::CustomerKey;
 use crate::get::resolve_range;
 use crate::objects::{check_key, shown_version};
 use crate::{version_label, ClientError, GetResult, PutResult, RangeSpec, VersionSel};
@@ -25,6 +26,8 @@ pub struct ObjectRead {
     /// [`VersionSel::Current`]: how many siblings the newest version has (written over the
     /// same parent at another site; the S3 gateway shows it as `x-cairn-siblings`).
     pub siblings: u32,
+    /// The customer key the request sent (SSE-C), checked against the version's.
+    pub(crate) customer_key: Option<CustomerKey>,
 }
 
 impl ObjectRead {
@@ -52,6 +55,13 @@ impl ObjectRead {
                 version: sel.label().unwrap_or_default(),
             }),
         }
+    }
+
+    /// The customer-provided key (SSE-C) the request sent with the read, if any: needed to
+    /// read (or head) an object stored with one, refused for any other.
+    pub fn with_customer_key(mut self, key: Option<CustomerKey>) -> ObjectRead {
+        self.customer_key = key;
+        self
     }
 
     /// The bucket's record and the version to serve ([`ObjectRead::manifest`]).
@@ -92,6 +102,7 @@ impl Client {
             version: version.clone(),
             found: found.version,
             siblings: found.siblings,
+            customer_key: None,
         })
     }
 
@@ -115,21 +126,23 @@ impl Client {
         range: Option<RangeSpec>,
     ) -> Result<GetResult, ClientError> {
         let read = self.read_object(bucket, key, version).await?;
-        self.get_object_from(read, range)
+        self.get_object_from(read, range).await
     }
 
     /// [`Client::get_object`] of what `read` found: no metadata is read again.
-    pub fn get_object_from(
+    pub async fn get_object_from(
         &self,
         read: ObjectRead,
         range: Option<RangeSpec>,
     ) -> Result<GetResult, ClientError> {
+        let key = read.customer_key.clone();
         let (b, m) = read.into_version()?;
+        let sealer = self.open_for(m.encryption.as_ref(), key.as_ref()).await?;
         let (start, end) = match range {
             Some(r) => resolve_range(r, m.size)?,
             None => (0, m.size),
         };
-        let body = self.read_range(&m.content, start, end);
+        let body = self.read_range(&m.content, start, end, sealer);
         Ok(GetResult {
             version_id: shown_version(&b, &m),
             range: range.map(|_| (start, end)),
@@ -138,27 +151,33 @@ impl Client {
         })
     }
 
-    /// The version a GET would serve, without its body.
+    /// The version a GET would serve, without its body (its metadata only: no customer key
+    /// is asked for, unlike [`Client::head_object_from`], which answers S3's HEAD).
     pub async fn head_object(
         &self,
         bucket: &str,
         key: &str,
         version: &VersionSel,
     ) -> Result<PutResult, ClientError> {
-        let read = self.read_object(bucket, key, version).await?;
-        head_of(read)
+        let (b, m) = self
+            .read_object(bucket, key, version)
+            .await?
+            .into_version()?;
+        Ok(PutResult {
+            version_id: shown_version(&b, &m),
+            manifest: m,
+        })
     }
 
-    /// [`Client::head_object`] of what `read` found: no metadata is read again.
-    pub fn head_object_from(&self, read: ObjectRead) -> Result<PutResult, ClientError> {
-        head_of(read)
+    /// [`Client::head_object`] of what `read` found: no metadata is read again. An object
+    /// stored with a customer key needs that key, as its GET does.
+    pub async fn head_object_from(&self, read: ObjectRead) -> Result<PutResult, ClientError> {
+        let key = read.customer_key.clone();
+        let (b, m) = read.into_version()?;
+        self.open_for(m.encryption.as_ref(), key.as_ref()).await?;
+        Ok(PutResult {
+            version_id: shown_version(&b, &m),
+            manifest: m,
+        })
     }
-}
-
-fn head_of(read: ObjectRead) -> Result<PutResult, ClientError> {
-    let (b, m) = read.into_version()?;
-    Ok(PutResult {
-        version_id: shown_version(&b, &m),
-        manifest: m,
-    })
 }

@@ -84,6 +84,8 @@ pub struct PutOptions {
     pub checksum: Option<ChecksumRequest>,
     /// A condition on the key's current object, checked atomically with the write.
     pub condition: Option<WriteCondition>,
+    /// Server-side encryption of the content.
+    pub encryption: Option<crate::crypt::Sse>,
 }
 
 /// A checksum a PUT or UploadPart computes over the body while it streams in, and the value to
@@ -182,6 +184,8 @@ pub struct PartOptions {
     /// An additional checksum to compute, store and verify; it must be the upload's algorithm
     /// when the upload named one.
     pub checksum: Option<ChecksumRequest>,
+    /// The customer key (SSE-C) of an upload started with one: every part must send it.
+    pub customer_key: Option<crate::crypt::CustomerKey>,
 }
 
 /// One part as CompleteMultipartUpload lists it.

@@ -273,7 +273,7 @@ async fn versioning_rules_follow_s3() {
     }
     let read = c.read_object("bkt", "k", &by_marker).await.unwrap();
     assert!(matches!(
-        c.head_object_from(read).err().unwrap(),
+        c.head_object_from(read).await.err().unwrap(),
         ClientError::MethodNotAllowed { .. }
     ));
     let read = c
@@ -301,6 +301,7 @@ async fn versioning_rules_follow_s3() {
     assert_eq!(read.manifest().unwrap().version, v1.manifest.version);
     let g = c
         .get_object_from(read, Some(RangeSpec::FromTo(1, None)))
+        .await
         .unwrap();
     assert_eq!(read_all(g.body).await.unwrap(), b"1");
     // Removing the marker brings v2 back.
@@ -609,5 +610,7 @@ fn copy_opts(metadata: MetadataDirective) -> cairn_client::CopyOptions {
         owner: "owner".into(),
         acl: Vec::new(),
         lock: Default::default(),
+        encryption: None,
+        source_key: None,
     }
 }

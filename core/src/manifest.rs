@@ -53,6 +53,25 @@ pub struct Bucket {
     /// When the record was last created or changed, by the writing site's clock: linked
     /// sites keep the record with the greatest revision (`None`: written before revisions).
     pub revision: Option<VersionId>,
+    /// Default encryption of new objects that ask for none (PutBucketEncryption).
+    pub encryption: Option<DefaultEncryption>,
+}
+
+/// A bucket's default server-side encryption.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DefaultEncryption {
+    /// SSE-S3 (`AES256`).
+    Site {
+        /// `BucketKeyEnabled` as it was put (kept and shown; it changes nothing here).
+        bucket_key: bool,
+    },
+    /// SSE-KMS under a key of the site's key manager (`None`: its default key).
+    Kms {
+        /// The KMS key's id, alias or ARN, as put.
+        key_id: Option<String>,
+        /// `BucketKeyEnabled` as it was put.
+        bucket_key: bool,
+    },
 }
 
 impl Bucket {
@@ -71,12 +90,13 @@ impl Bucket {
             object_lock: None,
             owner_grant: true,
             revision: None,
+            encryption: None,
         }
     }
 }
 
 impl Versioned for Bucket {
-    const FORMAT: u8 = 4;
+    const FORMAT: u8 = 5;
     const WHAT: &'static str = "bucket";
 
     fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
@@ -86,9 +106,13 @@ impl Versioned for Bucket {
                 ..Bucket::new(&b.name, &b.owner, b.created_ms)
             })),
             2 => Some(decode_body::<v2::Bucket>(Self::WHAT, body).map(Into::into)),
-            // Format 4 added one last field, `revision`, unknown for older records.
-            3 => {
+            // Format 4 added `revision`, unknown for older records, and format 5 `encryption`
+            // (none before): both last.
+            3 | 4 => {
                 let mut full = body.to_vec();
+                if version == 3 {
+                    full.push(0);
+                }
                 full.push(0);
                 Some(decode_body::<Bucket>(Self::WHAT, &full))
             }
@@ -372,19 +396,50 @@ pub struct VersionManifest {
     pub checksum_type: Option<ChecksumType>,
     /// The ACL lists the owner's FULL_CONTROL first (see [`Bucket::owner_grant`]).
     pub owner_grant: bool,
+    /// How the content is encrypted at rest (server-side encryption), if it is.
+    pub encryption: Option<Encryption>,
+}
+
+/// How an object's content is encrypted at rest: its chunks (and inline bytes) are sealed
+/// under the key of a domain (see the client's `crypt` module); the tree is not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encryption {
+    /// SSE-S3 (`AES256`): sealed under the site's master keys.
+    Site,
+    /// SSE-C: sealed under a key the customer sends with every request; only a salted digest
+    /// of it is kept, to check the key of a read.
+    Customer {
+        /// Random salt of the digest.
+        salt: [u8; 16],
+        /// Keyed BLAKE3 of the key under the salt.
+        digest: [u8; 32],
+    },
+    /// SSE-KMS (`aws:kms`): sealed under a key of the site's key manager.
+    Kms {
+        /// The KMS key's id.
+        key_id: String,
+        /// The encryption context the write gave (base64 of a JSON object), if any.
+        context: Option<String>,
+        /// `BucketKeyEnabled` as the write asked (kept and shown).
+        bucket_key: bool,
+    },
 }
 
 impl Versioned for VersionManifest {
-    const FORMAT: u8 = 3;
+    const FORMAT: u8 = 4;
     const WHAT: &'static str = "version manifest";
 
     fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
         match version {
             1 => Some(decode_body::<v1::VersionManifest>(Self::WHAT, body).map(Into::into)),
-            // Format 3 added one last field, `owner_grant`, which every older record had on.
-            2 => {
+            // Format 3 added `owner_grant`, which every older record had on, and format 4
+            // `encryption` (none before): both last.
+            2 | 3 => {
                 let mut full = body.to_vec();
-                full.push(1);
+                if version == 2 {
+                    full.push(1);
+                }
+                full.push(0);
                 Some(decode_body::<VersionManifest>(Self::WHAT, &full))
             }
             _ => None,
@@ -423,6 +478,7 @@ impl VersionManifest {
             lock: ObjectLock::default(),
             checksum_type: None,
             owner_grant: true,
+            encryption: None,
         }
     }
 }
@@ -454,13 +510,21 @@ pub struct Upload {
     pub checksum_algorithm: Option<String>,
     /// Full-object or composite checksum for the final object.
     pub checksum_type: Option<ChecksumType>,
+    /// How the parts and the final object are encrypted at rest, if they are.
+    pub encryption: Option<Encryption>,
 }
 
 impl Versioned for Upload {
-    const FORMAT: u8 = 2;
+    const FORMAT: u8 = 3;
     const WHAT: &'static str = "multipart upload";
 
     fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
+        // Format 3 added one last field, `encryption`.
+        if version == 2 {
+            let mut full = body.to_vec();
+            full.push(0);
+            return Some(decode_body::<Upload>(Self::WHAT, &full));
+        }
         (version == 1).then(|| {
             decode_body::<v1::Upload>(Self::WHAT, body).map(|u| Upload {
                 bucket: u.bucket,
@@ -475,6 +539,7 @@ impl Versioned for Upload {
                 lock: ObjectLock::default(),
                 checksum_algorithm: None,
                 checksum_type: None,
+                encryption: None,
             })
         })
     }
@@ -635,6 +700,7 @@ mod v1 {
                 lock: ObjectLock::default(),
                 checksum_type: None,
                 owner_grant: true,
+                encryption: None,
             }
         }
     }
@@ -732,6 +798,7 @@ mod v2 {
                 object_lock: b.object_lock,
                 owner_grant: true,
                 revision: None,
+                encryption: None,
             }
         }
     }
@@ -813,11 +880,20 @@ mod tests {
             ..b.clone()
         };
         assert_eq!(Bucket::decode(&now.encode()).unwrap(), now);
-        // A format-3 bucket is a format-4 one without its last field (no revision).
+        // A format-3 bucket is a format-5 one without its last two fields (no revision, no
+        // encryption), a format-4 one without the last.
         let mut bytes = now.encode();
-        bytes[0] = 3;
-        assert_eq!(bytes.pop(), Some(0), "revision is last");
+        bytes[0] = 4;
+        assert_eq!(bytes.pop(), Some(0), "encryption is last");
         assert_eq!(Bucket::decode(&bytes).unwrap(), now);
+        bytes[0] = 3;
+        assert_eq!(bytes.pop(), Some(0), "revision is before it");
+        assert_eq!(Bucket::decode(&bytes).unwrap(), now);
+        let encrypted = Bucket {
+            encryption: Some(DefaultEncryption::Site { bucket_key: true }),
+            ..now.clone()
+        };
+        assert_eq!(Bucket::decode(&encrypted.encode()).unwrap(), encrypted);
         let revised = Bucket {
             revision: Some(VersionId(9)),
             ..now
@@ -829,9 +905,20 @@ mod tests {
         m.owner = "K".into();
         let mut bytes = m.encode();
         bytes[0] = 2;
-        assert_eq!(bytes.pop(), Some(1), "owner_grant is last");
+        assert_eq!(bytes.pop(), Some(0), "encryption is last");
+        assert_eq!(bytes.pop(), Some(1), "owner_grant is before it");
         assert_eq!(VersionManifest::decode(&bytes).unwrap(), m);
         m.owner_grant = false;
+        assert_eq!(VersionManifest::decode(&m.encode()).unwrap(), m);
+        // A format-3 one lacks only `encryption`.
+        let mut bytes = m.encode();
+        bytes[0] = 3;
+        assert_eq!(bytes.pop(), Some(0));
+        assert_eq!(VersionManifest::decode(&bytes).unwrap(), m);
+        m.encryption = Some(Encryption::Customer {
+            salt: [1; 16],
+            digest: [2; 32],
+        });
         assert_eq!(VersionManifest::decode(&m.encode()).unwrap(), m);
     }
 

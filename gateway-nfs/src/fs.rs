@@ -235,6 +235,17 @@ pub fn status_of(e: &ClientError) -> Nfsstat3 {
     }
 }
 
+/// Objects stored with server-side encryption are not served over NFS (their bytes are sealed;
+/// an S3 client reads them): ACCES, said once in the log per call.
+fn refuse_encrypted(m: &VersionManifest) -> Result<(), Nfsstat3> {
+    if m.encryption.is_some() {
+        tracing::info!(bucket = %m.bucket, key = %m.key,
+            "NFS: the object is stored with server-side encryption; read it through S3");
+        return Err(Nfsstat3::Acces);
+    }
+    Ok(())
+}
+
 fn io(e: ClientError) -> Nfsstat3 {
     if !matches!(e.kind(), ErrorKind::NotFound) {
         tracing::warn!(error = %e, "NFS: store error");
@@ -723,6 +734,7 @@ impl Fs {
         start: u64,
         end: u64,
     ) -> Result<Bytes, Nfsstat3> {
+        refuse_encrypted(m)?;
         match &m.content {
             Content::Empty => Ok(Bytes::new()),
             Content::Inline(b) => Ok(b.slice(start as usize..(end as usize).min(b.len()))),
@@ -989,6 +1001,12 @@ impl Fs {
         segs: &Segments,
         size: u64,
     ) -> Result<Option<Child>, ClientError> {
+        if base.encryption.is_some() {
+            return Err(ClientError::AccessDenied(format!(
+                "{} is stored with server-side encryption, which NFS does not write",
+                base.key
+            )));
+        }
         let client = &self.client;
         let mut root = match &base.content {
             Content::Empty => None,
@@ -1568,6 +1586,21 @@ impl Fs {
             .await
             .map_err(io)?;
         let m = src.manifest().map_err(|_| Nfsstat3::Noent)?.clone();
+        // The moved object stays encrypted as it was; a customer's key is not known here.
+        let encryption = match &m.encryption {
+            None => None,
+            Some(cairn_client::Encryption::Site) => Some(cairn_client::crypt::Sse::Site),
+            Some(cairn_client::Encryption::Kms {
+                key_id,
+                context,
+                bucket_key,
+            }) => Some(cairn_client::crypt::Sse::Kms {
+                key_id: Some(key_id.clone()),
+                context: context.clone(),
+                bucket_key: *bucket_key,
+            }),
+            Some(cairn_client::Encryption::Customer { .. }) => return Err(Nfsstat3::Acces),
+        };
         let mut meta = m.user_metadata.clone();
         meta.insert(attr::META_INO.into(), format!("{fileid:x}"));
         meta.insert(attr::META_CTIME.into(), attr::format_time(attr::now()));
@@ -1587,6 +1620,8 @@ impl Fs {
                     owner: m.owner.clone(),
                     acl: Vec::new(),
                     lock: Default::default(),
+                    encryption,
+                    source_key: None,
                 },
             )
             .await

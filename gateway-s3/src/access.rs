@@ -182,6 +182,10 @@ pub(crate) fn rule(op: &str) -> OpRule {
         "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => {
             r("s3:PutLifecycleConfiguration", Admin, A::None)
         }
+        "GetBucketEncryption" => r("s3:GetEncryptionConfiguration", Admin, A::None),
+        "PutBucketEncryption" | "DeleteBucketEncryption" => {
+            r("s3:PutEncryptionConfiguration", Admin, A::None)
+        }
         "GetObjectLockConfiguration" => r("s3:GetBucketObjectLockConfiguration", Admin, A::None),
         "PutObjectLockConfiguration" => r("s3:PutBucketObjectLockConfiguration", Admin, A::None),
         // Anything else (configuration the gateway may not even implement) is the owner's.

@@ -1,6 +1,6 @@
-//! Who may call: SigV4 secret lookup, the region check, the access hook (the decision itself is
-//! in [`crate::access`]), and the Host header parsing that tells virtual-hosted-style requests
-//! from path-style ones.
+//! Who may call: secret lookup (for SigV4 and SigV2), the region check, the access hook (the
+//! decision itself is in [`crate::access`]), and the Host header parsing that tells
+//! virtual-hosted-style requests from path-style ones.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -18,6 +18,7 @@ use tracing::error;
 use crate::access::{AccessRequest, Authorizer, BucketOwner, Checked, CheckedObject};
 use crate::condition::RequestContext;
 use crate::form::{self, tagging_query, FormHead, PostForm};
+use crate::sigv2::SigV2;
 use crate::S3Config;
 
 /// How long a secret looked up in the store is used without asking again: a deleted or
@@ -29,17 +30,20 @@ const SECRET_TTL: Duration = Duration::from_secs(1);
 const MAX_SECRETS: usize = 4096;
 
 /// Looks access keys up in the store; s3s verifies signatures and payload hashes with them.
+/// Clones share their cache: s3s holds one, the SigV2 checks before it ([`crate::sigv2`])
+/// another.
+#[derive(Clone)]
 pub(crate) struct KeyAuth {
     client: cairn_client::Client,
     /// Secrets found in the last [`SECRET_TTL`], by access key id (absent keys are not kept).
-    secrets: Mutex<HashMap<String, (Instant, String)>>,
+    secrets: Arc<Mutex<HashMap<String, (Instant, String)>>>,
 }
 
 impl KeyAuth {
     pub(crate) fn new(client: cairn_client::Client) -> KeyAuth {
         KeyAuth {
             client,
-            secrets: Mutex::new(HashMap::new()),
+            secrets: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -148,6 +152,9 @@ impl S3Access for Access {
                      policy: sign the form"
                 ));
             }
+            if !self.config.signature_v2 && form.as_ref().is_some_and(form_signed_v2) {
+                return Err(s3_error!(InvalidRequest, "{}", crate::sigv2::UNSUPPORTED));
+            }
             if let Some(policy) = form.as_ref().and_then(|f| f.field("policy")) {
                 form::check_policy_expiration(policy)
                     .map_err(|m| s3_error!(InvalidPolicyDocument, "{m}"))?;
@@ -199,6 +206,10 @@ impl S3Access for Access {
             apply_form(&head.form(), req)?;
         }
         let who = req.credentials.as_ref().map(|c| c.access_key.clone());
+        let signature_v2 = req
+            .extensions
+            .get::<FormHead>()
+            .is_some_and(|head| form_signed_v2(&head.form()));
         let facts = RequestFacts {
             headers: &req.headers,
             uri: &req.uri,
@@ -207,6 +218,7 @@ impl S3Access for Access {
             post: Some(PostFields {
                 acl: req.input.acl.as_ref().map(|a| a.as_str()),
                 tagging: req.input.tagging.as_deref(),
+                signature_v2,
             }),
         };
         let checked = self
@@ -267,11 +279,16 @@ fn apply_form(form: &PostForm, req: &mut S3Request<PutObjectInput>) -> S3Result<
     Ok(())
 }
 
+/// Whether a POST form is signed with Signature Version 2 (`signature`, not `x-amz-signature`,
+/// which s3s looks for first).
+fn form_signed_v2(form: &PostForm) -> bool {
+    form.field("signature").is_some() && form.field("x-amz-signature").is_none()
+}
+
 /// Marks a POST upload whose access decision waits for its form fields.
 #[derive(Clone, Copy, Debug)]
 struct PendingPost;
 
-/// A query parameter, percent-decoded.
 /// The client's address, as the S3 server accepted its connection.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RemoteAddr(pub(crate) std::net::SocketAddr);
@@ -290,6 +307,8 @@ pub(crate) struct RequestFacts<'a> {
 pub(crate) struct PostFields<'a> {
     pub(crate) acl: Option<&'a str>,
     pub(crate) tagging: Option<&'a str>,
+    /// Signed with Signature Version 2 (`signature` rather than `x-amz-signature`).
+    pub(crate) signature_v2: bool,
 }
 
 impl RequestFacts<'_> {
@@ -298,6 +317,9 @@ impl RequestFacts<'_> {
         let mut ctx = request_context(self.headers, self.uri, self.remote, who);
         if let Some(post) = &self.post {
             ctx.set_one("s3:authType", "POST");
+            if post.signature_v2 {
+                ctx.set_one("s3:signatureversion", "AWS");
+            }
             if let Some(acl) = post.acl {
                 ctx.set_one("s3:x-amz-acl", acl);
             }
@@ -366,14 +388,16 @@ fn request_context(
             ctx.set_one(key, v);
         }
     }
-    let presigned = query_param(uri, "X-Amz-Signature").is_some();
     if who.is_some() {
-        ctx.set_one("s3:signatureversion", "AWS4-HMAC-SHA256");
-        let auth = if presigned {
-            "REST-QUERY-STRING"
-        } else {
-            "REST-HEADER"
+        let (version, auth) = match SigV2::of(headers, uri) {
+            Some(SigV2::Header) => ("AWS", "REST-HEADER"),
+            Some(SigV2::Query) => ("AWS", "REST-QUERY-STRING"),
+            None if query_param(uri, "X-Amz-Signature").is_some() => {
+                ("AWS4-HMAC-SHA256", "REST-QUERY-STRING")
+            }
+            None => ("AWS4-HMAC-SHA256", "REST-HEADER"),
         };
+        ctx.set_one("s3:signatureversion", version);
         ctx.set_one("s3:authType", auth);
     }
     if let Some(tagging) = header("x-amz-tagging") {
@@ -425,6 +449,12 @@ fn signed_region(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
 fn scope_region(credential: &str) -> Option<String> {
     let parts: Vec<&str> = credential.trim().split('/').collect();
     (parts.len() >= 5).then(|| parts[parts.len() - 3].to_string())
+}
+
+/// Decodes a query string's name or value as HTML forms encode it: `+` is a space, then `%XX`
+/// escapes.
+pub(crate) fn form_decode(s: &str) -> String {
+    percent_decode(&s.replace('+', " "))
 }
 
 /// Decodes `%XX` escapes; invalid escapes are kept as they are.
@@ -479,7 +509,7 @@ impl DomainHost {
     }
 
     /// The bucket a Host header addresses, if it is virtual-hosted style.
-    fn bucket_of<'a>(&self, host: &'a str) -> Option<&'a str> {
+    pub(crate) fn bucket_of<'a>(&self, host: &'a str) -> Option<&'a str> {
         let without_port = strip_port(host);
         for domain in &self.domains {
             // A domain configured with a port matches only that port.

@@ -53,6 +53,20 @@ pub(crate) fn client_error(e: ClientError) -> S3Error {
                 &message,
             );
         }
+        E::KmsDisabled(_) => {
+            return custom_error(
+                "KMS.DisabledException",
+                http::StatusCode::BAD_REQUEST,
+                &message,
+            )
+        }
+        E::KmsNotFound(_) => {
+            return custom_error(
+                "KMS.NotFoundException",
+                http::StatusCode::BAD_REQUEST,
+                &message,
+            )
+        }
         E::Corrupt(_) | E::Storage(_) => {
             // Details go to the log, not to the client.
             error!(error = %e, "object store failure");

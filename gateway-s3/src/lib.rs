@@ -1,17 +1,20 @@
 //! Cairn's S3 gateway: the S3 REST API over HTTP/1.1, on top of `cairn-client`.
 //!
 //! The `s3s` crate parses requests into typed operation inputs, checks SigV4 signatures
-//! (headers, presigned query strings and aws-chunked streaming bodies) and serializes outputs
-//! and errors; this crate implements the operations against [`cairn_client::Client`] and runs the
-//! hyper accept loop. The gateway keeps no data of its own (invariant I7): request bodies stream
-//! straight into the client and response bodies straight out of it.
+//! (headers, presigned query strings and aws-chunked streaming bodies) and SigV2 ones, and
+//! serializes outputs and errors; this crate implements the operations against
+//! [`cairn_client::Client`] and runs the hyper accept loop. The gateway keeps no data of its
+//! own (invariant I7): request bodies stream straight into the client and response bodies
+//! straight out of it.
 //!
 //! Code map:
 //! - [`server`] — accept loop, TCP_NODELAY, request ids and tracing spans, graceful shutdown.
 //! - [`compat`] — where s3s's HTTP answers differ from S3's: presigned URL lifetimes, SigV4
 //!   dated by `Date`, request ids in error bodies, POST policy refusals and redirects.
-//! - [`auth`] — access keys (SigV4 secret lookup), the access hook (region check, then
-//!   [`access`]), host parsing for virtual-hosted-style requests.
+//! - [`auth`] — access keys (secret lookup), the access hook (region check, then [`access`]),
+//!   host parsing for virtual-hosted-style requests.
+//! - [`sigv2`] — Signature Version 2 before s3s verifies it: the per-site switch, time stamps,
+//!   presigned URL parameters, the `/bucket` resource signed with or without its final slash.
 //! - [`access`] — who may do what: bucket owner, key grants, bucket policy, ACLs.
 //! - [`policy`] — bucket policy documents: validation and evaluation.
 //! - [`error`] — the one mapping from [`cairn_client::ClientError`] to S3 error codes.
@@ -36,6 +39,8 @@ mod metrics;
 mod ops;
 mod policy;
 mod server;
+mod sigv2;
+mod sse;
 
 pub use metrics::{S3Metrics, OPS as S3_OPERATIONS};
 
@@ -52,6 +57,12 @@ pub struct S3Config {
     /// Where the gateway counts its requests (`cairn_s3_*` metrics); clones of the config
     /// share it. Render it with [`S3Metrics::render`], e.g. from the admin `/metrics`.
     pub metrics: std::sync::Arc<S3Metrics>,
+    /// Whether requests signed with Signature Version 2 are taken (`Authorization: AWS
+    /// id:signature`, presigned URLs with `AWSAccessKeyId` and `Signature`, POST forms with a
+    /// `signature` field). When `false` they get S3's answer for regions that take only SigV4,
+    /// 400 InvalidRequest "... Please use AWS4-HMAC-SHA256." (on which s3cmd switches to
+    /// SigV4 by itself).
+    pub signature_v2: bool,
 }
 
 impl Default for S3Config {
@@ -60,6 +71,7 @@ impl Default for S3Config {
             region: None,
             domains: vec!["localhost".to_string()],
             metrics: std::sync::Arc::new(S3Metrics::new()),
+            signature_v2: true,
         }
     }
 }
@@ -67,7 +79,8 @@ impl Default for S3Config {
 /// Serves the S3 API on `listener` until `shutdown` completes, then stops accepting and lets
 /// in-flight requests finish (for at most ten seconds).
 ///
-/// Every request is authenticated with SigV4 against the access keys stored by `client`.
+/// Every request is authenticated with SigV4 (or SigV2, unless turned off) against the access
+/// keys stored by `client`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: S3Config,

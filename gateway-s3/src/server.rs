@@ -21,6 +21,7 @@ use crate::cors::Cors;
 use crate::form::FormHead;
 use crate::metrics::{Counted, Direction, S3Metrics, Tapped};
 use crate::ops::Gateway;
+use crate::sigv2::SigV2;
 use crate::S3Config;
 
 /// Largest request head (request line and headers) accepted; beyond it hyper answers 431.
@@ -46,7 +47,9 @@ pub(crate) async fn serve(
     ));
     let host = Arc::new(DomainHost::new(&config.domains).map_err(std::io::Error::other)?);
     let metrics = config.metrics.clone();
-    let service = build_service(config, client)?;
+    let signature_v2 = config.signature_v2;
+    let keys = KeyAuth::new(client.clone());
+    let service = build_service(config, client, keys.clone())?;
     let ids = Arc::new(RequestIds::new());
 
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -84,6 +87,8 @@ pub(crate) async fn serve(
             ids: ids.clone(),
             metrics: metrics.clone(),
             host: host.clone(),
+            keys: keys.clone(),
+            signature_v2,
             peer,
         };
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
@@ -112,12 +117,16 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-/// Assembles the s3s service: operations, SigV4 keys, access rules and host parsing.
-fn build_service(config: S3Config, client: cairn_client::Client) -> std::io::Result<S3Service> {
+/// Assembles the s3s service: operations, access keys, access rules and host parsing.
+fn build_service(
+    config: S3Config,
+    client: cairn_client::Client,
+    keys: KeyAuth,
+) -> std::io::Result<S3Service> {
     let host = DomainHost::new(&config.domains).map_err(std::io::Error::other)?;
     let config = Arc::new(config);
     let mut builder = S3ServiceBuilder::new(Gateway::new(client.clone(), config.clone()));
-    builder.set_auth(KeyAuth::new(client.clone()));
+    builder.set_auth(keys);
     builder.set_access(Access::new(config, client));
     builder.set_host(host);
     Ok(builder.build())
@@ -153,6 +162,10 @@ struct RequestService {
     metrics: Arc<S3Metrics>,
     /// Tells virtual-hosted requests from path-style ones when naming the operation.
     host: Arc<DomainHost>,
+    /// Secrets for the SigV2 checks before s3s's (sharing s3s's cache).
+    keys: KeyAuth,
+    /// [`S3Config::signature_v2`].
+    signature_v2: bool,
     peer: SocketAddr,
 }
 
@@ -175,6 +188,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         );
         let inner = self.inner.clone();
         let cors = self.cors.clone();
+        let (keys, host, signature_v2) = (self.keys.clone(), self.host.clone(), self.signature_v2);
         let peer = self.peer;
         // Counted under the operation S3 would route it to; its body bytes as they stream.
         let stats = self.metrics.op(crate::metrics::operation(&req, &self.host));
@@ -204,13 +218,18 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                     || req
                         .uri()
                         .query()
-                        .is_some_and(|q| q.contains("X-Amz-Credential="));
-                let refused = crate::compat::prepare(&mut req).err();
+                        .is_some_and(|q| q.contains("X-Amz-Credential="))
+                    || SigV2::of(req.headers(), req.uri()).is_some();
+                let refused = crate::compat::prepare(&mut req).err().or_else(|| {
+                    let now = time::OffsetDateTime::now_utc();
+                    crate::sigv2::check(req.headers(), req.uri(), signature_v2, now).err()
+                });
                 let resp = if let Some(refused) = refused {
                     *refused
                 } else if method == http::Method::OPTIONS {
                     cors.preflight(&req).await
                 } else {
+                    crate::sigv2::settle_bucket_path(&mut req, &keys, &host).await;
                     let rules = cors.rules_for(&req).await;
                     let mut resp = match inner.call(req).await {
                         Ok(resp) => resp,

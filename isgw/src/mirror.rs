@@ -21,7 +21,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use bytes::BytesMut;
 use cairn_client::{Client, ClientError, ListQuery, RangeSpec, VersionSel};
 use futures::StreamExt;
@@ -203,9 +203,34 @@ impl<'a> Mirror<'a> {
                 Traffic::add(&self.traffic.removals, 1);
                 return Ok(());
             }
+            // An object stored with a customer's key (SSE-C) cannot be read without it: it
+            // is not mirrored, and the rest of the bucket is.
+            Err(ClientError::InvalidRequest(why)) => {
+                let head = self
+                    .client
+                    .head_object(bucket, key, &VersionSel::Current)
+                    .await?;
+                if matches!(
+                    head.manifest.encryption,
+                    Some(cairn_client::Encryption::Customer { .. })
+                ) {
+                    tracing::warn!(
+                        bucket,
+                        key,
+                        "not mirrored: the object is encrypted with a customer-provided key"
+                    );
+                    return Ok(());
+                }
+                return Err(ClientError::InvalidRequest(why).into());
+            }
             Err(e) => return Err(e.into()),
         };
         let m = got.manifest.clone();
+        // What is encrypted at rest here is asked to be encrypted at rest there.
+        let sse = m
+            .encryption
+            .is_some()
+            .then_some(ServerSideEncryption::Aes256);
         if m.size <= SINGLE_PUT_MAX {
             let mut body = BytesMut::with_capacity(m.size as usize);
             let mut stream = got.body;
@@ -222,7 +247,8 @@ impl<'a> Mirror<'a> {
                 .set_content_type(m.headers.content_type.clone())
                 .set_cache_control(m.headers.cache_control.clone())
                 .set_content_disposition(m.headers.content_disposition.clone())
-                .set_content_encoding(m.headers.content_encoding.clone());
+                .set_content_encoding(m.headers.content_encoding.clone())
+                .set_server_side_encryption(sse);
             for (k, v) in &m.user_metadata {
                 put = put.metadata(k, v);
             }
@@ -251,7 +277,12 @@ impl<'a> Mirror<'a> {
             .create_multipart_upload()
             .bucket(bucket)
             .key(key)
-            .set_content_type(m.headers.content_type.clone());
+            .set_content_type(m.headers.content_type.clone())
+            .set_server_side_encryption(
+                m.encryption
+                    .is_some()
+                    .then_some(ServerSideEncryption::Aes256),
+            );
         for (k, v) in &m.user_metadata {
             create = create.metadata(k, v);
         }

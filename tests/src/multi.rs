@@ -107,6 +107,7 @@ impl MultiSite {
                 .expect("node cert")
                 .save(&dir.path().join(name).join("certs"), false)
                 .expect("save cert");
+            site_keys(dir.path(), &dir.path().join(name).join("certs"));
             let fence = Arc::new(Fence::new());
             let mut config = config_for(dir.path(), name, *port, rf, &site_nodes, extra);
             config.fence = Some(fence.clone());
@@ -192,6 +193,7 @@ impl MultiSite {
             .expect("node cert")
             .save(&self.dir.path().join(&name).join("certs"), false)
             .expect("save cert");
+        site_keys(self.dir.path(), &self.dir.path().join(&name).join("certs"));
         let first = &self.slots[0].config;
         let site_nodes: Vec<SiteNode> = first
             .site
@@ -366,4 +368,12 @@ impl MultiSite {
             self.stop_node(k).await;
         }
     }
+}
+
+/// Gives a node (its certs dir) the site's encryption keys, made once in the site's `dir`, as
+/// `cairn init` does.
+fn site_keys(dir: &std::path::Path, certs: &std::path::Path) {
+    cairn_client::crypt::SiteKeys::load_or_create(dir)
+        .and_then(|k| k.save_to(certs))
+        .expect("site encryption keys");
 }

@@ -120,6 +120,10 @@ pub struct BenchArgs {
     /// want one do; the client sends no value, so the figure is the endpoint's cost.
     #[arg(long, value_name = "ALGORITHM", value_parser = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"])]
     checksum: Option<String>,
+    /// Store every object with server-side encryption: `aes256` (SSE-S3, the site's keys) or
+    /// `customer` (SSE-C, one random key for the run, sent with every PUT and GET).
+    #[arg(long, value_name = "KIND", value_parser = ["aes256", "customer"])]
+    sse: Option<String>,
 }
 
 fn parse_pipeline_size(s: &str) -> Result<u64, String> {
@@ -227,6 +231,7 @@ async fn run_s3(
         source,
         sign_payload: args.sign_payload,
         checksum: args.checksum.as_ref().map(|a| a.to_ascii_uppercase()),
+        sse: s3::sse_headers(args.sse.as_deref()),
         next_object: AtomicU64::new(0),
         written: Mutex::new(Vec::new()),
     });
@@ -262,6 +267,7 @@ async fn run_s3(
         rounds: args.rounds,
         sign_payload: args.sign_payload,
         checksum: args.checksum.clone(),
+        sse: args.sse.clone(),
         rows,
     })
 }

@@ -39,6 +39,8 @@ pub struct S3Report {
     pub sign_payload: bool,
     /// Additional checksum the endpoint computed for every PUT.
     pub checksum: Option<String>,
+    /// Server-side encryption of every object (`aes256` or `customer`).
+    pub sse: Option<String>,
     /// One row per size and operation, in run order.
     pub rows: Vec<Row>,
 }
@@ -189,6 +191,11 @@ impl Report {
         if let Some(a) = &s3.checksum {
             signing.push_str(&format!(", endpoint computes a {a} checksum of every PUT"));
         }
+        match s3.sse.as_deref() {
+            Some("aes256") => signing.push_str(", objects stored with SSE-S3 (AES256)"),
+            Some(_) => signing.push_str(", objects stored with SSE-C (a customer key)"),
+            None => {}
+        }
         format!(
             "S3 at {}{site}, bucket `{}`: per size a PUT phase then a GET phase of {budget} each, \
              {}, the round with the median MiB/s shown; {signing}",
@@ -308,6 +315,7 @@ impl Report {
                 "rounds": s3.rounds,
                 "signed_payload": s3.sign_payload,
                 "checksum": s3.checksum,
+                "sse": s3.sse,
                 "results": s3.rows.iter().map(|r| {
                     let mut v = summary(&r.median());
                     v["size_bytes"] = json!(r.size);

@@ -71,6 +71,8 @@ pub struct Bench {
     pub sign_payload: bool,
     /// Additional checksum the endpoint computes for every PUT (S3's name, e.g. `CRC32C`).
     pub checksum: Option<String>,
+    /// Encryption headers of every PUT, and of every GET (a customer key is sent with both).
+    pub sse: SseHeaders,
     /// Next object number: every object of the run gets its own.
     pub next_object: AtomicU64,
     /// Keys of every object written so far, for the cleanup (even after a failure).
@@ -176,10 +178,14 @@ impl Bench {
             .key(&key)
             .body(ByteStream::from(Bytes::from(body)));
         let algorithm = self.checksum.clone();
+        let sse = self.sse.put.clone();
         let req = req.customize().mutate_request(move |r| {
             if let Some(a) = &algorithm {
                 r.headers_mut()
                     .insert("x-amz-sdk-checksum-algorithm", a.clone());
+            }
+            for (name, value) in &sse {
+                r.headers_mut().insert(*name, value.clone());
             }
         });
         let out = if self.sign_payload {
@@ -235,6 +241,15 @@ impl Bench {
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .customize()
+            .mutate_request({
+                let sse = self.sse.get.clone();
+                move |r| {
+                    for (name, value) in &sse {
+                        r.headers_mut().insert(*name, value.clone());
+                    }
+                }
+            })
             .send()
             .await
             .map_err(|e| anyhow!("GET {key}: {}", DisplayErrorContext(e)))?;
@@ -270,6 +285,15 @@ impl Bench {
             .get_object()
             .bucket(&self.bucket)
             .key(&w.key)
+            .customize()
+            .mutate_request({
+                let sse = self.sse.get.clone();
+                move |r| {
+                    for (name, value) in &sse {
+                        r.headers_mut().insert(*name, value.clone());
+                    }
+                }
+            })
             .send()
             .await
             .map_err(|e| anyhow!("GET {}: {}", w.key, DisplayErrorContext(e)))?;
@@ -290,7 +314,8 @@ impl Bench {
                 w.key
             );
         }
-        if got_md5 != w.etag.to_ascii_lowercase() {
+        // An SSE-C object's ETag is not the MD5 of its body (as in S3).
+        if self.sse.get.is_empty() && got_md5 != w.etag.to_ascii_lowercase() {
             bail!(
                 "PUT {}: ETag {} is not the MD5 of the body ({got_md5})",
                 w.key,
@@ -462,4 +487,45 @@ where
         },
         written,
     ))
+}
+
+/// Server-side encryption headers of a run's PUTs and GETs.
+#[derive(Clone, Default)]
+pub struct SseHeaders {
+    /// Sent with every PUT.
+    pub put: Vec<(&'static str, String)>,
+    /// Sent with every GET.
+    pub get: Vec<(&'static str, String)>,
+}
+
+/// The headers of `--sse KIND`: SSE-S3 on PUTs, or one random customer key on PUTs and GETs.
+pub fn sse_headers(kind: Option<&str>) -> SseHeaders {
+    use base64::Engine;
+    use md5::Digest;
+    match kind {
+        Some("aes256") => SseHeaders {
+            put: vec![("x-amz-server-side-encryption", "AES256".into())],
+            get: Vec::new(),
+        },
+        Some(_) => {
+            let key: [u8; 32] = rand::random();
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let headers = vec![
+                (
+                    "x-amz-server-side-encryption-customer-algorithm",
+                    "AES256".to_string(),
+                ),
+                ("x-amz-server-side-encryption-customer-key", b64.encode(key)),
+                (
+                    "x-amz-server-side-encryption-customer-key-MD5",
+                    b64.encode(md5::Md5::digest(key)),
+                ),
+            ];
+            SseHeaders {
+                put: headers.clone(),
+                get: headers,
+            }
+        }
+        None => SseHeaders::default(),
+    }
 }

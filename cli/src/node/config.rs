@@ -313,6 +313,9 @@ pub struct S3Section {
     pub region: Option<String>,
     /// Domains for virtual-hosted-style requests.
     pub domains: Vec<String>,
+    /// Take requests signed with Signature Version 2 (older clients and appliances); `false`
+    /// answers them as S3 regions that take only SigV4 do.
+    pub signature_v2: bool,
 }
 
 impl Default for S3Section {
@@ -320,6 +323,7 @@ impl Default for S3Section {
         S3Section {
             region: None,
             domains: vec!["localhost".into()],
+            signature_v2: true,
         }
     }
 }

@@ -283,6 +283,17 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         site_id,
         me,
     );
+    // The site's encryption keys, from `cairn init` beside the certificates (or the
+    // environment); without them SSE-S3 requests are refused with a message saying so.
+    match cairn_client::crypt::SiteKeys::load(&config.node.certs_dir)? {
+        Some(keys) => client.set_site_keys(&keys),
+        None => tracing::warn!(
+            dir = %config.node.certs_dir.display(),
+            "no site encryption keys ({}): server-side encryption with the site's keys is \
+             refused on this node; copy the file `cairn init` wrote for the site",
+            cairn_client::crypt::KEYS_FILE
+        ),
+    }
 
     let workers = Arc::new(Workers::default());
     let status: StatusFn = {
@@ -381,6 +392,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             region: config.s3.region.clone(),
             domains: config.s3.domains.clone(),
             metrics: s3_metrics.clone(),
+            signature_v2: config.s3.signature_v2,
         };
         let (client, stop) = (client.clone(), stopped(stop_rx.clone()));
         tasks.push(tokio::spawn(async move {

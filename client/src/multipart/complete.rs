@@ -145,7 +145,9 @@ impl Client {
             checksums.insert(a.name().to_string(), value);
         }
         // Nothing is read or written before every listed part and checksum checked out.
-        let content = match self.join_parts(&spans).await? {
+        // Seams are re-cut only in plaintext content (a re-cut would read and store chunks,
+        // which an encrypted upload's are not).
+        let content = match self.join_parts(&spans, upload.encryption.is_none()).await? {
             Some(root) => Content::Tree(root),
             None => Content::Empty,
         };
@@ -170,6 +172,7 @@ impl Client {
             lock: upload.lock,
             checksum_type: upload.checksum_type,
             owner_grant: true,
+            encryption: upload.encryption,
         };
         self.commit_upload(&bucket_rec, upload_id, m, opts.condition)
             .await

@@ -100,7 +100,9 @@ impl Client {
         read: ObjectRead,
         number: u32,
     ) -> Result<(GetResult, Option<u32>), ClientError> {
+        let key = read.customer_key.clone();
         let (b, m) = read.into_version()?;
+        let sealer = self.open_for(m.encryption.as_ref(), key.as_ref()).await?;
         let lens = self.part_lengths(&m).await?;
         let (start, end) = match (&lens, number) {
             (None, 1) => (0, m.size),
@@ -111,7 +113,7 @@ impl Client {
             }
             _ => return Err(ClientError::InvalidRange { size: m.size }),
         };
-        let body = self.read_range(&m.content, start, end);
+        let body = self.read_range(&m.content, start, end, sealer);
         Ok((
             GetResult {
                 version_id: shown_version(&b, &m),

@@ -74,14 +74,15 @@ struct Seam<'a> {
 
 impl Client {
     /// The tree of the concatenation of `parts` (`None` if there are none): one subtree per
-    /// part, the parts' chunks reused by reference, and the seams re-cut. Every new chunk and
-    /// node is durable when this returns.
+    /// part, the parts' chunks reused by reference, and the seams re-cut when `recut`. Every
+    /// new chunk and node is durable when this returns.
     pub(crate) async fn join_parts(
         &self,
         parts: &[PartSpan],
+        recut: bool,
     ) -> Result<Option<Child>, ClientError> {
         let mut joiner = Joiner::new(parts);
-        if let Some((_, before_last)) = parts.split_last() {
+        if let Some((_, before_last)) = parts.split_last().filter(|_| recut) {
             let zeros = self.inner.cdc.zeros_cut() as u64;
             let froms: Vec<u64> = futures::stream::iter(before_last.iter().copied())
                 .map(|p| self.last_chunk_start(p, zeros))

@@ -37,6 +37,7 @@ async fn ingest(c: &Client, data: &[u8]) -> Option<Child> {
         expected_len: None,
         allow_inline: false,
         checksum: None,
+        sealer: None,
     };
     let body = futures::stream::iter(frames).boxed();
     let stored = c.ingest(body, Arc::new(c.inner.cdc.clone()), limits);
@@ -112,9 +113,9 @@ async fn join_and_check(c: &Client, data: &[u8], sizes: &[usize], kinds: &[Kind]
         }
         at += size;
     }
-    let root = c.join_parts(&spans).await.unwrap().unwrap();
+    let root = c.join_parts(&spans, true).await.unwrap().unwrap();
     let mut got = Vec::with_capacity(data.len());
-    let mut body = c.read_range(&Content::Tree(root), 0, root.len);
+    let mut body = c.read_range(&Content::Tree(root), 0, root.len, None);
     while let Some(b) = body.next().await {
         got.extend_from_slice(&b.unwrap());
     }

@@ -51,7 +51,11 @@ impl Client {
                 }
                 (Some(_), t) => t,
             };
-        self.head_bucket(bucket).await?;
+        let b = self.head_bucket(bucket).await?;
+        let encryption = self
+            .seal_for_bucket(&b, opts.encryption.as_ref())
+            .await?
+            .map(|(_, e)| e);
         let upload = Upload {
             bucket: bucket.to_string(),
             key: key.to_string(),
@@ -65,6 +69,7 @@ impl Client {
             lock: opts.lock,
             checksum_algorithm: checksum.0.map(|a| a.name().to_string()),
             checksum_type,
+            encryption,
         };
         let u = upload.clone();
         self.blocking(move |i| Ok(i.meta.create_upload(&u)?))
@@ -105,6 +110,10 @@ impl Client {
             )));
         }
         let upload = self.upload_of(bucket, key, upload_id).await?;
+        // The upload's encryption seals every part (an SSE-C upload's parts send its key).
+        let sealer = self
+            .open_for(upload.encryption.as_ref(), opts.customer_key.as_ref())
+            .await?;
         let algorithm = upload_algorithm(&upload)?;
         // Parts of an upload with an algorithm always carry it (computed if not sent).
         let request = match (algorithm, opts.checksum) {
@@ -126,6 +135,7 @@ impl Client {
             expected_len: opts.content_length,
             allow_inline: false,
             checksum: request.as_ref().map(|c| c.algorithm),
+            sealer: sealer.clone(),
         };
         let data = self
             .ingest(body, Arc::new(self.inner.cdc.clone()), limits)
@@ -142,7 +152,7 @@ impl Client {
         }
         let part = Part {
             number: part_number,
-            md5: data.md5,
+            md5: crate::crypt::shown_md5(&data.md5, sealer.as_ref(), upload.encryption.as_ref()),
             size: data.size,
             mtime_ms: now_ms(),
             content: data.content,

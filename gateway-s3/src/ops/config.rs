@@ -123,6 +123,117 @@ pub(super) async fn delete_bucket_tagging(
     Ok(S3Response::new(DeleteBucketTaggingOutput {}))
 }
 
+// ---- default encryption ----
+
+/// PutBucketEncryption: one rule, `AES256` or `aws:kms` (with a key of the site's key manager,
+/// or its default key), applied to new objects that ask for no encryption.
+pub(super) async fn put_bucket_encryption(
+    gw: &Gateway,
+    req: S3Request<PutBucketEncryptionInput>,
+) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+    let rules = req.input.server_side_encryption_configuration.rules;
+    let [rule] = rules.as_slice() else {
+        return Err(s3_error!(
+            MalformedXML,
+            "a server-side encryption configuration has exactly one rule"
+        ));
+    };
+    let Some(default) = &rule.apply_server_side_encryption_by_default else {
+        return Err(s3_error!(
+            MalformedXML,
+            "the rule has no ApplyServerSideEncryptionByDefault"
+        ));
+    };
+    let encryption = match default.sse_algorithm.as_str() {
+        ServerSideEncryption::AES256 if default.kms_master_key_id.is_none() => {
+            cairn_client::DefaultEncryption::Site {
+                bucket_key: rule.bucket_key_enabled.unwrap_or(false),
+            }
+        }
+        ServerSideEncryption::AES256 => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "a KMS key id is only valid with the aws:kms algorithm"
+            ))
+        }
+        ServerSideEncryption::AWS_KMS => cairn_client::DefaultEncryption::Kms {
+            key_id: default.kms_master_key_id.clone(),
+            bucket_key: rule.bucket_key_enabled.unwrap_or(false),
+        },
+        ServerSideEncryption::AWS_KMS_DSSE => {
+            return Err(s3_error!(
+                NotImplemented,
+                "dual-layer SSE-KMS (aws:kms:dsse) is not available: use aws:kms or AES256"
+            ))
+        }
+        other => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "`{other}` is not a server-side encryption algorithm: use AES256"
+            ))
+        }
+    };
+    gw.client
+        .update_bucket(&req.input.bucket, move |b| {
+            b.encryption = Some(encryption);
+            Ok(())
+        })
+        .await
+        .map_err(client_error)?;
+    Ok(S3Response::new(PutBucketEncryptionOutput {}))
+}
+
+pub(super) async fn get_bucket_encryption(
+    gw: &Gateway,
+    req: S3Request<GetBucketEncryptionInput>,
+) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+    let b = gw
+        .client
+        .head_bucket(&req.input.bucket)
+        .await
+        .map_err(client_error)?;
+    let (algorithm, kms_master_key_id, bucket_key) = match b.encryption {
+        Some(cairn_client::DefaultEncryption::Site { bucket_key }) => {
+            (ServerSideEncryption::AES256, None, bucket_key)
+        }
+        Some(cairn_client::DefaultEncryption::Kms { key_id, bucket_key }) => {
+            (ServerSideEncryption::AWS_KMS, key_id, bucket_key)
+        }
+        None => {
+            return Err(crate::error::custom_error(
+                "ServerSideEncryptionConfigurationNotFoundError",
+                http::StatusCode::NOT_FOUND,
+                "The server side encryption configuration was not found",
+            ))
+        }
+    };
+    Ok(S3Response::new(GetBucketEncryptionOutput {
+        server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
+            rules: vec![ServerSideEncryptionRule {
+                apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+                    kms_master_key_id,
+                    sse_algorithm: ServerSideEncryption::from_static(algorithm),
+                }),
+                bucket_key_enabled: Some(bucket_key),
+            }],
+        }),
+    }))
+}
+
+pub(super) async fn delete_bucket_encryption(
+    gw: &Gateway,
+    req: S3Request<DeleteBucketEncryptionInput>,
+) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+    gw.client
+        .update_bucket(&req.input.bucket, |b| {
+            b.encryption = None;
+            Ok(())
+        })
+        .await
+        .map_err(client_error)?;
+    Ok(S3Response::new(DeleteBucketEncryptionOutput {}))
+}
+
 // ---- object tagging ----
 
 pub(super) async fn put_object_tagging(

@@ -1,15 +1,15 @@
 //! CopyObject and UploadPartCopy: a new version or part that shares the source's chunks.
 
-use cairn_client::{CopyOptions, MetadataDirective as Directive, VersionSel};
+use cairn_client::{CopyOptions, MetadataDirective as Directive, PartCopyKeys, VersionSel};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
-use super::object::refuse_unsupported;
 use super::{requester, Gateway};
 use crate::convert::{
     content_headers, etag, tagging, timestamp, user_metadata, version_sel, Conditions,
 };
 use crate::error::client_error;
+use crate::sse::{customer_key, shown, write_request};
 
 /// CopyObject from `x-amz-copy-source` (bucket/key, optionally `?versionId=`), with the
 /// COPY or REPLACE metadata and tagging directives.
@@ -19,16 +19,22 @@ pub(super) async fn copy_object(
 ) -> S3Result<S3Response<CopyObjectOutput>> {
     let me = requester(&req)?;
     let S3Request { input, headers, .. } = req;
-    refuse_unsupported(
+    let encryption = write_request(
         input.server_side_encryption.as_ref(),
-        input.sse_customer_algorithm.as_ref(),
+        input.ssekms_key_id.as_ref(),
+        input.ssekms_encryption_context.as_ref(),
+        input.bucket_key_enabled,
+        customer_key(
+            input.sse_customer_algorithm.as_ref(),
+            input.sse_customer_key.as_ref(),
+            input.sse_customer_key_md5.as_ref(),
+        )?,
     )?;
-    if input.copy_source_sse_customer_algorithm.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "server-side encryption is not supported"
-        ));
-    }
+    let source_key = customer_key(
+        input.copy_source_sse_customer_algorithm.as_ref(),
+        input.copy_source_sse_customer_key.as_ref(),
+        input.copy_source_sse_customer_key_md5.as_ref(),
+    )?;
     let (src_bucket, src_key, version) = copy_source(&input.copy_source)?;
 
     let replace = match input
@@ -67,6 +73,7 @@ pub(super) async fn copy_object(
         && tags.is_none()
         && input.storage_class.is_none()
         && input.website_redirect_location.is_none()
+        && encryption.is_none()
     {
         return Err(s3_error!(
             InvalidRequest,
@@ -129,12 +136,21 @@ pub(super) async fn copy_object(
                 owner: me,
                 acl,
                 lock,
+                encryption,
+                source_key,
             },
         )
         .await
         .map_err(client_error)?;
     let m = &copied.result.manifest;
+    let sse = shown(m.encryption.as_ref(), input.sse_customer_key_md5);
     Ok(S3Response::new(CopyObjectOutput {
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id.clone(),
+        ssekms_encryption_context: sse.context.clone(),
+        bucket_key_enabled: sse.bucket_key,
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(etag(&m.etag)),
             last_modified: Some(timestamp(m.mtime_ms)),
@@ -153,13 +169,25 @@ pub(super) async fn upload_part_copy(
     req: S3Request<UploadPartCopyInput>,
 ) -> S3Result<S3Response<UploadPartCopyOutput>> {
     let input = req.input;
-    if input.copy_source_sse_customer_algorithm.is_some() || input.sse_customer_algorithm.is_some()
-    {
-        return Err(s3_error!(
-            NotImplemented,
-            "server-side encryption is not supported"
-        ));
-    }
+    let keys = PartCopyKeys {
+        source: customer_key(
+            input.copy_source_sse_customer_algorithm.as_ref(),
+            input.copy_source_sse_customer_key.as_ref(),
+            input.copy_source_sse_customer_key_md5.as_ref(),
+        )?,
+        part: customer_key(
+            input.sse_customer_algorithm.as_ref(),
+            input.sse_customer_key.as_ref(),
+            input.sse_customer_key_md5.as_ref(),
+        )?,
+    };
+    let part_encrypted = keys
+        .part
+        .as_ref()
+        .map(|_| cairn_client::Encryption::Customer {
+            salt: [0; 16],
+            digest: [0; 32],
+        });
     let (src_bucket, src_key, version) = copy_source(&input.copy_source)?;
     let range = input
         .copy_source_range
@@ -196,10 +224,14 @@ pub(super) async fn upload_part_copy(
             &src_key,
             &version,
             range,
+            keys,
         )
         .await
         .map_err(client_error)?;
+    let sse = shown(part_encrypted.as_ref(), input.sse_customer_key_md5);
     Ok(S3Response::new(UploadPartCopyOutput {
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(etag(&hex::encode(copied.part.md5))),
             last_modified: Some(timestamp(copied.part.mtime_ms)),

@@ -14,15 +14,23 @@
 
 /// The options of a request that creates an object — PutObject and CreateMultipartUpload have
 /// different input types with the same fields — after refusing what the gateway does not
-/// support: owner, content headers, metadata, tags, ACL and object lock (checksum and length
-/// are the caller's).
+/// support: owner, content headers, metadata, tags, ACL, object lock and server-side
+/// encryption (checksum and length are the caller's).
 macro_rules! new_object_options {
     ($headers:expr, $input:expr, $owner:expr) => {{
-        $crate::ops::object::refuse_unsupported(
+        let encryption = $crate::sse::write_request(
             $input.server_side_encryption.as_ref(),
-            $input.sse_customer_algorithm.as_ref(),
+            $input.ssekms_key_id.as_ref(),
+            $input.ssekms_encryption_context.as_ref(),
+            $input.bucket_key_enabled,
+            $crate::sse::customer_key(
+                $input.sse_customer_algorithm.as_ref(),
+                $input.sse_customer_key.as_ref(),
+                $input.sse_customer_key_md5.as_ref(),
+            )?,
         )?;
         cairn_client::PutOptions {
+            encryption,
             headers: $crate::convert::content_headers(
                 &$headers,
                 $input.content_type,
@@ -296,6 +304,27 @@ impl S3 for Gateway {
     }
 
     // ---- bucket configuration: tagging, CORS, lifecycle, object lock (config.rs, lock.rs) ----
+
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> Res<PutBucketEncryptionOutput> {
+        config::put_bucket_encryption(self, req).await
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> Res<GetBucketEncryptionOutput> {
+        config::get_bucket_encryption(self, req).await
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> Res<DeleteBucketEncryptionOutput> {
+        config::delete_bucket_encryption(self, req).await
+    }
 
     async fn put_bucket_tagging(
         &self,

@@ -62,7 +62,14 @@ pub(super) async fn create_multipart_upload(
         )
         .await
         .map_err(client_error)?;
+    let sse = crate::sse::shown(upload.encryption.as_ref(), input.sse_customer_key_md5);
     Ok(S3Response::new(CreateMultipartUploadOutput {
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id.clone(),
+        ssekms_encryption_context: sse.context.clone(),
+        bucket_key_enabled: sse.bucket_key,
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         bucket: Some(input.bucket),
         checksum_algorithm: algorithm
             .map(|a| s3s::dto::ChecksumAlgorithm::from(a.s3_name().to_string())),
@@ -89,12 +96,11 @@ pub(super) async fn upload_part(
 ) -> S3Result<S3Response<UploadPartOutput>> {
     let checksum = checksum_request(&req.headers, req.trailing_headers.as_ref())?;
     let input = req.input;
-    if input.sse_customer_algorithm.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "server-side encryption is not supported"
-        ));
-    }
+    let customer_key = crate::sse::customer_key(
+        input.sse_customer_algorithm.as_ref(),
+        input.sse_customer_key.as_ref(),
+        input.sse_customer_key_md5.as_ref(),
+    )?;
     let number = u32::try_from(input.part_number)
         .ok()
         .filter(|n| (1..=MAX_PART_NUMBER.unsigned_abs()).contains(n))
@@ -109,6 +115,7 @@ pub(super) async fn upload_part(
         content_md5: md5,
         content_length: body_length(input.content_length, input.body.as_ref()),
         checksum: checksum.clone(),
+        customer_key: customer_key.clone(),
     };
     let (body, body_errors) = request_body(input.body);
     let part = gw
@@ -124,7 +131,15 @@ pub(super) async fn upload_part(
         .await
         .map_err(|e| upload_error(e, &body_errors, checksum.as_ref(), md5.is_some()))?;
     let sums = Checksums::of(&part.checksums, None, true);
+    // The part is sealed as its upload is; with a customer key, the response says so.
+    let encryption = customer_key.map(|_| cairn_client::Encryption::Customer {
+        salt: [0; 16],
+        digest: [0; 32],
+    });
+    let sse = crate::sse::shown(encryption.as_ref(), input.sse_customer_key_md5);
     Ok(S3Response::new(UploadPartOutput {
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         checksum_crc32: sums.crc32,
         checksum_crc32c: sums.crc32c,
         checksum_crc64nvme: sums.crc64nvme,
@@ -207,7 +222,11 @@ pub(super) async fn complete_multipart_upload(
         })?;
     let m = &done.manifest;
     let sums = Checksums::of(&m.checksums, m.checksum_type, true);
+    let shown_sse = crate::sse::shown(m.encryption.as_ref(), None);
     Ok(S3Response::new(CompleteMultipartUploadOutput {
+        server_side_encryption: shown_sse.sse,
+        ssekms_key_id: shown_sse.kms_key_id,
+        bucket_key_enabled: shown_sse.bucket_key,
         bucket: Some(input.bucket.clone()),
         checksum_crc32: sums.crc32,
         checksum_crc32c: sums.crc32c,

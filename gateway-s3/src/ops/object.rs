@@ -14,25 +14,12 @@ use crate::convert::{
 };
 use crate::error::client_error;
 use crate::error::custom_error;
+use crate::sse::{customer_key, shown};
 
 /// Most keys in one DeleteObjects request.
 const MAX_DELETE_KEYS: usize = 1000;
 /// Deletes of one DeleteObjects request run this many at a time.
 const DELETE_CONCURRENCY: usize = 8;
-
-/// Refuses request features the store does not implement rather than ignoring them.
-pub(super) fn refuse_unsupported(
-    sse: Option<&ServerSideEncryption>,
-    sse_customer: Option<&String>,
-) -> S3Result<()> {
-    if sse.is_some() || sse_customer.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "server-side encryption is not supported"
-        ));
-    }
-    Ok(())
-}
 
 /// The condition of a conditional write: `If-None-Match: *` or `"etag"`, `If-Match: *` or
 /// `"etag"`.
@@ -94,7 +81,14 @@ pub(super) async fn put_object(
         .await
         .map_err(|e| upload_error(e, &body_errors, checksum.as_ref(), md5.is_some()))?;
     let sums = Checksums::of(&put.manifest.checksums, None, true);
+    let sse = shown(put.manifest.encryption.as_ref(), input.sse_customer_key_md5);
     Ok(S3Response::new(PutObjectOutput {
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id.clone(),
+        ssekms_encryption_context: sse.context.clone(),
+        bucket_key_enabled: sse.bucket_key,
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         checksum_crc32: sums.crc32,
         checksum_crc32c: sums.crc32c,
         checksum_crc64nvme: sums.crc64nvme,
@@ -216,7 +210,14 @@ pub(super) async fn get_object(
     let input = req.input;
     let part = part_number(input.part_number, input.range.as_ref())?;
     let version = version_sel(input.version_id.as_deref())?;
-    let read = read_object(gw, checked, &input.bucket, &input.key, &version).await?;
+    let key = customer_key(
+        input.sse_customer_algorithm.as_ref(),
+        input.sse_customer_key.as_ref(),
+        input.sse_customer_key_md5.as_ref(),
+    )?;
+    let read = read_object(gw, checked, &input.bucket, &input.key, &version)
+        .await?
+        .with_customer_key(key);
     let siblings = read.siblings;
     let (got, parts_count) = match part {
         Some(n) => gw
@@ -230,6 +231,7 @@ pub(super) async fn get_object(
         None => (
             gw.client
                 .get_object_from(read, input.range.map(range_spec))
+                .await
                 .map_err(client_error)?,
             None,
         ),
@@ -252,7 +254,13 @@ pub(super) async fn get_object(
     };
     let sums = served_checksums(m, input.checksum_mode.as_ref(), Served::of(part, got.range));
     let lock = super::lock::LockHeaders::of(m);
+    let sse = shown(m.encryption.as_ref(), input.sse_customer_key_md5);
     let output = GetObjectOutput {
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id.clone(),
+        bucket_key_enabled: sse.bucket_key,
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         accept_ranges: Some("bytes".to_string()),
         cache_control: m.headers.cache_control.clone(),
         checksum_crc32: sums.crc32,
@@ -302,9 +310,20 @@ pub(super) async fn head_object(
     let input = req.input;
     let part = part_number(input.part_number, input.range.as_ref())?;
     let version = version_sel(input.version_id.as_deref())?;
-    let read = read_object(gw, checked, &input.bucket, &input.key, &version).await?;
+    let key = customer_key(
+        input.sse_customer_algorithm.as_ref(),
+        input.sse_customer_key.as_ref(),
+        input.sse_customer_key_md5.as_ref(),
+    )?;
+    let read = read_object(gw, checked, &input.bucket, &input.key, &version)
+        .await?
+        .with_customer_key(key);
     let siblings = read.siblings;
-    let head = gw.client.head_object_from(read).map_err(client_error)?;
+    let head = gw
+        .client
+        .head_object_from(read)
+        .await
+        .map_err(client_error)?;
     let m = &head.manifest;
     Conditions {
         if_match: input.if_match,
@@ -334,7 +353,13 @@ pub(super) async fn head_object(
     let length = served.map_or(m.size, |(start, end)| end - start);
     let sums = served_checksums(m, input.checksum_mode.as_ref(), Served::of(part, served));
     let lock = super::lock::LockHeaders::of(m);
+    let sse = shown(m.encryption.as_ref(), input.sse_customer_key_md5);
     let output = HeadObjectOutput {
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id.clone(),
+        bucket_key_enabled: sse.bucket_key,
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         accept_ranges: Some("bytes".to_string()),
         cache_control: input
             .response_cache_control

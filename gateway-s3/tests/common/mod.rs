@@ -103,6 +103,11 @@ impl Server {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
+    /// The store's data dir.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Asks the gateway to stop and waits for `serve` to return.
     pub async fn stop(self) -> std::io::Result<()> {
         self.stop_keeping_store().await.0

@@ -34,6 +34,7 @@ pub(crate) fn version(key: &str, n: u64) -> VersionManifest {
         lock: Default::default(),
         checksum_type: None,
         owner_grant: true,
+        encryption: None,
     }
 }
 

@@ -71,6 +71,7 @@ pub fn version(bucket: &str, key: &str, n: u64, size: u64) -> VersionManifest {
         lock: Default::default(),
         checksum_type: None,
         owner_grant: true,
+        encryption: None,
     }
 }
 
@@ -99,6 +100,7 @@ pub fn upload(bucket: &str, key: &str, id: &str) -> Upload {
         lock: Default::default(),
         checksum_algorithm: None,
         checksum_type: None,
+        encryption: None,
     }
 }
 
