@@ -20,6 +20,7 @@ use cairn_client::{
 use cairn_core::extent::{overwrite, splice, Child, Leaf, Overwrite};
 use cairn_core::manifest::Content;
 use cairn_core::{ChunkId, ErrorKind};
+use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
 
 use crate::attr::{self, Kind};
@@ -235,12 +236,15 @@ pub fn status_of(e: &ClientError) -> Nfsstat3 {
     }
 }
 
-/// Objects stored with server-side encryption are not served over NFS (their bytes are sealed;
-/// an S3 client reads them): ACCES, said once in the log per call.
-fn refuse_encrypted(m: &VersionManifest) -> Result<(), Nfsstat3> {
-    if m.encryption.is_some() {
+/// Objects stored with a customer's key (SSE-C) are not served over NFS (no key comes with an
+/// NFS call): ACCES, said in the log.
+fn refuse_customer_key(m: &VersionManifest) -> Result<(), Nfsstat3> {
+    if matches!(
+        m.encryption,
+        Some(cairn_client::Encryption::Customer { .. })
+    ) {
         tracing::info!(bucket = %m.bucket, key = %m.key,
-            "NFS: the object is stored with server-side encryption; read it through S3");
+            "NFS: the object is stored with a customer-provided key; read it through S3");
         return Err(Nfsstat3::Acces);
     }
     Ok(())
@@ -734,7 +738,30 @@ impl Fs {
         start: u64,
         end: u64,
     ) -> Result<Bytes, Nfsstat3> {
-        refuse_encrypted(m)?;
+        refuse_customer_key(m)?;
+        if m.encryption.is_some() {
+            // Sealed under the site's or a KMS key: read (opened) through the object API,
+            // not the chunk cache, which holds stored bytes.
+            let got = self
+                .client
+                .get_object(
+                    &m.bucket,
+                    &m.key,
+                    &VersionSel::Id(m.version),
+                    Some(cairn_client::RangeSpec::FromTo(
+                        start,
+                        Some(end.saturating_sub(1)),
+                    )),
+                )
+                .await
+                .map_err(io)?;
+            let mut out = BytesMut::with_capacity((end - start) as usize);
+            let mut body = got.body;
+            while let Some(piece) = body.next().await {
+                out.extend_from_slice(&piece.map_err(io)?);
+            }
+            return Ok(out.freeze());
+        }
         match &m.content {
             Content::Empty => Ok(Bytes::new()),
             Content::Inline(b) => Ok(b.slice(start as usize..(end as usize).min(b.len()))),

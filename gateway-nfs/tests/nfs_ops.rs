@@ -637,3 +637,57 @@ async fn random_and_mangled_calls_never_take_the_server_down() {
         .is_ok());
     assert_eq!(c.getattr(&fh).await.unwrap().size, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_encrypted_with_site_keys_read_and_customer_keyed_ones_are_refused() {
+    use cairn_client::crypt::{CustomerKey, Sse};
+    let s = site(vec![export("bkt")]).await;
+    let body: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    for (key, sse) in [
+        ("site.bin", Sse::Site),
+        (
+            "kms.bin",
+            Sse::Kms {
+                key_id: None,
+                context: None,
+                bucket_key: false,
+            },
+        ),
+        ("customer.bin", Sse::Customer(CustomerKey([3; 32]))),
+    ] {
+        let b = bytes::Bytes::from(body.clone());
+        s.client
+            .put_object(
+                "bkt",
+                key,
+                Box::pin(futures::stream::once(async move { Ok(b) })),
+                PutOptions {
+                    content_length: Some(body.len() as u64),
+                    owner: "owner".into(),
+                    encryption: Some(sse),
+                    ..PutOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let mut c = NfsClient::connect(s.addr).await;
+    let root = c.mount("/bkt").await.unwrap();
+    for key in ["site.bin", "kms.bin"] {
+        let (fh, attr) = c.lookup(&root, key).await.unwrap();
+        assert_eq!(attr.size, body.len() as u64);
+        assert!(c.read_all(&fh).await == body, "{key}");
+        let (part, _) = c.read(&fh, 123_456, 10_000).await.unwrap();
+        assert!(part == body[123_456..133_456], "{key}");
+        // NFS does not write encrypted objects (it would have to seal the new version).
+        assert_eq!(
+            c.write(&fh, 0, b"x", StableHow::FileSync)
+                .await
+                .unwrap_err(),
+            Nfsstat3::Acces,
+            "{key}"
+        );
+    }
+    let (fh, _) = c.lookup(&root, "customer.bin").await.unwrap();
+    assert_eq!(c.read(&fh, 0, 100).await.unwrap_err(), Nfsstat3::Acces);
+}
