@@ -282,6 +282,14 @@ impl Client {
     ) -> Result<PutResult, ClientError> {
         self.check_space()?;
         let b = self.head_bucket(bucket).await?;
+        // A tree built in place (NFS) is plaintext: a bucket that encrypts new objects by
+        // default does not take it rather than store it unencrypted.
+        if b.encryption.is_some() && root.is_some_and(|r| r.len > 0) {
+            return Err(ClientError::AccessDenied(format!(
+                "bucket `{bucket}` encrypts new objects by default, which writes in place cannot \
+                 do: write its objects through S3"
+            )));
+        }
         let (size, etag, content) = match root {
             Some(root) if root.len > 0 => (root.len, tree_etag(&root), Content::Tree(root)),
             _ => (0, EMPTY_MD5.to_string(), Content::Empty),

@@ -690,4 +690,24 @@ async fn objects_encrypted_with_site_keys_read_and_customer_keyed_ones_are_refus
     }
     let (fh, _) = c.lookup(&root, "customer.bin").await.unwrap();
     assert_eq!(c.read(&fh, 0, 100).await.unwrap_err(), Nfsstat3::Acces);
+
+    // A bucket that encrypts new objects by default takes no plaintext file from NFS: not a
+    // new one (sealed empty at CREATE), nor one made before the default was set.
+    let early = c.create(&root, "early.txt", unchecked()).await.unwrap();
+    s.client
+        .update_bucket("bkt", |b| {
+            b.encryption = Some(cairn_client::DefaultEncryption::Site { bucket_key: false });
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let f = c.create(&root, "new.txt", unchecked()).await.unwrap();
+    for fh in [&f, &early] {
+        assert_eq!(
+            c.write(fh, 0, b"plain", StableHow::FileSync)
+                .await
+                .unwrap_err(),
+            Nfsstat3::Acces
+        );
+    }
 }
