@@ -71,16 +71,16 @@ impl Pool {
         Ok(c)
     }
 
-    /// Closes the connection to `node` at `addr`, so the next call dials again. Used when a
-    /// call timed out: a peer that crashed or restarted sends no close, and its old connection
-    /// would swallow every call until the idle timeout. Calls in flight on it fail.
+    /// Takes the connection to `node` at `addr` out of the pool, so the next call dials
+    /// again. Used when a call timed out: a peer that crashed or restarted sends no close, and
+    /// its old connection would swallow every call until the idle timeout. It is not closed:
+    /// other calls in flight on it (a slow peer under load, not a dead one, answers them) go on
+    /// to their own answer or deadline, and it closes when the last of them lets go of it.
     pub fn forget(&self, addr: SocketAddr, node: &str) {
         let slot = self.slots.lock().get(&(addr, node.to_string())).cloned();
         if let Some(slot) = slot {
             if let Ok(mut conn) = slot.try_lock() {
-                if let Some(c) = conn.take() {
-                    c.close(quinn::VarInt::from_u32(1), b"call timed out");
-                }
+                conn.take();
             }
         }
     }

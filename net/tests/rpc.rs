@@ -122,6 +122,39 @@ async fn a_deadline_fires_against_a_slow_handler_and_stops_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_times_out_does_not_fail_the_others_on_its_connection() {
+    bounded(async {
+        let (_ca, ids) = site("lyon", &["n1", "n2"]);
+        let server = start(&ids[0]);
+        let client = client(&ids[1], NetConfig::default());
+        let patient = client
+            .peer(server.addr, "n1")
+            .with_timeout(Duration::from_secs(20));
+        let hasty = client
+            .peer(server.addr, "n1")
+            .with_timeout(Duration::from_millis(200));
+        // One connection carries both: a slow call with a long deadline, and one that times
+        // out meanwhile (the pool then dials anew for later calls).
+        let slow = tokio::spawn(async move { patient.call(&TestRpc::Sleep(1_500)).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let err = hasty.call(&TestRpc::Sleep(20_000)).await.unwrap_err();
+        assert_eq!(err, RpcError::Timeout(Duration::from_millis(200)));
+        assert_eq!(
+            slow.await.unwrap(),
+            Ok(TestResp::Done),
+            "the slow call's answer was lost with the connection"
+        );
+        // Later calls work (on a new connection).
+        assert_eq!(
+            hasty.call(&TestRpc::Sleep(1)).await.unwrap(),
+            TestResp::Done
+        );
+        server.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_head_is_refused_from_its_length_prefix() {
     bounded(async {
         let (_ca, ids) = site("lyon", &["n1", "n2"]);
