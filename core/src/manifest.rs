@@ -55,6 +55,55 @@ pub struct Bucket {
     pub revision: Option<VersionId>,
     /// Default encryption of new objects that ask for none (PutBucketEncryption).
     pub encryption: Option<DefaultEncryption>,
+    /// PublicAccessBlock settings (`None`: none put, nothing blocked).
+    pub public_access_block: Option<PublicAccessBlock>,
+    /// Object Ownership (`None`: none set, which behaves as [`ObjectOwnership::ObjectWriter`]).
+    pub ownership: Option<ObjectOwnership>,
+}
+
+/// A bucket's PublicAccessBlock configuration (PutPublicAccessBlock).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicAccessBlock {
+    /// Refuse ACLs that grant to everyone or to any signed request.
+    pub block_public_acls: bool,
+    /// Decide access as if stored ACLs had no public grants.
+    pub ignore_public_acls: bool,
+    /// Refuse bucket policies that are public.
+    pub block_public_policy: bool,
+    /// While the policy is public, it gives access only to the owner's account.
+    pub restrict_public_buckets: bool,
+}
+
+/// Who owns the objects written to a bucket and whether ACLs apply (Object Ownership).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectOwnership {
+    /// ACLs are disabled; the bucket owner owns every object.
+    BucketOwnerEnforced,
+    /// Objects written with the `bucket-owner-full-control` canned ACL go to the bucket owner.
+    BucketOwnerPreferred,
+    /// The writer owns what it writes.
+    ObjectWriter,
+}
+
+impl ObjectOwnership {
+    /// The S3 name of the setting.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectOwnership::BucketOwnerEnforced => "BucketOwnerEnforced",
+            ObjectOwnership::BucketOwnerPreferred => "BucketOwnerPreferred",
+            ObjectOwnership::ObjectWriter => "ObjectWriter",
+        }
+    }
+
+    /// Parses an S3 name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<ObjectOwnership> {
+        match s {
+            "BucketOwnerEnforced" => Some(ObjectOwnership::BucketOwnerEnforced),
+            "BucketOwnerPreferred" => Some(ObjectOwnership::BucketOwnerPreferred),
+            "ObjectWriter" => Some(ObjectOwnership::ObjectWriter),
+            _ => None,
+        }
+    }
 }
 
 /// A bucket's default server-side encryption.
@@ -91,12 +140,19 @@ impl Bucket {
             owner_grant: true,
             revision: None,
             encryption: None,
+            public_access_block: None,
+            ownership: None,
         }
+    }
+
+    /// Whether ACLs are disabled (Object Ownership is BucketOwnerEnforced).
+    pub fn acls_disabled(&self) -> bool {
+        self.ownership == Some(ObjectOwnership::BucketOwnerEnforced)
     }
 }
 
 impl Versioned for Bucket {
-    const FORMAT: u8 = 5;
+    const FORMAT: u8 = 6;
     const WHAT: &'static str = "bucket";
 
     fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
@@ -106,14 +162,18 @@ impl Versioned for Bucket {
                 ..Bucket::new(&b.name, &b.owner, b.created_ms)
             })),
             2 => Some(decode_body::<v2::Bucket>(Self::WHAT, body).map(Into::into)),
-            // Format 4 added `revision`, unknown for older records, and format 5 `encryption`
-            // (none before): both last.
-            3 | 4 => {
+            // Format 4 added `revision`, unknown for older records, format 5 `encryption`
+            // (none before) and format 6 `public_access_block` and `ownership` (none): all
+            // last, each `None` one zero byte.
+            3..=5 => {
                 let mut full = body.to_vec();
                 if version == 3 {
                     full.push(0);
                 }
-                full.push(0);
+                if version <= 4 {
+                    full.push(0);
+                }
+                full.extend([0, 0]);
                 Some(decode_body::<Bucket>(Self::WHAT, &full))
             }
             _ => None,
@@ -799,6 +859,8 @@ mod v2 {
                 owner_grant: true,
                 revision: None,
                 encryption: None,
+                public_access_block: None,
+                ownership: None,
             }
         }
     }
@@ -880,9 +942,14 @@ mod tests {
             ..b.clone()
         };
         assert_eq!(Bucket::decode(&now.encode()).unwrap(), now);
-        // A format-3 bucket is a format-5 one without its last two fields (no revision, no
-        // encryption), a format-4 one without the last.
+        // A format-3 bucket is a format-6 one without its last four fields (no revision, no
+        // encryption, no public access block, no ownership), a format-4 one without the last
+        // three, a format-5 one without the last two.
         let mut bytes = now.encode();
+        bytes[0] = 5;
+        assert_eq!(bytes.pop(), Some(0), "ownership is last");
+        assert_eq!(bytes.pop(), Some(0), "public_access_block is before it");
+        assert_eq!(Bucket::decode(&bytes).unwrap(), now);
         bytes[0] = 4;
         assert_eq!(bytes.pop(), Some(0), "encryption is last");
         assert_eq!(Bucket::decode(&bytes).unwrap(), now);
@@ -899,6 +966,17 @@ mod tests {
             ..now
         };
         assert_eq!(Bucket::decode(&revised.encode()).unwrap(), revised);
+        let blocked = Bucket {
+            public_access_block: Some(PublicAccessBlock {
+                block_public_acls: true,
+                restrict_public_buckets: true,
+                ..Default::default()
+            }),
+            ownership: Some(ObjectOwnership::BucketOwnerEnforced),
+            ..revised
+        };
+        assert_eq!(Bucket::decode(&blocked.encode()).unwrap(), blocked);
+        assert!(blocked.acls_disabled());
 
         // A format-2 version manifest is a format-3 one without its last field.
         let mut m = VersionManifest::delete_marker("b1", "k", VersionId(7), None, false, 9);

@@ -13,6 +13,10 @@
 //!    the first lookup read it; its writer has full control over it);
 //! 6. anything else is AccessDenied.
 //!
+//! The bucket's PublicAccessBlock and Object Ownership ([`crate::public`]) narrow steps 4 and
+//! 5: RestrictPublicBuckets leaves out the policy's public Allows, IgnorePublicAcls the ACLs'
+//! public grants, and BucketOwnerEnforced skips step 5 altogether.
+//!
 //! Requests without a bucket (ListBuckets) and CreateBucket need a signed request. Copies also
 //! need read access to their source.
 
@@ -28,6 +32,7 @@ use crate::auth::RequestFacts;
 use crate::condition::RequestContext;
 use crate::error::client_error;
 use crate::policy::{Decision, Policy, Resource};
+use crate::public::{grant_counts, restricts_public_policy};
 
 /// The bucket owner of a request that passed the access check, left in the request's
 /// extensions so operations can name an owner for what anonymous callers write.
@@ -186,6 +191,14 @@ pub(crate) fn rule(op: &str) -> OpRule {
         "PutBucketEncryption" | "DeleteBucketEncryption" => {
             r("s3:PutEncryptionConfiguration", Admin, A::None)
         }
+        "GetPublicAccessBlock" => r("s3:GetBucketPublicAccessBlock", Admin, A::None),
+        "PutPublicAccessBlock" | "DeletePublicAccessBlock" => {
+            r("s3:PutBucketPublicAccessBlock", Admin, A::None)
+        }
+        "GetBucketOwnershipControls" => r("s3:GetBucketOwnershipControls", Admin, A::None),
+        "PutBucketOwnershipControls" | "DeleteBucketOwnershipControls" => {
+            r("s3:PutBucketOwnershipControls", Admin, A::None)
+        }
         "GetObjectLockConfiguration" => r("s3:GetBucketObjectLockConfiguration", Admin, A::None),
         "PutObjectLockConfiguration" => r("s3:PutBucketObjectLockConfiguration", Admin, A::None),
         // Anything else (configuration the gateway may not even implement) is the owner's.
@@ -211,12 +224,17 @@ pub(crate) fn grantee_matches(grantee: &Grantee, who: Option<&str>) -> bool {
     }
 }
 
-/// Whether an ACL gives the caller `need` (FULL_CONTROL gives everything).
-pub(crate) fn acl_allows(acl: &[Grant], who: Option<&str>, need: Permission) -> bool {
-    acl.iter().any(|g| {
-        (g.permission == need || g.permission == Permission::FullControl)
-            && grantee_matches(&g.grantee, who)
-    })
+/// Whether a grant gives the caller `need` (FULL_CONTROL gives everything).
+fn grant_allows(g: &Grant, who: Option<&str>, need: Permission) -> bool {
+    (g.permission == need || g.permission == Permission::FullControl)
+        && grantee_matches(&g.grantee, who)
+}
+
+/// Whether an ACL of `bucket` or of one of its objects gives the caller `need`, counting only
+/// the grants its PublicAccessBlock and Object Ownership let count ([`grant_counts`]).
+fn bucket_acl_allows(bucket: &Bucket, acl: &[Grant], who: Option<&str>, need: Permission) -> bool {
+    acl.iter()
+        .any(|g| grant_counts(bucket, g) && grant_allows(g, who, need))
 }
 
 /// Whether a key's grant on a bucket covers an operation class.
@@ -343,7 +361,13 @@ impl Authorizer {
                     if p.needs_existing_tags() {
                         self.add_existing_tags(&mut ctx, resource, &version).await?;
                     }
-                    p.evaluate_in(who, r.action, resource, &ctx)
+                    p.evaluate_in(
+                        who,
+                        r.action,
+                        resource,
+                        &ctx,
+                        restricts_public_policy(bucket),
+                    )
                 }
                 // Validated when stored, so this takes a format change or corruption; without
                 // knowing its Denys, only the owner gets through.
@@ -377,7 +401,9 @@ impl Authorizer {
             return Ok(());
         }
         match (r.acl, resource) {
-            (AclRule::Bucket(need), _) if acl_allows(&bucket.acl, who, need) => return Ok(()),
+            (AclRule::Bucket(need), _) if bucket_acl_allows(bucket, &bucket.acl, who, need) => {
+                return Ok(())
+            }
             (AclRule::Object(need), Resource::Object(b, key)) => {
                 let found = match version {
                     ObjectVersion::Read(read) => read.manifest().cloned(),
@@ -391,7 +417,9 @@ impl Authorizer {
                 };
                 match found {
                     Ok(m) => {
-                        if who.is_some_and(|w| w == m.owner) || acl_allows(&m.acl, who, need) {
+                        // BucketOwnerEnforced: the bucket owner owns every object.
+                        let writer = !bucket.acls_disabled() && who.is_some_and(|w| w == m.owner);
+                        if writer || bucket_acl_allows(bucket, &m.acl, who, need) {
                             return Ok(());
                         }
                     }
@@ -403,14 +431,20 @@ impl Authorizer {
                         | ClientError::NoSuchVersion { .. }
                         | ClientError::MethodNotAllowed { .. },
                     ) => {
-                        let may_list = acl_allows(&bucket.acl, who, Permission::Read)
-                            || self.policy(bucket).is_some_and(|p| {
-                                p.as_ref().as_ref().is_some_and(|p| {
-                                    let ctx = facts.context(who);
-                                    p.evaluate_in(who, "s3:ListBucket", Resource::Bucket(b), &ctx)
-                                        == Decision::Allow
-                                })
-                            });
+                        let may_list =
+                            bucket_acl_allows(bucket, &bucket.acl, who, Permission::Read)
+                                || self.policy(bucket).is_some_and(|p| {
+                                    p.as_ref().as_ref().is_some_and(|p| {
+                                        let ctx = facts.context(who);
+                                        p.evaluate_in(
+                                            who,
+                                            "s3:ListBucket",
+                                            Resource::Bucket(b),
+                                            &ctx,
+                                            restricts_public_policy(bucket),
+                                        ) == Decision::Allow
+                                    })
+                                });
                         if may_list {
                             return Ok(());
                         }
@@ -533,6 +567,8 @@ mod tests {
 
     #[test]
     fn acl_grantees_and_permissions() {
+        let bucket = Bucket::new("b", "OWNER", 1);
+        let acl_allows = |acl: &[Grant], who, need| bucket_acl_allows(&bucket, acl, who, need);
         let acl = vec![
             grant(Grantee::AllUsers, Permission::Read),
             grant(Grantee::AuthenticatedUsers, Permission::ReadAcp),

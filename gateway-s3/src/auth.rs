@@ -18,6 +18,7 @@ use tracing::error;
 use crate::access::{AccessRequest, Authorizer, BucketOwner, Checked, CheckedObject};
 use crate::condition::RequestContext;
 use crate::form::{self, tagging_query, FormHead, PostForm};
+use crate::public::BucketControls;
 use crate::sigv2::SigV2;
 use crate::S3Config;
 
@@ -189,6 +190,8 @@ impl S3Access for Access {
             .await?;
         let owner = checked.bucket().owner.clone();
         expect_owner(cx.headers(), &owner)?;
+        cx.extensions_mut()
+            .insert(BucketControls::of(checked.bucket()));
         cx.extensions_mut().insert(BucketOwner(owner));
         if let Checked::Object(read) = checked {
             cx.extensions_mut().insert(CheckedObject(read));
@@ -235,6 +238,7 @@ impl S3Access for Access {
             .await?;
         req.extensions
             .insert(BucketOwner(checked.bucket().owner.clone()));
+        req.extensions.insert(BucketControls::of(checked.bucket()));
         Ok(())
     }
 }

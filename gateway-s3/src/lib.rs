@@ -17,6 +17,8 @@
 //!   presigned URL parameters, the `/bucket` resource signed with or without its final slash.
 //! - [`access`] — who may do what: bucket owner, key grants, bucket policy, ACLs.
 //! - [`policy`] — bucket policy documents: validation and evaluation.
+//! - [`public`] — PublicAccessBlock and Object Ownership: refused ACLs, ignored grants, object
+//!   owners.
 //! - [`error`] — the one mapping from [`cairn_client::ClientError`] to S3 error codes.
 //! - [`metrics`] — per-operation request counters, body bytes and latency ([`S3Metrics`]).
 //! - [`cors`] — preflight (OPTIONS) answers and `Access-Control-*` response headers from the
@@ -38,6 +40,7 @@ mod form;
 mod metrics;
 mod ops;
 mod policy;
+mod public;
 mod server;
 mod sigv2;
 mod sse;

@@ -170,14 +170,10 @@ impl Policy {
             .collect()
     }
 
-    /// Whether the policy allows something to everyone (GetBucketPolicyStatus's IsPublic).
+    /// Whether the policy allows something to everyone (GetBucketPolicyStatus's IsPublic;
+    /// BlockPublicPolicy refuses such a policy).
     pub(crate) fn is_public(&self) -> bool {
-        self.statements.iter().any(|s| {
-            s.allow
-                && s.principals == Principals::Anyone
-                && !s.not_principal
-                && !condition::limits_source(&s.conditions)
-        })
+        self.statements.iter().any(Statement::is_public)
     }
 
     /// Whether a statement's conditions read an existing object's tags.
@@ -195,21 +191,33 @@ impl Policy {
         action: &str,
         resource: Resource<'_>,
     ) -> Decision {
-        self.evaluate_in(principal, action, resource, &RequestContext::default())
+        self.evaluate_in(
+            principal,
+            action,
+            resource,
+            &RequestContext::default(),
+            false,
+        )
     }
 
     /// The verdict on `action` (e.g. `s3:GetObject`) over `resource` by `principal` (an access
     /// key id; `None` for anonymous requests), whose condition keys are in `ctx`.
+    /// `restrict` (RestrictPublicBuckets) leaves out the public Allow statements: only the
+    /// statements naming keys still allow, every Deny still refuses.
     pub(crate) fn evaluate_in(
         &self,
         principal: Option<&str>,
         action: &str,
         resource: Resource<'_>,
         ctx: &RequestContext,
+        restrict: bool,
     ) -> Decision {
         let action = action.to_ascii_lowercase();
         let mut allowed = false;
         for s in &self.statements {
+            if restrict && s.is_public() {
+                continue;
+            }
             let listed = match &s.principals {
                 Principals::Anyone => true,
                 Principals::Keys(keys) => principal.is_some_and(|p| keys.iter().any(|k| k == p)),
@@ -235,6 +243,15 @@ impl Policy {
 }
 
 impl Statement {
+    /// Whether the statement allows something to everyone: an Allow for `"*"` whose conditions
+    /// do not limit it to fixed source addresses.
+    fn is_public(&self) -> bool {
+        self.allow
+            && self.principals == Principals::Anyone
+            && !self.not_principal
+            && !condition::limits_source(&self.conditions)
+    }
+
     /// Whether the statement applies to `resource`: one of its Resource patterns matches it
     /// (with NotResource: none does). For the objects a batch names later (DeleteObjects) an
     /// Allow must apply to every key of the bucket, and a Deny applies if it may apply to one.
@@ -488,6 +505,31 @@ mod tests {
                "Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::photos/public/*"}]}"#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn restricting_leaves_out_only_public_allows() {
+        let p = parse(
+            r#"{"Version":"2012-10-17","Statement":[
+               {"Effect":"Allow","Principal":"*","Action":"s3:GetObject",
+                "Resource":"arn:aws:s3:::photos/*"},
+               {"Effect":"Allow","Principal":{"AWS":"KEY1"},"Action":"s3:PutObject",
+                "Resource":"arn:aws:s3:::photos/*"},
+               {"Effect":"Deny","Principal":"*","Action":"s3:DeleteObject",
+                "Resource":"arn:aws:s3:::photos/*"}]}"#,
+        )
+        .unwrap();
+        let ctx = RequestContext::default();
+        let obj = Resource::Object("photos", "a");
+        let eval = |who, action, restrict| p.evaluate_in(who, action, obj, &ctx, restrict);
+        assert_eq!(eval(None, "s3:GetObject", false), Decision::Allow);
+        assert_eq!(eval(None, "s3:GetObject", true), Decision::NoOpinion);
+        assert_eq!(
+            eval(Some("KEY1"), "s3:GetObject", true),
+            Decision::NoOpinion
+        );
+        assert_eq!(eval(Some("KEY1"), "s3:PutObject", true), Decision::Allow);
+        assert_eq!(eval(Some("KEY1"), "s3:DeleteObject", true), Decision::Deny);
     }
 
     #[test]

@@ -392,7 +392,12 @@ pub(super) async fn get_bucket_acl(
         .await
         .map_err(client_error)?;
     let owner = owner_of(gw, &bucket.owner).await?;
-    let grants = acl_grants(gw, &owner, &bucket.acl, bucket.owner_grant).await?;
+    // With ACLs disabled S3 shows only the owner's FULL_CONTROL.
+    let grants = if bucket.acls_disabled() {
+        acl_grants(gw, &owner, &[], true).await?
+    } else {
+        acl_grants(gw, &owner, &bucket.acl, bucket.owner_grant).await?
+    };
     Ok(S3Response::new(dto::GetBucketAclOutput {
         grants: Some(grants),
         owner: Some(owner),
@@ -404,6 +409,8 @@ pub(super) async fn put_bucket_acl(
     gw: &Gateway,
     req: S3Request<dto::PutBucketAclInput>,
 ) -> S3Result<S3Response<dto::PutBucketAclOutput>> {
+    let controls = crate::public::controls(&req)?;
+    controls.check_acl_change()?;
     let input = req.input;
     let bucket = gw
         .client
@@ -420,6 +427,7 @@ pub(super) async fn put_bucket_acl(
         body: input.access_control_policy,
     }
     .grants(&bucket.owner)?;
+    controls.check_acl(None, &grants.grants)?;
     check_grantees(gw, &grants.grants).await?;
     gw.client
         .update_bucket(&input.bucket, move |b| {
@@ -456,8 +464,17 @@ pub(super) async fn get_object_acl(
         .head_object(&input.bucket, &input.key, &version)
         .await
         .map_err(client_error)?;
-    let owner = owner_of(gw, &object_owner(&req, &head.manifest.owner)?).await?;
-    let grants = acl_grants(gw, &owner, &head.manifest.acl, head.manifest.owner_grant).await?;
+    let controls = crate::public::controls(&req)?;
+    // With ACLs disabled the bucket owner owns every object, with FULL_CONTROL alone.
+    let (owner, grants) = if controls.acls_disabled() {
+        let owner = owner_of(gw, &controls.owner).await?;
+        let grants = acl_grants(gw, &owner, &[], true).await?;
+        (owner, grants)
+    } else {
+        let owner = owner_of(gw, &object_owner(&req, &head.manifest.owner)?).await?;
+        let grants = acl_grants(gw, &owner, &head.manifest.acl, head.manifest.owner_grant).await?;
+        (owner, grants)
+    };
     let mut resp = S3Response::new(dto::GetObjectAclOutput {
         grants: Some(grants),
         owner: Some(owner),
@@ -478,6 +495,8 @@ pub(super) async fn put_object_acl(
     gw: &Gateway,
     req: S3Request<dto::PutObjectAclInput>,
 ) -> S3Result<S3Response<dto::PutObjectAclOutput>> {
+    let controls = crate::public::controls(&req)?;
+    controls.check_acl_change()?;
     let input = &req.input;
     if input.grant_write.is_some() {
         return Err(s3_error!(
@@ -517,6 +536,7 @@ pub(super) async fn put_object_acl(
             "WRITE cannot be granted on an object: grant it on the bucket"
         ));
     }
+    controls.check_acl(None, &grants.grants)?;
     check_grantees(gw, &grants.grants).await?;
     // Pin the version resolved above, so a concurrent write cannot move the ACL elsewhere.
     let pinned = head.manifest.version;
@@ -546,7 +566,7 @@ pub(super) async fn put_object_acl(
 
 /// Validates a policy for `bucket`: S3's MalformedPolicy (400) for bad documents and unknown
 /// principals, NotImplemented for IAM features the gateway does not evaluate.
-async fn validate_policy(gw: &Gateway, bucket: &str, text: &str) -> S3Result<()> {
+async fn validate_policy(gw: &Gateway, bucket: &str, text: &str) -> S3Result<Policy> {
     let policy = Policy::parse(bucket, text).map_err(|e| match e {
         PolicyError::Malformed(msg) => s3_error!(MalformedPolicy, "{msg}"),
         PolicyError::Unsupported(msg) => s3_error!(NotImplemented, "{msg}"),
@@ -559,10 +579,11 @@ async fn validate_policy(gw: &Gateway, bucket: &str, text: &str) -> S3Result<()>
             ));
         }
     }
-    Ok(())
+    Ok(policy)
 }
 
-/// PutBucketPolicy: stores a validated policy document (at most 20 KiB) as sent.
+/// PutBucketPolicy: stores a validated policy document (at most 20 KiB) as sent; a public one
+/// is AccessDenied when the bucket's PublicAccessBlock has BlockPublicPolicy.
 pub(super) async fn put_bucket_policy(
     gw: &Gateway,
     req: S3Request<dto::PutBucketPolicyInput>,
@@ -575,11 +596,21 @@ pub(super) async fn put_bucket_policy(
             input.policy.len()
         ));
     }
-    gw.client
+    let bucket = gw
+        .client
         .head_bucket(&input.bucket)
         .await
         .map_err(client_error)?;
-    validate_policy(gw, &input.bucket, &input.policy).await?;
+    let policy = validate_policy(gw, &input.bucket, &input.policy).await?;
+    let block = bucket
+        .public_access_block
+        .is_some_and(|b| b.block_public_policy);
+    if block && policy.is_public() {
+        return Err(s3_error!(
+            AccessDenied,
+            "access denied: the bucket's PublicAccessBlock blocks public policies              (BlockPublicPolicy); allow named keys only, limit it to source addresses, or turn              the setting off"
+        ));
+    }
     let text = input.policy;
     gw.client
         .update_bucket(&input.bucket, move |b| {

@@ -73,8 +73,9 @@ pub(super) async fn list_buckets(
     Ok(S3Response::new(output))
 }
 
-/// CreateBucket, owned by the requesting access key, with its ACL and, if asked, object lock
-/// (which turns versioning on for good). A location constraint is accepted as is. Creating a
+/// CreateBucket, owned by the requesting access key, with its ACL, its Object Ownership
+/// (`x-amz-object-ownership`; none set when absent, which behaves as ObjectWriter) and, if
+/// asked, object lock (which turns versioning on for good). A location constraint is accepted as is. Creating a
 /// bucket the caller already owns succeeds in us-east-1 (the default region) and is
 /// BucketAlreadyOwnedByYou elsewhere, as in S3.
 pub(super) async fn create_bucket(
@@ -99,6 +100,13 @@ pub(super) async fn create_bucket(
         input.grant_read_acp.as_deref(),
         input.grant_write_acp.as_deref(),
     )?;
+    if let Some(o) = input.object_ownership.as_ref() {
+        bucket.ownership = Some(super::public_access::parse_ownership(o.as_str())?);
+    }
+    // S3 refuses an ACL other than the owner's full control on a bucket created without ACLs.
+    if bucket.acls_disabled() && !bucket.acl.is_empty() {
+        return Err(super::public_access::acl_with_enforced());
+    }
     super::acl::check_grantees(gw, &bucket.acl).await?;
     if input.object_lock_enabled_for_bucket == Some(true) {
         bucket.versioning = Versioning::Enabled;

@@ -18,6 +18,7 @@ pub(super) async fn copy_object(
     req: S3Request<CopyObjectInput>,
 ) -> S3Result<S3Response<CopyObjectOutput>> {
     let me = requester(&req)?;
+    let controls = crate::public::controls(&req)?;
     let S3Request { input, headers, .. } = req;
     let encryption = write_request(
         input.server_side_encryption.as_ref(),
@@ -101,6 +102,14 @@ pub(super) async fn copy_object(
         input.grant_read_acp.as_ref(),
         input.grant_write_acp.as_ref(),
     )?;
+    let canned = input.acl.as_ref().map(|c| c.as_str());
+    controls.check_acl(canned, &acl)?;
+    let owner = controls.object_owner(me, canned);
+    let acl = if controls.acls_disabled() {
+        Vec::new()
+    } else {
+        acl
+    };
     let lock = super::lock::lock_from_request(
         input.object_lock_mode.as_ref(),
         input.object_lock_retain_until_date.as_ref(),
@@ -133,7 +142,7 @@ pub(super) async fn copy_object(
             CopyOptions {
                 metadata: directive,
                 tags,
-                owner: me,
+                owner,
                 acl,
                 lock,
                 encryption,

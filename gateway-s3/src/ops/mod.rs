@@ -11,13 +11,16 @@
 //!   made before an operation runs, in `crate::access`).
 //! - [`multipart`] — CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
 //!   AbortMultipartUpload, ListParts, ListMultipartUploads.
+//! - [`public_access`] — Put/Get/DeletePublicAccessBlock, Put/Get/DeleteBucketOwnershipControls
+//!   (their effects on ACLs, policies and owners are in `crate::public` and `crate::access`).
 
 /// The options of a request that creates an object — PutObject and CreateMultipartUpload have
 /// different input types with the same fields — after refusing what the gateway does not
 /// support: owner, content headers, metadata, tags, ACL, object lock and server-side
-/// encryption (checksum and length are the caller's).
+/// encryption (checksum and length are the caller's). The ACL must pass the bucket's
+/// PublicAccessBlock and Object Ownership (`$controls`), which also decide the owner.
 macro_rules! new_object_options {
-    ($headers:expr, $input:expr, $owner:expr) => {{
+    ($headers:expr, $input:expr, $owner:expr, $controls:expr) => {{
         let encryption = $crate::sse::write_request(
             $input.server_side_encryption.as_ref(),
             $input.ssekms_key_id.as_ref(),
@@ -29,6 +32,21 @@ macro_rules! new_object_options {
                 $input.sse_customer_key_md5.as_ref(),
             )?,
         )?;
+        let acl = $crate::ops::acl::object_grants(
+            $input.acl.as_ref(),
+            $input.grant_full_control.as_ref(),
+            $input.grant_read.as_ref(),
+            $input.grant_read_acp.as_ref(),
+            $input.grant_write_acp.as_ref(),
+        )?;
+        let canned = $input.acl.as_ref().map(|c| c.as_str());
+        $controls.check_acl(canned, &acl)?;
+        let owner = $controls.object_owner($owner, canned);
+        let acl = if $controls.acls_disabled() {
+            Vec::new()
+        } else {
+            acl
+        };
         cairn_client::PutOptions {
             encryption,
             headers: $crate::convert::content_headers(
@@ -45,14 +63,8 @@ macro_rules! new_object_options {
             content_length: None,
             checksum: None,
             condition: None,
-            owner: $owner,
-            acl: $crate::ops::acl::object_grants(
-                $input.acl.as_ref(),
-                $input.grant_full_control.as_ref(),
-                $input.grant_read.as_ref(),
-                $input.grant_read_acp.as_ref(),
-                $input.grant_write_acp.as_ref(),
-            )?,
+            owner,
+            acl,
             lock: $crate::ops::lock::lock_from_request(
                 $input.object_lock_mode.as_ref(),
                 $input.object_lock_retain_until_date.as_ref(),
@@ -72,6 +84,7 @@ mod lock;
 mod multipart;
 mod object;
 mod owners;
+mod public_access;
 
 use std::sync::Arc;
 
@@ -248,7 +261,8 @@ impl S3 for Gateway {
         multipart::list_multipart_uploads(self, req).await
     }
 
-    // ---- access: ACLs and bucket policies (acl.rs, policy.rs) ----
+    // ---- access: ACLs, bucket policies, public access block and ownership (acl.rs,
+    // public_access.rs) ----
 
     async fn get_bucket_acl(&self, req: S3Request<GetBucketAclInput>) -> Res<GetBucketAclOutput> {
         acl::get_bucket_acl(self, req).await
@@ -292,6 +306,48 @@ impl S3 for Gateway {
         req: S3Request<GetBucketPolicyStatusInput>,
     ) -> Res<GetBucketPolicyStatusOutput> {
         acl::get_bucket_policy_status(self, req).await
+    }
+
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<PutPublicAccessBlockInput>,
+    ) -> Res<PutPublicAccessBlockOutput> {
+        public_access::put_public_access_block(self, req).await
+    }
+
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<GetPublicAccessBlockInput>,
+    ) -> Res<GetPublicAccessBlockOutput> {
+        public_access::get_public_access_block(self, req).await
+    }
+
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<DeletePublicAccessBlockInput>,
+    ) -> Res<DeletePublicAccessBlockOutput> {
+        public_access::delete_public_access_block(self, req).await
+    }
+
+    async fn put_bucket_ownership_controls(
+        &self,
+        req: S3Request<PutBucketOwnershipControlsInput>,
+    ) -> Res<PutBucketOwnershipControlsOutput> {
+        public_access::put_bucket_ownership_controls(self, req).await
+    }
+
+    async fn get_bucket_ownership_controls(
+        &self,
+        req: S3Request<GetBucketOwnershipControlsInput>,
+    ) -> Res<GetBucketOwnershipControlsOutput> {
+        public_access::get_bucket_ownership_controls(self, req).await
+    }
+
+    async fn delete_bucket_ownership_controls(
+        &self,
+        req: S3Request<DeleteBucketOwnershipControlsInput>,
+    ) -> Res<DeleteBucketOwnershipControlsOutput> {
+        public_access::delete_bucket_ownership_controls(self, req).await
     }
 
     // ---- object data: checksums, attributes (object.rs, attributes.rs) ----

@@ -23,6 +23,7 @@ pub(super) async fn create_multipart_upload(
     req: S3Request<CreateMultipartUploadInput>,
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let me = requester(&req)?;
+    let controls = crate::public::controls(&req)?;
     let S3Request { input, headers, .. } = req;
     let algorithm = match input.checksum_algorithm.as_ref() {
         Some(a) => Some(ChecksumAlgorithm::parse(a.as_str()).ok_or_else(|| {
@@ -50,13 +51,15 @@ pub(super) async fn create_multipart_upload(
             ))
         }
     };
-    let opts = new_object_options!(headers, input, me.clone());
+    let opts = new_object_options!(headers, input, me, controls);
+    // The upload's owner becomes the object's.
+    let owner = opts.owner.clone();
     let upload = gw
         .client
         .create_multipart(
             &input.bucket,
             &input.key,
-            &me,
+            &owner,
             opts,
             (algorithm, checksum_type),
         )

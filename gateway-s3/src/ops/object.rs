@@ -52,6 +52,7 @@ pub(super) async fn put_object(
     req: S3Request<PutObjectInput>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
     let me = requester(&req)?;
+    let controls = crate::public::controls(&req)?;
     let S3Request {
         input,
         headers,
@@ -72,7 +73,7 @@ pub(super) async fn put_object(
         content_length: body_length(input.content_length, input.body.as_ref()),
         checksum: checksum.clone(),
         condition,
-        ..new_object_options!(headers, input, me)
+        ..new_object_options!(headers, input, me, controls)
     };
     let (body, body_errors) = request_body(input.body);
     let put = gw
