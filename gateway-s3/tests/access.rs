@@ -9,31 +9,6 @@ use aws_sdk_s3::types::{BucketCannedAcl, ObjectCannedAcl};
 use cairn_client::KeyGrant;
 use common::*;
 
-/// A second access key, created in every test that needs one.
-const KEY2: &str = "AKIACAIRNSECOND00002";
-const SECRET2: &str = "second-secret-key-0123456789abcdefghijk";
-
-const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
-
-async fn second_key(server: &Server) -> aws_sdk_s3::Client {
-    server
-        .client
-        .import_key(KEY2, SECRET2, "second")
-        .await
-        .unwrap();
-    server.s3_as(KEY2, SECRET2, "us-east-1")
-}
-
-/// An anonymous request: no Authorization header at all.
-async fn anonymous(server: &Server, method: &str, target: &str, body: &[u8]) -> RawResponse {
-    let head = format!(
-        "{method} {target} HTTP/1.1\nHost: {}\nContent-Length: {}",
-        server.addr,
-        body.len()
-    );
-    raw_request(server.addr, &head, body).await
-}
-
 #[tokio::test]
 async fn canned_acls_show_in_acl_xml_and_open_anonymous_reads() {
     let server = start().await;

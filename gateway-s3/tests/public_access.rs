@@ -12,30 +12,6 @@ use aws_sdk_s3::types::{
 };
 use common::*;
 
-/// A second access key.
-const KEY2: &str = "AKIACAIRNSECOND00002";
-const SECRET2: &str = "second-secret-key-0123456789abcdefghijk";
-
-const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
-
-async fn second_key(server: &Server) -> aws_sdk_s3::Client {
-    server
-        .client
-        .import_key(KEY2, SECRET2, "second")
-        .await
-        .unwrap();
-    server.s3_as(KEY2, SECRET2, "us-east-1")
-}
-
-/// An anonymous request: no Authorization header at all.
-async fn anonymous(server: &Server, method: &str, target: &str) -> RawResponse {
-    let head = format!(
-        "{method} {target} HTTP/1.1\nHost: {}\nContent-Length: 0",
-        server.addr
-    );
-    raw_request(server.addr, &head, b"").await
-}
-
 async fn put_block(s3: &aws_sdk_s3::Client, bucket: &str, c: PublicAccessBlockConfiguration) {
     s3.put_public_access_block()
         .bucket(bucket)
@@ -223,8 +199,11 @@ async fn ignore_public_acls_leaves_public_grants_out() {
         .send()
         .await
         .unwrap();
-    assert_eq!(anonymous(&server, "GET", "/ipa/open").await.status, 200);
-    assert_eq!(anonymous(&server, "GET", "/ipa").await.status, 200);
+    assert_eq!(
+        anonymous(&server, "GET", "/ipa/open", b"").await.status,
+        200
+    );
+    assert_eq!(anonymous(&server, "GET", "/ipa", b"").await.status, 200);
 
     put_block(
         &s3,
@@ -234,14 +213,14 @@ async fn ignore_public_acls_leaves_public_grants_out() {
             .build(),
     )
     .await;
-    let got = anonymous(&server, "GET", "/ipa/open").await;
+    let got = anonymous(&server, "GET", "/ipa/open", b"").await;
     assert_eq!(
         (got.status, code_of(&got)),
         (403, "AccessDenied".into()),
         "{}",
         got.text()
     );
-    assert_eq!(anonymous(&server, "GET", "/ipa").await.status, 403);
+    assert_eq!(anonymous(&server, "GET", "/ipa", b"").await.status, 403);
     let e = other
         .get_object()
         .bucket("ipa")
@@ -265,7 +244,10 @@ async fn ignore_public_acls_leaves_public_grants_out() {
         .send()
         .await
         .unwrap();
-    assert_eq!(anonymous(&server, "GET", "/ipa/open").await.status, 200);
+    assert_eq!(
+        anonymous(&server, "GET", "/ipa/open", b"").await.status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -358,7 +340,7 @@ async fn restrict_public_buckets_keeps_only_named_keys_and_the_owner() {
         .send()
         .await
         .unwrap();
-    assert_eq!(anonymous(&server, "GET", "/rpb/doc").await.status, 200);
+    assert_eq!(anonymous(&server, "GET", "/rpb/doc", b"").await.status, 200);
     other
         .get_object()
         .bucket("rpb")
@@ -375,7 +357,7 @@ async fn restrict_public_buckets_keeps_only_named_keys_and_the_owner() {
             .build(),
     )
     .await;
-    let got = anonymous(&server, "GET", "/rpb/doc").await;
+    let got = anonymous(&server, "GET", "/rpb/doc", b"").await;
     assert_eq!((got.status, code_of(&got)), (403, "AccessDenied".into()));
     let e = other
         .get_object()
@@ -644,5 +626,8 @@ async fn bucket_owner_preferred_takes_objects_written_with_full_control() {
         .send()
         .await
         .unwrap();
-    assert_eq!(anonymous(&server, "GET", "/pref/given").await.status, 200);
+    assert_eq!(
+        anonymous(&server, "GET", "/pref/given", b"").await.status,
+        200
+    );
 }

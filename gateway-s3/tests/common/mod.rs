@@ -562,3 +562,31 @@ impl Signer {
         out
     }
 }
+
+/// A second access key, created by [`second_key`] in every test that needs one.
+pub const KEY2: &str = "AKIACAIRNSECOND00002";
+/// Its secret.
+pub const SECRET2: &str = "second-secret-key-0123456789abcdefghijk";
+
+/// The AllUsers group's URI in ACLs.
+pub const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
+
+/// Imports [`KEY2`] and returns an SDK client signing with it.
+pub async fn second_key(server: &Server) -> aws_sdk_s3::Client {
+    server
+        .client
+        .import_key(KEY2, SECRET2, "second")
+        .await
+        .unwrap();
+    server.s3_as(KEY2, SECRET2, "us-east-1")
+}
+
+/// An anonymous request (no Authorization header at all) with `body`.
+pub async fn anonymous(server: &Server, method: &str, target: &str, body: &[u8]) -> RawResponse {
+    let head = format!(
+        "{method} {target} HTTP/1.1\nHost: {}\nContent-Length: {}",
+        server.addr,
+        body.len()
+    );
+    raw_request(server.addr, &head, body).await
+}
