@@ -542,7 +542,7 @@ async fn encrypted_multipart_uploads_parts_and_ranges() {
         Some(&ServerSideEncryption::Aes256)
     );
     let id = created.upload_id().unwrap();
-    let etag = s3
+    let uploaded = s3
         .upload_part()
         .bucket("multi")
         .key("site")
@@ -551,10 +551,13 @@ async fn encrypted_multipart_uploads_parts_and_ranges() {
         .body(ByteStream::from(parts[2].clone()))
         .send()
         .await
-        .unwrap()
-        .e_tag()
-        .unwrap()
-        .to_string();
+        .unwrap();
+    assert_eq!(
+        uploaded.server_side_encryption(),
+        Some(&ServerSideEncryption::Aes256),
+        "a part says how its upload encrypts it"
+    );
+    let etag = uploaded.e_tag().unwrap().to_string();
     let completed = s3
         .complete_multipart_upload()
         .bucket("multi")
@@ -958,7 +961,7 @@ async fn sse_kms_objects_use_the_sites_key_manager() {
         .upload_id()
         .unwrap()
         .to_string();
-    let etag = s3
+    let uploaded = s3
         .upload_part()
         .bucket("kms")
         .key("mp")
@@ -967,10 +970,13 @@ async fn sse_kms_objects_use_the_sites_key_manager() {
         .body(ByteStream::from(data.clone()))
         .send()
         .await
-        .unwrap()
-        .e_tag()
-        .unwrap()
-        .to_string();
+        .unwrap();
+    assert_eq!(
+        uploaded.server_side_encryption(),
+        Some(&ServerSideEncryption::AwsKms)
+    );
+    assert!(uploaded.ssekms_key_id().unwrap().ends_with(&team.id));
+    let etag = uploaded.e_tag().unwrap().to_string();
     let done = s3
         .complete_multipart_upload()
         .bucket("kms")

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cairn_core::manifest::{ChecksumType, Part, Upload};
+use cairn_core::manifest::{ChecksumType, Encryption, Part, Upload};
 use rand::distributions::{Alphanumeric, DistString};
 
 use super::{upload_algorithm, MAX_PARTS, MAX_PART_SIZE};
@@ -103,6 +103,22 @@ impl Client {
         body: BodyStream,
         opts: PartOptions,
     ) -> Result<Part, ClientError> {
+        self.upload_part_sealed(bucket, key, upload_id, part_number, body, opts)
+            .await
+            .map(|(part, _)| part)
+    }
+
+    /// [`Client::upload_part`], also returning how the upload encrypts its parts (what S3's
+    /// UploadPart answer says).
+    pub async fn upload_part_sealed(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: BodyStream,
+        opts: PartOptions,
+    ) -> Result<(Part, Option<Encryption>), ClientError> {
         self.check_space()?;
         if !(1..=MAX_PARTS).contains(&part_number) {
             return Err(ClientError::InvalidArgument(format!(
@@ -166,7 +182,7 @@ impl Client {
         );
         self.blocking(move |i| Ok(i.meta.put_part(&b, &k, &u, &p)?))
             .await?;
-        Ok(part)
+        Ok((part, upload.encryption))
     }
 
     /// Abandons an upload and its parts.

@@ -121,9 +121,9 @@ pub(super) async fn upload_part(
         customer_key: customer_key.clone(),
     };
     let (body, body_errors) = request_body(input.body);
-    let part = gw
+    let (part, encryption) = gw
         .client
-        .upload_part(
+        .upload_part_sealed(
             &input.bucket,
             &input.key,
             &input.upload_id,
@@ -134,13 +134,12 @@ pub(super) async fn upload_part(
         .await
         .map_err(|e| upload_error(e, &body_errors, checksum.as_ref(), md5.is_some()))?;
     let sums = Checksums::of(&part.checksums, None, true);
-    // The part is sealed as its upload is; with a customer key, the response says so.
-    let encryption = customer_key.map(|_| cairn_client::Encryption::Customer {
-        salt: [0; 16],
-        digest: [0; 32],
-    });
+    // The part is sealed as its upload is, and the response says how.
     let sse = crate::sse::shown(encryption.as_ref(), input.sse_customer_key_md5);
     Ok(S3Response::new(UploadPartOutput {
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id,
+        bucket_key_enabled: sse.bucket_key,
         sse_customer_algorithm: sse.customer_algorithm,
         sse_customer_key_md5: sse.customer_key_md5,
         checksum_crc32: sums.crc32,
