@@ -1379,17 +1379,31 @@ fn run(opts: Options) -> Result<(), String> {
         opts.export,
         opts.mountpoint.display()
     );
+    let mut unmounted = false;
     while !session.guard.is_finished() {
         if stop.load(Ordering::SeqCst) {
             eprintln!("nfs-fuse: signal received, unmounting");
             unmount(&opts.mountpoint);
+            unmounted = true;
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let r = session.join();
     eprintln!("nfs-fuse: {} unmounted", opts.mountpoint.display());
-    r.map_err(|e| format!("the FUSE session ended with an error: {e}"))
+    match r {
+        // The unmount asked for ends the session by aborting its connection to the kernel
+        // (ECONNABORTED), or with the device gone (ENODEV), depending on the timing: that is
+        // the end we asked for, not a failure.
+        Err(e)
+            if unmounted
+                && (e.kind() == std::io::ErrorKind::ConnectionAborted
+                    || e.raw_os_error() == Some(19)) =>
+        {
+            Ok(())
+        }
+        r => r.map_err(|e| format!("the FUSE session ended with an error: {e}")),
+    }
 }
 
 /// Sets `stop` at SIGTERM or SIGINT; says on `ready` once the handlers are in place.
