@@ -195,23 +195,29 @@ impl Client {
         &self,
         name: Option<&str>,
     ) -> Result<(KmsKey, Sealer), ClientError> {
-        let cached = |id: &str| {
-            self.inner
-                .kms
-                .opened
-                .lock()
-                .get(id)
-                .filter(|(at, _, _)| at.elapsed() < CACHE_FOR)
-                .map(|(_, k, s)| (k.clone(), s.clone()))
-        };
-        if let Some(KeyName::Id(id)) = name.map(parse_name) {
-            if let Some((k, s)) = cached(id) {
-                return if k.enabled {
-                    Ok((k, s))
-                } else {
-                    Err(disabled(&k.id))
-                };
-            }
+        // A key opened lately, named by id or by alias (the default key by its alias): an
+        // SSE-KMS write that names no key, or an alias, would otherwise list every key.
+        let wanted = name.map_or(KeyName::Alias(DEFAULT_ALIAS), parse_name);
+        let cached = self
+            .inner
+            .kms
+            .opened
+            .lock()
+            .values()
+            .find(|(at, k, _)| {
+                at.elapsed() < CACHE_FOR
+                    && match &wanted {
+                        KeyName::Id(id) => k.id == *id,
+                        KeyName::Alias(a) => k.alias.as_deref() == Some(*a),
+                    }
+            })
+            .map(|(_, k, s)| (k.clone(), s.clone()));
+        if let Some((k, s)) = cached {
+            return if k.enabled {
+                Ok((k, s))
+            } else {
+                Err(disabled(&k.id))
+            };
         }
         let key = match name {
             Some(n) => self
