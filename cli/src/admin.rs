@@ -67,6 +67,57 @@ pub struct KeyInfo {
     /// What the key may do in buckets it does not own, by bucket name.
     #[serde(default)]
     pub grants: BTreeMap<String, GrantInfo>,
+    /// The key's request and bandwidth limits (`cairn key limit`).
+    #[serde(default)]
+    pub limits: LimitsInfo,
+}
+
+/// A key's limits as the admin API shows and takes them (`PUT /v1/keys/{id}/limits`); a
+/// missing or null field is no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsInfo {
+    /// Requests per second.
+    #[serde(default)]
+    pub requests_per_sec: Option<u64>,
+    /// Body bytes per second, in and out together.
+    #[serde(default)]
+    pub bytes_per_sec: Option<u64>,
+}
+
+impl LimitsInfo {
+    /// The limits on one line, e.g. `100 requests/s, 10.0 MiB/s`, or `none`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(n) = self.requests_per_sec {
+            parts.push(format!("{n} requests/s"));
+        }
+        if let Some(b) = self.bytes_per_sec {
+            parts.push(format!("{}/s", crate::ops::human(b)));
+        }
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+impl From<cairn_client::KeyLimits> for LimitsInfo {
+    fn from(l: cairn_client::KeyLimits) -> LimitsInfo {
+        LimitsInfo {
+            requests_per_sec: l.requests_per_sec,
+            bytes_per_sec: l.bytes_per_sec,
+        }
+    }
+}
+
+impl From<LimitsInfo> for cairn_client::KeyLimits {
+    fn from(l: LimitsInfo) -> cairn_client::KeyLimits {
+        cairn_client::KeyLimits {
+            requests_per_sec: l.requests_per_sec,
+            bytes_per_sec: l.bytes_per_sec,
+        }
+    }
 }
 
 /// A key's permissions in one bucket (`cairn key allow`), as the admin API shows and takes
@@ -175,7 +226,12 @@ fn error(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
 }
 
 fn client_error(e: ClientError) -> Response<Full<Bytes>> {
-    let status = match e.kind() {
+    error(status_of(&e), &e.to_string())
+}
+
+/// The HTTP status of an admin call that failed with `e`.
+pub(crate) fn status_of(e: &ClientError) -> StatusCode {
+    match e.kind() {
         cairn_core::ErrorKind::NotFound => StatusCode::NOT_FOUND,
         cairn_core::ErrorKind::AlreadyExists | cairn_core::ErrorKind::Conflict => {
             StatusCode::CONFLICT
@@ -184,8 +240,7 @@ fn client_error(e: ClientError) -> Response<Full<Bytes>> {
             StatusCode::BAD_REQUEST
         }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    error(status, &e.to_string())
+    }
 }
 
 /// Key info from a stored key.
@@ -200,6 +255,7 @@ pub fn key_info(k: &cairn_client::AccessKey, with_secret: bool) -> KeyInfo {
             .iter()
             .map(|(b, g)| (b.clone(), GrantInfo::from(*g)))
             .collect(),
+        limits: k.limits.into(),
     }
 }
 
@@ -261,6 +317,7 @@ async fn metrics(
                 s.buckets, s.versions, s.logical_bytes, s.chunks, s.unique_bytes, s.physical_bytes
             );
             text.push_str(&workers.metrics());
+            crate::bucket_cmd::render_metrics(client, &mut text).await;
             for source in sources {
                 source.render(&mut text);
             }
@@ -381,6 +438,21 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 Err(e) => client_error(e),
             }
         }
+        (m, p) if p.starts_with("/v1/keys/") && p.ends_with("/limits") => {
+            let id = &p["/v1/keys/".len()..p.len() - "/limits".len()];
+            let limits = match m {
+                Method::PUT => match serde_json::from_slice::<LimitsInfo>(&body) {
+                    Ok(l) => l.into(),
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
+                },
+                Method::DELETE => cairn_client::KeyLimits::default(),
+                _ => return error(StatusCode::METHOD_NOT_ALLOWED, "use PUT or DELETE"),
+            };
+            match client.set_key_limits(id, limits).await {
+                Ok(k) => json(StatusCode::OK, &key_info(&k, false)),
+                Err(e) => client_error(e),
+            }
+        }
         (Method::GET, p) if p.starts_with("/v1/keys/") => {
             match client.get_key(&p["/v1/keys/".len()..]).await {
                 Ok(Some(k)) => json(StatusCode::OK, &key_info(&k, false)),
@@ -393,6 +465,13 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 Ok(true) => json(StatusCode::OK, &serde_json::json!({"deleted": true})),
                 Ok(false) => error(StatusCode::NOT_FOUND, "no such access key"),
                 Err(e) => client_error(e),
+            }
+        }
+        (m, p) if p.starts_with("/v1/buckets/") => {
+            match crate::bucket_cmd::route(client, &m, p, &body).await {
+                Some(Ok(d)) => json(StatusCode::OK, &d),
+                Some(Err((status, msg))) => error(status, &msg),
+                None => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
             }
         }
         (Method::GET, "/v1/buckets") => match client.list_buckets().await {

@@ -7,6 +7,7 @@
 
 mod admin;
 mod bench;
+mod bucket_cmd;
 mod cluster_cmd;
 pub mod disk;
 mod init;
@@ -118,7 +119,7 @@ enum KeyCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Show an access key and its bucket grants.
+    /// Show an access key, its bucket grants and its limits.
     Info {
         /// Access key id.
         id: String,
@@ -155,6 +156,41 @@ enum KeyCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Limit the S3 requests signed with a key: requests per second and body bytes per
+    /// second. Sets the key's limits to exactly those given.
+    ///
+    /// A limit not given is lifted: `--requests-per-sec 100` alone removes a bandwidth limit.
+    /// Each limit allows a burst of one second's worth. A request over a limit is refused
+    /// with 503 SlowDown, which S3 SDKs and tools retry with backoff. Bytes are counted in
+    /// and out together as they stream: after a transfer larger than the allowance, the key's
+    /// next requests are refused until the time the transfer should have taken has passed.
+    /// Running gateways apply a change within a few seconds, without a restart. Each S3
+    /// gateway enforces the limits on the requests it serves: on a site with several, a key
+    /// may use the allowance at each one. Anonymous requests are not limited.
+    ///
+    /// Examples: `cairn key limit CK... --requests-per-sec 100 --bandwidth 10MiB`,
+    /// `cairn key limit CK... --clear`.
+    Limit {
+        /// Access key id.
+        id: String,
+        /// Requests per second (at least 1).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        requests_per_sec: Option<u64>,
+        /// Body bytes per second, uploads and downloads together: bytes, or a size such as
+        /// 500KiB, 10MiB or 1GiB.
+        #[arg(
+            long,
+            visible_alias = "bandwidth",
+            value_name = "SIZE",
+            value_parser = bench::numbers::parse_size
+        )]
+        bytes_per_sec: Option<u64>,
+        /// Lift both limits.
+        #[arg(long, conflicts_with_all = ["requests_per_sec", "bytes_per_sec"])]
+        clear: bool,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(Subcommand)]
@@ -171,6 +207,37 @@ enum BucketCommand {
     },
     /// List buckets.
     List(Target),
+    /// Show what a bucket holds — objects, versions, delete markers, logical bytes, all kept
+    /// current with every write — and its quota.
+    Info {
+        /// Bucket name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Limit what a bucket may hold. Writes (PUT, copies, multipart parts and completions,
+    /// NFS writes) that would take it past a limit are refused (S3: 403 QuotaExceeded) and
+    /// leave nothing behind; what it holds already stays. Limits count every stored version,
+    /// noncurrent ones included. Sets exactly the limits given.
+    Quota {
+        /// Bucket name.
+        name: String,
+        /// Most bytes, over every stored version: e.g. 500GiB, 10TiB, 1.5GB.
+        #[arg(long, value_parser = parse_size_arg)]
+        max_bytes: Option<u64>,
+        /// Most stored object versions (delete markers do not count).
+        #[arg(long)]
+        max_objects: Option<u64>,
+        /// Remove the bucket's quota.
+        #[arg(long, conflicts_with_all = ["max_bytes", "max_objects"])]
+        clear: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    bench::numbers::parse_size(s)
 }
 
 /// The default S3 listen address.
@@ -216,12 +283,56 @@ pub fn run() -> anyhow::Result<()> {
             Command::Key(KeyCommand::Deny { id, bucket, target }) => {
                 ops::key_grant(&target, &id, &bucket, None).await
             }
+            Command::Key(KeyCommand::Limit {
+                id,
+                requests_per_sec,
+                bytes_per_sec,
+                clear,
+                target,
+            }) => {
+                if !clear && requests_per_sec.is_none() && bytes_per_sec.is_none() {
+                    anyhow::bail!(
+                        "give --requests-per-sec, --bytes-per-sec (or --bandwidth), or --clear \
+                         to lift the key's limits; `cairn key info {id}` shows them"
+                    );
+                }
+                let limits = admin::LimitsInfo {
+                    requests_per_sec,
+                    bytes_per_sec,
+                };
+                ops::key_limit(&target, &id, limits).await
+            }
             Command::Bucket(BucketCommand::Create {
                 name,
                 owner,
                 target,
             }) => ops::bucket_create(&target, &name, owner.as_deref()).await,
             Command::Bucket(BucketCommand::List(target)) => ops::bucket_list(&target).await,
+            Command::Bucket(BucketCommand::Info { name, target }) => {
+                bucket_cmd::info(&target, &name).await
+            }
+            Command::Bucket(BucketCommand::Quota {
+                name,
+                max_bytes,
+                max_objects,
+                clear,
+                target,
+            }) => {
+                let quota = if clear {
+                    None
+                } else if max_bytes.is_none() && max_objects.is_none() {
+                    anyhow::bail!(
+                        "say which limit to set (--max-bytes SIZE, --max-objects N), or --clear \
+                         to remove the bucket's quota"
+                    )
+                } else {
+                    Some(bucket_cmd::QuotaInfo {
+                        max_bytes,
+                        max_objects,
+                    })
+                };
+                bucket_cmd::quota(&target, &name, quota).await
+            }
             Command::Stats(target) => ops::stats(&target).await,
             Command::Workers(target) => ops::workers(&target).await,
             Command::Bench(args) => bench::run(args).await,

@@ -5,7 +5,7 @@ use anyhow::Context;
 use cairn_client::Client;
 use http::Method;
 
-use crate::admin::{self, AdminClient, BucketInfo, GrantInfo, KeyInfo, StatsInfo};
+use crate::admin::{self, AdminClient, BucketInfo, GrantInfo, KeyInfo, LimitsInfo, StatsInfo};
 use crate::workers::WorkerStatus;
 use crate::Target;
 
@@ -150,6 +150,30 @@ pub async fn key_info(t: &Target, id: &str) -> anyhow::Result<()> {
         for (bucket, g) in &k.grants {
             println!("  {bucket:<40} {}", g.describe());
         }
+    }
+    println!("Limits:        {}", k.limits.describe());
+    Ok(())
+}
+
+/// `cairn key limit ID [--requests-per-sec N] [--bytes-per-sec SIZE] [--clear]`: sets the key's
+/// limits to exactly `limits` (none given: lifts them).
+pub async fn key_limit(t: &Target, id: &str, limits: LimitsInfo) -> anyhow::Result<()> {
+    let k: KeyInfo = match backend(t).await? {
+        Backend::Local(c) => admin::key_info(&c.set_key_limits(id, limits.into()).await?, false),
+        Backend::Remote(a) => {
+            let path = format!("/v1/keys/{id}/limits");
+            a.call(Method::PUT, &path, Some(serde_json::to_value(limits)?))
+                .await?
+        }
+    };
+    if k.limits == LimitsInfo::default() {
+        println!("Key {} has no limits", k.id);
+    } else {
+        println!(
+            "Key {} is limited to {} (running gateways apply it within a few seconds)",
+            k.id,
+            k.limits.describe()
+        );
     }
     Ok(())
 }
@@ -359,14 +383,7 @@ pub async fn stats(t: &Target) -> anyhow::Result<()> {
 }
 
 pub(crate) fn human(b: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", UNITS[u])
+    cairn_core::space::human_bytes(b)
 }
 
 pub(crate) fn fmt_time(ms: u64) -> String {

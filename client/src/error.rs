@@ -66,6 +66,9 @@ pub enum ClientError {
     /// Over the size limit.
     #[error("{0}")]
     EntityTooLarge(String),
+    /// The write would take the bucket past its quota (`cairn bucket quota`).
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// Range not satisfiable.
     #[error("the range is not satisfiable for an object of {size} bytes")]
     InvalidRange {
@@ -121,7 +124,7 @@ impl ClientError {
             }
             BucketAlreadyOwnedByYou(_) | BucketAlreadyExists(_) => ErrorKind::AlreadyExists,
             BucketNotEmpty(_) | MethodNotAllowed { .. } => ErrorKind::Conflict,
-            EntityTooLarge(_) => ErrorKind::LimitExceeded,
+            EntityTooLarge(_) | QuotaExceeded(_) => ErrorKind::LimitExceeded,
             AccessDenied(_) => ErrorKind::PermissionDenied,
             PreconditionFailed => ErrorKind::Conflict,
             Corrupt(_) => ErrorKind::Corrupt,

@@ -1,6 +1,6 @@
 //! S3 access keys.
 
-use cairn_core::manifest::{AccessKey, KeyGrant};
+use cairn_core::manifest::{AccessKey, KeyGrant, KeyLimits};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 
@@ -56,6 +56,7 @@ impl Client {
             name: name.to_string(),
             created_ms: now_ms(),
             grants: Default::default(),
+            limits: KeyLimits::default(),
         };
         let k = key.clone();
         self.blocking(move |i| Ok(i.meta.put_key(&k)?)).await?;
@@ -95,6 +96,35 @@ impl Client {
                         k.grants.remove(&bucket);
                     }
                 }
+                Ok(())
+            })?)
+        })
+        .await?
+        .ok_or_else(|| {
+            ClientError::InvalidArgument(format!(
+                "access key `{missing}` does not exist: see `cairn key list`"
+            ))
+        })
+    }
+
+    /// Sets key `id`'s request and bandwidth limits to exactly `limits` (an empty one lifts
+    /// them). Gateways see the change within a few seconds (they cache a key's record briefly).
+    /// Returns the updated key.
+    pub async fn set_key_limits(
+        &self,
+        id: &str,
+        limits: KeyLimits,
+    ) -> Result<AccessKey, ClientError> {
+        if limits.requests_per_sec == Some(0) || limits.bytes_per_sec == Some(0) {
+            return Err(ClientError::InvalidArgument(
+                "a limit must be at least 1 per second: to stop a key, delete it".into(),
+            ));
+        }
+        let id = id.to_string();
+        let missing = id.clone();
+        self.blocking(move |i| {
+            Ok(i.meta.update_key(&id, &mut |k| {
+                k.limits = limits;
                 Ok(())
             })?)
         })

@@ -23,6 +23,7 @@ mod multipart;
 mod nodes;
 mod objects;
 mod put;
+mod quota;
 mod read;
 mod scrub;
 mod types;
@@ -43,12 +44,12 @@ pub use types::*;
 pub use cairn_chunkserver::StoredChunk;
 pub use cairn_core::manifest::Change;
 pub use cairn_core::manifest::{
-    AccessKey, Bucket, ChecksumType, Content, ContentHeaders, DefaultEncryption, Encryption,
-    KeyGrant, Part, Upload, VersionManifest, Versioning,
+    AccessKey, Bucket, BucketQuota, ChecksumType, Content, ContentHeaders, DefaultEncryption,
+    Encryption, KeyGrant, KeyLimits, Part, Upload, VersionManifest, Versioning,
 };
 pub use cairn_core::placement::{ReplicaCensus, ReplicaCount};
 pub use cairn_core::{ChunkId, VersionId};
 pub use cairn_manifestserver::{
-    Consumer, HistoryState, ListPage, ListQuery, TrimReport, UploadsPage, UploadsQuery,
-    VersionsPage, VersionsQuery, WriteCondition,
+    BucketUsage, Consumer, HistoryState, ListPage, ListQuery, TrimReport, UploadsPage,
+    UploadsQuery, VersionsPage, VersionsQuery, WriteCondition,
 };

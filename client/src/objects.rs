@@ -69,6 +69,8 @@ impl Client {
                 "a single PUT is limited to {MAX_PUT_SIZE} bytes: use a multipart upload"
             )));
         }
+        self.precheck_quota(&b, Some(key), opts.content_length)
+            .await?;
         let cdc = Arc::new(self.inner.cdc.clone());
         let (sealer, encryption) = self
             .seal_for_bucket(&b, opts.encryption.as_ref())
@@ -171,12 +173,16 @@ impl Client {
             .map_err(|e| ClientError::InvalidRequest(e.into()))?;
         }
         m.null_version = bucket.versioning != Versioning::Enabled;
+        let quota_of = bucket.quota.is_some().then(|| bucket.clone());
         // Reading the key's newest version, naming this one after it and applying it in one
         // trip to the blocking pool: a small PUT is mostly thread hand-offs otherwise.
         // The WAL sync it waits for is waited on here, not on the pool thread.
         let (m, ticket) = self
             .blocking(move |i| {
                 let prev = i.meta.head(&m.bucket, &m.key)?;
+                if let Some(b) = quota_of.as_ref().filter(|_| !m.delete_marker) {
+                    crate::quota::check_quota(&*i.meta, b, m.size, prev.as_ref())?;
+                }
                 m.parent = prev.as_ref().map(|p| p.version);
                 m.version = i.hlc.tick_after(m.parent);
                 let (_, ticket) =

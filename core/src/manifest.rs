@@ -59,6 +59,25 @@ pub struct Bucket {
     pub public_access_block: Option<PublicAccessBlock>,
     /// Object Ownership (`None`: none set, which behaves as [`ObjectOwnership::ObjectWriter`]).
     pub ownership: Option<ObjectOwnership>,
+    /// Limits on what the bucket may hold (`cairn bucket quota`); `None`: no limits.
+    pub quota: Option<BucketQuota>,
+}
+
+/// Limits on what a bucket holds, counted over every stored version (noncurrent versions
+/// occupy storage too); delete markers count for neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketQuota {
+    /// Most logical bytes (the sum of the stored versions' sizes).
+    pub max_bytes: Option<u64>,
+    /// Most stored object versions.
+    pub max_objects: Option<u64>,
+}
+
+impl BucketQuota {
+    /// Whether it limits anything.
+    pub fn is_empty(&self) -> bool {
+        self.max_bytes.is_none() && self.max_objects.is_none()
+    }
 }
 
 /// A bucket's PublicAccessBlock configuration (PutPublicAccessBlock).
@@ -142,6 +161,7 @@ impl Bucket {
             encryption: None,
             public_access_block: None,
             ownership: None,
+            quota: None,
         }
     }
 
@@ -152,7 +172,7 @@ impl Bucket {
 }
 
 impl Versioned for Bucket {
-    const FORMAT: u8 = 6;
+    const FORMAT: u8 = 7;
     const WHAT: &'static str = "bucket";
 
     fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
@@ -163,9 +183,9 @@ impl Versioned for Bucket {
             })),
             2 => Some(decode_body::<v2::Bucket>(Self::WHAT, body).map(Into::into)),
             // Format 4 added `revision`, unknown for older records, format 5 `encryption`
-            // (none before) and format 6 `public_access_block` and `ownership` (none): all
-            // last, each `None` one zero byte.
-            3..=5 => {
+            // (none before), format 6 `public_access_block` and `ownership` (none) and format
+            // 7 `quota` (none): all last, each `None` one zero byte.
+            3..=6 => {
                 let mut full = body.to_vec();
                 if version == 3 {
                     full.push(0);
@@ -173,7 +193,10 @@ impl Versioned for Bucket {
                 if version <= 4 {
                     full.push(0);
                 }
-                full.extend([0, 0]);
+                if version <= 5 {
+                    full.extend([0, 0]);
+                }
+                full.push(0);
                 Some(decode_body::<Bucket>(Self::WHAT, &full))
             }
             _ => None,
@@ -675,6 +698,29 @@ pub struct AccessKey {
     pub created_ms: u64,
     /// Permissions on buckets this key does not own, by bucket name.
     pub grants: BTreeMap<String, KeyGrant>,
+    /// Request and bandwidth limits of S3 requests signed with this key (`cairn key limit`).
+    #[serde(default)]
+    pub limits: KeyLimits,
+}
+
+/// How much an access key may ask of the S3 gateway (`cairn key limit`); `None` is no limit.
+/// Each gateway enforces them on its own requests: a site with several gateways lets a key
+/// use each one's allowance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLimits {
+    /// Requests per second, with a burst of one second's worth.
+    #[serde(default)]
+    pub requests_per_sec: Option<u64>,
+    /// Body bytes per second, in and out together, with a burst of one second's worth.
+    #[serde(default)]
+    pub bytes_per_sec: Option<u64>,
+}
+
+impl KeyLimits {
+    /// Whether no limit is set.
+    pub fn is_empty(&self) -> bool {
+        self.requests_per_sec.is_none() && self.bytes_per_sec.is_none()
+    }
 }
 
 /// What a key may do in a bucket it does not own (`cairn key allow`).
@@ -689,19 +735,25 @@ pub struct KeyGrant {
 }
 
 impl Versioned for AccessKey {
-    const FORMAT: u8 = 2;
+    const FORMAT: u8 = 3;
     const WHAT: &'static str = "access key";
 
     fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
-        (version == 1).then(|| {
-            decode_body::<v1::AccessKey>(Self::WHAT, body).map(|k| AccessKey {
-                id: k.id,
-                secret: k.secret,
-                name: k.name,
-                created_ms: k.created_ms,
-                grants: BTreeMap::new(),
-            })
-        })
+        match version {
+            1 => Some(
+                decode_body::<v1::AccessKey>(Self::WHAT, body).map(|k| AccessKey {
+                    id: k.id,
+                    secret: k.secret,
+                    name: k.name,
+                    created_ms: k.created_ms,
+                    grants: BTreeMap::new(),
+                    limits: KeyLimits::default(),
+                }),
+            ),
+            // Format 3 added `limits` (none before).
+            2 => Some(decode_body::<v2::AccessKey>(Self::WHAT, body).map(Into::into)),
+            _ => None,
+        }
     }
 }
 
@@ -796,9 +848,31 @@ mod v1 {
 }
 
 /// Format 2 of the bucket record (before `owner_grant` and the lifecycle rules'
-/// `legacy_prefix`).
+/// `legacy_prefix`) and of the access key (before `limits`).
 mod v2 {
     use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct AccessKey {
+        pub id: String,
+        pub secret: String,
+        pub name: String,
+        pub created_ms: u64,
+        pub grants: BTreeMap<String, KeyGrant>,
+    }
+
+    impl From<AccessKey> for super::AccessKey {
+        fn from(k: AccessKey) -> Self {
+            super::AccessKey {
+                id: k.id,
+                secret: k.secret,
+                name: k.name,
+                created_ms: k.created_ms,
+                grants: k.grants,
+                limits: KeyLimits::default(),
+            }
+        }
+    }
 
     #[derive(Serialize, Deserialize)]
     pub(super) struct Bucket {
@@ -861,6 +935,7 @@ mod v2 {
                 encryption: None,
                 public_access_block: None,
                 ownership: None,
+                quota: None,
             }
         }
     }
@@ -942,10 +1017,13 @@ mod tests {
             ..b.clone()
         };
         assert_eq!(Bucket::decode(&now.encode()).unwrap(), now);
-        // A format-3 bucket is a format-6 one without its last four fields (no revision, no
-        // encryption, no public access block, no ownership), a format-4 one without the last
-        // three, a format-5 one without the last two.
+        // A format-3 bucket is a format-7 one without its last five fields (no revision, no
+        // encryption, no public access block, no ownership, no quota), a format-4 one without
+        // the last four, a format-5 one without the last three, a format-6 one without the last.
         let mut bytes = now.encode();
+        bytes[0] = 6;
+        assert_eq!(bytes.pop(), Some(0), "quota is last");
+        assert_eq!(Bucket::decode(&bytes).unwrap(), now);
         bytes[0] = 5;
         assert_eq!(bytes.pop(), Some(0), "ownership is last");
         assert_eq!(bytes.pop(), Some(0), "public_access_block is before it");
@@ -977,6 +1055,14 @@ mod tests {
         };
         assert_eq!(Bucket::decode(&blocked.encode()).unwrap(), blocked);
         assert!(blocked.acls_disabled());
+        let limited = Bucket {
+            quota: Some(BucketQuota {
+                max_bytes: Some(1 << 30),
+                max_objects: None,
+            }),
+            ..blocked
+        };
+        assert_eq!(Bucket::decode(&limited.encode()).unwrap(), limited);
 
         // A format-2 version manifest is a format-3 one without its last field.
         let mut m = VersionManifest::delete_marker("b1", "k", VersionId(7), None, false, 9);
@@ -998,6 +1084,49 @@ mod tests {
             digest: [2; 32],
         });
         assert_eq!(VersionManifest::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn format_2_access_keys_still_decode_without_limits() {
+        let mut grants = BTreeMap::new();
+        grants.insert(
+            "photos".to_string(),
+            KeyGrant {
+                read: true,
+                ..KeyGrant::default()
+            },
+        );
+        let old = v2::AccessKey {
+            id: "CK1".into(),
+            secret: "s3cr3t-s3cr3t".into(),
+            name: "app".into(),
+            created_ms: 5,
+            grants: grants.clone(),
+        };
+        let mut bytes = vec![2u8];
+        bytes.extend(postcard::to_allocvec(&old).unwrap());
+        let k = AccessKey::decode(&bytes).unwrap();
+        assert_eq!(
+            (k.id.as_str(), k.name.as_str(), k.created_ms),
+            ("CK1", "app", 5)
+        );
+        assert_eq!(k.grants, grants);
+        assert!(k.limits.is_empty());
+
+        let mut bytes = vec![1u8];
+        bytes.extend(postcard::to_allocvec(&("CK2", "s3cr3t-s3cr3t", "old", 7u64)).unwrap());
+        let k = AccessKey::decode(&bytes).unwrap();
+        assert_eq!(k.id, "CK2");
+        assert!(k.grants.is_empty() && k.limits.is_empty());
+
+        let limited = AccessKey {
+            limits: KeyLimits {
+                requests_per_sec: Some(100),
+                bytes_per_sec: Some(1 << 20),
+            },
+            ..k
+        };
+        assert_eq!(AccessKey::decode(&limited.encode()).unwrap(), limited);
     }
 
     #[test]

@@ -251,6 +251,18 @@ pub fn is_no_space_message(msg: &str) -> bool {
     msg.contains("No space left on device") || msg.contains("NoSpace") || msg.contains("ENOSPC")
 }
 
+/// `b` bytes in binary units with one decimal, for messages and reports ("1.5 GiB").
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

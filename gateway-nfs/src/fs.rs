@@ -225,6 +225,8 @@ pub fn status_of(e: &ClientError) -> Nfsstat3 {
         ClientError::NoSuchBucket(_) => Nfsstat3::Stale,
         ClientError::KeyTooLong => Nfsstat3::Nametoolong,
         ClientError::EntityTooLarge(_) => Nfsstat3::Fbig,
+        // The bucket's quota (`cairn bucket quota`): what a client shows as "quota exceeded".
+        ClientError::QuotaExceeded(_) => Nfsstat3::Dquot,
         _ => match e.kind() {
             ErrorKind::NotFound => Nfsstat3::Noent,
             ErrorKind::AlreadyExists => Nfsstat3::Exist,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use cairn_client::{AccessKey, KeyLimits};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::dto::PutObjectInput;
@@ -19,6 +20,7 @@ use crate::access::{AccessRequest, Authorizer, BucketOwner, Checked, CheckedObje
 use crate::condition::RequestContext;
 use crate::form::{self, tagging_query, FormHead, PostForm};
 use crate::public::BucketControls;
+use crate::qos::{Meter, Qos};
 use crate::sigv2::SigV2;
 use crate::S3Config;
 
@@ -27,17 +29,28 @@ use crate::S3Config;
 /// each lookup is a quorum read (a network round trip), which every signed request would
 /// otherwise pay.
 const SECRET_TTL: Duration = Duration::from_secs(1);
-/// Most secrets kept (past it, expired ones are dropped, then all).
+/// How long a key's limits ([`KeyLimits`]) read with its secret are used: `cairn key limit`
+/// takes effect within this time. Longer than [`SECRET_TTL`] so that the lookup of the secret
+/// just before the access check, which refreshes both, is the only one.
+const LIMITS_TTL: Duration = Duration::from_secs(2);
+/// Most keys kept (past it, expired ones are dropped, then all).
 const MAX_SECRETS: usize = 4096;
 
 /// Looks access keys up in the store; s3s verifies signatures and payload hashes with them.
 /// Clones share their cache: s3s holds one, the SigV2 checks before it ([`crate::sigv2`])
-/// another.
+/// another, and the per-key limits ([`crate::qos`]) read the limits kept with the secrets.
 #[derive(Clone)]
 pub(crate) struct KeyAuth {
     client: cairn_client::Client,
-    /// Secrets found in the last [`SECRET_TTL`], by access key id (absent keys are not kept).
-    secrets: Arc<Mutex<HashMap<String, (Instant, String)>>>,
+    /// Keys found in the last [`LIMITS_TTL`], by access key id (absent keys are not kept).
+    secrets: Arc<Mutex<HashMap<String, KnownKey>>>,
+}
+
+/// What the gateway keeps of a key it looked up.
+struct KnownKey {
+    at: Instant,
+    secret: String,
+    limits: KeyLimits,
 }
 
 impl KeyAuth {
@@ -50,19 +63,47 @@ impl KeyAuth {
 
     fn cached(&self, access_key: &str) -> Option<String> {
         let secrets = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
-        let (at, secret) = secrets.get(access_key)?;
-        (at.elapsed() < SECRET_TTL).then(|| secret.clone())
+        let known = secrets.get(access_key)?;
+        (known.at.elapsed() < SECRET_TTL).then(|| known.secret.clone())
     }
 
-    fn keep(&self, access_key: &str, secret: &str) {
+    fn keep(&self, key: &AccessKey) {
         let mut secrets = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
         if secrets.len() >= MAX_SECRETS {
-            secrets.retain(|_, (at, _)| at.elapsed() < SECRET_TTL);
+            secrets.retain(|_, k| k.at.elapsed() < LIMITS_TTL);
             if secrets.len() >= MAX_SECRETS {
                 secrets.clear();
             }
         }
-        secrets.insert(access_key.to_string(), (Instant::now(), secret.to_string()));
+        let known = KnownKey {
+            at: Instant::now(),
+            secret: key.secret.clone(),
+            limits: key.limits,
+        };
+        secrets.insert(key.id.clone(), known);
+    }
+
+    /// The limits of key `access_key`, as read with its secret in the last [`LIMITS_TTL`], else
+    /// from the store. A key that no longer exists has none (its requests fail anyway).
+    pub(crate) async fn limits(
+        &self,
+        access_key: &str,
+    ) -> Result<KeyLimits, cairn_client::ClientError> {
+        {
+            let secrets = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(k) = secrets.get(access_key) {
+                if k.at.elapsed() < LIMITS_TTL {
+                    return Ok(k.limits);
+                }
+            }
+        }
+        Ok(match self.client.get_key(access_key).await? {
+            Some(key) => {
+                self.keep(&key);
+                key.limits
+            }
+            None => KeyLimits::default(),
+        })
     }
 }
 
@@ -74,7 +115,7 @@ impl S3Auth for KeyAuth {
         }
         match self.client.get_key(access_key).await {
             Ok(Some(key)) => {
-                self.keep(access_key, &key.secret);
+                self.keep(&key);
                 Ok(SecretKey::from(key.secret))
             }
             Ok(None) => Err(s3_error!(
@@ -89,20 +130,27 @@ impl S3Auth for KeyAuth {
     }
 }
 
-/// Runs after the signature check: refuses requests signed for another region (when the
-/// gateway has one), then decides who may do what ([`crate::access`]): signed keys for
-/// ListBuckets and CreateBucket, bucket policies, key grants and ACLs for everything on a
-/// bucket. Leaves the bucket's owner in the request's extensions ([`BucketOwner`]).
+/// Runs after the signature check: admits the request under its key's limits ([`Qos`]),
+/// refuses requests signed for another region (when the gateway has one), then decides who
+/// may do what ([`crate::access`]): signed keys for ListBuckets and CreateBucket, bucket
+/// policies, key grants and ACLs for everything on a bucket. Leaves the bucket's owner in the
+/// request's extensions ([`BucketOwner`]).
 pub(crate) struct Access {
     config: Arc<S3Config>,
     authorizer: Authorizer,
+    qos: Arc<Qos>,
 }
 
 impl Access {
-    pub(crate) fn new(config: Arc<S3Config>, client: cairn_client::Client) -> Access {
+    pub(crate) fn new(
+        config: Arc<S3Config>,
+        client: cairn_client::Client,
+        qos: Arc<Qos>,
+    ) -> Access {
         Access {
             config,
             authorizer: Authorizer::new(client),
+            qos,
         }
     }
 }
@@ -110,6 +158,12 @@ impl Access {
 #[async_trait::async_trait]
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        // First, so a throttled key costs no access lookups. Only here is the signature known
+        // to be good: someone who only knows a key id cannot spend its allowance.
+        if let Some(id) = cx.credentials().map(|c| c.access_key.clone()) {
+            let meter = cx.extensions_mut().get::<Meter>().cloned();
+            self.qos.admit(&id, meter.as_ref()).await?;
+        }
         if let (Some(expected), Some(_)) = (self.config.region.as_deref(), cx.credentials()) {
             if let Some(region) = signed_region(cx.headers(), cx.uri()) {
                 if region != expected {

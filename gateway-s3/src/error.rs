@@ -53,6 +53,11 @@ pub(crate) fn client_error(e: ClientError) -> S3Error {
                 &message,
             );
         }
+        E::QuotaExceeded(_) => {
+            // Ceph RGW's code and status for a write past a bucket quota: clients do not
+            // retry a 403, and the message says how to make room.
+            return custom_error("QuotaExceeded", http::StatusCode::FORBIDDEN, &message);
+        }
         E::KmsDisabled(_) => {
             return custom_error(
                 "KMS.DisabledException",

@@ -11,8 +11,10 @@
 //! - [`server`] — accept loop, TCP_NODELAY, request ids and tracing spans, graceful shutdown.
 //! - [`compat`] — where s3s's HTTP answers differ from S3's: presigned URL lifetimes, SigV4
 //!   dated by `Date`, request ids in error bodies, POST policy refusals and redirects.
-//! - [`auth`] — access keys (secret lookup), the access hook (region check, then [`access`]),
-//!   host parsing for virtual-hosted-style requests.
+//! - [`auth`] — access keys (secret lookup), the access hook (per-key limits, region check,
+//!   then [`access`]), host parsing for virtual-hosted-style requests.
+//! - [`qos`] — per-access-key request and bandwidth limits (`cairn key limit`): token
+//!   buckets, 503 SlowDown, body bytes charged as they stream.
 //! - [`sigv2`] — Signature Version 2 before s3s verifies it: the per-site switch, time stamps,
 //!   presigned URL parameters, the `/bucket` resource signed with or without its final slash.
 //! - [`access`] — who may do what: bucket owner, key grants, bucket policy, ACLs.
@@ -41,6 +43,7 @@ mod metrics;
 mod ops;
 mod policy;
 mod public;
+mod qos;
 mod server;
 mod sigv2;
 mod sse;

@@ -20,22 +20,28 @@ use hyper::body::{Body, Frame, SizeHint};
 use s3s::host::S3Host;
 
 use crate::auth::DomainHost;
+use crate::qos::Throttle;
 
 /// Request counters of an S3 gateway (see [`crate::S3Config::metrics`]):
 /// `cairn_s3_requests_total{op,status}`, `cairn_s3_request_bytes_total{op}`,
-/// `cairn_s3_response_bytes_total{op}` and `cairn_s3_request_duration_seconds{op}`.
+/// `cairn_s3_response_bytes_total{op}`, `cairn_s3_request_duration_seconds{op}` and
+/// `cairn_s3_throttled_total{reason}` (requests refused with 503 SlowDown by their key's
+/// limits, [`crate::qos`]; not by key, which would make the labels unbounded).
 ///
 /// Recording is lock-free (relaxed atomics); an operation's counters are allocated the first
 /// time it is seen, and only operations seen so far are rendered.
 pub struct S3Metrics {
     /// One slot per entry of [`OPS`].
     ops: Box<[OnceLock<Arc<OpStats>>]>,
+    /// Requests refused by their key's limits, one counter per [`Throttle`] reason.
+    throttled: [AtomicU64; Throttle::ALL.len()],
 }
 
 impl Default for S3Metrics {
     fn default() -> Self {
         S3Metrics {
             ops: (0..OPS.len()).map(|_| OnceLock::new()).collect(),
+            throttled: Default::default(),
         }
     }
 }
@@ -96,6 +102,11 @@ impl S3Metrics {
     pub(crate) fn op(&self, op: &str) -> Arc<OpStats> {
         let i = OPS.iter().position(|o| *o == op).unwrap_or(UNKNOWN);
         self.ops[i].get_or_init(|| Arc::new(OpStats::new())).clone()
+    }
+
+    /// Counts a request refused by its key's limits.
+    pub(crate) fn throttled(&self, reason: Throttle) {
+        self.throttled[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Appends the Prometheus text of every operation seen so far to `out`.
@@ -162,6 +173,21 @@ impl S3Metrics {
                 out,
                 "cairn_s3_request_duration_seconds",
                 &labels(&[("op", op)]),
+            );
+        }
+        header(
+            out,
+            "cairn_s3_throttled_total",
+            "counter",
+            "S3 requests refused with 503 SlowDown by their access key's limits, by the limit reached.",
+        );
+        for reason in Throttle::ALL {
+            let n = self.throttled[reason as usize].load(Ordering::Relaxed);
+            sample(
+                out,
+                "cairn_s3_throttled_total",
+                &labels(&[("reason", reason.as_str())]),
+                n,
             );
         }
     }
@@ -811,7 +837,12 @@ mod tests {
             "cairn_s3_request_duration_seconds_bucket{op=\"PutObject\",le=\"0.005\"} 2\n"
         ));
         assert!(!out.contains("GetObject"));
-        assert_eq!(out.matches("# TYPE ").count(), 4);
+        assert!(out.contains("cairn_s3_throttled_total{reason=\"requests\"} 0\n"));
+        m.throttled(Throttle::Bandwidth);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("cairn_s3_throttled_total{reason=\"bandwidth\"} 1\n"));
+        assert_eq!(out.matches("# TYPE ").count(), 5);
     }
 
     #[test]

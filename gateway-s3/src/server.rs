@@ -21,6 +21,7 @@ use crate::cors::Cors;
 use crate::form::FormHead;
 use crate::metrics::{Counted, Direction, S3Metrics, Tapped};
 use crate::ops::Gateway;
+use crate::qos::{Meter, Qos};
 use crate::sigv2::SigV2;
 use crate::S3Config;
 
@@ -49,7 +50,8 @@ pub(crate) async fn serve(
     let metrics = config.metrics.clone();
     let signature_v2 = config.signature_v2;
     let keys = KeyAuth::new(client.clone());
-    let service = build_service(config, client, keys.clone())?;
+    let qos = Arc::new(Qos::new(keys.clone(), metrics.clone()));
+    let service = build_service(config, client, keys.clone(), qos)?;
     let ids = Arc::new(RequestIds::new());
 
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -117,17 +119,19 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-/// Assembles the s3s service: operations, access keys, access rules and host parsing.
+/// Assembles the s3s service: operations, access keys, per-key limits, access rules and host
+/// parsing.
 fn build_service(
     config: S3Config,
     client: cairn_client::Client,
     keys: KeyAuth,
+    qos: Arc<Qos>,
 ) -> std::io::Result<S3Service> {
     let host = DomainHost::new(&config.domains).map_err(std::io::Error::other)?;
     let config = Arc::new(config);
     let mut builder = S3ServiceBuilder::new(Gateway::new(client.clone(), config.clone()));
     builder.set_auth(keys);
-    builder.set_access(Access::new(config, client));
+    builder.set_access(Access::new(config, client, qos));
     builder.set_host(host);
     Ok(builder.build())
 }
@@ -152,8 +156,8 @@ impl RequestIds {
     }
 }
 
-/// Wraps the s3s service with CORS, a request id, a tracing span, a log line and metrics per
-/// request.
+/// Wraps the s3s service with CORS, a request id, a tracing span, a log line, metrics and a
+/// [`Meter`] (the bytes charged to a limited key, once the access hook admitted it) per request.
 #[derive(Clone)]
 struct RequestService {
     inner: S3Service,
@@ -192,7 +196,16 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         let peer = self.peer;
         // Counted under the operation S3 would route it to; its body bytes as they stream.
         let stats = self.metrics.op(crate::metrics::operation(&req, &self.host));
-        let mut req = req.map(|b| Counted::counted(b, stats.clone(), Direction::Request));
+        // Both bodies pass the meter; it charges nothing unless the access hook, after the
+        // signature check, attaches the byte budget of a key with a bandwidth limit.
+        let meter = Meter::default();
+        let mut req = req.map(|b| {
+            Tapped::new(
+                Counted::counted(b, stats.clone(), Direction::Request),
+                meter.clone(),
+            )
+        });
+        req.extensions_mut().insert(meter.clone());
         let form = (method == http::Method::POST)
             .then(|| FormHead::for_request(req.headers()))
             .flatten();
@@ -261,8 +274,10 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                 let status = resp.status().as_u16();
                 // Latency is to the response head; the body's bytes are counted as they go.
                 stats.record(status, elapsed);
-                let resp = resp
-                    .map(|b| s3s::Body::http_body(Counted::counted(b, stats, Direction::Response)));
+                let resp = resp.map(|b| {
+                    let counted = Counted::counted(b, stats, Direction::Response);
+                    s3s::Body::http_body(Tapped::new(counted, meter))
+                });
                 if resp.status().is_server_error() {
                     warn!(status, elapsed_ms, "request served");
                 } else {

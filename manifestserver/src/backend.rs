@@ -243,6 +243,9 @@ pub trait ManifestBackend: Send + Sync + 'static {
     fn changes_since(&self, after: u64, max: usize) -> Result<Vec<Change>, ManifestError>;
     /// Totals.
     fn stats(&self) -> Result<ManifestStats, ManifestError>;
+    /// What a bucket holds, kept with its versions (a multi-node backend: the greatest count
+    /// among R of its replicas).
+    fn bucket_usage(&self, bucket: &str) -> Result<crate::BucketUsage, ManifestError>;
     /// Where each change log of the site ends now, as (log, last sequence number), each held
     /// from there for `holder` (see `crate::history`: a log is not trimmed past what a live
     /// holder still has to read) until [`ManifestBackend::release_change_logs`]: one log per
@@ -477,6 +480,9 @@ impl ManifestBackend for ManifestStore {
     }
     fn stats(&self) -> Result<ManifestStats, ManifestError> {
         ManifestStore::stats(self)
+    }
+    fn bucket_usage(&self, bucket: &str) -> Result<crate::BucketUsage, ManifestError> {
+        ManifestStore::bucket_usage(self, bucket)
     }
     fn hold_change_logs(&self, holder: &str) -> Result<Vec<(u64, u64)>, ManifestError> {
         Ok(vec![(0, self.hold_log(holder, crate::history::now_ms())?)])

@@ -229,6 +229,8 @@ pub(crate) struct Txn<'a> {
     pub(crate) state: WriteState,
     /// Everything the mutation writes.
     pub(crate) batch: WriteBatch,
+    /// Its changes to per-bucket usage, added to the batch at commit.
+    pub(crate) usage: crate::usage::UsageChanges,
 }
 
 impl ManifestStore {
@@ -277,6 +279,7 @@ impl ManifestStore {
             guard,
             state,
             batch: WriteBatch::default(),
+            usage: crate::usage::UsageChanges::default(),
         }
     }
 
@@ -288,6 +291,7 @@ impl ManifestStore {
     /// one committer runs for every batch written before it started (see [`GroupSync`]). Many
     /// concurrent mutations thus share one fsync instead of queueing for one each.
     pub(crate) fn commit(&self, mut txn: Txn<'_>) -> Result<(), ManifestError> {
+        self.write_usage(&mut txn)?;
         if txn.state.stats != txn.guard.stats {
             txn.batch
                 .put_cf(self.cf(CF_META), STATS_KEY, txn.state.stats.encode());
@@ -296,6 +300,7 @@ impl ManifestStore {
             mut guard,
             state,
             batch,
+            ..
         } = txn;
         self.db.write_opt(batch, &self.unsynced)?;
         *guard = state;

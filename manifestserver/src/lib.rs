@@ -21,6 +21,7 @@ mod scan;
 mod stamped;
 mod store;
 mod uploads;
+mod usage;
 mod versions;
 
 pub use backend::{InPlace, ManifestBackend, ObjectLookup, WantedVersion};
@@ -36,3 +37,4 @@ pub use stamped::{
     WriteOutcome, MAX_STAMPED, MAX_TOMBSTONES, TOMBSTONE,
 };
 pub use store::{ManifestConfig, ManifestStats, ManifestStore};
+pub use usage::BucketUsage;

@@ -505,6 +505,9 @@ pub enum ManifestRequest {
         /// Which version.
         version: WantedVersion,
     },
+    // ---- accounting ----
+    /// [`ManifestStore::bucket_usage`] → `Usage`.
+    BucketUsage(String),
 }
 
 impl Versioned for ManifestRequest {
@@ -604,6 +607,8 @@ pub enum ManifestResponse {
     /// A replica's view of a bucket's record and one of its versions (boxed: the largest
     /// answer by far; a box encodes as what it holds).
     ObjectState(Box<ObjectState>),
+    /// A bucket's usage counters.
+    Usage(crate::BucketUsage),
 }
 
 impl Versioned for ManifestResponse {
@@ -1059,6 +1064,7 @@ pub fn execute(
         }
         Q::DeleteKey(id) => A::Deleted(store.delete_key(&id)?),
         Q::Stats => A::Stats(store.stats()?),
+        Q::BucketUsage(bucket) => A::Usage(store.bucket_usage(&bucket)?),
         Q::SyncedEpoch => A::SyncedEpoch(store.synced_epoch()?),
         Q::GetStamped(ids) => A::Stamped(
             ids.iter()
@@ -1175,6 +1181,7 @@ impl ManifestResponse {
             ManifestResponse::LogHeld(_) => "LogHeld",
             ManifestResponse::History(_) => "History",
             ManifestResponse::ObjectState(_) => "ObjectState",
+            ManifestResponse::Usage(_) => "Usage",
         }
     }
 }
@@ -1682,6 +1689,14 @@ impl RemoteManifest {
     pub async fn stats(&self) -> Result<ManifestStats, ManifestError> {
         let resp = self.call(&ManifestRequest::Stats).await?;
         expect!(resp, "stats", ManifestResponse::Stats(s) => s)
+    }
+
+    /// [`ManifestStore::bucket_usage`].
+    pub async fn bucket_usage(&self, bucket: &str) -> Result<crate::BucketUsage, ManifestError> {
+        let resp = self
+            .call(&ManifestRequest::BucketUsage(bucket.to_string()))
+            .await?;
+        expect!(resp, "bucket_usage", ManifestResponse::Usage(u) => u)
     }
 }
 

@@ -139,6 +139,7 @@ impl ManifestStore {
             state: Mutex::new(WriteState::default()),
             trim: Mutex::new(()),
         };
+        store.fill_usage_once()?;
         let state = store.load_state()?;
         *store.state.get_mut() = state;
         store.group = GroupSync::new(config.sync_writes, state.last_seq);
@@ -220,6 +221,7 @@ impl ManifestStore {
             return Err(ManifestError::BucketNotEmpty(name.to_string()));
         }
         txn.batch.delete_cf(self.cf(CF_BUCKETS), name.as_bytes());
+        self.forget_usage(&mut txn, name);
         txn.state.stats.buckets = txn.state.stats.buckets.saturating_sub(1);
         self.commit(txn)
     }

@@ -61,8 +61,9 @@ impl ManifestStore {
             Some(n) if n.version > m.version => n,
             _ => m,
         };
-        self.set_current(txn, &m.bucket, &m.key, Some(newest));
+        self.set_current(txn, &m.bucket, &m.key, Some(newest))?;
         self.log_change(txn, m, false);
+        self.count_version(txn, m, 1);
         let stats = &mut txn.state.stats;
         stats.versions += 1;
         stats.logical_bytes = stats.logical_bytes.saturating_add(m.size);
@@ -96,7 +97,7 @@ impl ManifestStore {
         let next = self.newest_except(bucket, key, Some(version))?;
         // Only the newest version's removal changes what is current.
         if next.as_ref().is_none_or(|n| n.version < version) {
-            self.set_current(txn, bucket, key, next.as_ref());
+            self.set_current(txn, bucket, key, next.as_ref())?;
         }
         self.log_change(txn, &r, true);
         self.log_stats_removed(txn, &r);
@@ -121,6 +122,7 @@ impl ManifestStore {
     }
 
     fn log_stats_removed(&self, txn: &mut Txn<'_>, r: &VersionManifest) {
+        self.count_version(txn, r, -1);
         let stats = &mut txn.state.stats;
         stats.versions = stats.versions.saturating_sub(1);
         stats.logical_bytes = stats.logical_bytes.saturating_sub(r.size);
@@ -134,13 +136,15 @@ impl ManifestStore {
         bucket: &str,
         key: &str,
         newest: Option<&VersionManifest>,
-    ) {
+    ) -> Result<(), ManifestError> {
         let ck = keys::current_key(bucket, key);
+        self.count_current(txn, bucket, &ck, newest)?;
         let cf = self.cf(CF_CURRENT);
         match newest {
             Some(n) if !n.delete_marker => txn.batch.put_cf(cf, ck, n.encode()),
             _ => txn.batch.delete_cf(cf, ck),
         }
+        Ok(())
     }
 
     /// Read options bounding a scan to one key's versions.

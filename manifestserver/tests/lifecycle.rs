@@ -24,6 +24,7 @@ fn access_key(id: &str) -> AccessKey {
         name: format!("name {id}"),
         created_ms: 3,
         grants: Default::default(),
+        limits: Default::default(),
     }
 }
 

@@ -255,6 +255,7 @@ fn access_key(id: &str) -> AccessKey {
         name: id.to_lowercase(),
         created_ms: 1,
         grants: BTreeMap::new(),
+        limits: Default::default(),
     }
 }
 

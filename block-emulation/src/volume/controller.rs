@@ -373,7 +373,8 @@ async fn wait_oldest(running: &mut VecDeque<Running>) -> CommitResult {
 
 fn block_error(e: ClientError) -> BlockError {
     match e {
-        ClientError::NoSpace(m) => BlockError::NoSpace(m),
+        // A bucket quota is out of space for the volume's writes as well.
+        ClientError::NoSpace(m) | ClientError::QuotaExceeded(m) => BlockError::NoSpace(m),
         e => BlockError::Io(e.to_string()),
     }
 }

@@ -126,6 +126,8 @@ impl Client {
             )));
         }
         let upload = self.upload_of(bucket, key, upload_id).await?;
+        let b = self.head_bucket(bucket).await?;
+        self.precheck_quota(&b, None, opts.content_length).await?;
         // The upload's encryption seals every part (an SSE-C upload's parts send its key).
         let sealer = self
             .open_for(upload.encryption.as_ref(), opts.customer_key.as_ref())

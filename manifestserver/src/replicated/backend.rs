@@ -482,6 +482,35 @@ impl ManifestBackend for ReplicatedManifests {
         })
     }
 
+    /// R of the bucket's current replicas, each counting what it holds; the greatest count of
+    /// each figure wins (replicas agree once anti-entropy has spread every write; until then
+    /// the larger count is the safe one to check a quota against).
+    fn bucket_usage(&self, bucket: &str) -> Result<crate::BucketUsage, ManifestError> {
+        let set = self.state().bucket_read_set(bucket)?;
+        let r = self.state().r;
+        let bucket = bucket.to_string();
+        let answers = self.block_on(self.shared.ask(
+            "a usage read",
+            &set.order[..set.current],
+            r,
+            move |shared, node| {
+                let bucket = bucket.clone();
+                async move {
+                    match shared
+                        .call(&node, ManifestRequest::BucketUsage(bucket))
+                        .await?
+                    {
+                        ManifestResponse::Usage(u) => Ok(u),
+                        other => Err(unexpected("a usage read", &other)),
+                    }
+                }
+            },
+        ))?;
+        Ok(answers
+            .into_iter()
+            .fold(crate::BucketUsage::default(), |acc, (_, u)| acc.max(u)))
+    }
+
     /// Every manifest node of the current map, asked at once; each must answer (writes go to
     /// the current placement, so these logs hold every version applied from now on).
     fn hold_change_logs(&self, holder: &str) -> Result<Vec<(u64, u64)>, ManifestError> {
