@@ -295,4 +295,8 @@ pub struct LinkState {
     pub send: Progress,
     /// The remote's changes coming here.
     pub receive: Progress,
+    /// Buckets the link carries that both sites held at the last exchange of bucket records:
+    /// one of them missing since was deleted at that site, and the deletion travels.
+    #[serde(default)]
+    pub shared_buckets: std::collections::BTreeSet<String>,
 }

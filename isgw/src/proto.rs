@@ -147,6 +147,12 @@ pub enum LinkRequest {
     },
     /// The callee's bucket records.
     BucketList,
+    /// Delete this bucket, which the caller's site deleted, if it holds no version (uploads in
+    /// progress are aborted with it, as a DeleteBucket does).
+    DeleteBucket {
+        /// The bucket.
+        bucket: String,
+    },
 }
 
 impl Versioned for LinkRequest {
@@ -229,6 +235,22 @@ pub enum LinkResponse {
         /// Every bucket's record.
         buckets: Vec<Bucket>,
     },
+    /// Answer to `DeleteBucket`.
+    DeleteBucket {
+        /// What became of it.
+        outcome: BucketDeleted,
+    },
+}
+
+/// What a `DeleteBucket` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BucketDeleted {
+    /// Deleted.
+    Deleted,
+    /// There was no such bucket.
+    Absent,
+    /// It still holds versions: not deleted.
+    NotEmpty,
 }
 
 impl Versioned for LinkResponse {

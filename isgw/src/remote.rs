@@ -6,7 +6,9 @@ use cairn_client::{Bucket, Change, ChunkId, ChunkRef, StoredChunk, VersionId, Ve
 use cairn_net::{Peer, SendBody};
 
 use crate::error::{LinkError, LinkResult};
-use crate::proto::{LinkRequest, LinkResponse, Shipped, VersionKey, MAX_BODY, PROTOCOL};
+use crate::proto::{
+    BucketDeleted, LinkRequest, LinkResponse, Shipped, VersionKey, MAX_BODY, PROTOCOL,
+};
 use crate::site::{Applied, Sink, Source};
 
 /// Another site's link service, reached through `peer`; `site` is this site's id (the remote
@@ -228,6 +230,16 @@ impl Sink for RemoteSite {
                 conflicts,
             }),
             r => Err(unexpected("apply", &r)),
+        }
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> LinkResult<BucketDeleted> {
+        let req = LinkRequest::DeleteBucket {
+            bucket: bucket.to_string(),
+        };
+        match self.call(req).await? {
+            LinkResponse::DeleteBucket { outcome } => Ok(outcome),
+            r => Err(unexpected("delete_bucket", &r)),
         }
     }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_client::Client;
+use cairn_client::{Bucket, Client};
 use cairn_net::NodeIdentity;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use crate::config::{LinkConfig, LinkDir, Progress};
 use crate::error::{LinkError, LinkResult};
 use crate::identity::LINK_SERVER_NAME;
-use crate::proto::{VersionKey, MAX_BUCKETS, MAX_VERSIONS};
+use crate::proto::{BucketDeleted, VersionKey, MAX_BUCKETS, MAX_VERSIONS};
 use crate::remote::RemoteSite;
 use crate::ship::{ship, Traffic, TrafficSnapshot};
 use crate::site::{holder_for, LocalSite, Sink, Source};
@@ -333,12 +333,9 @@ async fn session(
                 return Ok(Ended::Reconfigured);
             }
             if last_buckets.is_none_or(|t| t.elapsed() >= BUCKET_SYNC) {
-                if cfg.direction.sends() {
-                    sync_buckets(&local, &remote, cfg).await?;
-                }
-                if cfg.direction.receives() {
-                    sync_buckets(&remote, &local, cfg).await?;
-                }
+                let sites = (own_site, remote_site);
+                exchange_buckets(&local, &remote, cfg, &mut state, sites).await?;
+                save(shared, cfg, &state)?;
                 last_buckets = Some(Instant::now());
             }
             let mut worked = false;
@@ -467,19 +464,138 @@ fn save(shared: &Shared, cfg: &LinkConfig, state: &crate::config::LinkState) -> 
         .map_err(|e| LinkError::Refused(format!("cannot keep the link's progress: {e}")))
 }
 
-/// Creates at `dst` the buckets of `src` the link carries that `dst` lacks.
-async fn sync_buckets(src: &dyn Source, dst: &dyn Sink, cfg: &LinkConfig) -> LinkResult<()> {
-    let buckets: Vec<_> = src
+/// The exchange of bucket records, every [`BUCKET_SYNC`]: deletions first, then creations
+/// and settings changes (the newest revision wins), in each direction the link carries.
+///
+/// A bucket both sites held at the last exchange (`state.shared_buckets`) and one of them has
+/// lost was deleted there: the other deletes it too, if it holds no version. While it still
+/// holds versions made at the deleting site, their removals are on their way (they travel
+/// in the change log): the deletion waits. Once it holds only versions made elsewhere —
+/// writes the deleting site never saw — those win: the bucket is made again where it was
+/// deleted, and the versions follow. A one-way link only deletes in its direction; the other
+/// way, the sending site's record makes the bucket again.
+async fn exchange_buckets(
+    local: &LocalSite,
+    remote: &RemoteSite,
+    cfg: &LinkConfig,
+    state: &mut crate::config::LinkState,
+    (own_site, remote_site): (u16, u16),
+) -> LinkResult<()> {
+    let here = carried(local, cfg).await?;
+    let there = carried(remote, cfg).await?;
+    let mut pending = std::collections::BTreeSet::new();
+    let mut settled = std::collections::BTreeSet::new();
+    for name in std::mem::take(&mut state.shared_buckets) {
+        let (deleted_here, deleted_there) = (!here.contains_key(&name), !there.contains_key(&name));
+        let wait = match (deleted_here, deleted_there) {
+            (true, false) if cfg.direction.sends() => {
+                let remake = cfg.direction.receives().then_some(&there);
+                delete_deleted(local, remote, &name, own_site, remake).await?
+            }
+            (false, true) if cfg.direction.receives() => {
+                let remake = cfg.direction.sends().then_some(&here);
+                delete_deleted(remote, local, &name, remote_site, remake).await?
+            }
+            _ => false,
+        };
+        if wait {
+            pending.insert(name.clone());
+        }
+        if deleted_here != deleted_there {
+            // Settled above (deleted, waiting, or made again): the records read before must
+            // not make it again.
+            settled.insert(name);
+        }
+    }
+    if cfg.direction.sends() {
+        let make: Vec<Bucket> = here
+            .values()
+            .filter(|b| !settled.contains(&b.name))
+            .cloned()
+            .collect();
+        for part in make.chunks(MAX_BUCKETS) {
+            remote.ensure_buckets(part.to_vec()).await?;
+        }
+    }
+    if cfg.direction.receives() {
+        let make: Vec<Bucket> = there
+            .values()
+            .filter(|b| !settled.contains(&b.name))
+            .cloned()
+            .collect();
+        for part in make.chunks(MAX_BUCKETS) {
+            local.ensure_buckets(part.to_vec()).await?;
+        }
+    }
+    // What both hold now (creations included), and the deletions still waiting.
+    let here = carried(local, cfg).await?;
+    let there = carried(remote, cfg).await?;
+    state.shared_buckets = here
+        .keys()
+        .filter(|n| there.contains_key(*n))
+        .cloned()
+        .chain(pending)
+        .collect();
+    Ok(())
+}
+
+/// The bucket records of `site` the link carries, by name.
+async fn carried(
+    site: &dyn Source,
+    cfg: &LinkConfig,
+) -> LinkResult<std::collections::BTreeMap<String, Bucket>> {
+    Ok(site
         .buckets()
         .await?
         .into_iter()
         .filter(|b| cfg.carries(&b.name))
-        .collect();
-    for part in buckets.chunks(MAX_BUCKETS) {
-        dst.ensure_buckets(part.to_vec()).await?;
-    }
-    Ok(())
+        .map(|b| (b.name.clone(), b))
+        .collect())
 }
+
+/// Deletes at `survivor` a bucket `deleter` (site `deleter_site`) deleted; returns whether the
+/// deletion waits (the survivor still holds versions made at the deleting site, whose
+/// removals are on their way). When the survivor holds only versions made elsewhere, the
+/// bucket is made again at the deleting site from the survivor's record (`remake`: the
+/// survivor's records, when the link carries its changes to the deleting site; otherwise the
+/// survivor keeps the bucket to itself).
+async fn delete_deleted(
+    deleter: &dyn SiteBoth,
+    survivor: &dyn SiteBoth,
+    name: &str,
+    deleter_site: u16,
+    remake: Option<&std::collections::BTreeMap<String, Bucket>>,
+) -> LinkResult<bool> {
+    match survivor.delete_bucket(name).await? {
+        BucketDeleted::Deleted | BucketDeleted::Absent => {
+            tracing::info!(
+                bucket = name,
+                "a bucket deleted at one linked site was deleted at the other"
+            );
+            Ok(false)
+        }
+        BucketDeleted::NotEmpty => {
+            let (page, _) = survivor.list_versions(name, None, MAX_VERSIONS).await?;
+            if page.iter().any(|m| m.version.site() == deleter_site) {
+                return Ok(true);
+            }
+            if let Some(b) = remake.and_then(|r| r.get(name)) {
+                tracing::info!(
+                    bucket = name,
+                    "a bucket deleted at one linked site holds \
+                    versions made at the other since: it is made again where it was deleted"
+                );
+                deleter.ensure_buckets(vec![b.clone()]).await?;
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// A site that is both ends of a transfer (both [`LocalSite`] and [`RemoteSite`] are).
+trait SiteBoth: Source + Sink {}
+
+impl<T: Source + Sink> SiteBoth for T {}
 
 /// One direction of a link.
 struct Direction<'a> {

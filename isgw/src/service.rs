@@ -110,6 +110,10 @@ impl Service for LinkService {
                     site: own,
                 }
             }
+            LinkRequest::DeleteBucket { bucket } => {
+                let outcome = local.delete_bucket(&bucket).await.map_err(remote)?;
+                LinkResponse::DeleteBucket { outcome }
+            }
             LinkRequest::Buckets { buckets } => {
                 bound("buckets", buckets.len(), MAX_BUCKETS)?;
                 let created = local.ensure_buckets(buckets).await.map_err(remote)?;

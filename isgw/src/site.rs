@@ -10,7 +10,7 @@ use cairn_client::{
 };
 
 use crate::error::LinkResult;
-use crate::proto::VersionKey;
+use crate::proto::{BucketDeleted, VersionKey};
 
 /// Where versions and data come from.
 #[async_trait]
@@ -53,6 +53,8 @@ pub trait Sink: Send + Sync {
         versions: Vec<VersionManifest>,
         removals: Vec<VersionKey>,
     ) -> LinkResult<Applied>;
+    /// Deletes a bucket the other site deleted, if it holds no version.
+    async fn delete_bucket(&self, bucket: &str) -> LinkResult<BucketDeleted>;
 }
 
 /// What a sink did with an `Apply`.
@@ -195,5 +197,14 @@ impl Sink for LocalSite {
             }
         }
         Ok(out)
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> LinkResult<BucketDeleted> {
+        match self.client.delete_bucket(bucket).await {
+            Ok(()) => Ok(BucketDeleted::Deleted),
+            Err(cairn_client::ClientError::NoSuchBucket(_)) => Ok(BucketDeleted::Absent),
+            Err(cairn_client::ClientError::BucketNotEmpty(_)) => Ok(BucketDeleted::NotEmpty),
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -784,3 +784,80 @@ async fn a_bucket_is_mirrored_to_a_plain_s3_endpoint_and_deletes_follow() {
     a.stop().await;
     target.stop().await;
 }
+
+async fn has_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> bool {
+    s3.head_bucket().bucket(bucket).send().await.is_ok()
+}
+
+/// A bucket deleted at either site is deleted at the other (once the removals of its objects
+/// have arrived there) and not made again by the next exchange of bucket records; a bucket
+/// deleted at one site while the other wrote into it comes back with that write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_bucket_is_deleted_at_the_linked_site_unless_it_was_written_there() {
+    let (a, b) = pair().await;
+    let (sa, sb) = (a.site.s3(), b.site.s3());
+    for bucket in ["gone-a", "kept"] {
+        sa.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+    put(&sa, "gone-a", "x", b"data".to_vec()).await;
+    sb.create_bucket().bucket("gone-b").send().await.unwrap();
+    a.link_to("to-b", &b, None);
+    wait_for(CONVERGE, "every bucket at both sites", || async {
+        let all = ["gone-a", "kept", "gone-b"];
+        for bucket in all {
+            if !has_bucket(&sa, bucket).await || !has_bucket(&sb, bucket).await {
+                return None;
+            }
+        }
+        get(&sb, "gone-a", "x").await
+    })
+    .await;
+
+    // Deleted at the dialing site, after its object: gone at the other too.
+    sa.delete_object()
+        .bucket("gone-a")
+        .key("x")
+        .send()
+        .await
+        .unwrap();
+    sa.delete_bucket().bucket("gone-a").send().await.unwrap();
+    // Deleted at the other site: gone at the dialing one.
+    sb.delete_bucket().bucket("gone-b").send().await.unwrap();
+    wait_for(CONVERGE, "both deletions at the other site", || async {
+        (!has_bucket(&sb, "gone-a").await && !has_bucket(&sa, "gone-b").await).then_some(())
+    })
+    .await;
+    // A bucket made after the deletions crossing over proves later exchanges ran: neither
+    // deleted bucket came back.
+    sb.create_bucket().bucket("marker").send().await.unwrap();
+    wait_for(CONVERGE, "a later bucket at a", || async {
+        has_bucket(&sa, "marker").await.then_some(())
+    })
+    .await;
+    for (s3, site) in [(&sa, "a"), (&sb, "b")] {
+        for bucket in ["gone-a", "gone-b"] {
+            assert!(
+                !has_bucket(s3, bucket).await,
+                "{bucket} came back at {site}"
+            );
+        }
+    }
+
+    // Deleted at a while b, cut off, wrote into it: b's write wins and the bucket returns.
+    set_paused(&a, "to-b", true);
+    wait_for(CONVERGE, "the link to pause", || async {
+        a.status("to-b").filter(|s| s.phase == LinkPhase::Paused)
+    })
+    .await;
+    sa.delete_bucket().bucket("kept").send().await.unwrap();
+    put(&sb, "kept", "written-at-b", b"mine".to_vec()).await;
+    set_paused(&a, "to-b", false);
+    let (body, _) = wait_for(CONVERGE, "the bucket and b's write back at a", || async {
+        get(&sa, "kept", "written-at-b").await
+    })
+    .await;
+    assert_eq!(body, b"mine");
+    assert!(has_bucket(&sb, "kept").await);
+    a.stop().await;
+    b.stop().await;
+}
