@@ -55,6 +55,26 @@ pub struct ServeArgs {
     /// URLs with `AWSAccessKeyId`), as S3 regions that take only SigV4 do.
     #[arg(long = "no-sigv2", env = "CAIRN_S3_NO_SIGV2")]
     pub no_sigv2: bool,
+    /// Serve S3 over HTTPS with this PEM certificate chain (the server's certificate first,
+    /// then any intermediates); needs --s3-tls-key. Clients then use https://ADDR (trusting
+    /// the certificate's CA), plain http:// requests get 400, and bucket policies see
+    /// aws:SecureTransport "true".
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "CAIRN_S3_TLS_CERT",
+        requires = "s3_tls_key"
+    )]
+    pub s3_tls_cert: Option<PathBuf>,
+    /// The unencrypted PEM private key of --s3-tls-cert (PKCS#8, RSA or EC); needs
+    /// --s3-tls-cert.
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "CAIRN_S3_TLS_KEY",
+        requires = "s3_tls_cert"
+    )]
+    pub s3_tls_key: Option<PathBuf>,
     /// Seconds between passes of the lifecycle worker (which applies buckets' lifecycle rules).
     #[arg(long, default_value_t = 3600, env = "CAIRN_LIFECYCLE_INTERVAL")]
     pub lifecycle_interval: u64,
@@ -287,6 +307,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.config {
         return crate::node::run_config(path, shutdown).await;
     }
+    // Checked before anything starts: a bad certificate stops the site at once.
+    let s3_tls = match (&args.s3_tls_cert, &args.s3_tls_key) {
+        (Some(cert), Some(key)) => Some(
+            cairn_s3::S3Tls::from_pem_files(cert, key).context("--s3-tls-cert and --s3-tls-key")?,
+        ),
+        _ => None,
+    };
+    let s3_scheme = if s3_tls.is_some() { "https" } else { "http" };
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data dir {}", dir.display()))?;
@@ -420,6 +448,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         region: args.region.clone(),
         domains: args.domains.clone(),
         signature_v2: !args.no_sigv2,
+        tls: s3_tls,
         ..Default::default()
     };
     let s3_metrics = config.metrics.clone();
@@ -519,7 +548,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
     info!(data_dir = %dir.display(), "cairn is running");
-    println!("S3 endpoint:    http://{s3_addr}");
+    println!("S3 endpoint:    {s3_scheme}://{s3_addr}");
     if let Some(addr) = nbd_addr {
         println!("NBD endpoint:   nbd://{addr}/VOLUME");
     }

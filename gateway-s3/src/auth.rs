@@ -175,6 +175,10 @@ impl S3Access for Access {
             }
         }
         let remote = cx.extensions_mut().get::<RemoteAddr>().map(|r| r.0);
+        let secure = cx
+            .extensions_mut()
+            .get::<SecureTransport>()
+            .is_some_and(|t| t.0);
         let op = cx.s3_op().name();
         let who = cx.credentials().map(|c| c.access_key.clone());
         let (bucket, key) = match cx.s3_path() {
@@ -223,6 +227,7 @@ impl S3Access for Access {
             headers: cx.headers(),
             uri: cx.uri(),
             remote,
+            secure,
             post: None,
         };
         let copy_source = cx
@@ -271,6 +276,7 @@ impl S3Access for Access {
             headers: &req.headers,
             uri: &req.uri,
             remote: req.extensions.get::<RemoteAddr>().map(|r| r.0),
+            secure: req.extensions.get::<SecureTransport>().is_some_and(|t| t.0),
             // The form's fields, which s3s moved into the input.
             post: Some(PostFields {
                 acl: req.input.acl.as_ref().map(|a| a.as_str()),
@@ -351,12 +357,18 @@ struct PendingPost;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RemoteAddr(pub(crate) std::net::SocketAddr);
 
+/// Whether the request came over TLS (`aws:SecureTransport`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SecureTransport(pub(crate) bool);
+
 /// What a request carries that bucket policies' conditions read. The condition keys are made
 /// from it only when a policy is evaluated ([`RequestFacts::context`]), not on every request.
 pub(crate) struct RequestFacts<'a> {
     pub(crate) headers: &'a http::HeaderMap,
     pub(crate) uri: &'a http::Uri,
     pub(crate) remote: Option<std::net::SocketAddr>,
+    /// Came over TLS.
+    pub(crate) secure: bool,
     /// A browser POST upload's form fields.
     pub(crate) post: Option<PostFields<'a>>,
 }
@@ -372,7 +384,7 @@ pub(crate) struct PostFields<'a> {
 impl RequestFacts<'_> {
     /// The request's condition keys (see [`crate::condition`]), `who` signing it.
     pub(crate) fn context(&self, who: Option<&str>) -> RequestContext {
-        let mut ctx = request_context(self.headers, self.uri, self.remote, who);
+        let mut ctx = request_context(self.headers, self.uri, self.remote, self.secure, who);
         if let Some(post) = &self.post {
             ctx.set_one("s3:authType", "POST");
             if post.signature_v2 {
@@ -393,14 +405,14 @@ fn request_context(
     headers: &http::HeaderMap,
     uri: &http::Uri,
     remote: Option<std::net::SocketAddr>,
+    secure: bool,
     who: Option<&str>,
 ) -> RequestContext {
     let mut ctx = RequestContext::default();
     if let Some(addr) = remote {
         ctx.set_one("aws:SourceIp", addr.ip().to_string());
     }
-    // The S3 listener speaks plain HTTP.
-    ctx.set_one("aws:SecureTransport", "false");
+    ctx.set_one("aws:SecureTransport", if secure { "true" } else { "false" });
     let now = time::OffsetDateTime::now_utc();
     if let Ok(iso) = now.format(&time::format_description::well_known::Rfc3339) {
         ctx.set_one("aws:CurrentTime", iso);

@@ -1,4 +1,4 @@
-//! Cairn's S3 gateway: the S3 REST API over HTTP/1.1, on top of `cairn-client`.
+//! Cairn's S3 gateway: the S3 REST API over HTTP/1.1 (optionally HTTPS), on top of `cairn-client`.
 //!
 //! The `s3s` crate parses requests into typed operation inputs, checks SigV4 signatures
 //! (headers, presigned query strings and aws-chunked streaming bodies) and SigV2 ones, and
@@ -9,6 +9,8 @@
 //!
 //! Code map:
 //! - [`server`] — accept loop, TCP_NODELAY, request ids and tracing spans, graceful shutdown.
+//! - [`tls`] — optional HTTPS on the listener ([`S3Tls`]): PEM loading, the per-connection
+//!   handshake, `aws:SecureTransport`.
 //! - [`compat`] — where s3s's HTTP answers differ from S3's: presigned URL lifetimes, SigV4
 //!   dated by `Date`, request ids in error bodies, POST policy refusals and redirects.
 //! - [`auth`] — access keys (secret lookup), the access hook (per-key limits, region check,
@@ -47,8 +49,10 @@ mod qos;
 mod server;
 mod sigv2;
 mod sse;
+mod tls;
 
 pub use metrics::{S3Metrics, OPS as S3_OPERATIONS};
+pub use tls::{S3Tls, TlsError};
 
 /// Settings of the S3 gateway.
 #[derive(Clone, Debug)]
@@ -69,6 +73,10 @@ pub struct S3Config {
     /// 400 InvalidRequest "... Please use AWS4-HMAC-SHA256." (on which s3cmd switches to
     /// SigV4 by itself).
     pub signature_v2: bool,
+    /// HTTPS on the listener: `None` speaks plain HTTP. With it every connection must complete
+    /// a TLS handshake (ALPN `http/1.1`) within ten seconds, and bucket policies see
+    /// `aws:SecureTransport` "true"; without it "false".
+    pub tls: Option<S3Tls>,
 }
 
 impl Default for S3Config {
@@ -78,6 +86,7 @@ impl Default for S3Config {
             domains: vec!["localhost".to_string()],
             metrics: std::sync::Arc::new(S3Metrics::new()),
             signature_v2: true,
+            tls: None,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The HTTP side: accept loop, per-request ids and tracing spans, graceful shutdown.
+//! The HTTP side: accept loop (with TLS when configured), per-request ids and tracing spans,
+//! graceful shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,9 +11,10 @@ use std::time::{Duration, Instant};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn, Instrument};
 
@@ -49,6 +51,7 @@ pub(crate) async fn serve(
     let host = Arc::new(DomainHost::new(&config.domains).map_err(std::io::Error::other)?);
     let metrics = config.metrics.clone();
     let signature_v2 = config.signature_v2;
+    let tls = config.tls.clone();
     let keys = KeyAuth::new(client.clone());
     let qos = Arc::new(Qos::new(keys.clone(), metrics.clone()));
     let service = build_service(config, client, keys.clone(), qos)?;
@@ -60,10 +63,13 @@ pub(crate) async fn serve(
         .header_read_timeout(HEADER_READ_TIMEOUT);
 
     let graceful = GracefulShutdown::new();
+    // Tells connections still in their TLS handshake (no request yet) to give up at shutdown.
+    let (stopping_tx, stopping) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "s3 gateway listening");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        info!(%addr, scheme, "s3 gateway listening");
     }
 
     loop {
@@ -92,16 +98,38 @@ pub(crate) async fn serve(
             keys: keys.clone(),
             signature_v2,
             peer,
+            secure: tls.is_some(),
         };
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
-        connections.spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(%peer, error = %e, "connection closed with an error");
+        // Subscribed now, so a connection whose handshake ends after shutdown was asked
+        // still sees it.
+        let watcher = graceful.watcher();
+        let http = http.clone();
+        match &tls {
+            None => {
+                connections.spawn(serve_connection(http, TokioIo::new(stream), svc, watcher));
             }
-        });
+            Some(tls) => {
+                let (tls, mut stopping) = (tls.clone(), stopping.clone());
+                // The handshake runs here, in the connection's task, never in the accept loop.
+                connections.spawn(async move {
+                    let stream = tokio::select! {
+                        accepted = tls.accept(stream) => match accepted {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                        },
+                        _ = stopping.wait_for(|s| *s) => return,
+                    };
+                    serve_connection(http, TokioIo::new(stream), svc, watcher).await;
+                });
+            }
+        }
     }
 
     drop(listener);
+    let _ = stopping_tx.send(true);
     info!(
         connections = connections.len(),
         "s3 gateway stopping: no new connections, finishing in-flight requests"
@@ -117,6 +145,22 @@ pub(crate) async fn serve(
     }
     connections.shutdown().await;
     Ok(())
+}
+
+/// Serves HTTP/1.1 requests on one accepted connection (plain TCP or TLS) until it closes or
+/// shutdown ends it.
+async fn serve_connection<I>(
+    http: hyper::server::conn::http1::Builder,
+    io: I,
+    svc: RequestService,
+    watcher: Watcher,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let peer = svc.peer;
+    if let Err(e) = watcher.watch(http.serve_connection(io, svc)).await {
+        debug!(%peer, error = %e, "connection closed with an error");
+    }
 }
 
 /// Assembles the s3s service: operations, access keys, per-key limits, access rules and host
@@ -171,6 +215,8 @@ struct RequestService {
     /// [`S3Config::signature_v2`].
     signature_v2: bool,
     peer: SocketAddr,
+    /// The connection is TLS (`aws:SecureTransport`).
+    secure: bool,
 }
 
 type ResponseFuture =
@@ -210,6 +256,8 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
             .then(|| FormHead::for_request(req.headers()))
             .flatten();
         req.extensions_mut().insert(crate::auth::RemoteAddr(peer));
+        req.extensions_mut()
+            .insert(crate::auth::SecureTransport(self.secure));
         let mut req = match form {
             Some(head) => {
                 req.extensions_mut().insert(head.clone());

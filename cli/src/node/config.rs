@@ -316,6 +316,34 @@ pub struct S3Section {
     /// Take requests signed with Signature Version 2 (older clients and appliances); `false`
     /// answers them as S3 regions that take only SigV4 do.
     pub signature_v2: bool,
+    /// PEM certificate chain (the server's certificate first) for HTTPS on `[listen] s3`,
+    /// with `tls_key`: clients then use https://, and bucket policies see
+    /// aws:SecureTransport "true". Neither: plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// The unencrypted PEM private key of `tls_cert` (PKCS#8, RSA or EC).
+    pub tls_key: Option<PathBuf>,
+}
+
+impl S3Section {
+    /// Checks that `tls_cert` and `tls_key` are given together.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => bail!("[s3] tls_cert needs tls_key: give both, or neither"),
+            (None, Some(_)) => bail!("[s3] tls_key needs tls_cert: give both, or neither"),
+            _ => Ok(()),
+        }
+    }
+
+    /// The HTTPS certificate and key, loaded and checked to match; `None` for plain HTTP.
+    pub fn tls(&self) -> anyhow::Result<Option<cairn_s3::S3Tls>> {
+        self.validate()?;
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => cairn_s3::S3Tls::from_pem_files(cert, key)
+                .map(Some)
+                .context("[s3] tls_cert and tls_key"),
+            _ => Ok(None),
+        }
+    }
 }
 
 impl Default for S3Section {
@@ -324,6 +352,8 @@ impl Default for S3Section {
             region: None,
             domains: vec!["localhost".into()],
             signature_v2: true,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -379,6 +409,7 @@ impl NodeConfig {
         config.roles()?;
         config.volumes.validate()?;
         config.nfs.validate()?;
+        config.s3.validate()?;
         Ok(config)
     }
 

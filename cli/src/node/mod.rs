@@ -135,10 +135,15 @@ pub(crate) async fn run_config(
     shutdown: crate::serve::ShutdownSignal,
 ) -> anyhow::Result<()> {
     let config = NodeConfig::load(path)?;
+    let s3_scheme = if config.s3.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let node = start(config).await?;
     println!("Node:           {}", node.name);
     if let Some(s3) = node.s3_addr {
-        println!("S3 endpoint:    http://{s3}");
+        println!("S3 endpoint:    {s3_scheme}://{s3}");
     }
     if let Some(nbd) = node.nbd_addr {
         println!("NBD endpoint:   nbd://{nbd}/VOLUME");
@@ -165,6 +170,12 @@ pub(crate) async fn run_config(
 pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let roles = config.roles()?;
     config.volumes.validate()?;
+    // Loaded before anything starts: a bad S3 certificate stops the node at once.
+    let s3_tls = if roles.has(Role::S3) {
+        config.s3.tls()?
+    } else {
+        None
+    };
     let identity = NodeIdentity::load(&config.node.certs_dir).with_context(|| {
         format!(
             "loading the node certificate from {} (create it with `cairn init`)",
@@ -393,6 +404,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             domains: config.s3.domains.clone(),
             metrics: s3_metrics.clone(),
             signature_v2: config.s3.signature_v2,
+            tls: s3_tls,
         };
         let (client, stop) = (client.clone(), stopped(stop_rx.clone()));
         tasks.push(tokio::spawn(async move {
