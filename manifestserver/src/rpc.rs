@@ -508,6 +508,18 @@ pub enum ManifestRequest {
     // ---- accounting ----
     /// [`ManifestStore::bucket_usage`] → `Usage`.
     BucketUsage(String),
+    // ---- site links ----
+    /// [`ManifestStore::count_siblings_of`] → `Siblings`.
+    CountSiblings {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// The version whose siblings are counted (it need not be stored there).
+        version: VersionId,
+        /// The version it was made over.
+        parent: Option<VersionId>,
+    },
 }
 
 impl Versioned for ManifestRequest {
@@ -609,6 +621,8 @@ pub enum ManifestResponse {
     ObjectState(Box<ObjectState>),
     /// A bucket's usage counters.
     Usage(crate::BucketUsage),
+    /// How many siblings a version has.
+    Siblings(u32),
 }
 
 impl Versioned for ManifestResponse {
@@ -1117,6 +1131,12 @@ pub fn execute(
             key,
             version,
         } => A::ObjectState(Box::new(store.read_object_stamped(&bucket, &key, version)?)),
+        Q::CountSiblings {
+            bucket,
+            key,
+            version,
+            parent,
+        } => A::Siblings(store.count_siblings_of(&bucket, &key, version, parent)?),
     })
 }
 
@@ -1182,6 +1202,7 @@ impl ManifestResponse {
             ManifestResponse::History(_) => "History",
             ManifestResponse::ObjectState(_) => "ObjectState",
             ManifestResponse::Usage(_) => "Usage",
+            ManifestResponse::Siblings(_) => "Siblings",
         }
     }
 }
@@ -1698,6 +1719,21 @@ impl RemoteManifest {
             .await?;
         expect!(resp, "bucket_usage", ManifestResponse::Usage(u) => u)
     }
+
+    // ---- site links ----
+
+    /// [`ManifestStore::count_siblings`].
+    pub async fn count_siblings(&self, m: &VersionManifest) -> Result<u32, ManifestError> {
+        let resp = self
+            .call(&ManifestRequest::CountSiblings {
+                bucket: m.bucket.clone(),
+                key: m.key.clone(),
+                version: m.version,
+                parent: m.parent,
+            })
+            .await?;
+        expect!(resp, "count_siblings", ManifestResponse::Siblings(n) => n)
+    }
 }
 
 #[cfg(test)]
@@ -1826,6 +1862,7 @@ mod tests {
                     stamp: version,
                     tombstones: vec![VersionId::new(3, 0, 1, 1)],
                 }),
+                siblings: 3,
             },
             ObjectState {
                 bucket,
@@ -1839,6 +1876,7 @@ mod tests {
                     record: Some(crate::Record::Version(m)),
                     deleted: false,
                 }),
+                siblings: 0,
             },
         ];
         for a in answers {
@@ -1887,6 +1925,81 @@ mod tests {
             };
             assert!(execute(&store, req).is_err(), "{bucket:?}");
         }
+    }
+
+    /// The sibling count was added to `ObjectState` after it was first sent: an older build's
+    /// answer (the same encoding without the count at its end) decodes with a count of 0,
+    /// and an older build reads a newer answer (it stops before the count).
+    #[test]
+    fn an_object_state_decodes_across_the_sibling_count_both_ways() {
+        use cairn_core::format::decode_body;
+
+        /// `ObjectState` as builds before the sibling count encoded it.
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Before {
+            bucket: StampedRecord,
+            version: crate::VersionState,
+        }
+        impl Versioned for Before {
+            const FORMAT: u8 = 1;
+            const WHAT: &'static str = "object state before sibling counts";
+        }
+        /// `ObjectState` as this build encodes it, on its own.
+        #[derive(Serialize, Deserialize)]
+        struct Now(ObjectState);
+        impl Versioned for Now {
+            const FORMAT: u8 = 1;
+            const WHAT: &'static str = "object state";
+        }
+
+        let version = VersionId::new(1, 0, 1, 1);
+        let m = VersionManifest::delete_marker("b", "k", version, None, false, 1);
+        let before = Before {
+            bucket: StampedRecord {
+                id: RecordId::Bucket("b".into()),
+                stamp: VersionId::new(2, 0, 1, 1),
+                record: None,
+                deleted: false,
+            },
+            version: crate::VersionState::Key(KeyState {
+                found: Some(m),
+                stamp: version,
+                tombstones: Vec::new(),
+            }),
+        };
+        let now = ObjectState {
+            bucket: before.bucket.clone(),
+            version: before.version.clone(),
+            siblings: 1,
+        };
+        let old_body = before.encode()[1..].to_vec();
+        let new_body = Now(now.clone()).encode()[1..].to_vec();
+        assert_eq!(
+            new_body[..new_body.len() - 1],
+            old_body[..],
+            "the count is appended"
+        );
+        // This build reads an older replica's answer, alone and as the whole message.
+        let read: ObjectState = decode_body("object state", &old_body).unwrap();
+        assert_eq!(
+            read,
+            ObjectState {
+                siblings: 0,
+                ..now.clone()
+            }
+        );
+        let mut message = ManifestResponse::ObjectState(Box::new(now.clone())).encode();
+        message.pop();
+        match ManifestResponse::decode(&message) {
+            Ok(ManifestResponse::ObjectState(back)) => assert_eq!(back.siblings, 0),
+            other => panic!("{other:?}"),
+        }
+        // An older build reads this build's answer.
+        let read: Before = decode_body("object state", &new_body).unwrap();
+        assert_eq!(read, before);
+        // A message cut inside the fields before the count still fails.
+        let cut = &old_body[..old_body.len() - 1];
+        assert!(decode_body::<ObjectState>("object state", cut).is_err());
     }
 
     #[test]

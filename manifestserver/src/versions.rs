@@ -179,16 +179,28 @@ impl ManifestStore {
         Ok(None)
     }
 
-    /// Every stored version of a key, newest first.
     /// How many versions of `m`'s key made at another site share its parent (its *siblings*:
     /// versions written at two sites at once, each over the same version; two writes at one
     /// site are ordered by its clock, the later one wins as in S3). Reads the key's versions
     /// newer than that parent, newest first, at most [`MAX_SIBLING_SCAN`]; in the usual case
-    /// (no concurrent write) that is `m` and its parent alone.
+    /// (no concurrent write) that is `m` and its parent alone. `m` itself need not be stored
+    /// here.
     pub fn count_siblings(&self, m: &VersionManifest) -> Result<u32, ManifestError> {
-        keys::check_bucket(&m.bucket)?;
-        keys::check_key(&m.key)?;
-        let (start, ro) = Self::key_versions_opts(&m.bucket, &m.key);
+        self.count_siblings_of(&m.bucket, &m.key, m.version, m.parent)
+    }
+
+    /// [`ManifestStore::count_siblings`] of version `version` of `bucket/key`, made over
+    /// `parent` (what the manifest service is asked).
+    pub fn count_siblings_of(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+        parent: Option<VersionId>,
+    ) -> Result<u32, ManifestError> {
+        keys::check_bucket(bucket)?;
+        keys::check_key(key)?;
+        let (start, ro) = Self::key_versions_opts(bucket, key);
         let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_VERSIONS), ro);
         it.seek(&start);
         let mut n = 0;
@@ -199,10 +211,10 @@ impl ManifestStore {
                 break;
             }
             let other = VersionManifest::decode(v)?;
-            if m.parent.is_some_and(|p| other.version <= p) {
+            if parent.is_some_and(|p| other.version <= p) {
                 break;
             }
-            if other.version.site() != m.version.site() && other.parent == m.parent {
+            if other.version.site() != version.site() && other.parent == parent {
                 n += 1;
             }
             it.next();
@@ -211,6 +223,7 @@ impl ManifestStore {
         Ok(n)
     }
 
+    /// Every stored version of a key, newest first.
     pub(crate) fn versions_of(
         &self,
         bucket: &str,

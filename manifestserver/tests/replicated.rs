@@ -644,6 +644,110 @@ async fn an_object_read_gets_the_bucket_and_the_version_from_one_quorum_read() {
     .await
 }
 
+/// Version `n` of `b/key` made at site `site` over `parent`.
+fn made_at(key: &str, n: u64, site: u16, parent: &VersionManifest) -> VersionManifest {
+    VersionManifest {
+        version: VersionId::new(1_700_000_000_000 + n, 0, site, 7),
+        parent: Some(parent.version),
+        ..version("b", key, n, n)
+    }
+}
+
+async fn count_siblings(b: &Arc<ReplicatedManifests>, m: &VersionManifest) -> u32 {
+    let m = m.clone();
+    blocking(b, move |b| b.count_siblings(&m)).await.unwrap()
+}
+
+/// Siblings (versions made at two sites over the same parent) on a three-node site: each
+/// replica a GET's `read_object` asks counts them for its newest version, and the read takes
+/// the greatest count among the replicas whose newest version won; `count_siblings` takes
+/// the greatest of R replicas. With every replica equal both are what a single store
+/// counts; a replica that missed a sibling is outvoted; a replica's count for a version that
+/// did not win is not taken (until read repair gives it the winner).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn siblings_are_counted_by_the_replicas_holding_the_winning_version() {
+    bounded(async {
+        let mut site = Site::start();
+        let gw = site.backend(None);
+        create(&gw, bucket("b", "AK")).await;
+        // p, then a (site 1) and b (site 2) over p: b is current, a its sibling.
+        let p = version("b", "k", 1, 1);
+        let a = made_at("k", 2, 1, &p);
+        let b = made_at("k", 3, 2, &p);
+        for m in [&p, &a, &b] {
+            assert!(apply(&gw, m).await);
+        }
+        eventually("every version on every replica", || {
+            site.nodes
+                .iter()
+                .all(|n| [&p, &a, &b].iter().all(|m| n.has("b", "k", m.version)))
+        })
+        .await;
+        let got = read_object(&gw, "b", "k", WantedVersion::Newest).await;
+        assert_eq!((got.version.as_ref(), got.siblings), (Some(&b), 1));
+        for n in &site.nodes {
+            let single =
+                ManifestBackend::read_object(&*n.store, "b", "k", WantedVersion::Newest).unwrap();
+            assert_eq!(single, got, "{}", n.name);
+        }
+        for wanted in [WantedVersion::Null, WantedVersion::Id(b.version)] {
+            assert_eq!(read_object(&gw, "b", "k", wanted).await.siblings, 0);
+        }
+        for (m, want) in [(&p, 0), (&a, 1), (&b, 1)] {
+            assert_eq!(count_siblings(&gw, m).await, want, "{:?}", m.version);
+            assert_eq!(site.nodes[0].store.count_siblings(m).unwrap(), want);
+        }
+
+        // n3 is down, so n1's backend reads n1 and n2.
+        site.nodes[2].stop().await;
+        let (n1, n2) = (site.nodes[0].store.clone(), site.nodes[1].store.clone());
+        let b1 = site.backend(Some(0));
+        // k2: n1 missed a2; n2 holds it. Both have the winner b2: n2's count wins.
+        let p2 = version("b", "k2", 1, 1);
+        let a2 = made_at("k2", 2, 1, &p2);
+        let b2 = made_at("k2", 3, 2, &p2);
+        for m in [&p2, &b2] {
+            n1.apply(m).unwrap();
+        }
+        for m in [&p2, &a2, &b2] {
+            n2.apply(m).unwrap();
+        }
+        let got = read_object(&b1, "b", "k2", WantedVersion::Newest).await;
+        assert_eq!((got.version.as_ref(), got.siblings), (Some(&b2), 1));
+        assert_eq!(count_siblings(&b1, &b2).await, 1);
+        assert_eq!(
+            n1.count_siblings(&b2).unwrap(),
+            0,
+            "n1 alone knows no sibling"
+        );
+
+        // k3: n1 holds p3 and b3; n2 holds p3, a3 (site 1) and c3 (site 3, older than b3), all
+        // over p3. n2's newest version is c3, with one sibling: not b3's count.
+        let p3 = version("b", "k3", 1, 1);
+        let a3 = made_at("k3", 2, 1, &p3);
+        let c3 = made_at("k3", 3, 3, &p3);
+        let b3 = made_at("k3", 4, 2, &p3);
+        for m in [&p3, &b3] {
+            n1.apply(m).unwrap();
+        }
+        for m in [&p3, &a3, &c3] {
+            n2.apply(m).unwrap();
+        }
+        let got = read_object(&b1, "b", "k3", WantedVersion::Newest).await;
+        assert_eq!((got.version.as_ref(), got.siblings), (Some(&b3), 0));
+        // The read sends b3 to n2, which then counts b3's siblings a3 and c3.
+        eventually("b3 repaired onto n2", || {
+            site.nodes[1].has("b", "k3", b3.version)
+        })
+        .await;
+        let got = read_object(&b1, "b", "k3", WantedVersion::Newest).await;
+        assert_eq!((got.version.as_ref(), got.siblings), (Some(&b3), 2));
+        assert_eq!(count_siblings(&b1, &b3).await, 2);
+        site.stop().await;
+    })
+    .await
+}
+
 /// Upload ids a store holds in `bucket`.
 fn upload_ids(store: &ManifestStore, bucket: &str) -> Vec<String> {
     let q = UploadsQuery {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use cairn_isgw::{DataMode, Direction, LinkConfig, LinkDir, LinkStatus, Links, Mode};
 use tokio::sync::watch;
 
+use crate::multi::MultiSite;
 use crate::TestSite;
 
 /// A single-node site that accepts and runs links.
@@ -87,6 +88,40 @@ impl LinkedSite {
         });
     }
 
+    /// Adds a link named `name` to node `k` of the multi-node site `multi` (every bucket, both
+    /// ways, initial copy and continuous), after making each site trust the other's CA: the
+    /// multi-node site's CA in this site's trust, and this site's on node `k`'s data dir.
+    pub fn link_to_node(&self, name: &str, multi: &MultiSite, k: usize) {
+        let multi_ca = self.site.dir().join(format!("{name}-ca.pem"));
+        std::fs::write(&multi_ca, multi.ca.cert_pem()).expect("write CA");
+        cairn_isgw::identity::trust_ca(self.site.dir(), &multi_ca).expect("trust multi");
+        cairn_isgw::identity::trust_ca(&multi.data_dir(k), &self.site.dir().join("ca.pem"))
+            .expect("trust single");
+        let remote = multi.node(k).link_addr.expect("the node accepts links");
+        self.add_link(LinkConfig {
+            name: name.to_string(),
+            remote: remote.to_string(),
+            buckets: None,
+            direction: Direction::Both,
+            mode: Mode::Both,
+            data: DataMode::Full,
+            rate_bytes_per_sec: 0,
+            paused: false,
+        });
+    }
+
+    /// Pauses or resumes link `name`, as `cairn link pause|resume` does.
+    pub fn set_paused(&self, name: &str, paused: bool) {
+        let dir = LinkDir::new(self.site.dir());
+        let mut file = dir.load().expect("links file");
+        for l in &mut file.links {
+            if l.name == name {
+                l.paused = paused;
+            }
+        }
+        dir.save(&file).expect("save links");
+    }
+
     /// Adds a link as `cairn link add` does.
     pub fn add_link(&self, cfg: LinkConfig) {
         let dir = LinkDir::new(self.site.dir());
@@ -156,4 +191,52 @@ pub async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
         .send()
         .await
         .expect("versioning");
+}
+
+/// The `x-cairn-siblings` header of a GET (`head` false) or HEAD of `bucket/key`'s current
+/// version at the S3 endpoint `s3` calls, sent over a raw connection from a presigned URL (the
+/// SDK does not show headers it does not model). Fails unless the answer is 200.
+pub async fn siblings_header(
+    s3: &aws_sdk_s3::Client,
+    head: bool,
+    bucket: &str,
+    key: &str,
+) -> Option<String> {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = PresigningConfig::expires_in(Duration::from_secs(300)).expect("presigning");
+    let presigned = if head {
+        let r = s3.head_object().bucket(bucket).key(key);
+        r.presigned(config).await.expect("presign")
+    } else {
+        let r = s3.get_object().bucket(bucket).key(key);
+        r.presigned(config).await.expect("presign")
+    };
+    let rest = presigned
+        .uri()
+        .strip_prefix("http://")
+        .expect("a plain http endpoint");
+    let (authority, path) = rest.split_at(rest.find('/').expect("a path"));
+    let method = if head { "HEAD" } else { "GET" };
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (name, value) in presigned.headers() {
+        if !name.eq_ignore_ascii_case("host") {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    req.push_str("\r\n");
+    let mut conn = tokio::net::TcpStream::connect(authority)
+        .await
+        .expect("connect");
+    conn.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let headers = text.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(headers.starts_with("HTTP/1.1 200"), "{method}: {headers}");
+    headers.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("x-cairn-siblings")
+            .then(|| value.trim().to_string())
+    })
 }

@@ -29,7 +29,10 @@
 //! `read_object` asks each of the R replicas for both in one call
 //! ([`ManifestRequest::ReadObject`]) and settles the record as `get_bucket` does and the version
 //! as `head`, `get_null_version` or `get_version` do (read repair included): one call per
-//! replica asked instead of two.
+//! replica asked instead of two. For the newest version each replica also counts its siblings
+//! (versions of other sites over the same parent, see `ManifestStore::count_siblings`); the
+//! read takes the greatest count among the replicas whose newest version is the winner.
+//! `count_siblings` asks R replicas (and the previous-only ones) and takes the greatest.
 //!
 //! # Convergence (see also `crate::stamped`)
 //!

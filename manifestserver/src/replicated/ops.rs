@@ -170,7 +170,8 @@ impl ReplicatedManifests {
     /// replicas and the previous-only ones (each answers both: a bucket's replicas hold its
     /// record and its versions). The record is settled as [`ReplicatedManifests::read_record`]
     /// settles it, the version as `get_version` (by id) or [`ReplicatedManifests::read_newest`]
-    /// (newest, null) do, read repair included.
+    /// (newest, null) do, read repair included. The newest version's sibling count is the
+    /// greatest among the replicas whose newest version is the winner (see [`settled_siblings`]).
     pub(super) fn object_read(
         &self,
         bucket: &str,
@@ -191,11 +192,17 @@ impl ReplicatedManifests {
             let mut records = Vec::with_capacity(answers.len());
             let mut versions = Vec::new();
             let mut newest = Vec::new();
+            let mut counts = Vec::new();
             for (i, answer) in answers {
                 records.push((i, answer.bucket));
                 match answer.version {
                     VersionState::Record(v) => versions.push((i, v)),
-                    VersionState::Key(s) => newest.push((i, s)),
+                    VersionState::Key(s) => {
+                        if let Some(f) = &s.found {
+                            counts.push((f.version, answer.siblings));
+                        }
+                        newest.push((i, s));
+                    }
                 }
             }
             let record = shared.settle_record(&set.order, set.current, &records, true)?;
@@ -212,12 +219,46 @@ impl ReplicatedManifests {
                         .await?
                 }
             };
+            let siblings = match (&version, wanted) {
+                (Some(v), WantedVersion::Newest) => settled_siblings(&counts, v.version),
+                _ => 0,
+            };
             Ok(ObjectLookup {
                 bucket: record.record.map(as_bucket).transpose()?,
                 version,
-                siblings: 0,
+                siblings,
             })
         })
+    }
+
+    /// [`ManifestBackend::count_siblings`]: the greatest count among R current replicas of
+    /// the bucket and the previous-only ones. Siblings only accumulate on a replica (by
+    /// union), so the greatest count is the one nearest the truth; with R + W > n it counts a
+    /// sibling whose write reached W replicas, whether or not `m` itself is stored there.
+    pub(super) fn sibling_count(&self, m: &VersionManifest) -> Result<u32, ManifestError> {
+        let state = self.state();
+        let set = state.bucket_read_set(&m.bucket)?;
+        let req = ManifestRequest::CountSiblings {
+            bucket: m.bucket.clone(),
+            key: m.key.clone(),
+            version: m.version,
+            parent: m.parent,
+        };
+        let answers = self.block_on(self.shared.ask_read(
+            "a sibling count",
+            &set,
+            state.r,
+            move |shared, node| {
+                let req = req.clone();
+                async move {
+                    match shared.call(&node, req).await? {
+                        ManifestResponse::Siblings(n) => Ok(n),
+                        other => Err(unexpected("a sibling count", &other)),
+                    }
+                }
+            },
+        ))?;
+        Ok(answers.into_iter().map(|(_, n)| n).max().unwrap_or(0))
     }
 
     /// Every bucket record (`keys` false) or access key on any manifest node, greatest stamp
@@ -304,6 +345,21 @@ impl ReplicatedManifests {
         }
         Ok(merged.into_values().filter_map(|r| r.record).collect())
     }
+}
+
+/// The sibling count of the settled newest version `winner` from the replicas' answers
+/// (newest version, its count): the greatest among those whose newest version is the winner,
+/// 0 if none is (then no answer counted for it: it came from a replica asked again after a
+/// removal was pushed to it). A count for another version is never taken: its siblings are
+/// not the winner's. A replica that has the winner but not yet a sibling counts less; read
+/// repair and anti-entropy bring it the sibling.
+pub(super) fn settled_siblings(counts: &[(VersionId, u32)], winner: VersionId) -> u32 {
+    counts
+        .iter()
+        .filter(|(v, _)| *v == winner)
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(0)
 }
 
 impl Shared {

@@ -204,12 +204,52 @@ pub struct KeyState {
 /// One replica's answer to a read of an object ([`ManifestStore::read_object_stamped`]): the
 /// bucket's record and the version asked for, each as the replica holds it, so the reader
 /// merges each the way it merges a read of it alone.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// An RPC answer only, never stored. `siblings` came later and is encoded last, so answers
+/// keep working across builds both ways: an older reader stops before it (postcard leaves
+/// trailing bytes alone) and an answer of an older replica, which ends before it, decodes
+/// with a count of 0 (the hand-written `Deserialize` below).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ObjectState {
     /// The bucket's record with its stamp.
     pub bucket: StampedRecord,
     /// The version.
     pub version: VersionState,
+    /// With [`crate::WantedVersion::Newest`]: how many siblings the newest version has on
+    /// this replica ([`ManifestStore::count_siblings`]); otherwise 0.
+    pub siblings: u32,
+}
+
+impl<'de> Deserialize<'de> for ObjectState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = ObjectState;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object state")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ObjectState, A::Error> {
+                use serde::de::Error;
+                let bucket = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let version = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                // An older replica's answer ends here (the read hits the end of the message).
+                let siblings = seq.next_element().ok().flatten().unwrap_or(0);
+                Ok(ObjectState {
+                    bucket,
+                    version,
+                    siblings,
+                })
+            }
+        }
+        d.deserialize_struct("ObjectState", &["bucket", "version", "siblings"], Fields)
+    }
 }
 
 /// The version part of an [`ObjectState`].

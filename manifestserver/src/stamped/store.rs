@@ -520,7 +520,8 @@ impl ManifestStore {
     /// This store's view of a bucket's record and of one version of one of its keys (see
     /// [`ObjectState`]): [`ManifestStore::get_stamped`] of the bucket, then
     /// [`ManifestStore::read_key`] for the newest or the null version, or
-    /// [`ManifestStore::get_stamped`] of the version by id.
+    /// [`ManifestStore::get_stamped`] of the version by id; for the newest version, its
+    /// sibling count here ([`ManifestStore::count_siblings`], as a single store's GET counts).
     pub fn read_object_stamped(
         &self,
         bucket: &str,
@@ -529,8 +530,15 @@ impl ManifestStore {
     ) -> Result<ObjectState, ManifestError> {
         keys::check_key(key)?;
         let record = self.get_stamped(&RecordId::Bucket(bucket.to_string()))?;
+        let mut siblings = 0;
         let version = match wanted {
-            WantedVersion::Newest => VersionState::Key(self.read_key(bucket, key, false)?),
+            WantedVersion::Newest => {
+                let state = self.read_key(bucket, key, false)?;
+                if let Some(m) = &state.found {
+                    siblings = self.count_siblings(m)?;
+                }
+                VersionState::Key(state)
+            }
             WantedVersion::Null => VersionState::Key(self.read_key(bucket, key, true)?),
             WantedVersion::Id(version) => {
                 VersionState::Record(self.get_stamped(&RecordId::Version {
@@ -543,6 +551,7 @@ impl ManifestStore {
         Ok(ObjectState {
             bucket: record,
             version,
+            siblings,
         })
     }
 
