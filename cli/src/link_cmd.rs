@@ -289,18 +289,26 @@ async fn status(t: &Target) -> anyhow::Result<()> {
             .remote_site
             .map_or("unknown".to_string(), |s| format!("{s:04x}"));
         println!("  state {:?}, remote site {remote}", l.phase);
-        for (dir, lag, left, t) in [
-            ("sent", l.send_lag_ms, &l.send_initial_left, &l.sent),
+        for (dir, lag, behind, left, t) in [
+            (
+                "sent",
+                l.send_lag_ms,
+                l.send_behind,
+                &l.send_initial_left,
+                &l.sent,
+            ),
             (
                 "received",
                 l.receive_lag_ms,
+                l.receive_behind,
                 &l.receive_initial_left,
                 &l.received,
             ),
         ] {
             println!(
                 "  {dir}: {} versions ({} present already), {} removals, {} nodes, {} chunks, \
-                 {} shipped, {} not shipped (held already), lag {:.1} s{}",
+                 {} shipped, {} not shipped (held already), lag {:.1} s, {behind} log entries \
+                 behind{}",
                 t.versions,
                 t.versions_present,
                 t.removals,

@@ -85,6 +85,12 @@ impl Client {
             .await
     }
 
+    /// Where each change log of the site ends now, without holding any: how far a reader at
+    /// given cursors is behind.
+    pub async fn log_ends(&self) -> Result<Vec<(u64, u64)>, ClientError> {
+        self.blocking(|i| Ok(i.meta.change_log_ends()?)).await
+    }
+
     /// Changes of log `log` after `after` (at most `max`), read by `holder`, which thereby
     /// acknowledges `after`; empty at the end. Fails if the log was trimmed past `after`.
     pub async fn log_changes(

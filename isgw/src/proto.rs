@@ -147,6 +147,9 @@ pub enum LinkRequest {
     },
     /// The callee's bucket records.
     BucketList,
+    /// Where each of the callee's change logs ends now, held for no one (how far the caller
+    /// is behind).
+    LogEnds,
     /// Delete this bucket, which the caller's site deleted, if it holds no version (uploads in
     /// progress are aborted with it, as a DeleteBucket does).
     DeleteBucket {
@@ -234,6 +237,11 @@ pub enum LinkResponse {
     BucketList {
         /// Every bucket's record.
         buckets: Vec<Bucket>,
+    },
+    /// Answer to `LogEnds`: (log, last sequence number).
+    LogEnds {
+        /// Every log of the callee's site.
+        logs: Vec<(u64, u64)>,
     },
     /// Answer to `DeleteBucket`.
     DeleteBucket {

@@ -67,6 +67,13 @@ impl Source for RemoteSite {
         }
     }
 
+    async fn log_ends(&self) -> LinkResult<Vec<(u64, u64)>> {
+        match self.call(LinkRequest::LogEnds).await? {
+            LinkResponse::LogEnds { logs } => Ok(logs),
+            r => Err(unexpected("log_ends", &r)),
+        }
+    }
+
     async fn changes(&self, log: u64, after: u64, max: usize) -> LinkResult<Vec<Change>> {
         match self
             .call(LinkRequest::Changes {

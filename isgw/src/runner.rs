@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,14 @@ pub struct LinkStatus {
     pub send_lag_ms: u64,
     /// The same for the receiving direction.
     pub receive_lag_ms: u64,
+    /// Change-log entries of the source past the link's cursors (versions and removals not yet
+    /// shipped, entries of buckets the link does not carry included), per direction, as of
+    /// the last exchange of bucket records (every few seconds while connected).
+    #[serde(default)]
+    pub send_behind: u64,
+    /// The same for the receiving direction.
+    #[serde(default)]
+    pub receive_behind: u64,
     /// Buckets whose initial copy is still to do, per direction.
     pub send_initial_left: Vec<String>,
     /// The same for the receiving direction.
@@ -90,6 +99,8 @@ struct Run {
     /// Per direction: the make time (unix ms) of the oldest version being shipped.
     pending: (Mutex<Option<u64>>, Mutex<Option<u64>>),
     initial_left: Mutex<(Vec<String>, Vec<String>)>,
+    /// Per direction: change-log entries past the cursors, as last measured.
+    behind: (AtomicU64, AtomicU64),
     sent: Traffic,
     received: Traffic,
 }
@@ -108,6 +119,8 @@ impl Run {
             remote_site: *self.remote_site.lock(),
             send_lag_ms: lag.0,
             receive_lag_ms: lag.1,
+            send_behind: self.behind.0.load(Ordering::Relaxed),
+            receive_behind: self.behind.1.load(Ordering::Relaxed),
             send_initial_left: initial.0,
             receive_initial_left: initial.1,
             sent: self.sent.snapshot(),
@@ -213,6 +226,7 @@ impl Links {
                 last_error: Mutex::new(None),
                 pending: (Mutex::new(None), Mutex::new(None)),
                 initial_left: Mutex::new((Vec::new(), Vec::new())),
+                behind: (AtomicU64::new(0), AtomicU64::new(0)),
                 sent: Traffic::default(),
                 received: Traffic::default(),
             });
@@ -250,9 +264,14 @@ async fn run_link(
         let cfg = config.borrow_and_update().clone();
         if cfg.paused {
             *run.phase.lock() = LinkPhase::Paused;
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                r = config.changed() => if r.is_err() { return },
+            // What piles up while paused is measured here: this site's logs and the cursors.
+            loop {
+                measure_send_behind(&shared, &run, &cfg).await;
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    r = config.changed() => if r.is_err() { return } else { break },
+                    _ = tokio::time::sleep(BUCKET_SYNC) => {}
+                }
             }
             continue;
         }
@@ -266,6 +285,7 @@ async fn run_link(
                     "link session failed; retrying in {} s", backoff.as_secs());
                 *run.last_error.lock() = Some(e);
                 *run.phase.lock() = LinkPhase::Offline;
+                measure_send_behind(&shared, &run, &cfg).await;
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
                     r = config.changed() => if r.is_err() { return },
@@ -336,6 +356,14 @@ async fn session(
                 let sites = (own_site, remote_site);
                 exchange_buckets(&local, &remote, cfg, &mut state, sites).await?;
                 save(shared, cfg, &state)?;
+                if cfg.direction.sends() {
+                    let n = behind(&local, &state.send).await?;
+                    run.behind.0.store(n, Ordering::Relaxed);
+                }
+                if cfg.direction.receives() {
+                    let n = behind(&remote, &state.receive).await?;
+                    run.behind.1.store(n, Ordering::Relaxed);
+                }
                 last_buckets = Some(Instant::now());
             }
             let mut worked = false;
@@ -539,6 +567,34 @@ async fn exchange_buckets(
     Ok(())
 }
 
+/// The sending direction's backlog, measured without a connection (a paused or offline
+/// link): this site's log ends against the saved cursors. Failures leave the last figure.
+async fn measure_send_behind(shared: &Shared, run: &Run, cfg: &LinkConfig) {
+    if !cfg.direction.sends() || cfg.is_s3() {
+        return;
+    }
+    let Ok(state) = shared.dir.load_state(&cfg.name) else {
+        return;
+    };
+    let local = LocalSite::new(shared.client.clone(), String::new());
+    if let Ok(n) = behind(&local, &state.send).await {
+        run.behind.0.store(n, Ordering::Relaxed);
+    }
+}
+
+/// Change-log entries of `src` past the cursors of `p` (0 before the direction started).
+async fn behind(src: &dyn Source, p: &Progress) -> LinkResult<u64> {
+    if !p.started {
+        return Ok(0);
+    }
+    Ok(src
+        .log_ends()
+        .await?
+        .into_iter()
+        .filter_map(|(log, end)| p.cursors.get(&log).map(|c| end.saturating_sub(*c)))
+        .sum())
+}
+
 /// The bucket records of `site` the link carries, by name.
 async fn carried(
     site: &dyn Source,
@@ -716,6 +772,21 @@ impl cairn_core::metrics::MetricsSource for Links {
                     "cairn_link_lag_seconds{{link=\"{}\",direction=\"{dir}\"}} {}",
                     l.config.name,
                     ms as f64 / 1000.0
+                );
+            }
+        }
+        gauge(
+            out,
+            "cairn_link_behind",
+            "Change-log entries of the source not yet shipped.",
+            "gauge",
+        );
+        for l in &links {
+            for (dir, n) in [("send", l.send_behind), ("receive", l.receive_behind)] {
+                let _ = writeln!(
+                    out,
+                    "cairn_link_behind{{link=\"{}\",direction=\"{dir}\"}} {n}",
+                    l.config.name
                 );
             }
         }

@@ -110,6 +110,9 @@ impl Service for LinkService {
                     site: own,
                 }
             }
+            LinkRequest::LogEnds => LinkResponse::LogEnds {
+                logs: local.log_ends().await.map_err(remote)?,
+            },
             LinkRequest::DeleteBucket { bucket } => {
                 let outcome = local.delete_bucket(&bucket).await.map_err(remote)?;
                 LinkResponse::DeleteBucket { outcome }

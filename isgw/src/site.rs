@@ -18,6 +18,8 @@ pub trait Source: Send + Sync {
     /// Where each change log ends now, as (log, last sequence number), held from there for
     /// this link.
     async fn logs(&self) -> LinkResult<Vec<(u64, u64)>>;
+    /// Where each change log ends now, holding none.
+    async fn log_ends(&self) -> LinkResult<Vec<(u64, u64)>>;
     /// Entries of `log` after `after` (acknowledging `after`), at most `max`.
     async fn changes(&self, log: u64, after: u64, max: usize) -> LinkResult<Vec<Change>>;
     /// Versions as stored, `None` where gone.
@@ -97,6 +99,10 @@ pub fn holder_for(site: u16) -> String {
 impl Source for LocalSite {
     async fn logs(&self) -> LinkResult<Vec<(u64, u64)>> {
         Ok(self.client.hold_logs(&self.holder).await?)
+    }
+
+    async fn log_ends(&self) -> LinkResult<Vec<(u64, u64)>> {
+        Ok(self.client.log_ends().await?)
     }
 
     async fn changes(&self, log: u64, after: u64, max: usize) -> LinkResult<Vec<Change>> {

@@ -254,6 +254,11 @@ pub trait ManifestBackend: Send + Sync + 'static {
     /// of these logs, so a reader that re-reads all of them from these ends sees every
     /// version applied after this call (garbage collection's mark does).
     fn hold_change_logs(&self, holder: &str) -> Result<Vec<(u64, u64)>, ManifestError>;
+    /// Where each change log ends now, as [`ManifestBackend::hold_change_logs`] numbers them,
+    /// without holding any (to measure how far a reader is behind). The default: one log, 0.
+    fn change_log_ends(&self) -> Result<Vec<(u64, u64)>, ManifestError> {
+        Ok(vec![(0, self.stats()?.last_seq)])
+    }
     /// Changes of log `log` (as [`ManifestBackend::hold_change_logs`] names it) after
     /// `after`, at most `max`, read by `holder` (which acknowledges `after`); an empty answer
     /// means the end. Fails when the log was trimmed past `after` (the holder was silent for

@@ -861,3 +861,44 @@ async fn a_deleted_bucket_is_deleted_at_the_linked_site_unless_it_was_written_th
     a.stop().await;
     b.stop().await;
 }
+
+/// While a link is paused, its status counts the changes piling up at this site (change-log
+/// entries past its cursors); once it runs again they are shipped and the count goes to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_status_counts_the_changes_not_yet_shipped() {
+    let (a, b) = pair().await;
+    let (sa, sb) = (a.site.s3(), b.site.s3());
+    sa.create_bucket().bucket("behind").send().await.unwrap();
+    put(&sa, "behind", "first", b"1".to_vec()).await;
+    a.link_to("to-b", &b, None);
+    wait_for(CONVERGE, "the first object at b", || async {
+        get(&sb, "behind", "first").await
+    })
+    .await;
+    set_paused(&a, "to-b", true);
+    wait_for(CONVERGE, "the link to pause", || async {
+        a.status("to-b").filter(|s| s.phase == LinkPhase::Paused)
+    })
+    .await;
+    for key in ["two", "three", "four"] {
+        put(&sa, "behind", key, b"x".to_vec()).await;
+    }
+    wait_for(CONVERGE, "three changes counted while paused", || async {
+        a.status("to-b").filter(|s| s.send_behind == 3)
+    })
+    .await;
+    assert!(get(&sb, "behind", "two").await.is_none());
+    set_paused(&a, "to-b", false);
+    wait_for(
+        CONVERGE,
+        "the changes shipped and the count back to 0",
+        || async {
+            let s = a.status("to-b")?;
+            let shipped = get(&sb, "behind", "four").await.is_some();
+            (shipped && s.send_behind == 0 && s.receive_behind == 0).then_some(())
+        },
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
+}

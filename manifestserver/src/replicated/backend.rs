@@ -187,6 +187,10 @@ impl ManifestBackend for ReplicatedManifests {
         self.object_read(bucket, key, wanted)
     }
 
+    fn count_siblings(&self, m: &VersionManifest) -> Result<u32, ManifestError> {
+        self.sibling_count(m)
+    }
+
     fn remove_version(
         &self,
         bucket: &str,
@@ -540,6 +544,16 @@ impl ManifestBackend for ReplicatedManifests {
             )));
         }
         Ok(ends)
+    }
+
+    /// Every manifest node's log end (its `Stats`); nodes that do not answer are left out.
+    fn change_log_ends(&self) -> Result<Vec<(u64, u64)>, ManifestError> {
+        let nodes = self.state().manifest_nodes.clone();
+        Ok(self
+            .block_on(self.every_stats(nodes))
+            .into_iter()
+            .filter_map(|(id, s)| s.ok().map(|s| (id, s.last_seq)))
+            .collect())
     }
 
     /// The change log of manifest node `log` of the current map.
