@@ -193,7 +193,8 @@ pub async fn run(cmd: LinkCommand) -> anyhow::Result<()> {
             let before = file.links.len();
             file.links.retain(|l| l.name != name);
             if file.links.len() == before {
-                anyhow::bail!("no link named {name} (see `cairn link list`)");
+                anyhow::bail!("no link named {name} in this data dir (see `cairn link list`; a link in a node's \
+                 config file, [[links]], is changed there)");
             }
             links.save(&file)?;
             links.remove_state(&name)?;
@@ -248,7 +249,12 @@ fn set_paused(data_dir: &Path, name: &str, paused: bool) -> anyhow::Result<()> {
         .links
         .iter_mut()
         .find(|l| l.name == name)
-        .with_context(|| format!("no link named {name} (see `cairn link list`)"))?;
+        .with_context(|| {
+            format!(
+                "no link named {name} in this data dir (see `cairn link list`; a link in a node's \
+                 config file, [[links]], is changed there)"
+            )
+        })?;
     link.paused = paused;
     links.save(&file)?;
     println!("Link {name} {}", if paused { "paused" } else { "resumed" });

@@ -78,11 +78,14 @@ pub struct LinkConfig {
     pub remote: String,
     /// Buckets carried; `None`: every bucket.
     pub buckets: Option<Vec<String>>,
-    /// Which way.
+    /// Which way (both when not given, as `cairn link add`).
+    #[serde(default = "both_ways")]
     pub direction: Direction,
-    /// Initial copy, continuous, or both.
+    /// Initial copy, continuous, or both (both when not given).
+    #[serde(default = "initial_and_continuous")]
     pub mode: Mode,
-    /// Full data or metadata only.
+    /// Full data or metadata only (full when not given).
+    #[serde(default = "full_data")]
     pub data: DataMode,
     /// Most bytes per second shipped in each direction (0: no limit).
     #[serde(default)]
@@ -90,6 +93,18 @@ pub struct LinkConfig {
     /// Paused links keep their place and move nothing.
     #[serde(default)]
     pub paused: bool,
+}
+
+fn both_ways() -> Direction {
+    Direction::Both
+}
+
+fn initial_and_continuous() -> Mode {
+    Mode::Both
+}
+
+fn full_data() -> DataMode {
+    DataMode::Full
 }
 
 impl LinkConfig {

@@ -25,7 +25,7 @@ pub use config::{DataMode, Direction, LinkConfig, LinkDir, LinksFile, Mode};
 pub use error::{LinkError, LinkResult};
 pub use listener::LinkListener;
 pub use remote::RemoteSite;
-pub use runner::{IdentitySource, LinkPhase, LinkStatus, Links, DEFAULT_POLL};
+pub use runner::{check_fixed, IdentitySource, LinkPhase, LinkStatus, Links, DEFAULT_POLL};
 pub use service::LinkService;
 pub use ship::{Traffic, TrafficSnapshot};
 pub use site::{Applied, LocalSite, Sink, Source};

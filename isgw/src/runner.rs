@@ -141,6 +141,27 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Checks the links of a node's config file: each as `cairn link add` would, and no name
+/// twice.
+pub fn check_fixed(links: &[LinkConfig]) -> Result<(), String> {
+    let mut names = std::collections::BTreeSet::new();
+    for l in links {
+        if l.is_s3() {
+            return Err(format!(
+                "[[links]] {}: a mirror to an S3 endpoint needs credentials: add it with `cairn \
+                 link add --data-dir` on this node instead",
+                l.name
+            ));
+        }
+        l.validate()
+            .map_err(|e| format!("[[links]] {}: {e}", l.name))?;
+        if !names.insert(l.name.as_str()) {
+            return Err(format!("[[links]]: two links are named {}", l.name));
+        }
+    }
+    Ok(())
+}
+
 /// The links of this site: a supervisor that follows the links file, and their status.
 #[derive(Clone)]
 pub struct Links {
@@ -153,11 +174,25 @@ struct Shared {
     identity: IdentitySource,
     poll: Duration,
     running: Mutex<BTreeMap<String, Running>>,
+    /// Links given by the node's config file: run beside those of the links file, and win
+    /// over one of the same name there.
+    fixed: Vec<LinkConfig>,
 }
 
 impl Links {
     /// The links of the site at `data_dir` (through `client`), presenting `identity`.
     pub fn new(client: Client, data_dir: PathBuf, identity: IdentitySource) -> Links {
+        Links::with_fixed(client, data_dir, identity, Vec::new())
+    }
+
+    /// [`Links::new`], also running `fixed` (the links of a node's config file, checked by
+    /// [`check_fixed`]), which win over links of the same name in the links file.
+    pub fn with_fixed(
+        client: Client,
+        data_dir: PathBuf,
+        identity: IdentitySource,
+        fixed: Vec<LinkConfig>,
+    ) -> Links {
         Links {
             shared: Arc::new(Shared {
                 client,
@@ -165,6 +200,7 @@ impl Links {
                 identity,
                 poll: DEFAULT_POLL,
                 running: Mutex::new(BTreeMap::new()),
+                fixed,
             }),
         }
     }
@@ -199,7 +235,11 @@ impl Links {
 
     /// Starts, re-configures and stops link tasks to match the links file.
     fn reconcile(&self, stop: &watch::Receiver<bool>) -> std::io::Result<()> {
-        let file = self.shared.dir.load()?;
+        let mut file = self.shared.dir.load()?;
+        let fixed = &self.shared.fixed;
+        file.links
+            .retain(|l| !fixed.iter().any(|f| f.name == l.name));
+        file.links.extend(fixed.iter().cloned());
         let mut running = self.shared.running.lock();
         let names: Vec<String> = running.keys().cloned().collect();
         for name in names {

@@ -163,3 +163,56 @@ async fn siblings_made_across_a_link_are_counted_at_every_node_of_a_multi_node_s
     single.stop().await;
     multi.shutdown().await;
 }
+
+/// A link given in a node's config file (`[[links]]`, with the defaults: every bucket, both
+/// ways, initial copy and continuous, full data) runs on that node without `cairn link add`:
+/// what exists at the other site arrives, and writes through another node go back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_link_in_the_node_config_file_runs_without_link_add() {
+    let single = LinkedSite::start().await;
+    let mut multi = MultiSite::start(3, 3, 1, "").await;
+    // Each site trusts the other's CA.
+    let multi_ca = single.site.dir().join("multi-ca.pem");
+    std::fs::write(&multi_ca, multi.ca.cert_pem()).unwrap();
+    cairn_isgw::identity::trust_ca(single.site.dir(), &multi_ca).unwrap();
+    cairn_isgw::identity::trust_ca(&multi.data_dir(0), &single.site.dir().join("ca.pem")).unwrap();
+    let ss = single.site.s3();
+    ss.create_bucket().bucket("conf-link").send().await.unwrap();
+    put(&ss, "conf-link", "from-single", b"s").await;
+
+    let toml = format!(
+        "[[links]]\nname = \"to-single\"\nremote = \"{}\"\n",
+        single.link_addr
+    );
+    let table: toml::Table = toml::from_str(&toml).unwrap();
+    let links: Vec<cairn_isgw::LinkConfig> = table["links"].clone().try_into().unwrap();
+    cairn_isgw::check_fixed(&links).unwrap();
+    multi.stop_node(0).await;
+    multi.slots[0].config.links = links;
+    multi.start_node(0).await;
+
+    let (body, _) = wait_for(
+        CONVERGE,
+        "the single site's object at the multi-node site",
+        || {
+            let s3 = multi.s3(1);
+            async move { get(&s3, "conf-link", "from-single").await }
+        },
+    )
+    .await;
+    assert_eq!(body, b"s");
+    put(&multi.s3(2), "conf-link", "from-multi", b"m").await;
+    wait_for(
+        CONVERGE,
+        "the multi-node site's object at the single site",
+        || async { get(&ss, "conf-link", "from-multi").await },
+    )
+    .await;
+    let file = cairn_isgw::LinkDir::new(&multi.data_dir(0)).load().unwrap();
+    assert!(
+        file.links.is_empty(),
+        "the link lives in the config, not the links file"
+    );
+    multi.shutdown().await;
+    single.stop().await;
+}

@@ -34,6 +34,12 @@ pub struct NodeConfig {
     /// Buckets exported over NFS (with the s3 role).
     #[serde(default)]
     pub nfs: NfsSection,
+    /// `[[links]]`: links to other sites this node runs (`name`, `remote` HOST:PORT,
+    /// `buckets` (absent: all), `direction`, `mode`, `data`, `rate_bytes_per_sec`, `paused`),
+    /// beside those added with `cairn link add --data-dir` on this node; one of the config
+    /// wins over a link of the same name added that way.
+    #[serde(default)]
+    pub links: Vec<cairn_isgw::LinkConfig>,
     /// Peers this node must not talk to (set by test harnesses to partition a site; not read
     /// from the file).
     #[serde(skip)]
@@ -410,6 +416,7 @@ impl NodeConfig {
         config.volumes.validate()?;
         config.nfs.validate()?;
         config.s3.validate()?;
+        cairn_isgw::check_fixed(&config.links).map_err(|e| anyhow::anyhow!(e))?;
         Ok(config)
     }
 
@@ -543,6 +550,35 @@ roles = ["chunk"]
         let bad: NodeConfig = toml::from_str(&text.replace("10.0.0.0/24", "10.0.0.0/99")).unwrap();
         let e = bad.nfs.validate().unwrap_err();
         assert!(format!("{e:#}").contains("shared"), "{e:#}");
+    }
+
+    #[test]
+    fn links_in_the_config_are_read_with_defaults_and_checked() {
+        let text = format!(
+            "{EXAMPLE}\n[[links]]\nname = \"paris\"\nremote = \"paris.example:3905\"\n\
+             [[links]]\nname = \"edge\"\nremote = \"10.0.0.9:3905\"\nbuckets = [\"logs\"]\n\
+             direction = \"receive\"\nmode = \"continuous\"\nrate_bytes_per_sec = 1000\n"
+        );
+        let c: NodeConfig = toml::from_str(&text).unwrap();
+        cairn_isgw::check_fixed(&c.links).unwrap();
+        let (paris, edge) = (&c.links[0], &c.links[1]);
+        assert_eq!(paris.direction, cairn_isgw::Direction::Both);
+        assert_eq!(paris.mode, cairn_isgw::Mode::Both);
+        assert_eq!(paris.data, cairn_isgw::DataMode::Full);
+        assert!(paris.buckets.is_none() && !paris.paused);
+        assert_eq!(edge.buckets.as_deref(), Some(&["logs".to_string()][..]));
+        assert_eq!(edge.direction, cairn_isgw::Direction::Receive);
+        assert_eq!(edge.rate_bytes_per_sec, 1000);
+        let twice: NodeConfig = toml::from_str(&text.replace("\"edge\"", "\"paris\"")).unwrap();
+        let e = cairn_isgw::check_fixed(&twice.links).unwrap_err();
+        assert!(e.contains("two links are named paris"), "{e}");
+        let no_port: NodeConfig =
+            toml::from_str(&text.replace("paris.example:3905", "paris.example")).unwrap();
+        assert!(cairn_isgw::check_fixed(&no_port.links).is_err());
+        let mirror: NodeConfig =
+            toml::from_str(&text.replace("paris.example:3905", "https://s3.example")).unwrap();
+        let e = cairn_isgw::check_fixed(&mirror.links).unwrap_err();
+        assert!(e.contains("cairn link add"), "{e}");
     }
 
     #[test]

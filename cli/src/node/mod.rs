@@ -675,8 +675,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         )));
     }
 
-    // Site links: this node accepts them where `[listen] link` says, and runs the links
-    // configured in its data dir.
+    // Site links: this node accepts them where `[listen] link` says, and runs the links of
+    // its config file (`[[links]]`) and those configured in its data dir.
     let link_identity: cairn_isgw::IdentitySource = {
         let (certs, data) = (config.node.certs_dir.clone(), dir.clone());
         Arc::new(move || cairn_isgw::identity::node_identity(&certs, &data))
@@ -692,7 +692,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         }
         None => None,
     };
-    let links = cairn_isgw::Links::new(client.clone(), dir.clone(), link_identity);
+    let links = cairn_isgw::Links::with_fixed(
+        client.clone(),
+        dir.clone(),
+        link_identity,
+        config.links.clone(),
+    );
     tasks.push(tokio::spawn(links.clone().run(stop_rx.clone())));
 
     // Admin endpoint.
