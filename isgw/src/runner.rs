@@ -366,7 +366,8 @@ async fn session(
             return Err(LinkError::Refused(format!(
                 "both sites have site id {own_site:04x}: they cannot be linked (one was probably \
                  copied from the other). Give one a new id: stop it, delete site-id in its data \
-                 dir (single-node sites) and start it again"
+                 dir (single-node sites) or set `id` in the [site] section of every node's \
+                 config (multi-node sites), and start it again"
             )));
         }
         *run.remote_site.lock() = Some(remote_site);

@@ -98,8 +98,9 @@ impl Service for LinkService {
                         format!(
                             "both sites have site id {own:04x}: they cannot be linked (one was \
                              probably copied from the other). Give one a new id: stop it, \
-                             delete site-id in its data dir (single-node sites) and start it \
-                             again"
+                             delete site-id in its data dir (single-node sites) or set `id` in \
+                             the [site] section of every node's config (multi-node sites), and \
+                             start it again"
                         ),
                     ));
                 }

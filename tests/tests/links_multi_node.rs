@@ -216,3 +216,33 @@ async fn a_link_in_the_node_config_file_runs_without_link_add() {
     multi.shutdown().await;
     single.stop().await;
 }
+
+/// `[site] id` in a node's config replaces the id derived from the site's CA: the node's
+/// versions carry it from its next start (the way out when two sites to link share an id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_site_id_can_be_set_in_the_config() {
+    let mut multi = MultiSite::start(1, 1, 1, "").await;
+    let derived = multi.node(0).client.site_id();
+    let chosen = if derived == 0x1234 { 0x4321 } else { 0x1234 };
+    multi.stop_node(0).await;
+    multi.slots[0].config.site.id = Some(chosen);
+    multi.start_node(0).await;
+    assert_eq!(multi.node(0).client.site_id(), chosen);
+    let s3 = multi.s3(0);
+    s3.create_bucket().bucket("ids").send().await.unwrap();
+    put(&s3, "ids", "k", b"v").await;
+    let page = multi
+        .node(0)
+        .client
+        .list_versions(
+            "ids",
+            &VersionsQuery {
+                max_keys: 10,
+                ..VersionsQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.versions[0].version.site(), chosen);
+    multi.shutdown().await;
+}

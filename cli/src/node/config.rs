@@ -128,6 +128,11 @@ pub struct SiteSection {
     pub write_quorum: Option<toml::Value>,
     /// The nodes.
     pub nodes: Vec<SiteNode>,
+    /// The site's id (1-65535), carried in every version id it makes. By default it is
+    /// derived from the site's CA; set it (the same in every node's config) when a site to
+    /// link with has the same id. Versions made before keep the id they were made with.
+    #[serde(default)]
+    pub id: Option<u16>,
 }
 
 fn default_rf() -> u8 {
@@ -416,6 +421,9 @@ impl NodeConfig {
         config.volumes.validate()?;
         config.nfs.validate()?;
         config.s3.validate()?;
+        if config.site.id == Some(0) {
+            bail!("[site] id must be between 1 and 65535 (0 is the id of versions made before sites had ids)");
+        }
         cairn_isgw::check_fixed(&config.links).map_err(|e| anyhow::anyhow!(e))?;
         Ok(config)
     }

@@ -192,7 +192,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     }
     let site = identity.site().to_string();
     let me = config::node_id(&site, &config.node.name);
-    let site_id = config::site_id(identity.ca_pem());
+    let site_id = config
+        .site
+        .id
+        .unwrap_or_else(|| config::site_id(identity.ca_pem()));
     // Checked before anything is created on disk.
     let first_map = config.first_map(&site)?;
     let dir = config.node.data_dir.clone();
