@@ -9,7 +9,31 @@ use cairn_core::codec::Codec;
 use cairn_core::placement::{ReplicaCensus, ReplicaCount};
 use cairn_core::ChunkId;
 
+use serde::{Deserialize, Serialize};
+
 use crate::{ChunkError, ChunkStats, ChunkStore, StoredChunk};
+
+/// The chunks a bucket stored first ("first writer pays", see
+/// [`cairn_core::owner_tag`]) and their stored bytes, over every copy the backend holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerUsage {
+    /// Chunk copies counted: each replica holding a chunk counts it once.
+    pub chunks: u64,
+    /// Their stored (compressed) bytes, every copy counted: bytes on disk.
+    pub stored_bytes: u64,
+    /// Copies a chunk is placed on (the replication factor; 1 for a single store).
+    pub copies: u32,
+    /// Chunk nodes that could not be asked (their copies are missing from the sums).
+    pub nodes_unanswered: u32,
+}
+
+impl OwnerUsage {
+    /// Stored bytes of one copy of each chunk: [`OwnerUsage::stored_bytes`] divided by the
+    /// copies (exact when every chunk has all its copies, as repair makes it).
+    pub fn stored_bytes_per_copy(&self) -> u64 {
+        self.stored_bytes / u64::from(self.copies.max(1))
+    }
+}
 
 /// A store of chunks as the client library sees it.
 pub trait ChunkBackend: Send + Sync + 'static {
@@ -23,6 +47,48 @@ pub trait ChunkBackend: Send + Sync + 'static {
         raw_len: u32,
         payload: &[u8],
     ) -> Result<bool, ChunkError>;
+
+    /// [`ChunkBackend::put_encoded`] attributed to `owner` ([`cairn_core::owner_tag`] of the
+    /// bucket written; 0 for none) when it stores the chunk; a deduplicated put changes no
+    /// attribution. The default drops the tag.
+    fn put_encoded_owned(
+        &self,
+        id: &ChunkId,
+        codec: Codec,
+        raw_len: u32,
+        payload: &[u8],
+        owner: u64,
+    ) -> Result<bool, ChunkError> {
+        let _ = owner;
+        self.put_encoded(id, codec, raw_len, payload)
+    }
+
+    /// [`ChunkBackend::put_many`] attributed to `owner` (see
+    /// [`ChunkBackend::put_encoded_owned`]): one by one unless the backend groups them.
+    fn put_many_owned(
+        &self,
+        chunks: &[(ChunkId, StoredChunk)],
+        owner: u64,
+    ) -> Result<Vec<bool>, ChunkError> {
+        chunks
+            .iter()
+            .map(|(id, c)| self.put_encoded_owned(id, c.codec, c.raw_len, &c.payload, owner))
+            .collect()
+    }
+
+    /// The chunks each of `owners` stored first and their bytes (see [`OwnerUsage`]), in
+    /// order; `None` when the backend does not count them (the default).
+    fn owner_usage_many(&self, owners: &[u64]) -> Result<Option<Vec<OwnerUsage>>, ChunkError> {
+        let _ = owners;
+        Ok(None)
+    }
+
+    /// [`ChunkBackend::owner_usage_many`] of one owner.
+    fn owner_usage(&self, owner: u64) -> Result<Option<OwnerUsage>, ChunkError> {
+        Ok(self
+            .owner_usage_many(&[owner])?
+            .and_then(|u| u.into_iter().next()))
+    }
 
     /// [`ChunkBackend::put_encoded`] of a chunk in stored form.
     fn put(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
@@ -104,8 +170,43 @@ impl ChunkBackend for ChunkStore {
         ChunkStore::put_encoded(self, id, codec, raw_len, payload)
     }
 
+    fn put_encoded_owned(
+        &self,
+        id: &ChunkId,
+        codec: Codec,
+        raw_len: u32,
+        payload: &[u8],
+        owner: u64,
+    ) -> Result<bool, ChunkError> {
+        ChunkStore::put_encoded_owned(self, id, codec, raw_len, payload, owner)
+    }
+
     fn put_many(&self, chunks: &[(ChunkId, StoredChunk)]) -> Result<Vec<bool>, ChunkError> {
         ChunkStore::put_many(self, chunks)
+    }
+
+    fn put_many_owned(
+        &self,
+        chunks: &[(ChunkId, StoredChunk)],
+        owner: u64,
+    ) -> Result<Vec<bool>, ChunkError> {
+        ChunkStore::put_many_owned(self, chunks, owner)
+    }
+
+    fn owner_usage_many(&self, owners: &[u64]) -> Result<Option<Vec<OwnerUsage>>, ChunkError> {
+        let usage = owners
+            .iter()
+            .map(|o| {
+                let (chunks, stored_bytes) = ChunkStore::owner_usage(self, *o)?;
+                Ok(OwnerUsage {
+                    chunks,
+                    stored_bytes,
+                    copies: 1,
+                    nodes_unanswered: 0,
+                })
+            })
+            .collect::<Result<_, ChunkError>>()?;
+        Ok(Some(usage))
     }
 
     fn groups_puts(&self) -> bool {

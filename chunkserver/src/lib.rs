@@ -19,7 +19,7 @@ pub mod replicated;
 pub mod rpc;
 mod store;
 
-pub use backend::ChunkBackend;
+pub use backend::{ChunkBackend, OwnerUsage};
 pub use error::ChunkError;
 pub use maintenance::{
     ChunkMaintenance, MaintenanceConfig, PassReport, RateLimiter, WorkerKind, WorkerProgress,

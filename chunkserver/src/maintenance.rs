@@ -413,7 +413,9 @@ impl ChunkMaintenance {
                     errors: Vec::new(),
                 };
                 let store = self.store.clone();
-                let chunk = match blocking(move || store.get_stored(&id)).await {
+                // The copy pushed keeps the local copy's owner, so every replica counts the
+                // chunk for the bucket that stored it first.
+                let (chunk, owner) = match blocking(move || store.get_stored_owned(&id)).await {
                     Ok(Some(c)) => c,
                     Ok(None) => {
                         out.gone = true;
@@ -431,7 +433,10 @@ impl ChunkMaintenance {
                         continue;
                     }
                     limiter.acquire(len).await;
-                    let result = async { self.backend.remote(node).await?.put(&id, &chunk).await };
+                    let result = async {
+                        let remote = self.backend.remote(node).await?;
+                        remote.put_owned(&id, &chunk, owner).await
+                    };
                     match result.await {
                         Ok(_) => {
                             out.pushed.push(len);

@@ -74,7 +74,9 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::rpc::{DEFAULT_BODY_TIMEOUT, MAX_IDS_PER_CALL};
 use crate::store::MAX_STORED_LEN;
-use crate::{ChunkBackend, ChunkError, ChunkStats, ChunkStore, RemoteChunks, StoredChunk};
+use crate::{
+    ChunkBackend, ChunkError, ChunkStats, ChunkStore, OwnerUsage, RemoteChunks, StoredChunk,
+};
 
 /// Limits and timers of a [`ReplicatedChunks`].
 #[derive(Clone, Debug)]
@@ -602,6 +604,7 @@ impl Shared {
         node: &Node,
         id: ChunkId,
         chunk: &StoredChunk,
+        owner: u64,
     ) -> Result<bool, ChunkError> {
         let remote = self.connect(node).await?;
         if matches!(remote.touch(&[id], None).await?.as_slice(), [true]) {
@@ -609,7 +612,34 @@ impl Shared {
             return Ok(false);
         }
         bump(&self.counters.payloads_sent);
-        remote.put(&id, chunk).await
+        remote.put_owned(&id, chunk, owner).await
+    }
+
+    /// A node's counters of the chunks each of `owners` stored first: (chunks, stored bytes)
+    /// per owner, in order, asked [`MAX_IDS_PER_CALL`] owners a call.
+    async fn owner_usage(
+        &self,
+        node: &Node,
+        owners: &[u64],
+    ) -> Result<Vec<(u64, u64)>, ChunkError> {
+        match &node.reach {
+            Reach::Local(store) => {
+                let (store, owners) = (store.clone(), owners.to_vec());
+                tokio::task::spawn_blocking(move || {
+                    owners.iter().map(|o| store.owner_usage(*o)).collect()
+                })
+                .await
+                .map_err(|e| ChunkError::Io(format!("chunk store task failed: {e}")))?
+            }
+            _ => {
+                let remote = self.connect(node).await?;
+                let mut out = Vec::with_capacity(owners.len());
+                for page in owners.chunks(MAX_IDS_PER_CALL) {
+                    out.extend(remote.owner_usage(page).await?);
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// Which of `ids` a node stores; with `touch`, each stored one's reference time is
@@ -657,6 +687,7 @@ impl ReplicatedChunks {
         codec: Codec,
         raw_len: u32,
         payload: &[u8],
+        owner: u64,
         full: &[NodeId],
     ) -> Result<bool, ChunkError> {
         let id = *id;
@@ -730,7 +761,7 @@ impl ReplicatedChunks {
                 self.shared.clone(),
             );
             self.handle.spawn(async move {
-                let result = shared.replicate(&node, id, &chunk).await;
+                let result = shared.replicate(&node, id, &chunk, owner).await;
                 if let Err(e) = &result {
                     if e.kind() == ErrorKind::NoSpace {
                         shared
@@ -754,7 +785,7 @@ impl ReplicatedChunks {
             replicas.iter().map(|_| None).collect();
         if let Some((i, store)) = local {
             // This thread is a blocking one: write here while the remote writes run.
-            let result = store.put_encoded(&id, codec, raw_len, payload);
+            let result = store.put_encoded_owned(&id, codec, raw_len, payload, owner);
             if result.is_err() {
                 bump(&self.shared.counters.replica_write_failures);
             }
@@ -909,11 +940,24 @@ impl ChunkBackend for ReplicatedChunks {
         raw_len: u32,
         payload: &[u8],
     ) -> Result<bool, ChunkError> {
+        self.put_encoded_owned(id, codec, raw_len, payload, 0)
+    }
+
+    /// [`ReplicatedChunks::put_encoded`] with `owner` recorded by every replica that stores
+    /// the chunk (locally, or in a `PutOwned` call).
+    fn put_encoded_owned(
+        &self,
+        id: &ChunkId,
+        codec: Codec,
+        raw_len: u32,
+        payload: &[u8],
+        owner: u64,
+    ) -> Result<bool, ChunkError> {
         if raw_len as usize > MAX_CHUNK_SIZE || payload.len() > MAX_STORED_LEN {
             return Err(ChunkError::TooLarge((raw_len as usize).max(payload.len())));
         }
         let full = self.full_nodes();
-        let first = self.put_placed(id, codec, raw_len, payload, &full);
+        let first = self.put_placed(id, codec, raw_len, payload, owner, &full);
         let now_full = self.full_nodes();
         if !now_full.iter().any(|n| !full.contains(n)) {
             return first;
@@ -923,7 +967,7 @@ impl ChunkBackend for ReplicatedChunks {
         // touched) or, if the first put missed its quorum, a second chance at it.
         match (
             first,
-            self.put_placed(id, codec, raw_len, payload, &now_full),
+            self.put_placed(id, codec, raw_len, payload, owner, &now_full),
         ) {
             (Ok(a), Ok(b)) => Ok(a || b),
             (Ok(a), Err(_)) => Ok(a),
@@ -975,19 +1019,7 @@ impl ChunkBackend for ReplicatedChunks {
     /// included, they still hold data) that answers, so each chunk counts once per replica.
     /// Nodes that cannot be reached are left out (and logged); fails only when none answers.
     fn stats(&self) -> Result<ChunkStats, ChunkError> {
-        let state = self.state();
-        let nodes: Vec<Arc<Node>> = state
-            .map
-            .nodes
-            .values()
-            .filter(|n| n.roles.has(Role::Chunk))
-            .filter_map(|n| state.nodes.get(&n.id).cloned())
-            // A node suspected down is left out rather than waited on (totals are for metrics
-            // and `cairn stats`, which should answer while a node is away).
-            .filter(|n| {
-                matches!(n.reach, Reach::Local(_)) || !self.shared.client.is_suspect(&n.name)
-            })
-            .collect();
+        let nodes = self.answering_chunk_nodes();
         let shared = &self.shared;
         let (total, answered, last_error) = self.handle.block_on(async {
             let mut calls = stream::iter(nodes)
@@ -1019,5 +1051,77 @@ impl ChunkBackend for ReplicatedChunks {
             Some(e) if answered == 0 => Err(e),
             _ => Ok(total),
         }
+    }
+
+    /// The sums of every chunk node's counters of each owner (asked as [`ChunkBackend::stats`]
+    /// asks: drained nodes included, suspected ones left out and counted unanswered), so
+    /// each chunk counts once per copy; `copies` is the replication factor. Fails only when
+    /// no node answers.
+    fn owner_usage_many(&self, owners: &[u64]) -> Result<Option<Vec<OwnerUsage>>, ChunkError> {
+        let state = self.state();
+        let all = state
+            .map
+            .nodes
+            .values()
+            .filter(|n| n.roles.has(Role::Chunk))
+            .count();
+        let nodes = self.answering_chunk_nodes();
+        let shared = &self.shared;
+        let (mut usage, answered, last_error) = self.handle.block_on(async {
+            let mut calls = stream::iter(nodes)
+                .map(|node| async move {
+                    let result = shared.owner_usage(&node, owners).await;
+                    (node, result)
+                })
+                .buffer_unordered(shared.config.max_calls_in_flight.max(1));
+            let mut usage = vec![OwnerUsage::default(); owners.len()];
+            let mut answered = 0usize;
+            let mut last_error = None;
+            while let Some((node, result)) = calls.next().await {
+                match result {
+                    Ok(counts) => {
+                        answered += 1;
+                        for (u, (chunks, bytes)) in usage.iter_mut().zip(counts) {
+                            u.chunks += chunks;
+                            u.stored_bytes += bytes;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %node.label(), error = %e, "owner usage call failed");
+                        last_error = Some(e);
+                    }
+                }
+            }
+            (usage, answered, last_error)
+        });
+        if let Some(e) = last_error.filter(|_| answered == 0) {
+            return Err(e);
+        }
+        let copies = u32::try_from(state.rf).unwrap_or(u32::MAX);
+        let unanswered = u32::try_from(all.saturating_sub(answered)).unwrap_or(u32::MAX);
+        for u in &mut usage {
+            u.copies = copies;
+            u.nodes_unanswered = unanswered;
+        }
+        Ok(Some(usage))
+    }
+}
+
+impl ReplicatedChunks {
+    /// The chunk nodes of the map (drained ones included, they still hold data) that are not
+    /// suspected down: totals are for metrics and `cairn stats`/`cairn bucket info`, which
+    /// should answer while a node is away rather than wait on it.
+    fn answering_chunk_nodes(&self) -> Vec<Arc<Node>> {
+        let state = self.state();
+        state
+            .map
+            .nodes
+            .values()
+            .filter(|n| n.roles.has(Role::Chunk))
+            .filter_map(|n| state.nodes.get(&n.id).cloned())
+            .filter(|n| {
+                matches!(n.reach, Reach::Local(_)) || !self.shared.client.is_suspect(&n.name)
+            })
+            .collect()
     }
 }

@@ -16,6 +16,13 @@
 //! | `Stats` | — | `Stats(ChunkStats)` | — |
 //! | `List { after, max }` | — | `List { ids }`, in id order | — |
 //! | `Touch { ids, at_ms }` | — | `Touch { present }`, one flag per id | — |
+//! | `PutOwned { id, codec, raw_len, len, owner }` | as `Put` | `Put { stored }` | — |
+//! | `OwnerUsage { owners }` | — | `OwnerUsage { usage }`, (chunks, stored bytes) per owner | — |
+//!
+//! `PutOwned` is `Put` attributed to a bucket's owner tag when the node stores the chunk
+//! ([`ChunkStore::put_owned`]: "first writer pays"); `OwnerUsage` reads the node's counters of
+//! tags ([`ChunkStore::owner_usage`]; at most [`MAX_IDS_PER_CALL`] tags). A node older than them answers an error that names
+//! the request as unknown: a site writes attributed chunks only once all its nodes run them.
 //!
 //! A writer asks `Touch` first and sends only the chunks the node lacks; a `Put` of a chunk the
 //! node already holds is answered (`stored: false`) before its payload is read. Both refresh
@@ -111,6 +118,26 @@ pub enum ChunkRequest {
         /// or `None` for the server's current time.
         at_ms: Option<u64>,
     },
+    /// `Put` attributed to `owner` (a bucket's [`cairn_core::owner_tag`]) when the node stores
+    /// the chunk; a chunk it already holds keeps its owner.
+    PutOwned {
+        /// The chunk's id (BLAKE3 of its raw bytes).
+        id: ChunkId,
+        /// How the payload is encoded.
+        codec: Codec,
+        /// Length of the raw bytes (at most 4 MiB).
+        raw_len: u32,
+        /// Length of the payload in the body (at most [`MAX_STORED_LEN`]).
+        len: u32,
+        /// The owner tag to record (0: unattributed).
+        owner: u64,
+    },
+    /// The node's counters of the chunks each of `owners` stored first. At most
+    /// [`MAX_IDS_PER_CALL`].
+    OwnerUsage {
+        /// The owner tags.
+        owners: Vec<u64>,
+    },
 }
 
 impl Versioned for ChunkRequest {
@@ -169,6 +196,12 @@ pub enum ChunkResponse {
     Touch {
         /// Whether each id is stored (and now refreshed).
         present: Vec<bool>,
+    },
+    /// Answer to `OwnerUsage`: per owner asked, in order, the chunks this node holds that
+    /// the owner stored first and their stored (compressed) bytes here.
+    OwnerUsage {
+        /// (chunks, stored bytes) per owner.
+        usage: Vec<(u64, u64)>,
     },
 }
 
@@ -266,6 +299,7 @@ impl ChunkService {
         codec: Codec,
         raw_len: u32,
         len: u32,
+        owner: u64,
         mut body: RecvBody,
     ) -> Result<ChunkResponse, RpcError> {
         check_lengths(raw_len, len)
@@ -293,7 +327,9 @@ impl ChunkService {
             raw_len,
             payload,
         };
-        let stored = self.blocking(move |s| s.put_verified(&id, &chunk)).await?;
+        let stored = self
+            .blocking(move |s| s.put_verified_owned(&id, &chunk, owner))
+            .await?;
         Ok(ChunkResponse::Put { stored })
     }
 
@@ -348,7 +384,7 @@ impl Service for ChunkService {
                 codec,
                 raw_len,
                 len,
-            } => Ok((self.put(id, codec, raw_len, len, body).await?, None)),
+            } => Ok((self.put(id, codec, raw_len, len, 0, body).await?, None)),
             ChunkRequest::Get { id } => self.get(id).await,
             ChunkRequest::Delete { ids } => {
                 check_count("delete", ids.len())?;
@@ -370,6 +406,20 @@ impl Service for ChunkService {
                 check_count("touch", ids.len())?;
                 let present = self.blocking(move |s| s.touch_many(&ids, at_ms)).await?;
                 Ok((ChunkResponse::Touch { present }, None))
+            }
+            ChunkRequest::PutOwned {
+                id,
+                codec,
+                raw_len,
+                len,
+                owner,
+            } => Ok((self.put(id, codec, raw_len, len, owner, body).await?, None)),
+            ChunkRequest::OwnerUsage { owners } => {
+                check_count("owner usage", owners.len())?;
+                let usage = self
+                    .blocking(move |s| owners.iter().map(|o| s.owner_usage(*o)).collect())
+                    .await?;
+                Ok((ChunkResponse::OwnerUsage { usage }, None))
             }
         }
     }
@@ -467,24 +517,50 @@ impl RemoteChunks {
     /// the node has verified the payload against `id` and made it durable. A chunk the node
     /// already holds is acknowledged (false) without its payload being sent in full.
     pub async fn put(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
+        self.put_owned(id, chunk, 0).await
+    }
+
+    /// [`RemoteChunks::put`] attributed to `owner` when the node stores the chunk (a
+    /// `PutOwned`; owner 0 sends a plain `Put`, which every node version takes).
+    pub async fn put_owned(
+        &self,
+        id: &ChunkId,
+        chunk: &StoredChunk,
+        owner: u64,
+    ) -> Result<bool, ChunkError> {
         if chunk.raw_len as usize > MAX_CHUNK_SIZE || chunk.payload.len() > MAX_STORED_LEN {
             return Err(ChunkError::TooLarge(
                 (chunk.raw_len as usize).max(chunk.payload.len()),
             ));
         }
-        let req = ChunkRequest::Put {
-            id: *id,
-            codec: chunk.codec,
-            raw_len: chunk.raw_len,
-            // At most MAX_STORED_LEN, checked above.
-            len: chunk.payload.len() as u32,
+        // At most MAX_STORED_LEN, checked above.
+        let len = chunk.payload.len() as u32;
+        let req = match owner {
+            0 => ChunkRequest::Put {
+                id: *id,
+                codec: chunk.codec,
+                raw_len: chunk.raw_len,
+                len,
+            },
+            owner => ChunkRequest::PutOwned {
+                id: *id,
+                codec: chunk.codec,
+                raw_len: chunk.raw_len,
+                len,
+                owner,
+            },
         };
         let body = SendBody::from_bytes(chunk.payload.clone());
-        let (resp, _) = self
-            .peer
-            .call_with_body(&req, Some(body))
-            .await
-            .map_err(|e| self.error(e))?;
+        let resp = match self.peer.call_with_body(&req, Some(body)).await {
+            Ok((resp, _)) => resp,
+            // A node of an older release cannot read `PutOwned` (during a rolling upgrade):
+            // the chunk is stored there unattributed rather than not at all.
+            Err(RpcError::Remote {
+                kind: ErrorKind::InvalidInput,
+                ..
+            }) if owner != 0 => return Box::pin(self.put_owned(id, chunk, 0)).await,
+            Err(e) => return Err(self.error(e)),
+        };
         match resp {
             ChunkResponse::Put { stored } => Ok(stored),
             other => Err(self.unexpected("put", &other)),
@@ -557,6 +633,19 @@ impl RemoteChunks {
         }
     }
 
+    /// The node's counters of the chunks each of `owners` stored first (at most
+    /// [`MAX_IDS_PER_CALL`]): (chunks, stored bytes) per owner, in order.
+    pub async fn owner_usage(&self, owners: &[u64]) -> Result<Vec<(u64, u64)>, ChunkError> {
+        self.check_count("owner usage request (owner tags)", owners.len())?;
+        let req = ChunkRequest::OwnerUsage {
+            owners: owners.to_vec(),
+        };
+        match self.call(&req).await? {
+            ChunkResponse::OwnerUsage { usage } if usage.len() == owners.len() => Ok(usage),
+            other => Err(self.unexpected("owner usage", &other)),
+        }
+    }
+
     /// The node's store totals.
     pub async fn stats(&self) -> Result<ChunkStats, ChunkError> {
         match self.call(&ChunkRequest::Stats).await? {
@@ -605,6 +694,7 @@ fn variant_name(resp: &ChunkResponse) -> &'static str {
         ChunkResponse::Stats(_) => "stats",
         ChunkResponse::List { .. } => "list (out of order or too long)",
         ChunkResponse::Touch { .. } => "touch (of another length)",
+        ChunkResponse::OwnerUsage { .. } => "owner usage (of another length)",
     }
 }
 
@@ -634,6 +724,14 @@ mod tests {
                 ids: vec![id],
                 at_ms: Some(42),
             },
+            ChunkRequest::PutOwned {
+                id,
+                codec: Codec::Raw,
+                raw_len: 3,
+                len: 3,
+                owner: cairn_core::owner_tag("b"),
+            },
+            ChunkRequest::OwnerUsage { owners: vec![7, 8] },
         ];
         for r in reqs {
             let bytes = r.encode();
@@ -648,6 +746,10 @@ mod tests {
             }),
         };
         assert_eq!(ChunkResponse::decode(&resp.encode()).unwrap(), resp);
+        let usage = ChunkResponse::OwnerUsage {
+            usage: vec![(2, 9), (0, 0)],
+        };
+        assert_eq!(ChunkResponse::decode(&usage.encode()).unwrap(), usage);
         // Another format version is refused, not guessed.
         let mut bytes = ChunkRequest::Stats.encode();
         bytes[0] = 2;

@@ -84,6 +84,11 @@ pub struct ChunkMeta {
     /// When a put last found it already stored (a deduplicated write), unix ms, refreshed at
     /// most once per touch interval; `created_ms` for entries written before this existed.
     pub touched_ms: u64,
+    /// The owner tag ([`cairn_core::owner_tag`]) of the bucket whose write stored the chunk
+    /// first ("first writer pays"), 0 when unattributed (written without a bucket, or before
+    /// format 3). Set once when the chunk is stored and never changed by a deduplicated put:
+    /// the store's per-owner counters follow it.
+    pub owner: u64,
 }
 
 impl ChunkMeta {
@@ -95,20 +100,44 @@ impl ChunkMeta {
 }
 
 impl Versioned for ChunkMeta {
-    const FORMAT: u8 = 2;
+    const FORMAT: u8 = 3;
     const WHAT: &'static str = "chunk index entry";
 
     fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, FormatError>> {
-        (version == 1).then(|| {
-            decode_body::<ChunkMetaV1>(Self::WHAT, body).map(|m| ChunkMeta {
-                codec: m.codec,
-                raw_len: m.raw_len,
-                stored_len: m.stored_len,
-                created_ms: m.created_ms,
-                touched_ms: m.created_ms,
-            })
-        })
+        match version {
+            1 => Some(
+                decode_body::<ChunkMetaV1>(Self::WHAT, body).map(|m| ChunkMeta {
+                    codec: m.codec,
+                    raw_len: m.raw_len,
+                    stored_len: m.stored_len,
+                    created_ms: m.created_ms,
+                    touched_ms: m.created_ms,
+                    owner: 0,
+                }),
+            ),
+            2 => Some(
+                decode_body::<ChunkMetaV2>(Self::WHAT, body).map(|m| ChunkMeta {
+                    codec: m.codec,
+                    raw_len: m.raw_len,
+                    stored_len: m.stored_len,
+                    created_ms: m.created_ms,
+                    touched_ms: m.touched_ms,
+                    owner: 0,
+                }),
+            ),
+            _ => None,
+        }
     }
+}
+
+/// Format 2 of [`ChunkMeta`]: no `owner` (read as unattributed).
+#[derive(Serialize, Deserialize)]
+struct ChunkMetaV2 {
+    codec: Codec,
+    raw_len: u32,
+    stored_len: u32,
+    created_ms: u64,
+    touched_ms: u64,
 }
 
 /// Format 1 of [`ChunkMeta`]: no `touched_ms`.
@@ -212,6 +241,37 @@ fn add_merge(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Optio
 
 fn decode_i64(b: &[u8]) -> i64 {
     <[u8; 8]>::try_from(b).map_or(0, i64::from_le_bytes)
+}
+
+/// The `meta` key of an owner's counter (`what`: `chunks` or `bytes`).
+fn owner_key(owner: u64, what: &str) -> Vec<u8> {
+    format!("owner/{owner:016x}/{what}").into_bytes()
+}
+
+/// Per-owner (chunks, stored bytes) deltas of one write batch; owner 0 is not counted.
+#[derive(Default)]
+struct OwnerDeltas(std::collections::BTreeMap<u64, (i64, i64)>);
+
+impl OwnerDeltas {
+    fn add(&mut self, owner: u64, chunks: i64, bytes: i64) {
+        if owner != 0 && (chunks != 0 || bytes != 0) {
+            let e = self.0.entry(owner).or_default();
+            e.0 += chunks;
+            e.1 += bytes;
+        }
+    }
+
+    /// Adds the deltas to the summed counters of `meta`, in `batch`.
+    fn merge_into(self, batch: &mut WriteBatch, meta: &rocksdb::ColumnFamily) {
+        for (owner, (chunks, bytes)) in self.0 {
+            if chunks != 0 {
+                batch.merge_cf(meta, owner_key(owner, "chunks"), chunks.to_le_bytes());
+            }
+            if bytes != 0 {
+                batch.merge_cf(meta, owner_key(owner, "bytes"), bytes.to_le_bytes());
+            }
+        }
+    }
 }
 
 /// Whether files in `dir` can be opened with O_DIRECT.
@@ -409,6 +469,17 @@ impl ChunkStore {
         self.put_encoded(id, chunk.codec, chunk.raw_len, &chunk.payload)
     }
 
+    /// [`ChunkStore::put`] attributed to `owner` ([`cairn_core::owner_tag`] of the bucket
+    /// written, 0 for none) when the chunk is new; a deduplicated put changes no attribution.
+    pub fn put_owned(
+        &self,
+        id: &ChunkId,
+        chunk: &StoredChunk,
+        owner: u64,
+    ) -> Result<bool, ChunkError> {
+        self.put_encoded_owned(id, chunk.codec, chunk.raw_len, &chunk.payload, owner)
+    }
+
     /// [`ChunkStore::put`] of a payload the caller encoded (in a reused buffer: the payload is
     /// copied once, into RocksDB's write path).
     pub fn put_encoded(
@@ -417,6 +488,19 @@ impl ChunkStore {
         codec: Codec,
         raw_len: u32,
         payload: &[u8],
+    ) -> Result<bool, ChunkError> {
+        self.put_encoded_owned(id, codec, raw_len, payload, 0)
+    }
+
+    /// [`ChunkStore::put_encoded`] attributed to `owner` (see [`ChunkStore::put_owned`]): the
+    /// owner's counters move in the same write batch as the chunk.
+    pub fn put_encoded_owned(
+        &self,
+        id: &ChunkId,
+        codec: Codec,
+        raw_len: u32,
+        payload: &[u8],
+        owner: u64,
     ) -> Result<bool, ChunkError> {
         if raw_len as usize > MAX_CHUNK_SIZE || payload.len() > MAX_STORED_LEN {
             return Err(ChunkError::TooLarge(raw_len as usize));
@@ -443,6 +527,7 @@ impl ChunkStore {
             stored_len: payload.len() as u32,
             created_ms: now,
             touched_ms: now,
+            owner,
         };
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_DATA), id.0, payload);
@@ -451,6 +536,9 @@ impl ChunkStore {
         batch.merge_cf(m, STAT_CHUNKS, 1i64.to_le_bytes());
         batch.merge_cf(m, STAT_RAW, (raw_len as i64).to_le_bytes());
         batch.merge_cf(m, STAT_STORED, (payload.len() as i64).to_le_bytes());
+        let mut owners = OwnerDeltas::default();
+        owners.add(owner, 1, payload.len() as i64);
+        owners.merge_into(&mut batch, m);
         self.write(batch)?;
         Ok(true)
     }
@@ -460,6 +548,16 @@ impl ChunkStore {
     /// was new (a repeated id counts once). All or nothing: when the site is full and any
     /// chunk is new, nothing is written.
     pub fn put_many(&self, chunks: &[(ChunkId, StoredChunk)]) -> Result<Vec<bool>, ChunkError> {
+        self.put_many_owned(chunks, 0)
+    }
+
+    /// [`ChunkStore::put_many`] with the new chunks attributed to `owner` (see
+    /// [`ChunkStore::put_owned`]).
+    pub fn put_many_owned(
+        &self,
+        chunks: &[(ChunkId, StoredChunk)],
+        owner: u64,
+    ) -> Result<Vec<bool>, ChunkError> {
         for (_, c) in chunks {
             if c.raw_len as usize > MAX_CHUNK_SIZE || c.payload.len() > MAX_STORED_LEN {
                 return Err(ChunkError::TooLarge(c.raw_len as usize));
@@ -493,6 +591,7 @@ impl ChunkStore {
                 stored_len: c.payload.len() as u32,
                 created_ms: now,
                 touched_ms: now,
+                owner,
             };
             batch.put_cf(self.cf(CF_DATA), id.0, &c.payload);
             batch.put_cf(self.cf(CF_INDEX), id.0, meta.encode());
@@ -509,6 +608,9 @@ impl ChunkStore {
             batch.merge_cf(m, STAT_CHUNKS, new.to_le_bytes());
             batch.merge_cf(m, STAT_RAW, raw.to_le_bytes());
             batch.merge_cf(m, STAT_STORED, stored.to_le_bytes());
+            let mut owners = OwnerDeltas::default();
+            owners.add(owner, new, stored);
+            owners.merge_into(&mut batch, m);
         }
         if !batch.is_empty() {
             self.write(batch)?;
@@ -519,10 +621,20 @@ impl ChunkStore {
     /// Like [`ChunkStore::put`] but first checks the payload against `id` (for chunks that
     /// arrive from the network).
     pub fn put_verified(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
+        self.put_verified_owned(id, chunk, 0)
+    }
+
+    /// [`ChunkStore::put_verified`] attributed to `owner` (see [`ChunkStore::put_owned`]).
+    pub fn put_verified_owned(
+        &self,
+        id: &ChunkId,
+        chunk: &StoredChunk,
+        owner: u64,
+    ) -> Result<bool, ChunkError> {
         chunk
             .decode_verified(id)
             .map_err(|_| ChunkError::Mismatch { id: *id })?;
-        self.put(id, chunk)
+        self.put_owned(id, chunk, owner)
     }
 
     /// Overwrites the stored copy of a chunk with `chunk` (scrub's repair of a corrupt copy),
@@ -530,7 +642,9 @@ impl ChunkStore {
     /// checked against `id` (`Mismatch` otherwise, and nothing is written); the write is one
     /// synced batch under the chunk's stripe lock. The entry keeps its stored times, and the
     /// stats move by the difference in lengths (an entry that cannot be decoded is taken to
-    /// have had the new copy's lengths: it was counted when stored, with unknown lengths).
+    /// have had the new copy's lengths: it was counted when stored, with unknown lengths). The
+    /// entry keeps its owner, whose stored bytes move by the difference too; a chunk stored
+    /// anew here, or over an entry that cannot be decoded, is unattributed.
     pub fn replace(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
         if chunk.raw_len as usize > MAX_CHUNK_SIZE || chunk.payload.len() > MAX_STORED_LEN {
             return Err(ChunkError::TooLarge(
@@ -544,7 +658,7 @@ impl ChunkStore {
         let now = now_ms();
         let stored_len = chunk.payload.len() as u32;
         // (chunks, raw, stored) deltas, and the times to keep.
-        let (existed, deltas, created_ms, touched_ms) = match self.meta(id) {
+        let (existed, deltas, created_ms, touched_ms, owner) = match self.meta(id) {
             Ok(Some(old)) => (
                 true,
                 (
@@ -554,14 +668,16 @@ impl ChunkStore {
                 ),
                 old.created_ms,
                 old.touched_ms,
+                old.owner,
             ),
             Ok(None) => (
                 false,
                 (1, i64::from(chunk.raw_len), i64::from(stored_len)),
                 now,
                 now,
+                0,
             ),
-            Err(ChunkError::Corrupt { .. }) => (true, (0, 0, 0), now, now),
+            Err(ChunkError::Corrupt { .. }) => (true, (0, 0, 0), now, now, 0),
             Err(e) => return Err(e),
         };
         let meta = ChunkMeta {
@@ -570,6 +686,7 @@ impl ChunkStore {
             stored_len,
             created_ms,
             touched_ms,
+            owner,
         };
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_DATA), id.0, &chunk.payload);
@@ -584,6 +701,9 @@ impl ChunkStore {
                 batch.merge_cf(m, key, delta.to_le_bytes());
             }
         }
+        let mut owners = OwnerDeltas::default();
+        owners.add(owner, 0, deltas.2);
+        owners.merge_into(&mut batch, m);
         self.write(batch)?;
         Ok(existed)
     }
@@ -656,6 +776,12 @@ impl ChunkStore {
 
     /// A chunk in stored form, unverified (for shipping; the receiver verifies).
     pub fn get_stored(&self, id: &ChunkId) -> Result<Option<StoredChunk>, ChunkError> {
+        Ok(self.get_stored_owned(id)?.map(|(c, _)| c))
+    }
+
+    /// [`ChunkStore::get_stored`] with the chunk's owner tag (0: unattributed), for a copy
+    /// pushed to another replica to keep its attribution.
+    pub fn get_stored_owned(&self, id: &ChunkId) -> Result<Option<(StoredChunk, u64)>, ChunkError> {
         let Some(meta) = self.meta(id)? else {
             return Ok(None);
         };
@@ -665,11 +791,14 @@ impl ChunkStore {
                 reason: "index entry without payload".into(),
             });
         };
-        Ok(Some(StoredChunk {
-            codec: meta.codec,
-            raw_len: meta.raw_len,
-            payload: Bytes::from(payload),
-        }))
+        Ok(Some((
+            StoredChunk {
+                codec: meta.codec,
+                raw_len: meta.raw_len,
+                payload: Bytes::from(payload),
+            },
+            meta.owner,
+        )))
     }
 
     /// A chunk's bytes, verified against its id; `Corrupt` if they do not hash to it.
@@ -693,6 +822,9 @@ impl ChunkStore {
         batch.merge_cf(m, STAT_CHUNKS, (-1i64).to_le_bytes());
         batch.merge_cf(m, STAT_RAW, (-(meta.raw_len as i64)).to_le_bytes());
         batch.merge_cf(m, STAT_STORED, (-(meta.stored_len as i64)).to_le_bytes());
+        let mut owners = OwnerDeltas::default();
+        owners.add(meta.owner, -1, -i64::from(meta.stored_len));
+        owners.merge_into(&mut batch, m);
         self.write(batch)?;
         Ok(true)
     }
@@ -731,6 +863,7 @@ impl ChunkStore {
         let mut seen = std::collections::HashSet::with_capacity(ids.len());
         let mut batch = WriteBatch::default();
         let (mut chunks, mut raw, mut stored) = (0i64, 0i64, 0i64);
+        let mut owners = OwnerDeltas::default();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let meta = if seen.insert(*id) {
@@ -748,6 +881,7 @@ impl ChunkStore {
             chunks += 1;
             raw += i64::from(meta.raw_len);
             stored += i64::from(meta.stored_len);
+            owners.add(meta.owner, -1, -i64::from(meta.stored_len));
             out.push(true);
         }
         if chunks > 0 {
@@ -755,6 +889,7 @@ impl ChunkStore {
             batch.merge_cf(m, STAT_CHUNKS, (-chunks).to_le_bytes());
             batch.merge_cf(m, STAT_RAW, (-raw).to_le_bytes());
             batch.merge_cf(m, STAT_STORED, (-stored).to_le_bytes());
+            owners.merge_into(&mut batch, m);
             self.write(batch)?;
         }
         Ok(out)
@@ -812,6 +947,27 @@ impl ChunkStore {
             raw_bytes: get(STAT_RAW)?,
             stored_bytes: get(STAT_STORED)?,
         })
+    }
+
+    /// The chunks `owner` ([`cairn_core::owner_tag`] of a bucket) stored first that this store
+    /// holds, and their stored (compressed) bytes: counters kept in the write batch of every
+    /// put, delete and replace, so exact at every write and read without a scan. Owner 0
+    /// (unattributed) is not counted: answers (0, 0).
+    pub fn owner_usage(&self, owner: u64) -> Result<(u64, u64), ChunkError> {
+        if owner == 0 {
+            return Ok((0, 0));
+        }
+        let m = self.cf(CF_META);
+        let get = |k: Vec<u8>| -> Result<u64, ChunkError> {
+            Ok(self
+                .db
+                .get_cf(m, k)?
+                .map_or(0, |v| decode_i64(&v).max(0) as u64))
+        };
+        Ok((
+            get(owner_key(owner, "chunks"))?,
+            get(owner_key(owner, "bytes"))?,
+        ))
     }
 
     /// Test hook: moves a chunk's stored times `by_ms` into the past, as if it had been
@@ -1094,6 +1250,98 @@ mod tests {
         s.delete(&id).unwrap();
         assert!(!s.replace(&id, &c).unwrap());
         assert_eq!(s.stats().unwrap(), stats);
+    }
+
+    impl Versioned for ChunkMetaV2 {
+        const FORMAT: u8 = 2;
+        const WHAT: &'static str = "chunk index entry (format 2)";
+    }
+
+    #[test]
+    fn format_2_index_entries_read_as_unattributed() {
+        let v2 = ChunkMetaV2 {
+            codec: Codec::Raw,
+            raw_len: 10,
+            stored_len: 10,
+            created_ms: 1234,
+            touched_ms: 5678,
+        };
+        let m = ChunkMeta::decode(&v2.encode()).unwrap();
+        assert_eq!(
+            (m.created_ms, m.touched_ms, m.stored_len, m.owner),
+            (1234, 5678, 10, 0)
+        );
+        let owned = ChunkMeta { owner: 42, ..m };
+        assert_eq!(ChunkMeta::decode(&owned.encode()).unwrap(), owned);
+    }
+
+    /// Per-owner counters: "first writer pays", kept exact by every write that adds or
+    /// removes a chunk.
+    #[test]
+    fn owner_counters_follow_puts_deletes_sweeps_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let (a, b) = (cairn_core::owner_tag("a"), cairn_core::owner_tag("b"));
+        let chunk = |i: u32| {
+            let raw = Bytes::from(i.to_le_bytes().repeat(1000 + i as usize));
+            (ChunkId::of(&raw), StoredChunk::encode(raw))
+        };
+        let len = |i: u32| chunk(i).1.payload.len() as u64;
+        // New for a; the same chunk for b is a dedup hit: b pays nothing.
+        assert!(s.put_owned(&chunk(0).0, &chunk(0).1, a).unwrap());
+        assert!(!s.put_owned(&chunk(0).0, &chunk(0).1, b).unwrap());
+        assert_eq!(s.owner_usage(a).unwrap(), (1, len(0)));
+        assert_eq!(s.owner_usage(b).unwrap(), (0, 0));
+        assert_eq!(s.meta(&chunk(0).0).unwrap().unwrap().owner, a);
+        // A group: chunk 0 deduplicates, 1 and 2 are new for b (2 twice counts once).
+        let group = vec![chunk(0), chunk(1), chunk(2), chunk(2)];
+        s.put_many_owned(&group, b).unwrap();
+        assert_eq!(s.owner_usage(b).unwrap(), (2, len(1) + len(2)));
+        assert_eq!(s.owner_usage(a).unwrap(), (1, len(0)));
+        // Unattributed puts count in the totals only.
+        s.put(&chunk(3).0, &chunk(3).1).unwrap();
+        assert_eq!(s.owner_usage(0).unwrap(), (0, 0));
+        let st = s.stats().unwrap();
+        let (ua, ub) = (s.owner_usage(a).unwrap(), s.owner_usage(b).unwrap());
+        assert_eq!(st.stored_bytes, ua.1 + ub.1 + len(3));
+        // Deletes subtract from the owner recorded in the index entry.
+        assert!(s.delete(&chunk(1).0).unwrap());
+        assert_eq!(s.owner_usage(b).unwrap(), (1, len(2)));
+        s.delete_many(&[chunk(2).0, chunk(3).0, chunk(2).0])
+            .unwrap();
+        assert_eq!(s.owner_usage(b).unwrap(), (0, 0));
+        // GC's sweep: a young chunk is kept (and stays counted), an old one goes.
+        s.put_owned(&chunk(4).0, &chunk(4).1, b).unwrap();
+        let cutoff = now_ms() - 1_800_000;
+        assert_eq!(
+            s.delete_unreferenced_before(&[chunk(0).0, chunk(4).0], cutoff)
+                .unwrap(),
+            vec![false, false]
+        );
+        assert_eq!(s.owner_usage(a).unwrap(), (1, len(0)));
+        s.backdate_for_test(&chunk(0).0, 3_600_000).unwrap();
+        assert_eq!(
+            s.delete_unreferenced_before(&[chunk(0).0, chunk(4).0], cutoff)
+                .unwrap(),
+            vec![true, false]
+        );
+        assert_eq!(s.owner_usage(a).unwrap(), (0, 0));
+        assert_eq!(s.owner_usage(b).unwrap(), (1, len(4)));
+        // Scrub's replace with another encoding moves the owner's bytes by the difference and
+        // keeps the owner.
+        let (id4, c4) = chunk(4);
+        let raw4 = c4.decode_verified(&id4).unwrap();
+        assert!(s.replace(&id4, &StoredChunk::raw(raw4.clone())).unwrap());
+        assert_eq!(s.owner_usage(b).unwrap(), (1, raw4.len() as u64));
+        assert_eq!(s.meta(&id4).unwrap().unwrap().owner, b);
+        assert!(s.replace(&id4, &c4).unwrap());
+        assert_eq!(s.owner_usage(b).unwrap(), (1, len(4)));
+        assert_eq!(s.get_stored_owned(&id4).unwrap().unwrap().1, b);
+        // The counters are durable and the sum matches the store's bytes.
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(s.owner_usage(b).unwrap(), (1, len(4)));
+        assert_eq!(s.stats().unwrap().stored_bytes, len(4));
     }
 
     #[test]

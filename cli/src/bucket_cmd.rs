@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use cairn_client::{Bucket, BucketQuota, BucketUsage, Client, ClientError};
+use cairn_client::{Bucket, BucketQuota, BucketUsage, Client, ClientError, OwnerUsage};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,39 @@ pub struct BucketDetail {
     pub usage: UsageInfo,
     /// Its limits (absent: none).
     pub quota: Option<QuotaInfo>,
+    /// Its bytes after dedup (absent: not counted by this site's chunk backend, or a server
+    /// older than the figure).
+    #[serde(default)]
+    pub stored: Option<StoredInfo>,
+}
+
+/// The bytes after dedup a bucket stored: the chunks its writes stored first ("first writer
+/// pays"; chunks another bucket wrote first count there), compressed, as the chunk stores
+/// count them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredInfo {
+    /// Chunk copies (every replica's copy counts).
+    pub chunks: u64,
+    /// Their stored bytes over every copy: bytes on disk.
+    pub stored_bytes: u64,
+    /// One copy's: `stored_bytes` over the copies each chunk is placed on.
+    pub stored_bytes_per_copy: u64,
+    /// Copies per chunk (the replication factor; 1 on a single-node site).
+    pub copies: u32,
+    /// Chunk nodes that did not answer (their copies are missing from the figures).
+    pub nodes_unanswered: u32,
+}
+
+impl From<OwnerUsage> for StoredInfo {
+    fn from(u: OwnerUsage) -> StoredInfo {
+        StoredInfo {
+            chunks: u.chunks,
+            stored_bytes: u.stored_bytes,
+            stored_bytes_per_copy: u.stored_bytes_per_copy(),
+            copies: u.copies,
+            nodes_unanswered: u.nodes_unanswered,
+        }
+    }
 }
 
 /// A bucket's usage counters.
@@ -87,7 +120,7 @@ impl From<BucketQuota> for QuotaInfo {
     }
 }
 
-fn detail(b: &Bucket, u: BucketUsage) -> BucketDetail {
+fn detail(b: &Bucket, u: BucketUsage, stored: Option<OwnerUsage>) -> BucketDetail {
     BucketDetail {
         name: b.name.clone(),
         owner: b.owner.clone(),
@@ -95,6 +128,7 @@ fn detail(b: &Bucket, u: BucketUsage) -> BucketDetail {
         versioning: format!("{:?}", b.versioning),
         usage: u.into(),
         quota: b.quota.map(Into::into),
+        stored: stored.map(Into::into),
     }
 }
 
@@ -102,7 +136,16 @@ fn detail(b: &Bucket, u: BucketUsage) -> BucketDetail {
 pub async fn bucket_detail(client: &Client, name: &str) -> Result<BucketDetail, ClientError> {
     let b = client.head_bucket(name).await?;
     let u = client.bucket_usage(name).await?;
-    Ok(detail(&b, u))
+    // The chunk stores answer separately from the metadata: without them (no chunk node
+    // answers) the rest of the detail still shows.
+    let stored = match client.bucket_stored(name).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(bucket = name, error = %e, "cannot read the bucket's bytes after dedup");
+            None
+        }
+    };
+    Ok(detail(&b, u, stored))
 }
 
 /// Sets (`Some`) or removes a bucket's quota; the bucket as it is then.
@@ -156,51 +199,64 @@ pub(crate) async fn render_metrics(client: &Client, out: &mut String) {
     let mut rows = Vec::new();
     for b in buckets.iter().take(MAX_METRICS_BUCKETS) {
         if let Ok(u) = client.bucket_usage(&b.name).await {
-            rows.push((b, u));
+            rows.push((b, u, None));
         }
     }
-    type Figure = fn(&Bucket, &BucketUsage) -> Option<u64>;
-    let gauges: [(&str, &str, Figure); 7] = [
+    let names: Vec<String> = rows.iter().map(|(b, _, _)| b.name.clone()).collect();
+    if let Ok(Some(stored)) = client.buckets_stored(&names).await {
+        for (row, s) in rows.iter_mut().zip(stored) {
+            row.2 = Some(s);
+        }
+    }
+    type Figure = fn(&Bucket, &BucketUsage, Option<&OwnerUsage>) -> Option<u64>;
+    let gauges: [(&str, &str, Figure); 8] = [
         (
             "cairn_bucket_objects",
             "Keys whose current version is an object, per bucket.",
-            |_, u| Some(u.objects),
+            |_, u, _| Some(u.objects),
         ),
         (
             "cairn_bucket_current_bytes",
             "Bytes of the current objects, per bucket.",
-            |_, u| Some(u.current_bytes),
+            |_, u, _| Some(u.current_bytes),
         ),
         (
             "cairn_bucket_versions",
             "Stored object versions (current and noncurrent), per bucket.",
-            |_, u| Some(u.versions),
+            |_, u, _| Some(u.versions),
         ),
         (
             "cairn_bucket_delete_markers",
             "Stored delete markers, per bucket.",
-            |_, u| Some(u.delete_markers),
+            |_, u, _| Some(u.delete_markers),
         ),
         (
             "cairn_bucket_logical_bytes",
             "Bytes of every stored version, per bucket (what byte quotas count).",
-            |_, u| Some(u.logical_bytes),
+            |_, u, _| Some(u.logical_bytes),
+        ),
+        (
+            "cairn_bucket_stored_bytes",
+            "Stored (compressed) bytes of the chunks a bucket's writes stored first, every \
+             replica's copy counted (bytes after dedup; a chunk shared with other buckets counts \
+             in the bucket that wrote it first).",
+            |_, _, s| s.map(|s| s.stored_bytes),
         ),
         (
             "cairn_bucket_quota_bytes",
             "A bucket's byte quota, where one is set.",
-            |b, _| b.quota.and_then(|q| q.max_bytes),
+            |b, _, _| b.quota.and_then(|q| q.max_bytes),
         ),
         (
             "cairn_bucket_quota_objects",
             "A bucket's object quota, where one is set.",
-            |b, _| b.quota.and_then(|q| q.max_objects),
+            |b, _, _| b.quota.and_then(|q| q.max_objects),
         ),
     ];
     for (name, help, figure) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (b, u) in &rows {
-            if let Some(v) = figure(b, u) {
+        for (b, u, s) in &rows {
+            if let Some(v) = figure(b, u, s.as_ref()) {
                 // Bucket names are a-z, 0-9, '.', '-': nothing to escape in a label.
                 let _ = writeln!(out, "{name}{{bucket=\"{}\"}} {v}", b.name);
             }
@@ -241,6 +297,32 @@ fn print_detail(d: &BucketDetail) {
         human(u.logical_bytes),
         u.logical_bytes
     );
+    match d.stored {
+        None => println!("Stored after dedup: not counted by this site's chunk stores"),
+        Some(s) => {
+            let copies = if s.copies > 1 {
+                format!(
+                    ", {} per copy, {} copies",
+                    human(s.stored_bytes_per_copy),
+                    s.copies
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "Stored after dedup: {} ({} bytes{copies}; compressed; chunks shared with \
+                 other buckets count in the bucket that wrote them first)",
+                human(s.stored_bytes),
+                s.stored_bytes
+            );
+            if s.nodes_unanswered > 0 {
+                println!(
+                    "                 ({} chunk nodes did not answer: their copies are missing)",
+                    s.nodes_unanswered
+                );
+            }
+        }
+    }
     match d.quota {
         None => println!("Quota:           none (set one with `cairn bucket quota`)"),
         Some(q) => {

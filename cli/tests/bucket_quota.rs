@@ -88,6 +88,23 @@ async fn bucket_info_and_quota_through_a_running_site() {
         .send()
         .await
         .unwrap();
+    // That one is a stored chunk (the others are inline): bytes after dedup, compressed, as
+    // `/metrics` and `cairn bucket info` show them.
+    let metrics = admin_metrics(dir.path());
+    let prefix = "cairn_bucket_stored_bytes{bucket=\"media\"} ";
+    let stored: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("{prefix} not in {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(stored > 0 && stored < 10_000, "compressed: {stored}");
+    let out = cairn_ok(&["bucket", "info", "media", "--data-dir", d]);
+    assert!(
+        out.contains("Stored after dedup: ")
+            && out.contains(&format!("({stored} bytes; compressed")),
+        "{out}"
+    );
     child.kill().unwrap();
     let _ = child.wait();
 

@@ -53,8 +53,16 @@ impl Client {
     /// Hashes, compresses and durably stores one extent of a volume (at the write quorum on a
     /// multi-node site); an all-zero extent is not stored. Refused when the site is full.
     pub async fn store_extent(&self, data: Bytes) -> Result<Leaf, ClientError> {
+        self.store_extent_for("", data).await
+    }
+
+    /// [`Client::store_extent`] for `bucket`: stored first here, the extent counts in that
+    /// bucket's bytes after dedup ("" for none).
+    pub async fn store_extent_for(&self, bucket: &str, data: Bytes) -> Result<Leaf, ClientError> {
         self.check_space()?;
-        self.store_chunk(data).await.map_err(|e| self.note_error(e))
+        self.store_chunk(data, bucket_owner(bucket))
+            .await
+            .map_err(|e| self.note_error(e))
     }
 
     /// Durably stores chunks (volume extents, tree nodes) whose ids the caller computed: each
@@ -64,6 +72,17 @@ impl Client {
     /// thousands of small extents costs a few syncs rather than one each; on a multi-node site
     /// one quorum put each, several at once. Refused when the site is full.
     pub async fn store_hashed(&self, chunks: Vec<Hashed>) -> Result<(), ClientError> {
+        self.store_hashed_for("", chunks).await
+    }
+
+    /// [`Client::store_hashed`] for `bucket`: the chunks stored first here count in that
+    /// bucket's bytes after dedup ("" for none).
+    pub async fn store_hashed_for(
+        &self,
+        bucket: &str,
+        chunks: Vec<Hashed>,
+    ) -> Result<(), ClientError> {
+        let owner = bucket_owner(bucket);
         self.check_space()?;
         debug_assert!(chunks.iter().all(|c| c.id == ChunkId::of(&c.bytes)));
         if !self.inner.chunks.groups_puts() {
@@ -72,10 +91,12 @@ impl Client {
                     self.blocking(move |i| {
                         let len = c.bytes.len() as u32;
                         if c.raw {
-                            i.chunks.put_encoded(&c.id, Codec::Raw, len, &c.bytes)?;
+                            i.chunks
+                                .put_encoded_owned(&c.id, Codec::Raw, len, &c.bytes, owner)?;
                         } else {
                             codec::encode_with(&c.bytes, |codec, payload| {
-                                i.chunks.put_encoded(&c.id, codec, len, payload)
+                                i.chunks
+                                    .put_encoded_owned(&c.id, codec, len, payload, owner)
                             })?;
                         }
                         Ok(())
@@ -114,7 +135,7 @@ impl Client {
                             (c.id, stored)
                         })
                         .collect();
-                    i.chunks.put_many(&puts)?;
+                    i.chunks.put_many_owned(&puts, owner)?;
                     Ok(())
                 })
             })
@@ -327,4 +348,12 @@ const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 /// The ETag [`Client::put_tree`] gives a version with tree `root`.
 pub fn tree_etag(root: &Child) -> String {
     format!("{}-{}", root.node, root.len)
+}
+
+/// The owner tag of `bucket` for chunk attribution; 0 (unattributed) for "".
+fn bucket_owner(bucket: &str) -> u64 {
+    match bucket {
+        "" => 0,
+        b => cairn_core::owner_tag(b),
+    }
 }

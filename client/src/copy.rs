@@ -112,7 +112,14 @@ impl Client {
             // (sealed for the copy), as a new single-part object with the same checksums.
             let (sealer, encryption) = dest.unzip();
             let data = self
-                .ingest_range(&src, 0, src.size, src_sealer, sealer.clone(), true)
+                .ingest_range(
+                    &src,
+                    0..src.size,
+                    src_sealer,
+                    sealer.clone(),
+                    true,
+                    cairn_core::owner_tag(dst_bucket),
+                )
                 .await?;
             m.content = data.content;
             m.etag = hex::encode(shown_md5(&data.md5, sealer.as_ref(), encryption.as_ref()));
@@ -240,11 +247,11 @@ impl Client {
                 let data = self
                     .ingest_range(
                         &src,
-                        start,
-                        end,
+                        start..end,
                         src_sealer.clone(),
                         part_sealer.clone(),
                         false,
+                        cairn_core::owner_tag(bucket),
                     )
                     .await?;
                 md5 = Some(data.md5);
@@ -292,17 +299,19 @@ impl Client {
 }
 
 impl Client {
-    /// Bytes `[start, end)` of `src` (opened by `src_sealer`) stored again as new content
-    /// (sealed by `sealer`): a copy across encryption domains, or of inline bytes into a part.
+    /// Bytes `range` of `src` (opened by `src_sealer`) stored again as new content (sealed by
+    /// `sealer`, new chunks counted for `owner`, the destination bucket's tag): a copy across
+    /// encryption domains, or of inline bytes into a part.
     async fn ingest_range(
         &self,
         src: &VersionManifest,
-        start: u64,
-        end: u64,
+        range: std::ops::Range<u64>,
         src_sealer: Option<Sealer>,
         sealer: Option<Sealer>,
         allow_inline: bool,
+        owner: u64,
     ) -> Result<crate::put::Ingested, ClientError> {
+        let (start, end) = (range.start, range.end);
         // A read error (a chunk that does not open, a missing one) is the copy's error, not
         // the body's.
         let failed = Arc::new(parking_lot::Mutex::new(None));
@@ -327,6 +336,7 @@ impl Client {
             allow_inline,
             checksum: None,
             sealer,
+            owner,
         };
         let ingested = self
             .ingest(body, Arc::new(self.inner.cdc.clone()), limits)

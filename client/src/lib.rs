@@ -41,7 +41,7 @@ pub use read::ObjectRead;
 pub use scrub::ScrubReport;
 pub use types::*;
 
-pub use cairn_chunkserver::StoredChunk;
+pub use cairn_chunkserver::{OwnerUsage, StoredChunk};
 pub use cairn_core::manifest::Change;
 pub use cairn_core::manifest::{
     AccessKey, Bucket, BucketQuota, ChecksumType, Content, ContentHeaders, DefaultEncryption,

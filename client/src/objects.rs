@@ -82,6 +82,7 @@ impl Client {
             allow_inline: true,
             checksum: opts.checksum.as_ref().map(|c| c.algorithm),
             sealer: sealer.clone(),
+            owner: cairn_core::owner_tag(bucket),
         };
         let data = self.ingest(body, cdc, limits).await?;
         if opts.content_md5.is_some_and(|m| m != data.md5) {

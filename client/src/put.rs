@@ -53,6 +53,9 @@ pub(crate) struct IngestLimits {
     pub checksum: Option<ChecksumAlgorithm>,
     /// Seals chunks and inline bytes when the object is encrypted at rest.
     pub sealer: Option<Sealer>,
+    /// The owner tag ([`cairn_core::owner_tag`]) of the bucket written: a chunk this ingest
+    /// stores first counts in that bucket's bytes after dedup (0: none).
+    pub owner: u64,
 }
 
 /// Output of the sequential stage.
@@ -234,7 +237,7 @@ impl Client {
             Ok(total)
         };
 
-        let store = self.store_cuts(cut_rx, limits.sealer);
+        let store = self.store_cuts(cut_rx, limits.sealer, limits.owner);
         let (total, stored) = tokio::join!(read, store);
         let _ = cutter.await;
         let total = total?;
@@ -252,6 +255,7 @@ impl Client {
         &self,
         cut_rx: mpsc::Receiver<Cut>,
         sealer: Option<Sealer>,
+        owner: u64,
     ) -> Result<([u8; 16], Option<Vec<u8>>, Content), ClientError> {
         let mut done = None;
         let cuts =
@@ -277,7 +281,7 @@ impl Client {
                     };
                     async move { r }
                 })
-                .map(|chunk| self.store_chunk_sealed(chunk, sealer.clone()))
+                .map(|chunk| self.store_chunk_sealed(chunk, sealer.clone(), owner))
                 .buffered(IN_FLIGHT);
             let mut leaves = std::pin::pin!(leaves);
             while let Some(leaf) = leaves.try_next().await? {
@@ -302,9 +306,11 @@ impl Client {
         Ok((md5, checksum, content))
     }
 
-    /// Hashes, compresses and durably stores one chunk; all-zero chunks are not stored.
-    pub(crate) async fn store_chunk(&self, chunk: Bytes) -> Result<Leaf, ClientError> {
-        self.store_chunk_sealed(chunk, None).await
+    /// Hashes, compresses and durably stores one chunk; all-zero chunks are not stored. A
+    /// chunk stored first here counts for `owner` (a bucket's [`cairn_core::owner_tag`], 0 for
+    /// none).
+    pub(crate) async fn store_chunk(&self, chunk: Bytes, owner: u64) -> Result<Leaf, ClientError> {
+        self.store_chunk_sealed(chunk, None, owner).await
     }
 
     /// [`Client::store_chunk`], sealed by `sealer` when there is one: the sealed bytes are
@@ -314,13 +320,19 @@ impl Client {
         &self,
         chunk: Bytes,
         sealer: Option<Sealer>,
+        owner: u64,
     ) -> Result<Leaf, ClientError> {
         self.blocking(move |i| {
             if let Some(sealer) = &sealer {
                 let sealed = sealer.seal(&chunk);
                 let id = ChunkId::of(&sealed);
-                i.chunks
-                    .put_encoded(&id, codec::Codec::Raw, sealed.len() as u32, &sealed)?;
+                i.chunks.put_encoded_owned(
+                    &id,
+                    codec::Codec::Raw,
+                    sealed.len() as u32,
+                    &sealed,
+                    owner,
+                )?;
                 return Ok(Leaf::chunk(id, chunk.len() as u64));
             }
             let len = chunk.len() as u64;
@@ -329,7 +341,8 @@ impl Client {
             }
             let id = ChunkId::of(&chunk);
             codec::encode_with(&chunk, |codec, payload| {
-                i.chunks.put_encoded(&id, codec, len as u32, payload)
+                i.chunks
+                    .put_encoded_owned(&id, codec, len as u32, payload, owner)
             })?;
             Ok(Leaf::chunk(id, len))
         })

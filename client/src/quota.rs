@@ -1,7 +1,10 @@
 //! Per-bucket usage and quotas: what a bucket holds (counted by the manifest store with every
 //! write, see the manifest server's `usage` module) and the limits a write is checked against
-//! before its version is applied.
+//! before its version is applied. A bucket's bytes after dedup are counted by the chunk
+//! stores instead ([`Client::bucket_stored`]): each chunk counts for the bucket whose write
+//! stored it first.
 
+use cairn_chunkserver::OwnerUsage;
 use cairn_core::manifest::{Bucket, BucketQuota, VersionManifest, Versioning};
 use cairn_core::space::human_bytes;
 use cairn_manifestserver::{BucketUsage, ManifestBackend};
@@ -15,6 +18,31 @@ impl Client {
         self.head_bucket(bucket).await?;
         let b = bucket.to_string();
         self.blocking(move |i| Ok(i.meta.bucket_usage(&b)?)).await
+    }
+
+    /// The bytes after dedup a bucket stored: the chunks its writes stored first ("first
+    /// writer pays": a chunk another bucket then wrote again counts here only, and stays
+    /// counted here while any bucket references it) and their stored, compressed bytes, as
+    /// the chunk stores count them with every write and delete (no scan). On a multi-node site
+    /// every copy counts ([`OwnerUsage::stored_bytes_per_copy`] is one copy's). `None` when the
+    /// chunk backend does not count them. Chunks written before attribution existed, tree
+    /// nodes of objects and chunks received over site links are counted for no bucket.
+    pub async fn bucket_stored(&self, bucket: &str) -> Result<Option<OwnerUsage>, ClientError> {
+        self.head_bucket(bucket).await?;
+        let owner = cairn_core::owner_tag(bucket);
+        self.blocking(move |i| Ok(i.chunks.owner_usage(owner)?))
+            .await
+    }
+
+    /// [`Client::bucket_stored`] of several buckets in one round of calls (one call per chunk
+    /// node, not one per bucket), in order; the buckets are not looked up.
+    pub async fn buckets_stored(
+        &self,
+        buckets: &[String],
+    ) -> Result<Option<Vec<OwnerUsage>>, ClientError> {
+        let owners: Vec<u64> = buckets.iter().map(|b| cairn_core::owner_tag(b)).collect();
+        self.blocking(move |i| Ok(i.chunks.owner_usage_many(&owners)?))
+            .await
     }
 
     /// Sets (or with `None` removes) a bucket's quota. Writes that would take the bucket past

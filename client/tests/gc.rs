@@ -329,3 +329,93 @@ async fn concurrent_puts_and_passes_lose_nothing() {
     }
     assert!(store.stats().unwrap().chunks > 0);
 }
+
+/// The stored bytes of the chunks `store` holds whose index entry names an owner: what the
+/// per-bucket figures must add up to.
+fn attributed_bytes(store: &ChunkStore) -> u64 {
+    ids(store)
+        .iter()
+        .map(|id| store.meta(id).unwrap().unwrap())
+        .filter(|m| m.owner != 0)
+        .map(|m| u64::from(m.stored_len))
+        .sum()
+}
+
+/// Bytes after dedup per bucket, "first writer pays": a chunk counts for the bucket whose
+/// write stored it first. A second bucket writing the same bytes is charged nothing, and the
+/// chunks stay charged to the first bucket after its objects are deleted, for as long as any
+/// bucket (here the second) still references them, so GC keeps them; once nothing does, GC
+/// deletes them and both figures go to 0. At every step the figures add up to the stored
+/// bytes of the attributed chunks (tree nodes are written for no bucket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_after_dedup_are_charged_to_the_first_writer_until_gc_frees_the_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    // A touch interval of 0 allows GC passes with a hold of 0.
+    let (c, store) = open(dir.path(), 0);
+    let gc_now = || async { c.run_gc(now_ms() + 1, 0, &|_| {}).await.unwrap() };
+    let stored = |b: &'static str| {
+        let c = &c;
+        async move { c.bucket_stored(b).await.unwrap().unwrap() }
+    };
+    c.create_bucket("first", "o").await.unwrap();
+    c.create_bucket("second", "o").await.unwrap();
+    assert_eq!(
+        stored("first").await,
+        OwnerUsage {
+            copies: 1,
+            ..OwnerUsage::default()
+        }
+    );
+
+    let shared = random(3 << 20, 21);
+    put(&c, "first", "a", &shared).await;
+    let first = stored("first").await;
+    // Random bytes do not compress: every byte is stored once.
+    assert!(first.chunks > 1);
+    assert_eq!(first.stored_bytes, shared.len() as u64);
+    assert_eq!(first.stored_bytes_per_copy(), first.stored_bytes);
+
+    // The same bytes in another bucket: deduplicated, charged to nobody new.
+    put(&c, "second", "b", &shared).await;
+    assert_eq!(stored("second").await.stored_bytes, 0);
+    assert_eq!(stored("first").await, first);
+    // Bytes of its own are charged to the second bucket.
+    let own = random(1 << 20, 22);
+    put(&c, "second", "own", &own).await;
+    let second = stored("second").await;
+    assert_eq!(second.stored_bytes, own.len() as u64);
+    assert_eq!(
+        first.stored_bytes + second.stored_bytes,
+        attributed_bytes(&store)
+    );
+    let unattributed = store.stats().unwrap().stored_bytes - attributed_bytes(&store);
+    assert!(unattributed > 0, "tree nodes are written for no bucket");
+    let tags = ["first".to_string(), "second".to_string()];
+    let both = c.buckets_stored(&tags).await.unwrap().unwrap();
+    assert_eq!(both, vec![first, second]);
+
+    // The first bucket's object goes; the second still references its chunks, so GC keeps
+    // them and they stay charged to the first bucket.
+    c.delete_object("first", "a", &VersionSel::Current)
+        .await
+        .unwrap();
+    gc_now().await;
+    assert_eq!(stored("first").await, first);
+    assert_eq!(stored("second").await, second);
+    assert_eq!(read(&c, "second", "b").await.unwrap(), shared);
+
+    // Nothing references anything: GC deletes it all and both figures are 0.
+    c.delete_object("second", "b", &VersionSel::Current)
+        .await
+        .unwrap();
+    c.delete_object("second", "own", &VersionSel::Current)
+        .await
+        .unwrap();
+    let report = gc_now().await;
+    assert!(report.chunks_deleted > 0, "{report:?}");
+    assert_eq!(stored("first").await.stored_bytes, 0);
+    assert_eq!(stored("second").await.stored_bytes, 0);
+    assert_eq!(stored("first").await.chunks, 0);
+    assert_eq!(attributed_bytes(&store), 0);
+    assert_eq!(store.stats().unwrap().stored_bytes, 0);
+}

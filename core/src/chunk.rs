@@ -9,6 +9,17 @@ use serde::{Deserialize, Serialize};
 /// The largest chunk any chunker, tree node or RPC may produce (4 MiB).
 pub const MAX_CHUNK_SIZE: usize = 4 << 20;
 
+/// The owner tag of `bucket` for chunk attribution ("first writer pays"): the first 8 bytes of
+/// BLAKE3 of its name, little-endian, never 0 (0 marks a chunk written without a bucket: tree
+/// nodes, link imports, chunks stored before attribution existed). A chunk store counts the
+/// chunks and bytes each tag stored first; two bucket names sharing a tag (odds 2^-64 per
+/// pair) would share a figure.
+pub fn owner_tag(bucket: &str) -> u64 {
+    let h = blake3::hash(bucket.as_bytes());
+    let tag = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
+    tag.max(1)
+}
+
 /// BLAKE3-256 of a chunk's uncompressed bytes.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ChunkId(pub [u8; 32]);
@@ -86,6 +97,16 @@ impl FromStr for ChunkId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_tags_are_stable_distinct_and_never_zero() {
+        let a = owner_tag("photos");
+        assert_eq!(a, owner_tag("photos"));
+        assert_ne!(a, owner_tag("photos2"));
+        assert_ne!(a, 0);
+        let h = blake3::hash(b"photos");
+        assert_eq!(a, u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap()));
+    }
 
     #[test]
     fn id_is_blake3_of_bytes_and_round_trips() {

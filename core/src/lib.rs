@@ -15,7 +15,7 @@ pub mod placement;
 pub mod space;
 pub mod version;
 
-pub use chunk::{ChunkId, ChunkIdMap, ChunkIdSet, MAX_CHUNK_SIZE};
+pub use chunk::{owner_tag, ChunkId, ChunkIdMap, ChunkIdSet, MAX_CHUNK_SIZE};
 pub use cluster::{ClusterMap, MapError, NodeInfo, Role, Roles, StagedChanges};
 pub use error::ErrorKind;
 pub use space::{SpaceGate, SpaceState, SpaceThresholds};

@@ -1099,7 +1099,7 @@ impl Fs {
                 })
             })
             .collect();
-        client.store_hashed(chunks).await?;
+        client.store_hashed_for(&base.bucket, chunks).await?;
         // Contiguous windows make one edit each.
         let mut edits: Vec<Overwrite> = Vec::new();
         let mut next = u64::MAX;

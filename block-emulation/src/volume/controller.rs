@@ -853,7 +853,9 @@ impl CommitJob {
             bytes: b.clone(),
             raw: true,
         });
-        client.store_hashed(extents.chain(tree).collect()).await?;
+        client
+            .store_hashed_for(VOLUME_BUCKET, extents.chain(tree).collect())
+            .await?;
         // The next commit and reads start from these nodes: keep them decoded; and what was
         // just written is what is likely read next. (Copied: a window may be a slice of a
         // much larger write buffer, which the cache must not keep alive.)

@@ -147,7 +147,11 @@ impl Client {
         // Nothing is read or written before every listed part and checksum checked out.
         // Seams are re-cut only in plaintext content (a re-cut would read and store chunks,
         // which an encrypted upload's are not).
-        let content = match self.join_parts(&spans, upload.encryption.is_none()).await? {
+        let owner = cairn_core::owner_tag(bucket);
+        let content = match self
+            .join_parts(&spans, upload.encryption.is_none(), owner)
+            .await?
+        {
             Some(root) => Content::Tree(root),
             None => Content::Empty,
         };

@@ -80,6 +80,7 @@ impl Client {
         &self,
         parts: &[PartSpan],
         recut: bool,
+        owner: u64,
     ) -> Result<Option<Child>, ClientError> {
         let mut joiner = Joiner::new(parts);
         if let Some((_, before_last)) = parts.split_last().filter(|_| recut) {
@@ -95,7 +96,7 @@ impl Client {
             let seams = futures::stream::iter(0..froms.len())
                 .map(|k| {
                     let from = froms[k];
-                    let mut cutter = Cutter::new(parts, k, from, limit(k), end, zeros);
+                    let mut cutter = Cutter::new(parts, k, from, limit(k), end, zeros, owner);
                     async move {
                         let done = cutter.run(self).await?;
                         Ok::<_, ClientError>(Seam {
@@ -174,6 +175,8 @@ struct Cutter<'a> {
     read: u64,
     /// New chunks not handed to the joiner yet (stored).
     leaves: Vec<Leaf>,
+    /// The owner tag the new chunks are stored for (the upload's bucket).
+    owner: u64,
 }
 
 impl<'a> Cutter<'a> {
@@ -184,6 +187,7 @@ impl<'a> Cutter<'a> {
         limit: u64,
         end: u64,
         zeros: u64,
+        owner: u64,
     ) -> Cutter<'a> {
         Cutter {
             feed: Feed::new(parts, k, from, limit),
@@ -197,6 +201,7 @@ impl<'a> Cutter<'a> {
             read_part: k,
             read: 0,
             leaves: Vec::new(),
+            owner,
         }
     }
 
@@ -248,10 +253,11 @@ impl<'a> Cutter<'a> {
                 break true;
             }
         };
+        let owner = self.owner;
         let stored: Vec<Leaf> = futures::stream::iter(new)
             .map(|n| async move {
                 match n {
-                    NewChunk::Data(bytes) => c.store_chunk(bytes).await,
+                    NewChunk::Data(bytes) => c.store_chunk(bytes, owner).await,
                     NewChunk::Zeros(len) => Ok(Leaf::zeros(len)),
                 }
             })

@@ -38,6 +38,7 @@ async fn ingest(c: &Client, data: &[u8]) -> Option<Child> {
         allow_inline: false,
         checksum: None,
         sealer: None,
+        owner: 0,
     };
     let body = futures::stream::iter(frames).boxed();
     let stored = c.ingest(body, Arc::new(c.inner.cdc.clone()), limits);
@@ -113,7 +114,7 @@ async fn join_and_check(c: &Client, data: &[u8], sizes: &[usize], kinds: &[Kind]
         }
         at += size;
     }
-    let root = c.join_parts(&spans, true).await.unwrap().unwrap();
+    let root = c.join_parts(&spans, true, 0).await.unwrap().unwrap();
     let mut got = Vec::with_capacity(data.len());
     let mut body = c.read_range(&Content::Tree(root), 0, root.len, None);
     while let Some(b) = body.next().await {

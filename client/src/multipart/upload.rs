@@ -154,6 +154,7 @@ impl Client {
             allow_inline: false,
             checksum: request.as_ref().map(|c| c.algorithm),
             sealer: sealer.clone(),
+            owner: cairn_core::owner_tag(bucket),
         };
         let data = self
             .ingest(body, Arc::new(self.inner.cdc.clone()), limits)
