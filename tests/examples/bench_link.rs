@@ -14,7 +14,8 @@
 //!
 //! Options: `--mib N` (initial copy, default 64), `--rtt-ms MS` (50), `--mbit M` (100),
 //! `--loss F` (0, fraction each way), `--load-secs S` (30), `--load-mib-s R` (1, the steady
-//! write rate), `--object-kib K` (256, the size of each object written under load).
+//! write rate), `--object-kib K` (256, the size of each object written under load),
+//! `--rate-mib-s T` (0: none; the link's own throttle, `rate_bytes_per_sec`, in MiB/s).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,7 @@ struct Args {
     load_secs: u64,
     load_mib_s: f64,
     object_kib: u64,
+    rate_mib_s: f64,
 }
 
 fn args() -> Args {
@@ -55,6 +57,7 @@ fn args() -> Args {
         load_secs: 30,
         load_mib_s: 1.0,
         object_kib: 256,
+        rate_mib_s: 0.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,11 +72,15 @@ fn args() -> Args {
             "--load-secs" => a.load_secs = parse(&flag, &value),
             "--load-mib-s" => a.load_mib_s = parse(&flag, &value),
             "--object-kib" => a.object_kib = parse(&flag, &value),
+            "--rate-mib-s" => a.rate_mib_s = parse(&flag, &value),
             _ => usage(&format!("unknown option {flag}")),
         }
     }
     if a.mib == 0 || a.mbit == 0 || a.object_kib == 0 || a.load_mib_s <= 0.0 {
         usage("--mib, --mbit, --object-kib and --load-mib-s must be positive");
+    }
+    if !(a.rate_mib_s >= 0.0 && a.rate_mib_s.is_finite()) {
+        usage("--rate-mib-s is a rate in MiB/s (0: no throttle)");
     }
     if !(0.0..1.0).contains(&a.loss) {
         usage("--loss is a fraction below 1");
@@ -93,7 +100,7 @@ fn parse<T: std::str::FromStr>(flag: &str, value: &str) -> T {
 fn usage(why: &str) -> ! {
     eprintln!(
         "bench_link: {why}\nusage: bench_link [--mib N] [--rtt-ms MS] [--mbit M] [--loss F] \
-         [--load-secs S] [--load-mib-s R] [--object-kib K]"
+         [--load-secs S] [--load-mib-s R] [--object-kib K] [--rate-mib-s T]"
     );
     std::process::exit(2)
 }
@@ -194,6 +201,12 @@ async fn main() {
         args.mbit,
         args.loss * 100.0
     );
+    if args.rate_mib_s > 0.0 {
+        println!(
+            "the link's own throttle: {:.2} MiB/s of stored bytes each way",
+            args.rate_mib_s
+        );
+    }
     let a = LinkedSite::start().await;
     let b = LinkedSite::start().await;
     a.trust(&b);
@@ -234,7 +247,7 @@ async fn main() {
         direction: Direction::Both,
         mode: Mode::Both,
         data: DataMode::Full,
-        rate_bytes_per_sec: 0,
+        rate_bytes_per_sec: (args.rate_mib_s * MIB) as u64,
         paused: false,
     });
     let added = Instant::now();

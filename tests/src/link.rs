@@ -131,6 +131,35 @@ impl LinkedSite {
         dir.save(&file).expect("save links");
     }
 
+    /// [`wait_for`], and on a timeout the failure names link `name`'s status (phase, remote
+    /// site, last error), so a link that never connected says why.
+    pub async fn wait_on_link<T, F, Fut>(
+        &self,
+        name: &str,
+        limit: Duration,
+        what: &str,
+        mut check: F,
+    ) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let s = self.status(name);
+                panic!(
+                    "timed out after {limit:?} waiting for {what}; link {name}: {:?}",
+                    s.map(|s| (s.phase, s.remote_site, s.last_error, s.sent, s.received))
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The status of link `name`, once the runner has started it.
     pub fn status(&self, name: &str) -> Option<LinkStatus> {
         self.links

@@ -616,7 +616,7 @@ async fn bucket_settings_travel_and_the_newest_change_wins() {
         .await
         .expect("bucket");
     a.link_to("to-b", &b, None);
-    wait_for(CONVERGE, "the bucket at b", || async {
+    a.wait_on_link("to-b", CONVERGE, "the bucket at b", || async {
         sb.head_bucket().bucket("conf").send().await.ok()
     })
     .await;
