@@ -83,27 +83,30 @@ impl LinkListener {
             }
             let _ = restart_tx.send(true);
             let _ = serving.await;
-            // The old endpoint's socket is released once it is dropped; retry briefly.
-            let mut rebuilt = None;
-            for _ in 0..50 {
+            // The old endpoint's socket is released once it and every connection task holding
+            // it are gone (a handshake that was in progress when the trust changed can keep it
+            // for a while): retry until it is, or until the site stops. Never give up: a
+            // listener that stopped listening would refuse every link from then on.
+            let mut tries = 0u32;
+            server = loop {
                 match build(addr, &identity, &client) {
-                    Ok(s) => {
-                        rebuilt = Some(s);
-                        break;
+                    Ok(s) => break s,
+                    Err(e) => {
+                        tries += 1;
+                        if tries.is_multiple_of(50) {
+                            tracing::warn!(%addr, error = %e, "link listener: the address is \
+                                still held by the previous endpoint; retrying");
+                        }
+                        let wait = Duration::from_millis(100 * u64::from(tries.min(10)));
+                        tokio::select! {
+                            // Stopped, or the site is gone.
+                            _ = stop.wait_for(|s| *s) => return,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
                     }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
-            }
-            match rebuilt {
-                Some(s) => {
-                    tracing::info!(%addr, "link listener now trusts the new set of site CAs");
-                    server = s;
-                }
-                None => {
-                    tracing::error!(%addr, "cannot listen for links again after a trust change");
-                    return;
-                }
-            }
+            };
+            tracing::info!(%addr, "link listener now trusts the new set of site CAs");
         }
     }
 }

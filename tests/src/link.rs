@@ -269,3 +269,34 @@ pub async fn siblings_header(
             .then(|| value.trim().to_string())
     })
 }
+
+/// PUTs `data` as `bucket/key`; panics on failure; returns the version id (empty when the
+/// bucket does not keep versions).
+pub async fn put(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    data: impl AsRef<[u8]>,
+) -> String {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(
+            data.as_ref().to_vec(),
+        ))
+        .send()
+        .await
+        .expect("put")
+        .version_id
+        .unwrap_or_default()
+}
+
+/// The object's bytes and version id, if it exists.
+pub async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<(Vec<u8>, String)> {
+    let out = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+    let version = out.version_id.clone().unwrap_or_default();
+    Some((
+        out.body.collect().await.ok()?.into_bytes().to_vec(),
+        version,
+    ))
+}

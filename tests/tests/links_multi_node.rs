@@ -3,36 +3,13 @@
 
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
 use cairn_isgw::LinkPhase;
 use cairn_manifestserver::VersionsQuery;
-use cairn_tests::link::{siblings_header, versioned_bucket, wait_for, LinkedSite};
+use cairn_tests::link::{get, put, siblings_header, versioned_bucket, wait_for, LinkedSite};
 use cairn_tests::multi::MultiSite;
 
 /// How long a scenario waits for a link to converge.
 const CONVERGE: Duration = Duration::from_secs(120);
-
-async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, data: &[u8]) -> String {
-    s3.put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(data.to_vec()))
-        .send()
-        .await
-        .expect("put")
-        .version_id
-        .unwrap_or_default()
-}
-
-/// The object's bytes and version id, if it exists.
-async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<(Vec<u8>, String)> {
-    let out = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
-    let version = out.version_id.clone().unwrap_or_default();
-    Some((
-        out.body.collect().await.ok()?.into_bytes().to_vec(),
-        version,
-    ))
-}
 
 /// The version ids of `bucket/key` at an S3 endpoint, sorted.
 async fn version_ids(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<String> {
