@@ -39,7 +39,25 @@ pub struct MultiSite {
 }
 
 /// A free UDP port on loopback (for a node transport address known before the node starts).
+///
+/// It is in the map before the node binds it, so it must not be taken meanwhile. A port the
+/// kernel hands out for `bind(0)` could be: every QUIC client endpoint of every node and site
+/// of the process binds one. So these come from below the kernel's ephemeral range (which
+/// starts at 32768 by default), each handed out once per process, from an offset that differs
+/// between processes, and each checked free when handed out.
 fn free_udp_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 12_000;
+    const SPAN: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = (std::process::id().wrapping_mul(7919)) % SPAN;
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
     s.local_addr().expect("addr").port()
 }
