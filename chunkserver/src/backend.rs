@@ -11,7 +11,7 @@ use cairn_core::ChunkId;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChunkError, ChunkStats, ChunkStore, StoredChunk};
+use crate::{CacheStats, ChunkError, ChunkStats, ChunkStore, StoredChunk};
 
 /// The chunks a bucket stored first ("first writer pays", see
 /// [`cairn_core::owner_tag`]) and their stored bytes, over every copy the backend holds.
@@ -106,6 +106,50 @@ pub trait ChunkBackend: Send + Sync + 'static {
     /// store), so callers send many small chunks in one call rather than one call each.
     fn groups_puts(&self) -> bool {
         false
+    }
+
+    /// Stores a chunk fetched from another site (a read through a metadata-only link) as a
+    /// cached copy, which [`ChunkBackend::evict_cache`] may delete later unless pinned or
+    /// written locally meanwhile; returns whether it was new (a chunk already stored is left
+    /// as it is, and not cached). The caller has verified the payload against `id`. The
+    /// default stores it as [`ChunkBackend::put`] does: a backend without a fetch cache
+    /// keeps it for good.
+    fn put_cached(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
+        self.put(id, chunk)
+    }
+
+    /// Whether the backend keeps a bounded fetch cache ([`ChunkBackend::put_cached`] stores
+    /// evictable copies); false by default.
+    fn caches(&self) -> bool {
+        false
+    }
+
+    /// Evicts cached chunks, least recently used first and never pinned ones, until the
+    /// cache's stored bytes are at most `max_bytes`; returns the chunks evicted and their
+    /// stored bytes. The default has no cache: (0, 0).
+    fn evict_cache(&self, max_bytes: u64) -> Result<(u64, u64), ChunkError> {
+        let _ = max_bytes;
+        Ok((0, 0))
+    }
+
+    /// Totals of the fetch cache; `None` when the backend has none (the default).
+    fn cache_stats(&self) -> Result<Option<CacheStats>, ChunkError> {
+        Ok(None)
+    }
+
+    /// Pins the cached ones of `ids` under the name `pin` (idempotent per name), so eviction
+    /// spares them until [`ChunkBackend::unpin_cached`]; returns how many were newly pinned.
+    /// The default has no cache: 0.
+    fn pin_cached(&self, pin: &str, ids: &[ChunkId]) -> Result<u64, ChunkError> {
+        let _ = (pin, ids);
+        Ok(0)
+    }
+
+    /// Removes every pin of the name `pin`; returns how many pin records it removed. The
+    /// default has no cache: 0.
+    fn unpin_cached(&self, pin: &str) -> Result<u64, ChunkError> {
+        let _ = pin;
+        Ok(0)
     }
 
     /// A chunk's bytes, verified against `id`; `None` if no copy exists.
@@ -211,6 +255,30 @@ impl ChunkBackend for ChunkStore {
 
     fn groups_puts(&self) -> bool {
         true
+    }
+
+    fn put_cached(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
+        ChunkStore::put_cached(self, id, chunk)
+    }
+
+    fn caches(&self) -> bool {
+        true
+    }
+
+    fn evict_cache(&self, max_bytes: u64) -> Result<(u64, u64), ChunkError> {
+        ChunkStore::evict_cache(self, max_bytes)
+    }
+
+    fn cache_stats(&self) -> Result<Option<CacheStats>, ChunkError> {
+        Ok(Some(ChunkStore::cache_stats(self)))
+    }
+
+    fn pin_cached(&self, pin: &str, ids: &[ChunkId]) -> Result<u64, ChunkError> {
+        ChunkStore::pin_cached(self, pin, ids)
+    }
+
+    fn unpin_cached(&self, pin: &str) -> Result<u64, ChunkError> {
+        ChunkStore::unpin_cached(self, pin)
     }
 
     fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError> {

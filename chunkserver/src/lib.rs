@@ -27,4 +27,6 @@ pub use maintenance::{
 };
 pub use replicated::{ReplicatedChunks, ReplicationConfig, ReplicationCounters};
 pub use rpc::{ChunkService, RemoteChunks};
-pub use store::{ChunkConfig, ChunkMeta, ChunkStats, ChunkStore, StoredChunk, MAX_STORED_LEN};
+pub use store::{
+    CacheStats, ChunkConfig, ChunkMeta, ChunkStats, ChunkStore, StoredChunk, MAX_STORED_LEN,
+};

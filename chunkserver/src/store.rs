@@ -1,6 +1,7 @@
 //! The RocksDB-backed chunk store.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,7 +12,7 @@ use cairn_core::space::{
     free_bytes, is_no_space_message, room_to_flush, write_buffer_for, SpaceGate, MAX_WRITE_BUFFER,
     ROCKSDB_OPEN_OPTIONS, WAL_WRITE_BUFFERS,
 };
-use cairn_core::{ChunkId, MAX_CHUNK_SIZE};
+use cairn_core::{ChunkId, ChunkIdMap, MAX_CHUNK_SIZE};
 use parking_lot::Mutex;
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, MergeOperands, Options, WriteBatch, WriteOptions, DB,
@@ -26,6 +27,13 @@ const CF_META: &str = "meta";
 const STAT_CHUNKS: &[u8] = b"chunks";
 const STAT_RAW: &[u8] = b"raw_bytes";
 const STAT_STORED: &[u8] = b"stored_bytes";
+/// `meta` key prefix of the fetch cache's entries: `cache/` + 32-byte id → [`CacheEntry`].
+const CACHE_PREFIX: &[u8] = b"cache/";
+/// `meta` key prefix of cache pins: `pinid/` + pin name + `\0` + 32-byte id → the
+/// [`CacheEntry::stamp`] of the entry pinned (little-endian u64).
+const PIN_PREFIX: &[u8] = b"pinid/";
+/// Chunks evicted (or unpinned) per synced write batch.
+const CACHE_BATCH: usize = 256;
 /// The longest payload a chunk may be stored as: a compressed payload is only kept when it is
 /// shorter than the raw bytes, so this leaves room for codec framing and nothing more.
 pub const MAX_STORED_LEN: usize = MAX_CHUNK_SIZE + 1024;
@@ -216,10 +224,128 @@ pub struct ChunkStats {
     pub stored_bytes: u64,
 }
 
+/// Totals of the fetch cache: chunks fetched from another site and stored here as cached
+/// (see [`ChunkStore::put_cached`]), which eviction may delete unless pinned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStats {
+    /// Cached chunks.
+    pub chunks: u64,
+    /// Their payload bytes on disk.
+    pub stored_bytes: u64,
+    /// Cached chunks pinned under at least one name (never evicted).
+    pub pinned_chunks: u64,
+    /// Their payload bytes on disk.
+    pub pinned_bytes: u64,
+}
+
+/// The durable record of a cached chunk, in `meta` under [`cache_key`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct CacheEntry {
+    /// Payload length on disk (as in the chunk's index entry).
+    stored_len: u32,
+    /// Pin names holding it: evicted only at 0.
+    pins: u32,
+    /// RocksDB's latest sequence number when the chunk was cached: tells this entry's pin
+    /// records from those left by an earlier entry of the same chunk (deleted by GC while
+    /// pinned, then fetched again), which no longer count.
+    stamp: u64,
+}
+
+impl Versioned for CacheEntry {
+    const FORMAT: u8 = 1;
+    const WHAT: &'static str = "fetch cache entry";
+}
+
+/// In-memory mirror of one [`CacheEntry`], with its last use.
+#[derive(Clone, Copy, Debug)]
+struct CacheSlot {
+    /// Last use on the cache's logical clock (0: not used since the store was opened).
+    last_use: u64,
+    /// See [`CacheEntry::stored_len`].
+    stored_len: u32,
+    /// See [`CacheEntry::pins`].
+    pins: u32,
+    /// See [`CacheEntry::stamp`].
+    stamp: u64,
+}
+
+impl CacheSlot {
+    fn entry(&self) -> CacheEntry {
+        CacheEntry {
+            stored_len: self.stored_len,
+            pins: self.pins,
+            stamp: self.stamp,
+        }
+    }
+}
+
+/// The in-memory mirror of the durable cache set. Changed only after the write batch
+/// recording the change succeeded, under the stripe lock of each chunk changed.
+#[derive(Default)]
+struct CacheSet {
+    /// Cached chunks.
+    slots: ChunkIdMap<CacheSlot>,
+    /// Sum of their stored lengths.
+    stored_bytes: u64,
+    /// Logical clock of uses: every use takes the next tick, so the order of uses is exact
+    /// (wall-clock milliseconds would tie).
+    clock: u64,
+}
+
+impl CacheSet {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    fn insert(&mut self, id: ChunkId, slot: CacheSlot) {
+        if let Some(old) = self.slots.insert(id, slot) {
+            self.stored_bytes -= u64::from(old.stored_len);
+        }
+        self.stored_bytes += u64::from(slot.stored_len);
+    }
+
+    fn remove(&mut self, id: &ChunkId) {
+        if let Some(old) = self.slots.remove(id) {
+            self.stored_bytes -= u64::from(old.stored_len);
+        }
+    }
+}
+
+/// The `meta` key of a chunk's [`CacheEntry`].
+fn cache_key(id: &ChunkId) -> Vec<u8> {
+    [CACHE_PREFIX, &id.0[..]].concat()
+}
+
+/// The `meta` key prefix of every record of pin name `pin`.
+fn pin_prefix(pin: &str) -> Vec<u8> {
+    [PIN_PREFIX, pin.as_bytes(), b"\0"].concat()
+}
+
+/// The `meta` key recording that pin name `pin` holds chunk `id`.
+fn pin_key(pin: &str, id: &ChunkId) -> Vec<u8> {
+    [PIN_PREFIX, pin.as_bytes(), b"\0", &id.0[..]].concat()
+}
+
+/// The stamp a pin record holds (0, matching no entry, if it cannot be read).
+fn decode_stamp(b: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(b).map_or(0, u64::from_le_bytes)
+}
+
+/// The sorted, deduplicated stripes of `ids`: the order every multi-chunk operation locks
+/// them in, so they never deadlock.
+fn stripes_of<'a>(ids: impl Iterator<Item = &'a ChunkId>) -> Vec<usize> {
+    let mut stripes: Vec<usize> = ids.map(|id| id.0[0] as usize).collect();
+    stripes.sort_unstable();
+    stripes.dedup();
+    stripes
+}
+
 /// A node's chunk store.
 pub struct ChunkStore {
     /// The database: `index` (id → [`ChunkMeta`]), `data` (id → payload, in blob files),
-    /// `meta` (counters, merged with an add operator).
+    /// `meta` (counters, merged with an add operator; the fetch cache's entries and pin
+    /// records, see [`ChunkStore::put_cached`]).
     db: DB,
     /// Write options for every mutation (synced WAL).
     write_opts: WriteOptions,
@@ -229,6 +355,14 @@ pub struct ChunkStore {
     touch_interval_ms: u64,
     /// See [`ChunkConfig::space`].
     space: Option<Arc<SpaceGate>>,
+    /// In-memory mirror of the fetch cache's entries (see [`ChunkStore::put_cached`]). Lock
+    /// order: a chunk's stripe lock, then this, never the reverse.
+    cache: Mutex<CacheSet>,
+    /// How many chunks `cache` holds, read without its lock: while 0 (no fetch cache in use),
+    /// the hot paths pay this one atomic load. Changed under `cache`'s lock and the stripe
+    /// lock of the chunk added or removed, so a reader holding a chunk's stripe lock sees
+    /// every change made to that chunk.
+    cached: AtomicUsize,
 }
 
 fn add_merge(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
@@ -399,13 +533,52 @@ impl ChunkStore {
         }
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(config.sync_writes);
+        let cache = Self::load_cache(&db)?;
         Ok(ChunkStore {
             db,
             write_opts,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             touch_interval_ms: config.touch_interval_ms,
             space: config.space,
+            cached: AtomicUsize::new(cache.slots.len()),
+            cache: Mutex::new(cache),
         })
+    }
+
+    /// Reads the fetch cache's entries into their in-memory mirror, every one unused yet
+    /// (ties in eviction order go by id).
+    fn load_cache(db: &DB) -> Result<CacheSet, ChunkError> {
+        let cf = db.cf_handle(CF_META).expect("opened with the database");
+        let mut set = CacheSet::default();
+        let mut it = db.raw_iterator_cf(&cf);
+        it.seek(CACHE_PREFIX);
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            let Some(rest) = key.strip_prefix(CACHE_PREFIX) else {
+                break;
+            };
+            let id = ChunkId::from_slice(rest).ok_or_else(|| {
+                ChunkError::CorruptIndex(format!(
+                    "a fetch cache key of {} bytes does not end in a chunk id",
+                    key.len()
+                ))
+            })?;
+            let entry = CacheEntry::decode(value).map_err(|e| ChunkError::Corrupt {
+                id,
+                reason: e.to_string(),
+            })?;
+            set.insert(
+                id,
+                CacheSlot {
+                    last_use: 0,
+                    stored_len: entry.stored_len,
+                    pins: entry.pins,
+                    stamp: entry.stamp,
+                },
+            );
+            it.next();
+        }
+        it.status()?;
+        Ok(set)
     }
 
     /// Writes `batch` with the store's (synced) write options. A failure for lack of space is
@@ -463,8 +636,10 @@ impl ChunkStore {
     /// Stores a chunk unless it is already there; returns whether it was new. Idempotent: a
     /// chunk already present costs one index lookup and writes no data; its index entry's
     /// `touched_ms` is refreshed when older than the touch interval, so GC's hold protects a
-    /// chunk a new write deduplicated against as it protects a new chunk. The caller vouches that
-    /// `chunk` decodes to bytes hashing to `id` (see [`ChunkStore::put_verified`] otherwise).
+    /// chunk a new write deduplicated against as it protects a new chunk. A put of a cached
+    /// chunk ([`ChunkStore::put_cached`]) promotes it to an ordinary one, never evicted, in the
+    /// same batch. The caller vouches that `chunk` decodes to bytes hashing to `id` (see
+    /// [`ChunkStore::put_verified`] otherwise).
     pub fn put(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
         self.put_encoded(id, chunk.codec, chunk.raw_len, &chunk.payload)
     }
@@ -511,16 +686,43 @@ impl ChunkStore {
             // Under the stripe lock, so a GC sweep (which checks the time under the same lock)
             // either deleted the chunk before this put (which then stores it anew) or sees
             // the refreshed time and keeps it.
-            if let Some(meta) = self.refreshed(meta, now) {
+            let refreshed = self.refreshed(meta, now);
+            // A local write of a cached chunk promotes it: no longer evictable.
+            let promote = self.is_cached(id);
+            if refreshed.is_some() || promote {
                 let mut batch = WriteBatch::default();
-                batch.put_cf(self.cf(CF_INDEX), id.0, meta.encode());
+                if let Some(meta) = refreshed {
+                    batch.put_cf(self.cf(CF_INDEX), id.0, meta.encode());
+                }
+                if promote {
+                    batch.delete_cf(self.cf(CF_META), cache_key(id));
+                }
                 self.write(batch)?;
+                if promote {
+                    self.uncache([id]);
+                }
             }
             return Ok(false);
         }
         if let Some(gate) = &self.space {
             gate.check_write().map_err(ChunkError::NoSpace)?;
         }
+        let batch = self.new_chunk_batch(id, codec, raw_len, payload, owner, now);
+        self.write(batch)?;
+        Ok(true)
+    }
+
+    /// The write batch storing a chunk that is not stored yet: payload, index entry, totals
+    /// and the owner's counters.
+    fn new_chunk_batch(
+        &self,
+        id: &ChunkId,
+        codec: Codec,
+        raw_len: u32,
+        payload: &[u8],
+        owner: u64,
+        now: u64,
+    ) -> WriteBatch {
         let meta = ChunkMeta {
             codec,
             raw_len,
@@ -539,8 +741,84 @@ impl ChunkStore {
         let mut owners = OwnerDeltas::default();
         owners.add(owner, 1, payload.len() as i64);
         owners.merge_into(&mut batch, m);
+        batch
+    }
+
+    /// Stores a chunk fetched from another site as a *cached* chunk: unless it is already
+    /// stored (then nothing changes and this returns `false`: a chunk held locally is not
+    /// the cache's), it is stored as an unattributed [`ChunkStore::put`] would store it and
+    /// recorded in the durable cache set, in the same synced write batch under the chunk's
+    /// stripe lock; returns `true`. A cached chunk may be deleted by
+    /// [`ChunkStore::evict_cache`] unless pinned ([`ChunkStore::pin_cached`]); any later put
+    /// or touch of it promotes it to an ordinary chunk, never evicted. The caller vouches
+    /// that `chunk` decodes to bytes hashing to `id`.
+    pub fn put_cached(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
+        if chunk.raw_len as usize > MAX_CHUNK_SIZE || chunk.payload.len() > MAX_STORED_LEN {
+            return Err(ChunkError::TooLarge(chunk.raw_len as usize));
+        }
+        let _guard = self.stripes[id.0[0] as usize].lock();
+        if self.meta(id)?.is_some() {
+            return Ok(false);
+        }
+        if let Some(gate) = &self.space {
+            gate.check_write().map_err(ChunkError::NoSpace)?;
+        }
+        let now = now_ms();
+        let mut batch =
+            self.new_chunk_batch(id, chunk.codec, chunk.raw_len, &chunk.payload, 0, now);
+        let slot = CacheSlot {
+            last_use: 0,
+            stored_len: chunk.payload.len() as u32,
+            pins: 0,
+            // Every write since the chunk's previous cache entry (if any) was stored, its
+            // deletion included, moved the sequence past that entry's stamp.
+            stamp: self.db.latest_sequence_number(),
+        };
+        batch.put_cf(self.cf(CF_META), cache_key(id), slot.entry().encode());
         self.write(batch)?;
+        let mut cache = self.cache.lock();
+        let last_use = cache.tick();
+        cache.insert(*id, CacheSlot { last_use, ..slot });
+        self.cached.store(cache.slots.len(), Ordering::Release);
         Ok(true)
+    }
+
+    /// Whether `id` is a cached chunk (see [`ChunkStore::put_cached`]): one atomic load while
+    /// the cache is empty.
+    pub fn is_cached(&self, id: &ChunkId) -> bool {
+        self.cached_slot(id).is_some()
+    }
+
+    /// `id`'s cache slot, if cached. A caller acting on the answer holds `id`'s stripe lock.
+    fn cached_slot(&self, id: &ChunkId) -> Option<CacheSlot> {
+        if self.cached.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.cache.lock().slots.get(id).copied()
+    }
+
+    /// Removes `ids` from the cache's in-memory mirror, once the batch deleting their entries
+    /// is written (under their stripe locks).
+    fn uncache<'a>(&self, ids: impl IntoIterator<Item = &'a ChunkId>) {
+        let mut cache = self.cache.lock();
+        for id in ids {
+            cache.remove(id);
+        }
+        self.cached.store(cache.slots.len(), Ordering::Release);
+    }
+
+    /// Records a read of `id` as its last use, if cached (in memory only).
+    fn note_use(&self, id: &ChunkId) {
+        if self.cached.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut cache = self.cache.lock();
+        if cache.slots.contains_key(id) {
+            let tick = cache.tick();
+            if let Some(slot) = cache.slots.get_mut(id) {
+                slot.last_use = tick;
+            }
+        }
     }
 
     /// [`ChunkStore::put`] of several chunks in one synced write batch, under the stripe locks
@@ -563,14 +841,13 @@ impl ChunkStore {
                 return Err(ChunkError::TooLarge(c.raw_len as usize));
             }
         }
-        let mut stripes: Vec<usize> = chunks.iter().map(|(id, _)| id.0[0] as usize).collect();
-        stripes.sort_unstable();
-        stripes.dedup();
+        let stripes = stripes_of(chunks.iter().map(|(id, _)| id));
         let _guards: Vec<_> = stripes.iter().map(|&s| self.stripes[s].lock()).collect();
         let now = now_ms();
         let mut seen = std::collections::HashSet::with_capacity(chunks.len());
         let mut batch = WriteBatch::default();
         let (mut new, mut raw, mut stored) = (0i64, 0i64, 0i64);
+        let mut promoted = Vec::new();
         let mut out = Vec::with_capacity(chunks.len());
         for (id, c) in chunks {
             if !seen.insert(*id) {
@@ -581,6 +858,10 @@ impl ChunkStore {
                 // As in `put`: the stripe lock orders this refresh against a GC sweep.
                 if let Some(meta) = self.refreshed(meta, now) {
                     batch.put_cf(self.cf(CF_INDEX), id.0, meta.encode());
+                }
+                if self.is_cached(id) {
+                    batch.delete_cf(self.cf(CF_META), cache_key(id));
+                    promoted.push(*id);
                 }
                 out.push(false);
                 continue;
@@ -614,6 +895,9 @@ impl ChunkStore {
         }
         if !batch.is_empty() {
             self.write(batch)?;
+        }
+        if !promoted.is_empty() {
+            self.uncache(&promoted);
         }
         Ok(out)
     }
@@ -704,7 +988,27 @@ impl ChunkStore {
         let mut owners = OwnerDeltas::default();
         owners.add(owner, 0, deltas.2);
         owners.merge_into(&mut batch, m);
+        // A cached chunk stays cached, its entry following the new stored length.
+        let recached = self
+            .cached_slot(id)
+            .filter(|slot| slot.stored_len != stored_len)
+            .map(|slot| CacheSlot { stored_len, ..slot });
+        if let Some(slot) = &recached {
+            batch.put_cf(m, cache_key(id), slot.entry().encode());
+        }
         self.write(batch)?;
+        if let Some(slot) = recached {
+            let mut cache = self.cache.lock();
+            if let Some(current) = cache.slots.get(id).copied() {
+                cache.insert(
+                    *id,
+                    CacheSlot {
+                        last_use: current.last_use,
+                        ..slot
+                    },
+                );
+            }
+        }
         Ok(existed)
     }
 
@@ -736,15 +1040,15 @@ impl ChunkStore {
     /// copy moved from another node keeps that copy's time), else to now. Checked and written
     /// under the stripe locks GC's sweep takes, so a sweep racing this call either deleted the
     /// chunk first (answered `false`: the caller must store it again) or sees the new time and
-    /// keeps it. The refreshed entries are written in one synced batch.
+    /// keeps it. A cached chunk touched is promoted to an ordinary one, as a put would. The
+    /// refreshed entries are written in one synced batch.
     pub fn touch_many(&self, ids: &[ChunkId], at_ms: Option<u64>) -> Result<Vec<bool>, ChunkError> {
-        let mut stripes: Vec<usize> = ids.iter().map(|id| id.0[0] as usize).collect();
-        stripes.sort_unstable();
-        stripes.dedup();
+        let stripes = stripes_of(ids.iter());
         let _guards: Vec<_> = stripes.iter().map(|&s| self.stripes[s].lock()).collect();
         let at = at_ms.unwrap_or_else(now_ms);
         let mut batch = WriteBatch::default();
         let mut writes = 0;
+        let mut promoted = cairn_core::ChunkIdSet::default();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(meta) = self.meta(id)? else {
@@ -755,10 +1059,19 @@ impl ChunkStore {
                 batch.put_cf(self.cf(CF_INDEX), id.0, meta.encode());
                 writes += 1;
             }
+            // A chunk referenced by a local writer is promoted out of the fetch cache (a
+            // repeated id is promoted once).
+            if self.is_cached(id) && promoted.insert(*id) {
+                batch.delete_cf(self.cf(CF_META), cache_key(id));
+                writes += 1;
+            }
             out.push(true);
         }
         if writes > 0 {
             self.write(batch)?;
+        }
+        if !promoted.is_empty() {
+            self.uncache(&promoted);
         }
         Ok(out)
     }
@@ -791,6 +1104,7 @@ impl ChunkStore {
                 reason: "index entry without payload".into(),
             });
         };
+        self.note_use(id);
         Ok(Some((
             StoredChunk {
                 codec: meta.codec,
@@ -809,7 +1123,7 @@ impl ChunkStore {
         }
     }
 
-    /// Removes a chunk (GC); returns whether it existed.
+    /// Removes a chunk (GC), and its cache entry if it was cached; returns whether it existed.
     pub fn delete(&self, id: &ChunkId) -> Result<bool, ChunkError> {
         let _guard = self.stripes[id.0[0] as usize].lock();
         let Some(meta) = self.meta(id)? else {
@@ -825,7 +1139,14 @@ impl ChunkStore {
         let mut owners = OwnerDeltas::default();
         owners.add(meta.owner, -1, -i64::from(meta.stored_len));
         owners.merge_into(&mut batch, m);
+        let cached = self.is_cached(id);
+        if cached {
+            batch.delete_cf(m, cache_key(id));
+        }
         self.write(batch)?;
+        if cached {
+            self.uncache([id]);
+        }
         Ok(true)
     }
 
@@ -856,33 +1177,50 @@ impl ChunkStore {
     }
 
     fn delete_many_if(&self, ids: &[ChunkId], before_ms: u64) -> Result<Vec<bool>, ChunkError> {
-        let mut stripes: Vec<usize> = ids.iter().map(|id| id.0[0] as usize).collect();
-        stripes.sort_unstable();
-        stripes.dedup();
+        let deleted = self.delete_many_where(ids, |_, m| {
+            before_ms == u64::MAX || m.last_referenced_ms() < before_ms
+        })?;
+        Ok(deleted.iter().map(Option::is_some).collect())
+    }
+
+    /// Deletes, in one synced write batch under the stripe locks of all `ids` (taken in
+    /// stripe order), those stored ids for which `doomed` (called under those locks) holds:
+    /// payload, index entry, cache entry, totals and owner counters. Returns, per id, the
+    /// index entry of the chunk deleted (`None`: absent, spared, or a repeated id).
+    fn delete_many_where(
+        &self,
+        ids: &[ChunkId],
+        mut doomed: impl FnMut(&ChunkId, &ChunkMeta) -> bool,
+    ) -> Result<Vec<Option<ChunkMeta>>, ChunkError> {
+        let stripes = stripes_of(ids.iter());
         let _guards: Vec<_> = stripes.iter().map(|&s| self.stripes[s].lock()).collect();
         let mut seen = std::collections::HashSet::with_capacity(ids.len());
         let mut batch = WriteBatch::default();
         let (mut chunks, mut raw, mut stored) = (0i64, 0i64, 0i64);
         let mut owners = OwnerDeltas::default();
+        let mut uncached = Vec::new();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let meta = if seen.insert(*id) {
-                self.meta(id)?
-                    .filter(|m| before_ms == u64::MAX || m.last_referenced_ms() < before_ms)
+                self.meta(id)?.filter(|m| doomed(id, m))
             } else {
                 None
             };
             let Some(meta) = meta else {
-                out.push(false);
+                out.push(None);
                 continue;
             };
             batch.delete_cf(self.cf(CF_DATA), id.0);
             batch.delete_cf(self.cf(CF_INDEX), id.0);
+            if self.is_cached(id) {
+                batch.delete_cf(self.cf(CF_META), cache_key(id));
+                uncached.push(*id);
+            }
             chunks += 1;
             raw += i64::from(meta.raw_len);
             stored += i64::from(meta.stored_len);
             owners.add(meta.owner, -1, -i64::from(meta.stored_len));
-            out.push(true);
+            out.push(Some(meta));
         }
         if chunks > 0 {
             let m = self.cf(CF_META);
@@ -892,7 +1230,210 @@ impl ChunkStore {
             owners.merge_into(&mut batch, m);
             self.write(batch)?;
         }
+        if !uncached.is_empty() {
+            self.uncache(&uncached);
+        }
         Ok(out)
+    }
+
+    /// Evicts cached chunks (see [`ChunkStore::put_cached`]) until the cache's stored bytes
+    /// are at most `max_bytes`: least recently used first (a read by [`ChunkStore::get`] or
+    /// [`ChunkStore::get_stored`] is a use; chunks not used since the store was opened go
+    /// first, in id order), never a pinned one. Each chunk is deleted as
+    /// [`ChunkStore::delete`] deletes it (payload, index entry, cache entry, totals and owner
+    /// counters), in synced batches, after checking under its stripe lock that it is still
+    /// cached, unpinned and unused since it was chosen (a concurrent promotion, pin or read
+    /// wins). Returns the chunks evicted and their stored bytes; stops early when only pinned
+    /// chunks remain.
+    pub fn evict_cache(&self, max_bytes: u64) -> Result<(u64, u64), ChunkError> {
+        let (mut evicted, mut evicted_bytes) = (0u64, 0u64);
+        // A pass that evicted nothing because every candidate was read meanwhile is retried
+        // a few times; one that evicted something always is.
+        let mut idle_passes = 0;
+        while idle_passes < 4 {
+            // The least recently used unpinned chunks, just enough of them to get under the
+            // bound if all are evicted.
+            let victims: Vec<(ChunkId, u64)> = {
+                let cache = self.cache.lock();
+                if cache.stored_bytes <= max_bytes {
+                    break;
+                }
+                let mut unpinned: Vec<(u64, ChunkId, u32)> = cache
+                    .slots
+                    .iter()
+                    .filter(|(_, s)| s.pins == 0)
+                    .map(|(id, s)| (s.last_use, *id, s.stored_len))
+                    .collect();
+                unpinned.sort_unstable();
+                let mut excess = cache.stored_bytes - max_bytes;
+                let mut victims = Vec::new();
+                for (last_use, id, len) in unpinned {
+                    if excess == 0 {
+                        break;
+                    }
+                    excess = excess.saturating_sub(u64::from(len));
+                    victims.push((id, last_use));
+                }
+                victims
+            };
+            if victims.is_empty() {
+                break;
+            }
+            let before = evicted;
+            for group in victims.chunks(CACHE_BATCH) {
+                let ids: Vec<ChunkId> = group.iter().map(|(id, _)| *id).collect();
+                let chosen: ChunkIdMap<u64> = group.iter().copied().collect();
+                let deleted = self.delete_many_where(&ids, |id, _| {
+                    self.cache.lock().slots.get(id).is_some_and(|s| {
+                        s.pins == 0 && chosen.get(id).is_some_and(|&used| used == s.last_use)
+                    })
+                })?;
+                for meta in deleted.into_iter().flatten() {
+                    evicted += 1;
+                    evicted_bytes += u64::from(meta.stored_len);
+                }
+                if self.cache.lock().stored_bytes <= max_bytes {
+                    break;
+                }
+            }
+            if evicted == before {
+                idle_passes += 1;
+            }
+        }
+        Ok((evicted, evicted_bytes))
+    }
+
+    /// Pins cached chunks under the name `pin`, so eviction spares them until
+    /// [`ChunkStore::unpin_cached`] of that name: for each of `ids` that is cached and not yet
+    /// held by this name, records `pin` → id durably and counts the pin in its cache entry,
+    /// in one synced batch under the stripe locks of `ids`. Returns how many were newly
+    /// pinned: pinning again under the same name changes nothing; ids not cached are
+    /// skipped.
+    pub fn pin_cached(&self, pin: &str, ids: &[ChunkId]) -> Result<u64, ChunkError> {
+        if self.cached.load(Ordering::Acquire) == 0 {
+            return Ok(0);
+        }
+        let stripes = stripes_of(ids.iter());
+        let _guards: Vec<_> = stripes.iter().map(|&s| self.stripes[s].lock()).collect();
+        let m = self.cf(CF_META);
+        let mut batch = WriteBatch::default();
+        let mut pinned: Vec<(ChunkId, u32)> = Vec::new();
+        let mut seen = cairn_core::ChunkIdSet::default();
+        for id in ids {
+            if !seen.insert(*id) {
+                continue;
+            }
+            let Some(slot) = self.cached_slot(id) else {
+                continue;
+            };
+            let key = pin_key(pin, id);
+            // A record left by an earlier cache entry of the chunk (deleted while pinned)
+            // does not hold this one.
+            if let Some(v) = self.db.get_pinned_cf(m, &key)? {
+                if decode_stamp(&v) == slot.stamp {
+                    continue;
+                }
+            }
+            let pins = slot.pins.saturating_add(1);
+            batch.put_cf(m, key, slot.stamp.to_le_bytes());
+            batch.put_cf(
+                m,
+                cache_key(id),
+                CacheSlot { pins, ..slot }.entry().encode(),
+            );
+            pinned.push((*id, pins));
+        }
+        if pinned.is_empty() {
+            return Ok(0);
+        }
+        self.write(batch)?;
+        let mut cache = self.cache.lock();
+        for (id, pins) in &pinned {
+            if let Some(slot) = cache.slots.get_mut(id) {
+                slot.pins = *pins;
+            }
+        }
+        Ok(pinned.len() as u64)
+    }
+
+    /// Removes every record of pin name `pin` (see [`ChunkStore::pin_cached`]), counting the
+    /// pin off the cache entries of the chunks it held that are still cached (a chunk GC
+    /// deleted meanwhile is only forgotten); returns how many records it removed. Works in
+    /// synced batches under the stripe locks of the chunks concerned.
+    pub fn unpin_cached(&self, pin: &str) -> Result<u64, ChunkError> {
+        let prefix = pin_prefix(pin);
+        let m = self.cf(CF_META);
+        let mut ids = Vec::new();
+        {
+            let mut it = self.db.raw_iterator_cf(m);
+            it.seek(&prefix);
+            while let Some(key) = it.key() {
+                let Some(rest) = key.strip_prefix(&prefix[..]) else {
+                    break;
+                };
+                // Longer keys are records of a name extending this one with a `\0`.
+                if let Some(id) = ChunkId::from_slice(rest) {
+                    ids.push(id);
+                }
+                it.next();
+            }
+            it.status()?;
+        }
+        let mut removed = 0u64;
+        for group in ids.chunks(CACHE_BATCH) {
+            let stripes = stripes_of(group.iter());
+            let _guards: Vec<_> = stripes.iter().map(|&s| self.stripes[s].lock()).collect();
+            let mut batch = WriteBatch::default();
+            let mut unpinned: Vec<(ChunkId, u32)> = Vec::new();
+            let mut records = 0u64;
+            for id in group {
+                let key = pin_key(pin, id);
+                // Re-read under the lock: a concurrent unpin of this name may have taken it.
+                let Some(v) = self.db.get_pinned_cf(m, &key)? else {
+                    continue;
+                };
+                let stamp = decode_stamp(&v);
+                drop(v);
+                batch.delete_cf(m, key);
+                records += 1;
+                if let Some(slot) = self.cached_slot(id).filter(|s| s.stamp == stamp) {
+                    let pins = slot.pins.saturating_sub(1);
+                    batch.put_cf(
+                        m,
+                        cache_key(id),
+                        CacheSlot { pins, ..slot }.entry().encode(),
+                    );
+                    unpinned.push((*id, pins));
+                }
+            }
+            if records == 0 {
+                continue;
+            }
+            self.write(batch)?;
+            removed += records;
+            let mut cache = self.cache.lock();
+            for (id, pins) in &unpinned {
+                if let Some(slot) = cache.slots.get_mut(id) {
+                    slot.pins = *pins;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Totals of the fetch cache (see [`CacheStats`]), from memory.
+    pub fn cache_stats(&self) -> CacheStats {
+        let cache = self.cache.lock();
+        let mut stats = CacheStats {
+            chunks: cache.slots.len() as u64,
+            stored_bytes: cache.stored_bytes,
+            ..CacheStats::default()
+        };
+        for slot in cache.slots.values().filter(|s| s.pins > 0) {
+            stats.pinned_chunks += 1;
+            stats.pinned_bytes += u64::from(slot.stored_len);
+        }
+        stats
     }
 
     /// Up to `max` stored chunk ids in id order, starting after `after` (from the first id if
@@ -1357,5 +1898,304 @@ mod tests {
             s.put(&ChunkId::of(&c.payload), &c),
             Err(ChunkError::TooLarge(_))
         ));
+    }
+
+    /// A chunk of `len` distinct-per-`i` bytes, stored raw (stored length = `len`).
+    fn fetched(i: u32, len: usize) -> (ChunkId, StoredChunk) {
+        let mut raw = i.to_le_bytes().repeat(len / 4 + 1);
+        raw.truncate(len);
+        let raw = Bytes::from(raw);
+        (ChunkId::of(&raw), StoredChunk::raw(raw))
+    }
+
+    #[test]
+    fn put_cached_stores_a_new_chunk_and_leaves_a_stored_one_uncached() {
+        use crate::ChunkBackend;
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        assert_eq!(s.cache_stats(), CacheStats::default());
+        let (id, c) = fetched(1, 5000);
+        assert!(s.put_cached(&id, &c).unwrap());
+        assert!(s.is_cached(&id));
+        assert_eq!(s.get(&id).unwrap().unwrap(), c.payload);
+        assert_eq!(s.meta(&id).unwrap().unwrap().owner, 0);
+        let stats = s.stats().unwrap();
+        assert_eq!(
+            (stats.chunks, stats.raw_bytes, stats.stored_bytes),
+            (1, 5000, 5000)
+        );
+        let cached = CacheStats {
+            chunks: 1,
+            stored_bytes: 5000,
+            pinned_chunks: 0,
+            pinned_bytes: 0,
+        };
+        assert_eq!(s.cache_stats(), cached);
+        // Cached already: nothing changes.
+        assert!(!s.put_cached(&id, &c).unwrap());
+        assert_eq!(s.stats().unwrap(), stats);
+        assert_eq!(s.cache_stats(), cached);
+        // Stored locally: not the cache's.
+        let (local, lc) = fetched(2, 3000);
+        assert!(s.put(&local, &lc).unwrap());
+        assert!(!s.put_cached(&local, &lc).unwrap());
+        assert!(!s.is_cached(&local));
+        assert_eq!(s.cache_stats(), cached);
+        assert_eq!(s.stats().unwrap().chunks, 2);
+        // Through the backend trait.
+        let b: &dyn ChunkBackend = &s;
+        assert!(b.caches());
+        assert_eq!(b.cache_stats().unwrap(), Some(cached));
+        let (other, oc) = fetched(3, 1000);
+        assert!(b.put_cached(&other, &oc).unwrap());
+        assert!(s.is_cached(&other));
+        assert_eq!(b.evict_cache(0).unwrap(), (2, 6000));
+        assert_eq!(s.stats().unwrap().chunks, 1);
+        assert_eq!(s.get(&local).unwrap().unwrap(), lc.payload);
+    }
+
+    #[test]
+    fn cache_set_pins_and_bytes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, ca) = fetched(1, 1000);
+        let (b, cb) = fetched(2, 2000);
+        let (c, cc) = fetched(3, 4000);
+        let before = {
+            let s = open(dir.path());
+            for (id, ch) in [(&a, &ca), (&b, &cb), (&c, &cc)] {
+                assert!(s.put_cached(id, ch).unwrap());
+            }
+            assert_eq!(s.pin_cached("keep", &[b]).unwrap(), 1);
+            // A promoted chunk leaves the cache durably.
+            assert!(!s.put(&c, &cc).unwrap());
+            s.cache_stats()
+        };
+        assert_eq!(
+            before,
+            CacheStats {
+                chunks: 2,
+                stored_bytes: 3000,
+                pinned_chunks: 1,
+                pinned_bytes: 2000,
+            }
+        );
+        let s = open(dir.path());
+        assert_eq!(s.cache_stats(), before);
+        assert!(s.is_cached(&a) && s.is_cached(&b) && !s.is_cached(&c));
+        assert_eq!(s.pin_cached("keep", &[b]).unwrap(), 0, "pin is durable");
+        assert_eq!(s.evict_cache(0).unwrap(), (1, 1000));
+        assert_eq!(s.get(&a).unwrap(), None);
+        assert_eq!(s.get(&b).unwrap().unwrap(), cb.payload);
+        assert_eq!(s.get(&c).unwrap().unwrap(), cc.payload);
+        assert_eq!(s.unpin_cached("keep").unwrap(), 1);
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(s.cache_stats().pinned_chunks, 0);
+        assert_eq!(s.evict_cache(0).unwrap(), (1, 2000));
+        assert_eq!(s.cache_stats(), CacheStats::default());
+        let stats = s.stats().unwrap();
+        assert_eq!((stats.chunks, stats.stored_bytes), (1, 4000));
+    }
+
+    #[test]
+    fn a_local_put_or_touch_promotes_a_cached_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let chunks: Vec<_> = (0..6).map(|i| fetched(i, 1000 + i as usize)).collect();
+        for (id, c) in &chunks {
+            assert!(s.put_cached(id, c).unwrap());
+        }
+        let owner = cairn_core::owner_tag("bucket");
+        assert!(!s.put(&chunks[0].0, &chunks[0].1).unwrap());
+        assert!(!s
+            .put_encoded_owned(
+                &chunks[1].0,
+                chunks[1].1.codec,
+                chunks[1].1.raw_len,
+                &chunks[1].1.payload,
+                owner
+            )
+            .unwrap());
+        assert_eq!(
+            s.put_many_owned(&[chunks[2].clone(), chunks[2].clone()], owner)
+                .unwrap(),
+            vec![false, false]
+        );
+        assert!(!s.put_verified(&chunks[3].0, &chunks[3].1).unwrap());
+        assert_eq!(
+            s.touch_many(&[chunks[4].0, chunks[4].0], None).unwrap(),
+            vec![true, true]
+        );
+        for (id, _) in &chunks[..5] {
+            assert!(!s.is_cached(id));
+        }
+        // A dedup put changes no attribution: the promoted chunks stay unattributed.
+        assert_eq!(s.owner_usage(owner).unwrap(), (0, 0));
+        assert_eq!(s.cache_stats().chunks, 1);
+        assert_eq!(s.evict_cache(0).unwrap(), (1, 1005));
+        assert_eq!(s.evict_cache(0).unwrap(), (0, 0));
+        for (id, c) in &chunks[..5] {
+            assert_eq!(s.get(id).unwrap().unwrap(), c.payload);
+        }
+        assert_eq!(s.get(&chunks[5].0).unwrap(), None);
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(s.cache_stats(), CacheStats::default());
+        assert_eq!(s.stats().unwrap().chunks, 5);
+    }
+
+    #[test]
+    fn evict_cache_evicts_least_recently_used_first_and_keeps_stats_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let (local, lc) = fetched(9, 500);
+        s.put(&local, &lc).unwrap();
+        let chunks: Vec<_> = (0..3).map(|i| fetched(i, 1000)).collect();
+        for (id, c) in &chunks {
+            assert!(s.put_cached(id, c).unwrap());
+        }
+        assert_eq!(s.get(&chunks[0].0).unwrap().unwrap(), chunks[0].1.payload);
+        // Within the bound: nothing to do.
+        assert_eq!(s.evict_cache(3000).unwrap(), (0, 0));
+        assert_eq!(s.evict_cache(2000).unwrap(), (1, 1000));
+        assert_eq!(s.get(&chunks[1].0).unwrap(), None);
+        assert!(!s.has_many(&[chunks[1].0]).unwrap()[0]);
+        assert_eq!(s.get(&chunks[0].0).unwrap().unwrap(), chunks[0].1.payload);
+        assert_eq!(s.get(&chunks[2].0).unwrap().unwrap(), chunks[2].1.payload);
+        assert_eq!(
+            s.stats().unwrap(),
+            ChunkStats {
+                chunks: 3,
+                raw_bytes: 2500,
+                stored_bytes: 2500,
+            }
+        );
+        assert_eq!(s.cache_stats().stored_bytes, 2000);
+        // The reads above used chunk 0 then chunk 2: a stored read (shipping) is a use too.
+        s.get_stored(&chunks[0].0).unwrap().unwrap();
+        assert_eq!(s.evict_cache(1500).unwrap(), (1, 1000));
+        assert!(s.is_cached(&chunks[0].0) && !s.is_cached(&chunks[2].0));
+        assert_eq!(s.stats().unwrap().chunks, 2);
+        assert_eq!(s.get(&local).unwrap().unwrap(), lc.payload);
+    }
+
+    #[test]
+    fn pinned_chunks_survive_eviction_until_every_pin_name_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let (a, ca) = fetched(1, 1000);
+        let (b, cb) = fetched(2, 2000);
+        let (local, lc) = fetched(3, 100);
+        s.put_cached(&a, &ca).unwrap();
+        s.put_cached(&b, &cb).unwrap();
+        s.put(&local, &lc).unwrap();
+        // Idempotent per name; ids not cached are skipped.
+        assert_eq!(s.pin_cached("x", &[a, local, a]).unwrap(), 1);
+        assert_eq!(s.pin_cached("x", &[a]).unwrap(), 0);
+        assert_eq!(
+            s.cache_stats(),
+            CacheStats {
+                chunks: 2,
+                stored_bytes: 3000,
+                pinned_chunks: 1,
+                pinned_bytes: 1000,
+            }
+        );
+        assert_eq!(s.evict_cache(0).unwrap(), (1, 2000));
+        assert_eq!(
+            s.evict_cache(0).unwrap(),
+            (0, 0),
+            "only pinned chunks remain"
+        );
+        assert_eq!(s.get(&a).unwrap().unwrap(), ca.payload);
+        assert_eq!(s.unpin_cached("x").unwrap(), 1);
+        assert_eq!(s.unpin_cached("x").unwrap(), 0);
+        assert_eq!(s.evict_cache(0).unwrap(), (1, 1000));
+        // Two names: both must go.
+        s.put_cached(&b, &cb).unwrap();
+        assert_eq!(s.pin_cached("x", &[b]).unwrap(), 1);
+        assert_eq!(s.pin_cached("x\0y", &[b]).unwrap(), 1);
+        assert_eq!(s.pin_cached("y", &[b]).unwrap(), 1);
+        assert_eq!(s.unpin_cached("x").unwrap(), 1, "a longer name is its own");
+        assert_eq!(s.evict_cache(0).unwrap(), (0, 0));
+        assert_eq!(s.unpin_cached("y").unwrap(), 1);
+        assert_eq!(s.evict_cache(0).unwrap(), (0, 0));
+        assert_eq!(s.unpin_cached("x\0y").unwrap(), 1);
+        assert_eq!(s.cache_stats().pinned_chunks, 0);
+        assert_eq!(s.evict_cache(0).unwrap(), (1, 2000));
+        assert_eq!(s.stats().unwrap().chunks, 1);
+        assert_eq!(s.pin_cached("x", &[b]).unwrap(), 0, "no longer cached");
+    }
+
+    #[test]
+    fn gc_deletion_of_a_cached_chunk_removes_it_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let (a, ca) = fetched(1, 1000);
+        let (b, cb) = fetched(2, 2000);
+        let (c, cc) = fetched(3, 3000);
+        for (id, ch) in [(&a, &ca), (&b, &cb), (&c, &cc)] {
+            s.put_cached(id, ch).unwrap();
+        }
+        assert_eq!(s.pin_cached("p", &[a]).unwrap(), 1);
+        let cutoff = now_ms() - 1_800_000;
+        // Young chunks are kept by the sweep, and stay cached.
+        assert_eq!(
+            s.delete_unreferenced_before(&[a, b], cutoff).unwrap(),
+            vec![false, false]
+        );
+        assert_eq!(s.cache_stats().chunks, 3);
+        s.backdate_for_test(&a, 3_600_000).unwrap();
+        s.backdate_for_test(&b, 3_600_000).unwrap();
+        // Pinned or not, an unreferenced chunk goes, and its cache entry with it.
+        assert_eq!(
+            s.delete_unreferenced_before(&[a, b], cutoff).unwrap(),
+            vec![true, true]
+        );
+        assert_eq!(
+            s.cache_stats(),
+            CacheStats {
+                chunks: 1,
+                stored_bytes: 3000,
+                pinned_chunks: 0,
+                pinned_bytes: 0,
+            }
+        );
+        assert!(s.delete(&c).unwrap());
+        assert_eq!(s.cache_stats(), CacheStats::default());
+        assert_eq!(s.stats().unwrap(), ChunkStats::default());
+        // Fetched again: the pin record left by the deleted entry does not hold the new one.
+        s.put_cached(&a, &ca).unwrap();
+        assert_eq!(s.cache_stats().pinned_chunks, 0);
+        assert_eq!(s.pin_cached("p", &[a]).unwrap(), 1);
+        assert_eq!(s.cache_stats().pinned_chunks, 1);
+        assert_eq!(s.unpin_cached("p").unwrap(), 1);
+        assert_eq!(s.cache_stats().pinned_chunks, 0);
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(s.cache_stats().stored_bytes, 1000);
+        assert_eq!(s.delete_many(&[a, b]).unwrap(), vec![true, false]);
+        assert_eq!(s.cache_stats(), CacheStats::default());
+        drop(s);
+        assert_eq!(open(dir.path()).cache_stats(), CacheStats::default());
+    }
+
+    #[test]
+    fn replace_keeps_a_cached_chunk_cached_and_its_bytes_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let raw = Bytes::from(vec![b'z'; 20_000]);
+        let id = ChunkId::of(&raw);
+        let c = StoredChunk::encode(raw.clone());
+        assert!(s.put_cached(&id, &c).unwrap());
+        s.corrupt_for_test(&id, b"rotten").unwrap();
+        assert!(s.replace(&id, &StoredChunk::raw(raw)).unwrap());
+        assert!(s.is_cached(&id));
+        assert_eq!(s.cache_stats().stored_bytes, 20_000);
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(s.cache_stats().stored_bytes, 20_000);
+        assert_eq!(s.evict_cache(0).unwrap(), (1, 20_000));
+        assert_eq!(s.stats().unwrap(), ChunkStats::default());
     }
 }

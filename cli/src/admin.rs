@@ -402,6 +402,28 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Full<Bytes>> 
             Some(l) => json(StatusCode::OK, &l.status()),
             None => error(StatusCode::NOT_FOUND, "this process runs no links"),
         },
+        (Method::GET, "/v1/links/cache") => match client.fetch_stats() {
+            Ok(f) => json(StatusCode::OK, &f),
+            Err(e) => client_error(e),
+        },
+        (Method::POST, "/v1/pin") => {
+            match serde_json::from_slice::<crate::object_cmd::SiblingsRequest>(&body) {
+                Ok(r) => match client.pin_object(&r.bucket, &r.key).await {
+                    Ok(p) => json(StatusCode::OK, &p),
+                    Err(e) => client_error(e),
+                },
+                Err(e) => error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
+            }
+        }
+        (Method::POST, "/v1/unpin") => {
+            match serde_json::from_slice::<crate::object_cmd::SiblingsRequest>(&body) {
+                Ok(r) => match client.unpin_object(&r.bucket, &r.key).await {
+                    Ok(n) => json(StatusCode::OK, &serde_json::json!({ "unpinned": n })),
+                    Err(e) => client_error(e),
+                },
+                Err(e) => error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
+            }
+        }
         (Method::GET, "/v1/disk") => match &ctx.disk {
             Some(d) => json(StatusCode::OK, &d.status()),
             None => error(StatusCode::NOT_FOUND, "this process watches no data dir"),

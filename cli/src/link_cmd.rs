@@ -59,7 +59,10 @@ pub enum LinkCommand {
         /// Copy what exists now (initial), follow changes from now on (continuous), or both.
         #[arg(long, value_enum, default_value = "both")]
         mode: Mode,
-        /// Ship data with the metadata (full).
+        /// Ship data with the metadata (full), or receive metadata only (metadata-only): the
+        /// data of what this site receives is fetched from the other site when first read,
+        /// checked, and kept in a bounded cache (`cairn serve --link-cache-size`; `cairn
+        /// object pin` keeps an object for good). What this site sends always carries its data.
         #[arg(long, value_enum, default_value = "full")]
         data: DataMode,
         /// Most bytes per second shipped in each direction (0: no limit).
@@ -333,6 +336,21 @@ async fn status(t: &Target) -> anyhow::Result<()> {
         if let Some(e) = &l.last_error {
             println!("  last error: {e}");
         }
+    }
+    let cache: cairn_client::FetchStats = admin.call(Method::GET, "/v1/links/cache", None).await?;
+    if cache.enabled {
+        println!(
+            "Fetch cache (metadata-only links): {} in {} chunks of at most {} ({} pinned), {} \
+             chunks fetched ({}), {} evicted, {} refused (failed their check)",
+            human(cache.cache.stored_bytes),
+            cache.cache.chunks,
+            human(cache.limit_bytes),
+            human(cache.cache.pinned_bytes),
+            cache.fetched_chunks,
+            human(cache.fetched_bytes),
+            cache.evicted_chunks,
+            cache.refused_chunks
+        );
     }
     Ok(())
 }

@@ -21,6 +21,34 @@ pub enum ObjectCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Keep an object's data at this site: on a site that receives a link as metadata only,
+    /// every chunk of the key's current version missing here is fetched from the linked site
+    /// now, and none is evicted from the fetch cache until `cairn object unpin`. Pinning again
+    /// after the key changed keeps the new version's data too.
+    Pin {
+        /// The bucket.
+        bucket: String,
+        /// The object key.
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Let the fetch cache evict an object pinned with `cairn object pin` again (least
+    /// recently used first, once the cache is over its size).
+    Unpin {
+        /// The bucket.
+        bucket: String,
+        /// The object key.
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// What `/v1/unpin` answers.
+#[derive(Serialize, Deserialize)]
+struct Unpinned {
+    unpinned: u64,
 }
 
 /// Which key `/v1/siblings` is asked about.
@@ -70,6 +98,47 @@ pub async fn siblings_of(
 /// Runs a `cairn object` command.
 pub async fn run(cmd: ObjectCommand) -> anyhow::Result<()> {
     match cmd {
+        ObjectCommand::Pin {
+            bucket,
+            key,
+            target,
+        } => {
+            let p: cairn_client::PinReport = match backend(&target).await? {
+                Backend::Local(c) => c.pin_object(&bucket, &key).await?,
+                Backend::Remote(a) => {
+                    let body = serde_json::to_value(SiblingsRequest {
+                        bucket: bucket.clone(),
+                        key: key.clone(),
+                    })?;
+                    a.call(Method::POST, "/v1/pin", Some(body)).await?
+                }
+            };
+            println!(
+                "{bucket}/{key} is kept here: {} chunks, {} fetched from the linked site now, \
+                 {} newly pinned",
+                p.chunks, p.fetched, p.pinned
+            );
+            Ok(())
+        }
+        ObjectCommand::Unpin {
+            bucket,
+            key,
+            target,
+        } => {
+            let n = match backend(&target).await? {
+                Backend::Local(c) => c.unpin_object(&bucket, &key).await?,
+                Backend::Remote(a) => {
+                    let body = serde_json::to_value(SiblingsRequest {
+                        bucket: bucket.clone(),
+                        key: key.clone(),
+                    })?;
+                    let u: Unpinned = a.call(Method::POST, "/v1/unpin", Some(body)).await?;
+                    u.unpinned
+                }
+            };
+            println!("{bucket}/{key}: {n} chunks may be evicted from the fetch cache again");
+            Ok(())
+        }
         ObjectCommand::Siblings {
             bucket,
             key,

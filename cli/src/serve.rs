@@ -172,6 +172,11 @@ pub struct ServeArgs {
     /// Neither accept links nor run the configured ones.
     #[arg(long, env = "CAIRN_NO_LINKS")]
     pub no_links: bool,
+    /// Most stored bytes kept of data fetched for metadata-only links (e.g. 10G, 500M): the
+    /// least recently used is evicted past it; objects pinned with `cairn object pin` are kept
+    /// beyond it.
+    #[arg(long, default_value = "10G", value_parser = crate::parse_size_arg, env = "CAIRN_LINK_CACHE_SIZE")]
+    pub link_cache_size: u64,
     /// Seconds between checks of every volume's health and used bytes (for /metrics).
     #[arg(long, default_value_t = 30, env = "CAIRN_VOLUME_HEALTH_INTERVAL")]
     pub volume_health_interval: u64,
@@ -433,6 +438,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             cairn_isgw::LinkListener::bind(args.link_listen, identity.clone(), client.clone())
                 .map_err(|e| anyhow::anyhow!("{e}: pass another --link-listen, or --no-links"))?;
         let runner = cairn_isgw::Links::new(client.clone(), dir.to_path_buf(), identity);
+        runner.set_cache_size(args.link_cache_size);
         Some((listener, runner))
     };
     let s3_addr = s3.local_addr()?;

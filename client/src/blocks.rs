@@ -158,23 +158,19 @@ impl Client {
                 .await;
         }
         let groups: Vec<Vec<ChunkId>> = ids.chunks(READ_GROUP).map(|g| g.to_vec()).collect();
-        let read: Vec<Vec<Bytes>> = futures::stream::iter(groups)
-            .map(|group| {
-                self.blocking(move |i| {
-                    let got = i.chunks.get_many(&group)?;
-                    group
-                        .iter()
-                        .zip(got)
-                        .map(|(id, b)| {
-                            b.ok_or_else(|| ClientError::Corrupt(format!("chunk {id} is missing")))
-                        })
-                        .collect()
-                })
-            })
+        let read: Vec<Vec<Option<Bytes>>> = futures::stream::iter(groups)
+            .map(|group| self.blocking(move |i| Ok(i.chunks.get_many(&group)?)))
             .buffered(GROUPS_PARALLEL)
             .try_collect()
             .await?;
-        Ok(read.into_iter().flatten().collect())
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, b) in ids.iter().zip(read.into_iter().flatten()) {
+            out.push(match b {
+                Some(b) => b,
+                None => self.fetch_missing(*id).await?.0,
+            });
+        }
+        Ok(out)
     }
 
     /// The bytes of chunk `id`, verified against the id by the store; a missing chunk is an

@@ -40,6 +40,12 @@ pub(crate) struct Inner {
     pub site_sealer: parking_lot::RwLock<Option<crate::crypt::Sealer>>,
     /// KMS keys opened lately (SSE-KMS).
     pub kms: crate::kms::KmsCache,
+    /// The linked sites chunks missing here are fetched from (metadata-only links).
+    pub remote: parking_lot::RwLock<Option<Arc<dyn crate::fetch::RemoteChunks>>>,
+    /// Most stored bytes the fetch cache keeps.
+    pub cache_limit: std::sync::atomic::AtomicU64,
+    /// What fetching did.
+    pub fetched: crate::fetch::FetchCounters,
 }
 
 impl Client {
@@ -127,8 +133,16 @@ impl Client {
                 readers: std::sync::OnceLock::new(),
                 site_sealer: parking_lot::RwLock::new(None),
                 kms: crate::kms::KmsCache::default(),
+                remote: parking_lot::RwLock::new(None),
+                cache_limit: std::sync::atomic::AtomicU64::new(crate::fetch::DEFAULT_CACHE_BYTES),
+                fetched: crate::fetch::FetchCounters::default(),
             }),
         }
+    }
+
+    /// This node's own chunk store when it is the whole chunk backend (single-node sites).
+    pub fn local_chunk_store(&self) -> Option<&Arc<ChunkStore>> {
+        self.inner.local.as_ref()
     }
 
     /// The site id every version this client makes carries.

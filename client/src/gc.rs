@@ -360,9 +360,27 @@ impl Client {
                     child.node
                 )));
             }
-            let node = self.load(child.node, child.len).await.map_err(|e| {
-                ClientError::Corrupt(format!("cannot read extent tree node {}: {e}", child.node))
-            })?;
+            let node = if self.fetches_remote() {
+                // A node not here stands for a subtree a linked site holds (see
+                // `crate::fetch`): what is here is marked, the rest is not this site's.
+                match self.load_local(child.node, child.len).await {
+                    Ok(Some(node)) => node,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        return Err(ClientError::Corrupt(format!(
+                            "cannot read extent tree node {}: {e}",
+                            child.node
+                        )))
+                    }
+                }
+            } else {
+                self.load(child.node, child.len).await.map_err(|e| {
+                    ClientError::Corrupt(format!(
+                        "cannot read extent tree node {}: {e}",
+                        child.node
+                    ))
+                })?
+            };
             match node {
                 TreeNode::Children(children) => {
                     stack.extend(children.into_iter().map(|c| (c, depth + 1)));

@@ -13,6 +13,7 @@ mod client;
 mod copy;
 pub mod crypt;
 mod error;
+mod fetch;
 mod gc;
 mod get;
 mod keys;
@@ -33,6 +34,7 @@ pub use checksum::{checksum_of, decode as decode_checksum, ChecksumAlgorithm};
 pub use client::{now_ms, Client};
 pub use copy::{CopyOptions, PartCopyKeys, PartCopyResult};
 pub use error::ClientError;
+pub use fetch::{FetchStats, PinReport, RemoteChunks, DEFAULT_CACHE_BYTES};
 pub use gc::{GcPhase, GcReport, DEFAULT_GC_HOLD_MS};
 pub use lifecycle::LifecycleReport;
 pub use link::{BucketReceived, ChunkRef, ShippedApply};
@@ -41,7 +43,7 @@ pub use read::ObjectRead;
 pub use scrub::ScrubReport;
 pub use types::*;
 
-pub use cairn_chunkserver::{OwnerUsage, StoredChunk};
+pub use cairn_chunkserver::{CacheStats, OwnerUsage, StoredChunk};
 pub use cairn_core::manifest::Change;
 pub use cairn_core::manifest::{
     AccessKey, Bucket, BucketQuota, ChecksumType, Content, ContentHeaders, DefaultEncryption,

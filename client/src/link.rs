@@ -117,8 +117,10 @@ impl Client {
             .await
     }
 
-    /// Chunks in stored form, to ship as they are (`None` where no copy exists).
-    pub async fn stored_chunks(
+    /// Chunks in stored form as this site holds them, never fetched from a linked site (what
+    /// a link's `Fetch` answers: a fetch is never passed on, so two sites fetching from each
+    /// other cannot ask each other in a loop).
+    pub async fn local_stored_chunks(
         &self,
         ids: Vec<ChunkId>,
     ) -> Result<Vec<Option<StoredChunk>>, ClientError> {
@@ -128,6 +130,27 @@ impl Client {
                 .collect()
         })
         .await
+    }
+
+    /// Chunks in stored form, to ship as they are (`None` where no copy exists). On a site
+    /// that fetches from its linked sites, one missing here is fetched (and cached) first.
+    pub async fn stored_chunks(
+        &self,
+        ids: Vec<ChunkId>,
+    ) -> Result<Vec<Option<StoredChunk>>, ClientError> {
+        let mut found = self.local_stored_chunks(ids.clone()).await?;
+        if self.fetches_remote() {
+            for (id, c) in ids.iter().zip(found.iter_mut()) {
+                if c.is_none() {
+                    match self.fetch_missing(*id).await {
+                        Ok((_, stored)) => *c = Some(stored),
+                        Err(ClientError::Corrupt(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// A tree node read and checked here (`len`: the bytes its parent says it covers).

@@ -39,7 +39,7 @@ pub(crate) struct Readers {
 
 type ReadJob = (
     ChunkId,
-    tokio::sync::oneshot::Sender<Result<Bytes, ClientError>>,
+    tokio::sync::oneshot::Sender<Result<Option<Bytes>, ClientError>>,
 );
 
 /// Reader threads per client.
@@ -77,10 +77,7 @@ impl Readers {
                         return;
                     };
                     for (id, reply) in batch {
-                        let r = store.get(&id).map_err(ClientError::from).and_then(|b| {
-                            b.ok_or_else(|| ClientError::Corrupt(format!("chunk {id} is missing")))
-                        });
-                        let _ = reply.send(r);
+                        let _ = reply.send(store.get(&id).map_err(ClientError::from));
                     }
                 });
             if let Err(e) = spawned {
@@ -103,7 +100,10 @@ impl Client {
             let (tx, rx) = tokio::sync::oneshot::channel();
             if readers.tx.send((id, tx)).is_ok() {
                 if let Ok(r) = rx.await {
-                    return r;
+                    return match r? {
+                        Some(b) => Ok(b),
+                        None => Ok(self.fetch_missing(id).await?.0),
+                    };
                 }
             }
             // No reader thread could be started: the blocking pool does it.
@@ -111,13 +111,25 @@ impl Client {
         self.read_chunk(id).await
     }
 
-    /// A chunk's verified bytes; a missing chunk is corruption (a manifest reaches it).
+    /// A chunk's verified bytes; a missing chunk is fetched from the linked sites when this
+    /// site fetches (see [`crate::fetch`]), otherwise it is corruption (a manifest reaches it).
     pub(crate) async fn read_chunk(&self, id: ChunkId) -> Result<Bytes, ClientError> {
-        self.blocking(move |i| {
-            i.chunks
-                .get(&id)?
-                .ok_or_else(|| ClientError::Corrupt(format!("chunk {id} is missing")))
-        })
-        .await
+        match self.blocking(move |i| Ok(i.chunks.get(&id)?)).await? {
+            Some(b) => Ok(b),
+            None => Ok(self.fetch_missing(id).await?.0),
+        }
+    }
+
+    /// A tree node read from this site's store only: `None` when it is not here (GC's mark on
+    /// a site that fetches from linked sites, see [`crate::fetch`]).
+    pub(crate) async fn load_local(
+        &self,
+        id: ChunkId,
+        len: u64,
+    ) -> Result<Option<TreeNode>, ClientError> {
+        match self.blocking(move |i| Ok(i.chunks.get(&id)?)).await? {
+            Some(b) => Ok(Some(TreeNode::decode_checked(&b, len)?)),
+            None => Ok(None),
+        }
     }
 }

@@ -137,7 +137,17 @@ impl LinkConfig {
             ));
         }
         if self.data == DataMode::MetadataOnly {
-            return Err("metadata-only links are not built yet: use --data full".to_string());
+            if self.is_s3() {
+                return Err("a link to a plain S3 endpoint ships data: use --data full".to_string());
+            }
+            if !self.direction.receives() {
+                return Err(
+                    "--data metadata-only is about what this site receives (it fetches data \
+                     from the remote when read): use --direction receive or both (what this \
+                     site sends always travels with its data)"
+                        .to_string(),
+                );
+            }
         }
         if let Some(b) = &self.buckets {
             if b.is_empty() {
@@ -314,4 +324,40 @@ pub struct LinkState {
     /// one of them missing since was deleted at that site, and the deletion travels.
     #[serde(default)]
     pub shared_buckets: std::collections::BTreeSet<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(direction: Direction, data: DataMode, remote: &str) -> LinkConfig {
+        LinkConfig {
+            name: "edge".into(),
+            remote: remote.into(),
+            buckets: None,
+            direction,
+            mode: Mode::Both,
+            data,
+            rate_bytes_per_sec: 0,
+            paused: false,
+        }
+    }
+
+    #[test]
+    fn metadata_only_is_about_what_a_site_receives() {
+        let ok = [Direction::Receive, Direction::Both];
+        for d in ok {
+            link(d, DataMode::MetadataOnly, "core:3905")
+                .validate()
+                .expect("a receiving metadata-only link");
+        }
+        let e = link(Direction::Send, DataMode::MetadataOnly, "core:3905")
+            .validate()
+            .expect_err("a sending metadata-only link");
+        assert!(e.contains("--direction receive or both"), "{e}");
+        let e = link(Direction::Send, DataMode::MetadataOnly, "https://s3.example")
+            .validate()
+            .expect_err("a metadata-only mirror");
+        assert!(e.contains("--data full"), "{e}");
+    }
 }

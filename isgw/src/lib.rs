@@ -11,6 +11,7 @@
 
 pub mod config;
 mod error;
+mod fetch;
 pub mod identity;
 mod listener;
 pub mod mirror;

@@ -22,12 +22,12 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::config::{LinkConfig, LinkDir, Progress};
+use crate::config::{DataMode, LinkConfig, LinkDir, Progress};
 use crate::error::{LinkError, LinkResult};
 use crate::identity::LINK_SERVER_NAME;
 use crate::proto::{BucketDeleted, VersionKey, MAX_BUCKETS, MAX_VERSIONS};
 use crate::remote::RemoteSite;
-use crate::ship::{ship, Traffic, TrafficSnapshot};
+use crate::ship::{ship, ship_metadata, Traffic, TrafficSnapshot};
 use crate::site::{holder_for, LocalSite, Sink, Source};
 
 /// How often an idle link looks for new changes.
@@ -95,6 +95,8 @@ struct Run {
     config: Mutex<LinkConfig>,
     phase: Mutex<LinkPhase>,
     remote_site: Mutex<Option<u16>>,
+    /// The remote end while a session is connected (asked for chunks missing here).
+    remote: Mutex<Option<RemoteSite>>,
     last_error: Mutex<Option<String>>,
     /// Per direction: the make time (unix ms) of the oldest version being shipped.
     pending: (Mutex<Option<u64>>, Mutex<Option<u64>>),
@@ -168,7 +170,7 @@ pub struct Links {
     shared: Arc<Shared>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     client: Client,
     dir: LinkDir,
     identity: IdentitySource,
@@ -177,6 +179,37 @@ struct Shared {
     /// Links given by the node's config file: run beside those of the links file, and win
     /// over one of the same name there.
     fixed: Vec<LinkConfig>,
+    /// Most stored bytes kept of chunks fetched for metadata-only links.
+    cache_bytes: AtomicU64,
+}
+
+impl Shared {
+    /// Makes the site fetch chunks it lacks through the connected links (done once, by the
+    /// first metadata-only link).
+    fn ensure_fetch(self: &Arc<Shared>) -> LinkResult<()> {
+        if self.client.fetches_remote() {
+            return Ok(());
+        }
+        let fetcher = Arc::new(crate::fetch::LinkFetcher::new(Arc::downgrade(self)));
+        self.client
+            .set_remote_chunks(fetcher, self.cache_bytes.load(Ordering::Relaxed))
+            .map_err(|e| LinkError::Refused(e.to_string()))
+    }
+
+    /// The remote ends of the links connected now, metadata-only links first.
+    pub(crate) fn connected(&self) -> Vec<RemoteSite> {
+        let running = self.running.lock();
+        let mut out: Vec<(bool, RemoteSite)> = running
+            .values()
+            .filter_map(|r| {
+                let remote = r.run.remote.lock().clone()?;
+                let full = r.run.config.lock().data == DataMode::Full;
+                Some((full, remote))
+            })
+            .collect();
+        out.sort_by_key(|(full, _)| *full);
+        out.into_iter().map(|(_, r)| r).collect()
+    }
 }
 
 impl Links {
@@ -201,8 +234,21 @@ impl Links {
                 poll: DEFAULT_POLL,
                 running: Mutex::new(BTreeMap::new()),
                 fixed,
+                cache_bytes: AtomicU64::new(cairn_client::DEFAULT_CACHE_BYTES),
             }),
         }
+    }
+
+    /// Sets the most stored bytes the site keeps of chunks fetched for metadata-only links
+    /// (the least recently used go first; pinned objects stay beyond it). Call before
+    /// [`Links::run`].
+    pub fn set_cache_size(&self, bytes: u64) {
+        self.shared.cache_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The fetch cache of metadata-only links.
+    pub fn fetch_stats(&self) -> Option<cairn_client::FetchStats> {
+        self.shared.client.fetch_stats().ok()
     }
 
     /// Every link's status, by name.
@@ -263,6 +309,7 @@ impl Links {
                 config: Mutex::new(cfg.clone()),
                 phase: Mutex::new(LinkPhase::Connecting),
                 remote_site: Mutex::new(None),
+                remote: Mutex::new(None),
                 last_error: Mutex::new(None),
                 pending: (Mutex::new(None), Mutex::new(None)),
                 initial_left: Mutex::new((Vec::new(), Vec::new())),
@@ -339,7 +386,7 @@ async fn run_link(
 
 /// One connection's worth of work: until the link is stopped or re-configured, or fails.
 async fn session(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     run: &Run,
     cfg: &LinkConfig,
     config: &mut watch::Receiver<LinkConfig>,
@@ -347,6 +394,9 @@ async fn session(
 ) -> LinkResult<Ended> {
     if cfg.is_s3() {
         return mirror_session(shared, run, cfg, config, stop).await;
+    }
+    if cfg.data == DataMode::MetadataOnly {
+        shared.ensure_fetch()?;
     }
     let identity = (shared.identity)().map_err(LinkError::Refused)?;
     let addr = cairn_net::resolve(&cfg.remote, Duration::from_secs(10)).await?;
@@ -371,6 +421,7 @@ async fn session(
             )));
         }
         *run.remote_site.lock() = Some(remote_site);
+        *run.remote.lock() = Some(remote.clone());
         *run.phase.lock() = LinkPhase::Connected;
         *run.last_error.lock() = None;
         tracing::info!(link = %cfg.name, remote_site = format!("{remote_site:04x}"), "link connected");
@@ -412,6 +463,7 @@ async fn session(
                 let dir = Direction {
                     src: &local,
                     dst: &remote,
+                    metadata_only: false,
                     dst_site: remote_site,
                     traffic: &run.sent,
                     pending: &run.pending.0,
@@ -423,6 +475,7 @@ async fn session(
                 let dir = Direction {
                     src: &remote,
                     dst: &local,
+                    metadata_only: cfg.data == DataMode::MetadataOnly,
                     dst_site: own_site,
                     traffic: &run.received,
                     pending: &run.pending.1,
@@ -439,6 +492,7 @@ async fn session(
         }
     }
     .await;
+    *run.remote.lock() = None;
     net.close().await;
     result
 }
@@ -698,6 +752,8 @@ impl<T: Source + Sink> SiteBoth for T {}
 struct Direction<'a> {
     src: &'a dyn Source,
     dst: &'a dyn Sink,
+    /// Only manifests are applied: `dst` fetches data when it is read.
+    metadata_only: bool,
     /// The site `dst` is: versions made there are not shipped to it.
     dst_site: u16,
     traffic: &'a Traffic,
@@ -706,6 +762,14 @@ struct Direction<'a> {
 }
 
 impl Direction<'_> {
+    async fn ship(&self, adds: Vec<VersionKey>, removals: Vec<VersionKey>) -> LinkResult<()> {
+        if self.metadata_only {
+            ship_metadata(self.src, self.dst, adds, removals, self.traffic).await
+        } else {
+            ship(self.src, self.dst, adds, removals, self.traffic).await
+        }
+    }
+
     /// Ships one batch, if there is one; returns whether there was.
     async fn step(&self, cfg: &LinkConfig, p: &mut Progress, remote_site: u16) -> LinkResult<bool> {
         if !p.started {
@@ -735,7 +799,7 @@ impl Direction<'_> {
                 .filter(|m| m.version.site() != self.dst_site)
                 .map(VersionKey::of)
                 .collect();
-            ship(self.src, self.dst, adds, Vec::new(), self.traffic).await?;
+            self.ship(adds, Vec::new()).await?;
             if truncated {
                 p.initial_after = last;
             } else {
@@ -767,7 +831,7 @@ impl Direction<'_> {
             *self.pending.lock() = adds.iter().map(|c| c.version.millis()).min();
             let adds = adds.into_iter().map(VersionKey::of_change).collect();
             let removals = removals.iter().map(VersionKey::of_change).collect();
-            ship(self.src, self.dst, adds, removals, self.traffic).await?;
+            self.ship(adds, removals).await?;
             *self.pending.lock() = None;
             p.cursors.insert(log, last_seq);
             worked = true;
@@ -782,6 +846,11 @@ impl cairn_core::metrics::MetricsSource for Links {
         let links = self.status();
         if links.is_empty() {
             return;
+        }
+        if let Ok(f) = self.shared.client.fetch_stats() {
+            if f.enabled {
+                render_fetch(out, &f);
+            }
         }
         let gauge = |out: &mut String, name: &str, help: &str, kind: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -883,5 +952,66 @@ impl cairn_core::metrics::MetricsSource for Links {
                 }
             }
         }
+    }
+}
+
+/// The fetch cache's figures (metadata-only links).
+fn render_fetch(out: &mut String, f: &cairn_client::FetchStats) {
+    use std::fmt::Write;
+    let rows: [(&str, &str, &str, u64); 8] = [
+        (
+            "cairn_link_cache_bytes",
+            "Stored bytes of chunks fetched from linked sites and kept.",
+            "gauge",
+            f.cache.stored_bytes,
+        ),
+        (
+            "cairn_link_cache_chunks",
+            "Chunks fetched from linked sites and kept.",
+            "gauge",
+            f.cache.chunks,
+        ),
+        (
+            "cairn_link_cache_pinned_bytes",
+            "Stored bytes of kept chunks pinned (never evicted).",
+            "gauge",
+            f.cache.pinned_bytes,
+        ),
+        (
+            "cairn_link_cache_limit_bytes",
+            "Most stored bytes the fetch cache keeps (pinned chunks beyond it).",
+            "gauge",
+            f.limit_bytes,
+        ),
+        (
+            "cairn_link_fetched_chunks_total",
+            "Chunks fetched from linked sites.",
+            "counter",
+            f.fetched_chunks,
+        ),
+        (
+            "cairn_link_fetched_bytes_total",
+            "Stored bytes fetched from linked sites.",
+            "counter",
+            f.fetched_bytes,
+        ),
+        (
+            "cairn_link_fetch_refused_total",
+            "Chunks a linked site sent that failed their check (not stored).",
+            "counter",
+            f.refused_chunks,
+        ),
+        (
+            "cairn_link_cache_evicted_total",
+            "Chunks evicted from the fetch cache.",
+            "counter",
+            f.evicted_chunks,
+        ),
+    ];
+    for (name, help, kind, v) in rows {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
     }
 }

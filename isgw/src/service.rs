@@ -203,7 +203,11 @@ impl Service for LinkService {
             }
             LinkRequest::Fetch { ids } => {
                 bound("fetch", ids.len(), MAX_REFS)?;
-                let found = local.stored(ids).await.map_err(remote)?;
+                let found = self
+                    .client
+                    .local_stored_chunks(ids)
+                    .await
+                    .map_err(|e| remote(e.into()))?;
                 let mut chunks = Vec::new();
                 let mut out = BytesMut::new();
                 for c in found {

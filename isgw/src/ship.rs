@@ -101,6 +101,37 @@ pub async fn ship(
     removals: Vec<VersionKey>,
     traffic: &Traffic,
 ) -> LinkResult<()> {
+    let wanted = lacking(src, dst, adds, traffic).await?;
+    ship_versions(src, dst, wanted, traffic).await?;
+    apply_removals(dst, removals, traffic).await
+}
+
+/// [`ship`] for a metadata-only link: the versions the sink lacks are applied without their
+/// data, which the sink fetches from the source when it is read (see `cairn_client`'s fetch
+/// cache); removals as [`ship`] applies them.
+pub async fn ship_metadata(
+    src: &dyn Source,
+    dst: &dyn Sink,
+    adds: Vec<VersionKey>,
+    removals: Vec<VersionKey>,
+    traffic: &Traffic,
+) -> LinkResult<()> {
+    let wanted = lacking(src, dst, adds, traffic).await?;
+    for part in wanted.chunks(MAX_VERSIONS) {
+        let a = dst.apply(part.to_vec(), Vec::new()).await?;
+        Traffic::add(&traffic.versions, u64::from(a.applied));
+        Traffic::add(&traffic.conflicts, u64::from(a.conflicts));
+    }
+    apply_removals(dst, removals, traffic).await
+}
+
+/// The versions of `adds` the source still has and the sink lacks, as the source stores them.
+async fn lacking(
+    src: &dyn Source,
+    dst: &dyn Sink,
+    adds: Vec<VersionKey>,
+    traffic: &Traffic,
+) -> LinkResult<Vec<VersionManifest>> {
     let mut wanted: Vec<VersionManifest> = Vec::new();
     for part in adds.chunks(MAX_VERSIONS) {
         let found = src.versions(part.to_vec()).await?;
@@ -127,7 +158,14 @@ pub async fn ship(
             }
         }
     }
-    ship_versions(src, dst, wanted, traffic).await?;
+    Ok(wanted)
+}
+
+async fn apply_removals(
+    dst: &dyn Sink,
+    removals: Vec<VersionKey>,
+    traffic: &Traffic,
+) -> LinkResult<()> {
     for part in removals.chunks(MAX_VERSIONS) {
         let a = dst.apply(Vec::new(), part.to_vec()).await?;
         Traffic::add(&traffic.removals, u64::from(a.removed));
