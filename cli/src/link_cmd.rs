@@ -270,12 +270,15 @@ fn describe(l: &LinkConfig) -> String {
         Some(b) => b.join(","),
     };
     format!(
-        "{} -> {}: {buckets}, direction {:?}, mode {:?}, data {:?}{}{}",
+        "{} -> {}: {buckets}, direction {:?}, mode {:?}, data {}{}{}",
         l.name,
         l.remote,
         l.direction,
         l.mode,
-        l.data,
+        match l.data {
+            DataMode::Full => "full",
+            DataMode::MetadataOnly => "metadata-only",
+        },
         if l.rate_bytes_per_sec > 0 {
             format!(", at most {}/s", human(l.rate_bytes_per_sec))
         } else {

@@ -355,9 +355,13 @@ mod tests {
             .validate()
             .expect_err("a sending metadata-only link");
         assert!(e.contains("--direction receive or both"), "{e}");
-        let e = link(Direction::Send, DataMode::MetadataOnly, "https://s3.example")
-            .validate()
-            .expect_err("a metadata-only mirror");
+        let e = link(
+            Direction::Send,
+            DataMode::MetadataOnly,
+            "https://s3.example",
+        )
+        .validate()
+        .expect_err("a metadata-only mirror");
         assert!(e.contains("--data full"), "{e}");
     }
 }
