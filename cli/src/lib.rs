@@ -364,6 +364,16 @@ pub fn volume_cache_bytes(mib: Option<u64>) -> u64 {
     )
 }
 
+/// The NFS gateway's read cache: `mib` when given, else a share of this machine's memory (as
+/// the volumes' chunk cache), else the gateway's default.
+pub fn nfs_cache_bytes(mib: Option<u64>) -> u64 {
+    memory_share(
+        mib,
+        cairn_block::volume::chunk_cache_for_memory,
+        cairn_nfs::DEFAULT_READ_CACHE_BYTES,
+    )
+}
+
 /// The volumes' write-back budget: `mib` when given, else a share of this machine's memory,
 /// else the library's default.
 pub fn volume_dirty_bytes(mib: Option<u64>) -> u64 {

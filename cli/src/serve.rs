@@ -141,6 +141,11 @@ pub struct ServeArgs {
     /// Do not serve NFS.
     #[arg(long, env = "CAIRN_NO_NFS")]
     pub no_nfs: bool,
+    /// MiB of file data recently read over NFS kept in memory (0: none), for all exports
+    /// together: reads that hit it skip the chunk store. Default: an eighth of the machine's
+    /// memory, between 64 MiB and 4 GiB.
+    #[arg(long, env = "CAIRN_NFS_CACHE_MIB")]
+    pub nfs_cache_mib: Option<u64>,
     /// Address of the iSCSI portal that serves block volumes: each volume is LUN 0 of target
     /// `PREFIX:VOLUME` (`iscsi://ADDR/PREFIX:VOLUME/0`).
     #[arg(long, default_value = DEFAULT_ISCSI_LISTEN, value_parser = parse_listen, env = "CAIRN_ISCSI_LISTEN")]
@@ -385,10 +390,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         let exports_file = cairn_nfs::ExportsFile::in_data_dir(dir);
         let exports = exports_file.load().map_err(anyhow::Error::msg)?;
-        let fs = Arc::new(cairn_nfs::Fs::new(
+        let fs = Arc::new(cairn_nfs::Fs::with_read_cache(
             client.clone(),
             exports,
             crate::volume_dirty_bytes(None),
+            crate::nfs_cache_bytes(args.nfs_cache_mib),
         ));
         let config = cairn_nfs::NfsConfig {
             exports_file: Some(exports_file.path().to_path_buf()),

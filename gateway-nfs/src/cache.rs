@@ -8,7 +8,11 @@ use bytes::{Bytes, BytesMut};
 use cairn_client::{Client, ClientError};
 use cairn_core::extent::{Child, NodeStore, RangeWalker, Target, TreeNode};
 use cairn_core::ChunkId;
+use futures::{StreamExt, TryStreamExt};
 use parking_lot::Mutex;
+
+/// Chunks one READ fetches at once.
+const FETCH_AHEAD: usize = 8;
 
 /// Two generations of entries with a cost each, within `budget`.
 struct Generations<V> {
@@ -109,16 +113,25 @@ impl ReadCache {
     pub async fn read(&self, root: Child, start: u64, end: u64) -> Result<Bytes, ClientError> {
         let mut walker = RangeWalker::new(root, start, end)?;
         let nodes = Nodes(self);
-        let mut parts: Vec<Bytes> = Vec::new();
+        let mut pieces = Vec::new();
         while let Some(p) = walker.next(&nodes).await? {
-            let (off, len) = (p.offset as usize, p.len as usize);
-            let bytes = match p.target {
-                Target::Zeros => Bytes::from(vec![0u8; len]),
-                Target::Inline(b) => slice(&b, off, len)?,
-                Target::Chunk { id, .. } => slice(&self.chunk(id).await?, off, len)?,
-            };
-            parts.push(bytes);
+            pieces.push(p);
         }
+        // The pieces' chunks are fetched FETCH_AHEAD at a time: a 1 MiB READ of a file written
+        // in 64 KiB extents spans sixteen of them, and one at a time they queued behind each
+        // other's store reads.
+        let mut parts: Vec<Bytes> = futures::stream::iter(pieces)
+            .map(|p| async move {
+                let (off, len) = (p.offset as usize, p.len as usize);
+                match p.target {
+                    Target::Zeros => Ok(Bytes::from(vec![0u8; len])),
+                    Target::Inline(b) => slice(&b, off, len),
+                    Target::Chunk { id, .. } => slice(&self.chunk(id).await?, off, len),
+                }
+            })
+            .buffered(FETCH_AHEAD)
+            .try_collect()
+            .await?;
         if parts.len() == 1 {
             return Ok(parts.pop().unwrap_or_default());
         }

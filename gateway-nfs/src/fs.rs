@@ -45,8 +45,9 @@ const ID_OWNER: &str = "cairn-system";
 const PAGE: usize = 256;
 /// Cookies remembered for READDIR resumption.
 const MAX_COOKIES: usize = 100_000;
-/// Bytes of chunks (and an eighth of that of tree nodes) reads keep in memory.
-const READ_CACHE_BYTES: usize = 128 << 20;
+/// Bytes of chunks (and an eighth of that of tree nodes) reads keep in memory when not told
+/// otherwise ([`Fs::with_read_cache`]).
+pub const DEFAULT_READ_CACHE_BYTES: u64 = 128 << 20;
 /// How often an export's id table is read again (renames made through other gateways).
 const IDS_RELOAD: Duration = Duration::from_secs(10);
 
@@ -298,11 +299,25 @@ fn set_time(t: SetTime) -> Option<Nfstime3> {
 }
 
 impl Fs {
-    /// The file systems of `exports` over `client`; at most `max_dirty` bytes buffered.
+    /// The file systems of `exports` over `client`; at most `max_dirty` bytes buffered, and
+    /// [`DEFAULT_READ_CACHE_BYTES`] of read data kept.
     pub fn new(client: Client, exports: Vec<ExportConfig>, max_dirty: u64) -> Fs {
+        Fs::with_read_cache(client, exports, max_dirty, DEFAULT_READ_CACHE_BYTES)
+    }
+
+    /// [`Fs::new`] keeping about `read_cache` bytes of chunks read (and an eighth of that of
+    /// tree nodes) in memory: random reads of files that fit in it skip the store, as a
+    /// kernel NFS server's reads hit its page cache.
+    pub fn with_read_cache(
+        client: Client,
+        exports: Vec<ExportConfig>,
+        max_dirty: u64,
+        read_cache: u64,
+    ) -> Fs {
         let mut verf = [0u8; 8];
         rand::Rng::fill(&mut rand::thread_rng(), &mut verf);
-        let cache = crate::cache::ReadCache::new(client.clone(), READ_CACHE_BYTES);
+        let budget = usize::try_from(read_cache).unwrap_or(usize::MAX);
+        let cache = crate::cache::ReadCache::new(client.clone(), budget);
         Fs {
             client,
             exports: RwLock::new(

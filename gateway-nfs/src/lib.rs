@@ -18,5 +18,5 @@ pub mod server;
 pub mod xdr;
 
 pub use export::{ExportConfig, ExportsFile};
-pub use fs::Fs;
+pub use fs::{Fs, DEFAULT_READ_CACHE_BYTES};
 pub use server::{NfsConfig, NfsMetrics, NfsServer};

@@ -77,6 +77,10 @@ impl Segments {
 
     /// The buffered pieces overlapping `[start, end)`, clipped to it.
     pub fn pieces(&self, start: u64, end: u64) -> Vec<(u64, Bytes)> {
+        if start >= end {
+            // A READ at or past the end of the file asks for nothing.
+            return Vec::new();
+        }
         let from = self
             .segs
             .range(..start)

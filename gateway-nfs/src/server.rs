@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use parking_lot::Mutex;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -336,7 +337,21 @@ async fn connection(
         // Owned by this connection: they end with it (a server stopping aborts it).
         calls.spawn(async move {
             let _permit = permit;
-            if let Some(reply) = handle(&fs, &metrics, addr, port, &record).await {
+            // A call that panics (a bug: no input should make one) gets SYSTEM_ERR, so the
+            // client is not left waiting for a reply that never comes.
+            let answered = std::panic::AssertUnwindSafe(handle(&fs, &metrics, addr, port, &record))
+                .catch_unwind()
+                .await;
+            let reply = match answered {
+                Ok(reply) => reply,
+                Err(_) => {
+                    tracing::error!(%addr, "NFS: a call panicked; answered SYSTEM_ERR");
+                    record.get(..4).map(|x| {
+                        rpc::reply_system_err(u32::from_be_bytes([x[0], x[1], x[2], x[3]]))
+                    })
+                }
+            };
+            if let Some(reply) = reply {
                 let _ = tx.send(reply.into_inner()).await;
             }
         });

@@ -106,6 +106,9 @@ async fn writes_at_any_offset_become_a_version_at_commit_sharing_untouched_chunk
     }
     assert_eq!(c.read_all(&fh).await, want);
     assert_eq!(c.getattr(&fh).await.unwrap().size, 4 << 20);
+    // A READ past the end of a file with buffered writes is an empty read at EOF.
+    let (past, eof) = c.read(&fh, (4 << 20) + 4096, 4096).await.unwrap();
+    assert!(past.is_empty() && eof);
     assert!(
         get(&s.client, "bkt", "db.bin").await.is_empty(),
         "visible before COMMIT"

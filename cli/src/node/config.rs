@@ -238,6 +238,9 @@ pub struct NfsSection {
     /// `[[nfs.exports]]`: `bucket`, `read_only`, `clients` (addresses or networks; empty:
     /// any), `root_squash`.
     pub exports: Vec<cairn_nfs::ExportConfig>,
+    /// MiB of file data recently read kept in memory (default: an eighth of the machine's
+    /// memory, between 64 MiB and 4 GiB).
+    pub cache_mib: Option<u64>,
 }
 
 impl Default for NfsSection {
@@ -245,6 +248,7 @@ impl Default for NfsSection {
         NfsSection {
             enabled: true,
             exports: Vec::new(),
+            cache_mib: None,
         }
     }
 }

@@ -494,10 +494,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let mut nfs_metrics = None;
     let nfs_addr = if roles.has(Role::S3) && config.nfs.enabled {
         let exports_file = cairn_nfs::ExportsFile::in_data_dir(&dir);
-        let fs = Arc::new(cairn_nfs::Fs::new(
+        let fs = Arc::new(cairn_nfs::Fs::with_read_cache(
             client.clone(),
             config.nfs.exports.clone(),
             crate::volume_dirty_bytes(config.volumes.dirty_mib),
+            crate::nfs_cache_bytes(config.nfs.cache_mib),
         ));
         let nfs_config = cairn_nfs::NfsConfig {
             exports_file: Some(exports_file.path().to_path_buf()),
