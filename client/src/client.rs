@@ -140,6 +140,13 @@ impl Client {
         }
     }
 
+    /// A number that changes whenever a metadata write becomes visible, when the metadata is
+    /// a local store (`None` on a multi-node site): read it before a lookup and reuse the
+    /// lookup while it has not changed.
+    pub fn meta_generation(&self) -> Option<u64> {
+        self.inner.meta.write_generation()
+    }
+
     /// This node's own chunk store when it is the whole chunk backend (single-node sites).
     pub fn local_chunk_store(&self) -> Option<&Arc<ChunkStore>> {
         self.inner.local.as_ref()

@@ -43,6 +43,8 @@ pub const ID_BUCKET: &str = "cairn-nfs";
 const ID_OWNER: &str = "cairn-system";
 /// Keys per listing page.
 const PAGE: usize = 256;
+/// Lookups of current versions kept for reuse (see `Fs::current_of`).
+const MAX_RESOLVED: usize = 4096;
 /// Cookies remembered for READDIR resumption.
 const MAX_COOKIES: usize = 100_000;
 /// Bytes of chunks (and an eighth of that of tree nodes) reads keep in memory when not told
@@ -218,6 +220,8 @@ pub struct Fs {
     pub counters: FsCounters,
     /// Tree nodes and chunks recently read.
     cache: crate::cache::ReadCache,
+    /// Current versions looked up, with the metadata generation they were read at.
+    resolved: Mutex<HashMap<(u32, String), (u64, VersionManifest)>>,
 }
 
 /// The NFS status for a client error.
@@ -335,6 +339,7 @@ impl Fs {
             dirty_changed: tokio::sync::Notify::new(),
             counters: FsCounters::default(),
             cache,
+            resolved: Mutex::new(HashMap::new()),
         }
     }
 
@@ -398,17 +403,48 @@ impl Fs {
     }
 
     /// What `key` is now (`a/` a directory, `a` a file or symlink), with attributes.
+    /// The current version of `key` in `export`'s bucket. On a site whose metadata store
+    /// says when it changed (single-node sites), a lookup is reused while no metadata write
+    /// became visible since it was made: every READ, WRITE and GETATTR resolves its handle,
+    /// and a file read at random otherwise costs a metadata read per call. Any write makes
+    /// the next lookup read again, so what S3 writers change is seen at once.
+    async fn current_of(
+        &self,
+        export: &Arc<Export>,
+        key: &str,
+    ) -> Result<Option<VersionManifest>, Nfsstat3> {
+        // Taken before the read: a write that becomes visible after it changes it.
+        let generation = self.client.meta_generation();
+        let slot = (export.id, key.to_string());
+        if let Some(g) = generation {
+            if let Some((at, m)) = self.resolved.lock().get(&slot) {
+                if *at == g {
+                    return Ok(Some(m.clone()));
+                }
+            }
+        }
+        let read = self
+            .client
+            .read_object(export.bucket(), key, &VersionSel::Current)
+            .await
+            .map_err(io)?;
+        let found = read.manifest().ok().cloned();
+        if let (Some(g), Some(m)) = (generation, &found) {
+            let mut resolved = self.resolved.lock();
+            if resolved.len() >= MAX_RESOLVED {
+                resolved.clear();
+            }
+            resolved.insert(slot, (g, m.clone()));
+        }
+        Ok(found)
+    }
+
     async fn stat(&self, export: &Arc<Export>, key: &str) -> Result<Node, Nfsstat3> {
         if key.is_empty() {
             return Ok(self.root_node(export));
         }
         let bucket = export.bucket();
-        let read = self
-            .client
-            .read_object(bucket, key, &VersionSel::Current)
-            .await
-            .map_err(io)?;
-        let found = read.manifest().ok().cloned();
+        let found = self.current_of(export, key).await?;
         self.ensure_ids(export).await?;
         if let Some(m) = found {
             let fileid = self.fileid(export, key, Some(&m));

@@ -714,3 +714,44 @@ async fn objects_encrypted_with_site_keys_read_and_customer_keyed_ones_are_refus
         );
     }
 }
+
+async fn put_s3(client: &Client, key: &str, data: &'static [u8]) {
+    client
+        .put_object(
+            "bkt",
+            key,
+            Box::pin(futures::stream::once(async move {
+                Ok(bytes::Bytes::from_static(data))
+            })),
+            PutOptions {
+                content_length: Some(data.len() as u64),
+                owner: "owner".into(),
+                ..PutOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_through_a_handle_see_each_s3_write_at_once() {
+    let s = site(vec![export("bkt")]).await;
+    put_s3(&s.client, "f.txt", b"first").await;
+    let mut c = NfsClient::connect(s.addr).await;
+    let root = c.mount("/bkt").await.unwrap();
+    let (fh, _) = c.lookup(&root, "f.txt").await.unwrap();
+    // Read many times (the lookup behind the handle is reused), then overwritten by S3: the
+    // next read through the same handle sees the new bytes and size.
+    for _ in 0..3 {
+        assert_eq!(c.read(&fh, 0, 100).await.unwrap().0, b"first");
+    }
+    put_s3(&s.client, "f.txt", b"second write").await;
+    assert_eq!(c.read(&fh, 0, 100).await.unwrap().0, b"second write");
+    assert_eq!(c.getattr(&fh).await.unwrap().size, 12);
+    // Deleted by S3: the handle is stale at once.
+    s.client
+        .delete_object("bkt", "f.txt", &VersionSel::Current)
+        .await
+        .unwrap();
+    assert!(c.read(&fh, 0, 100).await.is_err());
+}

@@ -246,6 +246,11 @@ pub trait ManifestBackend: Send + Sync + 'static {
     /// What a bucket holds, kept with its versions (a multi-node backend: the greatest count
     /// among R of its replicas).
     fn bucket_usage(&self, bucket: &str) -> Result<crate::BucketUsage, ManifestError>;
+    /// [`ManifestStore::write_generation`] of a local store; `None` (the default) where no
+    /// such cheap check exists (a multi-node backend), and lookups are never reused.
+    fn write_generation(&self) -> Option<u64> {
+        None
+    }
     /// Where each change log of the site ends now, as (log, last sequence number), each held
     /// from there for `holder` (see `crate::history`: a log is not trimmed past what a live
     /// holder still has to read) until [`ManifestBackend::release_change_logs`]: one log per
@@ -486,6 +491,10 @@ impl ManifestBackend for ManifestStore {
     fn stats(&self) -> Result<ManifestStats, ManifestError> {
         ManifestStore::stats(self)
     }
+    fn write_generation(&self) -> Option<u64> {
+        Some(ManifestStore::write_generation(self))
+    }
+
     fn bucket_usage(&self, bucket: &str) -> Result<crate::BucketUsage, ManifestError> {
         ManifestStore::bucket_usage(self, bucket)
     }

@@ -303,6 +303,9 @@ impl ManifestStore {
             ..
         } = txn;
         self.db.write_opt(batch, &self.unsynced)?;
+        // After the batch is visible: a reader that saw the old generation re-reads.
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         *guard = state;
         let ticket = self.group.written(state.last_seq);
         drop(guard);

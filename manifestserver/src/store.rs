@@ -58,9 +58,19 @@ pub struct ManifestStore {
     pub(crate) state: Mutex<WriteState>,
     /// One history trim at a time (see `history.rs`).
     pub(crate) trim: Mutex<()>,
+    /// Counts committed mutations (see [`ManifestStore::write_generation`]).
+    pub(crate) generation: std::sync::atomic::AtomicU64,
 }
 
 impl ManifestStore {
+    /// A number that grows with every mutation once it is visible to reads, and only then:
+    /// a reader that takes it before reading something, and finds it unchanged later, knows
+    /// no mutation became visible between (what gateways check before reusing a lookup).
+    /// Starts at 0 when the store opens.
+    pub fn write_generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path, config: ManifestConfig) -> Result<ManifestStore, ManifestError> {
         let mut opts = Options::default();
@@ -138,6 +148,7 @@ impl ManifestStore {
             group: GroupSync::new(config.sync_writes, 0),
             state: Mutex::new(WriteState::default()),
             trim: Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         };
         store.fill_usage_once()?;
         let state = store.load_state()?;
