@@ -591,6 +591,13 @@ roles = ["chunk"]
             toml::from_str(&text.replace("paris.example:3905", "https://s3.example")).unwrap();
         let e = cairn_isgw::check_fixed(&mirror.links).unwrap_err();
         assert!(e.contains("cairn link add"), "{e}");
+        let metadata_only: NodeConfig = toml::from_str(&text.replace(
+            "direction = \"receive\"",
+            "direction = \"receive\"\ndata = \"metadata-only\"",
+        ))
+        .unwrap();
+        let e = cairn_isgw::check_fixed(&metadata_only.links).unwrap_err();
+        assert!(e.contains("single-node site"), "{e}");
     }
 
     #[test]
