@@ -152,6 +152,13 @@ pub trait ChunkBackend: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// Which of `ids` are cached chunks the fetch cache holds (readable here, though
+    /// [`ChunkBackend::has_many`] may not count them: on a multi-node site they are outside
+    /// placement). The default has no cache: none.
+    fn cached_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
+        Ok(vec![false; ids.len()])
+    }
+
     /// A chunk's bytes, verified against `id`; `None` if no copy exists.
     fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError>;
 
@@ -279,6 +286,10 @@ impl ChunkBackend for ChunkStore {
 
     fn unpin_cached(&self, pin: &str) -> Result<u64, ChunkError> {
         ChunkStore::unpin_cached(self, pin)
+    }
+
+    fn cached_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
+        Ok(ids.iter().map(|id| self.is_cached(id)).collect())
     }
 
     fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError> {

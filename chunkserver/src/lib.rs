@@ -26,7 +26,7 @@ pub use maintenance::{
     WorkerSnapshot,
 };
 pub use replicated::{ReplicatedChunks, ReplicationConfig, ReplicationCounters};
-pub use rpc::{ChunkService, RemoteChunks};
+pub use rpc::{ChunkService, FetchSource, RemoteChunks};
 pub use store::{
     CacheStats, ChunkConfig, ChunkMeta, ChunkStats, ChunkStore, StoredChunk, MAX_STORED_LEN,
 };

@@ -37,7 +37,14 @@
 //! ([`ChunkStore::replace`]), by a copy fetched from another replica — the current placement's
 //! first, then the previous map's — that verifies both on the sender and here. When no
 //! replica has a good copy the chunk counts as unrepaired and is left as it is: scrub never
-//! deletes a copy.
+//! deletes a copy, except a corrupt *cached* one.
+//!
+//! # Cached chunks
+//!
+//! Chunks this node fetched through a metadata-only link ([`ChunkStore::put_cached`]) are an
+//! evictable copy of another site's data kept outside placement: repair and rebalance skip
+//! them (no replica should hold them, and they stay where the reads that fetched them are);
+//! scrub deletes a corrupt one, which the next read fetches again.
 //!
 //! # Failures and bounds
 //!
@@ -265,6 +272,12 @@ impl ChunkMaintenance {
             pass.scanned(page.len() as u64);
             let mut items = Vec::new();
             for id in page {
+                // A cached chunk (fetched through a metadata-only link) is this node's
+                // evictable copy of another site's data, outside placement: neither copied
+                // to replicas nor moved (see the replicated module's "fetch cache").
+                if self.store.is_cached(&id) {
+                    continue;
+                }
                 let placed = placer.place(id.as_bytes(), rf);
                 let mine = placed.contains(&self.node);
                 let wanted = match kind {
@@ -551,6 +564,23 @@ impl ChunkMaintenance {
                 pass.scanned(1);
                 match result {
                     Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::Corrupt && self.store.is_cached(&id) => {
+                        // A corrupt cached copy is dropped: the next read fetches it again
+                        // from the linked site (no replica here has it).
+                        pass.corrupt_found();
+                        let store = self.store.clone();
+                        match blocking(move || store.delete(&id)).await {
+                            Ok(_) => {
+                                tracing::warn!(chunk = %id,
+                                    "scrub dropped a corrupt cached chunk (it is fetched again)");
+                                pass.corrupt_repaired();
+                            }
+                            Err(d) => pass.error(format!(
+                                "scrub: cached chunk {id} is corrupt ({e}) and could not be \
+                                 dropped: {d}"
+                            )),
+                        }
+                    }
                     Err(e) if e.kind() == ErrorKind::Corrupt => {
                         pass.corrupt_found();
                         self.repair_copy(id, &placer, rf, e, pass).await;

@@ -36,6 +36,16 @@
 //! whose read failed on the transport (unreachable, timed out) is tried last by every get for
 //! the next ten seconds, so a stopped node costs one call timeout, not one per chunk it leads.
 //!
+//! # The fetch cache
+//!
+//! On a site that receives a link's versions as metadata only, the node that runs the link
+//! keeps the chunks it fetched from the linked site in its own store as *cached* chunks
+//! ([`ChunkStore::put_cached`]), outside placement: they are a bounded, evictable copy of data
+//! the other site holds, not one of this site's replicas (repair and rebalance leave them
+//! where they are, see the maintenance module). Gets on that node try its cached copy first;
+//! the other nodes reach it with [`ReplicatedChunks::fetch_from_peers`] (the chunk service's
+//! `Fetch`), which that node answers from its store or by fetching.
+//!
 //! # Bounds
 //!
 //! - every call has the configured deadline ([`ReplicationConfig::call_timeout`]), and a get's
@@ -75,7 +85,8 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::rpc::{DEFAULT_BODY_TIMEOUT, MAX_IDS_PER_CALL};
 use crate::store::MAX_STORED_LEN;
 use crate::{
-    ChunkBackend, ChunkError, ChunkStats, ChunkStore, OwnerUsage, RemoteChunks, StoredChunk,
+    CacheStats, ChunkBackend, ChunkError, ChunkStats, ChunkStore, OwnerUsage, RemoteChunks,
+    StoredChunk,
 };
 
 /// Limits and timers of a [`ReplicatedChunks`].
@@ -239,6 +250,9 @@ impl State {
             .collect()
     }
 }
+
+/// How long [`ReplicatedChunks::peers_that_fetch`] waits for each node's answer.
+const FETCHES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long a node whose read failed on the transport is tried last by gets.
 const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(10);
@@ -975,15 +989,26 @@ impl ChunkBackend for ReplicatedChunks {
         }
     }
 
-    /// The first good copy among the replicas (see the module docs).
+    /// The first good copy among the replicas (see the module docs); this node's cached copy
+    /// first, if it has one.
     fn get(&self, id: &ChunkId) -> Result<Option<Bytes>, ChunkError> {
+        if let Some(store) = self.cached_here(id) {
+            if let Some(b) = store.get(id)? {
+                return Ok(Some(b));
+            }
+        }
         self.first_good(id, |store| store.get(id), |c| c.decode_verified(id))
     }
 
     /// The first good copy among the replicas in stored form, checked against `id` (a site
-    /// link ships it as it is).
+    /// link ships it as it is); this node's cached copy first, if it has one.
     fn get_stored(&self, id: &ChunkId) -> Result<Option<StoredChunk>, ChunkError> {
         let check = |c: StoredChunk| c.decode_verified(id).map(|_| c);
+        if let Some(store) = self.cached_here(id) {
+            if let Some(c) = store.get_stored(id)? {
+                return check(c).map(Some);
+            }
+        }
         self.first_good(
             id,
             |store| store.get_stored(id)?.map(check).transpose(),
@@ -1013,6 +1038,49 @@ impl ChunkBackend for ReplicatedChunks {
 
     fn replica_census(&self, ids: &[ChunkId]) -> Result<ReplicaCensus, ChunkError> {
         self.census(ids)
+    }
+
+    /// Stores a fetched chunk in this node's store as cached, outside placement (see the
+    /// module docs); fails on a node without the chunk role.
+    fn put_cached(&self, id: &ChunkId, chunk: &StoredChunk) -> Result<bool, ChunkError> {
+        self.local_cache()?.put_cached(id, chunk)
+    }
+
+    /// True on a node with the chunk role: its store keeps the site's fetch cache.
+    fn caches(&self) -> bool {
+        self.shared.local.is_some()
+    }
+
+    fn evict_cache(&self, max_bytes: u64) -> Result<(u64, u64), ChunkError> {
+        match &self.shared.local {
+            Some((_, store)) => store.evict_cache(max_bytes),
+            None => Ok((0, 0)),
+        }
+    }
+
+    fn cache_stats(&self) -> Result<Option<CacheStats>, ChunkError> {
+        Ok(self.shared.local.as_ref().map(|(_, s)| s.cache_stats()))
+    }
+
+    fn pin_cached(&self, pin: &str, ids: &[ChunkId]) -> Result<u64, ChunkError> {
+        match &self.shared.local {
+            Some((_, store)) => store.pin_cached(pin, ids),
+            None => Ok(0),
+        }
+    }
+
+    fn unpin_cached(&self, pin: &str) -> Result<u64, ChunkError> {
+        match &self.shared.local {
+            Some((_, store)) => store.unpin_cached(pin),
+            None => Ok(0),
+        }
+    }
+
+    fn cached_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>, ChunkError> {
+        Ok(ids
+            .iter()
+            .map(|id| self.cached_here(id).is_some())
+            .collect())
     }
 
     /// Physical totals: the sum of the stats of every chunk node of the map (drained ones
@@ -1108,6 +1176,86 @@ impl ChunkBackend for ReplicatedChunks {
 }
 
 impl ReplicatedChunks {
+    /// This node's store when it holds `id` as a cached chunk.
+    fn cached_here(&self, id: &ChunkId) -> Option<&ChunkStore> {
+        self.shared
+            .local
+            .as_ref()
+            .map(|(_, s)| s.as_ref())
+            .filter(|s| s.is_cached(id))
+    }
+
+    /// This node's store, which keeps the fetch cache.
+    fn local_cache(&self) -> Result<&ChunkStore, ChunkError> {
+        self.shared
+            .local
+            .as_ref()
+            .map(|(_, s)| s.as_ref())
+            .ok_or_else(|| {
+                ChunkError::Io(
+                    "this node holds no chunks, so it keeps no fetch cache: run metadata-only \
+                     links on a node with the chunk role"
+                        .into(),
+                )
+            })
+    }
+
+    /// The other chunk nodes that answer `Fetch` (they run a metadata-only link), asked now;
+    /// nodes that cannot be asked within [`FETCHES_TIMEOUT`], or run a release without
+    /// `Fetches`, are left out.
+    pub async fn peers_that_fetch(&self) -> Vec<NodeId> {
+        let nodes: Vec<Arc<Node>> = self
+            .answering_chunk_nodes()
+            .into_iter()
+            .filter(|n| !matches!(n.reach, Reach::Local(_)))
+            .collect();
+        let shared = &self.shared;
+        let answers = futures::future::join_all(nodes.into_iter().map(|node| async move {
+            let asked = tokio::time::timeout(FETCHES_TIMEOUT, async {
+                shared.connect(&node).await?.fetches().await
+            })
+            .await;
+            (node.id, asked)
+        }))
+        .await;
+        answers
+            .into_iter()
+            .filter_map(|(id, asked)| matches!(asked, Ok(Ok(true))).then_some(id))
+            .collect()
+    }
+
+    /// A chunk in stored form from the first of `nodes` (see
+    /// [`ReplicatedChunks::peers_that_fetch`]) that holds it or fetches it from its linked
+    /// site, checked against `id`; `None` when every one answered it has none. Fails, naming
+    /// each node's failure, when none gave a good copy and some failed.
+    pub async fn fetch_from_peers(
+        &self,
+        nodes: &[NodeId],
+        id: ChunkId,
+    ) -> Result<Option<StoredChunk>, ChunkError> {
+        let mut failures = Vec::new();
+        for node in nodes {
+            let found = self.state().nodes.get(node).cloned();
+            let Some(node) = found else { continue };
+            let got = async { self.shared.connect(&node).await?.fetch(&id).await }.await;
+            match got {
+                Ok(Some(c)) => match c.decode_verified(&id) {
+                    Ok(_) => return Ok(Some(c)),
+                    Err(e) => failures.push(format!("{}: {e}", node.label())),
+                },
+                Ok(None) => {}
+                Err(e) => failures.push(format!("{}: {e}", node.label())),
+            }
+        }
+        if failures.is_empty() {
+            return Ok(None);
+        }
+        Err(ChunkError::Io(format!(
+            "fetch of chunk {id} through the nodes that run metadata-only links failed: {}",
+            failures.join("; ")
+        )))
+    }
+
     /// The chunk nodes of the map (drained ones included, they still hold data) that are not
     /// suspected down: totals are for metrics and `cairn stats`/`cairn bucket info`, which
     /// should answer while a node is away rather than wait on it.

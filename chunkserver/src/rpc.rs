@@ -18,6 +18,15 @@
 //! | `Touch { ids, at_ms }` | — | `Touch { present }`, one flag per id | — |
 //! | `PutOwned { id, codec, raw_len, len, owner }` | as `Put` | `Put { stored }` | — |
 //! | `OwnerUsage { owners }` | — | `OwnerUsage { usage }`, (chunks, stored bytes) per owner | — |
+//! | `Fetches` | — | `Fetches { enabled }` | — |
+//! | `Fetch { id }` | — | `Get { found: Option<ChunkHeader> }` | the encoded payload, if found |
+//!
+//! `Fetches` and `Fetch` reach a site's fetch cache on a multi-node site: the node that runs a
+//! metadata-only link keeps the chunks it fetched from the linked site in its own store
+//! ([`FetchSource`], see the client's `fetch` module), and the other nodes ask it for a chunk
+//! their replicas do not hold. `Fetches` says whether the node has such a source; `Fetch`
+//! answers from its store or fetches the chunk from the linked site (verified, and kept in its
+//! cache). A node without a source refuses `Fetch` (`InvalidInput`).
 //!
 //! `PutOwned` is `Put` attributed to a bucket's owner tag when the node stores the chunk
 //! ([`ChunkStore::put_owned`]: "first writer pays"); `OwnerUsage` reads the node's counters of
@@ -57,6 +66,7 @@ use cairn_core::codec::Codec;
 use cairn_core::format::Versioned;
 use cairn_core::{ChunkId, ErrorKind, MAX_CHUNK_SIZE};
 use cairn_net::{Peer, PeerInfo, RecvBody, Rpc, RpcError, SendBody, Service};
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::store::MAX_STORED_LEN;
@@ -138,6 +148,14 @@ pub enum ChunkRequest {
         /// The owner tags.
         owners: Vec<u64>,
     },
+    /// Whether this node answers `Fetch` (it runs a metadata-only link).
+    Fetches,
+    /// Send a chunk's encoded payload as the response body (answered `Get`), from this node's
+    /// store or fetched from a linked site; at most one chunk per call.
+    Fetch {
+        /// The chunk.
+        id: ChunkId,
+    },
 }
 
 impl Versioned for ChunkRequest {
@@ -203,6 +221,11 @@ pub enum ChunkResponse {
         /// (chunks, stored bytes) per owner.
         usage: Vec<(u64, u64)>,
     },
+    /// Answer to `Fetches`.
+    Fetches {
+        /// Whether the node answers `Fetch`.
+        enabled: bool,
+    },
 }
 
 impl Versioned for ChunkResponse {
@@ -266,17 +289,47 @@ async fn read_exact(body: &mut RecvBody, len: usize) -> Result<Bytes, BodyError>
     Ok(buf.freeze())
 }
 
+/// Where a node's `Fetch` answers come from: the node's client when it runs a metadata-only
+/// link (chunks this site lacks, fetched from the linked site, checked and cached here).
+pub trait FetchSource: Send + Sync + 'static {
+    /// Whether `fetch` can be asked now (a metadata-only link is configured here).
+    fn fetches(&self) -> bool;
+
+    /// The chunk in stored form, from this site or fetched from a linked site (checked against
+    /// `id`); `None` when no one holds it.
+    fn fetch(&self, id: ChunkId) -> BoxFuture<'_, Result<Option<StoredChunk>, ChunkError>>;
+}
+
 /// Serves a node's [`ChunkStore`] to the other nodes of its site (register it with
 /// `cairn_net::Server::builder(..).service(ChunkService::new(store))`).
 #[derive(Clone)]
 pub struct ChunkService {
     store: Arc<ChunkStore>,
+    fetch: Option<Arc<dyn FetchSource>>,
 }
 
 impl ChunkService {
     /// A service over `store`.
     pub fn new(store: Arc<ChunkStore>) -> Self {
-        ChunkService { store }
+        ChunkService { store, fetch: None }
+    }
+
+    /// The same service, answering `Fetch` through `source`.
+    pub fn with_fetch_source(mut self, source: Arc<dyn FetchSource>) -> Self {
+        self.fetch = Some(source);
+        self
+    }
+
+    /// Answers `Fetch` of `id` through the fetch source.
+    async fn fetch(&self, id: ChunkId) -> Result<(ChunkResponse, Option<SendBody>), RpcError> {
+        let source = self.fetch.as_ref().filter(|s| s.fetches()).ok_or_else(|| {
+            RpcError::remote(
+                ErrorKind::InvalidInput,
+                "this node runs no metadata-only link: it fetches nothing from other sites",
+            )
+        })?;
+        let found = source.fetch(id).await.map_err(remote)?;
+        found_answer(id, found)
     }
 
     /// Runs `f` on the store on tokio's blocking pool.
@@ -344,24 +397,32 @@ impl ChunkService {
                 Ok(Some(chunk))
             })
             .await?;
-        let Some(chunk) = found else {
-            return Ok((ChunkResponse::Get { found: None }, None));
-        };
-        let header = ChunkHeader {
-            codec: chunk.codec,
-            raw_len: chunk.raw_len,
-            // A stored payload is at most MAX_STORED_LEN (put refuses more), so it fits.
-            len: u32::try_from(chunk.payload.len()).map_err(|_| {
-                RpcError::remote(ErrorKind::Corrupt, format!("chunk {id}: oversized payload"))
-            })?,
-        };
-        Ok((
-            ChunkResponse::Get {
-                found: Some(header),
-            },
-            Some(SendBody::from_bytes(chunk.payload)),
-        ))
+        found_answer(id, found)
     }
+}
+
+/// The `Get` answer (and body) of a chunk found or not.
+fn found_answer(
+    id: ChunkId,
+    found: Option<StoredChunk>,
+) -> Result<(ChunkResponse, Option<SendBody>), RpcError> {
+    let Some(chunk) = found else {
+        return Ok((ChunkResponse::Get { found: None }, None));
+    };
+    let header = ChunkHeader {
+        codec: chunk.codec,
+        raw_len: chunk.raw_len,
+        // A stored payload is at most MAX_STORED_LEN (put refuses more), so it fits.
+        len: u32::try_from(chunk.payload.len()).map_err(|_| {
+            RpcError::remote(ErrorKind::Corrupt, format!("chunk {id}: oversized payload"))
+        })?,
+    };
+    Ok((
+        ChunkResponse::Get {
+            found: Some(header),
+        },
+        Some(SendBody::from_bytes(chunk.payload)),
+    ))
 }
 
 impl Service for ChunkService {
@@ -421,6 +482,11 @@ impl Service for ChunkService {
                     .await?;
                 Ok((ChunkResponse::OwnerUsage { usage }, None))
             }
+            ChunkRequest::Fetches => {
+                let enabled = self.fetch.as_ref().is_some_and(|s| s.fetches());
+                Ok((ChunkResponse::Fetches { enabled }, None))
+            }
+            ChunkRequest::Fetch { id } => self.fetch(id).await,
         }
     }
 }
@@ -571,9 +637,34 @@ impl RemoteChunks {
     /// it before sending; a corrupt copy there fails with kind `Corrupt` (try another replica).
     /// Use [`RemoteChunks::get_verified`] for the raw bytes checked on this side too.
     pub async fn get(&self, id: &ChunkId) -> Result<Option<StoredChunk>, ChunkError> {
+        self.get_by(id, ChunkRequest::Get { id: *id }).await
+    }
+
+    /// Whether the node answers [`RemoteChunks::fetch`] (it runs a metadata-only link). A node
+    /// of a release without `Fetches` answers an error.
+    pub async fn fetches(&self) -> Result<bool, ChunkError> {
+        match self.call(&ChunkRequest::Fetches).await? {
+            ChunkResponse::Fetches { enabled } => Ok(enabled),
+            other => Err(self.unexpected("fetches", &other)),
+        }
+    }
+
+    /// The chunk in stored form from the node's store or, through its metadata-only link, from
+    /// the linked site (which the node checks and caches); `None` when no one holds it. The
+    /// caller checks it against `id`.
+    pub async fn fetch(&self, id: &ChunkId) -> Result<Option<StoredChunk>, ChunkError> {
+        self.get_by(id, ChunkRequest::Fetch { id: *id }).await
+    }
+
+    /// A `Get`-shaped answer to `req`: the chunk's header, then its payload.
+    async fn get_by(
+        &self,
+        id: &ChunkId,
+        req: ChunkRequest,
+    ) -> Result<Option<StoredChunk>, ChunkError> {
         let (resp, mut body) = self
             .peer
-            .call_with_body(&ChunkRequest::Get { id: *id }, None)
+            .call_with_body(&req, None)
             .await
             .map_err(|e| self.error(e))?;
         let header = match resp {
@@ -695,6 +786,7 @@ fn variant_name(resp: &ChunkResponse) -> &'static str {
         ChunkResponse::List { .. } => "list (out of order or too long)",
         ChunkResponse::Touch { .. } => "touch (of another length)",
         ChunkResponse::OwnerUsage { .. } => "owner usage (of another length)",
+        ChunkResponse::Fetches { .. } => "fetches",
     }
 }
 

@@ -326,6 +326,24 @@ async fn a_corrupt_local_copy_answers_a_corrupt_error() {
     .await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_fetch_source_says_so_and_refuses_fetch() {
+    bounded(async {
+        let (node, _client, remote) = setup();
+        let (id, c) = chunk(random_bytes(10_000, 14));
+        assert!(remote.put(&id, &c).await.unwrap());
+        assert!(!remote.fetches().await.unwrap());
+        // Even a chunk it holds: `Fetch` is for nodes that run a metadata-only link.
+        let err = remote.fetch(&id).await.unwrap_err();
+        assert_eq!(remote_kind(&err), Some(ErrorKind::InvalidInput), "{err}");
+        assert!(err.to_string().contains("metadata-only link"), "{err}");
+        // The connection is fine.
+        assert_eq!(remote.get(&id).await.unwrap().unwrap(), c);
+        node.stop().await;
+    })
+    .await
+}
+
 /// An endless body: only a server that stops reading lets a call with it end.
 fn endless_body() -> SendBody {
     let piece = Bytes::from(vec![7u8; 64 << 10]);

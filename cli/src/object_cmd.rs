@@ -24,7 +24,8 @@ pub enum ObjectCommand {
     /// Keep an object's data at this site: on a site that receives a link as metadata only,
     /// every chunk of the key's current version missing here is fetched from the linked site
     /// now, and none is evicted from the fetch cache until `cairn object unpin`. Pinning again
-    /// after the key changed keeps the new version's data too.
+    /// after the key changed keeps the new version's data too. On a multi-node site, give
+    /// the admin endpoint of the node that runs the metadata-only link (it keeps the cache).
     Pin {
         /// The bucket.
         bucket: String,

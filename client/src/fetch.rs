@@ -8,19 +8,29 @@
 //! the cache size, unless pinned ([`Client::pin_object`]). A chunk that fails its check is
 //! refused: nothing is stored and the read fails.
 //!
+//! **Multi-node sites.** The node that runs the metadata-only link keeps the site's fetch
+//! cache in its own chunk store, outside placement (see `cairn_chunkserver::replicated`). The
+//! other nodes' clients get a [`PeerFetch`] ([`Client::set_peer_fetch`]): a chunk that no
+//! replica holds is asked of the nodes that run such a link (the chunk service's `Fetch`),
+//! which answer from their store or fetch it; these nodes check it and serve it without
+//! keeping it, so the site keeps one cached copy. Pins are kept by the node that runs the link
+//! (pin through that node).
+//!
 //! **GC.** On such a site a tree node missing here stands for a subtree the linked site holds:
-//! the mark walks what is here and skips the rest (see [`Client::fetches_remote`]). Cached
+//! the mark walks what is here and skips the rest (see [`Client::skips_absent_nodes`]). Cached
 //! chunks under a node that is here are marked like any other; those under an evicted node
 //! may be collected, and are fetched again on the next read.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_chunkserver::{CacheStats, StoredChunk};
+use cairn_chunkserver::ChunkError;
+use cairn_chunkserver::{CacheStats, FetchSource, ReplicatedChunks, StoredChunk};
 use cairn_core::extent::{Target, TreeNode, MAX_DEPTH};
-use cairn_core::ChunkId;
+use cairn_core::{ChunkId, NodeId};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +42,82 @@ pub trait RemoteChunks: Send + Sync {
     /// Chunks in stored form, in order, `None` where no linked site holds one; an error when
     /// no linked site could be asked.
     fn fetch(&self, ids: Vec<ChunkId>) -> BoxFuture<'_, Result<Vec<Option<StoredChunk>>, String>>;
+
+    /// True when the chunks come through other nodes of this site, which keep them in their
+    /// fetch cache: this node checks and serves them without storing them. False (the
+    /// default) for a link's fetcher.
+    fn via_peers(&self) -> bool {
+        false
+    }
+
+    /// Whether a linked site stands behind this source now (true by default; a
+    /// [`PeerFetch`] asks whether some node of the site runs a metadata-only link).
+    fn active(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
+}
+
+/// How long [`PeerFetch`] trusts its last answer to "which nodes fetch?".
+const PEERS_FOR: Duration = Duration::from_secs(5);
+
+/// Chunks missing at every replica, asked of the nodes of this multi-node site that run a
+/// metadata-only link (see the module docs).
+pub struct PeerFetch {
+    chunks: Arc<ReplicatedChunks>,
+    /// The nodes that answered they fetch, and when they were asked.
+    peers: tokio::sync::Mutex<Option<(Instant, Vec<NodeId>)>>,
+}
+
+impl PeerFetch {
+    /// Asks through `chunks`, the site's replicated backend.
+    pub fn new(chunks: Arc<ReplicatedChunks>) -> Self {
+        PeerFetch {
+            chunks,
+            peers: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The nodes that fetch, asked at most every [`PEERS_FOR`].
+    async fn peers(&self) -> Vec<NodeId> {
+        let mut last = self.peers.lock().await;
+        if let Some((at, peers)) = &*last {
+            if at.elapsed() < PEERS_FOR {
+                return peers.clone();
+            }
+        }
+        let peers = self.chunks.peers_that_fetch().await;
+        *last = Some((Instant::now(), peers.clone()));
+        peers
+    }
+}
+
+impl RemoteChunks for PeerFetch {
+    fn fetch(&self, ids: Vec<ChunkId>) -> BoxFuture<'_, Result<Vec<Option<StoredChunk>>, String>> {
+        Box::pin(async move {
+            let peers = self.peers().await;
+            if peers.is_empty() {
+                return Err("no node of this site runs a metadata-only link now".into());
+            }
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.push(
+                    self.chunks
+                        .fetch_from_peers(&peers, id)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            Ok(out)
+        })
+    }
+
+    fn via_peers(&self) -> bool {
+        true
+    }
+
+    fn active(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move { !self.peers().await.is_empty() })
+    }
 }
 
 /// Default size of the fetch cache: 10 GiB.
@@ -82,6 +168,13 @@ pub struct PinReport {
 /// Chunks fetched per call to the linked sites while pinning.
 const PIN_BATCH: usize = 64;
 
+/// The error of a chunk no linked site holds.
+fn missing_everywhere(id: ChunkId) -> ClientError {
+    ClientError::Corrupt(format!(
+        "chunk {id} is missing here and at every linked site"
+    ))
+}
+
 /// The pin name of an object's key.
 fn pin_name(bucket: &str, key: &str) -> String {
     format!("obj/{bucket}\0{key}")
@@ -89,8 +182,8 @@ fn pin_name(bucket: &str, key: &str) -> String {
 
 impl Client {
     /// Makes reads of chunks missing here ask `remote` (the link worker), keeping what it
-    /// sends in the fetch cache, bounded to `limit_bytes`. Only a store that keeps a fetch
-    /// cache (a single-node site) accepts it.
+    /// sends in the fetch cache, bounded to `limit_bytes`. Only a node that holds chunks (a
+    /// single-node site, or a node with the chunk role) keeps a fetch cache.
     pub fn set_remote_chunks(
         &self,
         remote: Arc<dyn RemoteChunks>,
@@ -98,8 +191,8 @@ impl Client {
     ) -> Result<(), ClientError> {
         if !self.inner.chunks.caches() {
             return Err(ClientError::InvalidArgument(
-                "metadata-only links need a single-node site for now: the chunk servers of a \
-                 multi-node site keep no fetch cache. Use --data full"
+                "this node holds no chunks, so it cannot keep the fetch cache of a metadata-only \
+                 link: run the link on a node with the chunk role, or use --data full"
                     .into(),
             ));
         }
@@ -108,9 +201,35 @@ impl Client {
         Ok(())
     }
 
-    /// Whether chunks missing here are fetched from linked sites.
+    /// Makes a node of a multi-node site ask the nodes that run a metadata-only link for
+    /// chunks no replica holds (see the module docs); a link's own fetcher, installed later
+    /// by [`Client::set_remote_chunks`], replaces it.
+    pub fn set_peer_fetch(&self, chunks: Arc<ReplicatedChunks>) {
+        let mut remote = self.inner.remote.write();
+        if remote.is_none() {
+            *remote = Some(Arc::new(PeerFetch::new(chunks)));
+        }
+    }
+
+    /// Whether this node fetches chunks missing here through its own link to another site
+    /// (and keeps them in its fetch cache).
     pub fn fetches_remote(&self) -> bool {
-        self.inner.remote.read().is_some()
+        self.inner
+            .remote
+            .read()
+            .as_ref()
+            .is_some_and(|r| !r.via_peers())
+    }
+
+    /// Whether a tree node that no replica holds stands for a subtree a linked site holds,
+    /// so that walks of the site's own data (GC's mark) skip it instead of failing: true when
+    /// this node fetches through a link, or a node of its site does now.
+    pub async fn skips_absent_nodes(&self) -> bool {
+        let remote = self.inner.remote.read().clone();
+        match remote {
+            Some(r) => r.active().await,
+            None => false,
+        }
     }
 
     /// The fetch cache's state (kept in memory by the store: cheap).
@@ -136,19 +255,27 @@ impl Client {
         &self,
         id: ChunkId,
     ) -> Result<(Bytes, StoredChunk), ClientError> {
-        self.fetch_missing_pinned(id, None).await
+        self.fetch_missing_pinned(id, None)
+            .await?
+            .ok_or_else(|| missing_everywhere(id))
     }
 
     /// [`Client::fetch_missing`], pinning the chunk under `pin` (if given) before the cache
     /// evicts anything.
+    /// `None` when no linked site holds the chunk.
     async fn fetch_missing_pinned(
         &self,
         id: ChunkId,
         pin: Option<String>,
-    ) -> Result<(Bytes, StoredChunk), ClientError> {
-        let Some(remote) = self.inner.remote.read().clone() else {
+    ) -> Result<Option<(Bytes, StoredChunk)>, ClientError> {
+        let remote = self.inner.remote.read().clone();
+        let Some(remote) = remote else {
             return Err(ClientError::Corrupt(format!("chunk {id} is missing")));
         };
+        if remote.via_peers() && !remote.active().await {
+            // A multi-node site without a metadata-only link: the chunk is simply missing.
+            return Err(ClientError::Corrupt(format!("chunk {id} is missing")));
+        }
         let got = remote.fetch(vec![id]).await.map_err(|e| {
             ClientError::Storage(format!(
                 "chunk {id} is not at this site and no linked site could be asked for it: {e}"
@@ -156,9 +283,7 @@ impl Client {
         })?;
         let Some(stored) = got.into_iter().next().flatten() else {
             self.inner.fetched.missing.fetch_add(1, Ordering::Relaxed);
-            return Err(ClientError::Corrupt(format!(
-                "chunk {id} is missing here and at every linked site"
-            )));
+            return Ok(None);
         };
         let raw = match stored.decode_verified(&id) {
             Ok(raw) => raw,
@@ -172,6 +297,14 @@ impl Client {
                 )));
             }
         };
+        let c = &self.inner.fetched;
+        if remote.via_peers() {
+            // The node that fetched it keeps it in the site's cache.
+            c.chunks.fetch_add(1, Ordering::Relaxed);
+            c.bytes
+                .fetch_add(stored.payload.len() as u64, Ordering::Relaxed);
+            return Ok(Some((raw, stored)));
+        }
         let keep = stored.clone();
         let limit = self.inner.cache_limit.load(Ordering::Relaxed);
         let evicted = self
@@ -191,12 +324,11 @@ impl Client {
                 })
             })
             .await?;
-        let c = &self.inner.fetched;
         c.chunks.fetch_add(1, Ordering::Relaxed);
         c.bytes
             .fetch_add(stored.payload.len() as u64, Ordering::Relaxed);
         c.evicted.fetch_add(evicted, Ordering::Relaxed);
-        Ok((raw, stored))
+        Ok(Some((raw, stored)))
     }
 
     /// Pins the chunks of `ids` cached here under `name`, then fetches and pins those
@@ -211,14 +343,23 @@ impl Client {
         let present = self
             .blocking({
                 let ids = ids.clone();
-                move |i| Ok(i.chunks.has_many(&ids)?)
+                move |i| {
+                    let held = i.chunks.has_many(&ids)?;
+                    let cached = i.chunks.cached_many(&ids)?;
+                    Ok(held
+                        .into_iter()
+                        .zip(cached)
+                        .map(|(h, c)| h || c)
+                        .collect::<Vec<_>>())
+                }
             })
             .await?;
         let mut fetched = 0;
         for (id, present) in ids.into_iter().zip(present) {
             if !present {
                 self.fetch_missing_pinned(id, Some(name.to_string()))
-                    .await?;
+                    .await?
+                    .ok_or_else(|| missing_everywhere(id))?;
                 fetched += 1;
                 pinned += 1;
             }
@@ -232,6 +373,7 @@ impl Client {
     /// collects them once no version reaches them). Pinning again adds what a newer version
     /// needs.
     pub async fn pin_object(&self, bucket: &str, key: &str) -> Result<PinReport, ClientError> {
+        self.check_keeps_cache()?;
         let m = self.stored_current(bucket, key).await?;
         let name = pin_name(bucket, key);
         let mut report = PinReport::default();
@@ -289,6 +431,7 @@ impl Client {
     /// Lets the cache evict what [`Client::pin_object`] pinned for `bucket/key` (and evicts
     /// down to the cache size now); returns how many chunks were unpinned.
     pub async fn unpin_object(&self, bucket: &str, key: &str) -> Result<u64, ClientError> {
+        self.check_keeps_cache()?;
         self.head_bucket(bucket).await?;
         let name = pin_name(bucket, key);
         let limit = self.inner.cache_limit.load(Ordering::Relaxed);
@@ -303,6 +446,24 @@ impl Client {
             .evicted
             .fetch_add(evicted, Ordering::Relaxed);
         Ok(unpinned)
+    }
+
+    /// Refuses pins on a node whose site's fetch cache is another node's.
+    fn check_keeps_cache(&self) -> Result<(), ClientError> {
+        let via_peers = self
+            .inner
+            .remote
+            .read()
+            .as_ref()
+            .is_some_and(|r| r.via_peers());
+        if via_peers {
+            return Err(ClientError::InvalidRequest(
+                "this node keeps no fetch cache: pin and unpin on the node of this site that \
+                 runs the metadata-only link (its admin endpoint)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     async fn pin_ids(&self, name: &str, ids: Vec<ChunkId>) -> Result<u64, ClientError> {
@@ -327,5 +488,36 @@ impl Client {
                 delete_marker: None,
             }),
         }
+    }
+}
+
+/// A node's answers to the other nodes' `Fetch` (see the module docs): only a node that
+/// fetches through its own link answers, from this site's chunks or by fetching (checked and
+/// kept in its cache); a fetch is never passed on to other nodes.
+impl FetchSource for Client {
+    fn fetches(&self) -> bool {
+        self.fetches_remote()
+    }
+
+    fn fetch(&self, id: ChunkId) -> BoxFuture<'_, Result<Option<StoredChunk>, ChunkError>> {
+        Box::pin(async move {
+            if !self.fetches_remote() {
+                return Err(ChunkError::Io(
+                    "this node runs no metadata-only link: it fetches nothing from other sites"
+                        .into(),
+                ));
+            }
+            let here = self
+                .local_stored_chunks(vec![id])
+                .await
+                .map_err(|e| ChunkError::Io(e.to_string()))?;
+            if let Some(found) = here.into_iter().next().flatten() {
+                return Ok(Some(found));
+            }
+            match self.fetch_missing_pinned(id, None).await {
+                Ok(found) => Ok(found.map(|(_, stored)| stored)),
+                Err(e) => Err(ChunkError::Io(e.to_string())),
+            }
+        })
     }
 }

@@ -347,6 +347,7 @@ impl Client {
             return Ok(0);
         };
         let mut added = 0;
+        let skip_absent = self.skips_absent_nodes().await;
         // Depth-first with an explicit stack: at most FANOUT entries per level.
         let mut stack: Vec<(Child, usize)> = vec![(root, 1)];
         while let Some((child, depth)) = stack.pop() {
@@ -360,7 +361,7 @@ impl Client {
                     child.node
                 )));
             }
-            let node = if self.fetches_remote() {
+            let node = if skip_absent {
                 // A node not here stands for a subtree a linked site holds (see
                 // `crate::fetch`): what is here is marked, the rest is not this site's.
                 match self.load_local(child.node, child.len).await {

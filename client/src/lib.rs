@@ -34,7 +34,7 @@ pub use checksum::{checksum_of, decode as decode_checksum, ChecksumAlgorithm};
 pub use client::{now_ms, Client};
 pub use copy::{CopyOptions, PartCopyKeys, PartCopyResult};
 pub use error::ClientError;
-pub use fetch::{FetchStats, PinReport, RemoteChunks, DEFAULT_CACHE_BYTES};
+pub use fetch::{FetchStats, PeerFetch, PinReport, RemoteChunks, DEFAULT_CACHE_BYTES};
 pub use gc::{GcPhase, GcReport, DEFAULT_GC_HOLD_MS};
 pub use lifecycle::LifecycleReport;
 pub use link::{BucketReceived, ChunkRef, ShippedApply};

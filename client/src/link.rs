@@ -133,13 +133,14 @@ impl Client {
     }
 
     /// Chunks in stored form, to ship as they are (`None` where no copy exists). On a site
-    /// that fetches from its linked sites, one missing here is fetched (and cached) first.
+    /// that fetches from its linked sites, one missing here is fetched (and cached) first
+    /// (through the node that runs the link, on a multi-node site).
     pub async fn stored_chunks(
         &self,
         ids: Vec<ChunkId>,
     ) -> Result<Vec<Option<StoredChunk>>, ClientError> {
         let mut found = self.local_stored_chunks(ids.clone()).await?;
-        if self.fetches_remote() {
+        if self.inner.remote.read().is_some() {
             for (id, c) in ids.iter().zip(found.iter_mut()) {
                 if c.is_none() {
                     match self.fetch_missing(*id).await {

@@ -143,8 +143,8 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Checks the links of a node's config file: each as `cairn link add` would, no name twice,
-/// and none metadata-only (a multi-node site keeps no fetch cache yet).
+/// Checks the links of a node's config file: each as `cairn link add` would, and no name
+/// twice.
 pub fn check_fixed(links: &[LinkConfig]) -> Result<(), String> {
     let mut names = std::collections::BTreeSet::new();
     for l in links {
@@ -157,13 +157,6 @@ pub fn check_fixed(links: &[LinkConfig]) -> Result<(), String> {
         }
         l.validate()
             .map_err(|e| format!("[[links]] {}: {e}", l.name))?;
-        if l.data == DataMode::MetadataOnly {
-            return Err(format!(
-                "[[links]] {}: metadata-only links need a single-node site for now (the chunk \
-                 servers of a multi-node site keep no fetch cache): use data = \"full\"",
-                l.name
-            ));
-        }
         if !names.insert(l.name.as_str()) {
             return Err(format!("[[links]]: two links are named {}", l.name));
         }

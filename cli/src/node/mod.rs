@@ -89,6 +89,8 @@ pub struct NodeHandle {
     pub chunk_backend: Arc<ReplicatedChunks>,
     /// Its replicating metadata backend.
     pub manifest_backend: Arc<ReplicatedManifests>,
+    /// The links to other sites it runs.
+    pub links: cairn_isgw::Links,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     net: cairn_net::Client,
@@ -297,6 +299,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         site_id,
         me,
     );
+    // Chunks no replica holds are asked of the node that runs a metadata-only link, if one
+    // does (it keeps the site's fetch cache and answers `Fetch`).
+    client.set_peer_fetch(chunks.clone());
     // The site's encryption keys, from `cairn init` beside the certificates (or the
     // environment); without them SSE-S3 requests are refused with a message saying so.
     match cairn_client::crypt::SiteKeys::load(&config.node.certs_dir)? {
@@ -326,7 +331,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let mut builder = Server::builder(&identity, net_config)
         .service(ClusterService::new(cluster.clone(), status.clone()));
     if let Some(s) = &chunk_store {
-        builder = builder.service(ChunkService::new(s.clone()));
+        builder = builder
+            .service(ChunkService::new(s.clone()).with_fetch_source(Arc::new(client.clone())));
     }
     if let Some(s) = &manifest_store {
         builder = builder.service(ManifestService::new(s.clone()));
@@ -702,6 +708,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         link_identity,
         config.links.clone(),
     );
+    links.set_cache_size(config.link_cache.size_mib.saturating_mul(1 << 20));
     tasks.push(tokio::spawn(links.clone().run(stop_rx.clone())));
 
     // Admin endpoint.
@@ -745,6 +752,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             cluster: cluster.clone(),
             status: status.clone(),
         };
+        let links = links.clone();
         tasks.push(tokio::spawn(async move {
             let parts = crate::admin::AdminParts {
                 sources,
@@ -822,6 +830,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         maintenance,
         chunk_backend: chunks,
         manifest_backend: manifests,
+        links,
         stop: stop_tx,
         tasks,
         net,
