@@ -21,6 +21,7 @@ pub mod kms;
 mod lifecycle;
 mod link;
 mod multipart;
+pub mod nodecache;
 mod nodes;
 mod objects;
 mod put;

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
+use cairn_client::nodecache::NodeCache;
 use cairn_client::{Client, ClientError};
-use cairn_core::extent::{Child, NodeStore, RangeWalker, Target, TreeNode};
+use cairn_core::extent::{Child, Target};
 use cairn_core::ChunkId;
 use futures::{StreamExt, TryStreamExt};
 use parking_lot::Mutex;
@@ -57,37 +58,13 @@ impl<V: Clone> Generations<V> {
 /// Tree nodes and chunks recently read through NFS.
 pub struct ReadCache {
     client: Client,
-    nodes: Mutex<Generations<TreeNode>>,
+    /// Decoded nodes, shared (not copied) by the reads that search them.
+    nodes: NodeCache,
     chunks: Mutex<Generations<Bytes>>,
 }
 
-/// The node store reads walk: nodes from the cache, else from the client (then cached).
-struct Nodes<'a>(&'a ReadCache);
-
-impl NodeStore for Nodes<'_> {
-    type Error = ClientError;
-
-    async fn load(&self, id: ChunkId, len: u64) -> Result<TreeNode, ClientError> {
-        if let Some(n) = self.0.nodes.lock().get(&id) {
-            return Ok(n);
-        }
-        let node = self.0.client.load(id, len).await?;
-        let cost = 64 + node_entries(&node) * 48;
-        self.0.nodes.lock().insert(id, node.clone(), cost);
-        Ok(node)
-    }
-
-    async fn store(&self, id: ChunkId, bytes: Vec<u8>) -> Result<(), ClientError> {
-        self.0.client.store(id, bytes).await
-    }
-}
-
-fn node_entries(n: &TreeNode) -> usize {
-    match n {
-        TreeNode::Leaves(l) => l.len(),
-        TreeNode::Children(c) => c.len(),
-    }
-}
+/// What a cached node entry costs, in bytes, to size the node cache from a byte budget.
+const NODE_ENTRY_BYTES: usize = 48;
 
 impl ReadCache {
     /// A cache over `client` holding about `budget` bytes of chunks (and an eighth of that
@@ -95,7 +72,7 @@ impl ReadCache {
     pub fn new(client: Client, budget: usize) -> ReadCache {
         ReadCache {
             client,
-            nodes: Mutex::new(Generations::new(budget / 8)),
+            nodes: NodeCache::new(budget / 8 / NODE_ENTRY_BYTES),
             chunks: Mutex::new(Generations::new(budget)),
         }
     }
@@ -109,14 +86,18 @@ impl ReadCache {
         Ok(b)
     }
 
+    /// Keeps chunks just stored (their verified raw bytes) for the reads that follow.
+    pub fn insert_chunks(&self, chunks: Vec<(ChunkId, Bytes)>) {
+        let mut cache = self.chunks.lock();
+        for (id, b) in chunks {
+            let cost = b.len() + 64;
+            cache.insert(id, b, cost);
+        }
+    }
+
     /// Bytes `[start, end)` of the tree at `root`.
     pub async fn read(&self, root: Child, start: u64, end: u64) -> Result<Bytes, ClientError> {
-        let mut walker = RangeWalker::new(root, start, end)?;
-        let nodes = Nodes(self);
-        let mut pieces = Vec::new();
-        while let Some(p) = walker.next(&nodes).await? {
-            pieces.push(p);
-        }
+        let pieces = self.nodes.pieces(&self.client, root, start, end).await?;
         // The pieces' chunks are fetched FETCH_AHEAD at a time: a 1 MiB READ of a file written
         // in 64 KiB extents spans sixteen of them, and one at a time they queued behind each
         // other's store reads.

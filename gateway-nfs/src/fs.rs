@@ -113,8 +113,9 @@ pub struct Node {
     pub kind: Kind,
     /// Its attributes (with buffered writes counted).
     pub attr: Fattr3,
-    /// The stored version (a file, symlink or directory marker), if any.
-    pub version: Option<VersionManifest>,
+    /// The stored version (a file, symlink or directory marker), if any (shared, not copied,
+    /// by every call that resolves the node).
+    pub version: Option<Arc<VersionManifest>>,
 }
 
 impl Node {
@@ -154,7 +155,7 @@ struct OpenFile {
 
 struct FileState {
     /// The version the buffer applies to.
-    base: VersionManifest,
+    base: Arc<VersionManifest>,
     /// Buffered writes.
     segs: Segments,
     /// The file's size with the buffer applied.
@@ -221,8 +222,11 @@ pub struct Fs {
     /// Tree nodes and chunks recently read.
     cache: crate::cache::ReadCache,
     /// Current versions looked up, with the metadata generation they were read at.
-    resolved: Mutex<HashMap<(u32, String), (u64, VersionManifest)>>,
+    resolved: Mutex<HashMap<(u32, String), Resolved>>,
 }
+
+/// A lookup: the metadata generation it was read at, and the version found.
+type Resolved = (u64, Arc<VersionManifest>);
 
 /// The NFS status for a client error.
 pub fn status_of(e: &ClientError) -> Nfsstat3 {
@@ -412,7 +416,7 @@ impl Fs {
         &self,
         export: &Arc<Export>,
         key: &str,
-    ) -> Result<Option<VersionManifest>, Nfsstat3> {
+    ) -> Result<Option<Arc<VersionManifest>>, Nfsstat3> {
         // Taken before the read: a write that becomes visible after it changes it.
         let generation = self.client.meta_generation();
         let slot = (export.id, key.to_string());
@@ -423,12 +427,15 @@ impl Fs {
                 }
             }
         }
-        let read = self
-            .client
-            .read_object(export.bucket(), key, &VersionSel::Current)
-            .await
-            .map_err(io)?;
-        let found = read.manifest().ok().cloned();
+        // Boxed here and below: calls on the per-READ path that are often skipped keep their
+        // large futures off the stack of every call (each await copied them whole).
+        let read = Box::pin(
+            self.client
+                .read_object(export.bucket(), key, &VersionSel::Current),
+        )
+        .await
+        .map_err(io)?;
+        let found = read.manifest().ok().cloned().map(Arc::new);
         if let (Some(g), Some(m)) = (generation, &found) {
             let mut resolved = self.resolved.lock();
             if resolved.len() >= MAX_RESOLVED {
@@ -459,19 +466,17 @@ impl Fs {
             return Ok(node);
         }
         if key.ends_with('/') {
-            let page = self
-                .client
-                .list_objects(
-                    bucket,
-                    &ListQuery {
-                        prefix: key.to_string(),
-                        delimiter: None,
-                        start_after: None,
-                        max_keys: 1,
-                    },
-                )
-                .await
-                .map_err(io)?;
+            let page = Box::pin(self.client.list_objects(
+                bucket,
+                &ListQuery {
+                    prefix: key.to_string(),
+                    delimiter: None,
+                    start_after: None,
+                    max_keys: 1,
+                },
+            ))
+            .await
+            .map_err(io)?;
             if !page.objects.is_empty() {
                 let fileid = self.fileid(export, key, None);
                 return Ok(Node {
@@ -518,7 +523,7 @@ impl Fs {
             }
         }
         // Renamed since the handle was made, or a key too long for it.
-        let key = self.id_lookup(&export, h.fileid).await?;
+        let key = Box::pin(self.id_lookup(&export, h.fileid)).await?;
         match key {
             Some(key) => match self.stat(&export, &key).await {
                 Ok(n) if n.attr.fileid == h.fileid => Ok(n),
@@ -537,14 +542,12 @@ impl Fs {
         if let Some(k) = self.ids.lock().get(&(export.id, fileid)) {
             return Ok(Some(k.clone()));
         }
-        let read = match self
-            .client
-            .read_object(
-                ID_BUCKET,
-                &Self::id_key(export, fileid),
-                &VersionSel::Current,
-            )
-            .await
+        let read = match Box::pin(self.client.read_object(
+            ID_BUCKET,
+            &Self::id_key(export, fileid),
+            &VersionSel::Current,
+        ))
+        .await
         {
             Ok(r) => r,
             Err(ClientError::NoSuchBucket(_)) => return Ok(None),
@@ -584,7 +587,7 @@ impl Fs {
                 start_after: after.clone(),
                 max_keys: 1000,
             };
-            let page = match self.client.list_objects(ID_BUCKET, &q).await {
+            let page = match Box::pin(self.client.list_objects(ID_BUCKET, &q)).await {
                 Ok(p) => p,
                 Err(ClientError::NoSuchBucket(_)) => break,
                 Err(e) => return Err(io(e)),
@@ -795,19 +798,17 @@ impl Fs {
         if m.encryption.is_some() {
             // Sealed under the site's or a KMS key: read (opened) through the object API,
             // not the chunk cache, which holds stored bytes.
-            let got = self
-                .client
-                .get_object(
-                    &m.bucket,
-                    &m.key,
-                    &VersionSel::Id(m.version),
-                    Some(cairn_client::RangeSpec::FromTo(
-                        start,
-                        Some(end.saturating_sub(1)),
-                    )),
-                )
-                .await
-                .map_err(io)?;
+            let got = Box::pin(self.client.get_object(
+                &m.bucket,
+                &m.key,
+                &VersionSel::Id(m.version),
+                Some(cairn_client::RangeSpec::FromTo(
+                    start,
+                    Some(end.saturating_sub(1)),
+                )),
+            ))
+            .await
+            .map_err(io)?;
             let mut out = BytesMut::with_capacity((end - start) as usize);
             let mut body = got.body;
             while let Some(piece) = body.next().await {
@@ -1031,7 +1032,7 @@ impl Fs {
                     let before = st.segs.bytes();
                     st.segs.forget(&snap);
                     let after = st.segs.bytes();
-                    st.base = put.manifest;
+                    st.base = Arc::new(put.manifest);
                     if st.segs.is_empty() && st.mtime == mtime {
                         // As stored (whole seconds), so a clean file is not committed again.
                         st.mtime = attr::attr_of(0, 0, &f.key, &st.base).mtime;
@@ -1048,7 +1049,7 @@ impl Fs {
                         .await
                         .map_err(io)?;
                     match read.manifest() {
-                        Ok(m) => f.state.lock().base = m.clone(),
+                        Ok(m) => f.state.lock().base = Arc::new(m.clone()),
                         Err(_) => return Err(self.drop_file(f)),
                     }
                 }
@@ -1150,7 +1151,12 @@ impl Fs {
                 })
             })
             .collect();
+        let written: Vec<(ChunkId, Bytes)> =
+            chunks.iter().map(|c| (c.id, c.bytes.clone())).collect();
         client.store_hashed_for(&base.bucket, chunks).await?;
+        // What was just written is what is read next (the buffered bytes leave the write-back
+        // buffer with this commit): reads find it in memory, not on disk.
+        self.cache.insert_chunks(written);
         // Contiguous windows make one edit each.
         let mut edits: Vec<Overwrite> = Vec::new();
         let mut next = u64::MAX;
@@ -1282,7 +1288,7 @@ impl Fs {
             {
                 if let Ok(m) = r.manifest() {
                     let mut st = f.state.lock();
-                    st.base = m.clone();
+                    st.base = Arc::new(m.clone());
                     st.mtime = attr::attr_of(0, 0, &node.key, m).mtime;
                 }
             }
@@ -1809,7 +1815,7 @@ impl Fs {
                             key: key.clone(),
                             kind: attr::kind_of(&key, m),
                             attr: attr::attr_of(dir.export.id as u64, id, &key, m),
-                            version: Some(m.clone()),
+                            version: Some(Arc::new(m.clone())),
                         };
                         (id, plus.then_some(node))
                     }

@@ -301,6 +301,9 @@ async fn background(fs: std::sync::Weak<Fs>, config: NfsConfig) {
     }
 }
 
+/// Bytes of small replies gathered into one write.
+const COALESCE: usize = 256 << 10;
+
 async fn connection(
     sock: TcpStream,
     peer: SocketAddr,
@@ -313,10 +316,32 @@ async fn connection(
     let mut rd = BufReader::with_capacity(256 << 10, rd);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(IN_FLIGHT * 2);
     let writer = tokio::spawn(async move {
-        while let Some(reply) = rx.recv().await {
-            let head = rpc::record_header(reply.len());
-            if wr.write_all(&head).await.is_err() || wr.write_all(&reply).await.is_err() {
-                break;
+        // Replies ready together go out in one write (a send each woke the client once per
+        // reply and cost two system calls); a large reply's body is written as it is, not
+        // copied.
+        let mut out: Vec<u8> = Vec::with_capacity(COALESCE);
+        while let Some(mut reply) = rx.recv().await {
+            out.clear();
+            loop {
+                out.extend_from_slice(&rpc::record_header(reply.len()));
+                if reply.len() > COALESCE / 4 {
+                    if wr.write_all(&out).await.is_err() || wr.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                } else {
+                    out.extend_from_slice(&reply);
+                }
+                if out.len() >= COALESCE {
+                    break;
+                }
+                match rx.try_recv() {
+                    Ok(next) => reply = next,
+                    Err(_) => break,
+                }
+            }
+            if !out.is_empty() && wr.write_all(&out).await.is_err() {
+                return;
             }
         }
     });
@@ -395,8 +420,8 @@ async fn handle(
                 Some(Ok(ans)) => {
                     let op = ops::proc_name(call.proc_);
                     metrics.record(op, status_name(ans.status), ans.bytes, started.elapsed());
-                    let mut w = rpc::reply_success(xid);
-                    w.opaque_fixed(ans.body.as_slice());
+                    let mut w = ans.body;
+                    w.set_prefix(rpc::reply_success(xid).as_slice());
                     w
                 }
             }
@@ -404,7 +429,7 @@ async fn handle(
         rpc::PROG_MOUNT if call.vers != rpc::MOUNT_VERSION => {
             rpc::reply_prog_mismatch(xid, rpc::MOUNT_VERSION, rpc::MOUNT_VERSION)
         }
-        rpc::PROG_MOUNT => mount_call(fs, metrics, addr, &call, started).await,
+        rpc::PROG_MOUNT => Box::pin(mount_call(fs, metrics, addr, &call, started)).await,
         rpc::PROG_PORTMAP if call.vers != rpc::PORTMAP_VERSION => {
             rpc::reply_prog_mismatch(xid, rpc::PORTMAP_VERSION, rpc::PORTMAP_VERSION)
         }

@@ -195,6 +195,24 @@ impl Writer {
         }
     }
 
+    /// A writer whose first `prefix` bytes are reserved (zeros, filled later with
+    /// [`Writer::set_prefix`]), with room for `room` bytes after them: a reply body packed
+    /// behind the space of its header, so the header goes in front without copying the body.
+    pub fn with_prefix(prefix: usize, room: usize) -> Self {
+        let mut buf = Vec::with_capacity(prefix + room);
+        buf.resize(prefix, 0);
+        Writer { buf }
+    }
+
+    /// Overwrites the first `bytes.len()` bytes (reserved with [`Writer::with_prefix`]).
+    ///
+    /// # Panics
+    ///
+    /// When fewer bytes were written than `bytes` holds (a caller's bug, never input).
+    pub fn set_prefix(&mut self, bytes: &[u8]) {
+        self.buf[..bytes.len()].copy_from_slice(bytes);
+    }
+
     /// Bytes written so far.
     pub fn len(&self) -> usize {
         self.buf.len()

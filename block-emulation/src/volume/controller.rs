@@ -27,10 +27,10 @@ use tokio::task::JoinHandle;
 
 use super::budget::DirtyBudget;
 use super::chunkcache::ChunkCache;
-use super::nodecache::NodeCache;
 use super::overlay::{Overlay, Seg};
 use super::VOLUME_BUCKET;
 use crate::device::{Allocation, BlockDevice, BlockError};
+use cairn_client::nodecache::NodeCache;
 
 /// Largest single read or write a front end may ask for.
 pub const MAX_IO: u64 = 32 << 20;

@@ -14,7 +14,6 @@ mod budget;
 mod chunkcache;
 mod controller;
 mod exports;
-mod nodecache;
 mod overlay;
 mod usage;
 

@@ -18,8 +18,8 @@ use cairn_core::extent::{Child, NodeStore, Target, TreeNode, MAX_DEPTH};
 use cairn_core::metrics::{self, MetricsSource};
 use cairn_core::{ChunkId, ChunkIdMap, ChunkIdSet};
 
-use super::nodecache::NodeCache;
 use super::{tree_root, VolumeError, Volumes};
+use cairn_client::nodecache::NodeCache;
 
 /// Ids per census call (each becomes at most one call per replica node and batch limit).
 const CENSUS_BATCH: usize = 4096;

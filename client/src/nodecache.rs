@@ -1,15 +1,15 @@
-//! Decoded extent-tree nodes of a volume, kept between requests: a 4 KiB read otherwise loads,
-//! decompresses, verifies and decodes every node on its path from the root. Nodes are named by
+//! Decoded extent-tree nodes kept between requests (volumes, NFS reads): a 4 KiB read
+//! otherwise loads, decompresses, verifies and decodes every node on its path from the root. Nodes are named by
 //! their content hash, so a cached node can never be stale; the cache only bounds memory.
 
 use std::sync::{Arc, Mutex};
 
-use cairn_client::{Client, ClientError};
+use crate::{Client, ClientError};
 use cairn_core::extent::{Child, NodeStore, Piece, Target, TreeError, TreeNode, MAX_DEPTH};
 use cairn_core::{ChunkId, ChunkIdMap};
 
 /// A decoded node with the end offset of each entry, for binary search.
-pub(crate) struct CachedNode {
+struct CachedNode {
     node: TreeNode,
     ends: Vec<u64>,
 }
@@ -54,7 +54,7 @@ impl CachedNode {
 /// memory grows with, whatever the tree's node size): a lookup that hits the older one moves
 /// the node to the newer one, and when the newer one is full it becomes the older one. Nodes
 /// used since the last turn stay; memory stays below `2 × cap` entries.
-pub(crate) struct NodeCache {
+pub struct NodeCache {
     cap: usize,
     gens: Mutex<Gens>,
 }
@@ -68,7 +68,7 @@ struct Gens {
 
 impl NodeCache {
     /// A cache of at most `cap` entries per generation.
-    pub(crate) fn new(cap: usize) -> NodeCache {
+    pub fn new(cap: usize) -> NodeCache {
         NodeCache {
             cap: cap.max(1),
             gens: Mutex::new(Gens::default()),
@@ -91,7 +91,7 @@ impl NodeCache {
     }
 
     /// Caches a node this process just built (a commit's), decoded already.
-    pub(crate) fn insert_node(&self, id: ChunkId, node: TreeNode) {
+    pub fn insert_node(&self, id: ChunkId, node: TreeNode) {
         self.insert(id, Arc::new(CachedNode::new(node)));
     }
 
@@ -108,7 +108,7 @@ impl NodeCache {
     }
 
     /// The node store that reads through this cache from `client`.
-    pub(crate) fn over<'a>(&'a self, client: &'a Client) -> Cached<'a> {
+    pub fn over<'a>(&'a self, client: &'a Client) -> Cached<'a> {
         Cached {
             client,
             cache: self,
@@ -138,7 +138,7 @@ impl NodeCache {
     }
 
     /// Loads node `id` (of `len` bytes) from the cache, or from `client` into the cache.
-    pub(crate) async fn load(
+    pub async fn load(
         &self,
         client: &Client,
         id: ChunkId,
@@ -149,7 +149,7 @@ impl NodeCache {
 
     /// The pieces of `[start, end)` of the tree at `root`, in order: nodes are searched, not
     /// scanned or copied, so a small read costs a few comparisons per level.
-    pub(crate) async fn pieces(
+    pub async fn pieces(
         &self,
         client: &Client,
         root: Child,
@@ -213,7 +213,7 @@ impl NodeCache {
 }
 
 /// A [`NodeStore`] reading through a [`NodeCache`]; stores go straight to the client.
-pub(crate) struct Cached<'a> {
+pub struct Cached<'a> {
     client: &'a Client,
     cache: &'a NodeCache,
 }
