@@ -49,6 +49,9 @@ impl Client {
 
     /// A bucket by name; `NoSuchBucket` if absent.
     pub async fn head_bucket(&self, name: &str) -> Result<Bucket, ClientError> {
+        if let Some(found) = self.inner.meta.get_bucket_now(name) {
+            return found?.ok_or_else(|| ClientError::NoSuchBucket(name.to_string()));
+        }
         let n = name.to_string();
         self.blocking(move |i| i.meta.get_bucket(&n)?.ok_or(ClientError::NoSuchBucket(n)))
             .await

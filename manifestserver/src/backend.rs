@@ -64,6 +64,13 @@ pub trait ManifestBackend: Send + Sync + 'static {
     fn create_bucket(&self, bucket: &Bucket) -> Result<(), ManifestError>;
     /// A bucket's record.
     fn get_bucket(&self, name: &str) -> Result<Option<Bucket>, ManifestError>;
+    /// A bucket's record if it can be had at once, without I/O or a network round trip, so
+    /// the caller may ask on an async task; `None`: ask [`ManifestBackend::get_bucket`] on a
+    /// blocking thread. Every request reads its bucket's record (often twice: to authorize,
+    /// then to act), so this spares a small request its thread hand-offs.
+    fn get_bucket_now(&self, _name: &str) -> Option<Result<Option<Bucket>, ManifestError>> {
+        None
+    }
     /// Every bucket, by name.
     fn list_buckets(&self) -> Result<Vec<Bucket>, ManifestError>;
     /// Changes a bucket's record in place; returns the new record.
@@ -309,6 +316,9 @@ impl ManifestBackend for ManifestStore {
     }
     fn get_bucket(&self, name: &str) -> Result<Option<Bucket>, ManifestError> {
         ManifestStore::get_bucket(self, name)
+    }
+    fn get_bucket_now(&self, name: &str) -> Option<Result<Option<Bucket>, ManifestError>> {
+        ManifestStore::get_bucket_now(self, name)
     }
     fn list_buckets(&self) -> Result<Vec<Bucket>, ManifestError> {
         ManifestStore::list_buckets(self)

@@ -377,6 +377,25 @@ impl ManifestStore {
         }
     }
 
+    /// [`ManifestStore::get_rec`] if it needs no I/O: read from the memtables and the block
+    /// cache only (RocksDB's `kBlockCacheTier`); `None` when the record (or the absence of
+    /// one) could only be known by reading a file, which the caller then does on a blocking
+    /// thread. A hot record is thus read on the calling task, without a thread hand-off.
+    pub(crate) fn get_rec_now<T: Versioned>(
+        &self,
+        cf: &str,
+        key: &[u8],
+    ) -> Option<Result<Option<T>, ManifestError>> {
+        let mut opts = ReadOptions::default();
+        opts.set_read_tier(rocksdb::ReadTier::BlockCache);
+        match self.db.get_pinned_cf_opt(self.cf(cf), key, &opts) {
+            Ok(Some(v)) => Some(T::decode(&v).map(Some).map_err(Into::into)),
+            Ok(None) => Some(Ok(None)),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => None,
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+
     /// Every record of a small table (buckets, access keys), in key order.
     pub(crate) fn all_recs<T: Versioned>(&self, cf: &str) -> Result<Vec<T>, ManifestError> {
         let mut out = Vec::new();

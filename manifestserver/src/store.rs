@@ -179,6 +179,14 @@ impl ManifestStore {
         keys::check_bucket(name)?;
         self.get_rec(CF_BUCKETS, name.as_bytes())
     }
+    /// [`ManifestStore::get_bucket`] when it needs no I/O (see
+    /// [`ManifestBackend::get_bucket_now`](crate::ManifestBackend::get_bucket_now)).
+    pub fn get_bucket_now(&self, name: &str) -> Option<Result<Option<Bucket>, ManifestError>> {
+        if let Err(e) = keys::check_bucket(name) {
+            return Some(Err(e));
+        }
+        self.get_rec_now(CF_BUCKETS, name.as_bytes())
+    }
     /// Every bucket, by name.
     pub fn list_buckets(&self) -> Result<Vec<Bucket>, ManifestError> {
         self.all_recs(CF_BUCKETS)
