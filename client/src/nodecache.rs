@@ -156,14 +156,7 @@ impl NodeCache {
         start: u64,
         end: u64,
     ) -> Result<Vec<Piece>, ClientError> {
-        if start > end || end > root.len {
-            return Err(TreeError::OutOfRange {
-                start,
-                end,
-                len: root.len,
-            }
-            .into());
-        }
+        TreeError::check_range(start, end, root.len)?;
         let mut out = Vec::new();
         if start == end {
             return Ok(out);

@@ -199,6 +199,16 @@ pub enum TreeError {
     },
 }
 
+impl TreeError {
+    /// `OutOfRange` unless `[start, end)` lies within content of `len` bytes.
+    pub fn check_range(start: u64, end: u64, len: u64) -> Result<(), TreeError> {
+        if start > end || end > len {
+            return Err(TreeError::OutOfRange { start, end, len });
+        }
+        Ok(())
+    }
+}
+
 /// Where tree nodes are loaded from and stored to (the chunk store, through the client).
 pub trait NodeStore: Sync {
     /// The store's error; tree errors convert into it.
@@ -382,13 +392,7 @@ pub struct RangeWalker {
 impl RangeWalker {
     /// A walker over `[start, end)` of the tree at `root`.
     pub fn new(root: Child, start: u64, end: u64) -> Result<RangeWalker, TreeError> {
-        if start > end || end > root.len {
-            return Err(TreeError::OutOfRange {
-                start,
-                end,
-                len: root.len,
-            });
-        }
+        TreeError::check_range(start, end, root.len)?;
         Ok(RangeWalker {
             root: Some(root),
             stack: Vec::new(),
@@ -498,10 +502,7 @@ pub async fn splice<S: NodeStore>(
     end: u64,
     insert: Vec<Leaf>,
 ) -> Result<Option<Child>, S::Error> {
-    let len = root.map_or(0, |r| r.len);
-    if start > end || end > len {
-        return Err(TreeError::OutOfRange { start, end, len }.into());
-    }
+    TreeError::check_range(start, end, root.map_or(0, |r| r.len))?;
     let Some(r) = root else {
         let mut b = TreeBuilder::new();
         for l in insert {

@@ -17,14 +17,7 @@ impl TreeBuilder {
         start: u64,
         end: u64,
     ) -> Result<(), S::Error> {
-        if start > end || end > root.len {
-            return Err(TreeError::OutOfRange {
-                start,
-                end,
-                len: root.len,
-            }
-            .into());
-        }
+        TreeError::check_range(start, end, root.len)?;
         self.push_range_at(s, root, start, end, 0).await
     }
 
